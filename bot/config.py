@@ -1,0 +1,209 @@
+"""Typed settings, read once from the environment and ``.env`` at start-up.
+
+Platform credentials keep their customary names (``TELEGRAM_BOT_TOKEN``...), Ollama keeps
+``OLLAMA_HOST``; everything of ours starts with ``OC_``. A bad value is reported as one line
+naming the variable, never as a traceback.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+__all__ = ["ConfigError", "DmPolicy", "Settings", "load_settings"]
+
+
+class ConfigError(Exception):
+    """Settings are invalid; the message is meant for the person running the bot."""
+
+
+class DmPolicy(StrEnum):
+    """Who may talk to the agent in direct messages."""
+
+    PAIRING = "pairing"
+    ALLOWLIST = "allowlist"
+    OPEN = "open"
+
+
+def _default_data_dir() -> Path:
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("opencomputer", appauthor=False))
+
+
+def _env(name: str, description: str, default: Any = None, **kw: Any) -> Any:
+    """A field read from exactly the environment variable ``name``."""
+    return Field(default, validation_alias=AliasChoices(name), description=description, **kw)
+
+
+CsvList = Annotated[list[str], NoDecode]
+
+
+class Settings(BaseSettings):
+    """Every setting opencomputer reads. ``.env.example`` documents the same keys."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+    )
+
+    # --- model -------------------------------------------------------------------------
+    ollama_host: str = _env("OLLAMA_HOST", "Ollama server URL.", "http://127.0.0.1:11434")
+    model: str = _env("OC_MODEL", "Ollama model used for chat (must support tools).", "qwen3:8b")
+    num_ctx: int = _env("OC_NUM_CTX", "Context window in tokens sent to Ollama.", 8192, ge=512)
+    keep_alive: str = _env("OC_KEEP_ALIVE", "How long Ollama keeps the model loaded.", "30m")
+    model_timeout: float = _env(
+        "OC_MODEL_TIMEOUT", "Seconds to wait for one model reply before giving up.", 300.0, gt=0
+    )
+    temperature: float | None = _env("OC_TEMPERATURE", "Sampling temperature (unset: model's).")
+    embed_model: str = _env("OC_EMBED_MODEL", "Ollama model for embeddings.", "nomic-embed-text")
+    system_prompt: str | None = _env("OC_SYSTEM_PROMPT", "Replaces the default system prompt.")
+
+    # --- runtime -----------------------------------------------------------------------
+    data_dir: Path = _env(
+        "OC_DATA_DIR", "Where the database and state live.", default_factory=_default_data_dir
+    )
+    database_url: str | None = _env(
+        "OC_DATABASE_URL", "SQLAlchemy URL; default: SQLite file in OC_DATA_DIR."
+    )
+    redis_url: str | None = _env("OC_REDIS_URL", "Redis URL for shared state (optional).")
+    max_in_flight: int = _env(
+        "OC_MAX_IN_FLIGHT", "Turns sent to the model at once, over all chats.", 8, ge=1
+    )
+    http_host: str = _env("OC_HTTP_HOST", "Address of the HTTP app (health, webhooks).", "127.0.0.1")
+    http_port: int = _env("OC_HTTP_PORT", "Port of the HTTP app; 0 picks a free one.", 8080, ge=0)
+    log_level: str = _env("OC_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR.", "INFO")
+    shutdown_grace: float = _env(
+        "OC_SHUTDOWN_GRACE", "Seconds to let in-flight turns finish on shutdown.", 10.0, ge=0
+    )
+
+    # --- access ------------------------------------------------------------------------
+    admins: CsvList = _env(
+        "OC_ADMINS", "Comma-separated platform:user_id of admins.", default_factory=list
+    )
+    dm_policy: DmPolicy = _env("OC_DM_POLICY", "pairing, allowlist or open.", DmPolicy.PAIRING)
+    group_trigger: str = _env(
+        "OC_GROUP_TRIGGER", "In groups answer on 'mention' (and replies) or 'always'.", "mention"
+    )
+    plugin_dirs: CsvList = _env(
+        "OC_PLUGIN_DIRS", "Extra folders holding plugins (comma-separated).", default_factory=list
+    )
+
+    # --- connectors --------------------------------------------------------------------
+    telegram_bot_token: SecretStr | None = _env("TELEGRAM_BOT_TOKEN", "Telegram bot token.")
+    telegram_base_url: str = _env(
+        "TELEGRAM_BASE_URL", "Bot API base URL.", "https://api.telegram.org/bot"
+    )
+    telegram_webhook_url: str | None = _env(
+        "TELEGRAM_WEBHOOK_URL", "Public URL for webhook mode (default: long polling)."
+    )
+    telegram_webhook_secret: SecretStr | None = _env(
+        "TELEGRAM_WEBHOOK_SECRET", "secret_token Telegram sends with webhook calls."
+    )
+    discord_bot_token: SecretStr | None = _env("DISCORD_BOT_TOKEN", "Discord bot token.")
+    discord_api_base_url: str | None = _env("DISCORD_API_BASE_URL", "Discord REST base URL.")
+    discord_gateway_url: str | None = _env("DISCORD_GATEWAY_URL", "Discord gateway URL.")
+    discord_guild_ids: CsvList = _env(
+        "DISCORD_GUILD_IDS", "Guilds for instant slash-command updates.", default_factory=list
+    )
+    slack_bot_token: SecretStr | None = _env("SLACK_BOT_TOKEN", "Slack bot token (xoxb-...).")
+    slack_signing_secret: SecretStr | None = _env("SLACK_SIGNING_SECRET", "Slack signing secret.")
+    slack_app_token: SecretStr | None = _env("SLACK_APP_TOKEN", "Slack app token for Socket Mode.")
+    slack_api_url: str = _env("SLACK_API_URL", "Slack Web API base URL.", "https://slack.com/api/")
+    matrix_homeserver: str | None = _env("MATRIX_HOMESERVER", "Matrix homeserver URL.")
+    matrix_user_id: str | None = _env("MATRIX_USER_ID", "Bot's Matrix id (@bot:example.org).")
+    matrix_password: SecretStr | None = _env("MATRIX_PASSWORD", "Password for the first login.")
+    matrix_access_token: SecretStr | None = _env("MATRIX_ACCESS_TOKEN", "Matrix access token.")
+    matrix_command_prefix: str = _env("OC_MATRIX_COMMAND_PREFIX", "Command prefix in Matrix.", "!")
+
+    @field_validator("admins", "plugin_dirs", "discord_guild_ids", mode="before")
+    @classmethod
+    def _split_csv(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("expected one of DEBUG, INFO, WARNING, ERROR")
+        return level
+
+    @field_validator("group_trigger")
+    @classmethod
+    def _check_trigger(cls, value: str) -> str:
+        if value not in {"mention", "always"}:
+            raise ValueError("expected 'mention' or 'always'")
+        return value
+
+    @field_validator("ollama_host")
+    @classmethod
+    def _normalise_host(cls, value: str) -> str:
+        return normalise_ollama_host(value)
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL with an async driver, defaulting to SQLite in the data dir."""
+        from bot.storage.engine import async_url
+
+        return async_url(self.database_url or f"sqlite:///{self.data_dir / 'opencomputer.db'}")
+
+    @property
+    def is_postgres(self) -> bool:
+        """Whether storage (and so the graph checkpointer) is PostgreSQL."""
+        return self.resolved_database_url.startswith("postgresql")
+
+    def secret_values(self) -> list[str]:
+        """Every secret's value, for log redaction."""
+        return [
+            v.get_secret_value()
+            for v in self.__dict__.values()
+            if isinstance(v, SecretStr) and v.get_secret_value()
+        ]
+
+
+def normalise_ollama_host(value: str) -> str:
+    """Accept what ``OLLAMA_HOST`` accepts for the ollama CLI: ``host``, ``host:port``, URLs."""
+    value = value.strip().rstrip("/")
+    if not value:
+        raise ValueError("expected a URL such as http://127.0.0.1:11434")
+    if "://" not in value:
+        value = f"http://{value}"
+    scheme, _, rest = value.partition("://")
+    if scheme not in {"http", "https"}:
+        raise ValueError("expected an http:// or https:// URL")
+    hostport = rest.split("/", 1)[0]
+    if hostport.startswith("0.0.0.0"):  # a server bind address, not one to connect to
+        rest = rest.replace("0.0.0.0", "127.0.0.1", 1)
+    if ":" not in hostport.rsplit("]", 1)[-1]:
+        default = 443 if scheme == "https" else 11434
+        rest = rest.replace(hostport, f"{hostport}:{default}", 1)
+    return f"{scheme}://{rest}"
+
+
+def _env_name(field_name: str) -> str:
+    field = Settings.model_fields.get(field_name)
+    alias = field.validation_alias if field else None
+    if isinstance(alias, AliasChoices):
+        return str(alias.choices[0])
+    return field_name.upper()
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read and validate settings; raise :class:`ConfigError` with one line per problem."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            name = _env_name(str(err["loc"][0])) if err["loc"] else "settings"
+            got = err.get("input")
+            shown = "" if isinstance(got, dict) or got is None else f" (got {got!r})"
+            lines.append(f"{name}: {err['msg']}{shown}")
+        raise ConfigError("Invalid settings:\n  " + "\n  ".join(lines)) from None

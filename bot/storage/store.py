@@ -1,0 +1,277 @@
+"""The async repository the runtime talks to. SQLAlchemy Core on SQLModel tables: an ORM
+session per call would cost more than the rest of a turn."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import SQLModel
+
+from bot.events import Address, Message, Reaction
+from bot.storage.engine import create_engine
+from bot.storage.models import (
+    ConversationRow,
+    InboundRow,
+    ReactionRow,
+    ReplyPartRow,
+    ReplyRow,
+)
+
+__all__ = ["ReplyMeta", "SqlStore"]
+
+_IN = InboundRow.__table__  # type: ignore[attr-defined]
+_REPLY = ReplyRow.__table__  # type: ignore[attr-defined]
+_PART = ReplyPartRow.__table__  # type: ignore[attr-defined]
+_REACT = ReactionRow.__table__  # type: ignore[attr-defined]
+_CONV = ConversationRow.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyMeta:
+    """What produced a reply, so feedback can be credited to it."""
+
+    model: str = ""
+    variant_id: int | None = None
+    run_id: str = ""
+    failure: str | None = None
+
+
+class SqlStore:
+    """Inbound messages, the reply outbox, reactions and conversation epochs."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._engine: AsyncEngine | None = None
+        self._epochs: dict[str, int] = {}
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The engine; feature modules share it for their own tables."""
+        if self._engine is None:
+            raise RuntimeError("SqlStore.start() was not called")
+        return self._engine
+
+    async def start(self) -> None:
+        """Open the engine and create missing tables (``opencomputer db upgrade`` does the same)."""
+        self._engine = create_engine(self.url)
+        async with self._engine.begin() as conn:
+            await conn.run_sync(SQLModel.metadata.create_all)
+
+    async def stop(self) -> None:
+        """Close every pooled connection."""
+        if self._engine is not None:
+            await self._engine.dispose()
+            self._engine = None
+
+    async def ping(self) -> None:
+        """Raise if the database cannot be reached."""
+        async with self.engine.connect() as conn:
+            await conn.execute(select(1))
+
+    # --- inbound -----------------------------------------------------------------------
+    async def accept_inbound(self, msg: Message) -> int | None:
+        """Persist an inbound message; None when this platform event was stored before."""
+        values = {
+            "platform": msg.platform,
+            "event_id": msg.event_id,
+            "conversation": msg.address.key,
+            "chat_id": msg.chat.id,
+            "thread_id": msg.thread_id,
+            "message_id": msg.message_id,
+            "user_id": msg.user.id,
+            "user_name": msg.user.name,
+            "chat_kind": str(msg.chat.kind),
+            "text": msg.text,
+            "status": "accepted",
+            "received_at": msg.received_at,
+        }
+        try:
+            async with self.engine.begin() as conn:
+                result = await conn.execute(insert(_IN).values(**values))
+        except IntegrityError:
+            return None
+        return int(result.inserted_primary_key[0])
+
+    async def mark_inbound(self, inbound_id: int, status: str, error: str | None = None) -> None:
+        """Move an inbound message to ``answered``, ``failed`` or ``ignored``."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(_IN).where(_IN.c.id == inbound_id).values(status=status, error=error)
+            )
+
+    async def unfinished_inbound(self) -> Sequence[Any]:
+        """Messages accepted but never answered (a crash or shutdown came first), oldest first."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(_IN).where(_IN.c.status == "accepted").order_by(_IN.c.id)
+            )
+            return list(rows)
+
+    async def last_failed(self, conversation: str) -> Any | None:
+        """The newest failed message of a conversation, for ``/retry``."""
+        async with self.engine.connect() as conn:
+            row = await conn.execute(
+                select(_IN)
+                .where(_IN.c.conversation == conversation, _IN.c.status == "failed")
+                .order_by(_IN.c.id.desc())
+                .limit(1)
+            )
+            return row.first()
+
+    # --- outbox ------------------------------------------------------------------------
+    async def record_reply(
+        self, inbound_id: int | None, address: Address, text: str, meta: ReplyMeta
+    ) -> int:
+        """Store a reply as pending and mark its inbound message handled, in one transaction."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                insert(_REPLY).values(
+                    inbound_id=inbound_id,
+                    conversation=address.key,
+                    platform=address.platform,
+                    chat_id=address.chat_id,
+                    thread_id=address.thread_id,
+                    text=text,
+                    status="pending",
+                    model=meta.model,
+                    variant_id=meta.variant_id,
+                    run_id=meta.run_id,
+                    failure=meta.failure,
+                    created_at=time.time(),
+                )
+            )
+            if inbound_id is not None:
+                status = "failed" if meta.failure else "answered"
+                await conn.execute(
+                    update(_IN)
+                    .where(_IN.c.id == inbound_id)
+                    .values(status=status, error=meta.failure)
+                )
+        return int(result.inserted_primary_key[0])
+
+    async def mark_reply_sent(self, reply_id: int, address: Address, ids: Sequence[str]) -> None:
+        """Record the platform message ids a reply landed as."""
+        async with self.engine.begin() as conn:
+            if ids:
+                await conn.execute(
+                    insert(_PART),
+                    [
+                        {
+                            "reply_id": reply_id,
+                            "platform": address.platform,
+                            "chat_id": address.chat_id,
+                            "message_id": mid,
+                            "position": i,
+                        }
+                        for i, mid in enumerate(ids)
+                    ],
+                )
+            await conn.execute(
+                update(_REPLY)
+                .where(_REPLY.c.id == reply_id)
+                .values(status="sent", sent_at=time.time())
+            )
+
+    async def pending_replies(self) -> Sequence[Any]:
+        """Replies recorded but not confirmed sent (the process died in between)."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(_REPLY).where(_REPLY.c.status == "pending").order_by(_REPLY.c.id)
+            )
+            return list(rows)
+
+    async def reply_for_message(self, platform: str, chat_id: str, message_id: str) -> Any | None:
+        """The reply that a platform message belongs to, if the bot sent it."""
+        async with self.engine.connect() as conn:
+            row = await conn.execute(
+                select(_REPLY)
+                .join(_PART, _PART.c.reply_id == _REPLY.c.id)
+                .where(
+                    _PART.c.platform == platform,
+                    _PART.c.chat_id == chat_id,
+                    _PART.c.message_id == message_id,
+                )
+            )
+            return row.first()
+
+    async def last_reply(self, conversation: str) -> Any | None:
+        """The newest reply sent in a conversation (terminal ``/good`` and ``/bad`` rate it)."""
+        async with self.engine.connect() as conn:
+            row = await conn.execute(
+                select(_REPLY, _PART.c.message_id)
+                .join(_PART, _PART.c.reply_id == _REPLY.c.id)
+                .where(_REPLY.c.conversation == conversation)
+                .order_by(_REPLY.c.id.desc(), _PART.c.position.desc())
+                .limit(1)
+            )
+            return row.first()
+
+    # --- reactions ---------------------------------------------------------------------
+    async def record_reaction(self, reaction: Reaction) -> int | None:
+        """Store or remove a reaction; return the reply it rates (None if not a bot reply)."""
+        reply = await self.reply_for_message(
+            reaction.platform, reaction.chat.id, reaction.message_id
+        )
+        reply_id = int(reply.id) if reply is not None else None
+        key = (
+            (_REACT.c.platform == reaction.platform)
+            & (_REACT.c.chat_id == reaction.chat.id)
+            & (_REACT.c.message_id == reaction.message_id)
+            & (_REACT.c.user_id == reaction.user.id)
+            & (_REACT.c.emoji == reaction.emoji)
+        )
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(_REACT).where(key))
+            if reaction.added:
+                await conn.execute(
+                    insert(_REACT).values(
+                        platform=reaction.platform,
+                        chat_id=reaction.chat.id,
+                        message_id=reaction.message_id,
+                        reply_id=reply_id,
+                        user_id=reaction.user.id,
+                        emoji=reaction.emoji,
+                        created_at=reaction.received_at,
+                    )
+                )
+        return reply_id
+
+    async def reactions_for_reply(self, reply_id: int) -> Sequence[Any]:
+        """Current reactions on a reply."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(select(_REACT).where(_REACT.c.reply_id == reply_id))
+            return list(rows)
+
+    # --- conversations -----------------------------------------------------------------
+    async def epoch(self, conversation: str) -> int:
+        """The conversation's current epoch (cached: only ``reset`` changes it)."""
+        cached = self._epochs.get(conversation)
+        if cached is not None:
+            return cached
+        async with self.engine.connect() as conn:
+            value = await conn.scalar(select(_CONV.c.epoch).where(_CONV.c.key == conversation))
+        self._epochs[conversation] = int(value or 0)
+        return self._epochs[conversation]
+
+    async def reset(self, conversation: str) -> int:
+        """Start a new conversation in the same place: the graph thread id changes."""
+        new = await self.epoch(conversation) + 1
+        async with self.engine.begin() as conn:
+            changed = await conn.execute(
+                update(_CONV).where(_CONV.c.key == conversation).values(epoch=new)
+            )
+            if changed.rowcount == 0:
+                await conn.execute(insert(_CONV).values(key=conversation, epoch=new))
+        self._epochs[conversation] = new
+        return new
+
+    async def count_inbound(self) -> int:
+        """How many messages were ever accepted (for ``/status`` and tests)."""
+        async with self.engine.connect() as conn:
+            return int(await conn.scalar(select(func.count()).select_from(_IN)) or 0)
