@@ -38,7 +38,9 @@ def _default_data_dir() -> Path:
 
 def _env(name: str, description: str, default: Any = None, **kw: Any) -> Any:
     """A field read from exactly the environment variable ``name``."""
-    return Field(default, validation_alias=AliasChoices(name), description=description, **kw)
+    if "default_factory" not in kw:
+        kw["default"] = default
+    return Field(validation_alias=AliasChoices(name), description=description, **kw)
 
 
 CsvList = Annotated[list[str], NoDecode]

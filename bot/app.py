@@ -1,0 +1,213 @@
+"""The composition root: builds storage, model client, graph, runtime, HTTP app and connectors
+from settings, and tears them down in reverse order."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from bot.commands import CommandRouter
+from bot.config import Settings
+from bot.connector import Connector, ConnectorState, Emit
+from bot.http import HttpServer
+from bot.metrics import Metrics
+from bot.ollama import OllamaClient
+from bot.runtime import Runtime
+from bot.storage.store import SqlStore
+from bot.tools import ToolRegistry
+
+__all__ = ["CONNECTORS", "FEATURES", "App", "build_connectors", "enable_hints"]
+
+logger = logging.getLogger(__name__)
+
+# --- connector factory: platform -> ("module:Class", is it configured?) ------------------
+# Each class is built as ``Class(settings, emit)``; modules are imported only when configured,
+# because importing every platform SDK costs seconds of start-up.
+CONNECTORS: dict[str, tuple[str, Callable[[Settings], bool]]] = {
+    "telegram": ("connectors.telegram:TelegramConnector", lambda s: bool(s.telegram_bot_token)),
+    "discord": ("connectors.discord:DiscordConnector", lambda s: bool(s.discord_bot_token)),
+    "slack": (
+        "connectors.slack:SlackConnector",
+        lambda s: bool(s.slack_bot_token and (s.slack_signing_secret or s.slack_app_token)),
+    ),
+    "matrix": (
+        "connectors.matrix:MatrixConnector",
+        lambda s: bool(
+            s.matrix_homeserver
+            and s.matrix_user_id
+            and (s.matrix_password or s.matrix_access_token)
+        ),
+    ),
+}
+
+_ENABLE = {
+    "telegram": "TELEGRAM_BOT_TOKEN",
+    "discord": "DISCORD_BOT_TOKEN",
+    "slack": "SLACK_BOT_TOKEN + SLACK_SIGNING_SECRET (HTTP) or SLACK_APP_TOKEN (Socket Mode)",
+    "matrix": "MATRIX_HOMESERVER + MATRIX_USER_ID + MATRIX_PASSWORD or MATRIX_ACCESS_TOKEN",
+}
+
+# --- features: "module:setup" coroutines run with the App once the runtime exists ---------
+FEATURES: list[str] = []
+
+
+def enable_hints() -> list[str]:
+    """One line per platform: which variables turn its connector on."""
+    return [f"{platform}: set {variables}" for platform, variables in _ENABLE.items()]
+
+
+def _load(path: str) -> Any:
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def build_connectors(settings: Settings, emit: Emit) -> list[Connector]:
+    """Every connector whose credentials are present; a broken one is logged and skipped."""
+    built: list[Connector] = []
+    for platform, (path, configured) in CONNECTORS.items():
+        if not configured(settings):
+            continue
+        try:
+            built.append(_load(path)(settings, emit))
+        except Exception as exc:
+            logger.error("%s connector could not be created: %s", platform, exc)
+    return built
+
+
+def load_builtin_tools(registry: ToolRegistry) -> None:
+    """The two tools the skeleton ships (the plugin system takes over discovery)."""
+    for module in ("plugins.clock.tools", "plugins.calculator.tools"):
+        mod = importlib.import_module(module)
+        for value in vars(mod).values():
+            if hasattr(value, "__oc_tool__"):
+                registry.add(value, plugin=module.split(".")[1])
+
+
+ConnectorsFactory = Callable[[Settings, Runtime], list[Connector]]
+
+
+class App:
+    """Everything one opencomputer process runs."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.store = SqlStore(settings.resolved_database_url)
+        self.llm = OllamaClient(settings.ollama_host, timeout=settings.model_timeout)
+        self.tools = ToolRegistry()
+        self.commands = CommandRouter()
+        self.http: HttpServer | None = None
+        self.model_status = "unchecked"
+        self.connectors: list[Connector] = []
+        self.extras: dict[str, Any] = {}
+        self.on_stop: list[Callable[[], Awaitable[None]]] = []
+        self._runtime: Runtime | None = None
+        self._stack = contextlib.AsyncExitStack()
+
+    @property
+    def runtime(self) -> Runtime:
+        """The runtime (exists once :meth:`start` ran)."""
+        if self._runtime is None:
+            raise RuntimeError("App.start() was not called")
+        return self._runtime
+
+    async def start(
+        self,
+        connectors: ConnectorsFactory | None = None,
+        *,
+        http: bool = True,
+    ) -> Runtime:
+        """Open storage and the model client, build the graph, start connectors."""
+        from graphs.agent.checkpointer import open_checkpointer
+        from graphs.agent.graph import build_graph
+        from graphs.agent.runner import GraphAgent
+
+        await self.store.start()
+        self._stack.push_async_callback(self.store.stop)
+        await self.llm.start()
+        self._stack.push_async_callback(self.llm.stop)
+        check = await self.llm.check_model(self.settings.model)
+        self.model_status = "ok" if check.ok else check.message
+        if not check.ok:
+            logger.error("model not ready: %s", check.message)
+        load_builtin_tools(self.tools)
+        saver = await self._stack.enter_async_context(
+            open_checkpointer(self.settings.resolved_database_url)
+        )
+        graph = build_graph(llm=self.llm, checkpointer=saver)
+        self._runtime = Runtime(
+            settings=self.settings,
+            store=self.store,
+            agent=GraphAgent(graph),
+            tools=self.tools,
+            commands=self.commands,
+            metrics=self.metrics,
+        )
+        for feature in FEATURES:
+            await _load(feature)(self)
+        factory = connectors or (lambda s, rt: build_connectors(s, rt.emit))
+        self.connectors = factory(self.settings, self.runtime)
+        for connector in self.connectors:
+            self.runtime.add_connector(connector)
+        if http:
+            routes = [route for c in self.connectors for route in c.routes()]
+            self.http = HttpServer(
+                self.settings.http_host,
+                self.settings.http_port,
+                readiness=self.readiness,
+                metrics=self.render_metrics,
+                routes=routes,
+            )
+            await self.http.start()
+        for connector in self.connectors:
+            await self._start_connector(connector)
+        await self.runtime.start()
+        return self.runtime
+
+    async def _start_connector(self, connector: Connector) -> None:
+        """A connector that fails to start is logged; the others and the server keep running."""
+        try:
+            await connector.start()
+            await connector.register_commands(self.commands.specs())
+        except Exception as exc:
+            logger.error("%s connector failed to start: %s", connector.platform, exc)
+            connector.state = ConnectorState.FAILED
+
+    async def stop(self) -> None:
+        """Stop taking events, finish or persist in-flight turns, close everything."""
+        if self._runtime is not None:
+            await self._runtime.stop()
+        for connector in self.connectors:
+            try:
+                await connector.stop()
+            except Exception as exc:
+                logger.warning("%s connector did not stop cleanly: %s", connector.platform, exc)
+        for hook in reversed(self.on_stop):
+            await hook()
+        if self.http is not None:
+            await self.http.stop()
+        await self._stack.aclose()
+
+    async def readiness(self) -> dict[str, str]:
+        """What ``/readyz`` reports: database, model, each connector's state."""
+        checks: dict[str, str] = {}
+        try:
+            await self.store.ping()
+            checks["database"] = "ok"
+        except Exception as exc:
+            checks["database"] = f"error: {type(exc).__name__}"
+        checks["model"] = self.model_status
+        for connector in self.connectors:
+            checks[connector.platform] = str(connector.state)
+        return checks
+
+    def render_metrics(self) -> bytes:
+        """Refresh gauges that are cheaper to read than to track, then render."""
+        for connector in self.connectors:
+            self.metrics.connector_up.labels(connector.platform).set(
+                1 if connector.state == ConnectorState.CONNECTED else 0
+            )
+        return self.metrics.render()

@@ -1,0 +1,156 @@
+"""The ``opencomputer`` command line. Heavy modules are imported inside commands so that
+``--help`` and start-up stay fast."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from typing import TYPE_CHECKING
+
+import typer
+
+if TYPE_CHECKING:
+    from bot.config import Settings
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    help="opencomputer: your self-hosted AI agent on Telegram, Discord, Slack, Matrix and the terminal.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+def _settings() -> Settings:
+    from bot.config import ConfigError, load_settings
+
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(2) from None
+
+
+def _logging(settings: Settings, level: str | None = None) -> None:
+    from bot.logs import setup_logging
+
+    setup_logging(level or settings.log_level, settings.secret_values())
+
+
+async def _wait_for_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+@app.command()
+def run() -> None:
+    """Serve every configured connector plus the HTTP app (health, readiness, metrics, webhooks)."""
+    from bot.app import App, enable_hints
+
+    settings = _settings()
+    _logging(settings)
+    if not _any_connector(settings):
+        typer.secho("No connector is configured. Set the variables of at least one:", err=True)
+        for hint in enable_hints():
+            typer.echo(f"  {hint}", err=True)
+        typer.echo("Or talk to the agent here with `opencomputer chat`.", err=True)
+        raise typer.Exit(1)
+
+    async def serve() -> None:
+        oc = App(settings)
+        await oc.start()
+        try:
+            await _wait_for_signal()
+        finally:
+            await oc.stop()
+
+    asyncio.run(serve())
+
+
+def _any_connector(settings: Settings) -> bool:
+    from bot.app import CONNECTORS
+
+    return any(configured(settings) for _path, configured in CONNECTORS.values())
+
+
+@app.command()
+def chat() -> None:
+    """Chat in this terminal. Reads one message per line when input is piped."""
+    from bot.app import App
+    from connectors.terminal import TerminalConnector
+
+    settings = _settings()
+    _logging(settings, "WARNING" if settings.log_level == "INFO" else None)
+
+    async def session() -> int:
+        oc = App(settings)
+        terminal: list[TerminalConnector] = []
+
+        def factory(_s: Settings, rt: object) -> list[object]:
+            t = TerminalConnector(oc.runtime.emit, wait_idle=oc.runtime.wait_idle)
+            terminal.append(t)
+            return [t]
+
+        await oc.start(factory, http=False)  # type: ignore[arg-type]
+        try:
+            if oc.model_status != "ok":
+                typer.secho(f"Cannot chat: {oc.model_status}", fg="red", err=True)
+                return 1
+            await terminal[0].run()
+            await oc.runtime.wait_idle()
+            return 0
+        finally:
+            await oc.stop()
+
+    raise typer.Exit(asyncio.run(session()))
+
+
+@app.command()
+def doctor() -> None:
+    """Check settings, Ollama, the model, the database, Redis and connectors; exit 1 on a problem."""
+    from bot.doctor import run_doctor
+
+    settings = _settings()
+    raise typer.Exit(asyncio.run(run_doctor(settings)))
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or update the database tables and the graph checkpoint tables."""
+    from bot.storage import SqlStore
+    from graphs.agent.checkpointer import open_checkpointer
+
+    settings = _settings()
+
+    async def upgrade() -> None:
+        store = SqlStore(settings.resolved_database_url)
+        await store.start()
+        await store.stop()
+        async with open_checkpointer(settings.resolved_database_url):
+            pass
+
+    asyncio.run(upgrade())
+    typer.echo("database is up to date")
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    from bot import __version__
+
+    typer.echo(__version__)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,117 @@
+"""``opencomputer doctor``: one line per check, what is wrong and how to fix it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import typer
+
+from bot.config import Settings
+
+__all__ = ["Check", "run_doctor"]
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """The outcome of one check."""
+
+    name: str
+    ok: bool
+    detail: str
+    warning: bool = False
+
+
+async def _ollama(settings: Settings) -> list[Check]:
+    from bot.ollama import OllamaClient, OllamaError
+
+    async with OllamaClient(settings.ollama_host, timeout=10) as client:
+        try:
+            version = await client.version()
+        except OllamaError as exc:
+            return [Check("ollama", False, f"{exc}. {exc.hint}")]
+        checks = [Check("ollama", True, f"Ollama {version} at {settings.ollama_host}")]
+        model = await client.check_model(settings.model)
+        checks.append(Check("model", model.ok, model.message))
+        embed = await client.check_model(settings.embed_model, needs_tools=False)
+        checks.append(
+            Check("embed model", embed.ok, embed.message if embed.ok else
+                  f"{embed.message} (only needed for long-term memory)", warning=not embed.ok)
+        )
+        return checks
+
+
+async def _database(settings: Settings) -> list[Check]:
+    from bot.storage import SqlStore
+
+    store = SqlStore(settings.resolved_database_url)
+    try:
+        await store.start()
+        await store.ping()
+    except Exception as exc:
+        return [Check("database", False, f"cannot open {_safe_url(settings)}: {exc}. "
+                      "Check OC_DATABASE_URL (or OC_DATA_DIR for the default SQLite file).")]
+    finally:
+        await store.stop()
+    return [Check("database", True, _safe_url(settings))]
+
+
+async def _redis(settings: Settings) -> list[Check]:
+    if not settings.redis_url:
+        return [Check("redis", True, "not configured (in-process queues)")]
+    import redis.asyncio as redis
+
+    client = redis.from_url(settings.redis_url)
+    try:
+        await client.ping()
+        return [Check("redis", True, "reachable")]
+    except Exception as exc:
+        return [Check("redis", False, f"cannot reach OC_REDIS_URL: {exc}")]
+    finally:
+        await client.aclose()
+
+
+async def _connectors(settings: Settings) -> list[Check]:
+    from bot.app import CONNECTORS, enable_hints
+
+    on = [p for p, (_path, configured) in CONNECTORS.items() if configured(settings)]
+    if not on:
+        return [Check("connectors", True, "none configured; `opencomputer chat` works. To enable: "
+                      + "; ".join(enable_hints()), warning=True)]
+    return [Check("connectors", True, "configured: " + ", ".join(on))]
+
+
+def _data_dir(settings: Settings) -> list[Check]:
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        writable = os.access(settings.data_dir, os.W_OK)
+    except OSError as exc:
+        return [Check("data dir", False, f"{settings.data_dir}: {exc}. Set OC_DATA_DIR.")]
+    if not writable:
+        return [Check("data dir", False, f"{settings.data_dir} is not writable. Set OC_DATA_DIR.")]
+    return [Check("data dir", True, str(settings.data_dir))]
+
+
+def _safe_url(settings: Settings) -> str:
+    url = settings.resolved_database_url
+    if "@" in url:  # hide the password of postgresql://user:pass@host/db
+        scheme, rest = url.split("://", 1)
+        url = f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+CHECKS: list[Callable[[Settings], Awaitable[list[Check]]]] = [_ollama, _database, _redis, _connectors]
+
+
+async def run_doctor(settings: Settings, *, echo: Callable[[str], None] = typer.echo) -> int:
+    """Run every check, print one line each; 1 if any failed, else 0."""
+    results = [Check("settings", True, "valid"), *_data_dir(settings)]
+    for check in CHECKS:
+        results.extend(await check(settings))
+    for r in results:
+        mark = "ok  " if r.ok and not r.warning else ("warn" if r.warning else "FAIL")
+        echo(f"[{mark}] {r.name}: {r.detail}")
+    failed = [r for r in results if not r.ok and not r.warning]
+    echo("all checks passed" if not failed else f"{len(failed)} check(s) failed")
+    return 1 if failed else 0

@@ -1,0 +1,1 @@
+"""Agent graphs (LangGraph). Graphs never import connectors."""

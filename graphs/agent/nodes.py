@@ -1,0 +1,104 @@
+"""Graph nodes: call the model, run the tools it asked for, decide where to go next."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Literal
+
+import orjson
+from langgraph.graph import END
+from langgraph.runtime import Runtime
+
+from bot.ollama import OllamaClient
+from bot.tools import Tool, ToolError
+from graphs.agent.state import AgentState, ToolExecutor, TurnContext
+from graphs.agent.trim import trim_history
+
+__all__ = ["ModelNode", "ToolNode", "route_after_model", "run_tool_inprocess"]
+
+logger = logging.getLogger(__name__)
+
+
+class ModelNode:
+    """Calls Ollama with the system prompt, the trimmed history and the turn's tools."""
+
+    def __init__(self, llm: OllamaClient) -> None:
+        self.llm = llm
+
+    async def __call__(self, state: AgentState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
+        ctx = runtime.context
+        reserve = max(256, ctx.num_ctx // 4)  # room for the answer
+        system = {"role": "system", "content": ctx.system_prompt}
+        budget = ctx.num_ctx - reserve - len(ctx.system_prompt) // 3
+        history = trim_history(state.get("messages", []), budget)
+        if ctx.stream is not None and state.get("tool_rounds"):
+            await ctx.stream.restart()
+        result = await self.llm.chat(
+            ctx.model,
+            [system, *history],
+            tools=[t.spec for t in ctx.tools] or None,
+            options={"num_ctx": ctx.num_ctx, **ctx.options},
+            keep_alive=ctx.keep_alive,
+            on_token=ctx.stream.token if ctx.stream is not None else None,
+        )
+        message: dict[str, Any] = {"role": "assistant", "content": result.content}
+        if result.tool_calls:
+            message["tool_calls"] = [
+                {"function": {"name": c.name, "arguments": c.arguments}} for c in result.tool_calls
+            ]
+        return {"messages": [message]}
+
+
+async def run_tool_inprocess(tool: Tool, arguments: dict[str, Any]) -> str:
+    """Default executor: run in this process with a time limit (plugins may isolate instead)."""
+    result = await asyncio.wait_for(tool.call(arguments), timeout=30)
+    if isinstance(result, str):
+        return result
+    return orjson.dumps(result, default=str).decode()
+
+
+class ToolNode:
+    """Runs every tool call of the last model message; failures become messages, not crashes."""
+
+    def __init__(self, executor: ToolExecutor = run_tool_inprocess) -> None:
+        self.executor = executor
+
+    async def __call__(self, state: AgentState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
+        calls = state["messages"][-1].get("tool_calls") or []
+        available = {t.name: t for t in runtime.context.tools}
+        results = await asyncio.gather(
+            *(self._run(available, call.get("function") or {}) for call in calls)
+        )
+        return {
+            "messages": [
+                {"role": "tool", "tool_name": name, "content": content} for name, content in results
+            ],
+            "tool_rounds": state.get("tool_rounds", 0) + 1,
+        }
+
+    async def _run(self, available: dict[str, Tool], fn: dict[str, Any]) -> tuple[str, str]:
+        name = str(fn.get("name", ""))
+        tool = available.get(name)
+        if tool is None:
+            return name, f"error: no tool named {name!r} is available here"
+        args = fn.get("arguments") or {}
+        try:
+            return name, await self.executor(tool, args)
+        except ToolError as exc:
+            return name, f"error: {exc}"
+        except TimeoutError:
+            return name, f"error: {name} took too long and was stopped"
+        except TypeError as exc:
+            return name, f"error: bad arguments for {name}: {exc}"
+        except Exception as exc:  # a tool bug must not end the turn
+            logger.exception("tool %s failed", name)
+            return name, f"error: {name} failed ({type(exc).__name__})"
+
+
+def route_after_model(state: AgentState, runtime: Runtime[TurnContext]) -> Literal["tools", "__end__"]:
+    """Run tools if the model asked for some (and the round limit allows), else finish."""
+    last = state["messages"][-1]
+    if last.get("tool_calls") and state.get("tool_rounds", 0) < runtime.context.max_tool_rounds:
+        return "tools"
+    return END

@@ -1,0 +1,58 @@
+"""The runtime's view of the agent: run one turn of a conversation, get the answer."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from graphs.agent.state import TurnContext
+
+__all__ = ["GraphAgent", "TurnOutcome"]
+
+
+@dataclass(frozen=True, slots=True)
+class TurnOutcome:
+    """The final answer of a turn and what produced it."""
+
+    text: str
+    run_id: str
+    tool_calls: int = 0
+    tool_errors: int = 0
+
+
+class GraphAgent:
+    """Runs the compiled graph for one conversation thread."""
+
+    def __init__(self, graph: Any) -> None:
+        self.graph = graph
+
+    async def run_turn(self, thread_id: str, text: str, ctx: TurnContext) -> TurnOutcome:
+        """Add the user's message to the thread and run until the model answers.
+
+        The checkpoint is written once at the end (``durability="exit"``): a turn that fails
+        leaves the thread as it was, so retrying it does not duplicate the user's message.
+        """
+        run_id = uuid.uuid4().hex
+        config = {"configurable": {"thread_id": thread_id}, "run_id": run_id}
+        state = await self.graph.ainvoke(
+            {"messages": [{"role": "user", "content": text}], "tool_rounds": 0},
+            config=config,
+            context=ctx,
+            durability="exit",
+        )
+        messages = state["messages"]
+        answer = messages[-1].get("content", "") if messages else ""
+        calls = errors = 0
+        for message in reversed(messages):
+            if message.get("role") == "user":
+                break
+            if message.get("role") == "tool":
+                calls += 1
+                errors += str(message.get("content", "")).startswith("error:")
+        return TurnOutcome(answer, run_id, calls, errors)
+
+    async def history(self, thread_id: str) -> list[dict[str, Any]]:
+        """The checkpointed messages of a thread (for export and tests)."""
+        snapshot = await self.graph.aget_state({"configurable": {"thread_id": thread_id}})
+        return list(snapshot.values.get("messages", [])) if snapshot else []

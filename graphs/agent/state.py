@@ -1,0 +1,53 @@
+"""Graph state and the per-turn context.
+
+Messages are kept in Ollama's own wire format (plain dicts): no conversion on the hot path,
+and checkpoints serialise them cheaply.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Protocol, TypedDict
+
+from bot.tools import Tool
+
+__all__ = ["AgentState", "ChatMessage", "TurnContext", "TurnStream"]
+
+ChatMessage = dict[str, Any]
+"""``{"role": "user"|"assistant"|"tool"|"system", "content": str, ...}`` as Ollama takes it."""
+
+
+class AgentState(TypedDict, total=False):
+    """What is checkpointed per conversation."""
+
+    messages: Annotated[list[ChatMessage], operator.add]
+    tool_rounds: int
+
+
+class TurnStream(Protocol):
+    """Where streamed model output goes while a turn runs."""
+
+    async def token(self, text: str) -> None:
+        """A piece of the answer being written."""
+
+    async def restart(self) -> None:
+        """A new model round begins (after tools ran); text streamed so far was interim."""
+
+
+ToolExecutor = Callable[[Tool, dict[str, Any]], Awaitable[str]]
+
+
+@dataclass(slots=True)
+class TurnContext:
+    """Run-scoped inputs of one turn (LangGraph's ``context``), never checkpointed."""
+
+    model: str
+    system_prompt: str
+    num_ctx: int
+    tools: list[Tool] = field(default_factory=list)
+    stream: TurnStream | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    keep_alive: str | None = None
+    max_tool_rounds: int = 8

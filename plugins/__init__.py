@@ -1,0 +1,1 @@
+"""Built-in plugins, each a folder with ``plugin.json`` and its code."""
