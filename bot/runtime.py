@@ -109,6 +109,7 @@ class Runtime:
         self.choose_model: Callable[[Address], str] = lambda _a: self.settings.model
         self.choose_tools: Callable[[Address], list[Tool]] = lambda _a: list(self.tools)
         self.is_admin: Callable[[User], bool] = self._default_is_admin
+        self.person_of: Callable[[User], Awaitable[str]] = self._default_person
         self.thread_id: Callable[[Address, int], str] = lambda a, epoch: f"{a.key}#{epoch}"
         self._middleware: list[Middleware] = [ignore_bots, require_address(settings.group_trigger)]
         self._handler: Handler = chain(self._middleware, self._accept)
@@ -310,6 +311,10 @@ class Runtime:
     # --- defaults ----------------------------------------------------------------------
     async def _default_prompt(self, _msg: Message) -> tuple[str | None, int | None]:
         return self.settings.system_prompt, None
+
+    async def _default_person(self, user: User) -> str:
+        """Without identity linking every account is its own person."""
+        return user.key
 
     def _default_is_admin(self, user: User) -> bool:
         return user.platform == "terminal" or user.key in self.settings.admins
