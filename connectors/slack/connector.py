@@ -1,0 +1,340 @@
+"""The Slack connector: slack-bolt (async) for inbound, one Web API client for outbound.
+
+Inbound arrives either as HTTP Events API requests on the shared HTTP app (``/slack/events``,
+signature checked by Bolt) or over Socket Mode when an app-level token is configured. Bolt runs
+with ``process_before_response``: the listener hands the event to ``emit`` (which returns once it
+is persisted, in milliseconds) and only then is Slack answered 200. So an acked event is never
+lost, a failed persist makes Slack retry, and the turn itself runs after the ack. Slack's retries
+carry the same ``event_id``, which becomes the core event id the runtime dedupes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.authorization import AuthorizeResult
+from slack_sdk.errors import SlackApiError
+from slack_sdk.signature import SignatureVerifier
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.connector import Capabilities, CommandSpec, ConnectorState, Emit, Formatting
+from connectors.slack.backoff import Backoff
+from connectors.slack.limiter import OutboundLimiter
+from connectors.slack.mrkdwn import HARD_LIMIT, render_chunks
+from connectors.slack.translate import (
+    PLATFORM,
+    BotIdentity,
+    emoji_name,
+    translate_command,
+    translate_event,
+)
+
+if TYPE_CHECKING:
+    from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+    from bot.config import Settings
+    from bot.events import Address
+
+__all__ = ["EVENTS_PATH", "SlackConnector"]
+
+logger = logging.getLogger(__name__)
+
+EVENTS_PATH = "/slack/events"
+_REJECTED = {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"}
+_THREADS_KEPT = 10_000
+
+
+class _NotReady(RuntimeError):
+    """An event arrived before ``auth.test`` succeeded: answer 500 so Slack redelivers it."""
+
+
+class SlackConnector:
+    """One Slack workspace, over the Events API (HTTP) or Socket Mode."""
+
+    platform = PLATFORM
+    capabilities = Capabilities(
+        max_length=HARD_LIMIT,
+        can_edit=True,
+        can_react=True,
+        can_type=False,  # bots have no typing indicator outside the legacy RTM API
+        formatting=Formatting.MRKDWN,
+        edit_interval=1.2,  # chat.update is Tier 3 (~50/min per workspace)
+    )
+
+    def __init__(
+        self,
+        settings: Settings,
+        emit: Emit,
+        *,
+        retry_initial: float = 1.0,
+        retry_cap: float = 300.0,
+        start_timeout: float = 10.0,
+        limiter: OutboundLimiter | None = None,
+    ) -> None:
+        if settings.slack_bot_token is None:
+            raise ValueError("SLACK_BOT_TOKEN is not set")
+        self._settings = settings
+        self._emit = emit
+        self._token = settings.slack_bot_token.get_secret_value()
+        secret = settings.slack_signing_secret
+        self._signing_secret = secret.get_secret_value() if secret else None
+        app_token = settings.slack_app_token
+        self._app_token = app_token.get_secret_value() if app_token else None
+        if self._app_token is None and self._signing_secret is None:
+            raise ValueError(
+                "set SLACK_SIGNING_SECRET (Events API) or SLACK_APP_TOKEN (Socket Mode)"
+            )
+        self.socket_mode = self._app_token is not None
+        self.state = ConnectorState.STOPPED
+        self.last_error: str | None = None
+        self.me: BotIdentity | None = None
+        self.limiter = limiter or OutboundLimiter()
+        self._backoff = Backoff(retry_initial, retry_cap)
+        self._start_timeout = start_timeout
+        self._session: aiohttp.ClientSession | None = None
+        self._client: AsyncWebClient | None = None
+        self._bolt: AsyncApp | None = None
+        self._socket: AsyncSocketModeHandler | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._attempted = asyncio.Event()
+        self.connected = asyncio.Event()
+        """Set while ``auth.test`` (and the Socket Mode connection) succeeded."""
+        self._threads: OrderedDict[tuple[str, str], None] = OrderedDict()
+
+    # --- lifecycle ---------------------------------------------------------------------
+    async def start(self) -> None:
+        """Open the client and connect in the background; wait briefly for the first try.
+
+        Never raises for a Slack that is down or a token it rejects: the connector keeps
+        retrying with backoff and ``state`` says where it stands.
+        """
+        if self._task is not None:
+            return
+        self.state = ConnectorState.STARTING
+        self._session = aiohttp.ClientSession()
+        base_url = self._settings.slack_api_url
+        self._client = AsyncWebClient(
+            token=self._token, base_url=base_url, session=self._session, timeout=15
+        )
+        self._bolt = self._build_bolt(AsyncWebClient(base_url=base_url, session=self._session))
+        self._attempted.clear()
+        self._task = asyncio.create_task(self._connect_loop(), name="slack-connect")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._attempted.wait(), self._start_timeout)
+
+    async def stop(self) -> None:
+        """Disconnect Socket Mode, stop retrying, close the HTTP session. Safe to call twice."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        socket, self._socket = self._socket, None
+        if socket is not None:
+            with contextlib.suppress(Exception):
+                await socket.close_async()
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+        self._bolt = None
+        self._client = None
+        self.me = None
+        self.connected.clear()
+        self.state = ConnectorState.STOPPED
+
+    async def _connect_loop(self) -> None:
+        while True:
+            try:
+                await self._connect()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.last_error = _describe(exc)
+                rejected = isinstance(exc, SlackApiError) and self.last_error in _REJECTED
+                self.state = ConnectorState.FAILED if rejected else ConnectorState.RECONNECTING
+                wait = self._backoff.next()
+                logger.error(
+                    "Slack connector %s (%s); retrying in %.1f s",
+                    "was rejected by Slack" if rejected else "cannot connect",
+                    self.last_error,
+                    wait,
+                )
+                self._attempted.set()
+                await asyncio.sleep(wait)
+                continue
+            self._backoff.reset()
+            self.last_error = None
+            self.state = ConnectorState.CONNECTED
+            self.connected.set()
+            self._attempted.set()
+            logger.info(
+                "Slack connected as %s (%s)",
+                self.me.user_id if self.me else "?",
+                "Socket Mode" if self.socket_mode else f"Events API at {EVENTS_PATH}",
+            )
+            return
+
+    async def _connect(self) -> None:
+        auth = await self._api.auth_test()
+        self.me = BotIdentity(
+            user_id=str(auth.get("user_id", "")),
+            bot_id=str(auth.get("bot_id", "") or ""),
+            team_id=str(auth.get("team_id", "") or ""),
+        )
+        if self.socket_mode and self._socket is None:
+            from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+            assert self._bolt is not None
+            handler = AsyncSocketModeHandler(self._bolt, self._app_token, web_client=self._api)
+            try:
+                await handler.connect_async()
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await handler.close_async()
+                raise
+            self._socket = handler
+
+    @property
+    def _api(self) -> AsyncWebClient:
+        if self._client is None:
+            raise RuntimeError("SlackConnector.start() was not called")
+        return self._client
+
+    # --- inbound -----------------------------------------------------------------------
+    def _build_bolt(self, client: AsyncWebClient) -> AsyncApp:
+        # Bolt injects listener arguments by parameter name, so it gets plain closures
+        # (a bound method's ``self`` would confuse it).
+        async def authorize(team_id: str | None) -> AuthorizeResult:
+            me = self._identity()
+            return AuthorizeResult(
+                enterprise_id=None,
+                team_id=me.team_id or team_id,
+                bot_user_id=me.user_id,
+                bot_id=me.bot_id,
+                bot_token=self._token,
+            )
+
+        async def on_event(body: dict[str, Any]) -> None:
+            event = translate_event(body, self._identity(), self._threads)
+            if event is None:
+                logger.debug("Slack event %s ignored", body.get("event_id"))
+                return
+            await self._emit(event)
+
+        async def on_command(ack: Any, body: dict[str, Any]) -> None:
+            await ack()
+            await self._emit(translate_command(body))
+
+        async def ignore() -> None:
+            return None
+
+        app = AsyncApp(
+            name="opencomputer",
+            client=client,
+            signing_secret=self._signing_secret,
+            authorize=authorize,
+            process_before_response=True,
+            request_verification_enabled=not self.socket_mode,
+            logger=logging.getLogger("connectors.slack.bolt"),
+        )
+        for kind in ("message", "app_mention", "reaction_added", "reaction_removed"):
+            app.event(kind)(on_event)
+        app.command("/oc")(on_command)
+        # Events we did not subscribe to deliberately still get a 200, so Slack does not
+        # count them as failures (and eventually switch the subscription off).
+        app.event(re.compile(".*"))(ignore)
+        return app
+
+    def _identity(self) -> BotIdentity:
+        if self.me is None:
+            raise _NotReady("Slack event before auth.test succeeded")
+        return self.me
+
+    def routes(self) -> list[web.RouteDef]:
+        """Return ``POST /slack/events`` (events and slash commands); none in Socket Mode."""
+        return [] if self.socket_mode else [web.post(EVENTS_PATH, self._handle_http)]
+
+    async def _handle_http(self, request: web.Request) -> web.StreamResponse:
+        bolt = self._bolt
+        if bolt is None or self.me is None:
+            # Not started, or auth.test has not succeeded yet: refuse forgeries as always,
+            # and tell Slack to redeliver the rest later (it retries non-2xx answers).
+            body = await request.text()
+            verifier = SignatureVerifier(self._signing_secret or "")
+            if not verifier.is_valid_request(body, dict(request.headers)):
+                return web.Response(status=401)
+            return web.Response(status=503, text="not connected to Slack yet")
+        return await to_aiohttp_response(await bolt.async_dispatch(await to_bolt_request(request)))
+
+    # --- outbound ----------------------------------------------------------------------
+    def render(self, markdown: str) -> list[str]:
+        """Markdown to mrkdwn, in chunks Slack shows whole (<= ``HARD_LIMIT`` characters)."""
+        return render_chunks(markdown)
+
+    async def send(self, address: Address, text: str, *, reply_to: str | None = None) -> str:
+        """``chat.postMessage``; in the address's thread when it has one."""
+        args: dict[str, Any] = {
+            "channel": address.chat_id,
+            "text": text,
+            "mrkdwn": True,
+            "unfurl_links": False,
+            "unfurl_media": False,
+        }
+        if address.thread_id:
+            args["thread_ts"] = address.thread_id
+            self._remember_thread(address.chat_id, address.thread_id)
+        api = self._api
+        response = await self.limiter.call("chat.postMessage", lambda: api.chat_postMessage(**args))
+        return str(response["ts"])
+
+    async def edit(self, address: Address, message_id: str, text: str) -> None:
+        """``chat.update`` of one of the bot's messages."""
+        api = self._api
+        await self.limiter.call(
+            "chat.update",
+            lambda: api.chat_update(channel=address.chat_id, ts=message_id, text=text),
+        )
+
+    async def react(self, address: Address, message_id: str, emoji: str) -> None:
+        """``reactions.add``; reacting twice with the same emoji is not an error."""
+        api = self._api
+        try:
+            await self.limiter.call(
+                "reactions.add",
+                lambda: api.reactions_add(
+                    channel=address.chat_id, timestamp=message_id, name=emoji_name(emoji)
+                ),
+            )
+        except SlackApiError as exc:
+            if _describe(exc) != "already_reacted":
+                raise
+
+    async def typing(self, address: Address) -> None:
+        """Slack offers bots no typing indicator over the Web API; nothing to do."""
+
+    async def register_commands(self, commands: Sequence[CommandSpec]) -> None:
+        """Slack slash commands live in the app manifest (``/oc <command>``), not an API."""
+        logger.debug("Slack: %d commands reachable as /oc <command>", len(commands))
+
+    def _remember_thread(self, channel: str, thread_ts: str) -> None:
+        self._threads[(channel, thread_ts)] = None
+        self._threads.move_to_end((channel, thread_ts))
+        while len(self._threads) > _THREADS_KEPT:
+            self._threads.popitem(last=False)
+
+
+def _describe(exc: BaseException) -> str:
+    """Summarise an error without secrets: Slack's error code, or the exception's text."""
+    if isinstance(exc, SlackApiError) and exc.response is not None:
+        return str(exc.response.get("error") or f"HTTP {exc.response.status_code}")
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
