@@ -1,0 +1,378 @@
+"""The Discord connector: one discord.py gateway client plus REST, behind the core interface.
+
+Inbound, gateway events are queued in arrival order and translated by one consumer task, so
+the core sees them in order even when a thread's parent needs a REST lookup. Outbound, the
+core's ``send``/``edit`` become REST calls; discord.py waits out 429s and per-route buckets
+itself. A slash command's reply is routed through its interaction (see ``commands.py``).
+
+The connection is supervised by one task: discord.py resumes the gateway after every close it
+can handle (spaced by :class:`ReconnectPolicy`), and this task re-logs in after the failures
+that end ``Client.connect``. Only a rejected token or missing privileged intent stops it for
+good; the state says FAILED and the rest of the process carries on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import discord
+
+from bot.connector import Capabilities, CommandSpec, ConnectorState, Emit, Formatting
+from bot.events import Address, Command, Message, Reaction
+from bot.text import split_markdown
+from connectors.discord.client import GatewayClient
+from connectors.discord.commands import InteractionReplies, build_commands
+from connectors.discord.gateway import Endpoints, ReconnectPolicy
+from connectors.discord.places import Places
+from connectors.discord.translate import (
+    PLATFORM,
+    is_addressed,
+    to_command,
+    to_message,
+    to_reaction,
+    wants,
+)
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from bot.config import Settings
+
+__all__ = ["DiscordConnector"]
+
+logger = logging.getLogger(__name__)
+
+Job = Callable[[], Awaitable["Message | Reaction | Command | None"]]
+
+_FATAL_CLOSE = {
+    4004: "DISCORD_BOT_TOKEN was rejected by the gateway (4004 authentication failed)",
+    4010: "the gateway refused the shard settings (4010)",
+    4011: "the bot is in too many guilds to run unsharded (4011)",
+    4012: "the gateway refused the API version (4012)",
+    4013: "the gateway refused the requested intents (4013)",
+}
+_BAD_TOKEN = (
+    "Discord: DISCORD_BOT_TOKEN was rejected (401 Unauthorized); reset the token in the "
+    "Developer Portal (Bot > Reset Token) and update the setting. Discord stays off; other "
+    "connectors keep running."
+)
+_NO_INTENT = (
+    "Discord: the Message Content intent is not enabled for this bot; turn it on in the "
+    "Developer Portal (Bot > Privileged Gateway Intents). Discord stays off; other connectors "
+    "keep running."
+)
+
+
+class _Lru(OrderedDict[str, str]):
+    """A bounded mapping that forgets the oldest entries."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def put(self, key: str, value: str = "") -> None:
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > self.size:
+            self.popitem(last=False)
+
+
+class DiscordConnector:
+    """Discord through discord.py: DMs, guild channels, threads, reactions, slash commands."""
+
+    platform = PLATFORM
+    capabilities = Capabilities(
+        max_length=2000,
+        formatting=Formatting.MARKDOWN,
+        # One streamed message is edited at most every 1.2 s: under the 5 per 5 s per channel.
+        edit_interval=1.2,
+    )
+
+    def __init__(
+        self,
+        settings: Settings,
+        emit: Emit,
+        *,
+        guild_ready_timeout: float = 2.0,
+        identify_delay: float = 5.0,
+        defer_after: float = 2.0,
+        reconnect: ReconnectPolicy | None = None,
+    ) -> None:
+        if settings.discord_bot_token is None:
+            raise ValueError("DISCORD_BOT_TOKEN is not set")
+        self._token = settings.discord_bot_token
+        self._emit = emit
+        self._trigger = settings.group_trigger
+        self._guild_ids = [int(g) for g in settings.discord_guild_ids if g.strip().isdigit()]
+        self._endpoints = Endpoints(settings.discord_api_base_url, settings.discord_gateway_url)
+        self._options: dict[str, Any] = {
+            "guild_ready_timeout": guild_ready_timeout,
+            "identify_delay": identify_delay,
+        }
+        self.reconnects = reconnect or ReconnectPolicy()
+        self.reconnects.on_attempt = self._on_attempt
+        self.interactions = InteractionReplies(defer_after)
+        self.state = ConnectorState.STOPPED
+        self._client: GatewayClient | None = None
+        self._places: Places | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        self._pump: asyncio.Task[None] | None = None
+        self._inbox: asyncio.Queue[Job] = asyncio.Queue()
+        self._sent = _Lru(4096)  # ids of messages we posted: replies to them address us
+        self._seen = _Lru(4096)  # event ids emitted: a gateway replay is not emitted twice
+        self._specs: list[CommandSpec] = []
+        self._synced: list[CommandSpec] | None = None
+        self._stopping = False
+
+    # --- lifecycle ---------------------------------------------------------------------
+    @property
+    def client(self) -> GatewayClient:
+        """The running discord.py client."""
+        if self._client is None:
+            raise RuntimeError("the Discord connector is not started")
+        return self._client
+
+    async def start(self) -> None:
+        """Begin logging in and connecting in the background; returns at once."""
+        if self._supervisor is not None:
+            return
+        self._stopping = False
+        self.state = ConnectorState.STARTING
+        self._endpoints.apply()
+        self._client = GatewayClient(
+            self, http_trace=self.reconnects.trace_config(), **self._options
+        )
+        self._places = Places(self._client)
+        self._pump = asyncio.create_task(self._drain(), name="discord-inbox")
+        self._supervisor = asyncio.create_task(self._supervise(), name="discord-gateway")
+
+    async def stop(self) -> None:
+        """Close the gateway and REST session. Safe to call twice."""
+        self._stopping = True
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+        for task in (self._supervisor, self._pump):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._supervisor = self._pump = None
+        self.interactions.close()
+        self._endpoints.restore()
+        self.state = ConnectorState.STOPPED
+
+    async def wait_connected(self, timeout: float = 10.0) -> None:
+        """Wait until the gateway session is up (for tests and ``doctor``)."""
+        async with asyncio.timeout(timeout):
+            while self.state is not ConnectorState.CONNECTED:
+                if self.state is ConnectorState.FAILED:
+                    raise RuntimeError("the Discord connector failed; see the log")
+                await asyncio.sleep(0.01)
+            await self.client.wait_until_ready()
+
+    async def _supervise(self) -> None:
+        client, failures = self.client, 0
+        while not self._stopping:
+            try:
+                await client.login(self._token.get_secret_value())
+                await client.connect(reconnect=True)
+                return
+            except discord.LoginFailure:
+                return self._fail(_BAD_TOKEN)
+            except discord.PrivilegedIntentsRequired:
+                return self._fail(_NO_INTENT)
+            except discord.ConnectionClosed as exc:
+                if exc.code in _FATAL_CLOSE:
+                    return self._fail(f"Discord: {_FATAL_CLOSE[exc.code]}. Discord stays off.")
+                problem = f"gateway closed with {exc.code}"
+            except (OSError, discord.HTTPException, discord.GatewayNotFound, TimeoutError) as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+            if self._stopping:
+                return
+            failures += 1
+            delay = min(self.reconnects.cap, self.reconnects.base * 2 ** min(failures, 16))
+            delay *= 0.5 + random.random() / 2
+            self.state = ConnectorState.RECONNECTING
+            logger.warning("Discord: %s; logging in again in %.1f s", problem, delay)
+            await client.close()
+            await asyncio.sleep(delay)
+            client.clear()
+
+    def _fail(self, line: str) -> None:
+        self.state = ConnectorState.FAILED
+        logger.error(line)
+
+    def _on_attempt(self, attempt: int) -> None:
+        if attempt > 1 and not self._stopping and self.state is not ConnectorState.FAILED:
+            self.state = ConnectorState.RECONNECTING
+
+    # --- gateway events (called by GatewayClient) --------------------------------------
+    def connected(self) -> None:
+        """READY or RESUMED: the session is up; keep resumes on the configured gateway."""
+        self.reconnects.session_up()
+        self.state = ConnectorState.CONNECTED
+        ws = self.client.ws
+        if self._endpoints.gateway_url is not None and ws is not None:
+            # READY names a resume_gateway_url; a proxy or local gateway must keep the resumes.
+            ws.gateway = self._endpoints.gateway_url
+
+    def disconnected(self) -> None:
+        """The gateway dropped; discord.py is reconnecting."""
+        if not self._stopping and self.state is not ConnectorState.FAILED:
+            self.state = ConnectorState.RECONNECTING
+
+    async def ready(self) -> None:
+        """Guild cache filled: publish slash commands registered before the connection."""
+        if self._specs and self._synced != self._specs:
+            await self._sync_commands()
+
+    def message(self, message: discord.Message) -> None:
+        """Queue a MESSAGE_CREATE (synchronously, so arrival order is kept)."""
+        self._inbox.put_nowait(lambda: self._translate_message(message))
+
+    def reaction(self, payload: discord.RawReactionActionEvent, added: bool) -> None:
+        """Queue a reaction add/remove."""
+        self._inbox.put_nowait(lambda: self._translate_reaction(payload, added))
+
+    async def _drain(self) -> None:
+        while True:
+            job = await self._inbox.get()
+            try:
+                event = await job()
+                if event is None or (not isinstance(event, Reaction) and self._repeat(event)):
+                    continue
+                await self._emit(event)
+            except Exception:
+                logger.exception("Discord: an inbound event was dropped")
+
+    def _repeat(self, event: Message | Command) -> bool:
+        if event.event_id in self._seen:
+            return True
+        self._seen.put(event.event_id)
+        return False
+
+    async def _translate_message(self, message: discord.Message) -> Message | None:
+        me = self.client.user
+        if me is None or not wants(message, me.id):
+            return None
+        addressed = is_addressed(message, me.id, self._trigger, lambda i: str(i) in self._sent)
+        place = await self._where().of_channel(message.channel, message.guild)
+        event = to_message(message, place, me.id, addressed)
+        return event if event.text else None
+
+    async def _translate_reaction(
+        self, payload: discord.RawReactionActionEvent, added: bool
+    ) -> Reaction | None:
+        me = self.client.user
+        if me is None or payload.user_id == me.id:
+            return None
+        ours = str(payload.message_id) in self._sent
+        author = payload.message_author_id
+        if added and not (author == me.id or (author is None and ours)):
+            return None  # feedback is only about the bot's own messages
+        place = await self._where().of_ids(payload.channel_id, payload.guild_id)
+        return to_reaction(payload, place, added)
+
+    def _where(self) -> Places:
+        if self._places is None:
+            raise RuntimeError("the Discord connector is not started")
+        return self._places
+
+    # --- slash commands ----------------------------------------------------------------
+    async def register_commands(self, commands: Sequence[CommandSpec]) -> None:
+        """Publish slash commands: per guild in ``DISCORD_GUILD_IDS`` (instant), else global."""
+        self._specs = list(commands)
+        if self._client is not None and self._client.is_ready():
+            await self._sync_commands()
+
+    async def _sync_commands(self) -> None:
+        tree, specs = self.client.tree, list(self._specs)
+        guilds = [discord.Object(id=g) for g in self._guild_ids]
+        tree.clear_commands(guild=None)
+        for guild in guilds:
+            tree.clear_commands(guild=guild)
+        for command in build_commands(specs, self._on_slash):
+            tree.add_command(command, guilds=guilds or discord.utils.MISSING)
+        try:
+            for guild in guilds or [None]:
+                await tree.sync(guild=guild)
+        except discord.HTTPException as exc:
+            logger.error(
+                "Discord: registering slash commands failed (%s); invite the bot with the "
+                "'applications.commands' scope (see docs/discord.md)",
+                exc,
+            )
+            return
+        self._synced = specs
+        scope = f"{len(guilds)} guild(s)" if guilds else "globally"
+        logger.info("Discord: %d slash command(s) registered %s", len(tree.get_commands(
+            guild=guilds[0] if guilds else None)), scope)
+
+    async def _on_slash(self, interaction: discord.Interaction, name: str, args: str) -> None:
+        place = await self._where().of_channel(interaction.channel, interaction.guild)
+        command = to_command(interaction, place, name, args)
+        self.interactions.add(interaction, command.address)
+
+        async def job() -> Command:
+            return command
+
+        self._inbox.put_nowait(job)
+
+    # --- outbound ----------------------------------------------------------------------
+    def render(self, markdown: str) -> list[str]:
+        """Discord renders Markdown itself: only split at 2000, keeping code blocks whole."""
+        return split_markdown(markdown.strip(), self.capabilities.max_length)
+
+    def _channel(self, address: Address) -> discord.PartialMessageable:
+        channel_id = int(address.thread_id or address.chat_id)
+        if address.thread_id:
+            self._where().remember_thread(address.thread_id, address.chat_id)
+        return self.client.get_partial_messageable(channel_id)
+
+    async def send(self, address: Address, text: str, *, reply_to: str | None = None) -> str:
+        """Post one chunk; a slash command's reply answers its interaction."""
+        answered = await self.interactions.send(address, text, reply_to)
+        if answered is not None:
+            self._sent.put(answered)
+            return answered
+        channel = self._channel(address)
+        reference = None
+        if reply_to and reply_to.isdigit():
+            reference = discord.MessageReference(
+                message_id=int(reply_to), channel_id=channel.id, fail_if_not_exists=False
+            )
+        sent = await channel.send(
+            text,
+            reference=reference,  # type: ignore[arg-type]
+            allowed_mentions=discord.AllowedMentions(everyone=False, users=False, roles=False),
+        )
+        self._sent.put(str(sent.id))
+        return str(sent.id)
+
+    async def edit(self, address: Address, message_id: str, text: str) -> None:
+        """Replace the text of one of our messages."""
+        if await self.interactions.edit(message_id, text):
+            return
+        await self._channel(address).get_partial_message(int(message_id)).edit(content=text)
+
+    async def react(self, address: Address, message_id: str, emoji: str) -> None:
+        """Add an emoji reaction."""
+        await self._channel(address).get_partial_message(int(message_id)).add_reaction(emoji)
+
+    async def typing(self, address: Address) -> None:
+        """Show "typing..." for ~10 s (best effort: failures are only logged)."""
+        try:
+            await self._channel(address).typing()
+        except (discord.HTTPException, OSError) as exc:
+            logger.debug("Discord: typing indicator failed: %s", exc)
+
+    def routes(self) -> list[web.RouteDef]:
+        """None: Discord events arrive over the gateway, not webhooks."""
+        return []

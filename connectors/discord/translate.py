@@ -1,0 +1,151 @@
+"""Discord objects -> core events.
+
+Pure functions over discord.py models, keyed by what arrived (message, raw reaction,
+application-command interaction). Where a message was said is resolved by the connector
+beforehand (a thread's parent may need a REST lookup) and passed in as a :class:`Place`.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import discord
+
+from bot.events import Chat, ChatKind, Command, Message, Reaction, User
+
+__all__ = [
+    "PLATFORM",
+    "Place",
+    "dm_place",
+    "guild_place",
+    "is_addressed",
+    "strip_mentions",
+    "to_command",
+    "to_message",
+    "to_reaction",
+    "wants",
+]
+
+PLATFORM = "discord"
+
+# Message types a person writes; joins, pins, thread-created notices and the like are not.
+_CHAT_TYPES = frozenset({discord.MessageType.default, discord.MessageType.reply})
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """Where something happened: the chat (a DM or guild channel) and the thread inside it."""
+
+    chat: Chat
+    thread_id: str | None = None
+
+    @property
+    def channel_id(self) -> str:
+        """The Discord channel to post in (a thread is a channel of its own)."""
+        return self.thread_id or self.chat.id
+
+
+def _user(author: discord.abc.User) -> User:
+    return User(PLATFORM, str(author.id), name=author.display_name, is_bot=author.bot)
+
+
+def strip_mentions(text: str, bot_id: int) -> str:
+    """Remove ``<@bot>`` / ``<@!bot>`` so the model sees what the person asked."""
+    return re.sub(rf"<@!?{bot_id}>", "", text).strip()
+
+
+def is_addressed(
+    message: discord.Message, bot_id: int, trigger: str, is_ours: Callable[[int], bool]
+) -> bool:
+    """DMs always; in guilds a mention of the bot (or its role), a reply to it, or 'always'."""
+    if message.guild is None or trigger == "always":
+        return True
+    if any(user.id == bot_id for user in message.mentions):
+        return True
+    for role in message.role_mentions:
+        tags = role.tags
+        if tags is not None and tags.bot_id == bot_id:
+            return True
+    ref = message.reference
+    if ref is None or ref.message_id is None:
+        return False
+    resolved = ref.resolved
+    if isinstance(resolved, discord.Message):
+        return resolved.author.id == bot_id
+    return is_ours(ref.message_id)
+
+
+def wants(message: discord.Message, bot_id: int) -> bool:
+    """Whether a message is one a person wrote to be read (not ours, not a bot, not a notice)."""
+    author = message.author
+    if author.id == bot_id or author.bot or message.webhook_id is not None:
+        return False
+    return message.type in _CHAT_TYPES
+
+
+def to_message(message: discord.Message, place: Place, bot_id: int, addressed: bool) -> Message:
+    """A user's message as a core :class:`Message`."""
+    ref = message.reference
+    return Message(
+        platform=PLATFORM,
+        event_id=str(message.id),
+        chat=place.chat,
+        user=_user(message.author),
+        thread_id=place.thread_id,
+        text=strip_mentions(message.content, bot_id),
+        message_id=str(message.id),
+        reply_to=str(ref.message_id) if ref is not None and ref.message_id else None,
+        addressed=addressed,
+        received_at=message.created_at.timestamp(),
+    )
+
+
+def to_reaction(payload: discord.RawReactionActionEvent, place: Place, added: bool) -> Reaction:
+    """A reaction added or removed. The event id is unique per occurrence: add, remove and
+    add again are three events (storing them is idempotent, so a replay does no harm)."""
+    emoji = str(payload.emoji)
+    member = payload.member
+    user = (
+        _user(member)
+        if member is not None
+        else User(PLATFORM, str(payload.user_id))
+    )
+    sign = "+" if added else "-"
+    return Reaction(
+        platform=PLATFORM,
+        event_id=f"{payload.message_id}:{payload.user_id}:{emoji}:{sign}:{time.time_ns()}",
+        chat=place.chat,
+        user=user,
+        thread_id=place.thread_id,
+        message_id=str(payload.message_id),
+        emoji=emoji,
+        added=added,
+    )
+
+
+def to_command(interaction: discord.Interaction, place: Place, name: str, args: str) -> Command:
+    """A slash command; ``message_id`` is the interaction id, so a reply can find it."""
+    return Command(
+        platform=PLATFORM,
+        event_id=f"i{interaction.id}",
+        chat=place.chat,
+        user=_user(interaction.user),
+        thread_id=place.thread_id,
+        name=name,
+        args=args,
+        message_id=str(interaction.id),
+    )
+
+
+def dm_place(channel_id: int) -> Place:
+    """A direct-message channel."""
+    return Place(Chat(PLATFORM, str(channel_id), ChatKind.DIRECT))
+
+
+def guild_place(chat_id: int, title: str, thread_id: int | None = None) -> Place:
+    """A guild channel, or a thread (``thread_id``) under channel ``chat_id``."""
+    chat = Chat(PLATFORM, str(chat_id), ChatKind.GROUP, title)
+    return Place(chat, str(thread_id) if thread_id is not None else None)
