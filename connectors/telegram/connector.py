@@ -1,0 +1,329 @@
+"""The Telegram connector: long polling or a webhook in, rate-limited Bot API calls out.
+
+One ``telegram.Bot`` (python-telegram-bot) is opened in ``start`` and closed in ``stop``.
+Polling runs in a background task that survives network errors and a rejected token with capped,
+jittered exponential backoff; ``state`` says how it is going. Update offsets are stored in the
+data directory after every batch, so a restart neither answers an update twice nor skips one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import random
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from aiohttp import web
+from telegram import Bot, Update
+from telegram.error import Conflict, InvalidToken, NetworkError
+from telegram.request import HTTPXRequest
+
+from bot.config import Settings
+from bot.connector import Capabilities, CommandSpec, ConnectorState, Emit, Formatting
+from bot.events import Address, Command, Message, Reaction
+from connectors.telegram.joiner import SplitJoiner
+from connectors.telegram.limiter import LimiterConfig, OutboundLimiter
+from connectors.telegram.offsets import OffsetFile
+from connectors.telegram.outbound import TelegramOutbound
+from connectors.telegram.render import TELEGRAM_LIMIT, render_chunks
+from connectors.telegram.translate import (
+    ALLOWED_UPDATES,
+    PLATFORM,
+    BotIdentity,
+    translate_update,
+)
+
+__all__ = ["TelegramConnector", "TelegramOptions"]
+
+logger = logging.getLogger(__name__)
+
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+
+
+@dataclass(frozen=True, slots=True)
+class TelegramOptions:
+    """Timing knobs; the defaults suit production, tests shrink them."""
+
+    poll_timeout: int = 30
+    join_window: float = 1.0
+    join_threshold: int = 3500
+    retry_base: float = 1.0
+    retry_cap: float = 120.0
+    request_timeout: float = 20.0
+    limits: LimiterConfig = field(default_factory=LimiterConfig)
+
+
+class _Handover(Exception):
+    """The runtime did not accept an event; the update is fetched and offered again."""
+
+
+class TelegramConnector:
+    """Telegram through the Bot API (python-telegram-bot), polling or webhook."""
+
+    platform = PLATFORM
+    capabilities = Capabilities(
+        max_length=TELEGRAM_LIMIT, formatting=Formatting.HTML, edit_interval=1.0
+    )
+
+    def __init__(
+        self, settings: Settings, emit: Emit, *, options: TelegramOptions | None = None
+    ) -> None:
+        if settings.telegram_bot_token is None:
+            raise ValueError("TELEGRAM_BOT_TOKEN is not set")
+        self._token = settings.telegram_bot_token.get_secret_value()
+        self._settings = settings
+        self._emit = emit
+        self.options = options or TelegramOptions()
+        self.state = ConnectorState.STOPPED
+        self.me: BotIdentity | None = None
+        self.outbound = TelegramOutbound(OutboundLimiter(self.options.limits))
+        self.joiner = SplitJoiner(
+            self._deliver, window=self.options.join_window, threshold=self.options.join_threshold
+        )
+        bot_id = self._token.split(":", 1)[0]  # the public part of the token
+        self._offsets = OffsetFile(settings.data_dir / "telegram" / f"offset-{bot_id}.json")
+        self._webhook_url = settings.telegram_webhook_url
+        secret = settings.telegram_webhook_secret
+        self._secret = secret.get_secret_value() if secret else self._derived_secret()
+        self._bot: Bot | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._commands: list[CommandSpec] | None = None
+        self._last_update: int | None = None
+        self._saved_update: int | None = None
+        self._recent: deque[int] = deque(maxlen=4096)
+        self.connected = asyncio.Event()
+
+    # --- lifecycle ---------------------------------------------------------------------
+    async def start(self) -> None:
+        """Open the Bot API client and connect in the background (never blocks on the network)."""
+        if self._task is not None:
+            return
+        self.state = ConnectorState.STARTING
+        timeout = self.options.request_timeout
+        base = self._settings.telegram_base_url
+        self._bot = Bot(
+            self._token,
+            base_url=base,
+            base_file_url=base[: -len("bot")] + "file/bot" if base.endswith("/bot") else base,
+            request=HTTPXRequest(connection_pool_size=16, read_timeout=timeout),
+            get_updates_request=HTTPXRequest(
+                connection_pool_size=1, read_timeout=self.options.poll_timeout + timeout
+            ),
+        )
+        self.outbound.bot = self._bot
+        self._saved_update = self._last_update = await self._offsets.load()
+        self._task = asyncio.create_task(self._run(), name="telegram-connector")
+
+    async def stop(self) -> None:
+        """Stop polling, hand over held messages, store the offset, close the client."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        try:
+            await self.joiner.flush()
+        except Exception as exc:
+            logger.warning("a held Telegram message could not be handed over: %s", exc)
+        await self._save_offset()
+        if self._bot is not None:
+            await self._bot.shutdown()
+            self._bot = self.outbound.bot = None
+        self.connected.clear()
+        self.state = ConnectorState.STOPPED
+
+    async def _run(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                if self.me is None or not self.connected.is_set():
+                    await self._connect()
+                    if attempt:
+                        logger.info("telegram: connected again as @%s", self._username)
+                    attempt = 0
+                if self._webhook_url:
+                    return  # updates now arrive through routes()
+                await self._poll_once()
+                attempt = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                attempt += 1
+                delay = self._backoff(attempt)
+                self._report(exc, attempt, delay)
+                await asyncio.sleep(delay)
+
+    async def _connect(self) -> None:
+        assert self._bot is not None
+        await self._bot.initialize()  # getMe: fails fast on a bad token
+        user = self._bot.bot
+        self.me = BotIdentity(user.id, user.username or "")
+        if self._webhook_url:
+            await self._bot.set_webhook(
+                self._webhook_url, secret_token=self._secret, allowed_updates=ALLOWED_UPDATES
+            )
+        else:
+            await self._bot.delete_webhook(drop_pending_updates=False)
+        self.state = ConnectorState.CONNECTED
+        self.connected.set()
+        logger.info(
+            "telegram: connected as @%s (%s)",
+            self._username,
+            "webhook" if self._webhook_url else "polling",
+        )
+        await self._publish_commands()
+
+    async def _poll_once(self) -> None:
+        assert self._bot is not None
+        offset = None if self._last_update is None else self._last_update + 1
+        updates = await self._bot.get_updates(
+            offset=offset, timeout=self.options.poll_timeout, allowed_updates=ALLOWED_UPDATES
+        )
+        self.state = ConnectorState.CONNECTED
+        try:
+            for update in updates:
+                await self._handle(update)
+                self._last_update = update.update_id
+        finally:
+            await self._save_offset()
+
+    def _backoff(self, attempt: int) -> float:
+        """Capped exponential backoff with jitter (half fixed, half random)."""
+        ceiling = min(self.options.retry_cap, self.options.retry_base * 2 ** (attempt - 1))
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+    def _report(self, exc: Exception, attempt: int, delay: float) -> None:
+        """One clear line per failure streak (repeats go to debug); never the token."""
+        reason = self._redact(str(exc))
+        if isinstance(exc, _Handover):
+            line, level = (
+                f"telegram: the runtime did not take an update yet ({reason})",
+                logging.INFO,
+            )
+        elif isinstance(exc, InvalidToken):
+            self.state = ConnectorState.FAILED
+            self.connected.clear()
+            line = "telegram: the Bot API rejected TELEGRAM_BOT_TOKEN (get one from @BotFather)"
+            level = logging.ERROR
+        elif isinstance(exc, Conflict):
+            self.state = ConnectorState.RECONNECTING
+            line = f"telegram: another process uses this bot token ({reason})"
+            level = logging.ERROR
+        elif isinstance(exc, NetworkError):
+            self.state = ConnectorState.RECONNECTING
+            line = f"telegram: cannot reach {self._settings.telegram_base_url} ({reason})"
+            level = logging.WARNING
+        else:
+            self.state = ConnectorState.RECONNECTING
+            line, level = f"telegram: {type(exc).__name__}: {reason}", logging.ERROR
+        logger.log(level if attempt == 1 else logging.DEBUG, "%s; retrying in %.1fs", line, delay)
+
+    # --- inbound -----------------------------------------------------------------------
+    async def _handle(self, update: Update) -> None:
+        """Turn one update into events and hand them over; a redelivered update is skipped."""
+        if update.update_id in self._recent:
+            logger.debug("telegram update %s delivered again; skipped", update.update_id)
+            return
+        assert self.me is not None
+        try:
+            events = translate_update(update, self.me)
+        except Exception:  # a bug or an odd update must not block the ones after it
+            logger.exception(
+                "telegram update %s could not be translated; skipped", update.update_id
+            )
+            events = []
+        try:
+            for event in events:
+                if isinstance(event, Message):
+                    await self.joiner.offer(event)
+                else:
+                    if isinstance(event, Command):
+                        await self.joiner.flush_for(event.chat.id, event.user.id, event.thread_id)
+                    await self._deliver(event)
+        except Exception as exc:
+            raise _Handover(f"update {update.update_id}: {exc}") from exc
+        self._recent.append(update.update_id)
+
+    async def _deliver(self, event: Message | Reaction | Command) -> None:
+        await self._emit(event)
+
+    async def _save_offset(self) -> None:
+        if self._last_update is not None and self._last_update != self._saved_update:
+            await self._offsets.save(self._last_update)
+            self._saved_update = self._last_update
+
+    def routes(self) -> list[web.RouteDef]:
+        """Return the webhook route (webhook mode only), at the path of ``TELEGRAM_WEBHOOK_URL``."""
+        if not self._webhook_url:
+            return []
+        path = urlsplit(self._webhook_url).path or "/telegram/webhook"
+        return [web.post(path, self._on_webhook)]
+
+    async def _on_webhook(self, request: web.Request) -> web.Response:
+        given = request.headers.get(SECRET_HEADER, "").encode()
+        if not hmac.compare_digest(given, self._secret.encode()):
+            logger.warning("telegram webhook call with a wrong secret token rejected")
+            return web.Response(status=401, text="wrong secret token")
+        if self._bot is None or self.me is None:
+            return web.Response(status=503, text="not connected yet")  # Telegram retries
+        try:
+            update = Update.de_json(await request.json(), self._bot)
+        except Exception:
+            return web.Response(status=400, text="bad update")
+        try:
+            await self._handle(update)
+        except _Handover as exc:
+            logger.warning("telegram: %s; Telegram will deliver it again", self._redact(str(exc)))
+            return web.Response(status=503, text="try again")
+        return web.Response(text="ok")
+
+    # --- outbound ----------------------------------------------------------------------
+    def render(self, markdown: str) -> list[str]:
+        """Markdown to Telegram HTML chunks of at most 4096 characters."""
+        return render_chunks(markdown, TELEGRAM_LIMIT)
+
+    async def send(self, address: Address, text: str, *, reply_to: str | None = None) -> str:
+        """Post one rendered chunk (HTML) and return its message id."""
+        return await self.outbound.send(address, text, reply_to)
+
+    async def edit(self, address: Address, message_id: str, text: str) -> None:
+        """Replace a sent message's text."""
+        await self.outbound.edit(address, message_id, text)
+
+    async def react(self, address: Address, message_id: str, emoji: str) -> None:
+        """Put the bot's reaction on a message."""
+        await self.outbound.react(address, message_id, emoji)
+
+    async def typing(self, address: Address) -> None:
+        """Send the "typing" chat action."""
+        await self.outbound.typing(address)
+
+    async def register_commands(self, commands: Sequence[CommandSpec]) -> None:
+        """Publish the menu now if connected, else as soon as the connection is up."""
+        self._commands = list(commands)
+        if self.connected.is_set():
+            await self._publish_commands()
+
+    async def _publish_commands(self) -> None:
+        if self._commands is None:
+            return
+        try:
+            await self.outbound.set_commands(self._commands, self._settings.admins)
+        except Exception as exc:  # a menu is not worth failing the connection over
+            logger.warning("telegram: command menu not published: %s", self._redact(str(exc)))
+
+    # --- helpers -----------------------------------------------------------------------
+    @property
+    def _username(self) -> str:
+        return self.me.username if self.me else "?"
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._token, "***")
+
+    def _derived_secret(self) -> str:
+        """Derive a stable webhook secret when none is configured: verification is never off."""
+        return hashlib.sha256(b"opencomputer-telegram-webhook:" + self._token.encode()).hexdigest()

@@ -1,0 +1,134 @@
+"""Everything the Telegram connector sends, through one limiter.
+
+Texts arrive already rendered (HTML, within the limit). Two Bot API answers are not failures:
+"message is not modified" on an edit (the text is already what we want) and a markup error,
+after which the same text goes out again as plain text rather than not at all.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from telegram import Bot, BotCommandScopeChat, BotCommandScopeDefault, ReplyParameters
+from telegram.constants import ChatAction, ParseMode
+from telegram.error import BadRequest, TelegramError
+
+from bot.connector import CommandSpec
+from bot.events import Address
+from connectors.telegram.commands import admin_user_ids, bot_commands
+from connectors.telegram.limiter import OutboundLimiter
+from connectors.telegram.render import html_to_plain
+
+__all__ = ["TelegramOutbound"]
+
+logger = logging.getLogger(__name__)
+
+
+def _chat_id(address: Address) -> int | str:
+    """Numeric ids as ints; ``@channelname`` stays a string."""
+    value = address.chat_id
+    return int(value) if value.lstrip("-").isdigit() else value
+
+
+def _is_markup_error(exc: BadRequest) -> bool:
+    return "can't parse entities" in exc.message.lower()
+
+
+def _not_modified(exc: BadRequest) -> bool:
+    return "message is not modified" in exc.message.lower()
+
+
+class TelegramOutbound:
+    """send / edit / react / typing / command menus for one bot."""
+
+    def __init__(self, limiter: OutboundLimiter) -> None:
+        self.limiter = limiter
+        self.bot: Bot | None = None
+
+    def _bot(self) -> Bot:
+        if self.bot is None:
+            raise RuntimeError("the Telegram connector is not started")
+        return self.bot
+
+    async def send(self, address: Address, text: str, reply_to: str | None = None) -> str:
+        """Post one HTML chunk; return its message id."""
+        bot = self._bot()
+        kwargs: dict[str, Any] = {"chat_id": _chat_id(address)}
+        if address.thread_id:
+            kwargs["message_thread_id"] = int(address.thread_id)
+        if reply_to:
+            kwargs["reply_parameters"] = ReplyParameters(
+                int(reply_to), allow_sending_without_reply=True
+            )
+
+        async def call() -> str:
+            try:
+                sent = await bot.send_message(text=text, parse_mode=ParseMode.HTML, **kwargs)
+            except BadRequest as exc:
+                if not _is_markup_error(exc):
+                    raise
+                logger.warning("Telegram refused the markup (%s); sending plain text", exc.message)
+                sent = await bot.send_message(text=html_to_plain(text), **kwargs)
+            return str(sent.message_id)
+
+        result = await self.limiter.call(address.chat_id, call)
+        assert result is not None  # sends never coalesce
+        return result
+
+    async def edit(self, address: Address, message_id: str, text: str) -> None:
+        """Replace a message's text; a newer edit of the same message supersedes a waiting one."""
+        bot = self._bot()
+        target = {"chat_id": _chat_id(address), "message_id": int(message_id)}
+
+        async def call() -> None:
+            try:
+                await bot.edit_message_text(text=text, parse_mode=ParseMode.HTML, **target)
+            except BadRequest as exc:
+                if _not_modified(exc):
+                    return
+                if not _is_markup_error(exc):
+                    raise
+                logger.warning(
+                    "Telegram refused the markup (%s); editing as plain text", exc.message
+                )
+                try:
+                    await bot.edit_message_text(text=html_to_plain(text), **target)
+                except BadRequest as again:
+                    if not _not_modified(again):
+                        raise
+
+        await self.limiter.call(address.chat_id, call, coalesce=(address.chat_id, message_id))
+
+    async def react(self, address: Address, message_id: str, emoji: str) -> None:
+        """Set the bot's reaction on a message (Telegram allows a fixed set of emoji)."""
+        bot = self._bot()
+
+        async def call() -> None:
+            await bot.set_message_reaction(_chat_id(address), int(message_id), reaction=emoji)
+
+        await self.limiter.call(address.chat_id, call)
+
+    async def typing(self, address: Address) -> None:
+        """Show "typing…" for ~5 s. Best effort: a failure here is not worth an error."""
+        thread = int(address.thread_id) if address.thread_id else None
+        try:
+            await self._bot().send_chat_action(
+                _chat_id(address), ChatAction.TYPING, message_thread_id=thread
+            )
+        except TelegramError as exc:
+            logger.debug("typing action in %s failed: %s", address.key, exc)
+
+    async def set_commands(self, specs: Sequence[CommandSpec], admins: Sequence[str]) -> None:
+        """Publish the public menu, and public + admin commands in each admin's chat."""
+        bot = self._bot()
+        await bot.set_my_commands(
+            bot_commands(s for s in specs if not s.admin), scope=BotCommandScopeDefault()
+        )
+        everything = bot_commands(specs)
+        for user_id in admin_user_ids(admins):
+            try:
+                await bot.set_my_commands(everything, scope=BotCommandScopeChat(user_id))
+            except BadRequest as exc:  # e.g. the admin never opened a chat with the bot
+                logger.warning("admin command menu for Telegram user %s: %s", user_id, exc.message)

@@ -1,0 +1,188 @@
+"""Telegram updates to core events, by a dispatch table keyed on the update's kind.
+
+Nothing here does I/O: it takes a python-telegram-bot ``Update`` and who the bot is, and returns
+the neutral events it stands for (none for updates the core has no use for).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from telegram import Chat as TgChat
+from telegram import Message as TgMessage
+from telegram import MessageEntity, MessageReactionUpdated, ReactionType, Update
+from telegram import User as TgUser
+from telegram.constants import ChatType
+
+from bot.events import Chat, ChatKind, Command, Message, Reaction, User
+
+__all__ = ["ALLOWED_UPDATES", "PLATFORM", "BotIdentity", "translate_update"]
+
+PLATFORM = "telegram"
+
+ALLOWED_UPDATES = ["message", "message_reaction"]
+"""What the bot asks Telegram for. ``message_reaction`` is not in Telegram's default set."""
+
+_COMMAND = re.compile(r"^/([A-Za-z0-9_]{1,64})(?:@([A-Za-z0-9_]+))?(?:\s+(.*))?$", re.DOTALL)
+
+TgEvent = Message | Reaction | Command
+
+
+@dataclass(frozen=True, slots=True)
+class BotIdentity:
+    """Who the bot is: mentions, replies and ``/cmd@name`` are judged against it."""
+
+    id: int
+    username: str
+
+
+def _user(tg_user: TgUser) -> User:
+    name = tg_user.full_name or tg_user.username or ""
+    return User(PLATFORM, str(tg_user.id), name=name, is_bot=bool(tg_user.is_bot))
+
+
+def _chat(tg_chat: TgChat) -> Chat:
+    kind = ChatKind.DIRECT if tg_chat.type == ChatType.PRIVATE else ChatKind.GROUP
+    title = tg_chat.title or tg_chat.full_name or ""
+    return Chat(PLATFORM, str(tg_chat.id), kind=kind, title=title)
+
+
+def message_event_id(chat_id: int | str, message_id: int | str) -> str:
+    """Event id of a message: the same for every delivery of it (polling, webhook, replay)."""
+    return f"{chat_id}:{message_id}"
+
+
+def _thread(msg: TgMessage) -> str | None:
+    """Forum topics are separate conversations; reply threads in plain groups are not."""
+    if msg.is_topic_message and msg.message_thread_id:
+        return str(msg.message_thread_id)
+    return None
+
+
+def _real_reply(msg: TgMessage) -> TgMessage | None:
+    """Return the message replied to, minus the topic-root 'reply' of forum messages."""
+    target = msg.reply_to_message
+    if target is None or target.forum_topic_created is not None:
+        return None
+    if msg.is_topic_message and target.message_id == msg.message_thread_id:
+        return None
+    return target
+
+
+def _mentions(msg: TgMessage, me: BotIdentity) -> bool:
+    entities = msg.parse_entities() if msg.text else msg.parse_caption_entities()
+    for entity, text in entities.items():
+        if entity.type == MessageEntity.MENTION and text[1:].lower() == me.username.lower():
+            return True
+        if entity.type == MessageEntity.TEXT_MENTION and entity.user and entity.user.id == me.id:
+            return True
+    return False
+
+
+def _strip_mention(text: str, me: BotIdentity) -> str:
+    """Drop a leading ``@bot`` (and punctuation after it): it addresses, it is not content."""
+    pattern = rf"^\s*@{re.escape(me.username)}\b[\s,:;.!-]*"
+    return re.sub(pattern, "", text, count=1, flags=re.IGNORECASE)
+
+
+def _from_message(update: Update, me: BotIdentity) -> list[TgEvent]:
+    msg = update.message
+    if msg is None or msg.from_user is None:
+        return []
+    if msg.from_user.id == me.id:
+        return []  # the bot's own message
+    text = msg.text if msg.text is not None else msg.caption
+    if not text:
+        return []
+    chat, user, thread = _chat(msg.chat), _user(msg.from_user), _thread(msg)
+    common = {
+        "platform": PLATFORM,
+        "event_id": message_event_id(msg.chat.id, msg.message_id),
+        "chat": chat,
+        "user": user,
+        "thread_id": thread,
+        "raw": update,
+    }
+    match = _COMMAND.match(text.strip())
+    if match and msg.text is not None:
+        name, target, args = match.groups()
+        if target and target.lower() != me.username.lower():
+            return []  # /cmd@otherbot
+        return [
+            Command(
+                **common,
+                name=name.lower(),
+                args=(args or "").strip(),
+                message_id=str(msg.message_id),
+            )
+        ]
+    reply = _real_reply(msg)
+    replied_to_bot = bool(reply and reply.from_user and reply.from_user.id == me.id)
+    addressed = chat.kind is ChatKind.DIRECT or replied_to_bot or _mentions(msg, me)
+    return [
+        Message(
+            **common,
+            text=_strip_mention(text, me) or text,
+            message_id=str(msg.message_id),
+            reply_to=str(reply.message_id) if reply else None,
+            addressed=addressed,
+        )
+    ]
+
+
+def reaction_key(reaction: ReactionType) -> str:
+    """Name a reaction: the emoji itself; custom emoji and paid stars get stable pseudo-names."""
+    emoji = getattr(reaction, "emoji", None)
+    if emoji:
+        return str(emoji)
+    custom = getattr(reaction, "custom_emoji_id", None)
+    return f"custom:{custom}" if custom else str(reaction.type)
+
+
+def _from_reaction(update: Update, me: BotIdentity) -> list[TgEvent]:
+    change: MessageReactionUpdated | None = update.message_reaction
+    if change is None:
+        return []
+    if change.user is not None:
+        if change.user.id == me.id:
+            return []
+        user = _user(change.user)
+    elif change.actor_chat is not None:  # anonymous group admin
+        user = User(PLATFORM, str(change.actor_chat.id), name=change.actor_chat.title or "")
+    else:
+        return []
+    old = [reaction_key(r) for r in change.old_reaction]
+    new = [reaction_key(r) for r in change.new_reaction]
+    events: list[TgEvent] = []
+    for emoji, added in [(e, False) for e in old if e not in new] + [
+        (e, True) for e in new if e not in old
+    ]:
+        events.append(
+            Reaction(
+                platform=PLATFORM,
+                event_id=f"u{update.update_id}:{'+' if added else '-'}{emoji}",
+                chat=_chat(change.chat),
+                user=user,
+                raw=update,
+                message_id=str(change.message_id),
+                emoji=emoji,
+                added=added,
+            )
+        )
+    return events
+
+
+_DISPATCH: dict[str, Callable[[Update, BotIdentity], list[TgEvent]]] = {
+    "message": _from_message,
+    "message_reaction": _from_reaction,
+}
+
+
+def translate_update(update: Update, me: BotIdentity) -> list[TgEvent]:
+    """Return the core events an update stands for (an empty list for anything else)."""
+    for kind, handler in _DISPATCH.items():
+        if getattr(update, kind, None) is not None:
+            return handler(update, me)
+    return []

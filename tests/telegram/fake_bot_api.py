@@ -1,0 +1,451 @@
+"""A fake Telegram Bot API serving real HTTP on loopback.
+
+python-telegram-bot runs unmodified against it (``base_url = fake.base_url``). It answers
+``POST /bot<token>/<method>`` with form-encoded or JSON arguments the way Telegram does
+(``{"ok": true, "result": ...}`` / ``{"ok": false, "error_code": ..., "description": ...}``),
+keeps the chat history the bot wrote (so edits can be checked), validates HTML the way Telegram
+does (allowed tags, balanced, ``< > &`` escaped, 4096 visible characters), serves ``getUpdates``
+with Telegram's offset and long-poll semantics, and lets a test script failures (``fail``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import itertools
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+__all__ = ["ApiCall", "FakeBotApi", "validate_html"]
+
+TOKEN = "123456789:AAFakeTokenForTestsOnly_abcdefghijkl"
+BOT_ID = 123456789
+BOT_USERNAME = "oc_test_bot"
+
+_STRING_ARGS = {"text", "parse_mode", "secret_token", "url", "action", "description"}
+_DEFAULT_UPDATES = {"message", "edited_message", "channel_post", "callback_query", "my_chat_member"}
+_ALLOWED_TAGS = {
+    "b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "code", "pre", "a",
+    "blockquote", "tg-spoiler", "span", "tg-emoji",
+}  # fmt: skip
+_HTML_TOKEN = re.compile(
+    r"<(/?)([a-zA-Z][a-zA-Z0-9-]*)((?:\s+[a-z-]+=\"[^\"<>]*\")*)\s*>"
+    r"|&(?:lt|gt|amp|quot|#\d+|#x[0-9a-fA-F]+);"
+    r"|[<>&]"
+)
+
+
+def utf16_len(text: str) -> int:
+    """Telegram's length: UTF-16 code units."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def validate_html(text: str) -> str:
+    """Return the visible text of Telegram HTML, or raise ValueError as Telegram would."""
+    stack: list[str] = []
+    visible: list[str] = []
+    pos = 0
+    for m in _HTML_TOKEN.finditer(text):
+        visible.append(text[pos : m.start()])
+        pos = m.end()
+        token = m.group(0)
+        if token in "<>&":
+            raise ValueError(f"can't parse entities: unescaped {token!r} at offset {m.start()}")
+        if token.startswith("&"):
+            visible.append(html.unescape(token))
+            continue
+        closing, tag = m.group(1), m.group(2).lower()
+        if tag not in _ALLOWED_TAGS:
+            raise ValueError(f'can\'t parse entities: Unsupported start tag "{tag}"')
+        if closing:
+            if not stack or stack[-1] != tag:
+                raise ValueError(f'can\'t parse entities: Unexpected end tag "{tag}"')
+            stack.pop()
+        else:
+            stack.append(tag)
+    visible.append(text[pos:])
+    if stack:
+        raise ValueError(f"can't parse entities: Can't find end tag corresponding to {stack[-1]}")
+    return "".join(visible)
+
+
+@dataclass(slots=True)
+class ApiCall:
+    """One Bot API request as the fake received it."""
+
+    method: str
+    args: dict[str, Any]
+    at: float = field(default_factory=time.monotonic)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.args[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """An argument, or ``default``."""
+        return self.args.get(key, default)
+
+
+@dataclass(slots=True)
+class _Failure:
+    method: str
+    status: int
+    description: str
+    parameters: dict[str, Any] | None
+    times: int
+    when: Callable[[dict[str, Any]], bool] | None
+
+
+def _entities(text: str) -> list[dict[str, Any]]:
+    """Mention and command entities the way Telegram computes them (UTF-16 offsets)."""
+    out = []
+    for m in re.finditer(
+        r"(?<![\w/])(@[A-Za-z0-9_]{3,32}|/[A-Za-z0-9_]+(?:@[A-Za-z0-9_]+)?)", text
+    ):
+        kind = "mention" if m.group(0).startswith("@") else "bot_command"
+        if kind == "bot_command" and m.start() != 0:
+            continue
+        offset = utf16_len(text[: m.start()])
+        out.append({"type": kind, "offset": offset, "length": utf16_len(m.group(0))})
+    return out
+
+
+class FakeBotApi:
+    """Serve the Bot API methods a bot needs; record every call."""
+
+    def __init__(self, *, token: str = TOKEN, bot_id: int = BOT_ID, username: str = BOT_USERNAME):
+        self.token = token
+        self.bot_user = {"id": bot_id, "is_bot": True, "first_name": "OC", "username": username}
+        self.calls: list[ApiCall] = []
+        self.updates: list[dict[str, Any]] = []
+        self._confirmed: list[dict[str, Any]] = []
+        self.allowed_updates: set[str] = set(_DEFAULT_UPDATES)
+        self.texts: dict[tuple[int, int], str] = {}  # (chat, message id) -> current HTML
+        self.chats: dict[int, dict[str, Any]] = {}
+        self.webhook: dict[str, Any] | None = None
+        self.commands: dict[str, list[dict[str, Any]]] = {}  # scope JSON -> commands
+        self.failures: list[_Failure] = []
+        self.base_url = ""
+        self.api_url = ""
+        self._ids = itertools.count(1000)
+        self._update_ids = itertools.count(500_000)
+        self._changed = asyncio.Condition()
+        self._runner: web.AppRunner | None = None
+        self._closing = False
+
+    # --- lifecycle ---------------------------------------------------------------------
+    async def __aenter__(self) -> FakeBotApi:
+        app = web.Application()
+        app.router.add_route("*", "/bot{token}/{method}", self._dispatch)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.api_url = f"http://127.0.0.1:{port}"
+        self.base_url = f"{self.api_url}/bot"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._closing = True
+        await self._notify()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    # --- scripting ---------------------------------------------------------------------
+    def fail(
+        self,
+        method: str,
+        *,
+        status: int = 429,
+        description: str | None = None,
+        retry_after: int | None = None,
+        times: int = 1,
+        when: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> None:
+        """Answer the next ``times`` calls of ``method`` (matching ``when``) with an error."""
+        if status == 429 and retry_after is None:
+            retry_after = 1
+        params = {"retry_after": retry_after} if retry_after is not None else None
+        text = description or (
+            f"Too Many Requests: retry after {retry_after}" if status == 429 else "Bad Request"
+        )
+        self.failures.append(_Failure(method, status, text, params, times, when))
+
+    def user(self, user_id: int = 42, name: str = "Alice", **extra: Any) -> dict[str, Any]:
+        """A user object."""
+        return {"id": user_id, "is_bot": False, "first_name": name, **extra}
+
+    def chat(self, chat_id: int, kind: str = "private", **extra: Any) -> dict[str, Any]:
+        """A chat object (remembered, so the bot's messages there carry it)."""
+        chat = {"id": chat_id, "type": kind, **extra}
+        if kind == "private":
+            chat.setdefault("first_name", "Alice")
+        else:
+            chat.setdefault("title", "Test group")
+        self.chats[chat_id] = chat
+        return chat
+
+    def message(
+        self,
+        text: str,
+        *,
+        chat_id: int = 42,
+        user_id: int = 42,
+        kind: str = "private",
+        thread_id: int | None = None,
+        reply_to: dict[str, Any] | None = None,
+        from_user: dict[str, Any] | None = None,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        """A ``message`` object as Telegram sends it (entities included)."""
+        chat_extra = {"is_forum": True} if thread_id else {}
+        msg: dict[str, Any] = {
+            "message_id": next(self._ids),
+            "date": int(time.time()),
+            "chat": self.chat(chat_id, kind, **chat_extra),
+            "from": from_user or self.user(user_id),
+            "text": text,
+            **extra,
+        }
+        if entities := _entities(text):
+            msg["entities"] = entities
+        if thread_id:
+            msg["message_thread_id"] = thread_id
+            msg["is_topic_message"] = True
+        if reply_to is not None:
+            msg["reply_to_message"] = reply_to
+        return msg
+
+    def bot_message(self, chat_id: int, message_id: int) -> dict[str, Any]:
+        """A message the bot sent (for ``reply_to``)."""
+        return {
+            "message_id": message_id,
+            "date": int(time.time()),
+            "chat": self.chats.get(chat_id) or self.chat(chat_id),
+            "from": self.bot_user,
+            "text": validate_html(self.texts.get((chat_id, message_id), "x")),
+        }
+
+    def reaction(
+        self,
+        chat_id: int,
+        message_id: int,
+        *,
+        new: list[str],
+        old: list[str] | tuple[str, ...] = (),
+        user_id: int = 42,
+    ) -> dict[str, Any]:
+        """A ``message_reaction`` object."""
+        return {
+            "chat": self.chats.get(chat_id) or self.chat(chat_id),
+            "message_id": message_id,
+            "user": self.user(user_id),
+            "date": int(time.time()),
+            "old_reaction": [{"type": "emoji", "emoji": e} for e in old],
+            "new_reaction": [{"type": "emoji", "emoji": e} for e in new],
+        }
+
+    async def push(self, payload: dict[str, Any], kind: str = "message", **kw: Any) -> int:
+        """Queue an update (``{kind: payload}``) for ``getUpdates``; return its update_id."""
+        update_id = kw.get("update_id") or next(self._update_ids)
+        self.updates.append({"update_id": update_id, kind: payload})
+        await self._notify()
+        return int(update_id)
+
+    async def redeliver(self, update_id: int) -> None:
+        """Serve an update again (as Telegram does when it thinks it was not received)."""
+        for update in list(self.updates) + self._confirmed:
+            if update["update_id"] == update_id:
+                self.updates.append(dict(update))
+                break
+        await self._notify()
+
+    async def post_webhook(
+        self, url: str, update: dict[str, Any], secret: str | None = None
+    ) -> tuple[int, str]:
+        """POST an update to the bot's webhook as Telegram would; return (status, body)."""
+        if secret is None:
+            secret = (self.webhook or {}).get("secret_token", "")
+        headers = {"X-Telegram-Bot-Api-Secret-Token": secret} if secret else {}
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(url, json=update, headers=headers) as resp,
+        ):
+            return resp.status, await resp.text()
+
+    # --- assertions --------------------------------------------------------------------
+    def calls_to(self, method: str) -> list[ApiCall]:
+        """Recorded calls of one method, oldest first."""
+        return [c for c in self.calls if c.method == method]
+
+    async def wait_for(
+        self,
+        method: str,
+        predicate: Callable[[ApiCall], bool] = lambda _c: True,
+        *,
+        count: int = 1,
+        within: float = 5.0,
+    ) -> list[ApiCall]:
+        """Wait until ``count`` calls of ``method`` match ``predicate``; return them."""
+
+        def matching() -> list[ApiCall]:
+            return [c for c in self.calls_to(method) if predicate(c)]
+
+        async with asyncio.timeout(within), self._changed:
+            await self._changed.wait_for(lambda: len(matching()) >= count)
+        return matching()
+
+    # --- the API -----------------------------------------------------------------------
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def _dispatch(self, request: web.Request) -> web.Response:
+        if request.match_info["token"] != self.token:
+            return _error(401, "Unauthorized")
+        method = request.match_info["method"]
+        args = await _read_args(request)
+        self.calls.append(ApiCall(method, args))
+        await self._notify()
+        for failure in self.failures:
+            if failure.method == method and failure.times > 0:
+                if failure.when is None or failure.when(args):
+                    failure.times -= 1
+                    return _error(failure.status, failure.description, failure.parameters)
+        handler = getattr(self, f"_m_{method}", None)
+        if handler is None:
+            return _error(404, "Not Found: method not found")
+        try:
+            result = await handler(args)
+        except ValueError as exc:
+            return _error(400, f"Bad Request: {exc}")
+        except _Conflict:
+            return _error(409, "Conflict: can't use getUpdates method while webhook is active")
+        return web.json_response({"ok": True, "result": result})
+
+    async def _m_getMe(self, _args: dict[str, Any]) -> Any:
+        return {**self.bot_user, "can_join_groups": True, "can_read_all_group_messages": False}
+
+    async def _m_deleteWebhook(self, _args: dict[str, Any]) -> Any:
+        self.webhook = None
+        return True
+
+    async def _m_setWebhook(self, args: dict[str, Any]) -> Any:
+        self.webhook = args
+        return True
+
+    async def _m_getUpdates(self, args: dict[str, Any]) -> Any:
+        if self.webhook is not None:
+            raise _Conflict
+        if "allowed_updates" in args:
+            self.allowed_updates = set(args["allowed_updates"]) or set(_DEFAULT_UPDATES)
+        offset = int(args.get("offset") or 0)
+        if offset:  # confirm everything before offset, as Telegram does
+            self._confirmed = self._confirmed + [u for u in self.updates if u["update_id"] < offset]
+            self.updates = [u for u in self.updates if u["update_id"] >= offset]
+        deadline = time.monotonic() + float(args.get("timeout") or 0)
+        while True:
+            ready = [u for u in self.updates if self._wanted(u)][: int(args.get("limit") or 100)]
+            if ready or self._closing or time.monotonic() >= deadline:
+                return ready
+            async with self._changed:
+                try:
+                    async with asyncio.timeout(deadline - time.monotonic()):
+                        await self._changed.wait()
+                except TimeoutError:
+                    pass
+
+    def _wanted(self, update: dict[str, Any]) -> bool:
+        return any(k in self.allowed_updates for k in update if k != "update_id")
+
+    def _sent(self, chat_id: int, message_id: int, text: str, thread: Any) -> dict[str, Any]:
+        msg: dict[str, Any] = {
+            "message_id": message_id,
+            "date": int(time.time()),
+            "chat": self.chats.get(chat_id) or self.chat(chat_id),
+            "from": self.bot_user,
+            "text": text,
+        }
+        if thread:
+            msg["message_thread_id"] = int(thread)
+        return msg
+
+    @staticmethod
+    def _checked(args: dict[str, Any]) -> str:
+        text = str(args.get("text", ""))
+        visible = validate_html(text) if args.get("parse_mode") == "HTML" else text
+        if not visible.strip():
+            raise ValueError("message text is empty")
+        if utf16_len(visible) > 4096:
+            raise ValueError("message is too long")
+        return visible
+
+    async def _m_sendMessage(self, args: dict[str, Any]) -> Any:
+        visible = self._checked(args)
+        chat_id, message_id = int(args["chat_id"]), next(self._ids)
+        self.texts[(chat_id, message_id)] = str(args["text"])
+        return self._sent(chat_id, message_id, visible, args.get("message_thread_id"))
+
+    async def _m_editMessageText(self, args: dict[str, Any]) -> Any:
+        visible = self._checked(args)
+        key = (int(args["chat_id"]), int(args["message_id"]))
+        if key not in self.texts:
+            raise ValueError("message to edit not found")
+        if self.texts[key] == args["text"]:
+            raise ValueError(
+                "message is not modified: specified new message content and reply markup are "
+                "exactly the same as a current content and reply markup of the message"
+            )
+        self.texts[key] = str(args["text"])
+        return self._sent(key[0], key[1], visible, None)
+
+    async def _m_sendChatAction(self, _args: dict[str, Any]) -> Any:
+        return True
+
+    async def _m_setMessageReaction(self, _args: dict[str, Any]) -> Any:
+        return True
+
+    async def _m_setMyCommands(self, args: dict[str, Any]) -> Any:
+        if len(args["commands"]) > 100:
+            raise ValueError("too many commands")
+        scope = json.dumps(args.get("scope") or {"type": "default"}, sort_keys=True)
+        self.commands[scope] = args["commands"]
+        return True
+
+
+class _Conflict(Exception):
+    pass
+
+
+async def _read_args(request: web.Request) -> dict[str, Any]:
+    """Arguments from the query, a JSON body or a form (non-string values JSON-encoded)."""
+    args: dict[str, Any] = dict(request.query)
+    if request.content_type == "application/json":
+        args.update(await request.json())
+        return args
+    form = await request.post()
+    for key, value in form.items():
+        if not isinstance(value, str):
+            continue
+        if key in _STRING_ARGS:
+            args[key] = value
+        else:
+            try:
+                args[key] = json.loads(value)
+            except ValueError:
+                args[key] = value
+    return args
+
+
+def _error(status: int, description: str, parameters: dict[str, Any] | None = None) -> web.Response:
+    body: dict[str, Any] = {"ok": False, "error_code": status, "description": description}
+    if parameters:
+        body["parameters"] = parameters
+    return web.json_response(body, status=status)
