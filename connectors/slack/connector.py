@@ -23,6 +23,7 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
+from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
     from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
     from bot.config import Settings
-    from bot.events import Address
+    from bot.events import Address, Command, Message, Reaction
 
 __all__ = ["EVENTS_PATH", "SlackConnector"]
 
@@ -78,7 +79,7 @@ class SlackConnector:
         *,
         retry_initial: float = 1.0,
         retry_cap: float = 300.0,
-        start_timeout: float = 10.0,
+        start_timeout: float = 5.0,
         limiter: OutboundLimiter | None = None,
     ) -> None:
         if settings.slack_bot_token is None:
@@ -224,16 +225,16 @@ class SlackConnector:
                 bot_token=self._token,
             )
 
-        async def on_event(body: dict[str, Any]) -> None:
+        async def on_event(body: dict[str, Any]) -> BoltResponse | None:
             event = translate_event(body, self._identity(), self._threads)
             if event is None:
                 logger.debug("Slack event %s ignored", body.get("event_id"))
-                return
-            await self._emit(event)
+                return None
+            return await self._deliver(event)
 
-        async def on_command(ack: Any, body: dict[str, Any]) -> None:
+        async def on_command(ack: Any, body: dict[str, Any]) -> BoltResponse | None:
             await ack()
-            await self._emit(translate_command(body))
+            return await self._deliver(translate_command(body))
 
         async def ignore() -> None:
             return None
@@ -254,6 +255,19 @@ class SlackConnector:
         # count them as failures (and eventually switch the subscription off).
         app.event(re.compile(".*"))(ignore)
         return app
+
+    async def _deliver(self, event: Message | Reaction | Command) -> BoltResponse | None:
+        """Hand an event to the sink; if it is not accepted, answer 503 so Slack redelivers."""
+        try:
+            await self._emit(event)
+        except Exception as exc:
+            logger.warning(
+                "Slack event %s not accepted (%s); Slack will deliver it again",
+                event.event_id,
+                _describe(exc),
+            )
+            return BoltResponse(status=503, body="")
+        return None
 
     def _identity(self) -> BotIdentity:
         if self.me is None:

@@ -11,8 +11,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from conftest import SECRET, Server, Sink
 from fake_slack_api import FakeSlackApi, event_envelope
+from slack_helpers import SECRET, Server, Sink
 
 from bot.config import Settings
 from bot.connector import ConnectorState
@@ -220,3 +220,23 @@ async def test_route_refuses_forgery_before_start(
     assert (await server.post_event(_dm("x"), secret="wrong")).status == 401
     assert (await server.post_event(_dm("x"))).status == 503
     assert sink.events == []
+
+
+async def test_event_the_sink_refuses_is_not_acked(
+    slack_settings: Callable[..., Settings], serve: Serve
+) -> None:
+    seen: list[str] = []
+
+    async def refusing(event: Any) -> None:
+        seen.append(event.event_id)
+        raise RuntimeError("shutting down")
+
+    conn = SlackConnector(slack_settings(), refusing)
+    await conn.start()
+    try:
+        server = await serve(conn.routes())
+        envelope = _dm("later")
+        assert (await server.post_event(envelope)).status == 503  # Slack will redeliver
+        assert seen == [envelope["event_id"]]
+    finally:
+        await conn.stop()
