@@ -322,7 +322,9 @@ class FakeDiscord:
         rec = Recorded(request.method, path, dict(request.query), body, dict(request.headers))
         self.requests.append(rec)
         try:
-            if request.headers.get("Authorization") != f"Bot {self.token}":
+            # Interaction callbacks and webhooks are authorised by the token in the URL.
+            by_url = path.startswith(("/interactions/", "/webhooks/"))
+            if not by_url and request.headers.get("Authorization") != f"Bot {self.token}":
                 return _json({"message": "401: Unauthorized", "code": 0}, 401)
             failure = self._take_failure(request.method, path)
             if failure is not None:
@@ -352,7 +354,7 @@ class FakeDiscord:
             scope = parts[3] if len(parts) == 5 else "global"
             return _json(self._put_commands(scope, body or []))
         if m == "POST" and re.fullmatch(r"/interactions/\d+/[^/]+/callback", path):
-            return _json(self._interaction_callback(parts[1], body or {}))
+            return self._interaction_callback(parts[1], parts[2], body or {})
         if re.fullmatch(r"/webhooks/\d+/[^/]+(/messages/(@original|\d+))?", path):
             return self._webhook(rec, parts)
         self.unexpected.append(rec)
@@ -415,29 +417,38 @@ class FakeDiscord:
                 "nsfw": False,
                 **cmd,
             }
+            perms = full["default_member_permissions"]
+            full["default_member_permissions"] = None if perms is None else str(perms)
             if scope != "global":
                 full["guild_id"] = scope
             out.append(full)
         self.commands[scope] = out
         return out
 
-    def _interaction_callback(self, interaction_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        self.interaction_responses.append(body)
+    def _interaction_callback(
+        self, interaction_id: str, token: str, body: dict[str, Any]
+    ) -> web.Response:
+        if self._interaction_tokens.get(interaction_id) != token:
+            return _json({"message": "Unknown interaction", "code": 10062}, 404)
+        if any(r.get("interaction_id") == interaction_id for r in self.interaction_responses):
+            return _json({"message": "Interaction already acknowledged", "code": 40060}, 400)
+        self.interaction_responses.append({**body, "interaction_id": interaction_id})
         kind = body.get("type")
-        token = self._interaction_tokens.get(interaction_id, "")
         channel_id = self._interaction_channels.get(interaction_id, p.CHANNEL_ID)
         msg = self._create_message(channel_id, body.get("data") or {}, interaction=token)
         msg["original_of"] = token
-        return {
-            "interaction": {
-                "id": interaction_id,
-                "type": 2,
-                "response_message_id": msg["id"],
-                "response_message_loading": kind == 5,
-                "response_message_ephemeral": False,
-            },
-            "resource": {"type": kind, "message": msg},
-        }
+        return _json(
+            {
+                "interaction": {
+                    "id": interaction_id,
+                    "type": 2,
+                    "response_message_id": msg["id"],
+                    "response_message_loading": kind == 5,
+                    "response_message_ephemeral": False,
+                },
+                "resource": {"type": kind, "message": msg},
+            }
+        )
 
     def _webhook(self, rec: Recorded, parts: list[str]) -> web.Response:
         token = parts[2]

@@ -35,3 +35,126 @@ async def test_dm_becomes_message(fake: FakeDiscord, connector: DiscordConnector
     assert event.user.id == p.USER_ID and event.user.name == "Alice"
     assert event.addressed and event.thread_id is None
     assert event.event_id == msg["id"] == event.message_id
+
+
+def guild_msg(fake: FakeDiscord, content: str, **kw) -> dict:
+    kw.setdefault("channel_id", p.CHANNEL_ID)
+    return p.message(
+        message_id=fake.new_id(),
+        content=content,
+        author=kw.pop("author", p.human_user()),
+        guild_id=p.GUILD_ID,
+        **kw,
+    )
+
+
+async def test_guild_mention_is_addressed_and_stripped(
+    fake: FakeDiscord, connector: DiscordConnector, sink: Sink
+):
+    await fake.dispatch(
+        "MESSAGE_CREATE",
+        guild_msg(fake, f"<@{p.BOT_ID}> what is 2+2?", mentions=[p.bot_user()]),
+    )
+    (event,) = await sink.wait_for(Message)
+    assert event.text == "what is 2+2?"
+    assert event.addressed
+    assert event.chat.id == p.CHANNEL_ID and event.chat.kind is ChatKind.GROUP
+    assert event.chat.title == "chan-11"
+    assert event.address.key == f"discord:{p.CHANNEL_ID}"
+
+
+async def test_guild_chatter_is_not_addressed(
+    fake: FakeDiscord, connector: DiscordConnector, sink: Sink
+):
+    await fake.dispatch("MESSAGE_CREATE", guild_msg(fake, "just talking among ourselves"))
+    (event,) = await sink.wait_for(Message)
+    assert event.text == "just talking among ourselves"
+    assert event.addressed is False
+
+
+async def test_group_trigger_always(
+    fake: FakeDiscord, discord_env: None, sink: Sink, monkeypatch
+):
+    from conftest import make_connector
+
+    monkeypatch.setenv("OC_GROUP_TRIGGER", "always")
+    conn = make_connector(sink)
+    await conn.start()
+    try:
+        await conn.wait_connected()
+        await fake.dispatch("MESSAGE_CREATE", guild_msg(fake, "anyone?"))
+        (event,) = await sink.wait_for(Message)
+        assert event.addressed is True
+    finally:
+        await conn.stop()
+
+
+async def test_reply_to_bot_is_addressed(
+    fake: FakeDiscord, connector: DiscordConnector, sink: Sink
+):
+    from bot.events import Address
+
+    ours = await connector.send(Address("discord", p.CHANNEL_ID), "I said something")
+    bot_msg = fake.messages[ours]
+    await fake.dispatch(
+        "MESSAGE_CREATE", guild_msg(fake, "tell me more", referenced=bot_msg)
+    )
+    (event,) = await sink.wait_for(Message)
+    assert event.addressed and event.reply_to == ours
+    assert event.text == "tell me more"
+
+
+async def test_thread_message_has_thread_id(
+    fake: FakeDiscord, connector: DiscordConnector, sink: Sink
+):
+    await fake.dispatch(
+        "MESSAGE_CREATE",
+        guild_msg(fake, f"<@{p.BOT_ID}> in a thread", channel_id=p.THREAD_ID,
+                  mentions=[p.bot_user()]),
+    )
+    (event,) = await sink.wait_for(Message)
+    assert event.chat.id == p.CHANNEL_ID
+    assert event.thread_id == p.THREAD_ID
+    assert event.address.key == f"discord:{p.CHANNEL_ID}:{p.THREAD_ID}"
+
+
+async def test_uncached_thread_parent_is_looked_up(
+    fake: FakeDiscord, connector: DiscordConnector, sink: Sink
+):
+    # A thread created after GUILD_CREATE that the cache never saw: one REST lookup.
+    fake.threads["1100000000000000099"] = p.CHANNEL_ID
+    for text in ("first", "second"):
+        await fake.dispatch(
+            "MESSAGE_CREATE", guild_msg(fake, text, channel_id="1100000000000000099")
+        )
+    first, second = await sink.wait_for(Message, 2)
+    assert [first.text, second.text] == ["first", "second"]
+    assert first.thread_id == second.thread_id == "1100000000000000099"
+    assert first.chat.id == second.chat.id == p.CHANNEL_ID
+    assert len(fake.calls("GET", r"/channels/1100000000000000099")) == 1
+
+
+async def test_own_and_bot_messages_are_ignored(
+    fake: FakeDiscord, connector: DiscordConnector, sink: Sink
+):
+    other_bot = p.user(p.OTHER_BOT_ID, "otherbot", bot=True)
+    await fake.dispatch("MESSAGE_CREATE", guild_msg(fake, "mine", author=p.bot_user()))
+    await fake.dispatch("MESSAGE_CREATE", guild_msg(fake, "a bot's", author=other_bot))
+    notice = guild_msg(fake, "")
+    notice["type"] = 6  # "pinned a message"
+    await fake.dispatch("MESSAGE_CREATE", notice)
+    await fake.dispatch("MESSAGE_CREATE", guild_msg(fake, "a person's"))
+    (event,) = await sink.wait_for(Message)
+    assert event.text == "a person's"
+    assert [e.text for e in sink.of(Message)] == ["a person's"]
+
+
+async def test_order_is_kept(fake: FakeDiscord, connector: DiscordConnector, sink: Sink):
+    for i in range(30):
+        await fake.dispatch(
+            "MESSAGE_CREATE",
+            p.message(message_id=fake.new_id(), channel_id=p.DM_CHANNEL_ID,
+                      content=f"m{i}", author=p.human_user()),
+        )
+    events = await sink.wait_for(Message, 30)
+    assert [e.text for e in events] == [f"m{i}" for i in range(30)]
