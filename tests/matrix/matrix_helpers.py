@@ -1,0 +1,116 @@
+"""Test doubles for the Matrix tests: the sink the bot emits into, and a human on Synapse."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from nio import AsyncClient, AsyncClientConfig, RoomCreateResponse, RoomSendResponse, SyncResponse
+from synapse_server import Account
+
+from bot.events import Command, Message, Reaction
+from connectors.matrix import MatrixConnector
+
+TIMEOUT = 15.0
+
+BotFactory = Callable[..., Awaitable[MatrixConnector]]
+
+
+class Sink:
+    """The connector's ``emit``: records events and lets a test await the one it expects."""
+
+    def __init__(self) -> None:
+        self.events: list[Message | Reaction | Command] = []
+        self._changed = asyncio.Event()
+        self.fail_with: Exception | None = None
+
+    async def __call__(self, event: Message | Reaction | Command) -> None:
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.events.append(event)
+        self._changed.set()
+
+    async def wait_for(self, predicate: Callable[[Any], bool], within: float = TIMEOUT) -> Any:
+        async def poll() -> Any:
+            while True:
+                for event in self.events:
+                    if predicate(event):
+                        return event
+                self._changed.clear()
+                await self._changed.wait()
+
+        return await asyncio.wait_for(poll(), within)
+
+    def messages(self) -> list[Message]:
+        return [e for e in self.events if isinstance(e, Message)]
+
+
+class Human:
+    """A person on the homeserver, driven by a plain nio client."""
+
+    def __init__(self, url: str, account: Account) -> None:
+        self.account = account
+        self.user_id = account.user_id
+        self.client = AsyncClient(url, account.user_id, config=AsyncClientConfig())
+        self.client.user_id = account.user_id
+        self.client.device_id = account.device_id
+        self.client.access_token = account.access_token
+        self.seen: list[tuple[str, dict[str, Any]]] = []  # (room id, raw event) in order
+        self.typing: list[tuple[str, list[str]]] = []
+
+    async def sync(self, timeout_ms: int = 500) -> None:
+        resp = await self.client.sync(timeout=timeout_ms)
+        assert isinstance(resp, SyncResponse), resp
+        for room_id, info in resp.rooms.join.items():
+            self.seen.extend((room_id, e.source) for e in info.timeline.events)
+            for eph in info.ephemeral:
+                users = getattr(eph, "users", None)
+                if users is not None:
+                    self.typing.append((room_id, list(users)))
+
+    async def wait_for(
+        self, predicate: Callable[[str, dict[str, Any]], bool], within: float = TIMEOUT
+    ) -> dict[str, Any]:
+        """The first event (raw dict) seen so far or later that matches."""
+
+        async def poll() -> dict[str, Any]:
+            while True:
+                for room_id, event in self.seen:
+                    if predicate(room_id, event):
+                        return event
+                await self.sync()
+
+        return await asyncio.wait_for(poll(), within)
+
+    async def wait_typing(self, room_id: str, user_id: str) -> None:
+        async def poll() -> None:
+            while not any(r == room_id and user_id in u for r, u in self.typing):
+                await self.sync()
+
+        await asyncio.wait_for(poll(), TIMEOUT)
+
+    async def create_room(self, invite: list[str], *, direct: bool = False, **kw: Any) -> str:
+        resp = await self.client.room_create(invite=invite, is_direct=direct, **kw)
+        assert isinstance(resp, RoomCreateResponse), resp
+        return resp.room_id
+
+    async def wait_membership(self, room_id: str, user_id: str, membership: str) -> None:
+        await self.wait_for(
+            lambda r, e: (
+                r == room_id
+                and e["type"] == "m.room.member"
+                and e.get("state_key") == user_id
+                and e["content"].get("membership") == membership
+            )
+        )
+
+    async def send(
+        self, room_id: str, content: dict[str, Any], kind: str = "m.room.message"
+    ) -> str:
+        resp = await self.client.room_send(room_id, kind, content)
+        assert isinstance(resp, RoomSendResponse), resp
+        return resp.event_id
+
+    async def say(self, room_id: str, body: str, **extra: Any) -> str:
+        return await self.send(room_id, {"msgtype": "m.text", "body": body, **extra})
