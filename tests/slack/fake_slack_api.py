@@ -57,6 +57,7 @@ class _Failure:
     status: int
     retry_after: float | None
     times: int
+    after: int
 
 
 class FakeSlackApi:
@@ -120,11 +121,12 @@ class FakeSlackApi:
         status: int | None = None,
         retry_after: float | None = 1,
         times: int = 1,
+        after: int = 0,
     ) -> None:
-        """Answer the next ``times`` calls of ``method`` with ``error`` instead of success."""
+        """Answer ``times`` calls of ``method`` with ``error``, once ``after`` more succeeded."""
         code = status if status is not None else (429 if error == "ratelimited" else 200)
-        after = retry_after if code == 429 else None
-        self._failures.setdefault(method, []).append(_Failure(error, code, after, times))
+        wait = retry_after if code == 429 else None
+        self._failures.setdefault(method, []).append(_Failure(error, code, wait, times, after))
 
     def calls_of(self, method: str) -> list[ApiCall]:
         """Recorded calls of one method, in order (failed ones included)."""
@@ -177,7 +179,9 @@ class FakeSlackApi:
 
     def _answer(self, method: str, args: dict[str, Any], token: str | None) -> web.Response:
         pending = self._failures.get(method)
-        if pending:
+        if pending and pending[0].after > 0:
+            pending[0].after -= 1
+        elif pending:
             failure = pending[0]
             failure.times -= 1
             if failure.times <= 0:

@@ -240,3 +240,35 @@ async def test_event_the_sink_refuses_is_not_acked(
         assert seen == [envelope["event_id"]]
     finally:
         await conn.stop()
+
+
+async def test_429_in_the_middle_of_a_stream_final_text_lands(
+    connector: SlackConnector, fake_slack: FakeSlackApi
+) -> None:
+    from dataclasses import replace
+
+    from bot.reply import ReplyStream
+
+    connector.capabilities = replace(connector.capabilities, edit_interval=0.05)
+    address = Address("slack", "C1", "1700000000.000500")
+    stream = ReplyStream(connector, address)
+    await stream.token("Counting: **one**")
+    await fake_slack.wait_for(lambda: fake_slack.calls_of("chat.postMessage"))
+    fake_slack.fail_next("chat.update", "ratelimited", retry_after=1)
+    await asyncio.sleep(0.06)  # past the edit interval: the next token triggers an edit
+    await stream.token(", two")
+    await fake_slack.wait_for(lambda: fake_slack.calls_of("chat.update"))  # the refused edit
+    await stream.token(", three")  # arrives while the edit waits out Retry-After
+    ids = await stream.finish("Counting: **one**, two, three & done")
+    (message,) = fake_slack.posted("C1")
+    assert ids == [message.ts] and message.thread_ts == address.thread_id
+    assert message.text == "Counting: *one*, two, three &amp; done"
+    assert message.edits == ["Counting: *one*, two", "Counting: *one*, two, three &amp; done"]
+    updates = fake_slack.calls_of("chat.update")
+    assert [u.args["text"] for u in updates] == [
+        "Counting: *one*, two",  # refused with 429
+        "Counting: *one*, two",  # retried after Retry-After
+        "Counting: *one*, two, three &amp; done",
+    ]
+    assert updates[1].at - updates[0].at >= 0.95
+    assert connector.limiter.waits == [1.0]
