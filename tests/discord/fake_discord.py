@@ -90,6 +90,7 @@ class FakeDiscord:
         self.guilds = guilds if guilds is not None else {p.GUILD_ID: [p.CHANNEL_ID]}
         self.threads = threads if threads is not None else {p.THREAD_ID: p.CHANNEL_ID}
         self.resume_gateway_url: str | None = None
+        self.identify_close_code: int | None = None  # e.g. 4004, 4014: refuse IDENTIFY
         self.requests: list[Recorded] = []
         self.unexpected: list[Recorded] = []
         self.messages: dict[str, dict[str, Any]] = {}
@@ -238,8 +239,8 @@ class FakeDiscord:
         return ws
 
     async def _identify(self, conn: _Conn, data: dict[str, Any]) -> None:
-        if data.get("token") != self.token:
-            await conn.ws.close(code=4004, message=b"Authentication failed.")
+        if data.get("token") != self.token or self.identify_close_code is not None:
+            await conn.ws.close(code=self.identify_close_code or 4004, message=b"refused")
             return
         self.identifies.append(data)
         async with self._lock:
