@@ -62,11 +62,13 @@ class _Gcra:
         self.burst = max(1, burst)
         self.tat = 0.0
 
-    def reserve(self, now: float) -> float:
-        """Book the next slot; return how long to wait for it."""
-        at = max(now, self.tat - (self.burst - 1) * self.interval)
+    def earliest(self, now: float) -> float:
+        """When the next call may go (``now`` if the bucket has a token)."""
+        return max(now, self.tat - (self.burst - 1) * self.interval)
+
+    def take(self, at: float) -> None:
+        """Spend a token for a call made at ``at``."""
         self.tat = max(self.tat, at) + self.interval
-        return at - now
 
 
 class OutboundLimiter:
@@ -130,9 +132,12 @@ class OutboundLimiter:
                 continue
             self._paused.pop(chat_id, None)
             now = self._clock()
-            delay = max(self._bucket(chat_id).reserve(now), self._global.reserve(now))
-            if delay > 0:
-                await asyncio.sleep(delay)
+            chat = self._bucket(chat_id)
+            at = max(chat.earliest(now), self._global.earliest(now))
+            chat.take(at)  # booked now, so callers queue in order
+            self._global.take(at)
+            if at > now:
+                await asyncio.sleep(at - now)
             if self._paused.get(chat_id, 0.0) <= self._clock():
                 return
 

@@ -308,12 +308,12 @@ class FakeBotApi:
             self._changed.notify_all()
 
     async def _dispatch(self, request: web.Request) -> web.Response:
-        if request.match_info["token"] != self.token:
-            return _error(401, "Unauthorized")
         method = request.match_info["method"]
         args = await _read_args(request)
         self.calls.append(ApiCall(method, args))
         await self._notify()
+        if request.match_info["token"] != self.token:
+            return _error(401, "Unauthorized")
         for failure in self.failures:
             if failure.method == method and failure.times > 0:
                 if failure.when is None or failure.when(args):
