@@ -22,7 +22,7 @@ class Backoff:
 
     def next(self) -> float:
         """Return the pause before the next attempt, counting this failure."""
-        base = min(self.cap, self.initial * (2 ** min(self.attempts, 30)))
+        base = min(self.cap, self.initial * 2.0 ** min(self.attempts, 30))
         self.attempts += 1
         return base * random.uniform(0.5, 1.0)
 

@@ -143,7 +143,7 @@ class SlackConnector:
         socket, self._socket = self._socket, None
         if socket is not None:
             with contextlib.suppress(Exception):
-                await socket.close_async()
+                await socket.close_async()  # type: ignore[no-untyped-call]
         session, self._session = self._session, None
         if session is not None:
             await session.close()
@@ -196,12 +196,16 @@ class SlackConnector:
             from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
             assert self._bolt is not None
+            # Ask for the WebSocket URL ourselves: the SDK's own connect() would retry a
+            # rejected app token forever at a fixed pace, logging a traceback each time.
+            opened = await self._api.apps_connections_open(app_token=self._app_token)
             handler = AsyncSocketModeHandler(self._bolt, self._app_token, web_client=self._api)
+            handler.client.wss_uri = str(opened["url"])
             try:
-                await handler.connect_async()
+                await asyncio.wait_for(handler.connect_async(), 15)  # type: ignore[no-untyped-call]
             except BaseException:
                 with contextlib.suppress(Exception):
-                    await handler.close_async()
+                    await handler.close_async()  # type: ignore[no-untyped-call]
                 raise
             self._socket = handler
 

@@ -250,7 +250,7 @@ async def fake_ollama_started(fake_ollama: FakeOllama, count: int) -> None:
     import asyncio
 
     async with asyncio.timeout(5):
-        while len(fake_ollama.chats) < count:
+        while len(fake_ollama.chats) < count:  # noqa: ASYNC110 (the fake has no event to await)
             await asyncio.sleep(0.01)
 
 
