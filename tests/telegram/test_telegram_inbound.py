@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-from conftest import Sink
-from fake_bot_api import BOT_ID, FakeBotApi
-
 from bot.connector import ConnectorState
 from bot.events import ChatKind, Command, Message, Reaction
 from connectors.telegram import TelegramConnector
+from tests.telegram.fake_bot_api import BOT_ID, FakeBotApi
+from tests.telegram.telegram_helpers import Sink
 
 
 async def test_private_message_becomes_addressed_message(
@@ -152,7 +151,7 @@ async def test_reactions_become_reaction_events(
 async def test_restart_resumes_after_the_last_handled_update(
     tg: FakeBotApi, tg_settings, sink: Sink
 ) -> None:
-    from conftest import FAST
+    from tests.telegram.telegram_helpers import FAST
 
     first = TelegramConnector(tg_settings(), sink, options=FAST)
     await first.start()

@@ -9,12 +9,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
-from conftest import FAST, Sink
-from fake_bot_api import FakeBotApi
 
 from bot.connector import ConnectorState
 from bot.events import Message
 from connectors.telegram import TelegramConnector
+from tests.telegram.fake_bot_api import FakeBotApi
+from tests.telegram.telegram_helpers import FAST, Sink
 
 WEBHOOK_SECRET = "s3cret-token_for-tests"
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import time
 
-from fake_bot_api import FakeBotApi, validate_html
-
 from bot.connector import CommandSpec
 from bot.events import Address
 from bot.reply import ReplyStream
 from connectors.telegram import TelegramConnector
+from tests.telegram.fake_bot_api import FakeBotApi, validate_html
 
 DM = Address("telegram", "42")
 TOPIC = Address("telegram", "-200", "77")
@@ -105,7 +104,7 @@ async def test_typing_and_reaction(tg: FakeBotApi, connector: TelegramConnector)
 
 
 async def test_commands_published_with_admin_scope(tg: FakeBotApi, tg_settings, sink) -> None:
-    from conftest import FAST
+    from tests.telegram.telegram_helpers import FAST
 
     settings = tg_settings(OC_ADMINS="telegram:7,slack:U1")
     conn = TelegramConnector(settings, sink, options=FAST)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 
 import pytest
-from fake_bot_api import utf16_len, validate_html
 
 from connectors.telegram.render import html_to_plain, markdown_to_html, render_chunks
+from tests.telegram.fake_bot_api import utf16_len, validate_html
 
 
 @pytest.mark.parametrize(
