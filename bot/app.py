@@ -51,7 +51,9 @@ _ENABLE = {
 }
 
 # --- features: "module:setup" coroutines run with the App once the runtime exists ---------
-FEATURES: list[str] = []
+FEATURES: list[str] = [
+    "bot.admin.feature:setup",  # access, rate limits, identity, approvals, audit, admin commands
+]
 
 
 def enable_hints() -> list[str]:

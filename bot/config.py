@@ -65,6 +65,24 @@ class Settings(BaseSettings):
     embed_model: str = _env("OC_EMBED_MODEL", "Ollama model for embeddings.", "nomic-embed-text")
     system_prompt: str | None = _env("OC_SYSTEM_PROMPT", "Replaces the default system prompt.")
 
+    # --- memory, compaction, planning, schedules (issue 8) -----------------------------
+    memory_backend: str = _env(
+        "OC_MEMORY_BACKEND", "Vector search: auto, sqlite-vec or exact (numpy).", "auto"
+    )
+    memory_top_k: int = _env("OC_MEMORY_TOP_K", "Memories recalled per turn at most.", 5, ge=0)
+    memory_token_budget: int = _env(
+        "OC_MEMORY_TOKEN_BUDGET", "Prompt tokens recalled memories may use.", 400, ge=0
+    )
+    memory_min_score: float = _env(
+        "OC_MEMORY_MIN_SCORE", "Cosine similarity below which a memory is not recalled.", 0.3
+    )
+    compact_at: float = _env(
+        "OC_COMPACT_AT", "Summarise older turns when the prompt passes this share of the "
+        "context window.", 0.7, gt=0.1, lt=1.0
+    )
+    planning: bool = _env("OC_PLANNING", "Plan multi-step requests before acting.", True)
+    timezone: str = _env("OC_TIMEZONE", "Time zone for schedules when the user gives none.", "UTC")
+
     # --- runtime -----------------------------------------------------------------------
     data_dir: Path = _env(
         "OC_DATA_DIR", "Where the database and state live.", default_factory=_default_data_dir
@@ -94,6 +112,27 @@ class Settings(BaseSettings):
     plugin_dirs: CsvList = _env(
         "OC_PLUGIN_DIRS", "Extra folders holding plugins (comma-separated).", default_factory=list
     )
+    plugin_sandbox: str = _env(
+        "OC_PLUGIN_SANDBOX",
+        "'on': plugins run under bubblewrap (refused if it is missing); 'off': no isolation.",
+        "on",
+        pattern=r"^(on|off)$",
+    )
+    plugin_timeout: float = _env("OC_PLUGIN_TIMEOUT", "Wall-clock seconds per plugin call.", 30.0, gt=0)
+    plugin_memory_mb: int = _env("OC_PLUGIN_MEMORY_MB", "Memory limit per plugin call (MB).", 512, gt=16)
+    plugin_cpu_seconds: int = _env("OC_PLUGIN_CPU_SECONDS", "CPU seconds per plugin call.", 30, gt=0)
+    mcp_servers: str | None = _env(
+        "OC_MCP_SERVERS",
+        'MCP servers as JSON: {"name": {"command": "...", "args": [...]} or {"url": "http..."}}.',
+    )
+    # --- access: rate limits (issue 7) ---------------------------------------------------
+    rate_limit_user: str = _env(
+        "OC_RATE_LIMIT_USER", "Messages per account: 'count/seconds'; 0 turns it off.", "20/60"
+    )
+    rate_limit_chat: str = _env(
+        "OC_RATE_LIMIT_CHAT", "Messages per chat: 'count/seconds'; 0 turns it off.", "60/60"
+    )
+    redis_prefix: str = _env("OC_REDIS_PREFIX", "Prefix of every Redis key we write.", "oc:")
 
     # --- connectors --------------------------------------------------------------------
     telegram_bot_token: SecretStr | None = _env("TELEGRAM_BOT_TOKEN", "Telegram bot token.")

@@ -47,7 +47,9 @@ class RuntimeStopped(Exception):
 class Agent(Protocol):
     """What the runtime needs from the agent graph."""
 
-    async def run_turn(self, thread_id: str, text: str, ctx: TurnContext) -> Any:
+    async def run_turn(
+        self, thread_id: str, text: str, ctx: TurnContext, *, retry: bool = False
+    ) -> Any:
         """Run one turn; the result has ``text`` and ``run_id``."""
         ...
 
@@ -58,6 +60,7 @@ class Job:
 
     event: Message | Command
     inbound_id: int | None = None
+    retry: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +114,8 @@ class Runtime:
         self.is_admin: Callable[[User], bool] = self._default_is_admin
         self.person_of: Callable[[User], Awaitable[str]] = self._default_person
         self.thread_id: Callable[[Address, int], str] = lambda a, epoch: f"{a.key}#{epoch}"
+        # Services graph nodes reach through ``TurnContext.services`` (features fill it).
+        self.turn_services: dict[str, Any] = {}
         self._middleware: list[Middleware] = [ignore_bots, require_address(settings.group_trigger)]
         self._handler: Handler = chain(self._middleware, self._accept)
         self._slots = asyncio.Semaphore(settings.max_in_flight)
@@ -215,7 +220,7 @@ class Runtime:
                     if isinstance(job.event, Command):
                         await self._run_command(job.event)
                     else:
-                        await self._run_turn(job.event, job.inbound_id)
+                        await self._run_turn(job.event, job.inbound_id, retry=job.retry)
                 except asyncio.CancelledError:
                     raise
                 except Exception:
@@ -226,7 +231,7 @@ class Runtime:
             self.metrics.queue_depth.set(self.queue_depth)
 
     # --- turns -------------------------------------------------------------------------
-    async def _run_turn(self, msg: Message, inbound_id: int | None) -> None:
+    async def _run_turn(self, msg: Message, inbound_id: int | None, *, retry: bool = False) -> None:
         connector = self.connectors.get(msg.platform)
         if connector is None:
             logger.warning("no connector for %s; message %s waits", msg.platform, msg.event_id)
@@ -243,6 +248,9 @@ class Runtime:
             stream=stream,
             options={} if self.settings.temperature is None else {"temperature": self.settings.temperature},
             keep_alive=self.settings.keep_alive,
+            user=msg.user,
+            address=address,
+            services=self.turn_services,
         )
         thread = self.thread_id(address, await self.store.epoch(address.key))
         typing = asyncio.create_task(self._keep_typing(connector, address, stream))
@@ -251,7 +259,7 @@ class Runtime:
         run_id = ""
         try:
             async with self._slots:
-                outcome = await self.agent.run_turn(thread, msg.text, ctx)
+                outcome = await self.agent.run_turn(thread, msg.text, ctx, retry=retry)
             text, run_id = outcome.text.strip() or "(no answer)", outcome.run_id
             outcome_label = "ok"
         except OllamaError as exc:
@@ -296,7 +304,7 @@ class Runtime:
         for row in await self.store.unfinished_inbound():
             if row.platform not in self.connectors:
                 continue
-            self._enqueue(Job(_message_from_row(row), int(row.id)))
+            self._enqueue(Job(_message_from_row(row), int(row.id), retry=True))
         for row in await self.store.pending_replies():
             connector = self.connectors.get(row.platform)
             if connector is None:
@@ -341,7 +349,7 @@ class Runtime:
             row = await self.store.last_failed(ctx.event.address.key)
             if row is None:
                 return "There is nothing to retry."
-            await self._run_turn(_message_from_row(row), int(row.id))
+            await self._run_turn(_message_from_row(row), int(row.id), retry=True)
             return None
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,11 +11,10 @@ import pytest
 
 from bot.config import Settings, load_settings
 from bot.testing import FakeOllama
+from bot.testing.services import REDIS_URL, ServiceUnavailable, postgres_database, redis_ping
 
 _PREFIXES = ("OC_", "OLLAMA_", "TELEGRAM_", "DISCORD_", "SLACK_", "MATRIX_")
 IN_CI = bool(os.environ.get("CI"))
-POSTGRES_URL = os.environ.get("OC_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS_URL = os.environ.get("OC_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 @pytest.fixture(autouse=True)
@@ -45,6 +43,11 @@ def make_settings(tmp_path: Path, fake_ollama: FakeOllama) -> Callable[..., Sett
             "OLLAMA_HOST": fake_ollama.url,
             "OC_DATA_DIR": tmp_path / "data",
             "OC_HTTP_PORT": 0,
+            # Suites talk to the bot as strangers, many times a minute: access control and rate
+            # limits (tests/admin sets them explicitly) stay out of their way.
+            "OC_DM_POLICY": "open",
+            "OC_RATE_LIMIT_USER": "0",
+            "OC_RATE_LIMIT_CHAT": "0",
         }
         values.update(overrides)
         return load_settings(**values)
@@ -59,6 +62,7 @@ def settings(make_settings: Callable[..., Settings]) -> Settings:
 
 
 def _unavailable(what: str, exc: BaseException) -> None:
+    """Skip on a developer's machine without the server; fail in CI, where it is mandatory."""
     message = f"{what} is not reachable ({exc}); start it or set OC_TEST_{what.upper()}_URL"
     if IN_CI:
         pytest.fail(f"{message} — it is mandatory in CI", pytrace=False)
@@ -67,34 +71,19 @@ def _unavailable(what: str, exc: BaseException) -> None:
 
 @pytest.fixture
 async def postgres_url() -> AsyncIterator[str]:
-    """A fresh, empty PostgreSQL database on the real server, dropped afterwards."""
-    import asyncpg
-
-    admin_dsn = POSTGRES_URL
+    """URL of a fresh database on the real PostgreSQL server (mandatory in CI)."""
     try:
-        admin = await asyncpg.connect(admin_dsn, timeout=5)
-    except (OSError, asyncpg.PostgresError) as exc:
+        async with postgres_database() as url:
+            yield url
+    except ServiceUnavailable as exc:
         _unavailable("postgres", exc)
-    name = f"oc_test_{uuid.uuid4().hex[:12]}"
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    base = admin_dsn.rsplit("/", 1)[0]
-    try:
-        yield f"{base}/{name}"
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 @pytest.fixture
 async def redis_url() -> AsyncIterator[str]:
     """The real Redis server; tests must use unique key prefixes (several suites share it)."""
-    import redis.asyncio as redis
-
-    client = redis.from_url(REDIS_URL)
     try:
-        await client.ping()
-    except Exception as exc:
-        await client.aclose()
+        await redis_ping()
+    except ServiceUnavailable as exc:
         _unavailable("redis", exc)
-    await client.aclose()
     yield REDIS_URL

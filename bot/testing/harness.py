@@ -8,6 +8,7 @@ Ollama-compatible server (usually :class:`~bot.testing.FakeOllama`).
 from __future__ import annotations
 
 import itertools
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -125,7 +126,7 @@ class Harness:
         kind = ChatKind.GROUP if group else ChatKind.DIRECT
         return {
             "platform": platform,
-            "event_id": f"e{next(self._events)}",
+            "event_id": f"e{next(self._events)}-{uuid.uuid4().hex[:8]}",
             "user": User(platform, user, user.title()),
             "chat": Chat(platform, chat or user, kind),
         }

@@ -1,0 +1,5 @@
+"""``python -m bot`` runs the CLI (same as the ``opencomputer`` command)."""
+
+from bot.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Admin commands, data rights and the wiring of access control, identity, approvals, audit."""

@@ -1,0 +1,167 @@
+"""The admin feature's wiring: access, rate limits, identity, approvals, audit, commands.
+
+Listed once in ``bot.app.FEATURES``; ``setup`` runs after the runtime exists and before
+connectors start (so their native command lists include ours).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from bot import audit as audit_log
+from bot.access import AccessPolicy, access_middleware
+from bot.admin.model_choice import ModelChoice
+from bot.approvals import NO, YES, ApprovalAgent, Approvals
+from bot.commands import CommandContext
+from bot.events import Address, Chat, Message, Reaction, User
+from bot.identity import IdentityLinks
+from bot.ratelimit import LocalLimiter, RedisLimiter, parse_rate, rate_limit_middleware
+from bot.runtime import Job, ReplyRecord, Runtime
+
+if TYPE_CHECKING:
+    from bot.app import App
+
+__all__ = ["AdminServices", "setup"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class AdminServices:
+    """What the admin commands share; on ``app.extras["admin"]``."""
+
+    app: App
+    policy: AccessPolicy
+    identity: IdentityLinks
+    approvals: Approvals
+    models: ModelChoice
+    started_at: float = field(default_factory=time.time)
+    forget_pending: dict[str, float] = field(default_factory=dict)
+
+    async def audit(self, actor: str, action: str, detail: dict[str, Any] | None = None) -> int:
+        """Append to the audit log."""
+        return await audit_log.audit(self.app.store, actor, action, detail)
+
+    async def audit_recent(self, n: int, *, actor: str | None = None) -> list[audit_log.AuditEntry]:
+        """The newest audit entries."""
+        return await audit_log.recent(self.app.store, n, actor=actor)
+
+    async def person_accounts(self, user: User) -> tuple[str, list[str]]:
+        """The person id and every linked account of ``user``."""
+        return self.identity.person_key(user.key), self.identity.accounts_of(user.key)
+
+    async def decide(self, approval_id: int, approved: bool, by: User) -> str | None:
+        """Record a decision on an approval and queue the paused turn to resume."""
+        row = await self.approvals.get(approval_id)
+        if row is None or row.status not in ("pending", "approved", "rejected"):
+            return f"There is no open approval #{approval_id}."
+        same_person = self.identity.person_key(by.key) == self.identity.person_key(row.user_key)
+        if not (same_person or self.app.runtime.is_admin(by)):
+            await self.audit(by.key, "approval.denied", {"approval": approval_id})
+            return "Only the person who asked, or an admin, can decide this."
+        status = "approved" if approved else "rejected"
+        await self.approvals.set_status(approval_id, status, by=by.key)
+        tools = [c.get("name") for c in _calls(row)]
+        await self.audit(by.key, f"approval.{status}", {"approval": approval_id, "tools": tools})
+        if approved:
+            await self.audit(row.user_key, "tool.dangerous", {"approval": approval_id, "tools": tools})
+        _requeue(self.app.runtime, row)
+        return None if approved else "Rejected; the action will not run."
+
+
+def _requeue(runtime: Runtime, row: Any) -> None:
+    """Queue the paused conversation; its next turn resumes the thread (see ApprovalAgent)."""
+    address = Address.parse(row.conversation)
+    platform, _, user_id = row.user_key.partition(":")
+    message = Message(
+        platform=address.platform,
+        event_id=f"approval-{row.id}-{time.time_ns()}",
+        chat=Chat(address.platform, address.chat_id),
+        user=User(platform, user_id, row.user_name),
+        thread_id=address.thread_id,
+        text="",
+    )
+    runtime._enqueue(Job(message, None))  # the lane keeps it in order with the chat's turns
+
+
+def _calls(row: Any) -> list[dict[str, Any]]:
+    import orjson
+
+    return list(orjson.loads(row.calls or "[]"))
+
+
+async def setup(app: App) -> None:
+    """Build the services, install policies, middleware, listeners and commands."""
+    from bot.admin.commands import register_admin_commands
+    from bot.admin.user_commands import register_user_commands
+
+    runtime, engine, settings = app.runtime, app.store.engine, app.settings
+    identity = IdentityLinks(engine)
+    policy = AccessPolicy(settings, engine, accounts_of=identity.accounts_of)
+    approvals = Approvals(engine)
+    models = ModelChoice(engine, settings.model)
+    for part in (identity, policy, approvals, models):
+        await part.load()
+    services = AdminServices(app, policy, identity, approvals, models)
+    app.extras["admin"] = services
+    app.extras.setdefault("forget_hooks", [])
+    app.extras.setdefault("export_hooks", [])
+
+    runtime.is_admin = policy.is_admin
+    runtime.person_of = identity.person_of
+    runtime.choose_model = models.choose
+    runtime.add_middleware(access_middleware(policy, runtime.say))
+    runtime.add_middleware(await _rate_limiter(app, policy))
+
+    async def on_request(approval_id: int, ctx: Any, calls: list[dict[str, Any]]) -> None:
+        actor = ctx.user.key if ctx.user is not None else "system"
+        tools = [c.get("name") for c in calls]
+        await services.audit(actor, "approval.requested", {"approval": approval_id, "tools": tools})
+
+    runtime.agent = ApprovalAgent(runtime.agent, approvals, on_request)
+
+    async def on_reply(record: ReplyRecord) -> None:
+        if approvals.asked_in(record.meta.run_id):
+            await approvals.attach_reply(record.meta.run_id, record.reply_id)
+
+    async def on_reaction(reaction: Reaction, reply_id: int | None) -> None:
+        if reply_id is None or not reaction.added or reaction.emoji not in YES | NO:
+            return
+        rows = await approvals.find(reply_id=reply_id)
+        if rows and rows[0].status == "pending":
+            answer = await services.decide(int(rows[0].id), reaction.emoji in YES, reaction.user)
+            if answer:
+                await runtime.say(reaction.address, answer)
+
+    runtime.reply_listeners.append(on_reply)
+    runtime.reaction_listeners.append(on_reaction)
+
+    async def on_denied(ctx: CommandContext) -> None:
+        await services.audit(ctx.event.user.key, "command.denied", {"command": ctx.event.name})
+
+    app.commands.on_denied.append(on_denied)
+    register_user_commands(app.commands, services)
+    register_admin_commands(app.commands, services)
+
+
+async def _rate_limiter(app: App, policy: AccessPolicy) -> Any:
+    settings = app.settings
+    limiter: Any
+    if settings.redis_url:
+        import redis.asyncio as redis
+
+        client = redis.from_url(settings.redis_url)
+        app.on_stop.append(client.aclose)
+        limiter = RedisLimiter(client, prefix=f"{settings.redis_prefix}ratelimit:")
+    else:
+        limiter = LocalLimiter()
+    return rate_limit_middleware(
+        limiter,
+        per_user=parse_rate(settings.rate_limit_user),
+        per_chat=parse_rate(settings.rate_limit_chat),
+        exempt=policy.is_owner_or_configured_admin,
+        say=app.runtime.say,
+    )

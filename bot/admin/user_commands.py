@@ -1,0 +1,99 @@
+"""Commands everyone may use: data rights (``/forget``, ``/export``), linking, approvals."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import orjson
+
+from bot.admin.data import export_person, forget_person
+from bot.commands import CommandContext, CommandRouter
+
+if TYPE_CHECKING:
+    from bot.admin.feature import AdminServices
+
+__all__ = ["register_user_commands"]
+
+CONFIRM_WINDOW = 300.0
+KEPT = (
+    "Kept: your permission to use this assistant, the audit-log entries that name your account "
+    "(the audit log is append-only and holds no message text) and anonymous counters."
+)
+
+
+def register_user_commands(router: CommandRouter, services: AdminServices) -> None:
+    """Add the commands every allowed user has."""
+    app = services.app
+
+    @router.command("forget", args="[confirm]")
+    async def forget(ctx: CommandContext) -> str:
+        """Delete everything stored about you (asks for confirmation)."""
+        user = ctx.event.user
+        deadline = services.forget_pending.get(user.key, 0.0)
+        if ctx.args.strip().lower() != "confirm" or deadline < time.time():
+            services.forget_pending[user.key] = time.time() + CONFIRM_WINDOW
+            return (
+                "This deletes your messages, my replies to them, your reactions, feedback, "
+                "memories and conversation history, on every linked account. It cannot be "
+                "undone. Send `/forget confirm` within 5 minutes to go ahead."
+            )
+        services.forget_pending.pop(user.key, None)
+        person, accounts = await services.person_accounts(user)
+        done = await forget_person(app, person, accounts)
+        await services.audit(user.key, "data.forget", {"accounts": len(accounts)})
+        return "Deleted:\n" + "\n".join(f"- {line}" for line in done) + "\n\n" + KEPT
+
+    @router.command("export")
+    async def export(ctx: CommandContext) -> str:
+        """Get everything stored about you, as JSON."""
+        person, accounts = await services.person_accounts(ctx.event.user)
+        data = await export_person(app, person, accounts)
+        await services.audit(ctx.event.user.key, "data.export", {"accounts": len(accounts)})
+        body = orjson.dumps(data, option=orjson.OPT_INDENT_2).decode()
+        return f"Everything stored about you:\n```json\n{body}\n```"
+
+    @router.command("link", args="[code]")
+    async def link(ctx: CommandContext) -> str:
+        """Link your accounts on several apps, so I know they are one person."""
+        user, code = ctx.event.user, ctx.args.strip()
+        if not code:
+            new = await services.identity.new_code(user)
+            return (
+                f"Your link code is `{new}`. Within 10 minutes, send `/link {new}` from your "
+                "other account (on any app) to join the two. The code works once."
+            )
+        other = await services.identity.redeem(code, user)
+        if other is None:
+            return "That code is unknown, expired or already used. Send /link on your other account for a new one."
+        await services.audit(user.key, "identity.link", {"with": other})
+        return f"Linked: this account and {other} are now one person (shared memory and settings)."
+
+    @router.command("unlink")
+    async def unlink(ctx: CommandContext) -> str:
+        """Separate this account from your other linked accounts."""
+        if not await services.identity.unlink(ctx.event.user.key):
+            return "This account is not linked to any other."
+        await services.audit(ctx.event.user.key, "identity.unlink")
+        return "Unlinked: this account is on its own again."
+
+    async def _decide(ctx: CommandContext, approved: bool) -> str | None:
+        arg = ctx.args.strip().lstrip("#")
+        if arg.isdigit():
+            approval_id: int | None = int(arg)
+        else:
+            rows = await services.approvals.find(conversation=ctx.event.address.key, status="pending")
+            approval_id = int(rows[0].id) if rows else None
+        if approval_id is None:
+            return "There is nothing waiting for approval here."
+        return await services.decide(approval_id, approved, ctx.event.user)
+
+    @router.command("approve", args="[id]")
+    async def approve(ctx: CommandContext) -> str | None:
+        """Allow an action I asked permission for."""
+        return await _decide(ctx, True)
+
+    @router.command("reject", args="[id]")
+    async def reject(ctx: CommandContext) -> str | None:
+        """Refuse an action I asked permission for."""
+        return await _decide(ctx, False)

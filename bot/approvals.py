@@ -1,0 +1,198 @@
+"""Approvals outside the graph: record paused turns, take decisions, resume the thread.
+
+:class:`ApprovalAgent` wraps the graph agent. When a turn stops at an approval ``interrupt``
+(see ``graphs/agent/approval.py``) it stores the request and answers with a question instead of
+the model's text. A decision (``/approve``, ``/reject``, or a thumbs reaction on the question)
+queues the conversation again; the next turn of that thread resumes the checkpoint with
+``Command(resume=...)`` instead of adding a message. Requests and decisions live in the
+database and the checkpoint holds the paused step, so both survive a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+import orjson
+from langgraph.types import Command as Resume
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import Field, SQLModel
+
+from graphs.agent.approval import APPROVAL_KIND
+from graphs.agent.runner import TurnOutcome
+from graphs.agent.state import TurnContext
+
+__all__ = ["ApprovalAgent", "ApprovalRow", "Approvals", "request_text"]
+
+logger = logging.getLogger(__name__)
+
+OPEN = ("pending", "approved", "rejected")  # not yet resumed
+YES = frozenset({"👍", "+1", "thumbsup", "✅", "white_check_mark"})
+NO = frozenset({"👎", "-1", "thumbsdown", "❌", "x"})
+
+
+class ApprovalRow(SQLModel, table=True):
+    """A paused turn waiting for (or resuming after) a person's decision."""
+
+    __tablename__ = "approvals"
+
+    id: int | None = Field(default=None, primary_key=True)
+    thread_id: str = Field(index=True, max_length=600)
+    conversation: str = Field(index=True, max_length=512)
+    user_key: str = Field(index=True, max_length=300)
+    user_name: str = Field(default="", max_length=255)
+    calls: str = Field(default="[]")
+    status: str = Field(default="pending", max_length=16, index=True)
+    decided_by: str = Field(default="", max_length=300)
+    run_id: str = Field(default="", max_length=64, index=True)
+    reply_id: int | None = Field(default=None, index=True)
+    created_at: float = Field(default_factory=time.time)
+    decided_at: float | None = None
+
+
+_T = ApprovalRow.__table__  # type: ignore[attr-defined]
+
+
+def request_text(approval_id: int, calls: list[dict[str, Any]]) -> str:
+    """The question shown in the chat."""
+    lines = []
+    for call in calls:
+        args = orjson.dumps(call.get("arguments") or {}).decode()
+        lines.append(f"- `{call.get('name')}` {args[:300]}")
+    return (
+        "⚠️ I want to run an action that needs your approval:\n"
+        + "\n".join(lines)
+        + f"\n\nSend /approve {approval_id} or /reject {approval_id} "
+        "(or react 👍 / 👎 to this message)."
+    )
+
+
+class Approvals:
+    """The approvals table, with the open ones cached by thread (checked on every turn)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._open: dict[str, int] = {}
+        self._asked: set[str] = set()  # run ids whose reply is a question not yet linked
+
+    def asked_in(self, run_id: str) -> bool:
+        """Whether the reply of this run carries an approval question."""
+        return run_id in self._asked
+
+    async def load(self) -> None:
+        """Cache the threads that have an open approval."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(select(_T.c.id, _T.c.thread_id).where(_T.c.status.in_(OPEN)))
+            self._open = {row.thread_id: int(row.id) for row in rows}
+
+    def open_id(self, thread_id: str) -> int | None:
+        """The open approval of a thread, if any."""
+        return self._open.get(thread_id)
+
+    async def get(self, approval_id: int) -> Any | None:
+        """One approval row."""
+        async with self.engine.connect() as conn:
+            return (await conn.execute(select(_T).where(_T.c.id == approval_id))).first()
+
+    async def find(self, **where: Any) -> list[Any]:
+        """Rows matching column equalities, newest first."""
+        query = select(_T).order_by(_T.c.id.desc())
+        for column, value in where.items():
+            query = query.where(_T.c[column] == value)
+        async with self.engine.connect() as conn:
+            return list(await conn.execute(query))
+
+    async def create(self, thread_id: str, ctx: TurnContext, calls: list[Any], run_id: str) -> int:
+        """Record a new request (closing an older open one of the same thread)."""
+        old = self._open.get(thread_id)
+        if old is not None:
+            await self.set_status(old, "superseded")
+        user, address = ctx.user, ctx.address
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                insert(_T).values(
+                    thread_id=thread_id,
+                    conversation=address.key if address else thread_id.split("#", 1)[0],
+                    user_key=user.key if user else "",
+                    user_name=user.name if user else "",
+                    calls=orjson.dumps(calls, default=str).decode(),
+                    status="pending",
+                    run_id=run_id,
+                    created_at=time.time(),
+                )
+            )
+        approval_id = int(result.inserted_primary_key[0])
+        self._open[thread_id] = approval_id
+        self._asked.add(run_id)
+        return approval_id
+
+    async def set_status(self, approval_id: int, status: str, *, by: str = "") -> None:
+        """Move an approval on; closed ones leave the cache."""
+        values: dict[str, Any] = {"status": status}
+        if by:
+            values.update(decided_by=by, decided_at=time.time())
+        async with self.engine.begin() as conn:
+            await conn.execute(update(_T).where(_T.c.id == approval_id).values(**values))
+        if status not in OPEN:
+            self._open = {t: i for t, i in self._open.items() if i != approval_id}
+
+    async def attach_reply(self, run_id: str, reply_id: int) -> None:
+        """Remember which reply carried the question, so reactions on it decide."""
+        self._asked.discard(run_id)
+        async with self.engine.begin() as conn:
+            await conn.execute(update(_T).where(_T.c.run_id == run_id).values(reply_id=reply_id))
+
+
+class ApprovalAgent:
+    """Wraps the graph agent: turns interrupts into questions and resumes decided threads."""
+
+    def __init__(self, inner: Any, approvals: Approvals, on_request: Any = None) -> None:
+        self.inner = inner
+        self.graph = inner.graph
+        self.approvals = approvals
+        self.on_request = on_request  # async (approval_id, ctx, calls) -> None, e.g. audit
+
+    async def history(self, thread_id: str) -> list[dict[str, Any]]:
+        """The checkpointed messages of a thread."""
+        return list(await self.inner.history(thread_id))
+
+    async def run_turn(self, thread_id: str, text: str, ctx: TurnContext, **kw: Any) -> Any:
+        """Resume a decided thread, or run a normal turn and catch an approval pause."""
+        open_id = self.approvals.open_id(thread_id)
+        if open_id is not None:
+            row = await self.approvals.get(open_id)
+            if row is not None and row.status in ("approved", "rejected"):
+                return await self._resume(thread_id, row, ctx)
+            # A new message while a question is open: the paused step is dropped, not run.
+            await self.approvals.set_status(open_id, "superseded")
+        outcome = await self.inner.run_turn(thread_id, text, ctx, **kw)
+        return await self._after(thread_id, outcome, ctx)
+
+    async def _resume(self, thread_id: str, row: Any, ctx: TurnContext) -> Any:
+        run_id = uuid.uuid4().hex
+        config = {"configurable": {"thread_id": thread_id}, "run_id": run_id}
+        decision = {"approved": row.status == "approved", "by": row.decided_by}
+        state = await self.graph.ainvoke(
+            Resume(resume=decision), config=config, context=ctx, durability="exit"
+        )
+        await self.approvals.set_status(int(row.id), "done")
+        messages = state.get("messages", [])
+        answer = messages[-1].get("content", "") if messages else ""
+        return await self._after(thread_id, TurnOutcome(answer, run_id), ctx)
+
+    async def _after(self, thread_id: str, outcome: Any, ctx: TurnContext) -> Any:
+        if not any(t.dangerous for t in ctx.tools):
+            return outcome  # nothing could have paused: skip the checkpoint read
+        snapshot = await self.graph.aget_state({"configurable": {"thread_id": thread_id}})
+        for pause in getattr(snapshot, "interrupts", ()) or ():
+            value = pause.value
+            if isinstance(value, dict) and value.get("kind") == APPROVAL_KIND:
+                calls = list(value.get("calls") or [])
+                approval_id = await self.approvals.create(thread_id, ctx, calls, outcome.run_id)
+                if self.on_request is not None:
+                    await self.on_request(approval_id, ctx, calls)
+                return TurnOutcome(request_text(approval_id, calls), outcome.run_id)
+        return outcome

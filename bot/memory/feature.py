@@ -1,0 +1,130 @@
+"""Feature setup for issue 8: memory, compaction, planning and schedules on the agent graph.
+
+``setup`` creates the memory tables and index, puts the services the graph nodes use on
+``runtime.turn_services``, registers the core tools (``remember``, ``schedule``) and the
+commands (``/memory``, ``/plan``, ``/schedules``), the data-rights hooks and the scheduler.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlmodel import SQLModel
+
+from bot.memory.commands import register_memory_commands
+from bot.memory.models import MemoryCitationRow, MemoryRow
+from bot.memory.store import MemoryStore
+from bot.memory.tools import make_memory_tools
+from bot.memory.vectors import SqliteVecIndex, open_index
+from graphs.agent.compaction import CompactionConfig, WindowProbe
+from graphs.agent.planning import PlannerConfig, format_plan
+
+__all__ = ["create_tables", "setup"]
+
+logger = logging.getLogger(__name__)
+
+
+async def create_tables(app: Any, *models: Any) -> None:
+    """Create feature tables (the store created the core ones before features loaded)."""
+    tables = [m.__table__ for m in models]
+    async with app.store.engine.begin() as conn:
+        await conn.run_sync(lambda c: SQLModel.metadata.create_all(c, tables=tables))
+
+
+async def setup(app: Any) -> None:
+    """Wire memory, compaction, planning and schedules into the running app."""
+    settings = app.settings
+    runtime = app.runtime
+    await create_tables(app, MemoryRow, MemoryCitationRow)
+    store = MemoryStore(
+        app.store.engine, app.llm, embed_model=settings.embed_model,
+        top_k=settings.memory_top_k, token_budget=settings.memory_token_budget,
+        min_score=settings.memory_min_score,
+    )
+    store.index = open_index(settings.memory_backend, settings.resolved_database_url, store.vectors_of)
+    await _sync_index(store)
+    app.on_stop.append(store.index.close)
+    app.extras["memory"] = store
+
+    async def person_of(user: Any) -> str:
+        return str(await runtime.person_of(user))  # looked up per call: linking may replace it
+
+    runtime.turn_services.update(
+        memory=store,
+        person_of=person_of,
+        compaction=CompactionConfig(compact_at=settings.compact_at),
+        window=WindowProbe(app.llm, explicit="num_ctx" in settings.model_fields_set),
+    )
+    if settings.planning:
+        runtime.turn_services["planner"] = PlannerConfig()
+    for item in make_memory_tools(store):
+        app.tools.add(item, plugin="core")
+    register_memory_commands(app.commands, store)
+    _register_plan_command(app)
+    runtime.reply_listeners.append(_citer(app, store))
+
+    async def forget_memories(person: str, _accounts: list[str]) -> str:
+        count = await store.forget(person)
+        return f"{count} memories" if count else ""
+
+    async def export_memories(person: str, _accounts: list[str]) -> dict[str, Any]:
+        items = await store.list_of(person)
+        return {"memories": [{"id": m.id, "text": m.text, "created_at": m.created_at} for m in items]}
+
+    app.extras.setdefault("forget_hooks", []).append(forget_memories)
+    app.extras.setdefault("export_hooks", []).append(export_memories)
+
+    from bot.schedules.feature import setup_schedules
+
+    await setup_schedules(app)
+
+
+async def _sync_index(store: MemoryStore) -> None:
+    """Rebuild the sqlite-vec file when it lags the table (deleted, or a new install)."""
+    if not isinstance(store.index, SqliteVecIndex):
+        return
+    async with store.engine.connect() as conn:
+        rows = int(await conn.scalar(select(func.count()).select_from(MemoryRow.__table__)) or 0)
+    if store.index.count() != rows:
+        logger.info("rebuilding the memory vector index (%d memories)", rows)
+        await store.rebuild()
+
+
+def _citer(app: Any, store: MemoryStore) -> Any:
+    """A reply listener storing which memories the run's prompt used, under its run id."""
+
+    async def cite(record: Any) -> None:
+        if not record.meta.run_id:
+            return
+        recalled = await _state_value(app, record.address, "recalled")
+        if recalled:
+            from bot.memory.store import Memory
+
+            await store.cite(
+                record.meta.run_id,
+                [Memory(int(m["id"]), "", m["text"], float(m.get("score", 0))) for m in recalled],
+            )
+
+    return cite
+
+
+async def _state_value(app: Any, address: Any, key: str) -> Any:
+    runtime = app.runtime
+    thread = runtime.thread_id(address, await runtime.store.epoch(address.key))
+    graph = getattr(runtime.agent, "graph", None)
+    if graph is None:
+        return None
+    snapshot = await graph.aget_state({"configurable": {"thread_id": thread}})
+    return snapshot.values.get(key) if snapshot else None
+
+
+def _register_plan_command(app: Any) -> None:
+    @app.commands.command("plan")
+    async def plan(ctx: Any) -> str:
+        """Show the last plan I made in this chat and how far it got."""
+        value = await _state_value(app, ctx.event.address, "plan")
+        if not value or not (value.get("steps") or value.get("question")):
+            return "I have not made a plan in this conversation yet."
+        return format_plan(value)

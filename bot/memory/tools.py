@@ -1,0 +1,61 @@
+"""The ``remember`` tool: the model saves a lasting fact about the person it talks to.
+
+Tools get only their arguments; who is talking comes from the turn context LangGraph holds
+for the running graph (``get_runtime``), so the model can never write into another person's
+memory by naming them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langgraph.runtime import get_runtime
+
+from bot.memory.store import MemoryStore
+from bot.tools import Tool, ToolError, tool
+from graphs.agent.state import TurnContext
+
+__all__ = ["current_turn", "make_memory_tools"]
+
+
+def current_turn() -> TurnContext:
+    """The context of the turn whose graph is running this tool."""
+    try:
+        ctx = get_runtime(TurnContext).context
+    except Exception as exc:  # called outside a graph run
+        raise ToolError("this tool can only be used during a conversation") from exc
+    if not isinstance(ctx, TurnContext) or ctx.user is None:
+        raise ToolError("this tool can only be used during a conversation")
+    return ctx
+
+
+async def person_of_turn(ctx: TurnContext) -> str:
+    """The person id of the turn's user (linked accounts share it)."""
+    person_of: Any = ctx.services.get("person_of")
+    if person_of is None or ctx.user is None:
+        raise ToolError("memory is not enabled on this server")
+    return str(await person_of(ctx.user))
+
+
+def make_memory_tools(store: MemoryStore) -> list[Tool]:
+    """Tools bound to one memory store."""
+
+    @tool
+    async def remember(fact: str) -> str:
+        """Save a lasting fact or preference about the user, for later conversations on any app.
+
+        Use it when the user tells you something worth keeping (names, dates, preferences,
+        plans) or asks you to remember something.
+
+        Args:
+            fact: One self-contained sentence in the third person, e.g. "Their dog is Rex."
+        """
+        if not fact.strip():
+            raise ToolError("fact is empty")
+        ctx = current_turn()
+        person = await person_of_turn(ctx)
+        source = ctx.address.key if ctx.address is not None else ""
+        memory = await store.add(person, fact, source=source)
+        return f"remembered (memory {memory.id})"
+
+    return [remember.__oc_tool__]  # type: ignore[attr-defined]

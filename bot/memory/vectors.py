@@ -1,0 +1,249 @@
+"""Vector indexes for memory recall.
+
+* :class:`SqliteVecIndex` (default with SQLite): sqlite-vec in its own file, searched in two
+  passes: a k-nearest scan over binary-quantised vectors (1 bit a dimension, 32x smaller than
+  float32) picks ``k * oversample`` candidates, which are rescored exactly by cosine. This is the
+  approximate path; its recall is measured by ``bench/recall.py``.
+* :class:`ExactIndex`: brute-force cosine with numpy over every vector of the person (cached per
+  person). Exact; used when sqlite-vec cannot be loaded, on PostgreSQL, and as the benchmark
+  baseline.
+
+The memory rows stay the source of truth: an index can always be rebuilt from them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+__all__ = ["ExactIndex", "SqliteVecIndex", "VectorIndex", "load_sqlite_vec", "open_index"]
+
+logger = logging.getLogger(__name__)
+
+Loader = Callable[[str], Awaitable[list[tuple[int, bytes]]]]
+"""``person -> [(memory id, float32 bytes)]`` from the memory table."""
+
+
+class VectorIndex(Protocol):
+    """What the memory store needs from a vector index."""
+
+    name: str
+
+    async def add(self, person: str, memory_id: int, vector: np.ndarray) -> None:
+        """Index (or re-index) one memory."""
+
+    async def remove(self, person: str, memory_ids: Sequence[int]) -> None:
+        """Forget some memories."""
+
+    async def search(self, person: str, query: np.ndarray, k: int) -> list[tuple[int, float]]:
+        """The ``k`` most similar memories as ``(id, cosine similarity)``, best first."""
+
+    async def close(self) -> None:
+        """Release files and threads."""
+
+
+def normalise(vector: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Unit-length float32 copy (cosine similarity becomes a dot product)."""
+    arr = np.asarray(vector, dtype=np.float32)
+    norm = float(np.linalg.norm(arr))
+    return arr / norm if norm > 0 else arr
+
+
+class ExactIndex:
+    """Brute force over the person's vectors; the matrix is cached until it changes."""
+
+    name = "exact"
+
+    def __init__(self, loader: Loader) -> None:
+        self._loader = loader
+        self._cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def _matrix(self, person: str) -> tuple[np.ndarray, np.ndarray]:
+        cached = self._cache.get(person)
+        if cached is not None:
+            return cached
+        async with self._locks.setdefault(person, asyncio.Lock()):
+            cached = self._cache.get(person)
+            if cached is None:
+                rows = await self._loader(person)
+                ids = np.array([r[0] for r in rows], dtype=np.int64)
+                mats = [np.frombuffer(r[1], dtype=np.float32) for r in rows if r[1]]
+                dims = {m.shape[0] for m in mats}
+                if len(dims) > 1:  # embed model changed: keep the newest dimension only
+                    dim = mats[-1].shape[0]
+                    keep = [i for i, m in enumerate(mats) if m.shape[0] == dim]
+                    ids, mats = ids[keep], [mats[i] for i in keep]
+                matrix = np.vstack(mats) if mats else np.zeros((0, 0), dtype=np.float32)
+                cached = self._cache[person] = (ids, matrix)
+        return cached
+
+    def load(self, person: str, ids: np.ndarray, matrix: np.ndarray) -> None:
+        """Prime the cache with normalised vectors (benchmarks, rebuilds)."""
+        self._cache[person] = (ids.astype(np.int64), matrix.astype(np.float32))
+
+    async def add(self, person: str, memory_id: int, vector: np.ndarray) -> None:
+        self._cache.pop(person, None)
+
+    async def remove(self, person: str, memory_ids: Sequence[int]) -> None:
+        self._cache.pop(person, None)
+
+    async def search(self, person: str, query: np.ndarray, k: int) -> list[tuple[int, float]]:
+        ids, matrix = await self._matrix(person)
+        if not len(ids) or matrix.shape[1] != query.shape[0]:
+            return []
+        scores = matrix @ query
+        k = min(k, len(ids))
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top])]
+        return [(int(ids[i]), float(scores[i])) for i in top]
+
+    async def close(self) -> None:
+        self._cache.clear()
+
+
+def load_sqlite_vec(path: str) -> Any | None:
+    """A DB-API connection with sqlite-vec loaded, or None when this Python cannot load it.
+
+    The stdlib ``sqlite3`` here is built without extension loading; ``pysqlite3`` (the
+    ``pysqlite3-binary`` wheel) can, so it is tried first.
+    """
+    try:
+        import sqlite_vec
+    except ImportError:
+        return None
+    modules: list[Any] = []
+    try:
+        import pysqlite3.dbapi2 as pysqlite3
+
+        modules.append(pysqlite3)
+    except ImportError:
+        pass
+    import sqlite3
+
+    modules.append(sqlite3)
+    for module in modules:
+        conn = module.connect(path, check_same_thread=False, isolation_level=None)
+        try:
+            conn.enable_load_extension(True)
+            sqlite_vec.load(conn)
+            conn.enable_load_extension(False)
+        except (AttributeError, module.OperationalError) as exc:
+            logger.debug("sqlite-vec not loadable with %s: %s", module.__name__, exc)
+            conn.close()
+            continue
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
+    return None
+
+
+class SqliteVecIndex:
+    """sqlite-vec ``vec0`` table per dimension, partitioned by person."""
+
+    name = "sqlite-vec"
+
+    def __init__(self, conn: Any, *, oversample: int = 8) -> None:
+        self._conn = conn
+        self._lock = threading.Lock()
+        self._dims: set[int] = set()
+        self.oversample = oversample
+
+    def _run(self, fn: Callable[[], Any]) -> Awaitable[Any]:
+        def locked() -> Any:
+            with self._lock:
+                return fn()
+
+        return asyncio.to_thread(locked)
+
+    def _table(self, dim: int) -> str:
+        if dim not in self._dims:
+            self._conn.execute(
+                f"CREATE VIRTUAL TABLE IF NOT EXISTS mem_vec_{dim} USING vec0("
+                f"person text partition key, embedding float[{dim}] distance_metric=cosine, "
+                f"coarse bit[{dim}])"
+            )
+            self._dims.add(dim)
+        return f"mem_vec_{dim}"
+
+    def count(self) -> int:
+        """Vectors stored over every dimension (to decide whether to rebuild)."""
+        names = self._conn.execute(
+            "SELECT name FROM sqlite_master WHERE name LIKE 'mem_vec_%' AND sql LIKE '%vec0%'"
+        ).fetchall()
+        return sum(self._conn.execute(f"SELECT count(*) FROM {n[0]}").fetchone()[0] for n in names)
+
+    def add_many(self, person: str, items: Sequence[tuple[int, np.ndarray]]) -> None:
+        """Insert many vectors in one transaction (rebuilds and benchmarks)."""
+        with self._lock:
+            self._conn.execute("BEGIN")
+            for memory_id, vector in items:
+                self._insert(person, memory_id, vector)
+            self._conn.execute("COMMIT")
+
+    def _insert(self, person: str, memory_id: int, vector: np.ndarray) -> None:
+        table = self._table(int(vector.shape[0]))
+        blob = vector.astype(np.float32).tobytes()
+        self._conn.execute(f"DELETE FROM {table} WHERE rowid = ?", (memory_id,))
+        self._conn.execute(
+            f"INSERT INTO {table}(rowid, person, embedding, coarse) "
+            "VALUES (?, ?, ?, vec_quantize_binary(?))",
+            (memory_id, person, blob, blob),
+        )
+
+    async def add(self, person: str, memory_id: int, vector: np.ndarray) -> None:
+        await self._run(lambda: self._insert(person, memory_id, vector))
+
+    async def remove(self, person: str, memory_ids: Sequence[int]) -> None:
+        def delete() -> None:
+            for dim in list(self._dims) or self._known_dims():
+                table = self._table(dim)
+                for memory_id in memory_ids:
+                    self._conn.execute(f"DELETE FROM {table} WHERE rowid = ?", (memory_id,))
+
+        await self._run(delete)
+
+    def _known_dims(self) -> list[int]:
+        rows = self._conn.execute("SELECT name FROM sqlite_master WHERE name LIKE 'mem_vec_%'")
+        return sorted({int(n[0].split("_")[2]) for n in rows if n[0].split("_")[2].isdigit()})
+
+    def search_sync(self, person: str, query: np.ndarray, k: int) -> list[tuple[int, float]]:
+        """Coarse binary k-NN, then exact cosine rescoring of the candidates."""
+        table = self._table(int(query.shape[0]))
+        blob = query.astype(np.float32).tobytes()
+        rows = self._conn.execute(
+            f"WITH coarse AS (SELECT rowid FROM {table} WHERE coarse MATCH "
+            f"vec_quantize_binary(?) AND k = ? AND person = ?) "
+            f"SELECT rowid, vec_distance_cosine(embedding, ?) AS d FROM {table} "
+            f"WHERE rowid IN (SELECT rowid FROM coarse) ORDER BY d LIMIT ?",
+            (blob, k * self.oversample, person, blob, k),
+        ).fetchall()
+        return [(int(r[0]), 1.0 - float(r[1])) for r in rows]
+
+    async def search(self, person: str, query: np.ndarray, k: int) -> list[tuple[int, float]]:
+        return list(await self._run(lambda: self.search_sync(person, query, k)))
+
+    async def close(self) -> None:
+        await self._run(self._conn.close)
+
+
+def open_index(backend: str, database_url: str, loader: Loader) -> VectorIndex:
+    """The index for ``backend`` (auto, sqlite-vec or exact) next to the database."""
+    if backend in ("auto", "sqlite-vec") and database_url.startswith("sqlite"):
+        from bot.storage.engine import sqlite_path
+
+        path = sqlite_path(database_url)
+        target = ":memory:" if path is None else str(Path(path).with_name(path.stem + "-vectors.db"))
+        conn = load_sqlite_vec(target)
+        if conn is not None:
+            return SqliteVecIndex(conn)
+        logger.warning("sqlite-vec cannot be loaded here; memory recall uses exact search")
+    elif backend == "sqlite-vec":
+        logger.warning("sqlite-vec needs SQLite storage; memory recall uses exact search")
+    return ExactIndex(loader)

@@ -1,0 +1,82 @@
+"""Which plugins are on, globally or per chat, stored in the database.
+
+The agent's tool list is chosen synchronously for every turn, so the rows are cached in memory;
+changes made through this object apply at once, changes made by another process (the CLI) are
+picked up by :meth:`Enablement.refresh`, which the plugin feature runs periodically.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import Field, SQLModel, UniqueConstraint
+
+__all__ = ["GLOBAL", "Enablement", "PluginStateRow"]
+
+GLOBAL = "*"
+
+
+class PluginStateRow(SQLModel, table=True):
+    """An admin's decision: ``plugin`` is on or off in ``scope`` (a chat key, or ``*``)."""
+
+    __tablename__ = "plugin_state"
+    __table_args__ = (UniqueConstraint("plugin", "scope"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    plugin: str = Field(index=True, max_length=80)
+    scope: str = Field(max_length=300)
+    enabled: bool
+    updated_at: float
+
+
+_T = PluginStateRow.__table__  # type: ignore[attr-defined]
+
+
+class Enablement:
+    """Chat setting beats global setting beats the plugin's own default."""
+
+    def __init__(self, engine: AsyncEngine, defaults: Mapping[str, bool] | None = None) -> None:
+        self.engine = engine
+        self.defaults = dict(defaults or {})
+        self._rows: dict[tuple[str, str], bool] = {}
+
+    async def start(self) -> None:
+        """Create the table if needed and load every row."""
+        async with self.engine.begin() as conn:
+            await conn.run_sync(lambda sync: _T.create(sync, checkfirst=True))
+        await self.refresh()
+
+    async def refresh(self) -> None:
+        """Re-read the rows (another process may have changed them)."""
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(_T.c.plugin, _T.c.scope, _T.c.enabled))).all()
+        self._rows = {(r.plugin, r.scope): bool(r.enabled) for r in rows}
+
+    def is_enabled(self, plugin: str, chat_key: str | None = None) -> bool:
+        """Whether ``plugin`` is on in the chat ``chat_key`` (``platform:chat_id``)."""
+        if chat_key is not None and (plugin, chat_key) in self._rows:
+            return self._rows[(plugin, chat_key)]
+        if (plugin, GLOBAL) in self._rows:
+            return self._rows[(plugin, GLOBAL)]
+        return self.defaults.get(plugin, True)
+
+    async def set(self, plugin: str, enabled: bool, scope: str = GLOBAL) -> None:
+        """Turn ``plugin`` on or off in ``scope``."""
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(_T).where(_T.c.plugin == plugin, _T.c.scope == scope))
+            await conn.execute(insert(_T).values(plugin=plugin, scope=scope, enabled=enabled,
+                                                 updated_at=time.time()))
+        self._rows[(plugin, scope)] = enabled
+
+    async def clear(self, plugin: str, scope: str = GLOBAL) -> None:
+        """Forget the decision for ``scope`` (the next wider one applies again)."""
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(_T).where(_T.c.plugin == plugin, _T.c.scope == scope))
+        self._rows.pop((plugin, scope), None)
+
+    def decisions(self, plugin: str) -> dict[str, bool]:
+        """Every stored decision for ``plugin`` by scope."""
+        return {scope: on for (name, scope), on in self._rows.items() if name == plugin}

@@ -1,0 +1,95 @@
+"""In-process guard installed by the sandbox worker before any plugin code is imported.
+
+Bubblewrap is the wall (no network namespace, read-only mounts); this is the fine-grained
+layer on top: when a plugin is granted some hosts (the network namespace is then shared), an
+audit hook refuses connections to any other address, and without the ``process`` permission it
+refuses to start programs. Audit hooks cannot be removed once added.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+import socket
+import sys
+import threading
+from typing import Any
+
+__all__ = ["host_allowed", "install_guard"]
+
+_PROCESS_EVENTS = {"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn",
+                   "os.fork", "os.forkpty", "pty.spawn"}
+
+
+def host_allowed(grants: list[str], host: str, port: int | None = None) -> bool:
+    """Whether ``host`` (and ``port``) matches a grant: ``*``, ``host``, ``host:port``, ``*.dom``."""
+    host = host.lower().strip("[]")
+    for grant in grants:
+        grant = grant.lower().strip()
+        if grant == "*":
+            return True
+        g_host, g_port = grant, None
+        if grant.count(":") == 1:
+            g_host, _, raw_port = grant.partition(":")
+            g_port = int(raw_port) if raw_port.isdigit() else None
+        if g_port is not None and port is not None and g_port != port:
+            continue
+        if fnmatch.fnmatchcase(host, g_host.strip("[]")):
+            return True
+    return False
+
+
+class _Guard:
+    def __init__(self, grants: list[str], process: bool) -> None:
+        self.grants = grants
+        self.any_host = "*" in grants
+        self.process = process
+        self.addresses: set[str] = set()
+        self.local = threading.local()
+        for grant in grants:  # literal IPs are allowed as written
+            host = grant.rsplit(":", 1)[0] if grant.count(":") == 1 else grant
+            try:
+                self.addresses.add(str(ipaddress.ip_address(host.strip("[]"))))
+            except ValueError:
+                pass
+
+    def __call__(self, event: str, args: tuple[Any, ...]) -> None:
+        if event in _PROCESS_EVENTS and not self.process:
+            raise PermissionError("this plugin has no permission to start programs")
+        if self.any_host or getattr(self.local, "busy", False):
+            return
+        if event == "socket.__new__":
+            family = args[1]
+            if not self.grants and family not in (socket.AF_UNIX, -1):
+                raise PermissionError("this plugin has no network permission")
+        elif event == "socket.getaddrinfo":
+            self._resolve(str(args[0]) if args[0] is not None else "", args[1])
+        elif event in ("socket.connect", "socket.sendto", "socket.sendmsg"):
+            self._check(args[1])
+
+    def _resolve(self, host: str, port: Any) -> None:
+        number = port if isinstance(port, int) else None
+        if not host_allowed(self.grants, host, number):
+            raise PermissionError(f"this plugin has no network permission for {host}")
+        self.local.busy = True
+        try:  # remember what a granted name resolves to, so connecting to it is allowed
+            for info in socket.getaddrinfo(host, port):
+                self.addresses.add(str(info[4][0]))
+        except OSError:
+            pass
+        finally:
+            self.local.busy = False
+
+    def _check(self, address: Any) -> None:
+        if isinstance(address, tuple) and address:
+            if str(address[0]) in self.addresses:
+                return
+            raise PermissionError(f"this plugin has no network permission for {address[0]}")
+        if address is None:
+            return
+        raise PermissionError("this plugin may not connect to local sockets")
+
+
+def install_guard(grants: list[str], process: bool) -> None:
+    """Add the audit hook (for the rest of this process's life)."""
+    sys.addaudithook(_Guard(list(grants), process))

@@ -1,0 +1,200 @@
+"""The plugin host: turns discovered plugins into tools and handlers, and runs their calls.
+
+Code is looked at on first use: a plugin's source is parsed (not imported) the first time its
+tools are offered, and imported only inside the worker that runs a call (or, for trusted
+built-ins, in the server on their first call). A plugin that fails to import or whose code
+does not match its manifest is disabled with one line; the others are untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from bot.events import Address, Message, User
+from bot.plugins.discovery import Broken, Discovery, Plugin
+from bot.plugins.sandbox import CallLimits, Sandbox, SandboxError, SandboxPolicy
+from bot.tools import Tool, ToolError
+
+__all__ = ["PluginHost", "Sender"]
+
+logger = logging.getLogger(__name__)
+
+Sender = Callable[[Address, str], Awaitable[Any]]
+MessageOf = Callable[[], Message | None]
+
+
+class PluginHost:
+    """Every usable plugin, its tools, and the way to call into it."""
+
+    def __init__(
+        self,
+        discovery: Discovery,
+        *,
+        sandbox: Sandbox,
+        data_root: Path,
+        limits: CallLimits,
+        current_message: MessageOf = lambda: None,
+    ) -> None:
+        self.plugins: dict[str, Plugin] = dict(discovery.plugins)
+        self.broken: list[Broken] = list(discovery.broken)
+        self.sandbox = sandbox
+        self.data_root = data_root
+        self.limits = limits
+        self.current_message = current_message
+        self.send: Sender | None = None
+        self._tools: dict[str, list[Tool]] = {}
+        self._tool_owner: dict[str, str] = {}
+        refusal = sandbox.refusal()
+        if refusal:
+            for plugin in [p for p in self.plugins.values() if not p.in_process]:
+                self.disable(plugin.name, refusal)
+        elif not sandbox.isolated:
+            logger.warning("OC_PLUGIN_SANDBOX=off: plugins run WITHOUT isolation")
+
+    # --- state -------------------------------------------------------------------------
+    def disable(self, name: str, reason: str) -> None:
+        """Set a plugin aside for the rest of this run, with one line saying why."""
+        plugin = self.plugins.pop(name, None)
+        if plugin is None:
+            return
+        broken = Broken(name, str(plugin.folder), reason)
+        self.broken.append(broken)
+        for tool in self._tools.pop(name, []):
+            self._tool_owner.pop(tool.name, None)
+        logger.error("%s", broken)
+
+    def tools(self, name: str) -> list[Tool]:
+        """The plugin's tools (its source is parsed the first time)."""
+        if name in self._tools:
+            return self._tools[name]
+        plugin = self.plugins.get(name)
+        if plugin is None:
+            return []
+        try:
+            described = plugin.describe()
+        except (OSError, SyntaxError, ValueError) as exc:
+            self.disable(name, f"cannot read its code: {exc}")
+            return []
+        tools: list[Tool] = []
+        for decl in plugin.manifest.tools:
+            found = described.tools.get(decl.name)
+            if found is None:
+                self.disable(name, f"manifest lists tool {decl.name} but the code has no @tool "
+                                   "function by that name")
+                return []
+            owner = self._tool_owner.get(decl.name)
+            if owner is not None and owner != name:
+                self.disable(name, f"tool name {decl.name} is already used by plugin {owner}")
+                return []
+            tools.append(Tool(decl.name, decl.description or found.description, found.parameters,
+                              self._caller(name, decl.name), dangerous=decl.dangerous
+                              or found.dangerous, plugin=name))
+        for tool in tools:
+            self._tool_owner[tool.name] = name
+        self._tools[name] = tools
+        return tools
+
+    def _caller(self, plugin: str, tool: str) -> Callable[..., Awaitable[Any]]:
+        async def call(**arguments: Any) -> Any:
+            return await self.call_tool(plugin, tool, arguments, self.current_message())
+
+        return call
+
+    # --- calls -------------------------------------------------------------------------
+    async def call_tool(self, plugin: str, tool: str, arguments: dict[str, Any],
+                        message: Message | None = None) -> Any:
+        """Run a tool; every failure becomes a :class:`ToolError` the model can read."""
+        answer = await self.invoke(plugin, "tool", tool, message=message, arguments=arguments)
+        return answer
+
+    async def run_command(self, plugin: str, name: str, args: str, event: Any) -> str | None:
+        """Run a plugin command for a :class:`~bot.events.Command` event."""
+        result = await self.invoke(plugin, "command", name, user=event.user,
+                                   address=event.address, args=args)
+        return None if result is None else str(result)
+
+    async def run_hook(self, plugin: str, hook: str, event: dict[str, Any], user: User | None,
+                       address: Address | None) -> None:
+        """Run every function of ``plugin`` registered for ``hook``."""
+        for function in self.plugins[plugin].describe().hooks.get(hook, []):
+            await self.invoke(plugin, "hook", function, user=user, address=address, event=event)
+
+    async def run_job(self, plugin: str, function: str) -> None:
+        """Run one scheduled job."""
+        await self.invoke(plugin, "job", function)
+
+    async def invoke(
+        self, name: str, kind: str, target: str, *, message: Message | None = None,
+        user: User | None = None, address: Address | None = None, **payload: Any,
+    ) -> Any:
+        """Call into a plugin and deliver what it asked to send; raise ToolError on failure."""
+        plugin = self.plugins.get(name)
+        if plugin is None:
+            raise ToolError(f"plugin {name} is not available")
+        if message is not None:
+            user, address = user or message.user, address or message.address
+        request = {
+            "plugin": name, "package": plugin.package, "path": str(plugin.folder),
+            "module": plugin.manifest.module, "kind": kind, "target": target,
+            "settings": plugin.settings, "data_dir": str(self.data_dir(name)),
+            "network": plugin.manifest.network_hosts(plugin.settings),
+            "process": plugin.manifest.permissions.process,
+            "user": {"platform": user.platform, "id": user.id, "name": user.name} if user else None,
+            "address": address.key if address else None, **payload,
+        }
+        limits = self._limits(plugin)
+        try:
+            if plugin.in_process:
+                answer = await asyncio.wait_for(_run_in_process(request), limits.timeout)
+            else:
+                answer = await self.sandbox.run(request, self._policy(plugin, request), limits)
+        except TimeoutError:
+            raise ToolError(f"{target} was stopped after {limits.timeout:g} s (time limit)") from None
+        except SandboxError as exc:
+            raise ToolError(f"{target} failed: {exc}") from None
+        await self._deliver(name, answer.get("outbox") or [])
+        if answer.get("import_error"):
+            self.disable(name, f"its code failed to import: {answer.get('error')}")
+            raise ToolError(f"plugin {name} is broken and was disabled")
+        if not answer.get("ok"):
+            raise ToolError(str(answer.get("error") or "the plugin failed"))
+        return answer.get("result")
+
+    def data_dir(self, name: str) -> Path:
+        """The plugin's own writable folder."""
+        return self.data_root / name
+
+    def _limits(self, plugin: Plugin) -> CallLimits:
+        own = plugin.manifest.limits
+        return CallLimits(
+            timeout=min(own.timeout or self.limits.timeout, self.limits.timeout),
+            memory_mb=min(own.memory_mb or self.limits.memory_mb, self.limits.memory_mb),
+            cpu_seconds=min(own.cpu_seconds or self.limits.cpu_seconds, self.limits.cpu_seconds),
+        )
+
+    def _policy(self, plugin: Plugin, request: dict[str, Any]) -> SandboxPolicy:
+        perms = plugin.manifest.permissions
+        return SandboxPolicy(plugin.name, plugin.folder, self.data_dir(plugin.name),
+                             network=list(request["network"]), read=list(perms.files.read),
+                             write=list(perms.files.write), process=perms.process)
+
+    async def _deliver(self, name: str, outbox: list[dict[str, Any]]) -> None:
+        for item in outbox:
+            if self.send is None:
+                logger.warning("plugin %s sent a message but no chat is connected", name)
+                return
+            try:
+                await self.send(Address.parse(str(item["address"])), str(item["text"]))
+            except Exception as exc:
+                logger.warning("plugin %s: message to %s failed: %s", name, item["address"], exc)
+
+
+async def _run_in_process(request: dict[str, Any]) -> dict[str, Any]:
+    """The worker's dispatch, in this process (trusted built-ins only)."""
+    from bot.plugins.worker import dispatch
+
+    return await dispatch(request)

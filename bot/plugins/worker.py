@@ -1,0 +1,158 @@
+"""The process a plugin call runs in: ``python -m bot.plugins.worker`` inside bubblewrap.
+
+It reads one JSON request on stdin, lowers its own resource limits, installs the permission
+guard, and only then imports the plugin. The result goes back as one JSON object on the
+original stdout; the plugin's own prints are redirected to stderr so they cannot corrupt it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import importlib.util
+import inspect
+import json
+import logging
+import os
+import resource
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+__all__ = ["call_handler", "dispatch", "import_plugin", "main"]
+
+
+def _limit(which: int, value: int) -> None:
+    soft, hard = resource.getrlimit(which)
+    cap = value if hard == resource.RLIM_INFINITY else min(value, hard)
+    resource.setrlimit(which, (cap, cap))
+
+
+def apply_limits(limits: dict[str, Any]) -> None:
+    """CPU seconds and address space, hard limits too, so plugin code cannot raise them."""
+    if limits.get("cpu_seconds"):
+        soft = int(limits["cpu_seconds"])
+        _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+        cap = soft + 1 if hard == resource.RLIM_INFINITY else min(soft + 1, hard)
+        resource.setrlimit(resource.RLIMIT_CPU, (min(soft, cap), cap))
+    if limits.get("memory_mb"):
+        _limit(resource.RLIMIT_AS, int(limits["memory_mb"]) * 1024 * 1024)
+    _limit(resource.RLIMIT_CORE, 0)
+    _limit(resource.RLIMIT_FSIZE, 256 * 1024 * 1024)
+
+
+def import_plugin(request: dict[str, Any]) -> types.ModuleType:
+    """Import the plugin's module: as its own package, or under a private package name."""
+    package = request.get("package")
+    if not package:
+        folder = Path(request["path"])
+        package = f"oc_plugin_{request['plugin'].replace('-', '_')}"
+        if package not in sys.modules:
+            init = folder / "__init__.py"
+            if init.is_file():
+                spec = importlib.util.spec_from_file_location(
+                    package, init, submodule_search_locations=[str(folder)]
+                )
+                assert spec is not None and spec.loader is not None
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[package] = module
+                spec.loader.exec_module(module)
+            else:
+                module = types.ModuleType(package)
+                module.__path__ = [str(folder)]
+                sys.modules[package] = module
+    return importlib.import_module(f"{package}.{request['module']}")
+
+
+def find_handler(module: types.ModuleType, kind: str, target: str) -> Any:
+    """The function behind a tool name, command name, hook or job function name."""
+    for value in vars(module).values():
+        if kind == "tool" and getattr(getattr(value, "__oc_tool__", None), "name", None) == target:
+            return value
+        if kind == "command" and getattr(value, "__oc_command__", None) == target:
+            return value
+        if kind in ("hook", "job") and getattr(value, "__name__", None) == target:
+            return value
+    raise LookupError(f"{kind} {target!r} is not defined in {module.__name__}")
+
+
+def make_context(request: dict[str, Any]) -> Any:
+    """The :class:`~bot.plugins.api.PluginContext` a handler gets."""
+    from bot.events import Address, User
+    from bot.plugins.api import KeyValueStore, PluginContext, PluginHttp
+
+    data_dir = Path(request["data_dir"])
+    user = request.get("user")
+    address = request.get("address")
+    return PluginContext(
+        plugin=request["plugin"],
+        settings=dict(request.get("settings") or {}),
+        data_dir=data_dir,
+        store=KeyValueStore(data_dir / "kv.sqlite3"),
+        http=PluginHttp(list(request.get("network") or [])),
+        log=logging.getLogger(f"plugin.{request['plugin']}"),
+        user=User(**user) if user else None,
+        address=Address.parse(address) if address else None,
+    )
+
+
+async def call_handler(fn: Any, request: dict[str, Any], ctx: Any) -> Any:
+    """Call ``fn`` the way its kind expects, passing ``ctx`` when it takes one."""
+    kind = request["kind"]
+    wants_ctx = "ctx" in inspect.signature(fn).parameters
+    extra = {"ctx": ctx} if wants_ctx else {}
+    if kind == "tool":
+        result = fn(**(request.get("arguments") or {}), **extra)
+    elif kind == "command":
+        result = fn(request.get("args", ""), **extra)
+    elif kind == "hook":
+        result = fn(request.get("event") or {}, **extra)
+    else:
+        result = fn(**extra)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+async def dispatch(request: dict[str, Any]) -> dict[str, Any]:
+    """Import the plugin, call the handler, and describe the outcome as JSON-able data."""
+    from bot.tools import ToolError
+
+    log = logging.getLogger(f"plugin.{request['plugin']}")
+    try:
+        module = import_plugin(request)
+    except BaseException as exc:  # any import failure disables the plugin, never the server
+        log.warning("import failed", exc_info=True)
+        return {"ok": False, "import_error": True, "error": f"{type(exc).__name__}: {exc}"}
+    ctx = make_context(request)
+    try:
+        fn = find_handler(module, request["kind"], request["target"])
+        result = await call_handler(fn, request, ctx)
+        return {"ok": True, "result": result, "outbox": ctx.outbox}
+    except ToolError as exc:
+        return {"ok": False, "error": str(exc), "outbox": ctx.outbox}
+    except Exception as exc:
+        log.warning("%s %s failed", request["kind"], request["target"], exc_info=True)
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}", "outbox": ctx.outbox}
+    finally:
+        await ctx.aclose()
+
+
+def main() -> None:
+    """Entry point inside the sandbox."""
+    result_out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # plugin prints go to stderr
+    request = json.loads(sys.stdin.buffer.read())
+    apply_limits(request.get("limits") or {})
+    from bot.plugins.guard import install_guard
+
+    install_guard(list(request.get("network") or []), bool(request.get("process")))
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s: %(message)s")
+    response = asyncio.run(dispatch(request))
+    result_out.write(json.dumps(response, default=str).encode())
+    result_out.flush()
+
+
+if __name__ == "__main__":
+    main()
