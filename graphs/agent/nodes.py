@@ -12,6 +12,7 @@ from langgraph.runtime import Runtime
 
 from bot.ollama import OllamaClient
 from bot.tools import Tool, ToolError
+from graphs.agent.approval import review_calls
 from graphs.agent.state import AgentState, ToolExecutor, TurnContext
 from graphs.agent.trim import trim_history
 
@@ -67,8 +68,13 @@ class ToolNode:
     async def __call__(self, state: AgentState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
         calls = state["messages"][-1].get("tool_calls") or []
         available = {t.name: t for t in runtime.context.tools}
+        fns = [call.get("function") or {} for call in calls]
+        refused = review_calls(fns, available)  # may pause the graph for a person's approval
         results = await asyncio.gather(
-            *(self._run(available, call.get("function") or {}) for call in calls)
+            *(
+                _refuse(fn, refused[i]) if i in refused else self._run(available, fn)
+                for i, fn in enumerate(fns)
+            )
         )
         return {
             "messages": [
@@ -94,6 +100,10 @@ class ToolNode:
         except Exception as exc:  # a tool bug must not end the turn
             logger.exception("tool %s failed", name)
             return name, f"error: {name} failed ({type(exc).__name__})"
+
+
+async def _refuse(fn: dict[str, Any], reason: str) -> tuple[str, str]:
+    return str(fn.get("name", "")), reason
 
 
 def route_after_model(state: AgentState, runtime: Runtime[TurnContext]) -> Literal["tools", "__end__"]:
