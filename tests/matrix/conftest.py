@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from matrix_helpers import BotFactory, Human, Sink
-from synapse_server import Account, SynapseServer, SynapseUnavailable, ensure_installed
 
 from bot.config import Settings, load_settings
 from connectors.matrix import MatrixConnector
+from tests.matrix.matrix_helpers import BotFactory, Human, Sink
+from tests.matrix.synapse_server import Account, SynapseServer, SynapseUnavailable, ensure_installed
 
 IN_CI = bool(os.environ.get("CI"))
 

@@ -7,10 +7,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from nio import AsyncClient, AsyncClientConfig, RoomCreateResponse, RoomSendResponse, SyncResponse
-from synapse_server import Account
 
 from bot.events import Command, Message, Reaction
 from connectors.matrix import MatrixConnector
+from tests.matrix.synapse_server import Account
 
 TIMEOUT = 15.0
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from matrix_helpers import BotFactory, Human, Sink
-
 from bot.connector import ConnectorState
 from bot.events import ChatKind, Message, Reaction, User
 from connectors.matrix.render import HTML_FORMAT
+from tests.matrix.matrix_helpers import BotFactory, Human, Sink
 
 
 def _is(event_id: str) -> Any:
