@@ -14,6 +14,7 @@ Either way the reply lands in the channel, and edits to it go through the intera
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -96,8 +97,9 @@ class _Pending:
 class InteractionReplies:
     """Interactions waiting for their reply, and the messages sent through them."""
 
-    def __init__(self, defer_after: float = 2.0) -> None:
+    def __init__(self, defer_after: float = 2.0, lifetime: float = _TOKEN_LIFETIME) -> None:
         self.defer_after = defer_after
+        self.lifetime = lifetime
         self._pending: OrderedDict[str, _Pending] = OrderedDict()
         self._messages: OrderedDict[str, _Pending] = OrderedDict()
 
@@ -118,20 +120,28 @@ class InteractionReplies:
                 pending.deferred = True
             except discord.HTTPException as exc:
                 logger.warning("Discord: could not defer an interaction: %s", exc)
-
-    def _take(self, address: Address, reply_to: str | None) -> _Pending | None:
-        if reply_to is not None and reply_to in self._pending:
-            return self._pending.pop(reply_to)
-        for key, pending in self._pending.items():
-            if pending.address == address:
-                return self._pending.pop(key)
-        return None
+                return
+        # A command whose answer went elsewhere (or never came) must not leave "thinking..."
+        # behind: remove the placeholder before the token expires.
+        await asyncio.sleep(max(0.0, self.lifetime - self.defer_after))
+        async with pending.lock:
+            if pending.answered:
+                return
+            pending.answered = True
+            self._pending.pop(str(pending.interaction.id), None)
+            with contextlib.suppress(discord.HTTPException):
+                await pending.interaction.delete_original_response()
 
     async def send(self, address: Address, text: str, reply_to: str | None) -> str | None:
-        """Send ``text`` as the answer to a held interaction; None when none is held."""
-        pending = self._take(address, reply_to)
-        if pending is None:
+        """Answer the held interaction ``reply_to`` with ``text``; None when it is not one.
+
+        Only an exact match counts: the command router replies with ``reply_to`` set to the
+        interaction id, while later chunks and other replies in the channel are posted.
+        """
+        pending = self._pending.get(reply_to) if reply_to is not None else None
+        if pending is None or pending.address != address:
             return None
+        del self._pending[str(reply_to)]
         # The defer timer is left to run: cancelling it mid-request could lose a defer that
         # Discord already applied. Under the lock it sees ``answered`` and does nothing.
         async with pending.lock:
@@ -156,7 +166,7 @@ class InteractionReplies:
     async def edit(self, message_id: str, text: str) -> bool:
         """Edit an interaction's answer through its token; False if it is not one (or stale)."""
         pending = self._messages.get(message_id)
-        if pending is None or time.monotonic() - pending.created > _TOKEN_LIFETIME:
+        if pending is None or time.monotonic() - pending.created > self.lifetime:
             return False
         await pending.interaction.edit_original_response(content=text)
         return True
@@ -166,7 +176,7 @@ class InteractionReplies:
         for table in (self._pending, self._messages):
             while table:
                 key, pending = next(iter(table.items()))
-                if now - pending.created <= _TOKEN_LIFETIME:
+                if now - pending.created <= self.lifetime:
                     break
                 del table[key]
                 if pending.timer is not None:

@@ -33,6 +33,7 @@ from connectors.discord.places import Places
 from connectors.discord.translate import (
     PLATFORM,
     is_addressed,
+    text_command,
     to_command,
     to_message,
     to_reaction,
@@ -102,6 +103,7 @@ class DiscordConnector:
         guild_ready_timeout: float = 2.0,
         identify_delay: float = 5.0,
         defer_after: float = 2.0,
+        interaction_lifetime: float = 14 * 60.0,
         reconnect: ReconnectPolicy | None = None,
     ) -> None:
         if settings.discord_bot_token is None:
@@ -117,8 +119,9 @@ class DiscordConnector:
         }
         self.reconnects = reconnect or ReconnectPolicy()
         self.reconnects.on_attempt = self._on_attempt
-        self.interactions = InteractionReplies(defer_after)
-        self.state = ConnectorState.STOPPED
+        self.interactions = InteractionReplies(defer_after, interaction_lifetime)
+        self._state = ConnectorState.STOPPED
+        self._state_changed = asyncio.Event()
         self._client: GatewayClient | None = None
         self._places: Places | None = None
         self._supervisor: asyncio.Task[None] | None = None
@@ -131,6 +134,26 @@ class DiscordConnector:
         self._stopping = False
 
     # --- lifecycle ---------------------------------------------------------------------
+    @property
+    def state(self) -> ConnectorState:
+        """Connection health (``/readyz``, ``doctor``)."""
+        return self._state
+
+    @state.setter
+    def state(self, value: ConnectorState) -> None:
+        self._state = value
+        self._state_changed.set()
+        self._state_changed = asyncio.Event()
+
+    async def wait_state(self, *states: ConnectorState, within: float = 10.0) -> ConnectorState:
+        """Wait until the state is one of ``states``; return it."""
+        async with asyncio.timeout(within):
+            while True:
+                changed = self._state_changed
+                if self._state in states:
+                    return self._state
+                await changed.wait()
+
     @property
     def client(self) -> GatewayClient:
         """The running discord.py client."""
@@ -168,13 +191,12 @@ class DiscordConnector:
         self._endpoints.restore()
         self.state = ConnectorState.STOPPED
 
-    async def wait_connected(self, timeout: float = 10.0) -> None:
-        """Wait until the gateway session is up (for tests and ``doctor``)."""
-        async with asyncio.timeout(timeout):
-            while self.state is not ConnectorState.CONNECTED:
-                if self.state is ConnectorState.FAILED:
-                    raise RuntimeError("the Discord connector failed; see the log")
-                await asyncio.sleep(0.01)
+    async def wait_connected(self, within: float = 10.0) -> None:
+        """Wait until the gateway session is up and the guild cache filled."""
+        async with asyncio.timeout(within):
+            state = await self.wait_state(ConnectorState.CONNECTED, ConnectorState.FAILED)
+            if state is ConnectorState.FAILED:
+                raise RuntimeError("the Discord connector failed; see the log")
             await self.client.wait_until_ready()
 
     async def _supervise(self) -> None:
@@ -258,14 +280,16 @@ class DiscordConnector:
         self._seen.put(event.event_id)
         return False
 
-    async def _translate_message(self, message: discord.Message) -> Message | None:
+    async def _translate_message(self, message: discord.Message) -> Message | Command | None:
         me = self.client.user
         if me is None or not wants(message, me.id):
             return None
         addressed = is_addressed(message, me.id, self._trigger, lambda i: str(i) in self._sent)
         place = await self._where().of_channel(message.channel, message.guild)
         event = to_message(message, place, me.id, addressed)
-        return event if event.text else None
+        if not event.text:
+            return None
+        return text_command(event) or event
 
     async def _translate_reaction(
         self, payload: discord.RawReactionActionEvent, added: bool

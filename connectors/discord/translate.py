@@ -23,6 +23,7 @@ __all__ = [
     "guild_place",
     "is_addressed",
     "strip_mentions",
+    "text_command",
     "to_command",
     "to_message",
     "to_reaction",
@@ -123,6 +124,28 @@ def to_reaction(payload: discord.RawReactionActionEvent, place: Place, added: bo
         message_id=str(payload.message_id),
         emoji=emoji,
         added=added,
+    )
+
+
+_TEXT_COMMAND = re.compile(r"/([A-Za-z0-9_-]{1,32})(?:\s+(.*))?", re.DOTALL)
+
+
+def text_command(message: Message) -> Command | None:
+    """``/name args`` typed as a message (not picked from the slash menu) is a command too."""
+    match = _TEXT_COMMAND.fullmatch(message.text.strip())
+    if match is None or not message.addressed:
+        return None
+    name, args = match.groups()
+    return Command(
+        platform=PLATFORM,
+        event_id=message.event_id,
+        chat=message.chat,
+        user=message.user,
+        thread_id=message.thread_id,
+        name=name.lower(),
+        args=(args or "").strip(),
+        message_id=message.message_id,
+        received_at=message.received_at,
     )
 
 

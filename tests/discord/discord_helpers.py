@@ -1,4 +1,7 @@
-"""Fixtures: a fake Discord on loopback and a real DiscordConnector pointed at it."""
+"""Helpers and fixtures: a fake Discord on loopback and a real DiscordConnector pointed at it.
+
+Imported by name from the tests (``conftest`` is ambiguous when the whole suite runs).
+"""
 
 from __future__ import annotations
 
@@ -7,12 +10,12 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from fake_discord import FakeDiscord
 
 from bot.config import Settings
 from bot.events import Command, Message, Reaction
 from connectors.discord import DiscordConnector
 from connectors.discord.gateway import ReconnectPolicy
+from tests.discord.fake_discord import FakeDiscord
 
 Event = Message | Reaction | Command
 
@@ -35,12 +38,9 @@ class Sink:
     def of(self, kind: type) -> list[Any]:
         return [e for e in self.events if isinstance(e, kind)]
 
-    async def wait_for(self, kind: type, count: int = 1, timeout: float = 5.0) -> list[Any]:
-        async def _wait() -> None:
-            async with self._changed:
-                await self._changed.wait_for(lambda: len(self.of(kind)) >= count)
-
-        await asyncio.wait_for(_wait(), timeout)
+    async def wait_for(self, kind: type, count: int = 1, within: float = 5.0) -> list[Any]:
+        async with asyncio.timeout(within), self._changed:
+            await self._changed.wait_for(lambda: len(self.of(kind)) >= count)
         return self.of(kind)
 
 

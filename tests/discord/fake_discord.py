@@ -24,7 +24,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-import discord_payloads as p
+from tests.discord import discord_payloads as p
 
 __all__ = ["FakeDiscord", "Recorded"]
 
@@ -94,6 +94,7 @@ class FakeDiscord:
         self.requests: list[Recorded] = []
         self.unexpected: list[Recorded] = []
         self.messages: dict[str, dict[str, Any]] = {}
+        self.deleted: list[dict[str, Any]] = []
         self.commands: dict[str, list[dict[str, Any]]] = {}
         self.interaction_responses: list[dict[str, Any]] = []
         self.identifies: list[dict[str, Any]] = []
@@ -148,14 +149,10 @@ class FakeDiscord:
         async with self._changed:
             self._changed.notify_all()
 
-    async def wait_until(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    async def wait_until(self, predicate: Callable[[], bool], within: float = 5.0) -> None:
         """Wait until ``predicate()`` holds (re-checked whenever the fake's state changes)."""
-
-        async def _wait() -> None:
-            async with self._changed:
-                await self._changed.wait_for(predicate)
-
-        await asyncio.wait_for(_wait(), timeout)
+        async with asyncio.timeout(within), self._changed:
+            await self._changed.wait_for(predicate)
 
     def bot_messages(self, channel_id: str | None = None) -> list[dict[str, Any]]:
         """Messages the bot posted (in creation order), optionally in one channel."""
@@ -465,6 +462,10 @@ class FakeDiscord:
                 return _json({"message": "Unknown Webhook", "code": 10015}, 404)
             if rec.method == "PATCH":
                 return self._edit_message(target["id"], rec.body or {})
+            if rec.method == "DELETE":
+                del self.messages[target["id"]]
+                self.deleted.append(target)
+                return web.Response(status=204)
             if rec.method == "GET":
                 return _json(target)
         self.unexpected.append(rec)

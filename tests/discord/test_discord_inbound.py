@@ -1,12 +1,11 @@
 from __future__ import annotations
 
-import discord_payloads as p
-from conftest import Sink
-from fake_discord import FakeDiscord
-
 from bot.connector import ConnectorState
 from bot.events import ChatKind, Message
 from connectors.discord import DiscordConnector
+from tests.discord import discord_payloads as p
+from tests.discord.discord_helpers import Sink, make_connector
+from tests.discord.fake_discord import FakeDiscord
 
 
 async def test_connects_with_explicit_intents(fake: FakeDiscord, connector: DiscordConnector):
@@ -75,7 +74,6 @@ async def test_guild_chatter_is_not_addressed(
 async def test_group_trigger_always(
     fake: FakeDiscord, discord_env: None, sink: Sink, monkeypatch
 ):
-    from conftest import make_connector
 
     monkeypatch.setenv("OC_GROUP_TRIGGER", "always")
     conn = make_connector(sink)
@@ -158,3 +156,32 @@ async def test_order_is_kept(fake: FakeDiscord, connector: DiscordConnector, sin
         )
     events = await sink.wait_for(Message, 30)
     assert [e.text for e in events] == [f"m{i}" for i in range(30)]
+
+
+async def test_typed_command_becomes_command(
+    fake: FakeDiscord, connector: DiscordConnector, sink: Sink
+):
+    from bot.events import Command
+
+    await fake.dispatch(
+        "MESSAGE_CREATE",
+        p.message(message_id=fake.new_id(), channel_id=p.DM_CHANNEL_ID,
+                  content="/reset  now please", author=p.human_user()),
+    )
+    await fake.dispatch(  # unaddressed in a guild: maybe meant for another bot
+        "MESSAGE_CREATE", guild_msg(fake, "/roll 2d6")
+    )
+    await fake.dispatch(
+        "MESSAGE_CREATE",
+        guild_msg(fake, f"<@{p.BOT_ID}> /help", mentions=[p.bot_user()]),
+    )
+    await fake.dispatch(  # a path is not a command
+        "MESSAGE_CREATE",
+        p.message(message_id=fake.new_id(), channel_id=p.DM_CHANNEL_ID,
+                  content="/etc/hosts is odd", author=p.human_user()),
+    )
+    await sink.wait_for(Message, 2)
+    reset, helped = sink.of(Command)
+    assert (reset.name, reset.args, reset.chat.id) == ("reset", "now please", p.DM_CHANNEL_ID)
+    assert (helped.name, helped.args, helped.chat.id) == ("help", "", p.CHANNEL_ID)
+    assert [m.text for m in sink.of(Message)] == ["/roll 2d6", "/etc/hosts is odd"]

@@ -2,11 +2,10 @@ from __future__ import annotations
 
 import asyncio
 
-import discord_payloads as p
-from fake_discord import FakeDiscord
-
 from bot.events import Address
 from connectors.discord import DiscordConnector
+from tests.discord import discord_payloads as p
+from tests.discord.fake_discord import FakeDiscord
 
 CHANNEL = Address("discord", p.CHANNEL_ID)
 

@@ -2,14 +2,14 @@ from __future__ import annotations
 
 import asyncio
 
-import discord_payloads as p
 import pytest
-from conftest import Sink, make_connector
-from fake_discord import FakeDiscord
 
 from bot.connector import CommandSpec
 from bot.events import Address, ChatKind, Command, Reaction
 from connectors.discord import DiscordConnector
+from tests.discord import discord_payloads as p
+from tests.discord.discord_helpers import Sink, make_connector
+from tests.discord.fake_discord import FakeDiscord
 
 CHANNEL = Address("discord", p.CHANNEL_ID)
 SPECS = [
@@ -181,3 +181,34 @@ async def test_second_chunk_of_command_reply_goes_to_channel(
     ]
     assert len(fake.calls("POST", rf"/channels/{p.CHANNEL_ID}/messages")) == 1
     await asyncio.sleep(0)
+
+
+async def test_unanswered_deferred_command_leaves_no_placeholder(
+    fake: FakeDiscord, discord_env: None, sink: Sink
+):
+    conn = make_connector(sink, defer_after=0.05, interaction_lifetime=0.3)
+    await conn.start()
+    try:
+        await conn.wait_connected()
+        await conn.register_commands(SPECS)
+        await fake.slash("help")
+        await sink.wait_for(Command)
+        await fake.wait_until(lambda: len(fake.interaction_responses) == 1)
+        assert fake.interaction_responses[0]["type"] == 5
+        await fake.wait_until(lambda: len(fake.deleted) == 1, within=3)
+        assert fake.bot_messages() == []
+    finally:
+        await conn.stop()
+
+
+async def test_other_replies_do_not_take_the_interaction(
+    fake: FakeDiscord, connector: DiscordConnector, sink: Sink
+):
+    await connector.register_commands(SPECS)
+    await fake.slash("help")
+    (cmd,) = await sink.wait_for(Command)
+    posted = await connector.send(cmd.address, "an unrelated turn's reply", reply_to=None)
+    answer = await connector.send(cmd.address, "help text", reply_to=cmd.message_id)
+    assert fake.messages[posted]["interaction_token"] is None
+    assert fake.messages[answer]["interaction_token"] is not None
+    assert fake.interaction_responses[0]["data"]["content"] == "help text"

@@ -4,14 +4,14 @@ import asyncio
 import itertools
 import logging
 
-import discord_payloads as p
 import pytest
-from conftest import Sink, make_connector
-from fake_discord import FakeDiscord
 
 from bot.connector import ConnectorState
 from bot.events import Message
 from connectors.discord import DiscordConnector
+from tests.discord import discord_payloads as p
+from tests.discord.discord_helpers import Sink, make_connector
+from tests.discord.fake_discord import FakeDiscord
 
 CODES = [1000, 1001, 1005, 1006, 4000, 4001, 4002, 4005, 4007, 4008, 4009]
 
@@ -32,7 +32,7 @@ def echo(connector: DiscordConnector):
 
 
 async def test_heartbeats_are_acked(fake: FakeDiscord, connector: DiscordConnector):
-    await fake.wait_until(lambda: fake.heartbeats >= 3, timeout=3)
+    await fake.wait_until(lambda: fake.heartbeats >= 3, within=3)
     assert connector.state is ConnectorState.CONNECTED
     assert fake.connections == 1
 
@@ -50,15 +50,16 @@ async def test_forced_disconnects_lose_and_duplicate_nothing(
         # Said while the bot is away: Discord replays it on RESUME.
         await fake.dispatch("MESSAGE_CREATE", dm(fake, f"during-{i}"))
         sent += [f"before-{i}", f"during-{i}"]
-        await fake.wait_until(lambda: fake.connected, timeout=5)
-    events = await sink.wait_for(Message, len(sent), timeout=10)
-    await fake.wait_until(lambda: len(fake.bot_messages()) >= len(sent), timeout=10)
+        await fake.wait_until(lambda: fake.connected, within=5)
+    events = await sink.wait_for(Message, len(sent), within=10)
+    await fake.wait_until(lambda: len(fake.bot_messages()) >= len(sent), within=10)
     assert [e.text for e in events] == sent  # each exactly once, in order
     replies = [m["content"] for m in fake.bot_messages()]
     assert sorted(replies) == sorted(f"echo: {t}" for t in sent)  # no lost, no duplicate
     for msg in fake.bot_messages():
         question = msg["message_reference"]["message_id"]
-        assert msg["content"] == "echo: " + next(e.text for e in events if e.message_id == str(question))
+        asked = next(e.text for e in events if e.message_id == str(question))
+        assert msg["content"] == f"echo: {asked}"
     assert len(fake.identifies) == 1  # every reconnect was a RESUME
     assert len(fake.resumes) >= rounds
     assert connector.state is ConnectorState.CONNECTED
@@ -73,7 +74,7 @@ async def test_reconnect_storm_backs_off_to_the_cap(
     for _ in range(12):
         await fake.disconnect(1006)
         states.add(connector.state)
-        await fake.wait_until(lambda: fake.connected, timeout=5)
+        await fake.wait_until(lambda: fake.connected, within=5)
     assert ConnectorState.RECONNECTING in states or policy.delays
     delays = policy.delays[-12:]
     assert delays[0] == 0.0  # the first reconnect after a stable session goes at once
@@ -91,7 +92,7 @@ async def test_invalid_session_reidentifies(
 ):
     await fake.invalidate_session()
     await fake.disconnect(4009)
-    await fake.wait_until(lambda: len(fake.identifies) == 2 and fake.connected, timeout=5)
+    await fake.wait_until(lambda: len(fake.identifies) == 2 and fake.connected, within=5)
     await connector.wait_connected()
     await fake.dispatch("MESSAGE_CREATE", dm(fake, "after re-identify"))
     (event,) = await sink.wait_for(Message)
@@ -106,9 +107,9 @@ async def test_resumes_stay_on_the_configured_gateway(
     fake.resume_gateway_url = "ws://127.0.0.1:9/gateway"
     await fake.invalidate_session()
     await fake.disconnect(4000)
-    await fake.wait_until(lambda: len(fake.identifies) == 2 and fake.connected, timeout=5)
+    await fake.wait_until(lambda: len(fake.identifies) == 2 and fake.connected, within=5)
     await fake.disconnect(1001)
-    await fake.wait_until(lambda: fake.connected, timeout=5)
+    await fake.wait_until(lambda: fake.connected, within=5)
     assert len(fake.identifies) == 2 and fake.resumes
 
 
@@ -122,9 +123,7 @@ async def test_bad_token_fails_with_one_clear_line(
     others = asyncio.create_task(asyncio.sleep(0.2))  # another part of the process
     await conn.start()  # does not raise: the rest of the process keeps running
     try:
-        async with asyncio.timeout(5):
-            while conn.state is not ConnectorState.FAILED:
-                await asyncio.sleep(0.01)
+        await conn.wait_state(ConnectorState.FAILED, within=5)
         errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
         assert len(errors) == 1
         assert "DISCORD_BOT_TOKEN was rejected" in errors[0].getMessage()
@@ -145,9 +144,7 @@ async def test_gateway_refusal_fails(
     conn = make_connector(sink)
     await conn.start()
     try:
-        async with asyncio.timeout(5):
-            while conn.state is not ConnectorState.FAILED:
-                await asyncio.sleep(0.01)
+        await conn.wait_state(ConnectorState.FAILED, within=5)
         errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
         assert any(words in e for e in errors), errors
         assert fake.connections == 1  # no reconnect storm against a refusing gateway
