@@ -92,7 +92,7 @@ class KeyValueStore:
         return self._db
 
     async def get(self, key: str, default: Any = None) -> Any:
-        """The value stored under ``key``, or ``default``."""
+        """Return the value stored under ``key``, or ``default``."""
         row = self._conn().execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
         return default if row is None else json.loads(row[0])
 
@@ -130,7 +130,7 @@ class HttpResponse:
     url: str
 
     def json(self) -> Any:
-        """The body parsed as JSON."""
+        """Parse the body as JSON."""
         return json.loads(self.text)
 
 
@@ -153,9 +153,7 @@ class PluginHttp:
         if not host_allowed(self.hosts, target.host, target.port):
             raise PermissionDenied(f"this plugin has no network permission for {target.host}")
         if self._session is None:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.timeout)
-            )
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
         async with self._session.request(method, target, **kwargs) as resp:
             text = await resp.text(errors="replace")
             return HttpResponse(resp.status, text, dict(resp.headers), str(resp.url))

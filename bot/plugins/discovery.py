@@ -1,5 +1,6 @@
-"""Find plugins: the built-in ``plugins/`` folder, ``OC_PLUGIN_DIRS``, and pip packages that
-announce one through the ``opencomputer.plugins`` entry-point group.
+"""Find plugins in ``plugins/``, ``OC_PLUGIN_DIRS`` and pip packages.
+
+Packages announce a plugin through the ``opencomputer.plugins`` entry-point group.
 
 Only manifests are read here, never code. A plugin whose manifest is invalid, whose version
 range excludes this opencomputer, whose name is taken or whose required setting is missing is
@@ -96,8 +97,11 @@ def _folders(dirs: list[str]) -> list[tuple[Path, Source]]:
         if (root / "plugin.json").is_file():
             found.append((root, source))  # type: ignore[arg-type]
         elif root.is_dir():
-            found.extend((sub, source) for sub in sorted(root.iterdir())  # type: ignore[misc]
-                         if (sub / "plugin.json").is_file())
+            found.extend(
+                (sub, source)
+                for sub in sorted(root.iterdir())  # type: ignore[misc]
+                if (sub / "plugin.json").is_file()
+            )
         elif source == "dir":
             logger.warning("OC_PLUGIN_DIRS entry %s is not a folder", root)
     return found
@@ -141,8 +145,10 @@ def discover(
         (folder, source, None, str(folder)) for folder, source in _folders(plugin_dirs)
     ]
     if packages:
-        candidates += [(folder, "package", module, f"package {module} ({name})")
-                       for name, folder, module in _packages()]
+        candidates += [
+            (folder, "package", module, f"package {module} ({name})")
+            for name, folder, module in _packages()
+        ]
     for folder, source, package, where in candidates:
         if folder is None:
             result.broken.append(Broken(where, where, "package not found (is it installed?)"))

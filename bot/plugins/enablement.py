@@ -67,8 +67,11 @@ class Enablement:
         """Turn ``plugin`` on or off in ``scope``."""
         async with self.engine.begin() as conn:
             await conn.execute(delete(_T).where(_T.c.plugin == plugin, _T.c.scope == scope))
-            await conn.execute(insert(_T).values(plugin=plugin, scope=scope, enabled=enabled,
-                                                 updated_at=time.time()))
+            await conn.execute(
+                insert(_T).values(
+                    plugin=plugin, scope=scope, enabled=enabled, updated_at=time.time()
+                )
+            )
         self._rows[(plugin, scope)] = enabled
 
     async def clear(self, plugin: str, scope: str = GLOBAL) -> None:

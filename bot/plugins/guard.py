@@ -17,12 +17,20 @@ from typing import Any
 
 __all__ = ["host_allowed", "install_guard"]
 
-_PROCESS_EVENTS = {"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn",
-                   "os.fork", "os.forkpty", "pty.spawn"}
+_PROCESS_EVENTS = {
+    "subprocess.Popen",
+    "os.system",
+    "os.exec",
+    "os.posix_spawn",
+    "os.spawn",
+    "os.fork",
+    "os.forkpty",
+    "pty.spawn",
+}
 
 
 def host_allowed(grants: list[str], host: str, port: int | None = None) -> bool:
-    """Whether ``host`` (and ``port``) matches a grant: ``*``, ``host``, ``host:port``, ``*.dom``."""
+    """Check ``host``/``port`` against grants: ``*``, ``host``, ``host:port``, ``*.dom``."""
     host = host.lower().strip("[]")
     for grant in grants:
         grant = grant.lower().strip()

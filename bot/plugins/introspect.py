@@ -21,14 +21,35 @@ from bot.tools import schema_for
 __all__ = ["Described", "DescribedTool", "describe_source", "module_file"]
 
 _TYPES: dict[str, Any] = {
-    "str": str, "int": int, "float": float, "bool": bool, "list": list, "dict": dict,
-    "tuple": tuple, "set": set, "Any": typing.Any, "None": None,
-    "List": list, "Dict": dict, "Tuple": tuple, "Set": set, "Sequence": typing.Sequence,
+    "str": str,
+    "int": int,
+    "float": float,
+    "bool": bool,
+    "list": list,
+    "dict": dict,
+    "tuple": tuple,
+    "set": set,
+    "Any": typing.Any,
+    "None": None,
+    "List": list,
+    "Dict": dict,
+    "Tuple": tuple,
+    "Set": set,
+    "Sequence": typing.Sequence,
 }
 _GENERIC: dict[str, Any] = {
-    "list": list, "List": list, "dict": dict, "Dict": dict, "tuple": tuple, "Tuple": tuple,
-    "set": set, "Set": set, "Sequence": typing.Sequence, "Optional": typing.Optional,
-    "Union": typing.Union, "Literal": typing.Literal,
+    "list": list,
+    "List": list,
+    "dict": dict,
+    "Dict": dict,
+    "tuple": tuple,
+    "Tuple": tuple,
+    "set": set,
+    "Set": set,
+    "Sequence": typing.Sequence,
+    "Optional": typing.Optional,
+    "Union": typing.Union,
+    "Literal": typing.Literal,
 }
 
 
@@ -54,7 +75,7 @@ class Described:
 
 
 def module_file(folder: Path, module: str) -> Path:
-    """The source file of ``module`` (dotted, relative to the plugin folder)."""
+    """Return the source file of ``module`` (dotted, relative to the plugin folder)."""
     base = folder.joinpath(*module.split("."))
     for candidate in (base.with_suffix(".py"), base / "__init__.py"):
         if candidate.is_file():
@@ -71,7 +92,7 @@ def _name(node: ast.AST) -> str:
 
 
 def _type(node: ast.AST | None) -> Any:
-    """An annotation node as a real type, through the whitelist; unknown names read as str."""
+    """Turn an annotation node into a real type via the whitelist (unknown names: str)."""
     if node is None:
         return str
     if isinstance(node, ast.Constant):
@@ -97,7 +118,7 @@ def _type(node: ast.AST | None) -> Any:
             return str
         args = tuple(_type(i) for i in items)
         if base is typing.Optional:
-            return typing.Optional[args[0]]  # noqa: UP007
+            return args[0] | None
         if base is typing.Union:
             return typing.Union[args]  # noqa: UP007
         return base[args if len(args) > 1 else args[0]]
@@ -112,15 +133,16 @@ def _literal(node: ast.AST) -> Any:
 
 
 def _stub(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> Any:
-    """A do-nothing function with ``fn``'s signature, annotations and docstring."""
+    """Build a do-nothing function with ``fn``'s signature, annotations and docstring."""
     args = fn.args
     positional = [*args.posonlyargs, *args.args]
     defaults: list[Any] = [inspect.Parameter.empty] * (len(positional) - len(args.defaults))
     defaults += [_literal(d) for d in args.defaults]
     params, hints = [], {}
     for arg, default in zip(positional, defaults, strict=True):
-        params.append(inspect.Parameter(arg.arg, inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                                        default=default))
+        params.append(
+            inspect.Parameter(arg.arg, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default)
+        )
         hints[arg.arg] = _type(arg.annotation)
     for arg, kw_default in zip(args.kwonlyargs, args.kw_defaults, strict=True):
         value = inspect.Parameter.empty if kw_default is None else _literal(kw_default)
@@ -156,8 +178,9 @@ def describe_source(source: str, filename: str = "<plugin>") -> Described:
                 name = _literal(kwargs["name"]) if "name" in kwargs else fn.name
                 dangerous = bool(_literal(kwargs["dangerous"])) if "dangerous" in kwargs else False
                 description, params = schema_for(_stub(fn))
-                out.tools[str(name)] = DescribedTool(str(name), fn.name, description, params,
-                                                     dangerous)
+                out.tools[str(name)] = DescribedTool(
+                    str(name), fn.name, description, params, dangerous
+                )
             elif kind == "command" and args:
                 out.commands[str(_literal(args[0]))] = fn.name
             elif kind in ("on_message", "on_reaction"):

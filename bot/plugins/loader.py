@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from bot.events import Address, Message, User
+from bot.events import Address, User
 from bot.plugins.discovery import Broken, Discovery, Plugin
 from bot.plugins.sandbox import CallLimits, Sandbox, SandboxError, SandboxPolicy
 from bot.tools import Tool, ToolError
@@ -24,7 +24,7 @@ __all__ = ["PluginHost", "Sender"]
 logger = logging.getLogger(__name__)
 
 Sender = Callable[[Address, str], Awaitable[Any]]
-MessageOf = Callable[[], Message | None]
+Caller = Callable[[], tuple[User | None, Address | None]]
 
 
 class PluginHost:
@@ -37,14 +37,14 @@ class PluginHost:
         sandbox: Sandbox,
         data_root: Path,
         limits: CallLimits,
-        current_message: MessageOf = lambda: None,
+        caller: Caller = lambda: (None, None),
     ) -> None:
         self.plugins: dict[str, Plugin] = dict(discovery.plugins)
         self.broken: list[Broken] = list(discovery.broken)
         self.sandbox = sandbox
         self.data_root = data_root
         self.limits = limits
-        self.current_message = current_message
+        self.caller = caller
         self.send: Sender | None = None
         self._tools: dict[str, list[Tool]] = {}
         self._tool_owner: dict[str, str] = {}
@@ -68,7 +68,7 @@ class PluginHost:
         logger.error("%s", broken)
 
     def tools(self, name: str) -> list[Tool]:
-        """The plugin's tools (its source is parsed the first time)."""
+        """Return the plugin's tools (its source is parsed the first time)."""
         if name in self._tools:
             return self._tools[name]
         plugin = self.plugins.get(name)
@@ -83,16 +83,26 @@ class PluginHost:
         for decl in plugin.manifest.tools:
             found = described.tools.get(decl.name)
             if found is None:
-                self.disable(name, f"manifest lists tool {decl.name} but the code has no @tool "
-                                   "function by that name")
+                self.disable(
+                    name,
+                    f"manifest lists tool {decl.name} but the code has no @tool "
+                    "function by that name",
+                )
                 return []
             owner = self._tool_owner.get(decl.name)
             if owner is not None and owner != name:
                 self.disable(name, f"tool name {decl.name} is already used by plugin {owner}")
                 return []
-            tools.append(Tool(decl.name, decl.description or found.description, found.parameters,
-                              self._caller(name, decl.name), dangerous=decl.dangerous
-                              or found.dangerous, plugin=name))
+            tools.append(
+                Tool(
+                    decl.name,
+                    decl.description or found.description,
+                    found.parameters,
+                    self._caller(name, decl.name),
+                    dangerous=decl.dangerous or found.dangerous,
+                    plugin=name,
+                )
+            )
         for tool in tools:
             self._tool_owner[tool.name] = name
         self._tools[name] = tools
@@ -100,25 +110,41 @@ class PluginHost:
 
     def _caller(self, plugin: str, tool: str) -> Callable[..., Awaitable[Any]]:
         async def call(**arguments: Any) -> Any:
-            return await self.call_tool(plugin, tool, arguments, self.current_message())
+            user, address = self.caller()
+            return await self.call_tool(plugin, tool, arguments, user=user, address=address)
 
         return call
 
     # --- calls -------------------------------------------------------------------------
-    async def call_tool(self, plugin: str, tool: str, arguments: dict[str, Any],
-                        message: Message | None = None) -> Any:
+    async def call_tool(
+        self,
+        plugin: str,
+        tool: str,
+        arguments: dict[str, Any],
+        *,
+        user: User | None = None,
+        address: Address | None = None,
+    ) -> Any:
         """Run a tool; every failure becomes a :class:`ToolError` the model can read."""
-        answer = await self.invoke(plugin, "tool", tool, message=message, arguments=arguments)
-        return answer
+        return await self.invoke(
+            plugin, "tool", tool, user=user, address=address, arguments=arguments
+        )
 
     async def run_command(self, plugin: str, name: str, args: str, event: Any) -> str | None:
         """Run a plugin command for a :class:`~bot.events.Command` event."""
-        result = await self.invoke(plugin, "command", name, user=event.user,
-                                   address=event.address, args=args)
+        result = await self.invoke(
+            plugin, "command", name, user=event.user, address=event.address, args=args
+        )
         return None if result is None else str(result)
 
-    async def run_hook(self, plugin: str, hook: str, event: dict[str, Any], user: User | None,
-                       address: Address | None) -> None:
+    async def run_hook(
+        self,
+        plugin: str,
+        hook: str,
+        event: dict[str, Any],
+        user: User | None,
+        address: Address | None,
+    ) -> None:
         """Run every function of ``plugin`` registered for ``hook``."""
         for function in self.plugins[plugin].describe().hooks.get(hook, []):
             await self.invoke(plugin, "hook", function, user=user, address=address, event=event)
@@ -128,23 +154,33 @@ class PluginHost:
         await self.invoke(plugin, "job", function)
 
     async def invoke(
-        self, name: str, kind: str, target: str, *, message: Message | None = None,
-        user: User | None = None, address: Address | None = None, **payload: Any,
+        self,
+        name: str,
+        kind: str,
+        target: str,
+        *,
+        user: User | None = None,
+        address: Address | None = None,
+        **payload: Any,
     ) -> Any:
         """Call into a plugin and deliver what it asked to send; raise ToolError on failure."""
         plugin = self.plugins.get(name)
         if plugin is None:
             raise ToolError(f"plugin {name} is not available")
-        if message is not None:
-            user, address = user or message.user, address or message.address
         request = {
-            "plugin": name, "package": plugin.package, "path": str(plugin.folder),
-            "module": plugin.manifest.module, "kind": kind, "target": target,
-            "settings": plugin.settings, "data_dir": str(self.data_dir(name)),
+            "plugin": name,
+            "package": plugin.package,
+            "path": str(plugin.folder),
+            "module": plugin.manifest.module,
+            "kind": kind,
+            "target": target,
+            "settings": plugin.settings,
+            "data_dir": str(self.data_dir(name)),
             "network": plugin.manifest.network_hosts(plugin.settings),
             "process": plugin.manifest.permissions.process,
             "user": {"platform": user.platform, "id": user.id, "name": user.name} if user else None,
-            "address": address.key if address else None, **payload,
+            "address": address.key if address else None,
+            **payload,
         }
         limits = self._limits(plugin)
         try:
@@ -153,7 +189,8 @@ class PluginHost:
             else:
                 answer = await self.sandbox.run(request, self._policy(plugin, request), limits)
         except TimeoutError:
-            raise ToolError(f"{target} was stopped after {limits.timeout:g} s (time limit)") from None
+            stopped = f"{target} was stopped after {limits.timeout:g} s (time limit)"
+            raise ToolError(stopped) from None
         except SandboxError as exc:
             raise ToolError(f"{target} failed: {exc}") from None
         await self._deliver(name, answer.get("outbox") or [])
@@ -165,7 +202,7 @@ class PluginHost:
         return answer.get("result")
 
     def data_dir(self, name: str) -> Path:
-        """The plugin's own writable folder."""
+        """Return the plugin's own writable folder."""
         return self.data_root / name
 
     def _limits(self, plugin: Plugin) -> CallLimits:
@@ -178,9 +215,15 @@ class PluginHost:
 
     def _policy(self, plugin: Plugin, request: dict[str, Any]) -> SandboxPolicy:
         perms = plugin.manifest.permissions
-        return SandboxPolicy(plugin.name, plugin.folder, self.data_dir(plugin.name),
-                             network=list(request["network"]), read=list(perms.files.read),
-                             write=list(perms.files.write), process=perms.process)
+        return SandboxPolicy(
+            plugin.name,
+            plugin.folder,
+            self.data_dir(plugin.name),
+            network=list(request["network"]),
+            read=list(perms.files.read),
+            write=list(perms.files.write),
+            process=perms.process,
+        )
 
     async def _deliver(self, name: str, outbox: list[dict[str, Any]]) -> None:
         for item in outbox:
@@ -194,7 +237,7 @@ class PluginHost:
 
 
 async def _run_in_process(request: dict[str, Any]) -> dict[str, Any]:
-    """The worker's dispatch, in this process (trusted built-ins only)."""
+    """Run the worker's dispatch in this process (trusted built-ins only)."""
     from bot.plugins.worker import dispatch
 
     return await dispatch(request)

@@ -26,8 +26,16 @@ __all__ = ["CallLimits", "Sandbox", "SandboxError", "SandboxPolicy", "SandboxUna
 logger = logging.getLogger(__name__)
 
 _SYSTEM = ["/usr", "/bin", "/lib", "/lib64", "/sbin"]
-_ETC = ["/etc/resolv.conf", "/etc/hosts", "/etc/ssl", "/etc/ca-certificates", "/etc/nsswitch.conf",
-        "/etc/localtime", "/etc/gai.conf", "/etc/host.conf"]
+_ETC = [
+    "/etc/resolv.conf",
+    "/etc/hosts",
+    "/etc/ssl",
+    "/etc/ca-certificates",
+    "/etc/nsswitch.conf",
+    "/etc/localtime",
+    "/etc/gai.conf",
+    "/etc/host.conf",
+]
 _MAX_OUTPUT = 4 * 1024 * 1024
 _CODE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding the ``bot`` package
 
@@ -87,12 +95,16 @@ class Sandbox:
         return INSTALL_HINT
 
     def _python_paths(self) -> list[Path]:
-        paths = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).resolve().parent,
-                 _CODE_ROOT / "bot"}
+        paths = {
+            Path(sys.prefix),
+            Path(sys.base_prefix),
+            Path(sys.executable).resolve().parent,
+            _CODE_ROOT / "bot",
+        }
         return sorted(p.resolve() for p in paths)
 
     def argv(self, policy: SandboxPolicy) -> list[str]:
-        """The full command line of one sandboxed worker."""
+        """Build the full command line of one sandboxed worker."""
         code_root = str(_CODE_ROOT)
         python = [sys.executable, "-X", "utf8", "-B", "-m", "bot.plugins.worker"]
         if not self.isolated:
@@ -100,9 +112,24 @@ class Sandbox:
         args = [self.bwrap or "bwrap", "--unshare-all", "--die-with-parent", "--new-session"]
         if policy.network:
             args.append("--share-net")
-        args += ["--clearenv", "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin",
-                 "--setenv", "HOME", "/tmp", "--setenv", "LANG", "C.UTF-8",
-                 "--setenv", "PYTHONPATH", code_root, "--setenv", "PYTHONDONTWRITEBYTECODE", "1"]
+        args += [
+            "--clearenv",
+            "--setenv",
+            "PATH",
+            "/usr/local/bin:/usr/bin:/bin",
+            "--setenv",
+            "HOME",
+            "/tmp",
+            "--setenv",
+            "LANG",
+            "C.UTF-8",
+            "--setenv",
+            "PYTHONPATH",
+            code_root,
+            "--setenv",
+            "PYTHONDONTWRITEBYTECODE",
+            "1",
+        ]
         mounted: list[Path] = []
         for path in _SYSTEM + _ETC:
             args += ["--ro-bind-try", path, path]
@@ -116,8 +143,11 @@ class Sandbox:
         args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
         for secret in self.protect:  # mask server files that a mounted folder would expose
             if any(secret == m or m in secret.parents for m in mounted) and secret.exists():
-                args += ["--tmpfs", str(secret)] if secret.is_dir() else ["--ro-bind", "/dev/null",
-                                                                           str(secret)]
+                args += (
+                    ["--tmpfs", str(secret)]
+                    if secret.is_dir()
+                    else ["--ro-bind", "/dev/null", str(secret)]
+                )
         for extra in policy.write:
             target = Path(extra).expanduser()
             args += ["--bind-try", str(target), str(target)]
@@ -125,18 +155,25 @@ class Sandbox:
         args += ["--bind", str(policy.data_dir), str(policy.data_dir), "--chdir", "/tmp"]
         return [*args, *python]
 
-    async def run(self, request: dict[str, Any], policy: SandboxPolicy,
-                  limits: CallLimits) -> dict[str, Any]:
+    async def run(
+        self, request: dict[str, Any], policy: SandboxPolicy, limits: CallLimits
+    ) -> dict[str, Any]:
         """Run one call; return the worker's answer or raise :class:`SandboxError`."""
         refusal = self.refusal()
         if refusal:
             raise SandboxUnavailable(f"plugin {policy.plugin} was not run: {refusal}")
-        payload = {**request, "limits": {"memory_mb": limits.memory_mb,
-                                         "cpu_seconds": limits.cpu_seconds}}
+        payload = {
+            **request,
+            "limits": {"memory_mb": limits.memory_mb, "cpu_seconds": limits.cpu_seconds},
+        }
         env = None if self.isolated else _clean_env()
         proc = await asyncio.create_subprocess_exec(
-            *self.argv(policy), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, start_new_session=True, env=env,
+            *self.argv(policy),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+            env=env,
             cwd=str(policy.data_dir),
         )
         try:
@@ -151,7 +188,8 @@ class Sandbox:
             _kill(proc)
             raise
         if err:
-            logger.debug("plugin %s stderr: %s", policy.plugin, err[-2000:].decode(errors="replace"))
+            tail = err[-2000:].decode(errors="replace")
+            logger.debug("plugin %s stderr: %s", policy.plugin, tail)
         if not out:
             raise SandboxError(_death(proc.returncode, err, limits))
         try:

@@ -24,7 +24,7 @@ __all__ = ["call_handler", "dispatch", "import_plugin", "main"]
 
 
 def _limit(which: int, value: int) -> None:
-    soft, hard = resource.getrlimit(which)
+    _soft, hard = resource.getrlimit(which)
     cap = value if hard == resource.RLIM_INFINITY else min(value, hard)
     resource.setrlimit(which, (cap, cap))
 
@@ -66,7 +66,7 @@ def import_plugin(request: dict[str, Any]) -> types.ModuleType:
 
 
 def find_handler(module: types.ModuleType, kind: str, target: str) -> Any:
-    """The function behind a tool name, command name, hook or job function name."""
+    """Find the function behind a tool, command, hook or job name."""
     for value in vars(module).values():
         if kind == "tool" and getattr(getattr(value, "__oc_tool__", None), "name", None) == target:
             return value
@@ -78,7 +78,7 @@ def find_handler(module: types.ModuleType, kind: str, target: str) -> Any:
 
 
 def make_context(request: dict[str, Any]) -> Any:
-    """The :class:`~bot.plugins.api.PluginContext` a handler gets."""
+    """Build the :class:`~bot.plugins.api.PluginContext` a handler gets."""
     from bot.events import Address, User
     from bot.plugins.api import KeyValueStore, PluginContext, PluginHttp
 

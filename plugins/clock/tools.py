@@ -18,6 +18,7 @@ def current_time(timezone: str = "UTC") -> str:
     try:
         zone = ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ToolError(f"unknown time zone {timezone!r}; use an IANA name like Europe/Paris") from exc
+        hint = "use an IANA name like Europe/Paris"
+        raise ToolError(f"unknown time zone {timezone!r}; {hint}") from exc
     now = datetime.now(zone)
     return now.strftime(f"%A %Y-%m-%d %H:%M:%S {timezone} (UTC%z)")

@@ -1,0 +1,266 @@
+"""The plugin feature: discovery, sandboxed execution and enablement wired into the app.
+
+Listed once in ``bot.app.FEATURES``. It replaces the skeleton's hard-wired clock/calculator
+tools: every tool now comes from a plugin (or an MCP server), the agent is offered only those
+enabled where it speaks, and tool calls go through :func:`make_executor` (installed as
+``app.extras["tool_executor"]``, which the App's graph delegates to).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from bot.commands import CommandContext
+from bot.connector import CommandSpec
+from bot.events import Address, Message, Reaction, User
+from bot.plugins.discovery import discover, plugin_environ
+from bot.plugins.enablement import Enablement
+from bot.plugins.loader import PluginHost
+from bot.plugins.sandbox import CallLimits, Sandbox
+from bot.tools import Tool, ToolError
+
+if TYPE_CHECKING:
+    from bot.app import App
+    from bot.plugins.mcp import McpServers
+
+__all__ = ["PluginSystem", "make_executor", "setup"]
+
+logger = logging.getLogger(__name__)
+
+REFRESH_SECONDS = 15.0
+Executor = Callable[[Tool, dict[str, Any]], Awaitable[str]]
+
+
+def current_caller() -> tuple[User | None, Address | None]:
+    """Who is speaking and where, read from the running graph's turn context."""
+    from langgraph.runtime import get_runtime
+
+    try:
+        ctx = get_runtime().context
+    except (RuntimeError, KeyError, AttributeError):
+        return None, None
+    return getattr(ctx, "user", None), getattr(ctx, "address", None)
+
+
+@dataclass(slots=True)
+class PluginSystem:
+    """What the plugin feature shares on ``app.extras["plugins"]``."""
+
+    host: PluginHost
+    enablement: Enablement
+    mcp: McpServers | None = None
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    def enabled(self, plugin: str, address: Address | None) -> bool:
+        """Whether ``plugin`` is on in the chat of ``address`` (or globally)."""
+        key = f"{address.platform}:{address.chat_id}" if address is not None else None
+        return self.enablement.is_enabled(plugin, key)
+
+    def tools_for(self, address: Address | None) -> list[Tool]:
+        """Plugin and MCP tools enabled where the agent speaks."""
+        tools: list[Tool] = []
+        for name in list(self.host.plugins):
+            if self.enabled(name, address):
+                tools.extend(self.host.tools(name))
+        if self.mcp is not None:
+            tools.extend(t for t in self.mcp.tools() if self.enabled(t.plugin, address))
+        return tools
+
+    def spawn(self, coro: Awaitable[Any], name: str) -> None:
+        """Run a background call, logging (not raising) its failure."""
+
+        async def guarded() -> None:
+            try:
+                await coro
+            except ToolError as exc:
+                logger.warning("%s: %s", name, exc)
+            except Exception:
+                logger.exception("%s failed", name)
+
+        task = asyncio.create_task(guarded(), name=name)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def stop(self) -> None:
+        """Cancel jobs and hooks in flight, close MCP sessions."""
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.mcp is not None:
+            await self.mcp.stop()
+
+
+def make_executor(app: App, timeout: float) -> Executor:
+    """Run a tool: plugin tools go to their sandbox, MCP tools to their server.
+
+    Approval of dangerous tools happens in the graph before this is called; an extra gate can be
+    plugged in as ``app.extras["approve_tool"]`` (``async (tool, arguments) -> bool | str``).
+    """
+
+    async def execute(tool: Tool, arguments: dict[str, Any]) -> str:
+        approve = app.extras.get("approve_tool")
+        if tool.dangerous and approve is not None:
+            verdict = await approve(tool, arguments)
+            if verdict is not True:
+                raise ToolError(
+                    verdict
+                    if isinstance(verdict, str)
+                    else f"{tool.name} needs approval and was not approved"
+                )
+        result = await asyncio.wait_for(tool.call(arguments), timeout=timeout)
+        return result if isinstance(result, str) else orjson.dumps(result, default=str).decode()
+
+    return execute
+
+
+def _protected(app: App) -> list[Path]:
+    paths = [app.settings.data_dir, Path(".env").resolve()]
+    url = app.settings.resolved_database_url
+    if url.startswith("sqlite") and ":///" in url:
+        paths.append(Path(url.split(":///", 1)[1]))
+    return paths
+
+
+async def setup(app: App) -> None:
+    """Discover plugins, register their commands and hooks, choose tools per chat."""
+    settings, runtime = app.settings, app.runtime
+    environ = app.extras.get("plugin_environ") or plugin_environ()
+    discovery = discover(settings.plugin_dirs, environ=environ)
+    sandbox = Sandbox(mode=settings.plugin_sandbox, protect=_protected(app))
+    limits = CallLimits(
+        settings.plugin_timeout, settings.plugin_memory_mb, settings.plugin_cpu_seconds
+    )
+    host = PluginHost(
+        discovery,
+        sandbox=sandbox,
+        data_root=settings.data_dir / "plugins",
+        limits=limits,
+        caller=current_caller,
+    )
+    host.send = runtime.say
+    defaults = {n: p.manifest.enabled_by_default for n, p in host.plugins.items()}
+    enablement = Enablement(app.store.engine, defaults)
+    await enablement.start()
+    system = PluginSystem(host, enablement)
+    if settings.mcp_servers:
+        from bot.plugins.mcp import McpServers
+
+        system.mcp = McpServers.from_setting(settings.mcp_servers, timeout=settings.plugin_timeout)
+        await system.mcp.start()
+    app.extras["plugins"] = system
+    app.extras["tool_executor"] = make_executor(app, settings.plugin_timeout + 5)
+    app.on_stop.append(system.stop)
+
+    base = runtime.choose_tools
+
+    def choose_tools(address: Address) -> list[Tool]:
+        tools = {t.name: t for t in base(address)}
+        for tool in system.tools_for(address):
+            tools.setdefault(tool.name, tool)
+        return list(tools.values())
+
+    runtime.choose_tools = choose_tools
+    _register_commands(app, system)
+    _register_hooks(app, system)
+    _start_jobs(system)
+    system.spawn(_refresh(enablement), "plugin-enablement-refresh")
+
+
+def _register_commands(app: App, system: PluginSystem) -> None:
+    host = system.host
+    for name, plugin in host.plugins.items():
+        for decl in plugin.manifest.commands:
+            if app.commands.get(decl.name) is not None:
+                logger.error("plugin %s: command /%s is taken; not registered", name, decl.name)
+                continue
+
+            async def handler(
+                ctx: CommandContext, plugin: str = name, cmd: str = decl.name
+            ) -> str | None:
+                if plugin not in host.plugins or not system.enabled(plugin, ctx.event.address):
+                    return f"/{cmd} is not enabled here."
+                try:
+                    return await host.run_command(plugin, cmd, ctx.args, ctx.event)
+                except ToolError as exc:
+                    return f"/{cmd} failed: {exc}"
+
+            spec = CommandSpec(
+                decl.name, decl.description or f"from plugin {name}", decl.admin, decl.args
+            )
+            app.commands.add(spec, handler)
+
+
+def _event_dict(event: Message | Reaction) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "platform": event.platform,
+        "chat_id": event.chat.id,
+        "user_id": event.user.id,
+        "user_name": event.user.name,
+        "thread_id": event.thread_id,
+    }
+    if isinstance(event, Message):
+        data.update(type="message", text=event.text, message_id=event.message_id)
+    else:
+        data.update(
+            type="reaction", emoji=event.emoji, message_id=event.message_id, added=event.added
+        )
+    return data
+
+
+def _register_hooks(app: App, system: PluginSystem) -> None:
+    host = system.host
+
+    def fire(hook: str, event: Message | Reaction) -> None:
+        for name, plugin in list(host.plugins.items()):
+            if hook in plugin.manifest.hooks and system.enabled(name, event.address):
+                system.spawn(
+                    host.run_hook(name, hook, _event_dict(event), event.user, event.address),
+                    f"plugin {name} {hook}",
+                )
+
+    if any("on_message" in p.manifest.hooks for p in host.plugins.values()):
+
+        async def on_message(event: Any, call_next: Callable[[Any], Awaitable[None]]) -> None:
+            await call_next(event)
+            if isinstance(event, Message):
+                fire("on_message", event)
+
+        app.runtime.add_middleware(on_message)
+    if any("on_reaction" in p.manifest.hooks for p in host.plugins.values()):
+
+        async def on_reaction(event: Reaction, _reply_id: int | None) -> None:
+            fire("on_reaction", event)
+
+        app.runtime.reaction_listeners.append(on_reaction)
+
+
+def _start_jobs(system: PluginSystem) -> None:
+    for name, plugin in system.host.plugins.items():
+        for job in plugin.manifest.jobs:
+            system.spawn(_every(system, name, job.name, job.every), f"plugin {name} job")
+
+
+async def _every(system: PluginSystem, plugin: str, function: str, seconds: float) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        if plugin not in system.host.plugins or not system.enabled(plugin, None):
+            continue
+        try:
+            await system.host.run_job(plugin, function)
+        except ToolError as exc:
+            logger.warning("plugin %s job %s: %s", plugin, function, exc)
+
+
+async def _refresh(enablement: Enablement) -> None:
+    while True:
+        await asyncio.sleep(REFRESH_SECONDS)
+        with contextlib.suppress(Exception):
+            await enablement.refresh()
