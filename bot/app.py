@@ -17,7 +17,7 @@ from bot.metrics import Metrics
 from bot.ollama import OllamaClient
 from bot.runtime import Runtime
 from bot.storage.store import SqlStore
-from bot.tools import ToolRegistry
+from bot.tools import Tool, ToolRegistry
 
 __all__ = ["CONNECTORS", "FEATURES", "App", "build_connectors", "enable_hints"]
 
@@ -53,6 +53,7 @@ _ENABLE = {
 # --- features: "module:setup" coroutines run with the App once the runtime exists ---------
 FEATURES: list[str] = [
     "bot.admin.feature:setup",  # access, rate limits, identity, approvals, audit, admin commands
+    "bot.plugins.feature:setup",  # plugins: discovery, sandboxed tools, enablement, MCP
 ]
 
 
@@ -135,11 +136,10 @@ class App:
         self.model_status = "ok" if check.ok else check.message
         if not check.ok:
             logger.error("model not ready: %s", check.message)
-        load_builtin_tools(self.tools)
         saver = await self._stack.enter_async_context(
             open_checkpointer(self.settings.resolved_database_url)
         )
-        graph = build_graph(llm=self.llm, checkpointer=saver)
+        graph = build_graph(llm=self.llm, checkpointer=saver, executor=self._execute_tool)
         self._runtime = Runtime(
             settings=self.settings,
             store=self.store,
@@ -168,6 +168,13 @@ class App:
             await self._start_connector(connector)
         await self.runtime.start()
         return self.runtime
+
+    async def _execute_tool(self, tool: Tool, arguments: dict[str, Any]) -> str:
+        """Run a tool through the executor a feature installed (``extras["tool_executor"]``)."""
+        from graphs.agent.nodes import run_tool_inprocess
+
+        executor = self.extras.get("tool_executor", run_tool_inprocess)
+        return str(await executor(tool, arguments))
 
     async def _start_connector(self, connector: Connector) -> None:
         """A connector that fails to start is logged; the others and the server keep running."""
