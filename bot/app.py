@@ -54,6 +54,7 @@ _ENABLE = {
 FEATURES: list[str] = [
     "bot.admin.feature:setup",  # access, rate limits, identity, approvals, audit, admin commands
     "bot.plugins.feature:setup",  # plugins: discovery, sandboxed tools, enablement, MCP
+    "bot.memory.feature:setup",  # memory, compaction, planning, schedules (issue 8)
 ]
 
 

@@ -108,6 +108,13 @@ class ExactIndex:
         self._cache.clear()
 
 
+def _pad8(vector: np.ndarray) -> np.ndarray:
+    """Zero-pad to a multiple of 8 dimensions (binary quantisation needs whole bytes;
+    zeros change no cosine)."""
+    extra = (-vector.shape[0]) % 8
+    return np.concatenate([vector, np.zeros(extra, dtype=np.float32)]) if extra else vector
+
+
 def load_sqlite_vec(path: str) -> Any | None:
     """A DB-API connection with sqlite-vec loaded, or None when this Python cannot load it.
 
@@ -188,6 +195,7 @@ class SqliteVecIndex:
             self._conn.execute("COMMIT")
 
     def _insert(self, person: str, memory_id: int, vector: np.ndarray) -> None:
+        vector = _pad8(vector)
         table = self._table(int(vector.shape[0]))
         blob = vector.astype(np.float32).tobytes()
         self._conn.execute(f"DELETE FROM {table} WHERE rowid = ?", (memory_id,))
@@ -215,6 +223,7 @@ class SqliteVecIndex:
 
     def search_sync(self, person: str, query: np.ndarray, k: int) -> list[tuple[int, float]]:
         """Coarse binary k-NN, then exact cosine rescoring of the candidates."""
+        query = _pad8(query)
         table = self._table(int(query.shape[0]))
         blob = query.astype(np.float32).tobytes()
         rows = self._conn.execute(

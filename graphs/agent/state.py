@@ -6,12 +6,13 @@ and checkpoints serialise them cheaply.
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Protocol, TypedDict
 
+from bot.events import Address, User
 from bot.tools import Tool
+from graphs.agent.reducer import merge_messages
 
 __all__ = ["AgentState", "ChatMessage", "TurnContext", "TurnStream"]
 
@@ -22,8 +23,11 @@ ChatMessage = dict[str, Any]
 class AgentState(TypedDict, total=False):
     """What is checkpointed per conversation."""
 
-    messages: Annotated[list[ChatMessage], operator.add]
+    messages: Annotated[list[ChatMessage], merge_messages]
     tool_rounds: int
+    summary: str  # older turns, compacted (graphs/agent/compaction.py)
+    recalled: list[dict[str, Any]]  # memories used in this turn, cited by id
+    plan: dict[str, Any]  # the newest plan and its progress (graphs/agent/planning.py)
 
 
 class TurnStream(Protocol):
@@ -51,3 +55,8 @@ class TurnContext:
     options: dict[str, Any] = field(default_factory=dict)
     keep_alive: str | None = None
     max_tool_rounds: int = 8
+    # Who is talking and where (memory is per person, schedules deliver to the chat).
+    user: User | None = None
+    address: Address | None = None
+    # Run-scoped services features put on ``Runtime.turn_services`` (memory, planner...).
+    services: dict[str, Any] = field(default_factory=dict)

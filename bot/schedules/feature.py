@@ -1,0 +1,133 @@
+"""Wire schedules into the app: table, scheduler task, ``schedule`` tool, ``/schedules``."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import update
+
+from bot.commands import CommandContext
+from bot.memory.tools import current_turn, person_of_turn
+from bot.schedules.models import ScheduleRow
+from bot.schedules.scheduler import Scheduler
+from bot.schedules.spec import ScheduleError, next_run, parse_repeat, parse_when, zone
+from bot.tools import ToolError, tool
+
+__all__ = ["setup_schedules"]
+
+logger = logging.getLogger(__name__)
+
+_SCHED = ScheduleRow.__table__  # type: ignore[attr-defined]
+
+
+def describe(row: Any) -> str:
+    """One line for ``/schedules``: id, next time in the user's zone, repeat, text."""
+    when = datetime.fromtimestamp(row.next_run, zone(row.tz)).strftime("%a %Y-%m-%d %H:%M %Z")
+    repeat = f" (repeats: {row.repeat})" if row.repeat else ""
+    kind = "task" if row.action == "run" else "reminder"
+    return f"#{row.id} {when}{repeat} — {kind}: {row.text}"
+
+
+async def setup_schedules(app: Any) -> None:
+    """Create the table, start the scheduler once the runtime runs, register tool and command."""
+    from bot.memory.feature import create_tables
+
+    await create_tables(app, ScheduleRow)
+    runtime = app.runtime
+    scheduler = Scheduler(runtime)
+    app.extras["scheduler"] = scheduler
+    default_tz = app.settings.timezone
+    start_runtime = runtime.start
+
+    async def start_then_schedule() -> None:
+        await start_runtime()  # recovery first; a scheduled task may emit right away
+        await scheduler.start()
+
+    runtime.start = start_then_schedule
+    app.on_stop.append(scheduler.stop)
+
+    @tool
+    async def schedule(
+        what: str,
+        when: str = "",
+        repeat: str = "",
+        timezone: str = "",
+        action: Literal["remind", "run"] = "remind",
+    ) -> str:
+        """Schedule a reminder or a task for the user, delivered later in this chat.
+
+        Args:
+            what: The reminder text, or the task to carry out then (e.g. "send me the weather").
+            when: For a one-off: local date and time in ISO 8601, e.g. "2026-11-22T09:00".
+            repeat: For a repeating schedule: cron "minute hour day month weekday" (e.g.
+                "0 9 * * 1" is every Monday at 09:00) or an RRULE like
+                "FREQ=WEEKLY;BYDAY=MO;BYHOUR=9;BYMINUTE=0".
+            timezone: The user's IANA time zone, e.g. "Europe/Paris".
+            action: "remind" sends the text as a reminder; "run" has you do the task then.
+        """
+        ctx = current_turn()
+        if ctx.address is None or ctx.user is None:
+            raise ToolError("schedules need a chat to deliver to")
+        tz = timezone.strip() or default_tz
+        now = scheduler.clock()
+        try:
+            zone(tz)
+            if repeat.strip():
+                spec = parse_repeat(repeat)
+                first = parse_when(when, tz) if when.strip() else next_run(spec, tz, now)
+            elif when.strip():
+                spec, first = "", parse_when(when, tz)
+                if first < now - 60:
+                    raise ScheduleError(f"{when} is in the past")
+            else:
+                raise ScheduleError("give `when` (a one-off) or `repeat` (a repeating schedule)")
+        except ScheduleError as exc:
+            raise ToolError(str(exc)) from exc
+        person = await person_of_turn(ctx)
+        schedule_id = await scheduler.add({
+            "person": person, "platform": ctx.address.platform, "chat_id": ctx.address.chat_id,
+            "chat_kind": "direct", "thread_id": ctx.address.thread_id, "user_id": ctx.user.id,
+            "user_name": ctx.user.name, "action": action, "text": what.strip(), "repeat": spec,
+            "tz": tz, "next_run": first, "created_at": now,
+        })
+        local = datetime.fromtimestamp(first, zone(tz)).strftime("%a %Y-%m-%d %H:%M %Z")
+        return f"scheduled #{schedule_id}: first at {local}" + (f", repeating {spec}" if spec else "")
+
+    app.tools.add(schedule, plugin="core")
+
+    @app.commands.command("schedules", args="[cancel <id>]", aliases=("reminders",))
+    async def schedules(ctx: CommandContext) -> str:
+        """List your reminders and scheduled tasks, or cancel one."""
+        person = await ctx.runtime.person_of(ctx.event.user)
+        verb, _, rest = ctx.args.strip().partition(" ")
+        if verb.lower() in ("cancel", "delete", "rm"):
+            ident = rest.strip().lstrip("#")
+            if not ident.isdigit():
+                return "Usage: /schedules cancel <id>"
+            ok = await scheduler.cancel(person, int(ident))
+            return f"Cancelled #{ident}." if ok else f"You have no active schedule #{ident}."
+        rows = await scheduler.active(person)
+        if not rows:
+            return "You have no reminders or scheduled tasks."
+        return "Your schedules:\n" + "\n".join(describe(r) for r in rows)
+
+    async def forget_schedules(person: str, _accounts: list[str]) -> str:
+        async with app.store.engine.begin() as conn:
+            gone = await conn.execute(
+                update(_SCHED).where(_SCHED.c.person == person, _SCHED.c.status == "active")
+                .values(status="cancelled", text="")
+            )
+        scheduler.wake()
+        return f"{gone.rowcount} schedules" if gone.rowcount else ""
+
+    async def export_schedules(person: str, _accounts: list[str]) -> dict[str, Any]:
+        rows = await scheduler.active(person)
+        return {"schedules": [
+            {"id": r.id, "text": r.text, "repeat": r.repeat, "tz": r.tz, "next_run": r.next_run}
+            for r in rows
+        ]}
+
+    app.extras.setdefault("forget_hooks", []).append(forget_schedules)
+    app.extras.setdefault("export_hooks", []).append(export_schedules)

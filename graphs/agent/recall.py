@@ -1,0 +1,54 @@
+"""The recall node: before the model answers, find what we remember about this person.
+
+The memory service comes from ``TurnContext.services["memory"]`` (set by ``bot.memory``);
+without it the node does nothing. The memories found are written to the state (``recalled``,
+checkpointed with the turn: the trace of which memories the answer could use) and shown to the
+model by :mod:`graphs.agent.compose`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from langgraph.runtime import Runtime
+
+from graphs.agent.state import AgentState, TurnContext
+
+__all__ = ["recall", "recalled_block"]
+
+logger = logging.getLogger(__name__)
+
+
+def _last_user_text(state: AgentState) -> str:
+    for message in reversed(state.get("messages", [])):
+        if message.get("role") == "user":
+            return str(message.get("content") or "")
+    return ""
+
+
+async def recall(state: AgentState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
+    """Look up the person's memories nearest the user's message (never fails the turn)."""
+    ctx = runtime.context
+    memory = ctx.services.get("memory")
+    person_of = ctx.services.get("person_of")
+    if memory is None or person_of is None or ctx.user is None:
+        return {"recalled": []}
+    try:
+        person = await person_of(ctx.user)
+        found = await memory.recall(person, _last_user_text(state))
+    except Exception as exc:  # an embedding outage must not cost the user an answer
+        logger.warning("memory recall failed: %s", exc)
+        return {"recalled": []}
+    return {"recalled": [{"id": m.id, "text": m.text, "score": round(m.score, 4)} for m in found]}
+
+
+def recalled_block(recalled: list[dict[str, Any]]) -> str:
+    """The system-prompt section listing recalled memories."""
+    if not recalled:
+        return ""
+    lines = "\n".join(f"- [memory {m['id']}] {m['text']}" for m in recalled)
+    return (
+        "What you remember about this person from earlier conversations (use it when it "
+        f"helps; it may be out of date):\n{lines}"
+    )
