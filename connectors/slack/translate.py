@@ -13,6 +13,7 @@ from typing import Any
 from bot.events import Chat, ChatKind, Command, Message, Reaction, User
 
 __all__ = [
+    "HANDLED_EVENTS",
     "PLATFORM",
     "BotIdentity",
     "clean_text",
@@ -192,6 +193,10 @@ _DISPATCH: dict[str, Callable[[Payload, Payload, BotIdentity, Threads], SlackEve
     "reaction_added": _reaction,
     "reaction_removed": _reaction,
 }
+
+
+HANDLED_EVENTS = frozenset(_DISPATCH)
+"""Events API types that become core events (the manifest subscribes to exactly these)."""
 
 
 def translate_event(body: Payload, me: BotIdentity, threads: Threads = ()) -> SlackEvent:

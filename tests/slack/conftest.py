@@ -1,5 +1,5 @@
 """Fixtures for the Slack tests live in ``slack_helpers`` (importable by name from tests)."""
 
-from slack_helpers import fake_slack, serve, slack_settings
+from tests.slack.slack_helpers import fake_slack, serve, slack_settings
 
 __all__ = ["fake_slack", "serve", "slack_settings"]

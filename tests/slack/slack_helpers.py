@@ -9,10 +9,10 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from fake_slack_api import FakeSlackApi, signed_headers
 
 from bot.config import Settings
 from bot.events import Command, Message, Reaction
+from tests.slack.fake_slack_api import FakeSlackApi, signed_headers
 
 SECRET = "test-signing-secret"
 TOKEN = "xoxb-test-token"

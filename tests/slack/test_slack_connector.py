@@ -11,13 +11,13 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from fake_slack_api import FakeSlackApi, event_envelope
-from slack_helpers import SECRET, Server, Sink
 
 from bot.config import Settings
 from bot.connector import ConnectorState
 from bot.events import Address, Command, Message
 from connectors.slack import SlackConnector
+from tests.slack.fake_slack_api import FakeSlackApi, event_envelope, signed_headers
+from tests.slack.slack_helpers import SECRET, Server, Sink
 
 Serve = Callable[[list[Any]], Awaitable[Server]]
 
@@ -88,8 +88,6 @@ async def test_url_verification_and_unsubscribed_events(
     server = await serve(connector.routes())
     challenge = {"type": "url_verification", "token": "t", "challenge": "abc123"}
     body = json.dumps(challenge)
-    from fake_slack_api import signed_headers
-
     async with server.session.post(
         server.url + "/slack/events", data=body, headers=signed_headers(SECRET, body)
     ) as resp:

@@ -3,6 +3,7 @@ fake Ollama answering, the real slack-sdk posting to the fake Slack Web API."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -11,8 +12,6 @@ from urllib.parse import urlencode
 
 import aiohttp
 import pytest
-from fake_slack_api import FakeSlackApi, event_envelope, signed_headers
-from slack_helpers import SECRET, TOKEN
 
 from bot.app import App
 from bot.config import Settings
@@ -20,6 +19,8 @@ from bot.connector import ConnectorState
 from bot.testing import FakeOllama
 from connectors.slack import SlackConnector
 from connectors.slack.mrkdwn import HARD_LIMIT, to_mrkdwn
+from tests.slack.fake_slack_api import FakeSlackApi, event_envelope, signed_headers
+from tests.slack.slack_helpers import SECRET, TOKEN
 
 
 class Running:
@@ -247,8 +248,6 @@ async def test_restart_mid_conversation(
 
 async def fake_ollama_started(fake_ollama: FakeOllama, count: int) -> None:
     """Wait until the fake Ollama received ``count`` chat requests."""
-    import asyncio
-
     async with asyncio.timeout(5):
         while len(fake_ollama.chats) < count:  # noqa: ASYNC110 (the fake has no event to await)
             await asyncio.sleep(0.01)

@@ -5,13 +5,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from fake_slack_api import FakeSlackApi, event_envelope
-from slack_helpers import Sink
-
 from bot.config import Settings
 from bot.connector import ConnectorState
 from bot.events import Command, Message
 from connectors.slack import SlackConnector
+from tests.slack.fake_slack_api import FakeSlackApi, event_envelope
+from tests.slack.slack_helpers import Sink
 
 
 def acked(fake: FakeSlackApi, envelope_id: str) -> bool:

@@ -3,7 +3,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from fake_slack_api import event_envelope
 
 from bot.events import Address, ChatKind, Command, Message, Reaction
 from connectors.slack.translate import (
@@ -14,6 +13,7 @@ from connectors.slack.translate import (
     translate_command,
     translate_event,
 )
+from tests.slack.fake_slack_api import event_envelope
 
 ME = BotIdentity(user_id="UBOT", bot_id="BBOT", team_id="T0001")
 
