@@ -114,3 +114,62 @@ class Human:
 
     async def say(self, room_id: str, body: str, **extra: Any) -> str:
         return await self.send(room_id, {"msgtype": "m.text", "body": body, **extra})
+
+
+class TcpProxy:
+    """A loopback TCP forwarder that a test can cut and restore: a homeserver outage."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def cut(self) -> None:
+        """Refuse new connections and drop the open ones."""
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers.update({writer, up_writer})
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.transport.abort()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        self._writers.difference_update({writer, up_writer})
+
+
+async def wait_until(condition: Callable[[], bool], within: float = TIMEOUT) -> None:
+    """Poll a condition that has no event to await (a connector's ``state``)."""
+
+    async def poll() -> None:
+        while not condition():  # noqa: ASYNC110 - plain attributes, nothing to await
+            await asyncio.sleep(0.02)
+
+    await asyncio.wait_for(poll(), within)
