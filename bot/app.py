@@ -124,7 +124,17 @@ class App:
         *,
         http: bool = True,
     ) -> Runtime:
-        """Open storage and the model client, build the graph, start connectors."""
+        """Open storage and the model client, build the graph, start connectors.
+
+        If anything fails half-way, what was opened is closed again before the error propagates.
+        """
+        try:
+            return await self._start(connectors, http=http)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self, connectors: ConnectorsFactory | None, *, http: bool) -> Runtime:
         from graphs.agent.checkpointer import open_checkpointer
         from graphs.agent.graph import build_graph
         from graphs.agent.runner import GraphAgent
