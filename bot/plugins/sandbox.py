@@ -130,6 +130,8 @@ class Sandbox:
             "PYTHONDONTWRITEBYTECODE",
             "1",
         ]
+        # /tmp first: binds below may lie under it and must not be hidden by the tmpfs
+        args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
         mounted: list[Path] = []
         for path in _SYSTEM + _ETC:
             args += ["--ro-bind-try", path, path]
@@ -140,7 +142,6 @@ class Sandbox:
             target = Path(extra).expanduser()
             args += ["--ro-bind-try", str(target), str(target)]
             mounted.append(target)
-        args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
         for secret in self.protect:  # mask server files that a mounted folder would expose
             if any(secret == m or m in secret.parents for m in mounted) and secret.exists():
                 args += (
@@ -151,7 +152,6 @@ class Sandbox:
         for extra in policy.write:
             target = Path(extra).expanduser()
             args += ["--bind-try", str(target), str(target)]
-        policy.data_dir.mkdir(parents=True, exist_ok=True)
         args += ["--bind", str(policy.data_dir), str(policy.data_dir), "--chdir", "/tmp"]
         return [*args, *python]
 
@@ -166,6 +166,7 @@ class Sandbox:
             **request,
             "limits": {"memory_mb": limits.memory_mb, "cpu_seconds": limits.cpu_seconds},
         }
+        policy.data_dir.mkdir(parents=True, exist_ok=True)
         env = None if self.isolated else _clean_env()
         proc = await asyncio.create_subprocess_exec(
             *self.argv(policy),
