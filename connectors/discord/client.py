@@ -20,19 +20,19 @@ class Events(Protocol):
     """What the connector does with gateway events."""
 
     def connected(self) -> None:
-        """READY or RESUMED arrived."""
+        """Handle READY or RESUMED."""
 
     def disconnected(self) -> None:
-        """The gateway connection dropped (discord.py reconnects on its own)."""
+        """Handle a dropped gateway connection (discord.py reconnects on its own)."""
 
     def message(self, message: discord.Message) -> None:
-        """MESSAGE_CREATE."""
+        """Handle MESSAGE_CREATE."""
 
     def reaction(self, payload: discord.RawReactionActionEvent, added: bool) -> None:
-        """MESSAGE_REACTION_ADD / _REMOVE."""
+        """Handle MESSAGE_REACTION_ADD / _REMOVE."""
 
     async def ready(self) -> None:
-        """The guild cache is filled (first READY and every re-IDENTIFY)."""
+        """Handle a filled guild cache (first READY and every re-IDENTIFY)."""
 
 
 def intents() -> discord.Intents:

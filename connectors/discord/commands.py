@@ -39,7 +39,7 @@ _TOKEN_LIFETIME = 14 * 60.0  # interaction tokens last 15 minutes; keep a margin
 
 
 def command_name(name: str) -> str | None:
-    """A valid Discord command name for ``name`` (lowercase, 1-32 of ``[-_a-z0-9]``)."""
+    """Return a valid Discord command name for ``name`` (lowercase, 1-32 of ``[-_a-z0-9]``)."""
     cleaned = re.sub(r"[^-_\w]", "_", name.strip().lstrip("/").lower())[:32]
     return cleaned if re.fullmatch(r"[-_\w]{1,32}", cleaned) else None
 

@@ -237,7 +237,7 @@ class DiscordConnector:
 
     # --- gateway events (called by GatewayClient) --------------------------------------
     def connected(self) -> None:
-        """READY or RESUMED: the session is up; keep resumes on the configured gateway."""
+        """Mark the session up (READY/RESUMED); keep resumes on the configured gateway."""
         self.reconnects.session_up()
         self.state = ConnectorState.CONNECTED
         ws = self.client.ws
@@ -246,12 +246,12 @@ class DiscordConnector:
             ws.gateway = self._endpoints.gateway_url
 
     def disconnected(self) -> None:
-        """The gateway dropped; discord.py is reconnecting."""
+        """Note that the gateway dropped; discord.py is reconnecting."""
         if not self._stopping and self.state is not ConnectorState.FAILED:
             self.state = ConnectorState.RECONNECTING
 
     async def ready(self) -> None:
-        """Guild cache filled: publish slash commands registered before the connection."""
+        """Publish slash commands registered before the connection (guild cache is filled)."""
         if self._specs and self._synced != self._specs:
             await self._sync_commands()
 
@@ -336,8 +336,11 @@ class DiscordConnector:
             return
         self._synced = specs
         scope = f"{len(guilds)} guild(s)" if guilds else "globally"
-        logger.info("Discord: %d slash command(s) registered %s", len(tree.get_commands(
-            guild=guilds[0] if guilds else None)), scope)
+        logger.info(
+            "Discord: %d slash command(s) registered %s",
+            len(tree.get_commands(guild=guilds[0] if guilds else None)),
+            scope,
+        )
 
     async def _on_slash(self, interaction: discord.Interaction, name: str, args: str) -> None:
         place = await self._where().of_channel(interaction.channel, interaction.guild)

@@ -83,7 +83,7 @@ class ReconnectPolicy:
         self.on_attempt: Callable[[int], None] = lambda attempt: None
 
     def session_up(self) -> None:
-        """The gateway said READY or RESUMED."""
+        """Record that the gateway said READY or RESUMED."""
         self._up_since = self._clock()
 
     def next_delay(self) -> float:
@@ -106,7 +106,7 @@ class ReconnectPolicy:
         return delay
 
     def trace_config(self) -> aiohttp.TraceConfig:
-        """A trace config that waits :meth:`next_delay` before each WebSocket handshake."""
+        """Build a trace config that waits :meth:`next_delay` before each WebSocket handshake."""
         trace = aiohttp.TraceConfig()
 
         async def on_request_start(

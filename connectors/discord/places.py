@@ -42,13 +42,13 @@ class Places:
             self._parents.popitem(last=False)
 
     async def of_ids(self, channel_id: int, guild_id: int | None) -> Place:
-        """The place of a raw event (reactions carry only ids)."""
+        """Locate a raw event (reactions carry only ids)."""
         if guild_id is None:
             return dm_place(channel_id)
         return await self._resolve(channel_id, self._client.get_channel(channel_id))
 
     async def of_channel(self, channel: Any, guild: discord.Guild | None) -> Place:
-        """The place of a message or interaction channel object."""
+        """Locate a message or interaction by its channel object."""
         if channel is None:
             raise ValueError("an event without a channel")
         if guild is None and not isinstance(channel, discord.Thread | discord.abc.GuildChannel):

@@ -88,7 +88,7 @@ def wants(message: discord.Message, bot_id: int) -> bool:
 
 
 def to_message(message: discord.Message, place: Place, bot_id: int, addressed: bool) -> Message:
-    """A user's message as a core :class:`Message`."""
+    """Translate a person's message into a core :class:`Message`."""
     ref = message.reference
     return Message(
         platform=PLATFORM,
@@ -105,15 +105,14 @@ def to_message(message: discord.Message, place: Place, bot_id: int, addressed: b
 
 
 def to_reaction(payload: discord.RawReactionActionEvent, place: Place, added: bool) -> Reaction:
-    """A reaction added or removed. The event id is unique per occurrence: add, remove and
-    add again are three events (storing them is idempotent, so a replay does no harm)."""
+    """Translate a reaction added or removed.
+
+    The event id is unique per occurrence: add, remove and add again are three events (storing
+    them is idempotent, so a replay does no harm).
+    """
     emoji = str(payload.emoji)
     member = payload.member
-    user = (
-        _user(member)
-        if member is not None
-        else User(PLATFORM, str(payload.user_id))
-    )
+    user = _user(member) if member is not None else User(PLATFORM, str(payload.user_id))
     sign = "+" if added else "-"
     return Reaction(
         platform=PLATFORM,
@@ -150,7 +149,7 @@ def text_command(message: Message) -> Command | None:
 
 
 def to_command(interaction: discord.Interaction, place: Place, name: str, args: str) -> Command:
-    """A slash command; ``message_id`` is the interaction id, so a reply can find it."""
+    """Translate a slash command; ``message_id`` is the interaction id, so a reply finds it."""
     return Command(
         platform=PLATFORM,
         event_id=f"i{interaction.id}",
@@ -164,11 +163,11 @@ def to_command(interaction: discord.Interaction, place: Place, name: str, args: 
 
 
 def dm_place(channel_id: int) -> Place:
-    """A direct-message channel."""
+    """Build the place of a direct-message channel."""
     return Place(Chat(PLATFORM, str(channel_id), ChatKind.DIRECT))
 
 
 def guild_place(chat_id: int, title: str, thread_id: int | None = None) -> Place:
-    """A guild channel, or a thread (``thread_id``) under channel ``chat_id``."""
+    """Build the place of a guild channel, or of a thread under channel ``chat_id``."""
     chat = Chat(PLATFORM, str(chat_id), ChatKind.GROUP, title)
     return Place(chat, str(thread_id) if thread_id is not None else None)

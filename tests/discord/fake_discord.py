@@ -300,9 +300,7 @@ class FakeDiscord:
             # discord.py treats a 429 without Via as a Cloudflare ban, as Discord's carry it.
             headers = {"Via": "1.1 google", "Retry-After": str(retry_after)}
             headers["X-RateLimit-Scope"] = "user"
-        self._failures.append(
-            _Failure(method, re.compile(pattern), status, body, headers, count)
-        )
+        self._failures.append(_Failure(method, re.compile(pattern), status, body, headers, count))
 
     def _take_failure(self, method: str, path: str) -> _Failure | None:
         for failure in self._failures:
@@ -450,9 +448,7 @@ class FakeDiscord:
 
     def _webhook(self, rec: Recorded, parts: list[str]) -> web.Response:
         token = parts[2]
-        original = next(
-            (m for m in self.messages.values() if m.get("original_of") == token), None
-        )
+        original = next((m for m in self.messages.values() if m.get("original_of") == token), None)
         if len(parts) == 3 and rec.method == "POST":
             channel = original["channel_id"] if original else p.CHANNEL_ID
             return _json(self._create_message(channel, rec.body or {}, interaction=token))

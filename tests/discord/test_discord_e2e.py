@@ -119,8 +119,11 @@ async def test_guild_mention_thread_and_chatter(
 ):
     app = await start_app(app_settings)
     chatter = p.message(
-        message_id=fake.new_id(), channel_id=p.CHANNEL_ID, guild_id=p.GUILD_ID,
-        content="not for the bot", author=p.human_user(),
+        message_id=fake.new_id(),
+        channel_id=p.CHANNEL_ID,
+        guild_id=p.GUILD_ID,
+        content="not for the bot",
+        author=p.human_user(),
     )
     await fake.dispatch("MESSAGE_CREATE", chatter)
     in_thread = mention(fake, "thread question", channel_id=p.THREAD_ID)

@@ -71,9 +71,7 @@ async def test_guild_chatter_is_not_addressed(
     assert event.addressed is False
 
 
-async def test_group_trigger_always(
-    fake: FakeDiscord, discord_env: None, sink: Sink, monkeypatch
-):
+async def test_group_trigger_always(fake: FakeDiscord, discord_env: None, sink: Sink, monkeypatch):
 
     monkeypatch.setenv("OC_GROUP_TRIGGER", "always")
     conn = make_connector(sink)
@@ -94,9 +92,7 @@ async def test_reply_to_bot_is_addressed(
 
     ours = await connector.send(Address("discord", p.CHANNEL_ID), "I said something")
     bot_msg = fake.messages[ours]
-    await fake.dispatch(
-        "MESSAGE_CREATE", guild_msg(fake, "tell me more", referenced=bot_msg)
-    )
+    await fake.dispatch("MESSAGE_CREATE", guild_msg(fake, "tell me more", referenced=bot_msg))
     (event,) = await sink.wait_for(Message)
     assert event.addressed and event.reply_to == ours
     assert event.text == "tell me more"
@@ -107,8 +103,9 @@ async def test_thread_message_has_thread_id(
 ):
     await fake.dispatch(
         "MESSAGE_CREATE",
-        guild_msg(fake, f"<@{p.BOT_ID}> in a thread", channel_id=p.THREAD_ID,
-                  mentions=[p.bot_user()]),
+        guild_msg(
+            fake, f"<@{p.BOT_ID}> in a thread", channel_id=p.THREAD_ID, mentions=[p.bot_user()]
+        ),
     )
     (event,) = await sink.wait_for(Message)
     assert event.chat.id == p.CHANNEL_ID
@@ -151,8 +148,12 @@ async def test_order_is_kept(fake: FakeDiscord, connector: DiscordConnector, sin
     for i in range(30):
         await fake.dispatch(
             "MESSAGE_CREATE",
-            p.message(message_id=fake.new_id(), channel_id=p.DM_CHANNEL_ID,
-                      content=f"m{i}", author=p.human_user()),
+            p.message(
+                message_id=fake.new_id(),
+                channel_id=p.DM_CHANNEL_ID,
+                content=f"m{i}",
+                author=p.human_user(),
+            ),
         )
     events = await sink.wait_for(Message, 30)
     assert [e.text for e in events] == [f"m{i}" for i in range(30)]
@@ -165,8 +166,12 @@ async def test_typed_command_becomes_command(
 
     await fake.dispatch(
         "MESSAGE_CREATE",
-        p.message(message_id=fake.new_id(), channel_id=p.DM_CHANNEL_ID,
-                  content="/reset  now please", author=p.human_user()),
+        p.message(
+            message_id=fake.new_id(),
+            channel_id=p.DM_CHANNEL_ID,
+            content="/reset  now please",
+            author=p.human_user(),
+        ),
     )
     await fake.dispatch(  # unaddressed in a guild: maybe meant for another bot
         "MESSAGE_CREATE", guild_msg(fake, "/roll 2d6")
@@ -177,8 +182,12 @@ async def test_typed_command_becomes_command(
     )
     await fake.dispatch(  # a path is not a command
         "MESSAGE_CREATE",
-        p.message(message_id=fake.new_id(), channel_id=p.DM_CHANNEL_ID,
-                  content="/etc/hosts is odd", author=p.human_user()),
+        p.message(
+            message_id=fake.new_id(),
+            channel_id=p.DM_CHANNEL_ID,
+            content="/etc/hosts is odd",
+            author=p.human_user(),
+        ),
     )
     await sink.wait_for(Message, 2)
     reset, helped = sink.of(Command)

@@ -29,8 +29,13 @@ async def test_reaction_on_bot_reply_becomes_reaction(
     )
     await fake.dispatch(
         "MESSAGE_REACTION_REMOVE",
-        p.reaction(message_id=mid, channel_id=p.CHANNEL_ID, emoji="👍", guild_id=p.GUILD_ID,
-                   message_author_id=None),
+        p.reaction(
+            message_id=mid,
+            channel_id=p.CHANNEL_ID,
+            emoji="👍",
+            guild_id=p.GUILD_ID,
+            message_author_id=None,
+        ),
     )
     added, removed = await sink.wait_for(Reaction, 2)
     assert (added.message_id, added.emoji, added.added) == (mid, "👍", True)
@@ -47,13 +52,23 @@ async def test_reactions_elsewhere_are_ignored(
     other = fake.new_id()
     await fake.dispatch(  # on someone else's message
         "MESSAGE_REACTION_ADD",
-        p.reaction(message_id=other, channel_id=p.CHANNEL_ID, emoji="😂",
-                   guild_id=p.GUILD_ID, message_author_id=p.USER_ID),
+        p.reaction(
+            message_id=other,
+            channel_id=p.CHANNEL_ID,
+            emoji="😂",
+            guild_id=p.GUILD_ID,
+            message_author_id=p.USER_ID,
+        ),
     )
     await fake.dispatch(  # the bot's own reaction
         "MESSAGE_REACTION_ADD",
-        p.reaction(message_id=mid, channel_id=p.CHANNEL_ID, emoji="✅", user_id=p.BOT_ID,
-                   guild_id=p.GUILD_ID),
+        p.reaction(
+            message_id=mid,
+            channel_id=p.CHANNEL_ID,
+            emoji="✅",
+            user_id=p.BOT_ID,
+            guild_id=p.GUILD_ID,
+        ),
     )
     await fake.dispatch(
         "MESSAGE_REACTION_ADD",
@@ -114,7 +129,10 @@ async def test_commands_registered_per_guild(
         await conn.wait_connected()
         await fake.wait_until(lambda: p.GUILD_ID in fake.commands)
         assert sorted(c["name"] for c in fake.commands[p.GUILD_ID]) == [
-            "help", "new", "prompt", "reset"
+            "help",
+            "new",
+            "prompt",
+            "reset",
         ]
         assert "global" not in fake.commands
         await fake.slash("reset", channel_id=p.CHANNEL_ID)
@@ -131,8 +149,9 @@ async def test_slash_command_answered_in_time(
 
     async def answer(event):
         if isinstance(event, Command):
-            mid = await connector.send(event.address, f"/{event.name} {event.args}: ok",
-                                       reply_to=event.message_id)
+            mid = await connector.send(
+                event.address, f"/{event.name} {event.args}: ok", reply_to=event.message_id
+            )
             await connector.edit(event.address, mid, f"/{event.name} {event.args}: done")
 
     sink.on_event = answer
@@ -177,7 +196,8 @@ async def test_second_chunk_of_command_reply_goes_to_channel(
     first = await connector.send(cmd.address, "part 1", reply_to=cmd.message_id)
     second = await connector.send(cmd.address, "part 2")
     assert [fake.messages[first]["content"], fake.messages[second]["content"]] == [
-        "part 1", "part 2"
+        "part 1",
+        "part 2",
     ]
     assert len(fake.calls("POST", rf"/channels/{p.CHANNEL_ID}/messages")) == 1
     await asyncio.sleep(0)

@@ -18,7 +18,9 @@ CODES = [1000, 1001, 1005, 1006, 4000, 4001, 4002, 4005, 4007, 4008, 4009]
 
 def dm(fake: FakeDiscord, text: str) -> dict:
     return p.message(
-        message_id=fake.new_id(), channel_id=p.DM_CHANNEL_ID, content=text,
+        message_id=fake.new_id(),
+        channel_id=p.DM_CHANNEL_ID,
+        content=text,
         author=p.human_user(),
     )
 
@@ -114,7 +116,10 @@ async def test_resumes_stay_on_the_configured_gateway(
 
 
 async def test_bad_token_fails_with_one_clear_line(
-    fake: FakeDiscord, discord_env: None, sink: Sink, monkeypatch: pytest.MonkeyPatch,
+    fake: FakeDiscord,
+    discord_env: None,
+    sink: Sink,
+    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ):
     monkeypatch.setenv("DISCORD_BOT_TOKEN", "not-the-token")
@@ -137,8 +142,12 @@ async def test_bad_token_fails_with_one_clear_line(
 
 @pytest.mark.parametrize(("code", "words"), [(4004, "rejected"), (4014, "Message Content")])
 async def test_gateway_refusal_fails(
-    fake: FakeDiscord, discord_env: None, sink: Sink, caplog: pytest.LogCaptureFixture,
-    code: int, words: str,
+    fake: FakeDiscord,
+    discord_env: None,
+    sink: Sink,
+    caplog: pytest.LogCaptureFixture,
+    code: int,
+    words: str,
 ):
     fake.identify_close_code = code
     conn = make_connector(sink)
