@@ -58,6 +58,7 @@ class PluginSystem:
     enablement: Enablement
     mcp: McpServers | None = None
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    loops: set[asyncio.Task[Any]] = field(default_factory=set)
 
     def enabled(self, plugin: str, address: Address | None) -> bool:
         """Whether ``plugin`` is on in the chat of ``address`` (or globally)."""
@@ -74,8 +75,8 @@ class PluginSystem:
             tools.extend(t for t in self.mcp.tools() if self.enabled(t.plugin, address))
         return tools
 
-    def spawn(self, coro: Awaitable[Any], name: str) -> None:
-        """Run a background call, logging (not raising) its failure."""
+    def spawn(self, coro: Awaitable[Any], name: str, *, loop: bool = False) -> None:
+        """Run a background call (or a periodic ``loop``), logging, not raising, its failure."""
 
         async def guarded() -> None:
             try:
@@ -86,14 +87,21 @@ class PluginSystem:
                 logger.exception("%s failed", name)
 
         task = asyncio.create_task(guarded(), name=name)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        owner = self.loops if loop else self.tasks
+        owner.add(task)
+        task.add_done_callback(owner.discard)
+
+    async def wait_idle(self) -> None:
+        """Return once the hooks in flight have finished (tests, shutdown)."""
+        while self.tasks:
+            await asyncio.gather(*self.tasks, return_exceptions=True)
 
     async def stop(self) -> None:
         """Cancel jobs and hooks in flight, close MCP sessions."""
-        for task in list(self.tasks):
+        running = [*self.tasks, *self.loops]
+        for task in running:
             task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await asyncio.gather(*running, return_exceptions=True)
         if self.mcp is not None:
             await self.mcp.stop()
 
@@ -171,7 +179,7 @@ async def setup(app: App) -> None:
     _register_commands(app, system)
     _register_hooks(app, system)
     _start_jobs(system)
-    system.spawn(_refresh(enablement), "plugin-enablement-refresh")
+    system.spawn(_refresh(enablement), "plugin-enablement-refresh", loop=True)
 
 
 def _register_commands(app: App, system: PluginSystem) -> None:
@@ -245,7 +253,7 @@ def _register_hooks(app: App, system: PluginSystem) -> None:
 def _start_jobs(system: PluginSystem) -> None:
     for name, plugin in system.host.plugins.items():
         for job in plugin.manifest.jobs:
-            system.spawn(_every(system, name, job.name, job.every), f"plugin {name} job")
+            system.spawn(_every(system, name, job.name, job.every), f"plugin {name} job", loop=True)
 
 
 async def _every(system: PluginSystem, plugin: str, function: str, seconds: float) -> None:
