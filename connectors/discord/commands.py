@@ -1,41 +1,33 @@
-"""Native slash commands: building the command tree, and answering interactions.
+"""Native slash commands: building the application command tree and publishing it.
 
 Every :class:`CommandSpec` becomes an application command (plus one per alias) with an
 optional free-text ``args`` option. Admin commands carry ``default_member_permissions =
 administrator``, so Discord hides them from everyone else in guilds (the command router still
 checks ``OC_ADMINS``: default permissions are only a default a server owner can change).
-
-An interaction must be answered within 3 seconds. :class:`InteractionReplies` keeps the
-interaction until the core sends the command's reply: if it comes in time it *is* the answer;
-if not, the interaction is deferred ("thinking...") and the reply replaces that placeholder.
-Either way the reply lands in the channel, and edits to it go through the interaction token.
+Commands go to each guild in ``DISCORD_GUILD_IDS`` (updates show at once) or, without it,
+globally (Discord may take a while to show changes everywhere).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import re
-import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from typing import Any
 
 import discord
 from discord import app_commands
 
 from bot.connector import CommandSpec
-from bot.events import Address
 
-__all__ = ["InteractionReplies", "build_commands", "command_name"]
+__all__ = ["AppCommand", "Invoke", "build_commands", "command_name", "publish"]
 
 logger = logging.getLogger(__name__)
 
 Invoke = Callable[[discord.Interaction, str, str], Awaitable[None]]
 """Called with the interaction, the core command name and the argument text."""
 
-_TOKEN_LIFETIME = 14 * 60.0  # interaction tokens last 15 minutes; keep a margin
+AppCommand = app_commands.Command[Any, ..., None]
 
 
 def command_name(name: str) -> str | None:
@@ -44,9 +36,10 @@ def command_name(name: str) -> str | None:
     return cleaned if re.fullmatch(r"[-_\w]{1,32}", cleaned) else None
 
 
-def _command(name: str, spec: CommandSpec, invoke: Invoke) -> app_commands.Command[..., None]:
+def _command(name: str, spec: CommandSpec, invoke: Invoke) -> AppCommand:
     target = spec.name
     description = (spec.help or spec.name).strip().splitlines()[0][:100] or spec.name
+    callback: Callable[..., Awaitable[None]]
     if spec.args:
 
         async def with_args(interaction: discord.Interaction, args: str | None = None) -> None:
@@ -59,133 +52,55 @@ def _command(name: str, spec: CommandSpec, invoke: Invoke) -> app_commands.Comma
             await invoke(interaction, target, "")
 
         callback = without_args
-    cmd = app_commands.Command(name=name, description=description, callback=callback)
+    cmd: AppCommand = app_commands.Command(name=name, description=description, callback=callback)
     if spec.admin:
         cmd.default_permissions = discord.Permissions(administrator=True)
     return cmd
 
 
-def build_commands(
-    specs: Sequence[CommandSpec], invoke: Invoke
-) -> list[app_commands.Command[..., None]]:
+def build_commands(specs: Sequence[CommandSpec], invoke: Invoke) -> list[AppCommand]:
     """One application command per name and alias; invalid or repeated names are skipped."""
     seen: set[str] = set()
-    out: list[app_commands.Command[..., None]] = []
+    out: list[AppCommand] = []
     for spec in specs:
         for raw in (spec.name, *spec.aliases):
             name = command_name(raw)
-            if name is None or name in seen:
-                if name is None:
-                    logger.warning("Discord: %r is not a valid slash command name", raw)
+            if name is None:
+                logger.warning("Discord: %r is not a valid slash command name", raw)
                 continue
-            seen.add(name)
-            out.append(_command(name, spec, invoke))
+            if name not in seen:
+                seen.add(name)
+                out.append(_command(name, spec, invoke))
     return out
 
 
-@dataclass
-class _Pending:
-    interaction: discord.Interaction
-    address: Address
-    created: float = field(default_factory=time.monotonic)
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    deferred: bool = False
-    answered: bool = False
-    timer: asyncio.Task[None] | None = None
-
-
-class InteractionReplies:
-    """Interactions waiting for their reply, and the messages sent through them."""
-
-    def __init__(self, defer_after: float = 2.0, lifetime: float = _TOKEN_LIFETIME) -> None:
-        self.defer_after = defer_after
-        self.lifetime = lifetime
-        self._pending: OrderedDict[str, _Pending] = OrderedDict()
-        self._messages: OrderedDict[str, _Pending] = OrderedDict()
-
-    def add(self, interaction: discord.Interaction, address: Address) -> None:
-        """Hold ``interaction`` for its reply; defer it if none comes within ``defer_after``."""
-        pending = _Pending(interaction, address)
-        self._expire()
-        self._pending[str(interaction.id)] = pending
-        pending.timer = asyncio.create_task(self._defer_later(pending))
-
-    async def _defer_later(self, pending: _Pending) -> None:
-        await asyncio.sleep(self.defer_after)
-        async with pending.lock:
-            if pending.answered or pending.interaction.response.is_done():
-                return
-            try:
-                await pending.interaction.response.defer(thinking=True)
-                pending.deferred = True
-            except discord.HTTPException as exc:
-                logger.warning("Discord: could not defer an interaction: %s", exc)
-                return
-        # A command whose answer went elsewhere (or never came) must not leave "thinking..."
-        # behind: remove the placeholder before the token expires.
-        await asyncio.sleep(max(0.0, self.lifetime - self.defer_after))
-        async with pending.lock:
-            if pending.answered:
-                return
-            pending.answered = True
-            self._pending.pop(str(pending.interaction.id), None)
-            with contextlib.suppress(discord.HTTPException):
-                await pending.interaction.delete_original_response()
-
-    async def send(self, address: Address, text: str, reply_to: str | None) -> str | None:
-        """Answer the held interaction ``reply_to`` with ``text``; None when it is not one.
-
-        Only an exact match counts: the command router replies with ``reply_to`` set to the
-        interaction id, while later chunks and other replies in the channel are posted.
-        """
-        pending = self._pending.get(reply_to) if reply_to is not None else None
-        if pending is None or pending.address != address:
-            return None
-        del self._pending[str(reply_to)]
-        # The defer timer is left to run: cancelling it mid-request could lose a defer that
-        # Discord already applied. Under the lock it sees ``answered`` and does nothing.
-        async with pending.lock:
-            pending.answered = True
-            interaction = pending.interaction
-            try:
-                if pending.deferred:
-                    message = await interaction.edit_original_response(content=text)
-                    message_id = message.id
-                else:
-                    response = await interaction.response.send_message(text)
-                    if response.message_id is None:
-                        return None
-                    message_id = response.message_id
-            except discord.HTTPException as exc:
-                logger.warning("Discord: interaction answer failed, posting instead: %s", exc)
-                return None
-        key = str(message_id)
-        self._messages[key] = pending
-        return key
-
-    async def edit(self, message_id: str, text: str) -> bool:
-        """Edit an interaction's answer through its token; False if it is not one (or stale)."""
-        pending = self._messages.get(message_id)
-        if pending is None or time.monotonic() - pending.created > self.lifetime:
-            return False
-        await pending.interaction.edit_original_response(content=text)
-        return True
-
-    def _expire(self) -> None:
-        now = time.monotonic()
-        for table in (self._pending, self._messages):
-            while table:
-                key, pending = next(iter(table.items()))
-                if now - pending.created <= self.lifetime:
-                    break
-                del table[key]
-                if pending.timer is not None:
-                    pending.timer.cancel()
-
-    def close(self) -> None:
-        """Cancel every defer timer."""
-        for pending in (*self._pending.values(), *self._messages.values()):
-            if pending.timer is not None:
-                pending.timer.cancel()
-        self._pending.clear()
-        self._messages.clear()
+async def publish(
+    tree: app_commands.CommandTree[Any],
+    specs: Sequence[CommandSpec],
+    guild_ids: Sequence[int],
+    invoke: Invoke,
+) -> bool:
+    """Replace the tree's commands with ``specs`` and sync them; False (logged) on failure."""
+    guilds = [discord.Object(id=g) for g in guild_ids]
+    tree.clear_commands(guild=None)
+    for guild in guilds:
+        tree.clear_commands(guild=guild)
+    commands = build_commands(specs, invoke)
+    for command in commands:
+        tree.add_command(command, guilds=guilds or discord.utils.MISSING)
+    try:
+        if guilds:
+            for guild in guilds:
+                await tree.sync(guild=guild)
+        else:
+            await tree.sync()
+    except discord.HTTPException as exc:
+        logger.error(
+            "Discord: registering slash commands failed (%s); invite the bot with the "
+            "'applications.commands' scope (see docs/discord.md)",
+            exc,
+        )
+        return False
+    scope = f"in {len(guilds)} guild(s)" if guilds else "globally"
+    logger.info("Discord: %d slash command(s) registered %s", len(commands), scope)
+    return True

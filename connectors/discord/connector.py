@@ -17,27 +17,23 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import discord
 
 from bot.connector import Capabilities, CommandSpec, ConnectorState, Emit, Formatting
-from bot.events import Address, Command, Message, Reaction
+from bot.events import Address
 from bot.text import split_markdown
 from connectors.discord.client import GatewayClient
-from connectors.discord.commands import InteractionReplies, build_commands
+from connectors.discord.commands import publish
 from connectors.discord.gateway import Endpoints, ReconnectPolicy
+from connectors.discord.inbound import Inbound, Lru
+from connectors.discord.interactions import InteractionReplies
 from connectors.discord.places import Places
 from connectors.discord.translate import (
     PLATFORM,
-    is_addressed,
-    text_command,
     to_command,
-    to_message,
-    to_reaction,
-    wants,
 )
 
 if TYPE_CHECKING:
@@ -48,8 +44,6 @@ if TYPE_CHECKING:
 __all__ = ["DiscordConnector"]
 
 logger = logging.getLogger(__name__)
-
-Job = Callable[[], Awaitable["Message | Reaction | Command | None"]]
 
 _FATAL_CLOSE = {
     4004: "DISCORD_BOT_TOKEN was rejected by the gateway (4004 authentication failed)",
@@ -68,20 +62,6 @@ _NO_INTENT = (
     "Developer Portal (Bot > Privileged Gateway Intents). Discord stays off; other connectors "
     "keep running."
 )
-
-
-class _Lru(OrderedDict[str, str]):
-    """A bounded mapping that forgets the oldest entries."""
-
-    def __init__(self, size: int) -> None:
-        super().__init__()
-        self.size = size
-
-    def put(self, key: str, value: str = "") -> None:
-        self[key] = value
-        self.move_to_end(key)
-        while len(self) > self.size:
-            self.popitem(last=False)
 
 
 class DiscordConnector:
@@ -124,11 +104,10 @@ class DiscordConnector:
         self._state_changed = asyncio.Event()
         self._client: GatewayClient | None = None
         self._places: Places | None = None
+        self._inbound: Inbound | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._pump: asyncio.Task[None] | None = None
-        self._inbox: asyncio.Queue[Job] = asyncio.Queue()
-        self._sent = _Lru(4096)  # ids of messages we posted: replies to them address us
-        self._seen = _Lru(4096)  # event ids emitted: a gateway replay is not emitted twice
+        self._sent = Lru()  # ids of messages we posted (replies to them address the bot)
         self._specs: list[CommandSpec] = []
         self._synced: list[CommandSpec] | None = None
         self._stopping = False
@@ -172,7 +151,8 @@ class DiscordConnector:
             self, http_trace=self.reconnects.trace_config(), **self._options
         )
         self._places = Places(self._client)
-        self._pump = asyncio.create_task(self._drain(), name="discord-inbox")
+        self._inbound = Inbound(self._client, self._places, self._emit, self._trigger, self._sent)
+        self._pump = asyncio.create_task(self._inbound.run(), name="discord-inbox")
         self._supervisor = asyncio.create_task(self._supervise(), name="discord-gateway")
 
     async def stop(self) -> None:
@@ -187,6 +167,7 @@ class DiscordConnector:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._supervisor = self._pump = None
+        self._inbound = self._places = None
         self.interactions.close()
         self._endpoints.restore()
         self.state = ConnectorState.STOPPED
@@ -256,58 +237,17 @@ class DiscordConnector:
             await self._sync_commands()
 
     def message(self, message: discord.Message) -> None:
-        """Queue a MESSAGE_CREATE (synchronously, so arrival order is kept)."""
-        self._inbox.put_nowait(lambda: self._translate_message(message))
+        """Queue a MESSAGE_CREATE."""
+        self._in().message(message)
 
     def reaction(self, payload: discord.RawReactionActionEvent, added: bool) -> None:
         """Queue a reaction add/remove."""
-        self._inbox.put_nowait(lambda: self._translate_reaction(payload, added))
+        self._in().reaction(payload, added)
 
-    async def _drain(self) -> None:
-        while True:
-            job = await self._inbox.get()
-            try:
-                event = await job()
-                if event is None or (not isinstance(event, Reaction) and self._repeat(event)):
-                    continue
-                await self._emit(event)
-            except Exception:
-                logger.exception("Discord: an inbound event was dropped")
-
-    def _repeat(self, event: Message | Command) -> bool:
-        if event.event_id in self._seen:
-            return True
-        self._seen.put(event.event_id)
-        return False
-
-    async def _translate_message(self, message: discord.Message) -> Message | Command | None:
-        me = self.client.user
-        if me is None or not wants(message, me.id):
-            return None
-        addressed = is_addressed(message, me.id, self._trigger, lambda i: str(i) in self._sent)
-        place = await self._where().of_channel(message.channel, message.guild)
-        event = to_message(message, place, me.id, addressed)
-        if not event.text:
-            return None
-        return text_command(event) or event
-
-    async def _translate_reaction(
-        self, payload: discord.RawReactionActionEvent, added: bool
-    ) -> Reaction | None:
-        me = self.client.user
-        if me is None or payload.user_id == me.id:
-            return None
-        ours = str(payload.message_id) in self._sent
-        author = payload.message_author_id
-        if added and not (author == me.id or (author is None and ours)):
-            return None  # feedback is only about the bot's own messages
-        place = await self._where().of_ids(payload.channel_id, payload.guild_id)
-        return to_reaction(payload, place, added)
-
-    def _where(self) -> Places:
-        if self._places is None:
+    def _in(self) -> Inbound:
+        if self._inbound is None:
             raise RuntimeError("the Discord connector is not started")
-        return self._places
+        return self._inbound
 
     # --- slash commands ----------------------------------------------------------------
     async def register_commands(self, commands: Sequence[CommandSpec]) -> None:
@@ -317,40 +257,17 @@ class DiscordConnector:
             await self._sync_commands()
 
     async def _sync_commands(self) -> None:
-        tree, specs = self.client.tree, list(self._specs)
-        guilds = [discord.Object(id=g) for g in self._guild_ids]
-        tree.clear_commands(guild=None)
-        for guild in guilds:
-            tree.clear_commands(guild=guild)
-        for command in build_commands(specs, self._on_slash):
-            tree.add_command(command, guilds=guilds or discord.utils.MISSING)
-        try:
-            for guild in guilds or [None]:
-                await tree.sync(guild=guild)
-        except discord.HTTPException as exc:
-            logger.error(
-                "Discord: registering slash commands failed (%s); invite the bot with the "
-                "'applications.commands' scope (see docs/discord.md)",
-                exc,
-            )
-            return
-        self._synced = specs
-        scope = f"{len(guilds)} guild(s)" if guilds else "globally"
-        logger.info(
-            "Discord: %d slash command(s) registered %s",
-            len(tree.get_commands(guild=guilds[0] if guilds else None)),
-            scope,
-        )
+        specs = list(self._specs)
+        if await publish(self.client.tree, specs, self._guild_ids, self._on_slash):
+            self._synced = specs
 
     async def _on_slash(self, interaction: discord.Interaction, name: str, args: str) -> None:
-        place = await self._where().of_channel(interaction.channel, interaction.guild)
+        if self._places is None or self._inbound is None:
+            return
+        place = await self._places.of_channel(interaction.channel, interaction.guild)
         command = to_command(interaction, place, name, args)
         self.interactions.add(interaction, command.address)
-
-        async def job() -> Command:
-            return command
-
-        self._inbox.put_nowait(job)
+        self._inbound.command(command)
 
     # --- outbound ----------------------------------------------------------------------
     def render(self, markdown: str) -> list[str]:
@@ -360,14 +277,15 @@ class DiscordConnector:
     def _channel(self, address: Address) -> discord.PartialMessageable:
         channel_id = int(address.thread_id or address.chat_id)
         if address.thread_id:
-            self._where().remember_thread(address.thread_id, address.chat_id)
+            if self._places is not None:
+                self._places.remember_thread(address.thread_id, address.chat_id)
         return self.client.get_partial_messageable(channel_id)
 
     async def send(self, address: Address, text: str, *, reply_to: str | None = None) -> str:
         """Post one chunk; a slash command's reply answers its interaction."""
         answered = await self.interactions.send(address, text, reply_to)
         if answered is not None:
-            self._sent.put(answered)
+            self._sent.add(answered)
             return answered
         channel = self._channel(address)
         reference = None
@@ -380,7 +298,7 @@ class DiscordConnector:
             reference=reference,  # type: ignore[arg-type]
             allowed_mentions=discord.AllowedMentions(everyone=False, users=False, roles=False),
         )
-        self._sent.put(str(sent.id))
+        self._sent.add(str(sent.id))
         return str(sent.id)
 
     async def edit(self, address: Address, message_id: str, text: str) -> None:
