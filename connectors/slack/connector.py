@@ -15,8 +15,8 @@ import contextlib
 import logging
 import re
 from collections import OrderedDict
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
 from aiohttp import web
@@ -53,6 +53,8 @@ logger = logging.getLogger(__name__)
 EVENTS_PATH = "/slack/events"
 _REJECTED = {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"}
 _THREADS_KEPT = 10_000
+
+T = TypeVar("T")
 
 
 class _NotReady(RuntimeError):
@@ -312,13 +314,13 @@ class SlackConnector:
             args["thread_ts"] = address.thread_id
             self._remember_thread(address.chat_id, address.thread_id)
         api = self._api
-        response = await self.limiter.call("chat.postMessage", lambda: api.chat_postMessage(**args))
+        response = await self._call("chat.postMessage", lambda: api.chat_postMessage(**args))
         return str(response["ts"])
 
     async def edit(self, address: Address, message_id: str, text: str) -> None:
         """``chat.update`` of one of the bot's messages."""
         api = self._api
-        await self.limiter.call(
+        await self._call(
             "chat.update",
             lambda: api.chat_update(channel=address.chat_id, ts=message_id, text=text),
         )
@@ -327,7 +329,7 @@ class SlackConnector:
         """``reactions.add``; reacting twice with the same emoji is not an error."""
         api = self._api
         try:
-            await self.limiter.call(
+            await self._call(
                 "reactions.add",
                 lambda: api.reactions_add(
                     channel=address.chat_id, timestamp=message_id, name=emoji_name(emoji)
@@ -343,6 +345,21 @@ class SlackConnector:
     async def register_commands(self, commands: Sequence[CommandSpec]) -> None:
         """Slack slash commands live in the app manifest (``/oc <command>``), not an API."""
         logger.debug("Slack: %d commands reachable as /oc <command>", len(commands))
+
+    async def _call(self, method: str, fn: Callable[[], Awaitable[T]]) -> T:
+        """One Web API call through the limiter; a rejected token sends us back to connecting."""
+        try:
+            return await self.limiter.call(method, fn)
+        except SlackApiError as exc:
+            reason = _describe(exc)
+            if reason in _REJECTED and self._task is not None and self._task.done():
+                logger.error(
+                    "Slack rejected the bot token on %s (%s); reconnecting", method, reason
+                )
+                self.state = ConnectorState.FAILED
+                self.connected.clear()
+                self._task = asyncio.create_task(self._connect_loop(), name="slack-connect")
+            raise
 
     def _remember_thread(self, channel: str, thread_ts: str) -> None:
         self._threads[(channel, thread_ts)] = None

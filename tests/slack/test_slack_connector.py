@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+from slack_sdk.errors import SlackApiError
 
 from bot.config import Settings
 from bot.connector import ConnectorState
@@ -270,3 +271,23 @@ async def test_429_in_the_middle_of_a_stream_final_text_lands(
     ]
     assert updates[1].at - updates[0].at >= 0.95
     assert connector.limiter.waits == [1.0]
+
+
+async def test_token_revoked_later_sends_connector_back_to_connecting(
+    fake_slack: FakeSlackApi, slack_settings: Callable[..., Settings], sink: Sink
+) -> None:
+    conn = SlackConnector(slack_settings(), sink, retry_initial=0.05)
+    await conn.start()
+    try:
+        assert conn.state is ConnectorState.CONNECTED
+        fake_slack.tokens.clear()  # an admin revoked the token
+        with pytest.raises(SlackApiError):
+            await conn.send(Address("slack", "D1"), "hello?")
+        assert conn.state is ConnectorState.FAILED and not conn.connected.is_set()
+        await fake_slack.wait_for(lambda: len(fake_slack.calls_of("auth.test")) >= 3)
+        fake_slack.tokens.add("xoxb-test-token")  # a new install restores it
+        await asyncio.wait_for(conn.connected.wait(), 5)
+        assert conn.state is ConnectorState.CONNECTED
+        assert fake_slack.messages == {}
+    finally:
+        await conn.stop()
