@@ -26,11 +26,12 @@ from telegram.request import HTTPXRequest
 from bot.config import Settings
 from bot.connector import Capabilities, CommandSpec, ConnectorState, Emit, Formatting
 from bot.events import Address, Command, Message, Reaction
+from connectors.telegram.chunks import render_chunks
 from connectors.telegram.joiner import SplitJoiner
 from connectors.telegram.limiter import LimiterConfig, OutboundLimiter
 from connectors.telegram.offsets import OffsetFile
 from connectors.telegram.outbound import TelegramOutbound
-from connectors.telegram.render import TELEGRAM_LIMIT, render_chunks
+from connectors.telegram.render import TELEGRAM_LIMIT
 from connectors.telegram.translate import (
     ALLOWED_UPDATES,
     PLATFORM,
@@ -193,7 +194,7 @@ class TelegramConnector:
 
     def _backoff(self, attempt: int) -> float:
         """Capped exponential backoff with jitter (half fixed, half random)."""
-        ceiling = min(self.options.retry_cap, self.options.retry_base * 2 ** (attempt - 1))
+        ceiling = min(self.options.retry_cap, self.options.retry_base * 2.0 ** (attempt - 1))
         return ceiling / 2 + random.uniform(0, ceiling / 2)
 
     def _report(self, exc: Exception, attempt: int, delay: float) -> None:

@@ -80,11 +80,13 @@ class TelegramOutbound:
     async def edit(self, address: Address, message_id: str, text: str) -> None:
         """Replace a message's text; a newer edit of the same message supersedes a waiting one."""
         bot = self._bot()
-        target = {"chat_id": _chat_id(address), "message_id": int(message_id)}
+        chat_id, mid = _chat_id(address), int(message_id)
 
         async def call() -> None:
             try:
-                await bot.edit_message_text(text=text, parse_mode=ParseMode.HTML, **target)
+                await bot.edit_message_text(
+                    text=text, chat_id=chat_id, message_id=mid, parse_mode=ParseMode.HTML
+                )
             except BadRequest as exc:
                 if _not_modified(exc):
                     return
@@ -94,7 +96,9 @@ class TelegramOutbound:
                     "Telegram refused the markup (%s); editing as plain text", exc.message
                 )
                 try:
-                    await bot.edit_message_text(text=html_to_plain(text), **target)
+                    await bot.edit_message_text(
+                        text=html_to_plain(text), chat_id=chat_id, message_id=mid
+                    )
                 except BadRequest as again:
                     if not _not_modified(again):
                         raise

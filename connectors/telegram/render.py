@@ -1,10 +1,9 @@
-"""Model Markdown to Telegram HTML, split to Telegram's message limit.
+"""Model Markdown to Telegram HTML.
 
 Telegram's HTML mode knows a handful of tags (``b i u s code pre a blockquote``) and needs
 only ``< > &`` escaped. Markdown is parsed with markdown-it (raw HTML off, so whatever the model
 writes in angle brackets is shown, not interpreted) and the token stream is walked once.
-Splitting happens on the Markdown (fence-aware, ``bot.text.split_markdown``) with a measure that
-renders, so every chunk is valid HTML on its own and within the limit once rendered.
+Splitting to the message limit is ``connectors.telegram.chunks``.
 """
 
 from __future__ import annotations
@@ -17,9 +16,14 @@ from typing import Any
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
-from bot.text import split_markdown
-
-__all__ = ["TELEGRAM_LIMIT", "html_to_plain", "markdown_to_html", "render_chunks", "utf16_len"]
+__all__ = [
+    "TELEGRAM_LIMIT",
+    "html_to_plain",
+    "markdown_parser",
+    "markdown_to_html",
+    "render_tokens",
+    "utf16_len",
+]
 
 TELEGRAM_LIMIT = 4096
 """Characters per message (UTF-16 code units, after entity parsing)."""
@@ -29,10 +33,11 @@ _SAFE_SCHEMES = ("http://", "https://", "tg://", "mailto:")
 
 def utf16_len(text: str) -> int:
     """Length as Telegram counts it: astral characters (most emoji) count twice."""
-    return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
+    return len(text.encode("utf-16-le")) // 2
 
 
-def _parser() -> MarkdownIt:
+def markdown_parser() -> MarkdownIt:
+    """CommonMark with tables and strikethrough; raw HTML off (it is shown as text)."""
     return MarkdownIt("commonmark", {"html": False}).enable(["strikethrough", "table"])
 
 
@@ -140,7 +145,12 @@ def _code_block(tok: Token) -> str:
 
 def markdown_to_html(markdown: str, parser: MarkdownIt | None = None) -> str:
     """Render Markdown as Telegram HTML (``parse_mode=HTML``)."""
-    tokens = (parser or _parser()).parse(markdown)
+    return render_tokens((parser or markdown_parser()).parse(markdown))
+
+
+def render_tokens(tokens: Sequence[Token]) -> str:
+    """Render markdown-it block tokens (a whole document or whole top-level blocks)."""
+    tokens = list(tokens)
     w = _HtmlWriter()
     lists: list[dict[str, Any]] = []  # {"ordered": bool, "n": next number}
     i = 0
@@ -188,28 +198,6 @@ def markdown_to_html(markdown: str, parser: MarkdownIt | None = None) -> str:
             continue
         i += 1
     return w.result()
-
-
-def render_chunks(markdown: str, limit: int = TELEGRAM_LIMIT) -> list[str]:
-    """Markdown to HTML chunks, each within ``limit`` (UTF-16 units of the HTML, tags included).
-
-    Counting tags makes the limit conservative: Telegram counts only the visible text.
-    """
-    parser = _parser()
-
-    def measure(chunk: str) -> int:
-        return utf16_len(markdown_to_html(chunk, parser))
-
-    chunks: list[str] = []
-    for piece in split_markdown(markdown, limit, measure):
-        rendered = markdown_to_html(piece, parser)
-        if not rendered.strip():
-            continue
-        if utf16_len(rendered) > limit:  # measure was not monotone here; split finer
-            chunks.extend(render_chunks(piece, int(limit * 0.8)))
-        else:
-            chunks.append(rendered)
-    return chunks
 
 
 _TAG = re.compile(r"<[^>]*>")

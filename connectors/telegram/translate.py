@@ -97,14 +97,7 @@ def _from_message(update: Update, me: BotIdentity) -> list[TgEvent]:
     if not text:
         return []
     chat, user, thread = _chat(msg.chat), _user(msg.from_user), _thread(msg)
-    common = {
-        "platform": PLATFORM,
-        "event_id": message_event_id(msg.chat.id, msg.message_id),
-        "chat": chat,
-        "user": user,
-        "thread_id": thread,
-        "raw": update,
-    }
+    event_id = message_event_id(msg.chat.id, msg.message_id)
     match = _COMMAND.match(text.strip())
     if match and msg.text is not None:
         name, target, args = match.groups()
@@ -112,7 +105,12 @@ def _from_message(update: Update, me: BotIdentity) -> list[TgEvent]:
             return []  # /cmd@otherbot
         return [
             Command(
-                **common,
+                platform=PLATFORM,
+                event_id=event_id,
+                chat=chat,
+                user=user,
+                thread_id=thread,
+                raw=update,
                 name=name.lower(),
                 args=(args or "").strip(),
                 message_id=str(msg.message_id),
@@ -123,7 +121,12 @@ def _from_message(update: Update, me: BotIdentity) -> list[TgEvent]:
     addressed = chat.kind is ChatKind.DIRECT or replied_to_bot or _mentions(msg, me)
     return [
         Message(
-            **common,
+            platform=PLATFORM,
+            event_id=event_id,
+            chat=chat,
+            user=user,
+            thread_id=thread,
+            raw=update,
             text=_strip_mention(text, me) or text,
             message_id=str(msg.message_id),
             reply_to=str(reply.message_id) if reply else None,

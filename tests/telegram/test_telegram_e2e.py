@@ -73,7 +73,9 @@ async def test_message_in_streamed_split_formatted_reply_out_and_reaction_stored
         assert [tg.texts[k] for k in ids] == expected  # what the chat finally shows
         for text in expected:
             assert len(text) <= 4096 and validate_html(text)
-        assert '<pre><code class="language-python">def add(values):' in expected[-2] + expected[-1]
+        assert '<pre><code class="language-python">def add(values):' in expected[-2]
+        assert expected[-1].startswith('<pre><code class="language-python">    total +=')
+        assert expected[-1].endswith("    return total</code></pre>\n\nThat is all.")
         assert any(c.method == "editMessageText" for c in tg.calls)  # it streamed by editing
         assert tg.failures[0].times == 0  # the 429 was served, and survived
         assert tg.calls_to("sendChatAction")[0]["action"] == "typing"
