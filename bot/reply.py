@@ -9,13 +9,36 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Protocol
 
 from bot.connector import Connector
 from bot.events import Address
 
-__all__ = ["ReplyStream"]
+__all__ = ["ReplySink", "ReplyStream"]
 
 logger = logging.getLogger(__name__)
+
+
+class ReplySink(Protocol):
+    """Where a turn's answer goes: a local :class:`ReplyStream`, or one relayed to a gateway."""
+
+    @property
+    def started(self) -> bool:
+        """Whether anything reached the platform yet."""
+        ...
+
+    async def token(self, text: str) -> None:
+        """Append streamed text."""
+
+    async def restart(self) -> None:
+        """Drop interim text (a new model round begins)."""
+
+    async def typing(self) -> None:
+        """Show the bot is working."""
+
+    async def finish(self, text: str) -> list[str]:
+        """Show exactly ``text``; return the platform message ids holding it."""
+        ...
 
 
 class ReplyStream:
@@ -49,6 +72,11 @@ class ReplyStream:
     async def restart(self) -> None:
         """A new model round: interim text so far is replaced by what comes next."""
         self.text = ""
+
+    async def typing(self) -> None:
+        """Show the typing indicator where the platform has one."""
+        if self.connector.capabilities.can_type:
+            await self.connector.typing(self.address)
 
     async def finish(self, text: str) -> list[str]:
         """Make the platform show exactly ``text``; return the ids of the messages holding it."""

@@ -23,7 +23,7 @@ from bot.events import Address, Chat, ChatKind, Command, Message, Reaction, User
 from bot.metrics import Metrics
 from bot.middleware import Handler, Middleware, chain, ignore_bots, require_address
 from bot.ollama import OllamaError
-from bot.reply import ReplyStream
+from bot.reply import ReplySink, ReplyStream
 from bot.storage.store import ReplyMeta, SqlStore
 from bot.tools import Tool, ToolRegistry
 from graphs.agent.prompts import compose_system_prompt
@@ -61,6 +61,8 @@ class Job:
     event: Message | Command
     inbound_id: int | None = None
     retry: bool = False
+    done: Callable[[], Awaitable[None]] | None = None
+    """Called once the job was handled (scale-out workers acknowledge the stream entry)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +116,12 @@ class Runtime:
         self.is_admin: Callable[[User], bool] = self._default_is_admin
         self.person_of: Callable[[User], Awaitable[str]] = self._default_person
         self.thread_id: Callable[[Address, int], str] = lambda a, epoch: f"{a.key}#{epoch}"
+        # Where accepted jobs go (local lanes; a scale-out gateway publishes them instead) and
+        # where answers go (local connectors; a scale-out worker relays them to the gateway).
+        self.route: Callable[[Job], Awaitable[None]] = self.dispatch
+        self.open_stream: Callable[[Address, str | None, str | None], ReplySink | None] = (
+            self._local_stream
+        )
         # Services graph nodes reach through ``TurnContext.services`` (features fill it).
         self.turn_services: dict[str, Any] = {}
         self._middleware: list[Middleware] = [ignore_bots, require_address(settings.group_trigger)]
@@ -198,9 +206,13 @@ class Runtime:
             if inbound_id is None:
                 logger.info("duplicate %s event %s ignored", event.platform, event.event_id)
                 return
-            self._enqueue(Job(event, inbound_id))
+            await self.route(Job(event, inbound_id))
             return
-        self._enqueue(Job(event))
+        await self.route(Job(event))
+
+    async def dispatch(self, job: Job) -> None:
+        """Queue an accepted job on its conversation's lane (one turn at a time, in order)."""
+        self._enqueue(job)
 
     def _enqueue(self, job: Job) -> None:
         key = job.event.address.key
@@ -225,6 +237,9 @@ class Runtime:
                     raise
                 except Exception:
                     logger.exception("handling %s in %s failed", type(job.event).__name__, key)
+                    continue  # not acknowledged: a scale-out worker will see it again
+                if job.done is not None:
+                    await job.done()
         finally:
             if self._lanes.get(key) is lane:
                 del self._lanes[key]
@@ -232,12 +247,12 @@ class Runtime:
 
     # --- turns -------------------------------------------------------------------------
     async def _run_turn(self, msg: Message, inbound_id: int | None, *, retry: bool = False) -> None:
-        connector = self.connectors.get(msg.platform)
-        if connector is None:
+        address = msg.address
+        key = f"in{inbound_id}" if inbound_id is not None else None
+        stream = self.open_stream(address, msg.message_id or None, key)
+        if stream is None:
             logger.warning("no connector for %s; message %s waits", msg.platform, msg.event_id)
             return
-        address = msg.address
-        stream = ReplyStream(connector, address, reply_to=msg.message_id or None)
         prompt, variant_id = await self.choose_prompt(msg)
         model = self.choose_model(address)
         ctx = TurnContext(
@@ -253,7 +268,7 @@ class Runtime:
             services=self.turn_services,
         )
         thread = self.thread_id(address, await self.store.epoch(address.key))
-        typing = asyncio.create_task(self._keep_typing(connector, address, stream))
+        typing = asyncio.create_task(self._keep_typing(stream))
         started = time.perf_counter()
         failure: str | None = None
         run_id = ""
@@ -280,20 +295,25 @@ class Runtime:
         for listener in self.reply_listeners:
             await listener(record)
 
-    async def _keep_typing(self, connector: Connector, address: Address, stream: ReplyStream) -> None:
-        if not connector.capabilities.can_type:
-            return
+    @staticmethod
+    async def _keep_typing(stream: ReplySink) -> None:
         with contextlib.suppress(Exception):
             while not stream.started:
-                await connector.typing(address)
+                await stream.typing()
                 await asyncio.sleep(4.0)
+
+    def _local_stream(
+        self, address: Address, reply_to: str | None, _key: str | None
+    ) -> ReplySink | None:
+        connector = self.connectors.get(address.platform)
+        return None if connector is None else ReplyStream(connector, address, reply_to)
 
     async def say(self, address: Address, text: str, *, reply_to: str | None = None) -> list[str]:
         """Send a plain (non-model) message, e.g. a command's answer."""
-        connector = self.connectors.get(address.platform)
-        if connector is None:
+        stream = self.open_stream(address, reply_to, None)
+        if stream is None:
             raise LookupError(f"no connector for {address.platform}")
-        return await ReplyStream(connector, address, reply_to).finish(text)
+        return await stream.finish(text)
 
     async def _run_command(self, cmd: Command) -> None:
         ctx = CommandContext(cmd, self, self.is_admin(cmd.user))
