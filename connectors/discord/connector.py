@@ -20,6 +20,7 @@ import random
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import discord
 
 from bot.connector import Capabilities, CommandSpec, ConnectorState, Emit, Formatting
@@ -145,11 +146,10 @@ class DiscordConnector:
         if self._supervisor is not None:
             return
         self._stopping = False
+        self.reconnects.reset()
         self.state = ConnectorState.STARTING
         self._endpoints.apply()
-        self._client = GatewayClient(
-            self, http_trace=self.reconnects.trace_config(), **self._options
-        )
+        self._client = self._new_client()
         self._places = Places(self._client)
         self._inbound = Inbound(self._client, self._places, self._emit, self._trigger, self._sent)
         self._pump = asyncio.create_task(self._inbound.run(), name="discord-inbox")
@@ -180,22 +180,37 @@ class DiscordConnector:
                 raise RuntimeError("the Discord connector failed; see the log")
             await self.client.wait_until_ready()
 
+    def _new_client(self) -> GatewayClient:
+        self._synced = None  # a new client has an empty command tree
+        return GatewayClient(self, http_trace=self.reconnects.trace_config(), **self._options)
+
     async def _supervise(self) -> None:
-        client, failures = self.client, 0
+        failures = 0
         while not self._stopping:
+            client = self.client
             try:
                 await client.login(self._token.get_secret_value())
                 await client.connect(reconnect=True)
                 return
             except discord.LoginFailure:
-                return self._fail(_BAD_TOKEN)
+                return await self._fail(client, _BAD_TOKEN)
             except discord.PrivilegedIntentsRequired:
-                return self._fail(_NO_INTENT)
+                return await self._fail(client, _NO_INTENT)
             except discord.ConnectionClosed as exc:
                 if exc.code in _FATAL_CLOSE:
-                    return self._fail(f"Discord: {_FATAL_CLOSE[exc.code]}. Discord stays off.")
+                    line = f"Discord: {_FATAL_CLOSE[exc.code]}. Discord stays off."
+                    return await self._fail(client, line)
                 problem = f"gateway closed with {exc.code}"
-            except (OSError, discord.HTTPException, discord.GatewayNotFound, TimeoutError) as exc:
+            except (
+                OSError,
+                aiohttp.ClientError,
+                discord.HTTPException,
+                discord.GatewayNotFound,
+                TimeoutError,
+            ) as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+            except Exception as exc:  # a bug must not end the connection for good either
+                logger.exception("Discord: unexpected error in the gateway loop")
                 problem = f"{type(exc).__name__}: {exc}"
             if self._stopping:
                 return
@@ -206,11 +221,17 @@ class DiscordConnector:
             logger.warning("Discord: %s; logging in again in %.1f s", problem, delay)
             await client.close()
             await asyncio.sleep(delay)
-            client.clear()
+            if self._stopping:
+                return
+            # A closed discord.py client cannot log in again (its HTTP connector is closed).
+            self._client = self._new_client()
+            if self._places is not None and self._inbound is not None:
+                self._places.client = self._inbound.client = self._client
 
-    def _fail(self, line: str) -> None:
+    async def _fail(self, client: discord.Client, line: str) -> None:
         self.state = ConnectorState.FAILED
         logger.error(line)
+        await client.close()
 
     def _on_attempt(self, attempt: int) -> None:
         if attempt > 1 and not self._stopping and self.state is not ConnectorState.FAILED:
@@ -221,7 +242,7 @@ class DiscordConnector:
         """Mark the session up (READY/RESUMED); keep resumes on the configured gateway."""
         self.reconnects.session_up()
         self.state = ConnectorState.CONNECTED
-        ws = self.client.ws
+        ws = self._client.ws if self._client is not None else None
         if self._endpoints.gateway_url is not None and ws is not None:
             # READY names a resume_gateway_url; a proxy or local gateway must keep the resumes.
             ws.gateway = self._endpoints.gateway_url

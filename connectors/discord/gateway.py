@@ -82,6 +82,11 @@ class ReconnectPolicy:
         self._rng = random.Random()
         self.on_attempt: Callable[[int], None] = lambda attempt: None
 
+    def reset(self) -> None:
+        """Forget past attempts (a fresh start connects at once)."""
+        self.attempts = self.failures = 0
+        self._up_since = None
+
     def session_up(self) -> None:
         """Record that the gateway said READY or RESUMED."""
         self._up_since = self._clock()

@@ -55,7 +55,7 @@ class Inbound:
     def __init__(
         self, client: discord.Client, places: Places, emit: Emit, trigger: str, sent: Lru
     ) -> None:
-        self._client = client
+        self.client = client
         self._places = places
         self._emit = emit
         self._trigger = trigger
@@ -98,7 +98,7 @@ class Inbound:
         return False
 
     async def _translate_message(self, message: discord.Message) -> Message | Command | None:
-        me = self._client.user
+        me = self.client.user
         if me is None or not wants(message, me.id):
             return None
         addressed = is_addressed(message, me.id, self._trigger, lambda i: str(i) in self._sent)
@@ -111,7 +111,7 @@ class Inbound:
     async def _translate_reaction(
         self, payload: discord.RawReactionActionEvent, added: bool
     ) -> Reaction | None:
-        me = self._client.user
+        me = self.client.user
         if me is None or payload.user_id == me.id:
             return None
         ours = str(payload.message_id) in self._sent

@@ -26,7 +26,7 @@ class Places:
     """Maps channels to :class:`Place`, caching thread parents."""
 
     def __init__(self, client: discord.Client) -> None:
-        self._client = client
+        self.client = client
         self._parents: OrderedDict[int, tuple[int, str]] = OrderedDict()
 
     def remember_thread(self, thread_id: str, parent_id: str, title: str = "") -> None:
@@ -45,7 +45,7 @@ class Places:
         """Locate a raw event (reactions carry only ids)."""
         if guild_id is None:
             return dm_place(channel_id)
-        return await self._resolve(channel_id, self._client.get_channel(channel_id))
+        return await self._resolve(channel_id, self.client.get_channel(channel_id))
 
     async def of_channel(self, channel: Any, guild: discord.Guild | None) -> Place:
         """Locate a message or interaction by its channel object."""
@@ -54,7 +54,7 @@ class Places:
         if guild is None and not isinstance(channel, discord.Thread | discord.abc.GuildChannel):
             return dm_place(channel.id)
         if isinstance(channel, discord.PartialMessageable):
-            return await self._resolve(channel.id, self._client.get_channel(channel.id))
+            return await self._resolve(channel.id, self.client.get_channel(channel.id))
         return await self._resolve(channel.id, channel)
 
     async def _resolve(self, channel_id: int, channel: Any) -> Place:
@@ -69,7 +69,7 @@ class Places:
         if known is not None:
             return guild_place(known[0], known[1], channel_id)
         try:
-            fetched = await self._client.fetch_channel(channel_id)
+            fetched = await self.client.fetch_channel(channel_id)
         except (discord.HTTPException, discord.InvalidData) as exc:
             logger.debug("Discord: channel %s could not be looked up: %s", channel_id, exc)
             return guild_place(channel_id, "")

@@ -175,3 +175,35 @@ async def test_stop_while_reconnecting(fake: FakeDiscord, discord_env: None, sin
         await conn2.wait_connected()
     finally:
         await conn2.stop()
+
+
+async def test_transient_login_failure_is_retried(fake: FakeDiscord, discord_env: None, sink: Sink):
+    fake.fail_next("GET", "/users/@me", status=503, count=2)
+    conn = make_connector(sink)
+    states: list[ConnectorState] = []
+    await conn.start()
+    try:
+        states.append(await conn.wait_state(ConnectorState.RECONNECTING, within=5))
+        await conn.wait_connected()
+        assert len(fake.calls("GET", "/users/@me")) == 3
+        assert len(fake.identifies) == 1
+    finally:
+        await conn.stop()
+
+
+async def test_token_never_reaches_the_log(
+    fake: FakeDiscord, discord_env: None, sink: Sink, caplog: pytest.LogCaptureFixture
+):
+    caplog.set_level(logging.DEBUG)
+    conn = make_connector(sink)
+    await conn.start()
+    try:
+        await conn.wait_connected()
+        await fake.dispatch("MESSAGE_CREATE", dm(fake, "hi"))
+        await sink.wait_for(Message)
+        await fake.disconnect(4000)
+        await fake.wait_until(lambda: fake.connected)
+    finally:
+        await conn.stop()
+    assert caplog.records  # discord.py did log at DEBUG
+    assert fake.token not in caplog.text
