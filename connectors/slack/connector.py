@@ -194,7 +194,7 @@ class SlackConnector:
             bot_id=str(auth.get("bot_id", "") or ""),
             team_id=str(auth.get("team_id", "") or ""),
         )
-        if self.socket_mode and self._socket is None:
+        if self._app_token is not None and self._socket is None:
             from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
             assert self._bolt is not None
