@@ -13,7 +13,6 @@ import hashlib
 import hmac
 import logging
 import random
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -44,6 +43,7 @@ __all__ = ["TelegramConnector", "TelegramOptions"]
 logger = logging.getLogger(__name__)
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+_RECENT = 4096  # update ids remembered to drop redeliveries
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +96,7 @@ class TelegramConnector:
         self._commands: list[CommandSpec] | None = None
         self._last_update: int | None = None
         self._saved_update: int | None = None
-        self._recent: deque[int] = deque(maxlen=4096)
+        self._recent: dict[int, None] = {}  # insertion-ordered set of recent update ids
         self.connected = asyncio.Event()
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -226,9 +226,13 @@ class TelegramConnector:
     # --- inbound -----------------------------------------------------------------------
     async def _handle(self, update: Update) -> None:
         """Turn one update into events and hand them over; a redelivered update is skipped."""
-        if update.update_id in self._recent:
-            logger.debug("telegram update %s delivered again; skipped", update.update_id)
+        uid = update.update_id
+        if uid in self._recent:  # also covers a concurrent webhook retry of the same update
+            logger.debug("telegram update %s delivered again; skipped", uid)
             return
+        self._recent[uid] = None
+        if len(self._recent) > _RECENT:
+            del self._recent[next(iter(self._recent))]
         assert self.me is not None
         try:
             events = translate_update(update, self.me)
@@ -246,8 +250,8 @@ class TelegramConnector:
                         await self.joiner.flush_for(event.chat.id, event.user.id, event.thread_id)
                     await self._deliver(event)
         except Exception as exc:
-            raise _Handover(f"update {update.update_id}: {exc}") from exc
-        self._recent.append(update.update_id)
+            self._recent.pop(uid, None)  # not handled: let its next delivery through
+            raise _Handover(f"update {uid}: {exc}") from exc
 
     async def _deliver(self, event: Message | Reaction | Command) -> None:
         await self._emit(event)

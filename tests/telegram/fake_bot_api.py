@@ -11,10 +11,8 @@ with Telegram's offset and long-poll semantics, and lets a test script failures 
 from __future__ import annotations
 
 import asyncio
-import html
 import itertools
 import json
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,57 +21,15 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-__all__ = ["ApiCall", "FakeBotApi", "validate_html"]
+from tests.telegram.bot_api_wire import entities, error, read_args, utf16_len, validate_html
+
+__all__ = ["ApiCall", "FakeBotApi", "utf16_len", "validate_html"]
 
 TOKEN = "123456789:AAFakeTokenForTestsOnly_abcdefghijkl"
 BOT_ID = 123456789
 BOT_USERNAME = "oc_test_bot"
 
-_STRING_ARGS = {"text", "parse_mode", "secret_token", "url", "action", "description"}
 _DEFAULT_UPDATES = {"message", "edited_message", "channel_post", "callback_query", "my_chat_member"}
-_ALLOWED_TAGS = {
-    "b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "code", "pre", "a",
-    "blockquote", "tg-spoiler", "span", "tg-emoji",
-}  # fmt: skip
-_HTML_TOKEN = re.compile(
-    r"<(/?)([a-zA-Z][a-zA-Z0-9-]*)((?:\s+[a-z-]+=\"[^\"<>]*\")*)\s*>"
-    r"|&(?:lt|gt|amp|quot|#\d+|#x[0-9a-fA-F]+);"
-    r"|[<>&]"
-)
-
-
-def utf16_len(text: str) -> int:
-    """Telegram's length: UTF-16 code units."""
-    return len(text.encode("utf-16-le")) // 2
-
-
-def validate_html(text: str) -> str:
-    """Return the visible text of Telegram HTML, or raise ValueError as Telegram would."""
-    stack: list[str] = []
-    visible: list[str] = []
-    pos = 0
-    for m in _HTML_TOKEN.finditer(text):
-        visible.append(text[pos : m.start()])
-        pos = m.end()
-        token = m.group(0)
-        if token in "<>&":
-            raise ValueError(f"can't parse entities: unescaped {token!r} at offset {m.start()}")
-        if token.startswith("&"):
-            visible.append(html.unescape(token))
-            continue
-        closing, tag = m.group(1), m.group(2).lower()
-        if tag not in _ALLOWED_TAGS:
-            raise ValueError(f'can\'t parse entities: Unsupported start tag "{tag}"')
-        if closing:
-            if not stack or stack[-1] != tag:
-                raise ValueError(f'can\'t parse entities: Unexpected end tag "{tag}"')
-            stack.pop()
-        else:
-            stack.append(tag)
-    visible.append(text[pos:])
-    if stack:
-        raise ValueError(f"can't parse entities: Can't find end tag corresponding to {stack[-1]}")
-    return "".join(visible)
 
 
 @dataclass(slots=True)
@@ -100,20 +56,6 @@ class _Failure:
     parameters: dict[str, Any] | None
     times: int
     when: Callable[[dict[str, Any]], bool] | None
-
-
-def _entities(text: str) -> list[dict[str, Any]]:
-    """Mention and command entities the way Telegram computes them (UTF-16 offsets)."""
-    out = []
-    for m in re.finditer(
-        r"(?<![\w/])(@[A-Za-z0-9_]{3,32}|/[A-Za-z0-9_]+(?:@[A-Za-z0-9_]+)?)", text
-    ):
-        kind = "mention" if m.group(0).startswith("@") else "bot_command"
-        if kind == "bot_command" and m.start() != 0:
-            continue
-        offset = utf16_len(text[: m.start()])
-        out.append({"type": kind, "offset": offset, "length": utf16_len(m.group(0))})
-    return out
 
 
 class FakeBotApi:
@@ -214,8 +156,8 @@ class FakeBotApi:
             "text": text,
             **extra,
         }
-        if entities := _entities(text):
-            msg["entities"] = entities
+        if found := entities(text):
+            msg["entities"] = found
         if thread_id:
             msg["message_thread_id"] = thread_id
             msg["is_topic_message"] = True
@@ -309,25 +251,25 @@ class FakeBotApi:
 
     async def _dispatch(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
-        args = await _read_args(request)
+        args = await read_args(request)
         self.calls.append(ApiCall(method, args))
         await self._notify()
         if request.match_info["token"] != self.token:
-            return _error(401, "Unauthorized")
+            return error(401, "Unauthorized")
         for failure in self.failures:
             if failure.method == method and failure.times > 0:
                 if failure.when is None or failure.when(args):
                     failure.times -= 1
-                    return _error(failure.status, failure.description, failure.parameters)
+                    return error(failure.status, failure.description, failure.parameters)
         handler = getattr(self, f"_m_{method}", None)
         if handler is None:
-            return _error(404, "Not Found: method not found")
+            return error(404, "Not Found: method not found")
         try:
             result = await handler(args)
         except ValueError as exc:
-            return _error(400, f"Bad Request: {exc}")
+            return error(400, f"Bad Request: {exc}")
         except _Conflict:
-            return _error(409, "Conflict: can't use getUpdates method while webhook is active")
+            return error(409, "Conflict: can't use getUpdates method while webhook is active")
         return web.json_response({"ok": True, "result": result})
 
     async def _m_getMe(self, _args: dict[str, Any]) -> Any:
@@ -422,30 +364,3 @@ class FakeBotApi:
 
 class _Conflict(Exception):
     pass
-
-
-async def _read_args(request: web.Request) -> dict[str, Any]:
-    """Arguments from the query, a JSON body or a form (non-string values JSON-encoded)."""
-    args: dict[str, Any] = dict(request.query)
-    if request.content_type == "application/json":
-        args.update(await request.json())
-        return args
-    form = await request.post()
-    for key, value in form.items():
-        if not isinstance(value, str):
-            continue
-        if key in _STRING_ARGS:
-            args[key] = value
-        else:
-            try:
-                args[key] = json.loads(value)
-            except ValueError:
-                args[key] = value
-    return args
-
-
-def _error(status: int, description: str, parameters: dict[str, Any] | None = None) -> web.Response:
-    body: dict[str, Any] = {"ok": False, "error_code": status, "description": description}
-    if parameters:
-        body["parameters"] = parameters
-    return web.json_response(body, status=status)

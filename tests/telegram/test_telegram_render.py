@@ -100,3 +100,11 @@ def test_emoji_count_twice() -> None:
     chunks = render_chunks(text)
     assert len(chunks) == 3
     assert all(utf16_len(validate_html(c)) <= 4096 for c in chunks)
+
+
+@pytest.mark.parametrize(
+    "bad", ["<b>open", "</i>", "<div>x</div>", "a < b", "a & b", "<b><i>x</b></i>"]
+)
+def test_fake_rejects_what_telegram_rejects(bad: str) -> None:
+    with pytest.raises(ValueError, match="can't parse entities"):
+        validate_html(bad)
