@@ -132,3 +132,23 @@ async def test_redelivered_webhook_update_answered_once_across_restart(
                 async with http.post(url, json={"update_id": 778}) as resp:
                     assert resp.status == 401
     assert [validate_html(c["text"]) for c in tg.calls_to("sendMessage")] == ["echo: only once"]
+
+
+async def test_group_policy_and_commands(
+    tg: FakeBotApi, fake_ollama: FakeOllama, make_settings: Callable[..., Settings]
+) -> None:
+    settings = make_settings(TELEGRAM_BOT_TOKEN=tg.token, TELEGRAM_BASE_URL=tg.base_url)
+    async with running(settings) as app:
+        await tg.push(tg.message("people talking", chat_id=-500, kind="group"))
+        await tg.push(tg.message("/help@oc_test_bot", chat_id=-500, kind="group"))
+        await _reply_done(tg, app)
+        await tg.push(tg.message("@oc_test_bot hello", chat_id=-500, kind="group"))
+        await _reply_done(tg, app, sends=2)
+    help_text, answer = (validate_html(c["text"]) for c in tg.calls_to("sendMessage"))
+    assert "/reset" in help_text and "/help" in help_text
+    assert answer == "echo: hello"  # the unaddressed message got no answer
+    assert [m["content"] for m in fake_ollama.chats[-1]["messages"] if m["role"] == "user"] == [
+        "hello"
+    ]
+    published = tg.commands['{"type": "default"}']
+    assert {"command": "help", "description": "List the commands you can use."} in published
