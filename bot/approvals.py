@@ -10,8 +10,11 @@ database and the checkpoint holds the paused step, so both survive a restart.
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import logging
 import time
+from collections.abc import Callable
 import uuid
 from typing import Any
 
@@ -21,6 +24,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import Field, SQLModel
 
+from bot.tools import Tool, ToolError
 from graphs.agent.approval import APPROVAL_KIND
 from graphs.agent.runner import TurnOutcome
 from graphs.agent.state import TurnContext
@@ -149,8 +153,12 @@ class Approvals:
 class ApprovalAgent:
     """Wraps the graph agent: turns interrupts into questions and resumes decided threads."""
 
-    def __init__(self, inner: Any, approvals: Approvals, on_request: Any = None) -> None:
+    def __init__(
+        self, inner: Any, approvals: Approvals, on_request: Any = None, secrets: list[str] | None = None
+    ) -> None:
         self.inner = inner
+        # Secret values (tokens) never enter a prompt, even if someone pastes or configures one.
+        self.secrets = sorted({s for s in secrets or [] if len(s) >= 6}, key=len, reverse=True)
         self.graph = inner.graph
         self.approvals = approvals
         self.on_request = on_request  # async (approval_id, ctx, calls) -> None, e.g. audit
@@ -161,6 +169,9 @@ class ApprovalAgent:
 
     async def run_turn(self, thread_id: str, text: str, ctx: TurnContext, **kw: Any) -> Any:
         """Resume a decided thread, or run a normal turn and catch an approval pause."""
+        if self.secrets:
+            text, ctx.system_prompt = self.redact(text), self.redact(ctx.system_prompt)
+            ctx.tools = [_redacting(t, self.redact) for t in ctx.tools]
         open_id = self.approvals.open_id(thread_id)
         if open_id is not None:
             row = await self.approvals.get(open_id)
@@ -170,6 +181,12 @@ class ApprovalAgent:
             await self.approvals.set_status(open_id, "superseded")
         outcome = await self.inner.run_turn(thread_id, text, ctx, **kw)
         return await self._after(thread_id, outcome, ctx)
+
+    def redact(self, text: str) -> str:
+        """Replace every secret value in ``text`` with ``***``."""
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
 
     async def _resume(self, thread_id: str, row: Any, ctx: TurnContext) -> Any:
         run_id = uuid.uuid4().hex
@@ -196,3 +213,19 @@ class ApprovalAgent:
                     await self.on_request(approval_id, ctx, calls)
                 return TurnOutcome(request_text(approval_id, calls), outcome.run_id)
         return outcome
+
+
+def _redacting(tool: Tool, redact: Callable[[str], str]) -> Tool:
+    """A copy of an in-process tool whose result and error text are redacted."""
+    fn = tool.fn
+
+    async def run(**arguments: Any) -> Any:
+        try:
+            result = fn(**arguments)
+            if inspect.isawaitable(result):
+                result = await result
+        except ToolError as exc:
+            raise ToolError(redact(str(exc))) from None
+        return redact(result) if isinstance(result, str) else result
+
+    return dataclasses.replace(tool, fn=run, _spec=tool._spec)

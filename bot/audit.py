@@ -11,6 +11,7 @@ for the same position cannot both win; the loser re-reads the head and tries aga
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import time
@@ -129,8 +130,13 @@ async def _rows(engine: AsyncEngine) -> AsyncIterator[Any]:
 
 async def verify(target: Any) -> Verification:
     """Walk the chain from the first row; report the first edited, missing or moved row."""
+    async with contextlib.aclosing(_rows(_engine(target))) as rows:
+        return await _walk(rows)
+
+
+async def _walk(rows: AsyncIterator[Any]) -> Verification:
     prev, expected, count = GENESIS, 1, 0
-    async for row in _rows(_engine(target)):
+    async for row in rows:
         if row.seq != expected:
             return Verification(False, count, prev, f"entry #{expected} is missing")
         if row.prev_hash != prev:

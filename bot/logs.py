@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Iterable
+from urllib.parse import quote, quote_plus
 
 __all__ = ["RedactingFilter", "setup_logging"]
 
@@ -14,7 +15,9 @@ class RedactingFilter(logging.Filter):
 
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
-        self.secrets = sorted({s for s in secrets if len(s) >= 6}, key=len, reverse=True)
+        # Also the URL-encoded forms: a token inside a logged URL is often percent-encoded.
+        variants = {v for s in secrets if len(s) >= 6 for v in (s, quote(s, safe=""), quote_plus(s))}
+        self.secrets = sorted(variants, key=len, reverse=True)
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not self.secrets:

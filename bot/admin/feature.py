@@ -126,7 +126,7 @@ async def setup(app: App) -> None:
         tools = [c.get("name") for c in calls]
         await services.audit(actor, "approval.requested", {"approval": approval_id, "tools": tools})
 
-    runtime.agent = ApprovalAgent(runtime.agent, approvals, on_request)
+    runtime.agent = ApprovalAgent(runtime.agent, approvals, on_request, settings.secret_values())
 
     async def on_reply(record: ReplyRecord) -> None:
         if approvals.asked_in(record.meta.run_id):
