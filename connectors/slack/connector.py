@@ -14,9 +14,8 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import web
@@ -32,13 +31,8 @@ from bot.connector import Capabilities, CommandSpec, ConnectorState, Emit, Forma
 from connectors.slack.backoff import Backoff
 from connectors.slack.limiter import OutboundLimiter
 from connectors.slack.mrkdwn import HARD_LIMIT, render_chunks
-from connectors.slack.translate import (
-    PLATFORM,
-    BotIdentity,
-    emoji_name,
-    translate_command,
-    translate_event,
-)
+from connectors.slack.outbound import REJECTED, SlackOutbound, describe
+from connectors.slack.translate import PLATFORM, BotIdentity, translate_command, translate_event
 
 if TYPE_CHECKING:
     from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
@@ -51,10 +45,6 @@ __all__ = ["EVENTS_PATH", "SlackConnector"]
 logger = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
-_REJECTED = {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"}
-_THREADS_KEPT = 10_000
-
-T = TypeVar("T")
 
 
 class _NotReady(RuntimeError):
@@ -105,14 +95,13 @@ class SlackConnector:
         self._backoff = Backoff(retry_initial, retry_cap)
         self._start_timeout = start_timeout
         self._session: aiohttp.ClientSession | None = None
-        self._client: AsyncWebClient | None = None
+        self._out: SlackOutbound | None = None
         self._bolt: AsyncApp | None = None
         self._socket: AsyncSocketModeHandler | None = None
         self._task: asyncio.Task[None] | None = None
         self._attempted = asyncio.Event()
         self.connected = asyncio.Event()
         """Set while ``auth.test`` (and the Socket Mode connection) succeeded."""
-        self._threads: OrderedDict[tuple[str, str], None] = OrderedDict()
 
     # --- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
@@ -126,9 +115,10 @@ class SlackConnector:
         self.state = ConnectorState.STARTING
         self._session = aiohttp.ClientSession()
         base_url = self._settings.slack_api_url
-        self._client = AsyncWebClient(
+        client = AsyncWebClient(
             token=self._token, base_url=base_url, session=self._session, timeout=15
         )
+        self._out = SlackOutbound(client, self._session, self.limiter, self._token_rejected)
         self._bolt = self._build_bolt(AsyncWebClient(base_url=base_url, session=self._session))
         self._attempted.clear()
         self._task = asyncio.create_task(self._connect_loop(), name="slack-connect")
@@ -150,7 +140,7 @@ class SlackConnector:
         if session is not None:
             await session.close()
         self._bolt = None
-        self._client = None
+        self._out = None
         self.me = None
         self.connected.clear()
         self.state = ConnectorState.STOPPED
@@ -162,8 +152,8 @@ class SlackConnector:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self.last_error = _describe(exc)
-                rejected = isinstance(exc, SlackApiError) and self.last_error in _REJECTED
+                self.last_error = describe(exc)
+                rejected = isinstance(exc, SlackApiError) and self.last_error in REJECTED
                 self.state = ConnectorState.FAILED if rejected else ConnectorState.RECONNECTING
                 wait = self._backoff.next()
                 logger.error(
@@ -213,9 +203,22 @@ class SlackConnector:
 
     @property
     def _api(self) -> AsyncWebClient:
-        if self._client is None:
+        return self._outbound.client
+
+    @property
+    def _outbound(self) -> SlackOutbound:
+        if self._out is None:
             raise RuntimeError("SlackConnector.start() was not called")
-        return self._client
+        return self._out
+
+    def _token_rejected(self, method: str, reason: str) -> None:
+        """An outbound call found the token revoked: go back to connecting (with backoff)."""
+        if self._task is None or not self._task.done():
+            return  # stopped, or already reconnecting
+        logger.error("Slack rejected the bot token on %s (%s); reconnecting", method, reason)
+        self.state = ConnectorState.FAILED
+        self.connected.clear()
+        self._task = asyncio.create_task(self._connect_loop(), name="slack-connect")
 
     # --- inbound -----------------------------------------------------------------------
     def _build_bolt(self, client: AsyncWebClient) -> AsyncApp:
@@ -232,7 +235,7 @@ class SlackConnector:
             )
 
         async def on_event(body: dict[str, Any]) -> BoltResponse | None:
-            event = translate_event(body, self._identity(), self._threads)
+            event = translate_event(body, self._identity(), self._outbound.threads)
             if event is None:
                 logger.debug("Slack event %s ignored", body.get("event_id"))
                 return None
@@ -240,6 +243,8 @@ class SlackConnector:
 
         async def on_command(ack: Any, body: dict[str, Any]) -> BoltResponse | None:
             await ack()
+            if body.get("response_url") and body.get("channel_id"):
+                self._outbound.remember_response_url(body["channel_id"], body["response_url"])
             return await self._deliver(translate_command(body))
 
         async def ignore() -> None:
@@ -270,7 +275,7 @@ class SlackConnector:
             logger.warning(
                 "Slack event %s not accepted (%s); Slack will deliver it again",
                 event.event_id,
-                _describe(exc),
+                describe(exc),
             )
             return BoltResponse(status=503, body="")
         return None
@@ -302,42 +307,19 @@ class SlackConnector:
         return render_chunks(markdown)
 
     async def send(self, address: Address, text: str, *, reply_to: str | None = None) -> str:
-        """``chat.postMessage``; in the address's thread when it has one."""
-        args: dict[str, Any] = {
-            "channel": address.chat_id,
-            "text": text,
-            "mrkdwn": True,
-            "unfurl_links": False,
-            "unfurl_media": False,
-        }
-        if address.thread_id:
-            args["thread_ts"] = address.thread_id
-            self._remember_thread(address.chat_id, address.thread_id)
-        api = self._api
-        response = await self._call("chat.postMessage", lambda: api.chat_postMessage(**args))
-        return str(response["ts"])
+        """Post with ``chat.postMessage``, in the address's thread when it has one.
+
+        ``reply_to`` is unused: outside threads Slack has no reply-to.
+        """
+        return await self._outbound.post(address, text)
 
     async def edit(self, address: Address, message_id: str, text: str) -> None:
         """``chat.update`` of one of the bot's messages."""
-        api = self._api
-        await self._call(
-            "chat.update",
-            lambda: api.chat_update(channel=address.chat_id, ts=message_id, text=text),
-        )
+        await self._outbound.update(address, message_id, text)
 
     async def react(self, address: Address, message_id: str, emoji: str) -> None:
-        """``reactions.add``; reacting twice with the same emoji is not an error."""
-        api = self._api
-        try:
-            await self._call(
-                "reactions.add",
-                lambda: api.reactions_add(
-                    channel=address.chat_id, timestamp=message_id, name=emoji_name(emoji)
-                ),
-            )
-        except SlackApiError as exc:
-            if _describe(exc) != "already_reacted":
-                raise
+        """``reactions.add`` (unicode emoji are sent as Slack's names)."""
+        await self._outbound.react(address, message_id, emoji)
 
     async def typing(self, address: Address) -> None:
         """Slack offers bots no typing indicator over the Web API; nothing to do."""
@@ -345,31 +327,3 @@ class SlackConnector:
     async def register_commands(self, commands: Sequence[CommandSpec]) -> None:
         """Slack slash commands live in the app manifest (``/oc <command>``), not an API."""
         logger.debug("Slack: %d commands reachable as /oc <command>", len(commands))
-
-    async def _call(self, method: str, fn: Callable[[], Awaitable[T]]) -> T:
-        """One Web API call through the limiter; a rejected token sends us back to connecting."""
-        try:
-            return await self.limiter.call(method, fn)
-        except SlackApiError as exc:
-            reason = _describe(exc)
-            if reason in _REJECTED and self._task is not None and self._task.done():
-                logger.error(
-                    "Slack rejected the bot token on %s (%s); reconnecting", method, reason
-                )
-                self.state = ConnectorState.FAILED
-                self.connected.clear()
-                self._task = asyncio.create_task(self._connect_loop(), name="slack-connect")
-            raise
-
-    def _remember_thread(self, channel: str, thread_ts: str) -> None:
-        self._threads[(channel, thread_ts)] = None
-        self._threads.move_to_end((channel, thread_ts))
-        while len(self._threads) > _THREADS_KEPT:
-            self._threads.popitem(last=False)
-
-
-def _describe(exc: BaseException) -> str:
-    """Summarise an error without secrets: Slack's error code, or the exception's text."""
-    if isinstance(exc, SlackApiError) and exc.response is not None:
-        return str(exc.response.get("error") or f"HTTP {exc.response.status_code}")
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -79,6 +79,10 @@ class FakeSlackApi:
         self.messages: dict[tuple[str, str], SlackMessage] = {}
         self.reactions: list[dict[str, str]] = []
         self.socket_acks: list[dict[str, Any]] = []
+        self.not_member: set[str] = set()
+        """Channels the bot was not invited to: ``chat.postMessage`` there fails."""
+        self.responses: list[tuple[str, dict[str, Any]]] = []
+        """Slash-command ``response_url`` posts: (hook id, JSON body)."""
         self._failures: dict[str, list[_Failure]] = {}
         self._ts = itertools.count(1)
         self._changed = asyncio.Condition()
@@ -92,6 +96,7 @@ class FakeSlackApi:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._handle)
         app.router.add_get("/link", self._socket)
+        app.router.add_post("/hooks/{hook}", self._hook)
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -106,6 +111,10 @@ class FakeSlackApi:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    def response_url(self, hook: str = "cmd") -> str:
+        """A ``response_url`` to put in a slash-command payload; posts land in ``responses``."""
+        return f"http://127.0.0.1:{self.port}/hooks/{hook}"
 
     @property
     def url(self) -> str:
@@ -220,6 +229,8 @@ class FakeSlackApi:
             return _error("channel_not_found")
         if not text:
             return _error("no_text")
+        if channel in self.not_member:
+            return _error("not_in_channel")
         n = next(self._ts)
         ts = f"{1_700_000_000 + n}.{n:06d}"
         thread = args.get("thread_ts") or None
@@ -244,6 +255,11 @@ class FakeSlackApi:
             return _error("already_reacted")
         self.reactions.append(entry)
         return _ok()
+
+    async def _hook(self, request: web.Request) -> web.Response:
+        self.responses.append((request.match_info["hook"], await request.json()))
+        await self._notify()
+        return web.Response(text="ok")
 
     # --- Socket Mode -------------------------------------------------------------------
     async def _socket(self, request: web.Request) -> web.WebSocketResponse:

@@ -289,3 +289,38 @@ async def test_rejected_token_leaves_server_up_and_reports_state(
     assert checks["slack"] == "failed" and checks["database"] == "ok"
     assert await running.post(dm("anyone?")) == 503  # Slack keeps it for later
     assert await running.app.store.count_inbound() == 0
+
+
+async def test_command_where_bot_is_not_a_member_answers_through_response_url(
+    start_app: Any, app_settings: Settings, fake_slack: FakeSlackApi
+) -> None:
+    fake_slack.not_member.add("C9")
+    running = await start_app(app_settings)
+    form = urlencode(
+        {
+            "command": "/oc",
+            "text": "reset",
+            "user_id": "U1",
+            "channel_id": "C9",
+            "channel_name": "random",
+            "trigger_id": "trig-hook",
+            "response_url": fake_slack.response_url("h1"),
+        }
+    )
+    headers = signed_headers(SECRET, form)
+    headers["Content-Type"] = "application/x-www-form-urlencoded"
+    async with running.session.post(running.url, data=form, headers=headers) as resp:
+        assert resp.status == 200
+    await running.app.runtime.wait_idle()
+    assert fake_slack.posted() == []  # chat.postMessage was refused (not_in_channel)
+    assert fake_slack.calls_of("chat.postMessage")[0].args["channel"] == "C9"
+    assert fake_slack.responses == [
+        (
+            "h1",
+            {
+                "text": "Started a new conversation.",
+                "response_type": "ephemeral",
+                "replace_original": False,
+            },
+        )
+    ]
