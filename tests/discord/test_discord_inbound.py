@@ -194,3 +194,24 @@ async def test_typed_command_becomes_command(
     assert (reset.name, reset.args, reset.chat.id) == ("reset", "now please", p.DM_CHANNEL_ID)
     assert (helped.name, helped.args, helped.chat.id) == ("help", "", p.CHANNEL_ID)
     assert [m.text for m in sink.of(Message)] == ["/roll 2d6", "/etc/hosts is odd"]
+
+
+async def test_a_replayed_message_is_emitted_once(
+    fake: FakeDiscord, connector: DiscordConnector, sink: Sink
+):
+    msg = p.message(
+        message_id=fake.new_id(), channel_id=p.DM_CHANNEL_ID, content="once", author=p.human_user()
+    )
+    await fake.dispatch("MESSAGE_CREATE", msg)
+    await fake.dispatch("MESSAGE_CREATE", msg)  # as after a resume with a stale sequence
+    await fake.dispatch(
+        "MESSAGE_CREATE",
+        p.message(
+            message_id=fake.new_id(),
+            channel_id=p.DM_CHANNEL_ID,
+            content="then this",
+            author=p.human_user(),
+        ),
+    )
+    await sink.wait_for(Message, 2)
+    assert [e.text for e in sink.of(Message)] == ["once", "then this"]
