@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from nio import AsyncClient, AsyncClientConfig, RoomCreateResponse, RoomSendResponse, SyncResponse
@@ -49,13 +50,21 @@ class Sink:
 class Human:
     """A person on the homeserver, driven by a plain nio client."""
 
-    def __init__(self, url: str, account: Account) -> None:
+    def __init__(self, url: str, account: Account, *, store: Path | None = None) -> None:
         self.account = account
         self.user_id = account.user_id
-        self.client = AsyncClient(url, account.user_id, config=AsyncClientConfig())
-        self.client.user_id = account.user_id
-        self.client.device_id = account.device_id
-        self.client.access_token = account.access_token
+        # With ``store`` the client is an encrypting one (needs matrix-nio[e2e]).
+        config = AsyncClientConfig(encryption_enabled=store is not None, store_sync_tokens=False)
+        self.client = AsyncClient(
+            url, account.user_id, store_path=str(store) if store else "", config=config
+        )
+        if store is not None:
+            store.mkdir(parents=True, exist_ok=True)
+            self.client.restore_login(account.user_id, account.device_id, account.access_token)
+        else:
+            self.client.user_id = account.user_id
+            self.client.device_id = account.device_id
+            self.client.access_token = account.access_token
         self.seen: list[tuple[str, dict[str, Any]]] = []  # (room id, raw event) in order
         self.typing: list[tuple[str, list[str]]] = []
 
@@ -63,11 +72,20 @@ class Human:
         resp = await self.client.sync(timeout=timeout_ms)
         assert isinstance(resp, SyncResponse), resp
         for room_id, info in resp.rooms.join.items():
+            # Decrypted events carry the plaintext event as their source.
             self.seen.extend((room_id, e.source) for e in info.timeline.events)
             for eph in info.ephemeral:
                 users = getattr(eph, "users", None)
                 if users is not None:
                     self.typing.append((room_id, list(users)))
+        if self.client.olm is not None:
+            if self.client.should_upload_keys:
+                await self.client.keys_upload()
+            if self.client.should_query_keys:
+                await self.client.keys_query()
+            if self.client.should_claim_keys:
+                await self.client.keys_claim(self.client.get_users_for_key_claiming())
+            await self.client.send_to_device_messages()
 
     async def wait_for(
         self, predicate: Callable[[str, dict[str, Any]], bool], within: float = TIMEOUT
@@ -108,7 +126,7 @@ class Human:
     async def send(
         self, room_id: str, content: dict[str, Any], kind: str = "m.room.message"
     ) -> str:
-        resp = await self.client.room_send(room_id, kind, content)
+        resp = await self.client.room_send(room_id, kind, content, ignore_unverified_devices=True)
         assert isinstance(resp, RoomSendResponse), resp
         return resp.event_id
 

@@ -1,14 +1,10 @@
-"""Long replies and encrypted rooms on a real Synapse."""
+"""Long replies on a real Synapse."""
 
 from __future__ import annotations
 
 import json
-import logging
-
-import pytest
 
 from bot.events import Message
-from connectors.matrix.connector import ENCRYPTED_NOTICE
 from connectors.matrix.render import HTML_FORMAT, MAX_CHARS
 from tests.matrix.matrix_helpers import BotFactory, Human, Sink
 
@@ -45,48 +41,3 @@ async def test_long_reply_is_split_into_formatted_events(
         lambda _r, e: e["content"].get("m.relates_to", {}).get("rel_type") == "m.replace"
     )
     assert edit["content"]["m.new_content"]["body"].endswith("(edited)")
-
-
-async def test_encrypted_room_gets_one_clear_notice(
-    make_bot: BotFactory, human: Human, sink: Sink, caplog: pytest.LogCaptureFixture
-) -> None:
-    bot = await make_bot()
-    if bot.e2e:
-        pytest.skip("encryption support is installed: the bot can read this room")
-    encryption = {
-        "type": "m.room.encryption",
-        "state_key": "",
-        "content": {"algorithm": "m.megolm.v1.aes-sha2"},
-    }
-    room = await human.create_room([bot.user_id], direct=True, initial_state=[encryption])
-    await human.wait_membership(room, bot.user_id, "join")
-    ciphertext = {
-        "algorithm": "m.megolm.v1.aes-sha2",
-        "ciphertext": "AwgAEnACgAkLmt6qF84IK++J7UDH2Za1YVchHyprqTqsg2yyOwAtHaZTwyNg37afzg8f",
-        "sender_key": "IlRMeOPX2e0MurIyfWEucYBRVOEEUMrOHqn/8mLqMjA",
-        "session_id": "X3lUlvLELLYxeTx4yOVu6UDpasGEVO0Jbu+QFnm0cKQ",
-        "device_id": "RJYKSTBOIE",
-    }
-    # nio (without e2e) would refuse to encrypt, so the ciphertext goes out as a raw event.
-    await human.send(room, ciphertext, "m.room.encrypted")
-    await human.send(room, ciphertext | {"session_id": "another"}, "m.room.encrypted")
-    marker = await human.say(room, "plain text still arrives")
-    await sink.wait_for(lambda e: isinstance(e, Message) and e.event_id == marker)
-
-    await human.wait_for(lambda _r, e: e["sender"] == bot.user_id and e["type"] == "m.room.message")
-    notices = [
-        e
-        for r, e in human.seen
-        if r == room and e["sender"] == bot.user_id and e["type"] == "m.room.message"
-    ]
-    assert len(notices) == 1
-    assert notices[0]["content"]["msgtype"] == "m.notice"
-    assert notices[0]["content"]["body"] == ENCRYPTED_NOTICE
-    assert "pip install 'opencomputer[e2e]'" in ENCRYPTED_NOTICE
-    lines = [
-        r.getMessage()
-        for r in caplog.records
-        if r.name.startswith("connectors.matrix") and r.levelno == logging.WARNING
-    ]
-    assert len(lines) == 1 and room in lines[0] and "opencomputer[e2e]" in lines[0]
-    assert room in bot.sync_state.encrypted_notified
