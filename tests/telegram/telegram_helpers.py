@@ -19,7 +19,7 @@ FAST_LIMITS = LimiterConfig(
     chat_interval=0.01, chat_burst=5, group_interval=0.01, group_burst=5, global_rate=1000
 )
 FAST = TelegramOptions(
-    poll_timeout=1, join_window=0.3, retry_base=0.05, retry_cap=0.2, limits=FAST_LIMITS
+    poll_timeout=1, join_window=0.5, retry_base=0.05, retry_cap=0.2, limits=FAST_LIMITS
 )
 
 
