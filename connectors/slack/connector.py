@@ -73,6 +73,7 @@ class SlackConnector:
         retry_cap: float = 300.0,
         start_timeout: float = 5.0,
         limiter: OutboundLimiter | None = None,
+        socket_ping_interval: float = 10.0,
     ) -> None:
         if settings.slack_bot_token is None:
             raise ValueError("SLACK_BOT_TOKEN is not set")
@@ -88,7 +89,8 @@ class SlackConnector:
                 "set SLACK_SIGNING_SECRET (Events API) or SLACK_APP_TOKEN (Socket Mode)"
             )
         self.socket_mode = self._app_token is not None
-        self.state = ConnectorState.STOPPED
+        self._state = ConnectorState.STOPPED
+        self._ping_interval = socket_ping_interval
         self.last_error: str | None = None
         self.me: BotIdentity | None = None
         self.limiter = limiter or OutboundLimiter()
@@ -102,6 +104,23 @@ class SlackConnector:
         self._attempted = asyncio.Event()
         self.connected = asyncio.Event()
         """Set while ``auth.test`` (and the Socket Mode connection) succeeded."""
+
+    @property
+    def state(self) -> ConnectorState:
+        """Connection health, as ``/readyz`` shows it.
+
+        In Socket Mode a dropped WebSocket shows as ``reconnecting`` while the SDK re-opens it.
+        """
+        if self._state is ConnectorState.CONNECTED and self._socket is not None:
+            client = self._socket.client
+            session = client.current_session
+            if session is None or session.closed or client.stale:
+                return ConnectorState.RECONNECTING
+        return self._state
+
+    @state.setter
+    def state(self, value: ConnectorState) -> None:
+        self._state = value
 
     # --- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
@@ -191,7 +210,9 @@ class SlackConnector:
             # Ask for the WebSocket URL ourselves: the SDK's own connect() would retry a
             # rejected app token forever at a fixed pace, logging a traceback each time.
             opened = await self._api.apps_connections_open(app_token=self._app_token)
-            handler = AsyncSocketModeHandler(self._bolt, self._app_token, web_client=self._api)
+            handler = AsyncSocketModeHandler(
+                self._bolt, self._app_token, web_client=self._api, ping_interval=self._ping_interval
+            )
             handler.client.wss_uri = str(opened["url"])
             try:
                 await asyncio.wait_for(handler.connect_async(), 15)  # type: ignore[no-untyped-call]

@@ -165,6 +165,16 @@ class FakeSlackApi:
         await self._sockets[-1].send_str(json.dumps(envelope))
         return envelope_id
 
+    async def drop_sockets(self) -> None:
+        """Close every Socket Mode connection from the server side (as Slack does on deploys)."""
+        for ws in list(self._sockets):
+            await ws.close()
+
+    @property
+    def socket_count(self) -> int:
+        """Open Socket Mode connections."""
+        return len(self._sockets)
+
     async def _notify(self) -> None:
         async with self._changed:
             self._changed.notify_all()
@@ -275,6 +285,7 @@ class FakeSlackApi:
                     await self._notify()
         finally:
             self._sockets.remove(ws)
+            await self._notify()
         return ws
 
 

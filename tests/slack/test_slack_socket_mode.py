@@ -68,3 +68,28 @@ async def test_socket_mode_rejected_app_token_retries(
         await fake_slack.wait_for(lambda: len(fake_slack.calls_of("apps.connections.open")) >= 2)
     finally:
         await conn.stop()
+
+
+async def test_dropped_socket_shows_reconnecting_then_recovers(
+    fake_slack: FakeSlackApi, slack_settings: Callable[..., Settings]
+) -> None:
+    sink = Sink()
+    settings = slack_settings(slack_signing_secret=None, slack_app_token=fake_slack.app_token)
+    conn = SlackConnector(settings, sink, socket_ping_interval=0.3)
+    await conn.start()
+    try:
+        assert conn.state is ConnectorState.CONNECTED
+        fake_slack.fail_next("apps.connections.open", "internal_error")  # first reopen fails
+        await fake_slack.drop_sockets()
+        await fake_slack.wait_for(lambda: len(fake_slack.calls_of("apps.connections.open")) >= 2)
+        assert conn.state is ConnectorState.RECONNECTING
+        await fake_slack.wait_for(lambda: len(fake_slack.calls_of("apps.connections.open")) >= 3)
+        await fake_slack.wait_for(lambda: fake_slack.socket_count == 1)
+        event = {"type": "message", "channel": "D1", "channel_type": "im", "user": "U1"}
+        payload = event_envelope({**event, "text": "still there?", "ts": f"{time.time():.6f}"})
+        envelope_id = await fake_slack.push_socket(payload)
+        await fake_slack.wait_for(lambda: acked(fake_slack, envelope_id))
+        assert [e.text for e in sink.events if isinstance(e, Message)] == ["still there?"]
+        assert conn.state is ConnectorState.CONNECTED
+    finally:
+        await conn.stop()
