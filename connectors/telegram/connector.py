@@ -38,7 +38,7 @@ from connectors.telegram.translate import (
     translate_update,
 )
 
-__all__ = ["TelegramConnector", "TelegramOptions"]
+__all__ = ["TelegramConnector", "TelegramOptions", "api_base_url"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +57,18 @@ class TelegramOptions:
     retry_cap: float = 120.0
     request_timeout: float = 20.0
     limits: LimiterConfig = field(default_factory=LimiterConfig)
+
+
+def api_base_url(value: str) -> str:
+    """``TELEGRAM_BASE_URL`` as python-telegram-bot wants it: ``.../bot`` (the token follows).
+
+    A bare server address (``http://127.0.0.1:8081``, what a local Bot API server prints) gets
+    the ``/bot`` path added; ``{token}`` templates are left alone.
+    """
+    value = value.strip()
+    if "{token}" in value or value.endswith("/bot"):
+        return value
+    return value.rstrip("/") + "/bot"
 
 
 class _Handover(Exception):
@@ -106,7 +118,7 @@ class TelegramConnector:
             return
         self.state = ConnectorState.STARTING
         timeout = self.options.request_timeout
-        base = self._settings.telegram_base_url
+        base = api_base_url(self._settings.telegram_base_url)
         self._bot = Bot(
             self._token,
             base_url=base,

@@ -13,7 +13,7 @@ from typing import Any
 
 from telegram import Bot, BotCommandScopeChat, BotCommandScopeDefault, ReplyParameters
 from telegram.constants import ChatAction, ParseMode
-from telegram.error import BadRequest, TelegramError
+from telegram.error import BadRequest, ChatMigrated, TelegramError
 
 from bot.connector import CommandSpec
 from bot.events import Address
@@ -65,6 +65,10 @@ class TelegramOutbound:
 
         async def call() -> str:
             try:
+                sent = await bot.send_message(text=text, parse_mode=ParseMode.HTML, **kwargs)
+            except ChatMigrated as exc:  # the group became a supergroup with a new id
+                logger.warning("Telegram chat %s moved to %s", address.chat_id, exc.new_chat_id)
+                kwargs["chat_id"] = exc.new_chat_id
                 sent = await bot.send_message(text=text, parse_mode=ParseMode.HTML, **kwargs)
             except BadRequest as exc:
                 if not _is_markup_error(exc):

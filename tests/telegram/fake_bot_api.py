@@ -110,11 +110,12 @@ class FakeBotApi:
         retry_after: int | None = None,
         times: int = 1,
         when: Callable[[dict[str, Any]], bool] | None = None,
+        parameters: dict[str, Any] | None = None,
     ) -> None:
         """Answer the next ``times`` calls of ``method`` (matching ``when``) with an error."""
         if status == 429 and retry_after is None:
             retry_after = 1
-        params = {"retry_after": retry_after} if retry_after is not None else None
+        params = {"retry_after": retry_after} if retry_after is not None else parameters
         text = description or (
             f"Too Many Requests: retry after {retry_after}" if status == 429 else "Bad Request"
         )

@@ -188,3 +188,13 @@ async def test_emit_failure_keeps_the_update_for_later(
 
 async def test_bot_id_is_not_a_user(connector: TelegramConnector) -> None:
     assert connector.me is not None and connector.me.id == BOT_ID
+
+
+async def test_command_after_a_held_part_comes_after_it(
+    tg: FakeBotApi, connector: TelegramConnector, sink: Sink
+) -> None:
+    await tg.push(tg.message("c" * 4000))
+    await tg.push(tg.message("/retry"))
+    first, second = await sink.wait(2)
+    assert isinstance(first, Message) and first.text == "c" * 4000
+    assert isinstance(second, Command) and second.name == "retry"

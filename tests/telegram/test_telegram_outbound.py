@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from bot.connector import CommandSpec
 from bot.events import Address
 from bot.reply import ReplyStream
 from connectors.telegram import TelegramConnector
+from connectors.telegram.connector import api_base_url
 from tests.telegram.fake_bot_api import FakeBotApi, validate_html
 
 DM = Address("telegram", "42")
@@ -126,3 +129,31 @@ async def test_commands_published_with_admin_scope(tg: FakeBotApi, tg_settings, 
     ]
     assert "prompt" not in [c["command"] for c in public]
     assert admin[2] == {"command": "prompt", "description": "Tune prompts. <subcommand>"}
+
+
+async def test_group_upgraded_to_supergroup_still_gets_the_message(
+    tg: FakeBotApi, connector: TelegramConnector
+) -> None:
+    tg.fail(
+        "sendMessage",
+        status=400,
+        description="Bad Request: group chat was upgraded to a supergroup chat",
+        parameters={"migrate_to_chat_id": -1001234},
+    )
+    mid = await connector.send(Address("telegram", "-55"), "hello")
+    old, new = tg.calls_to("sendMessage")
+    assert (old["chat_id"], new["chat_id"]) == (-55, -1001234)
+    assert tg.texts[(-1001234, int(mid))] == "hello"
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("https://api.telegram.org/bot", "https://api.telegram.org/bot"),
+        ("http://127.0.0.1:8081", "http://127.0.0.1:8081/bot"),
+        ("http://127.0.0.1:8081/", "http://127.0.0.1:8081/bot"),
+        ("http://proxy/tg/{token}/x", "http://proxy/tg/{token}/x"),
+    ],
+)
+def test_base_url_normalised(given: str, expected: str) -> None:
+    assert api_base_url(given) == expected
