@@ -88,8 +88,13 @@ class Inbound:
                 if event is None or (not isinstance(event, Reaction) and self._repeat(event)):
                     continue
                 await self._emit(event)
-            except Exception:
-                logger.exception("Discord: an inbound event was dropped")
+            except Exception as exc:
+                # bot.runtime.RuntimeStopped (shutting down) is matched by name: importing the
+                # runtime module here would pull in the whole agent graph.
+                if type(exc).__name__ == "RuntimeStopped":
+                    logger.warning("Discord: an event arrived during shutdown and was not taken")
+                else:
+                    logger.exception("Discord: an inbound event was dropped")
 
     def _repeat(self, event: Message | Command) -> bool:
         if event.event_id in self._seen:

@@ -291,3 +291,79 @@ async def test_restart_mid_turn_answers_once(
     contents = [m["content"] for m in fake.bot_messages()]
     assert contents == ["Answer after restart.", "echo: still there?"]  # ...nothing else came
     assert len(fake.identifies) == 2
+
+
+async def test_storm_and_bad_token_leave_other_connectors_alone(
+    fake: FakeDiscord,
+    fake_ollama: FakeOllama,
+    make_settings: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
+):
+    from bot.events import Chat, Message, User
+    from bot.testing.harness import RecordingConnector
+
+    async def run_app(token: str) -> tuple[App, DiscordConnector, RecordingConnector]:
+        settings = make_settings(
+            DISCORD_BOT_TOKEN=token,
+            DISCORD_API_BASE_URL=fake.api_url,
+            DISCORD_GATEWAY_URL=fake.gateway_url,
+        )
+        app = App(settings)
+        built: list[Any] = []
+
+        def factory(s: Settings, runtime: Any) -> list[Any]:
+            built.extend(
+                [
+                    DiscordConnector(
+                        s,
+                        runtime.emit,
+                        guild_ready_timeout=0.05,
+                        identify_delay=0.0,
+                        reconnect=ReconnectPolicy(base=0.01, cap=0.05, stable_after=60),
+                    ),
+                    RecordingConnector(runtime.emit),
+                ]
+            )
+            return built
+
+        await app.start(factory, http=False)
+        return app, built[0], built[1]
+
+    async def other_platform_answers(app: App, other: RecordingConnector, text: str) -> None:
+        user = User("test", "bob", "Bob")
+        msg = Message(
+            platform="test", event_id=f"t-{text}", chat=Chat("test", "bob"), user=user, text=text
+        )
+        await app.runtime.emit(msg)
+        await app.runtime.wait_idle()
+        assert other.messages[other.calls[-1].message_id] == f"echo: {text}"
+
+    # A reconnect storm on Discord while another platform is being answered.
+    app, discord_conn, other = await run_app(fake.token)
+    try:
+        await discord_conn.wait_connected()
+
+        async def storm() -> None:
+            for code in itertools.islice(itertools.cycle(CODES), 15):
+                await fake.wait_until(lambda: fake.connected)
+                await fake.disconnect(code)
+
+        storming = asyncio.create_task(storm())
+        for i in range(5):
+            await other_platform_answers(app, other, f"during storm {i}")
+        await storming
+        await fake.wait_until(lambda: fake.connected)
+        assert other.state is ConnectorState.CONNECTED
+        assert len(fake.identifies) == 1  # Discord resumed every time, no restart
+    finally:
+        await app.stop()
+
+    # A rejected Discord token: Discord FAILED, the rest runs.
+    app, discord_conn, other = await run_app("wrong-token")
+    try:
+        assert await discord_conn.wait_state(ConnectorState.FAILED) is ConnectorState.FAILED
+        await other_platform_answers(app, other, "still answered")
+        checks = await app.readiness()
+        assert checks["discord"] == "failed" and checks["test"] == "connected"
+    finally:
+        await app.stop()
