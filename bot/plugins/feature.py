@@ -154,7 +154,10 @@ async def setup(app: App) -> None:
         caller=current_caller,
     )
     host.send = runtime.say
-    defaults = {n: p.manifest.enabled_by_default for n, p in host.plugins.items()}
+    # pip-installed plugins stay off until an admin consents (`plugins install` / `enable`)
+    defaults = {
+        n: p.manifest.enabled_by_default and p.source != "package" for n, p in host.plugins.items()
+    }
     enablement = Enablement(app.store.engine, defaults)
     await enablement.start()
     system = PluginSystem(host, enablement)
