@@ -14,7 +14,7 @@ from bot.config import Settings
 from bot.connector import Connector, ConnectorState, Emit
 from bot.http import HttpServer
 from bot.metrics import Metrics
-from bot.ollama import OllamaClient
+from bot.ollama_pool import OllamaPool
 from bot.runtime import Runtime
 from bot.storage.store import SqlStore
 from bot.tools import Tool, ToolRegistry
@@ -100,7 +100,11 @@ class App:
         self.settings = settings
         self.metrics = Metrics()
         self.store = SqlStore(settings.resolved_database_url)
-        self.llm = OllamaClient(settings.ollama_host, timeout=settings.model_timeout)
+        self.llm = OllamaPool(
+            settings.model_hosts,
+            timeout=settings.model_timeout,
+            retry_seconds=settings.model_retry_seconds,
+        )
         self.tools = ToolRegistry()
         self.commands = CommandRouter()
         self.http: HttpServer | None = None

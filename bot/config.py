@@ -55,6 +55,14 @@ class Settings(BaseSettings):
 
     # --- model -------------------------------------------------------------------------
     ollama_host: str = _env("OLLAMA_HOST", "Ollama server URL.", "http://127.0.0.1:11434")
+    ollama_hosts: CsvList = _env(
+        "OC_OLLAMA_HOSTS", "Several Ollama servers to balance over (overrides OLLAMA_HOST).",
+        default_factory=list,
+    )
+    model_retry_seconds: float = _env(
+        "OC_MODEL_RETRY_SECONDS", "How long a turn waits for an unreachable Ollama to return.",
+        20.0, ge=0,
+    )
     model: str = _env("OC_MODEL", "Ollama model used for chat (must support tools).", "qwen3:8b")
     num_ctx: int = _env("OC_NUM_CTX", "Context window in tokens sent to Ollama.", 8192, ge=512)
     keep_alive: str = _env("OC_KEEP_ALIVE", "How long Ollama keeps the model loaded.", "30m")
@@ -91,6 +99,15 @@ class Settings(BaseSettings):
         "OC_DATABASE_URL", "SQLAlchemy URL; default: SQLite file in OC_DATA_DIR."
     )
     redis_url: str | None = _env("OC_REDIS_URL", "Redis URL for shared state (optional).")
+    redis_prefix: str = _env("OC_REDIS_PREFIX", "Prefix of every Redis key we use.", "oc")
+    partitions: int = _env(
+        "OC_PARTITIONS", "Inbound stream partitions (scale-out); at least the worker count.", 16,
+        ge=1, le=1024,
+    )
+    republish_after: float = _env(
+        "OC_REPUBLISH_AFTER", "Seconds before an unanswered message is published again.", 30.0,
+        gt=0,
+    )
     max_in_flight: int = _env(
         "OC_MAX_IN_FLIGHT", "Turns sent to the model at once, over all chats.", 8, ge=1
     )
@@ -161,12 +178,22 @@ class Settings(BaseSettings):
     matrix_access_token: SecretStr | None = _env("MATRIX_ACCESS_TOKEN", "Matrix access token.")
     matrix_command_prefix: str = _env("OC_MATRIX_COMMAND_PREFIX", "Command prefix in Matrix.", "!")
 
-    @field_validator("admins", "plugin_dirs", "discord_guild_ids", mode="before")
+    @field_validator("admins", "plugin_dirs", "discord_guild_ids", "ollama_hosts", mode="before")
     @classmethod
     def _split_csv(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("ollama_hosts")
+    @classmethod
+    def _normalise_hosts(cls, value: list[str]) -> list[str]:
+        return [normalise_ollama_host(v) for v in value]
+
+    @property
+    def model_hosts(self) -> list[str]:
+        """Every Ollama server to use (``OC_OLLAMA_HOSTS``, else ``OLLAMA_HOST``)."""
+        return self.ollama_hosts or [self.ollama_host]
 
     @field_validator("log_level")
     @classmethod

@@ -24,21 +24,27 @@ class Check:
 
 
 async def _ollama(settings: Settings) -> list[Check]:
+    checks: list[Check] = []
+    for host in settings.model_hosts:
+        checks.extend(await _ollama_host(settings, host, several=len(settings.model_hosts) > 1))
+    return checks
+
+
+async def _ollama_host(settings: Settings, host: str, *, several: bool) -> list[Check]:
     from bot.ollama import OllamaClient, OllamaError
 
-    async with OllamaClient(settings.ollama_host, timeout=10) as client:
+    tag = f" ({host})" if several else ""
+    async with OllamaClient(host, timeout=10) as client:
         try:
             version = await client.version()
         except OllamaError as exc:
-            return [Check("ollama", False, f"{exc}. {exc.hint}")]
-        checks = [Check("ollama", True, f"Ollama {version} at {settings.ollama_host}")]
+            return [Check(f"ollama{tag}", False, f"{exc}. {exc.hint}")]
+        checks = [Check(f"ollama{tag}", True, f"Ollama {version} at {host}")]
         model = await client.check_model(settings.model)
-        checks.append(Check("model", model.ok, model.message))
+        checks.append(Check(f"model{tag}", model.ok, model.message))
         embed = await client.check_model(settings.embed_model, needs_tools=False)
-        checks.append(
-            Check("embed model", embed.ok, embed.message if embed.ok else
-                  f"{embed.message} (only needed for long-term memory)", warning=not embed.ok)
-        )
+        detail = embed.message if embed.ok else f"{embed.message} (only needed for long-term memory)"
+        checks.append(Check(f"embed model{tag}", embed.ok, detail, warning=not embed.ok))
         return checks
 
 
@@ -101,7 +107,13 @@ def _safe_url(settings: Settings) -> str:
     return url
 
 
-CHECKS: list[Callable[[Settings], Awaitable[list[Check]]]] = [_ollama, _database, _redis, _connectors]
+async def _plugins(settings: Settings) -> list[Check]:
+    from bot.plugins.doctor import plugin_checks
+
+    return await plugin_checks(settings)
+
+
+CHECKS: list[Callable[[Settings], Awaitable[list[Check]]]] = [_ollama, _database, _redis, _connectors, _plugins]
 
 
 async def run_doctor(settings: Settings, *, echo: Callable[[str], None] = typer.echo) -> int:

@@ -11,13 +11,14 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import orjson
 
 __all__ = [
     "ChatResult",
+    "ModelClient",
     "ModelCheck",
     "OllamaClient",
     "OllamaError",
@@ -70,6 +71,30 @@ class ModelCheck:
     ok: bool
     message: str
     context_length: int | None = None
+
+
+class ModelClient(Protocol):
+    """What the graph needs from a model server: one client, or a pool of them."""
+
+    host: str
+
+    async def chat(
+        self, model: str, messages: Sequence[dict[str, Any]], **kwargs: Any
+    ) -> ChatResult:
+        """One chat completion (``tools``, ``options``, ``keep_alive``, ``on_token``)."""
+        ...
+
+    async def embed(self, model: str, inputs: Sequence[str]) -> list[list[float]]:
+        """Embeddings of ``inputs``."""
+        ...
+
+    async def show(self, model: str) -> dict[str, Any]:
+        """Model details."""
+        ...
+
+    async def check_model(self, model: str, *, needs_tools: bool = True) -> ModelCheck:
+        """Whether ``model`` can serve."""
+        ...
 
 
 class OllamaClient:

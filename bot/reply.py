@@ -63,7 +63,11 @@ class ReplyStream:
 
     async def token(self, text: str) -> None:
         """Append streamed text; schedule an edit if the throttle allows."""
-        self.text += text
+        await self.show(self.text + text)
+
+    async def show(self, text: str) -> None:
+        """Replace the text streamed so far (a gateway relays whole snapshots from workers)."""
+        self.text = text
         if not self._live or (self._flushing is not None and not self._flushing.done()):
             return
         if time.monotonic() - self._last_flush >= self._interval:

@@ -62,7 +62,9 @@ class Job:
     inbound_id: int | None = None
     retry: bool = False
     done: Callable[[], Awaitable[None]] | None = None
-    """Called once the job was handled (scale-out workers acknowledge the stream entry)."""
+    """Called once the job was handled."""
+    work: Callable[[], Awaitable[None]] | None = None
+    """Replaces the default handling (scale-out workers claim and acknowledge around turns)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +214,8 @@ class Runtime:
 
     async def dispatch(self, job: Job) -> None:
         """Queue an accepted job on its conversation's lane (one turn at a time, in order)."""
+        if not self._accepting:
+            raise RuntimeStopped("opencomputer is shutting down")
         self._enqueue(job)
 
     def _enqueue(self, job: Job) -> None:
@@ -229,10 +233,12 @@ class Runtime:
             while lane.jobs:
                 job = lane.jobs.popleft()
                 try:
-                    if isinstance(job.event, Command):
-                        await self._run_command(job.event)
+                    if job.work is not None:
+                        await job.work()
+                    elif isinstance(job.event, Command):
+                        await self.run_command(job.event)
                     else:
-                        await self._run_turn(job.event, job.inbound_id, retry=job.retry)
+                        await self.run_turn(job.event, job.inbound_id, retry=job.retry)
                 except asyncio.CancelledError:
                     raise
                 except Exception:
@@ -246,7 +252,8 @@ class Runtime:
             self.metrics.queue_depth.set(self.queue_depth)
 
     # --- turns -------------------------------------------------------------------------
-    async def _run_turn(self, msg: Message, inbound_id: int | None, *, retry: bool = False) -> None:
+    async def run_turn(self, msg: Message, inbound_id: int | None, *, retry: bool = False) -> None:
+        """Answer one stored message: run the agent, stream and record the reply."""
         address = msg.address
         key = f"in{inbound_id}" if inbound_id is not None else None
         stream = self.open_stream(address, msg.message_id or None, key)
@@ -315,7 +322,8 @@ class Runtime:
             raise LookupError(f"no connector for {address.platform}")
         return await stream.finish(text)
 
-    async def _run_command(self, cmd: Command) -> None:
+    async def run_command(self, cmd: Command) -> None:
+        """Run a chat command for its sender."""
         ctx = CommandContext(cmd, self, self.is_admin(cmd.user))
         await self.commands.dispatch(ctx)
 
@@ -324,7 +332,7 @@ class Runtime:
         for row in await self.store.unfinished_inbound():
             if row.platform not in self.connectors:
                 continue
-            self._enqueue(Job(_message_from_row(row), int(row.id), retry=True))
+            await self.route(Job(message_from_row(row), int(row.id), retry=True))
         for row in await self.store.pending_replies():
             connector = self.connectors.get(row.platform)
             if connector is None:
@@ -369,11 +377,12 @@ class Runtime:
             row = await self.store.last_failed(ctx.event.address.key)
             if row is None:
                 return "There is nothing to retry."
-            await self._run_turn(_message_from_row(row), int(row.id), retry=True)
+            await self.run_turn(message_from_row(row), int(row.id), retry=True)
             return None
 
 
-def _message_from_row(row: Any) -> Message:
+def message_from_row(row: Any) -> Message:
+    """Rebuild the core message a stored inbound row came from."""
     return Message(
         platform=row.platform,
         event_id=row.event_id,

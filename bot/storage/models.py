@@ -17,7 +17,8 @@ class InboundRow(SQLModel, table=True):
     """Every accepted inbound message, stored before it is handled.
 
     ``status`` moves accepted -> answered (or failed, retryable); rows left ``accepted`` by a
-    crash are handled again at the next start.
+    crash are handled again at the next start. Scale-out workers claim a row first
+    (``processing`` with ``owner`` = worker id) so two workers never answer it twice.
     """
 
     __tablename__ = "inbound_messages"
@@ -35,6 +36,7 @@ class InboundRow(SQLModel, table=True):
     chat_kind: str = Field(default="direct", max_length=16)
     text: str
     status: str = Field(default="accepted", max_length=16, index=True)
+    owner: str | None = Field(default=None, max_length=64)
     error: str | None = None
     received_at: float = Field(default_factory=_now)
 

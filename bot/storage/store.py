@@ -109,7 +109,7 @@ class SqlStore:
         """Messages accepted but never answered (a crash or shutdown came first), oldest first."""
         async with self.engine.connect() as conn:
             rows = await conn.execute(
-                select(_IN).where(_IN.c.status == "accepted").order_by(_IN.c.id)
+                select(_IN).where(_IN.c.status.in_(("accepted", "processing"))).order_by(_IN.c.id)
             )
             return list(rows)
 

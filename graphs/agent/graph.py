@@ -12,7 +12,7 @@ from typing import Any
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import START, StateGraph
 
-from bot.ollama import OllamaClient
+from bot.ollama import ModelClient
 from graphs.agent.compaction import CompactNode
 from graphs.agent.compose import ComposedModelNode
 from graphs.agent.nodes import ModelNode, ToolNode, run_tool_inprocess
@@ -31,7 +31,7 @@ __all__ = ["build_graph"]
 
 def build_graph(
     *,
-    llm: OllamaClient,
+    llm: ModelClient,
     checkpointer: BaseCheckpointSaver[Any] | None,
     executor: ToolExecutor = run_tool_inprocess,
 ) -> Any:

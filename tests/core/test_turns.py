@@ -137,7 +137,9 @@ async def test_ollama_down_apologises_keeps_message_and_retry_works(
     assert [m["content"] for m in fake_ollama.chats[-1]["messages"][1:]] == ["are you there?"]
 
 
-async def test_ollama_stopped_mid_conversation(settings: Settings, fake_ollama: FakeOllama) -> None:
+async def test_ollama_stopped_mid_conversation(make_settings: Callable[..., Settings],
+                                               fake_ollama: FakeOllama) -> None:
+    settings = make_settings(OC_MODEL_RETRY_SECONDS=0)
     async with Harness(settings) as h:
         assert await h.say("one") == "echo: one"
         await fake_ollama.stop()
@@ -218,3 +220,34 @@ async def test_history_is_trimmed_to_the_context_window(make_settings: Callable[
     assert last[1]["role"] == "user"  # cut at an exchange boundary
     assert sum(len(m["content"]) for m in last) / 3.5 < 1024
     assert last[-1]["content"].startswith("message 39")
+
+
+async def test_a_restarting_ollama_is_waited_for(make_settings: Callable[..., Settings],
+                                                 fake_ollama: FakeOllama) -> None:
+    """Within OC_MODEL_RETRY_SECONDS the turn waits for Ollama instead of apologising."""
+    settings = make_settings(OC_MODEL_RETRY_SECONDS=10)
+    port = int(settings.ollama_host.rsplit(":", 1)[1])
+    async with Harness(settings) as h:
+        await fake_ollama.stop()
+
+        async def come_back() -> None:
+            await asyncio.sleep(0.6)
+            await fake_ollama.start(port)
+
+        task = asyncio.create_task(come_back())
+        answer = await h.say("still there?")
+        await task
+    assert answer == "echo: still there?"
+
+
+async def test_failover_between_ollama_hosts(make_settings: Callable[..., Settings],
+                                             fake_ollama: FakeOllama) -> None:
+    """With two hosts, a dead one is skipped and the other answers every turn."""
+    async with FakeOllama() as second:
+        second.responder = lambda body: Reply("from the second host")
+        settings = make_settings(OC_OLLAMA_HOSTS=f"{fake_ollama.url},{second.url}",
+                                 OC_MODEL_RETRY_SECONDS=0)
+        async with Harness(settings) as h:
+            await fake_ollama.stop()
+            answers = [await h.say(f"q{i}") for i in range(3)]
+    assert answers == ["from the second host"] * 3

@@ -1,0 +1,178 @@
+"""Several Ollama servers behind one client: least-busy choice, health checks, failover.
+
+A server that cannot be reached is taken out of rotation until a health probe sees it again.
+When every server is down, a chat call waits for one to come back for up to ``retry_seconds``
+(a restarting Ollama is common and a late answer beats an apology), then gives up with the
+last error, which the runtime turns into an apology that keeps the message for ``/retry``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+from bot.ollama import ChatResult, ModelCheck, OllamaClient, OllamaError, OllamaUnavailable
+
+__all__ = ["OllamaPool"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class OllamaPool:
+    """Drop-in for :class:`~bot.ollama.OllamaClient` over one or more servers."""
+
+    def __init__(
+        self,
+        hosts: Sequence[str],
+        *,
+        timeout: float = 300.0,
+        retry_seconds: float = 0.0,
+        probe_interval: float = 5.0,
+    ) -> None:
+        if not hosts:
+            raise ValueError("at least one Ollama host is needed")
+        self.clients = [OllamaClient(h, timeout=timeout) for h in hosts]
+        self.host = ",".join(c.host for c in self.clients)
+        self.retry_seconds = retry_seconds
+        self.probe_interval = probe_interval
+        self.healthy: dict[str, bool] = {c.host: True for c in self.clients}
+        self._busy: dict[str, int] = {c.host: 0 for c in self.clients}
+        self._probe: asyncio.Task[None] | None = None
+
+
+    async def start(self) -> None:
+        """Open every client; probe unhealthy servers in the background."""
+        for client in self.clients:
+            await client.start()
+        self._probe = asyncio.create_task(self._probe_loop(), name="ollama-probe")
+
+    async def stop(self) -> None:
+        """Stop probing and close every client."""
+        if self._probe is not None:
+            self._probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._probe
+        for client in self.clients:
+            await client.stop()
+
+    async def __aenter__(self) -> OllamaPool:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # --- choice and health -------------------------------------------------------------
+    def _pick(self, tried: set[str]) -> OllamaClient | None:
+        candidates = [c for c in self.clients if self.healthy[c.host] and c.host not in tried]
+        return min(candidates, key=lambda c: self._busy[c.host]) if candidates else None
+
+    def _down(self, client: OllamaClient, exc: Exception) -> None:
+        if self.healthy[client.host]:
+            logger.warning("Ollama at %s is out of rotation: %s", client.host, exc)
+        self.healthy[client.host] = False
+
+    async def probe(self) -> None:
+        """Check every server that is out of rotation; put back the ones that answer."""
+        for client in self.clients:
+            if self.healthy[client.host]:
+                continue
+            try:
+                await asyncio.wait_for(client.version(), timeout=2)
+            except (OllamaError, TimeoutError):
+                continue
+            logger.info("Ollama at %s is back", client.host)
+            self.healthy[client.host] = True
+
+    async def _probe_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.probe_interval)
+            await self.probe()
+
+    async def _run(
+        self, call: Callable[[OllamaClient], Awaitable[T]], *, wait: float, replayable: Callable[[], bool]
+    ) -> T:
+        deadline = time.monotonic() + wait
+        tried: set[str] = set()
+        delay = 0.25
+        last: OllamaError | None = None
+        while True:
+            client = self._pick(tried)
+            if client is None and not tried:
+                await self.probe()  # a server may be back before the next scheduled probe
+                client = self._pick(tried)
+            if client is None:
+                if time.monotonic() >= deadline:
+                    raise last or OllamaUnavailable(
+                        f"no Ollama server is reachable ({self.host})",
+                        hint="Start Ollama (`ollama serve`) or check OLLAMA_HOST / OC_OLLAMA_HOSTS.",
+                    )
+                await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+                delay = min(delay * 2, 2.0)
+                await self.probe()
+                tried.clear()
+                continue
+            self._busy[client.host] += 1
+            try:
+                return await call(client)
+            except OllamaUnavailable as exc:
+                self._down(client, exc)
+                last, _ = exc, tried.add(client.host)
+                if not replayable():
+                    raise
+            except OllamaError as exc:
+                if exc.status is None or exc.status < 500 or len(self.clients) == 1 or not replayable():
+                    raise
+                last, _ = exc, tried.add(client.host)  # a server error: try another server
+            finally:
+                self._busy[client.host] -= 1
+
+    # --- the client's API --------------------------------------------------------------
+    async def chat(self, model: str, messages: Sequence[dict[str, Any]], **kwargs: Any) -> ChatResult:
+        """Chat on the least busy healthy server; fail over while nothing was streamed yet."""
+        on_token = kwargs.pop("on_token", None)
+        streamed = False
+
+        async def relay(token: str) -> None:
+            nonlocal streamed
+            streamed = True
+            if on_token is not None:
+                await on_token(token)
+
+        return await self._run(
+            lambda c: c.chat(model, messages, on_token=relay, **kwargs),
+            wait=self.retry_seconds,
+            replayable=lambda: not streamed,
+        )
+
+    async def embed(self, model: str, inputs: Sequence[str]) -> list[list[float]]:
+        """Embeddings from any healthy server."""
+        return await self._run(lambda c: c.embed(model, inputs), wait=0, replayable=lambda: True)
+
+    async def show(self, model: str) -> dict[str, Any]:
+        """Model details from any healthy server."""
+        return await self._run(lambda c: c.show(model), wait=0, replayable=lambda: True)
+
+    async def tags(self) -> list[str]:
+        """Models available on any healthy server."""
+        return await self._run(lambda c: c.tags(), wait=0, replayable=lambda: True)
+
+    async def version(self) -> str:
+        """Version of any healthy server."""
+        return await self._run(lambda c: c.version(), wait=0, replayable=lambda: True)
+
+    async def check_model(self, model: str, *, needs_tools: bool = True) -> ModelCheck:
+        """The model must be ready on every server (a failover must not change the answer)."""
+        checks = [await c.check_model(model, needs_tools=needs_tools) for c in self.clients]
+        bad = [f"{c.host}: {chk.message}" for c, chk in zip(self.clients, checks, strict=True) if not chk.ok]
+        if not bad:
+            return checks[0]
+        if len(self.clients) == 1:
+            return checks[0]
+        return ModelCheck(False, "; ".join(bad), checks[0].context_length)

@@ -1,0 +1,56 @@
+"""Redis Streams layout shared by gateways and workers.
+
+Inbound events go to ``P`` partition streams (``{prefix}:in:{p}``, partition = hash of the
+conversation), so one conversation always lands in one stream and is read, in order, by the one
+worker holding that partition's lease. Outbound operations (stream a reply, show typing) go to
+one stream per platform, read by the gateway that runs that platform's connector; answers come
+back on a stream per worker.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+__all__ = ["GATEWAY_GROUP", "WORKER_GROUP", "Keys", "partition_of"]
+
+WORKER_GROUP = "workers"
+GATEWAY_GROUP = "gateways"
+
+
+def partition_of(conversation: str, partitions: int) -> int:
+    """Stable partition of a conversation key (the same in every process)."""
+    return zlib.crc32(conversation.encode()) % partitions
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Every Redis key name, under one prefix (tests use a unique one each)."""
+
+    prefix: str = "oc"
+
+    def inbound(self, partition: int) -> str:
+        """Stream of accepted events for one partition."""
+        return f"{self.prefix}:in:{partition}"
+
+    def outbound(self, platform: str) -> str:
+        """Stream of reply operations for the gateway running ``platform``."""
+        return f"{self.prefix}:out:{platform}"
+
+    def answers(self, worker: str) -> str:
+        """Stream of RPC answers for one worker."""
+        return f"{self.prefix}:ans:{worker}"
+
+    def lease(self, partition: int) -> str:
+        """Which worker owns a partition (expires unless renewed)."""
+        return f"{self.prefix}:lease:{partition}"
+
+    @property
+    def workers(self) -> str:
+        """Sorted set of live workers, scored by their last heartbeat (ms)."""
+        return f"{self.prefix}:workers"
+
+    @property
+    def capabilities(self) -> str:
+        """Hash platform -> JSON capabilities, published by gateways."""
+        return f"{self.prefix}:caps"

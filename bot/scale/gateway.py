@@ -1,0 +1,223 @@
+"""The gateway role: run connectors, publish accepted events to Redis, perform reply operations.
+
+Accepted messages are stored in the database first (so ``emit`` can let the platform's ack go)
+and then published; if Redis is down the message waits in the database and the republisher
+publishes it once Redis is back. Workers never talk to a platform: they send reply operations
+here, and every platform call goes through the connector this process runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import RedisError, ResponseError
+
+from bot.events import Address
+from bot.reply import ReplyStream
+from bot.runtime import Job, message_from_row
+from bot.scale.bus import GATEWAY_GROUP, Keys, partition_of
+from bot.scale.codec import encode_event
+
+if TYPE_CHECKING:
+    from bot.app import App
+
+__all__ = ["Gateway"]
+
+logger = logging.getLogger(__name__)
+
+_KEEP_FINISHED = 10_000
+
+
+class Gateway:
+    """Publishes inbound work and serves the workers' reply operations."""
+
+    def __init__(
+        self,
+        app: App,
+        redis: Redis,
+        *,
+        keys: Keys,
+        partitions: int,
+        republish_after: float,
+    ) -> None:
+        self.app = app
+        self.redis = redis
+        self.keys = keys
+        self.partitions = partitions
+        self.republish_after = republish_after
+        self._streams: OrderedDict[str, ReplyStream] = OrderedDict()
+        self._finished: OrderedDict[str, list[str]] = OrderedDict()
+        self._tails: dict[str, asyncio.Task[None]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # --- lifecycle ---------------------------------------------------------------------
+    async def start(self) -> None:
+        """Route accepted jobs to Redis; start serving reply operations and republishing."""
+        self.app.runtime.route = self.publish
+        for platform in self.app.runtime.connectors:
+            self._tasks.append(asyncio.create_task(self._serve(platform), name=f"out:{platform}"))
+        self._tasks.append(asyncio.create_task(self._republish_loop(), name="republish"))
+
+    async def stop(self) -> None:
+        """Stop background loops (connectors are stopped by the app)."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, *self._tails.values(), return_exceptions=True)
+
+    # --- inbound -----------------------------------------------------------------------
+    async def publish(self, job: Job) -> None:
+        """Put an accepted job on its conversation's partition stream."""
+        stream = self.keys.inbound(partition_of(job.event.address.key, self.partitions))
+        fields = {"ev": encode_event(job.event), "in": str(job.inbound_id or "")}
+        try:
+            await self.redis.xadd(stream, fields)  # type: ignore[arg-type]
+        except RedisError as exc:
+            if job.inbound_id is None:  # commands are not stored: say so rather than drop
+                logger.warning("Redis unavailable, command /%s not queued: %s", job.event, exc)
+                with contextlib.suppress(Exception):
+                    await self.app.runtime.say(job.event.address, "I am restarting: try again shortly.")
+                return
+            logger.warning("Redis unavailable; message %s is stored and will be published later",
+                           job.inbound_id)
+
+    async def _republish_loop(self) -> None:
+        while True:
+            await asyncio.sleep(max(0.2, self.republish_after / 4))
+            try:
+                await self.republish_stale()
+                await self.deliver_stale_replies()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("republish pass failed: %s", exc)
+
+    async def republish_stale(self) -> int:
+        """Publish again messages nobody has answered for a while (lost in a Redis restart,
+        or claimed by a worker that died). Workers claim rows, so a copy is never answered twice."""
+        cutoff = time.time() - self.republish_after
+        live = set(await self._live_workers())
+        count = 0
+        for row in await self.app.store.unfinished_inbound():
+            if row.received_at > cutoff or row.platform not in self.app.runtime.connectors:
+                continue
+            if row.status == "processing" and row.owner in live:
+                continue
+            await self.publish(Job(message_from_row(row), int(row.id)))
+            count += 1
+        return count
+
+    async def deliver_stale_replies(self) -> None:
+        """Send replies a worker recorded but could not get delivered (e.g. while we were down)."""
+        cutoff = time.time() - self.republish_after
+        for row in await self.app.store.pending_replies():
+            if row.created_at > cutoff or row.platform not in self.app.runtime.connectors:
+                continue
+            address = Address(row.platform, row.chat_id, row.thread_id)
+            key = f"in{row.inbound_id}" if row.inbound_id is not None else f"reply{row.id}"
+            ids = await self._finish(key, address, None, row.text)
+            await self.app.store.mark_reply_sent(int(row.id), address, ids)
+
+    async def _live_workers(self) -> list[str]:
+        now = time.time() * 1000
+        members = await self.redis.zrangebyscore(self.keys.workers, now - 15_000, "+inf")
+        return [m.decode() if isinstance(m, bytes) else str(m) for m in members]
+
+    # --- outbound ----------------------------------------------------------------------
+    async def _serve(self, platform: str) -> None:
+        stream = self.keys.outbound(platform)
+        consumer = f"gw-{platform}"
+        backlog = True  # first our own unacknowledged operations, then new ones
+        grouped = False
+        while True:
+            try:
+                if not grouped:
+                    await _ensure_group(self.redis, stream, GATEWAY_GROUP)
+                    grouped = True
+                resp = await self.redis.xreadgroup(
+                    GATEWAY_GROUP, consumer, {stream: "0" if backlog else ">"}, count=100, block=1000
+                )
+            except asyncio.CancelledError:
+                raise
+            except RedisError as exc:  # includes NOGROUP after a Redis restart
+                logger.warning("reading %s failed (%s); retrying", stream, exc)
+                grouped = backlog = False
+                await asyncio.sleep(0.5)
+                continue
+            entries = [e for _s, batch in resp or [] for e in batch]
+            if backlog and not entries:
+                backlog = False
+            for entry_id, fields in entries:
+                op = orjson.loads(fields[b"op"])
+                self._chain(op.get("k") or entry_id.decode(), lambda op=op, eid=entry_id: self._apply(stream, eid, op))
+
+    def _chain(self, key: str, work: Callable[[], Awaitable[None]]) -> None:
+        """Run operations on one reply strictly in order, different replies concurrently."""
+        previous = self._tails.get(key)
+
+        async def run() -> None:
+            if previous is not None:
+                await asyncio.gather(previous, return_exceptions=True)
+            await work()
+
+        task = asyncio.create_task(run())
+        self._tails[key] = task
+        task.add_done_callback(lambda t, k=key: self._tails.pop(k, None) if self._tails.get(k) is t else None)
+
+    async def _apply(self, stream: str, entry_id: bytes, op: dict[str, Any]) -> None:
+        address = Address(*op["a"])
+        result: dict[str, Any] = {}
+        try:
+            if op["op"] == "typing":
+                connector = self.app.runtime.connectors.get(address.platform)
+                if connector is not None and connector.capabilities.can_type:
+                    await connector.typing(address)
+            elif op.get("final"):
+                result["ids"] = await self._finish(op["k"], address, op.get("r"), op["x"])
+            elif op["k"] not in self._finished:
+                await self._stream(op["k"], address, op.get("r")).show(op["x"])
+        except Exception as exc:
+            logger.warning("reply operation on %s failed: %s", address.key, exc)
+            result["error"] = f"{type(exc).__name__}: {exc}"
+        if op.get("rid"):
+            answer = {"rid": op["rid"], **result}
+            with contextlib.suppress(RedisError):
+                await self.redis.xadd(self.keys.answers(op["w"]), {"a": orjson.dumps(answer)},
+                                      maxlen=10_000, approximate=True)
+        with contextlib.suppress(RedisError):
+            await self.redis.xack(stream, GATEWAY_GROUP, entry_id)
+
+    def _stream(self, key: str, address: Address, reply_to: str | None) -> ReplyStream:
+        stream = self._streams.get(key)
+        if stream is None:
+            connector = self.app.runtime.connectors[address.platform]
+            stream = self._streams[key] = ReplyStream(connector, address, reply_to)
+            while len(self._streams) > _KEEP_FINISHED:
+                self._streams.popitem(last=False)
+        return stream
+
+    async def _finish(self, key: str, address: Address, reply_to: str | None, text: str) -> list[str]:
+        """Deliver the final text once per key: a repeated final returns the same message ids."""
+        if key in self._finished:
+            return self._finished[key]
+        ids = await self._stream(key, address, reply_to).finish(text)
+        self._streams.pop(key, None)
+        self._finished[key] = ids
+        while len(self._finished) > _KEEP_FINISHED:
+            self._finished.popitem(last=False)
+        return ids
+
+
+async def _ensure_group(redis: Redis, stream: str, group: str) -> None:
+    try:
+        await redis.xgroup_create(stream, group, id="0", mkstream=True)
+    except ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise

@@ -1,0 +1,347 @@
+"""The worker role: hold partition leases, run turns for the events in them, relay replies.
+
+Each partition stream is read by exactly one worker at a time (a lease in Redis, renewed while
+the worker lives, taken over by another when it stops being renewed). A worker takes its fair
+share of partitions, so adding workers spreads conversations over them. Stream entries are
+acknowledged only after the message was answered; a dead worker's unacknowledged entries are
+claimed by the worker that takes its partitions over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import socket
+import time
+import uuid
+import zlib
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import RedisError, ResponseError
+
+from bot.events import Address, Message
+from bot.reply import ReplySink
+from bot.runtime import Job, RuntimeStopped, message_from_row
+from bot.scale.bus import WORKER_GROUP, Keys
+from bot.scale.claims import claim_up_to
+from bot.scale.codec import decode_event
+
+if TYPE_CHECKING:
+    from bot.app import App
+
+__all__ = ["RemoteSink", "Worker"]
+
+logger = logging.getLogger(__name__)
+
+_RENEW = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('pexpire', KEYS[1], ARGV[2])
+end
+return 0
+"""
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('del', KEYS[1])
+end
+return 0
+"""
+
+
+class Worker:
+    """Consumes partitions of the inbound streams and runs the agent for them."""
+
+    def __init__(
+        self,
+        app: App,
+        redis: Redis,
+        *,
+        keys: Keys,
+        partitions: int,
+        worker_id: str | None = None,
+        lease_ms: int = 6000,
+        reclaim_idle_ms: int = 30_000,
+        rpc_timeout: float = 120.0,
+    ) -> None:
+        self.app = app
+        self.redis = redis
+        self.keys = keys
+        self.partitions = partitions
+        self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.lease_ms = lease_ms
+        self.reclaim_idle_ms = reclaim_idle_ms
+        self.rpc_timeout = rpc_timeout
+        self.held: set[int] = set()
+        self.live: set[str] = {self.id}
+        self.capacity = max(4, app.settings.max_in_flight * 4)
+        self._inflight: set[tuple[str, bytes]] = set()
+        self._futures: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._renew = redis.register_script(_RENEW)
+        self._release = redis.register_script(_RELEASE)
+        self._running = False
+
+    # --- lifecycle ---------------------------------------------------------------------
+    async def start(self) -> None:
+        """Relay replies through gateways, join the worker set and start consuming."""
+        self.app.runtime.open_stream = self._open_stream
+        self._running = True
+        self._tasks = [
+            asyncio.create_task(self._answers_loop(), name="answers"),
+            asyncio.create_task(self._lease_loop(), name="leases"),
+            asyncio.create_task(self._read_loop(), name="read"),
+            asyncio.create_task(self._reclaim_loop(), name="reclaim"),
+        ]
+
+    async def stop_consuming(self) -> None:
+        """Stop taking new entries (in-flight turns go on)."""
+        self._running = False
+
+    async def stop(self) -> None:
+        """Leave: release leases so another worker takes over at once, stop loops."""
+        self._running = False
+        with contextlib.suppress(RedisError):
+            for p in list(self.held):
+                await self._release(keys=[self.keys.lease(p)], args=[self.id])
+            await self.redis.zrem(self.keys.workers, self.id)
+            await self.redis.delete(self.keys.answers(self.id))
+        self.held.clear()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # --- leases ------------------------------------------------------------------------
+    async def _lease_loop(self) -> None:
+        while True:
+            try:
+                await self.rebalance()
+            except asyncio.CancelledError:
+                raise
+            except RedisError as exc:
+                logger.warning("worker %s cannot reach Redis: %s", self.id, exc)
+            await asyncio.sleep(self.lease_ms / 3000)
+
+    async def rebalance(self) -> None:
+        """Heartbeat, renew held leases, take or give partitions to reach the fair share."""
+        if not self._running:
+            return
+        now = int(time.time() * 1000)
+        horizon = now - 2 * self.lease_ms
+        await self.redis.zadd(self.keys.workers, {self.id: now})
+        await self.redis.zremrangebyscore(self.keys.workers, 0, horizon)
+        members = await self.redis.zrangebyscore(self.keys.workers, horizon, "+inf")
+        self.live = {m.decode() if isinstance(m, bytes) else str(m) for m in members}
+        for p in list(self.held):
+            if not await self._renew(keys=[self.keys.lease(p)], args=[self.id, self.lease_ms]):
+                logger.warning("worker %s lost partition %s", self.id, p)
+                self.held.discard(p)
+        share = math.ceil(self.partitions / max(1, len(self.live)))
+        if len(self.held) < share:
+            start = zlib.crc32(self.id.encode()) % self.partitions
+            for i in range(self.partitions):
+                p = (start + i) % self.partitions
+                if p in self.held:
+                    continue
+                if await self.redis.set(self.keys.lease(p), self.id, nx=True, px=self.lease_ms):
+                    self.held.add(p)
+                    await self._ensure_group(p)
+                    await self._claim(p, min_idle=0)
+                    if len(self.held) >= share:
+                        break
+        elif len(self.held) > share:
+            busy = {s for s, _e in self._inflight}
+            for p in sorted(self.held)[share:]:
+                if self.keys.inbound(p) not in busy:
+                    await self._release(keys=[self.keys.lease(p)], args=[self.id])
+                    self.held.discard(p)
+
+    async def _ensure_group(self, p: int) -> None:
+        try:
+            await self.redis.xgroup_create(self.keys.inbound(p), WORKER_GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def _claim(self, p: int, *, min_idle: int) -> None:
+        """Take over unacknowledged entries of a partition (a dead or slow worker's), in order."""
+        stream = self.keys.inbound(p)
+        cursor: Any = "0-0"
+        while True:
+            result = await self.redis.xautoclaim(
+                stream, WORKER_GROUP, self.id, min_idle_time=min_idle, start_id=cursor, count=200
+            )
+            cursor, entries = result[0], result[1]
+            for entry_id, fields in entries:
+                if fields:
+                    await self._dispatch(stream, entry_id, fields, claimed=True)
+            if cursor in (b"0-0", "0-0") or not entries:
+                return
+
+    async def _reclaim_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.reclaim_idle_ms / 3000)
+            for p in list(self.held):
+                try:
+                    await self._claim(p, min_idle=self.reclaim_idle_ms)
+                except asyncio.CancelledError:
+                    raise
+                except (RedisError, RuntimeStopped) as exc:
+                    logger.debug("reclaim on %s skipped: %s", p, exc)
+
+    # --- consuming ---------------------------------------------------------------------
+    async def _read_loop(self) -> None:
+        while True:
+            if not self._running or not self.held or len(self._inflight) >= self.capacity:
+                await asyncio.sleep(0.02)
+                continue
+            streams = {self.keys.inbound(p): ">" for p in sorted(self.held)}
+            try:
+                resp = await self.redis.xreadgroup(
+                    WORKER_GROUP, self.id, streams,  # type: ignore[arg-type]
+                    count=self.capacity - len(self._inflight), block=200,
+                )
+                for stream, entries in resp or []:
+                    name = stream.decode() if isinstance(stream, bytes) else stream
+                    for entry_id, fields in entries:
+                        await self._dispatch(name, entry_id, fields, claimed=False)
+            except asyncio.CancelledError:
+                raise
+            except ResponseError as exc:
+                if "NOGROUP" in str(exc):  # Redis lost its data: recreate groups
+                    for p in list(self.held):
+                        with contextlib.suppress(RedisError):
+                            await self._ensure_group(p)
+                else:
+                    logger.warning("reading inbound streams failed: %s", exc)
+                    await asyncio.sleep(0.5)
+            except RedisError as exc:
+                logger.warning("reading inbound streams failed: %s", exc)
+                await asyncio.sleep(0.5)
+            except RuntimeStopped:
+                self._running = False
+
+    async def _dispatch(self, stream: str, entry_id: bytes, fields: dict[bytes, bytes], *,
+                        claimed: bool) -> None:
+        token = (stream, entry_id)
+        if token in self._inflight:
+            return
+        event = decode_event(fields[b"ev"])
+        raw_id = fields.get(b"in", b"")
+        inbound_id = int(raw_id) if raw_id else None
+        self._inflight.add(token)
+
+        async def work() -> None:
+            try:
+                if isinstance(event, Message) and inbound_id is not None:
+                    done = await self._answer(event, inbound_id, claimed)
+                else:
+                    await self.app.runtime.run_command(event)  # type: ignore[arg-type]
+                    done = True
+                if done:
+                    await self.redis.xack(stream, WORKER_GROUP, entry_id)
+            finally:
+                self._inflight.discard(token)
+
+        try:
+            await self.app.runtime.dispatch(Job(event, inbound_id, work=work))
+        except RuntimeStopped:
+            self._inflight.discard(token)
+            raise
+
+    async def _answer(self, event: Message, inbound_id: int, claimed: bool) -> bool:
+        claim = await claim_up_to(
+            self.app.store, event.address.key, inbound_id, self.id, self.live
+        )
+        for row, resumed in claim.rows:
+            await self.app.runtime.run_turn(
+                message_from_row(row), int(row.id), retry=resumed or claimed
+            )
+        return claim.complete
+
+    # --- replies through the gateway ---------------------------------------------------
+    def _open_stream(self, address: Address, reply_to: str | None, key: str | None) -> ReplySink:
+        return RemoteSink(self, address, reply_to, key or f"s{uuid.uuid4().hex}")
+
+    async def cast(self, op: dict[str, Any]) -> None:
+        """Send a reply operation without waiting for it."""
+        await self.redis.xadd(self.keys.outbound(op["a"][0]), {"op": orjson.dumps(op)},
+                              maxlen=100_000, approximate=True)
+
+    async def call(self, op: dict[str, Any]) -> dict[str, Any]:
+        """Send a reply operation and wait for the gateway's answer."""
+        rid = uuid.uuid4().hex
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._futures[rid] = future
+        try:
+            await self.cast({**op, "rid": rid, "w": self.id})
+            answer = await asyncio.wait_for(future, self.rpc_timeout)
+        finally:
+            self._futures.pop(rid, None)
+        if "error" in answer:
+            raise RuntimeError(f"gateway could not deliver the reply: {answer['error']}")
+        return answer
+
+    async def _answers_loop(self) -> None:
+        stream = self.keys.answers(self.id)
+        last: Any = "0-0"
+        while True:
+            try:
+                resp = await self.redis.xread({stream: last}, count=200, block=1000)
+            except asyncio.CancelledError:
+                raise
+            except RedisError as exc:
+                logger.warning("reading answers failed: %s", exc)
+                await asyncio.sleep(0.5)
+                continue
+            for _stream, entries in resp or []:
+                for entry_id, fields in entries:
+                    last = entry_id
+                    answer = orjson.loads(fields[b"a"])
+                    future = self._futures.get(answer.get("rid", ""))
+                    if future is not None and not future.done():
+                        future.set_result(answer)
+
+
+class RemoteSink:
+    """A reply streamed from a worker: snapshots of the text go to the gateway, which edits."""
+
+    interval = 0.25
+
+    def __init__(self, worker: Worker, address: Address, reply_to: str | None, key: str) -> None:
+        self.worker = worker
+        self.key = key
+        self.text = ""
+        self._base = {"a": [address.platform, address.chat_id, address.thread_id], "r": reply_to, "k": key}
+        self._last = 0.0
+        self._started = False
+
+    @property
+    def started(self) -> bool:
+        """Whether a snapshot went out yet."""
+        return self._started
+
+    async def token(self, text: str) -> None:
+        """Append text; relay a snapshot at most every ``interval`` seconds."""
+        self.text += text
+        now = time.monotonic()
+        if now - self._last >= self.interval:
+            self._last = now
+            self._started = True
+            await self.worker.cast({**self._base, "op": "stream", "x": self.text})
+
+    async def restart(self) -> None:
+        """Interim text is replaced by the next model round's."""
+        self.text = ""
+
+    async def typing(self) -> None:
+        """Ask the gateway to show the typing indicator."""
+        await self.worker.cast({**self._base, "op": "typing"})
+
+    async def finish(self, text: str) -> list[str]:
+        """Deliver the final text; returns the platform message ids."""
+        answer = await self.worker.call({**self._base, "op": "stream", "x": text, "final": True})
+        return [str(i) for i in answer.get("ids", [])]
