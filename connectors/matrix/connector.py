@@ -28,7 +28,7 @@ from connectors.matrix.render import (
     reaction_content,
     render_chunks,
 )
-from connectors.matrix.session import LoginRefused, TokenRejected, forget, log_in
+from connectors.matrix.session import LoginRefused, TokenRejected, log_in
 from connectors.matrix.state import StateFiles, SyncState
 
 if TYPE_CHECKING:
@@ -102,6 +102,19 @@ class MatrixConnector:
         self.state = ConnectorState.STARTING
         self.sync_state = self.files.load_sync()
         self._first_sync = True
+        self._make_client()
+        self._logged_in = asyncio.Event()
+        self._task = asyncio.create_task(self._run(), name="matrix-sync")
+        try:
+            await asyncio.wait_for(asyncio.shield(self._logged_in.wait()), self.start_timeout)
+        except TimeoutError:
+            logger.warning(
+                "matrix: not logged in after %.0f s; still trying in the background",
+                self.start_timeout,
+            )
+
+    def _make_client(self) -> None:
+        """Create the nio client and its inbound side (at start, and after a logout)."""
         config = AsyncClientConfig(
             max_timeouts=2,
             encryption_enabled=self.e2e,
@@ -121,15 +134,6 @@ class MatrixConnector:
             on_encrypted=self._on_encrypted,
             command_prefix=self.settings.matrix_command_prefix,
         )
-        self._logged_in = asyncio.Event()
-        self._task = asyncio.create_task(self._run(), name="matrix-sync")
-        try:
-            await asyncio.wait_for(asyncio.shield(self._logged_in.wait()), self.start_timeout)
-        except TimeoutError:
-            logger.warning(
-                "matrix: not logged in after %.0f s; still trying in the background",
-                self.start_timeout,
-            )
 
     async def stop(self) -> None:
         """Stop syncing and close the HTTP session. Safe to call twice."""
@@ -165,8 +169,11 @@ class MatrixConnector:
                     self.state = ConnectorState.FAILED
                     logger.error("matrix: the access token was rejected (logged out?)")
                     return
+                # The device was logged out (and deleted, keys included): start a new one.
                 logger.warning("matrix: stored access token rejected; logging in again")
-                forget(self.files, self.client)
+                await self.client.close()
+                self.files.session_path.unlink(missing_ok=True)
+                self._make_client()
                 logged_in = False
                 continue
             except Exception as exc:

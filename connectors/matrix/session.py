@@ -63,12 +63,6 @@ async def log_in(
     return session
 
 
-def forget(files: StateFiles, client: AsyncClient) -> None:
-    """Drop a rejected stored session (the device id is kept for the next login)."""
-    files.session_path.unlink(missing_ok=True)
-    client.access_token = ""
-
-
 def _restore(client: AsyncClient, session: MatrixSession) -> MatrixSession:
     client.restore_login(session.user_id, session.device_id, session.access_token)
     logger.info("reusing Matrix device %s of %s", session.device_id, session.user_id)

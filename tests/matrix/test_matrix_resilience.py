@@ -6,6 +6,7 @@ import json
 import logging
 import socket
 
+import aiohttp
 import pytest
 
 from bot.connector import ConnectorState
@@ -113,3 +114,26 @@ async def test_failing_sink_gets_the_batch_again(
     second = await human.say(room, "second")
     await sink.wait_for(lambda e: isinstance(e, Message) and e.event_id == second)
     assert [m.event_id for m in sink.messages()] == [first, second]
+
+
+async def test_logged_out_device_is_replaced_by_a_new_login(
+    make_bot: BotFactory, human: Human, sink: Sink, synapse: SynapseServer
+) -> None:
+    first = await make_bot()
+    await first.stop()
+    old = json.loads(first.files.session_path.read_text())
+    # Someone logs the bot's device out (Element's session list, an admin...).
+    logout = f"{synapse.url}/_matrix/client/v3/logout"
+    auth = {"Authorization": f"Bearer {old['access_token']}"}
+    async with aiohttp.ClientSession() as http, http.post(logout, headers=auth, json={}) as resp:
+        assert resp.status == 200
+
+    second = await make_bot()
+    room = await human.create_room([second.user_id], direct=True)
+    await human.wait_membership(room, second.user_id, "join")
+    hello = await human.say(room, "still working?")
+    await sink.wait_for(lambda e: isinstance(e, Message) and e.event_id == hello)
+    new = json.loads(second.files.session_path.read_text())
+    assert new["access_token"] != old["access_token"]
+    assert new["device_id"] == second.client.device_id != old["device_id"]
+    assert second.state is ConnectorState.CONNECTED
