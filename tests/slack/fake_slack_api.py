@@ -137,6 +137,10 @@ class FakeSlackApi:
         wait = retry_after if code == 429 else None
         self._failures.setdefault(method, []).append(_Failure(error, code, wait, times, after))
 
+    def clear_failures(self) -> None:
+        """Forget every failure queued with :meth:`fail_next`."""
+        self._failures.clear()
+
     def calls_of(self, method: str) -> list[ApiCall]:
         """Recorded calls of one method, in order (failed ones included)."""
         return [c for c in self.calls if c.method == method]

@@ -14,7 +14,7 @@ import pytest
 from slack_sdk.errors import SlackApiError
 
 from bot.config import Settings
-from bot.connector import ConnectorState
+from bot.connector import Connector, ConnectorState
 from bot.events import Address, Command, Message
 from connectors.slack import SlackConnector
 from tests.slack.fake_slack_api import FakeSlackApi, event_envelope, signed_headers
@@ -46,6 +46,7 @@ def _dm(text: str, **extra: Any) -> dict[str, Any]:
 async def test_signed_dm_is_acked_and_emitted(
     connector: SlackConnector, serve: Serve, sink: Sink, fake_slack: FakeSlackApi
 ) -> None:
+    assert isinstance(connector, Connector)
     assert connector.state is ConnectorState.CONNECTED
     server = await serve(connector.routes())
     envelope = _dm("hello <@U2>")

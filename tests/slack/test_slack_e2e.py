@@ -324,3 +324,21 @@ async def test_command_where_bot_is_not_a_member_answers_through_response_url(
             },
         )
     ]
+
+
+async def test_reply_that_could_not_be_posted_is_delivered_after_restart(
+    start_app: Any, app_settings: Settings, fake_slack: FakeSlackApi, fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.reply("Saved for later.")
+    fake_slack.fail_next("chat.postMessage", "internal_error", status=500, times=10)
+    first = await start_app(app_settings)
+    thread = "1700000000.000400"
+    assert await first.post_and_wait(mention("<@UBOT> hello", thread_ts=thread)) == 200
+    assert fake_slack.posted() == [] and fake_slack.calls_of("chat.postMessage")
+    await first.app.stop()
+
+    fake_slack.clear_failures()  # Slack is healthy again
+    await start_app(app_settings)
+    (message,) = fake_slack.posted("C1")
+    assert (message.text, message.thread_ts) == ("Saved for later.", thread)
+    assert len(fake_ollama.chats) == 1  # delivered from the outbox, not answered again
