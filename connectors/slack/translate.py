@@ -96,11 +96,11 @@ def clean_text(text: str, bot_user_id: str = "") -> str:
     def link(m: re.Match[str]) -> str:
         target, label = m.group(1), m.group(2)
         if target.startswith("@"):
-            return "" if target[1:] == bot_user_id else f"@{label or target[1:]}"
+            return "" if target[1:] == bot_user_id else "@" + (label or target[1:]).lstrip("@")
         if target.startswith("#"):
             return f"#{label or target[1:]}"
         if target.startswith("!"):
-            return f"@{label or target[1:].split('^')[0]}"
+            return "@" + (label or target[1:].split("^")[0]).lstrip("@")
         if label and label != target.removeprefix("mailto:"):
             return f"{label} ({target})"
         return target.removeprefix("mailto:") if label else target

@@ -153,6 +153,11 @@ def test_slash_command_becomes_command() -> None:
     assert (empty.name, empty.chat.kind) == ("help", ChatKind.GROUP)
 
 
+def test_clean_text_special_mentions() -> None:
+    text = "<!here> <!subteam^S1|@devs> <@U2|@bob> <!channel>"
+    assert clean_text(text) == "@here @devs @bob @channel"
+
+
 def test_clean_text_keeps_plain_text() -> None:
     assert clean_text("<@UBOT>   hi  <mailto:a@b.c|a@b.c> <https://q.io>", "UBOT") == (
         "hi a@b.c https://q.io"
