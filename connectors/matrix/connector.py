@@ -199,7 +199,7 @@ class MatrixConnector:
     def _backoff(self, failures: int) -> float:
         """Capped exponential backoff with jitter (between half and all of the step)."""
         step = min(self.backoff_cap, self.backoff_base * 2 ** min(failures - 1, 16))
-        return step * random.uniform(0.5, 1.0)
+        return float(step) * random.uniform(0.5, 1.0)
 
     async def _log_in(self) -> None:
         assert self.client is not None and self._logged_in is not None and self.inbound

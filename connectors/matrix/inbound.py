@@ -12,6 +12,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
 from nio import (
     AsyncClient,
     InviteMemberEvent,
@@ -27,7 +28,7 @@ from nio import (
 )
 
 from bot.connector import Emit
-from bot.events import Reaction
+from bot.events import Command, Message, Reaction
 from connectors.matrix.state import SyncState
 from connectors.matrix.translate import PLATFORM, Translator, chat_for
 
@@ -167,10 +168,18 @@ class Inbound:
             await self.on_encrypted(room, event)
             self.delivered.add(event_id)
             return
+        core: Message | Command | Reaction | None
         if isinstance(event, RedactionEvent):
             core = self._unreaction(room, event)
         else:
-            core = await self.translator.translate(room, event)
+            try:
+                core = await self.translator.translate(room, event)
+            except (aiohttp.ClientError, OSError, TimeoutError):
+                raise  # the homeserver is unreachable: retry the batch
+            except Exception:
+                # One malformed event must not block the sync forever: skip it, loudly.
+                logger.exception("matrix: could not translate event %s; skipped", event_id)
+                core = None
         if core is not None:
             try:
                 await self.emit(core)

@@ -37,7 +37,7 @@ _MD = MarkdownIt("commonmark", {"html": False, "breaks": True}).enable(["table",
 
 def to_html(markdown: str) -> str:
     """Render Markdown to the HTML subset Matrix clients display."""
-    return _MD.render(markdown).strip()
+    return str(_MD.render(markdown)).strip()
 
 
 def _measure(chunk: str) -> int:

@@ -31,6 +31,11 @@ def relation(source: dict[str, Any]) -> dict[str, Any]:
     return rel if isinstance(rel, dict) else {}
 
 
+def _str(value: Any) -> str | None:
+    """Event ids from other clients' content are untrusted: only non-empty strings count."""
+    return value if isinstance(value, str) and value else None
+
+
 def chat_for(room: MatrixRoom) -> Chat:
     """Describe a room; one with at most two members (joined or invited) is a DM."""
     kind = ChatKind.DIRECT if room.member_count <= 2 else ChatKind.GROUP
@@ -61,9 +66,9 @@ class Translator:
         rel = relation(event.source)
         if rel.get("rel_type") == "m.replace":
             return None  # a user's edit: the original was handled already
-        thread_id = rel.get("event_id") if rel.get("rel_type") == "m.thread" else None
+        thread_id = _str(rel.get("event_id")) if rel.get("rel_type") == "m.thread" else None
         reply = rel.get("m.in_reply_to", {})
-        replied = reply.get("event_id") if isinstance(reply, dict) else None
+        replied = _str(reply.get("event_id")) if isinstance(reply, dict) else None
         # In a thread the reply is usually a fallback to the thread's latest event, not one the
         # user chose; it still tells whether they answered the bot.
         reply_to = None if rel.get("is_falling_back") else replied
@@ -111,7 +116,7 @@ class Translator:
             chat=chat_for(room),
             user=self.user(room, event.sender),
             message_id=event.reacts_to,
-            emoji=event.key,
+            emoji=event.key.replace("\ufe0f", ""),  # 👍️ and 👍 are the same feedback
             raw=event.source,
         )
 
