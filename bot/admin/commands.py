@@ -9,11 +9,12 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from sqlalchemy import distinct, func, select
+from sqlalchemy import func, select
 
 from bot import __version__
 from bot.access.policy import chat_subject, user_subject
 from bot.admin.model_choice import GLOBAL
+from bot.admin.plugin_commands import register_plugin_commands
 from bot.commands import CommandContext, CommandHandler, CommandRouter
 from bot.events import Address, ChatKind
 from bot.storage.models import InboundRow, ReplyRow
@@ -43,6 +44,8 @@ def register_admin_commands(router: CommandRouter, services: AdminServices) -> N
             return router.command(name, admin=True, args=args)(audited)
 
         return wrap
+
+    register_plugin_commands(admin, services)
 
     @admin("status")
     async def status(ctx: CommandContext) -> str:
@@ -153,7 +156,7 @@ def register_admin_commands(router: CommandRouter, services: AdminServices) -> N
         if not text:
             return "Usage: /broadcast <text>"
         async with app.store.engine.connect() as conn:
-            keys = [row[0] for row in await conn.execute(select(distinct(_IN.c.conversation)))]
+            keys = [row[0] for row in await conn.execute(select(_IN.c.conversation).distinct())]
         sent = failed = 0
         for key in sorted(keys):
             address = Address.parse(key)
