@@ -96,8 +96,11 @@ ConnectorsFactory = Callable[[Settings, Runtime], list[Connector]]
 class App:
     """Everything one opencomputer process runs."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, role: str = "all") -> None:
+        if role not in ("all", "gateway", "worker"):
+            raise ValueError(f"unknown role {role!r}")
         self.settings = settings
+        self.role = role
         self.metrics = Metrics()
         self.store = SqlStore(settings.resolved_database_url)
         self.llm = OllamaPool(
@@ -179,10 +182,47 @@ class App:
                 routes=routes,
             )
             await self.http.start()
+        scale = await self._scale_out()
+        await self.runtime.start()
         for connector in self.connectors:
             await self._start_connector(connector)
-        await self.runtime.start()
+        if scale is not None:
+            await scale.start()
+        await self.runtime.recover()
         return self.runtime
+
+    async def _scale_out(self) -> Any:
+        """The gateway or worker side of a scale-out deployment (None for ``run``/``chat``)."""
+        if self.role == "all":
+            return None
+        from redis.asyncio import Redis
+
+        from bot.scale.bus import Keys
+
+        if not self.settings.redis_url:
+            raise RuntimeError(f"the {self.role} role needs OC_REDIS_URL")
+        redis = Redis.from_url(self.settings.redis_url, max_connections=256)
+        keys = Keys(self.settings.redis_prefix)
+        role: Any
+        if self.role == "gateway":
+            from bot.scale.gateway import Gateway
+
+            role = Gateway(self, redis, keys=keys, partitions=self.settings.partitions,
+                           republish_after=self.settings.republish_after)
+            self.runtime.route = role.publish
+        else:
+            from bot.scale.worker import Worker
+
+            role = Worker(self, redis, keys=keys, partitions=self.settings.partitions)
+            self.runtime.open_stream = role.open_stream
+        self.extras[self.role] = role
+
+        async def close() -> None:
+            await role.stop()
+            await redis.aclose()
+
+        self.on_stop.append(close)
+        return role
 
     async def _execute_tool(self, tool: Tool, arguments: dict[str, Any]) -> str:
         """Run a tool through the executor a feature installed (``extras["tool_executor"]``)."""
@@ -202,6 +242,9 @@ class App:
 
     async def stop(self) -> None:
         """Stop taking events, finish or persist in-flight turns, close everything."""
+        worker = self.extras.get("worker")
+        if worker is not None:
+            await worker.stop_consuming()
         if self._runtime is not None:
             await self._runtime.stop()
         for connector in self.connectors:

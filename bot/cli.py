@@ -76,6 +76,44 @@ def run() -> None:
     asyncio.run(serve())
 
 
+def _serve_role(role: str) -> None:
+    from bot.app import App
+
+    settings = _settings()
+    _logging(settings)
+    if not settings.redis_url:
+        typer.secho(f"The {role} needs OC_REDIS_URL (e.g. redis://127.0.0.1:6379/0).", fg="red", err=True)
+        raise typer.Exit(2)
+    if not settings.is_postgres:
+        typer.secho("warning: OC_DATABASE_URL is SQLite: gateway and workers must then share one "
+                    "machine; use PostgreSQL to spread them out.", fg="yellow", err=True)
+    if role == "gateway" and not _any_connector(settings):
+        typer.secho("No connector is configured for the gateway.", fg="red", err=True)
+        raise typer.Exit(1)
+
+    async def serve() -> None:
+        oc = App(settings, role=role)
+        await oc.start()
+        try:
+            await _wait_for_signal()
+        finally:
+            await oc.stop()
+
+    asyncio.run(serve())
+
+
+@app.command()
+def gateway() -> None:
+    """Scale-out: run the connectors and publish accepted messages to Redis for the workers."""
+    _serve_role("gateway")
+
+
+@app.command()
+def worker() -> None:
+    """Scale-out: run turns for messages from Redis (start as many as you need, anywhere)."""
+    _serve_role("worker")
+
+
 def _any_connector(settings: Settings) -> bool:
     from bot.app import CONNECTORS
 

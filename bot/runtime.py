@@ -148,9 +148,8 @@ class Runtime:
 
     # --- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
-        """Accept events and pick up work a previous run left unfinished."""
+        """Accept events (call :meth:`recover` once connectors are up)."""
         self._accepting = True
-        await self._recover()
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop accepting, let running turns finish for ``grace`` seconds, cancel the rest.
@@ -328,7 +327,8 @@ class Runtime:
         await self.commands.dispatch(ctx)
 
     # --- recovery ----------------------------------------------------------------------
-    async def _recover(self) -> None:
+    async def recover(self) -> None:
+        """Pick up work a previous run left unfinished: unanswered messages, unsent replies."""
         for row in await self.store.unfinished_inbound():
             if row.platform not in self.connectors:
                 continue

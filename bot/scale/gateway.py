@@ -60,8 +60,7 @@ class Gateway:
 
     # --- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
-        """Route accepted jobs to Redis; start serving reply operations and republishing."""
-        self.app.runtime.route = self.publish
+        """Serve reply operations and republish what was lost (the app routes jobs here)."""
         for platform in self.app.runtime.connectors:
             self._tasks.append(asyncio.create_task(self._serve(platform), name=f"out:{platform}"))
         self._tasks.append(asyncio.create_task(self._republish_loop(), name="republish"))

@@ -88,7 +88,6 @@ class Worker:
     # --- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
         """Relay replies through gateways, join the worker set and start consuming."""
-        self.app.runtime.open_stream = self._open_stream
         self._running = True
         self._tasks = [
             asyncio.create_task(self._answers_loop(), name="answers"),
@@ -263,7 +262,8 @@ class Worker:
         return claim.complete
 
     # --- replies through the gateway ---------------------------------------------------
-    def _open_stream(self, address: Address, reply_to: str | None, key: str | None) -> ReplySink:
+    def open_stream(self, address: Address, reply_to: str | None, key: str | None) -> ReplySink:
+        """The runtime's reply sink in a worker: relayed to the gateway running the platform."""
         return RemoteSink(self, address, reply_to, key or f"s{uuid.uuid4().hex}")
 
     async def cast(self, op: dict[str, Any]) -> None:

@@ -28,6 +28,8 @@ class Reply:
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     chunks: int = 4
     delay: float = 0.0
+    pace: float = 0.0
+    """Seconds between streamed chunks (a model that writes at a human-visible speed)."""
     error: str | None = None
     status: int = 200
 
@@ -148,7 +150,9 @@ class FakeOllama:
             return _json({**_head(model), "message": message, "done": True, "done_reason": "stop", **stats})
         resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
         await resp.prepare(request)
-        for piece in _pieces(reply.content, reply.chunks):
+        for i, piece in enumerate(_pieces(reply.content, reply.chunks)):
+            if reply.pace and i:
+                await asyncio.sleep(reply.pace)
             line = {**_head(model), "message": {"role": "assistant", "content": piece}, "done": False}
             await resp.write(orjson.dumps(line) + b"\n")
         if reply.tool_calls:

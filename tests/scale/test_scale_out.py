@@ -1,0 +1,83 @@
+"""Gateway + workers over Redis Streams and PostgreSQL: answers exactly once, in order."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bot.events import Chat, Message, User
+from bot.scale.codec import decode_event, encode_event
+from bot.testing import FakeOllama, Reply
+from tests.scale.cluster import Cluster, assert_exactly_once_in_order
+
+
+def test_codec_round_trip() -> None:
+    msg = Message(platform="tg", event_id="1", chat=Chat("tg", "c"), user=User("tg", "u", "Ann"),
+                  thread_id="t", text="hé", message_id="m", reply_to="r", addressed=False)
+    assert decode_event(encode_event(msg)) == msg
+    back = decode_event(encode_event(msg))
+    assert isinstance(back, Message) and back.text == "hé" and back.user.name == "Ann"
+
+
+async def test_message_goes_through_a_worker_and_back(cluster: Cluster, fake_ollama: FakeOllama) -> None:
+    fake_ollama.reply("streamed " * 30, chunks=10, delay=0.05)
+    await cluster.start_gateway()
+    await cluster.start_worker()
+    await cluster.say("c1", "hello")
+    answers = await cluster.wait_answers(1, timeout=30)
+    assert answers == {"c1": [("streamed " * 30).strip()]}
+    assert cluster.connector is not None
+    first = next(c for c in cluster.connector.calls if c.action == "send")
+    assert first.reply_to == "u1"  # the reply quotes the user's message
+
+
+async def test_burst_of_1000_messages_two_workers(cluster: Cluster, fake_ollama: FakeOllama) -> None:
+    await cluster.start_gateway()
+    await cluster.start_worker()
+    await cluster.start_worker()
+    sent: dict[str, list[str]] = {f"chat{i}": [] for i in range(40)}
+    for n in range(1000):
+        chat = f"chat{n % 40}"
+        sent[chat].append(f"m{n}")
+        await cluster.say(chat, f"m{n}")
+    answers = await cluster.wait_answers(1000, timeout=240)
+    assert_exactly_once_in_order(answers, sent)
+    assert len(fake_ollama.chats) == 1000
+
+
+async def test_commands_run_on_a_worker(cluster: Cluster) -> None:
+    await cluster.start_gateway()
+    await cluster.start_worker()
+    assert cluster.gateway is not None
+    from bot.events import Command
+
+    await cluster.gateway.runtime.emit(Command(platform="test", event_id="cmd1",
+                                               chat=Chat("test", "c9"), user=User("test", "c9"),
+                                               name="reset"))
+    answers = await cluster.wait_answers(1, timeout=30)
+    assert answers == {"c9": ["Started a new conversation."]}
+
+
+async def test_a_message_accepted_while_no_worker_runs_is_answered_later(
+    cluster: Cluster,
+) -> None:
+    await cluster.start_gateway()
+    await cluster.say("c1", "early")
+    await asyncio.sleep(0.3)
+    assert cluster.answers() == {}
+    await cluster.start_worker()
+    assert_exactly_once_in_order(await cluster.wait_answers(1, timeout=30), {"c1": ["early"]})
+
+
+async def test_slow_model_while_a_second_worker_joins(cluster: Cluster, fake_ollama: FakeOllama) -> None:
+    fake_ollama.responder = lambda body: Reply(
+        f"echo: {body['messages'][-1]['content']}", delay=0.02)
+    await cluster.start_gateway()
+    await cluster.start_worker()
+    sent: dict[str, list[str]] = {f"c{i}": [] for i in range(10)}
+    for n in range(100):
+        chat = f"c{n % 10}"
+        sent[chat].append(f"x{n}")
+        await cluster.say(chat, f"x{n}")
+        if n == 30:
+            await cluster.start_worker()  # partitions are rebalanced mid-stream
+    assert_exactly_once_in_order(await cluster.wait_answers(100, timeout=120), sent)
