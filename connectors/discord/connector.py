@@ -285,7 +285,11 @@ class DiscordConnector:
     async def _on_slash(self, interaction: discord.Interaction, name: str, args: str) -> None:
         if self._places is None or self._inbound is None:
             return
-        place = await self._places.of_channel(interaction.channel, interaction.guild)
+        if interaction.channel is not None:
+            place = await self._places.of_channel(interaction.channel)
+        else:
+            channel_id = interaction.channel_id or 0
+            place = await self._places.of_ids(channel_id, interaction.guild_id)
         command = to_command(interaction, place, name, args)
         self.interactions.add(interaction, command.address)
         self._inbound.command(command)

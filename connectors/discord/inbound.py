@@ -106,8 +106,9 @@ class Inbound:
         me = self.client.user
         if me is None or not wants(message, me.id):
             return None
-        addressed = is_addressed(message, me.id, self._trigger, lambda i: str(i) in self._sent)
-        place = await self._places.of_channel(message.channel, message.guild)
+        place = await self._places.of_channel(message.channel)
+        ours = self._sent.__contains__
+        addressed = is_addressed(message, place, me.id, self._trigger, lambda i: ours(str(i)))
         event = to_message(message, place, me.id, addressed)
         if not event.text:
             return None

@@ -47,15 +47,16 @@ class Places:
             return dm_place(channel_id)
         return await self._resolve(channel_id, self.client.get_channel(channel_id))
 
-    async def of_channel(self, channel: Any, guild: discord.Guild | None) -> Place:
+    async def of_channel(self, channel: Any) -> Place:
         """Locate a message or interaction by its channel object."""
+        if isinstance(channel, discord.Thread | discord.abc.GuildChannel):
+            return await self._resolve(channel.id, channel)
+        if isinstance(channel, discord.PartialMessageable):
+            # A channel the cache does not know (yet): its guild id says whether it is a DM.
+            return await self.of_ids(channel.id, channel.guild_id)
         if channel is None:
             raise ValueError("an event without a channel")
-        if guild is None and not isinstance(channel, discord.Thread | discord.abc.GuildChannel):
-            return dm_place(channel.id)
-        if isinstance(channel, discord.PartialMessageable):
-            return await self._resolve(channel.id, self.client.get_channel(channel.id))
-        return await self._resolve(channel.id, channel)
+        return dm_place(channel.id)
 
     async def _resolve(self, channel_id: int, channel: Any) -> Place:
         if isinstance(channel, discord.Thread):

@@ -59,10 +59,14 @@ def strip_mentions(text: str, bot_id: int) -> str:
 
 
 def is_addressed(
-    message: discord.Message, bot_id: int, trigger: str, is_ours: Callable[[int], bool]
+    message: discord.Message,
+    place: Place,
+    bot_id: int,
+    trigger: str,
+    is_ours: Callable[[int], bool],
 ) -> bool:
     """DMs always; in guilds a mention of the bot (or its role), a reply to it, or 'always'."""
-    if message.guild is None or trigger == "always":
+    if place.chat.kind is ChatKind.DIRECT or trigger == "always":
         return True
     if any(user.id == bot_id for user in message.mentions):
         return True

@@ -215,3 +215,39 @@ async def test_a_replayed_message_is_emitted_once(
     )
     await sink.wait_for(Message, 2)
     assert [e.text for e in sink.of(Message)] == ["once", "then this"]
+
+
+async def test_message_from_an_uncached_guild_is_a_group_message(
+    fake: FakeDiscord, connector: DiscordConnector, sink: Sink
+):
+    # A guild that was unavailable at READY: the cache has neither guild nor channel.
+    fake.guilds["1100000000000000090"] = ["1100000000000000091"]
+    msg = p.message(
+        message_id=fake.new_id(),
+        channel_id="1100000000000000091",
+        guild_id="1100000000000000090",
+        content=f"<@{p.BOT_ID}> hello from afar",
+        author=p.human_user(),
+        mentions=[p.bot_user()],
+    )
+    await fake.dispatch("MESSAGE_CREATE", msg)
+    (event,) = await sink.wait_for(Message)
+    assert event.chat.kind is ChatKind.GROUP and event.chat.id == "1100000000000000091"
+    assert event.thread_id is None and event.addressed
+    assert event.text == "hello from afar"
+
+
+async def test_chatter_in_an_uncached_guild_is_not_addressed(
+    fake: FakeDiscord, connector: DiscordConnector, sink: Sink
+):
+    fake.guilds["1100000000000000090"] = ["1100000000000000091"]
+    msg = p.message(
+        message_id=fake.new_id(),
+        channel_id="1100000000000000091",
+        guild_id="1100000000000000090",
+        content="people talking",
+        author=p.human_user(),
+    )
+    await fake.dispatch("MESSAGE_CREATE", msg)
+    (event,) = await sink.wait_for(Message)
+    assert event.chat.kind is ChatKind.GROUP and event.addressed is False
