@@ -159,3 +159,41 @@ async def test_hooks_and_commands_run_in_the_plugin(
     assert answer == "2 messages so far"
     assert specs["seen"] == "How many messages I saw."
     assert specs["notes"] == "Show your notes and to-do list."
+
+
+TICKER = """
+from bot.events import Address
+from bot.plugins.api import every, PluginContext
+
+@every(0.2)
+async def tick(ctx: PluginContext) -> None:
+    ticks = await ctx.store.get("ticks", 0) + 1
+    await ctx.store.set("ticks", ticks)
+    await ctx.send(f"tick {ticks}", Address("test", "alice"))
+"""
+
+
+async def test_scheduled_jobs_run_and_can_message_a_chat(
+    make_settings, fake_ollama, plugin_dir, write_plugin
+):
+    import asyncio
+
+    write_plugin("ticker", TICKER, jobs=[{"name": "tick", "every": 0.2}])
+    async with Harness(make_settings(OC_PLUGIN_DIRS=str(plugin_dir))) as h:
+        system: PluginSystem = h.app.extras["plugins"]
+        got: list[str] = []
+        two = asyncio.Event()
+        say = system.host.send
+        assert say is not None
+
+        async def record(address, text):  # type: ignore[no-untyped-def]
+            got.append(f"{address.key} {text}")
+            await say(address, text)
+            if len(got) >= 2:
+                two.set()
+
+        system.host.send = record
+        await asyncio.wait_for(two.wait(), 20)
+        sent = [c.text for c in h.conn.calls if c.action == "send"]
+    assert got[:2] == ["test:alice tick 1", "test:alice tick 2"]
+    assert "tick 1" in sent

@@ -69,3 +69,40 @@ def test_bad_settings_are_one_line():
             assert message in str(exc)
         else:
             raise AssertionError(raw)
+
+
+async def test_mcp_server_over_http(make_settings, fake_ollama, tmp_path):
+    import asyncio
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        SERVER,
+        "http",
+        str(port),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(150):  # a subprocess's readiness: nothing to await but its port
+            try:
+                _r, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.close()
+                await writer.wait_closed()
+                break
+            except OSError:
+                await asyncio.sleep(0.1)
+        setting = json.dumps({"web": {"url": f"http://127.0.0.1:{port}/mcp"}})
+        fake_ollama.call_tool("web__shout", text="hello")
+        fake_ollama.reply("ok")
+        async with Harness(make_settings(OC_MCP_SERVERS=setting)) as h:
+            await h.say("shout hello")
+            system: PluginSystem = h.app.extras["plugins"]
+            assert system.mcp is not None and system.mcp.servers[0].error is None
+        assert tool_results(fake_ollama) == ["HELLO!"]
+    finally:
+        proc.terminate()
+        await proc.wait()
