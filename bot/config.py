@@ -104,6 +104,10 @@ class Settings(BaseSettings):
         "OC_PARTITIONS", "Inbound stream partitions (scale-out); at least the worker count.", 16,
         ge=1, le=1024,
     )
+    worker_lease: float = _env(
+        "OC_WORKER_LEASE", "Seconds a worker's partitions stay its own without a heartbeat.", 6.0,
+        ge=0.5,
+    )
     republish_after: float = _env(
         "OC_REPUBLISH_AFTER", "Seconds before an unanswered message is published again.", 30.0,
         gt=0,
@@ -150,6 +154,56 @@ class Settings(BaseSettings):
         "OC_RATE_LIMIT_CHAT", "Messages per chat: 'count/seconds'; 0 turns it off.", "60/60"
     )
     redis_prefix: str = _env("OC_REDIS_PREFIX", "Prefix of every Redis key we write.", "oc:")
+
+    # --- feedback and prompt tuning (issue 6) -------------------------------------------
+    feedback_positive: str = _env(
+        "OC_FEEDBACK_POSITIVE",
+        "Reactions that rate a reply +1 (comma-separated).",
+        "👍,❤️,🎉,🙏",
+    )
+    feedback_negative: str = _env(
+        "OC_FEEDBACK_NEGATIVE",
+        "Reactions that rate a reply -1 (comma-separated).",
+        "👎,😕,😡",
+    )
+    tuning: bool = _env(
+        "OC_TUNING", "Choose prompt variants by feedback (off: the active one).", True
+    )
+    tuning_auto: bool = _env(
+        "OC_TUNING_AUTO", "Promote and roll back variants automatically.", True
+    )
+    tuning_min_ratings: int = _env(
+        "OC_TUNING_MIN_RATINGS", "Ratings each side needs before a promotion.", 20, ge=1
+    )
+    tuning_rollback_min_ratings: int = _env(
+        "OC_TUNING_ROLLBACK_MIN_RATINGS", "Ratings each side needs before a rollback.", 5, ge=1
+    )
+    tuning_confidence: float = _env(
+        "OC_TUNING_CONFIDENCE", "Posterior probability needed to promote or roll back.", 0.95,
+        gt=0.5, lt=1,
+    )
+    tuning_margin: float = _env(
+        "OC_TUNING_MARGIN", "How much better (thumbs-up rate) a promoted variant must be.", 0.1,
+        ge=0, lt=1,
+    )
+    tuning_rollback_margin: float = _env(
+        "OC_TUNING_ROLLBACK_MARGIN", "How much worse a variant must be to be rolled back.", 0.05,
+        ge=0, lt=1,
+    )
+    tuning_exploration: float = _env(
+        "OC_TUNING_EXPLORATION", "Share of new conversations each new candidate gets.", 0.2,
+        ge=0, le=1,
+    )
+    tuning_sticky_turns: int = _env(
+        "OC_TUNING_STICKY_TURNS", "Turns a conversation keeps its variant.", 5, ge=1
+    )
+    tuning_sticky_seconds: float = _env(
+        "OC_TUNING_STICKY_SECONDS", "Seconds a conversation keeps its variant.", 1800.0, gt=0
+    )
+    tuning_propose_hours: float = _env(
+        "OC_TUNING_PROPOSE_HOURS", "Propose a candidate every N hours (0: only /prompt tune).", 0.0,
+        ge=0,
+    )
 
     # --- connectors --------------------------------------------------------------------
     telegram_bot_token: SecretStr | None = _env("TELEGRAM_BOT_TOKEN", "Telegram bot token.")

@@ -1,0 +1,379 @@
+"""Database access for feedback and tuning (SQLAlchemy Core on the store's shared engine)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, case, delete, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import SQLModel
+
+from bot.feedback.models import (
+    FeedbackNoteRow,
+    FeedbackVoteRow,
+    PromptVariantRow,
+    ReplyFailureRow,
+    Status,
+    TuningEventRow,
+    VariantAssignmentRow,
+)
+from bot.feedback.stats import Posterior
+from bot.storage.models import InboundRow, ReplyRow
+
+__all__ = ["Change", "Exchange", "FeedbackRepo", "VariantStats"]
+
+_VAR = PromptVariantRow.__table__  # type: ignore[attr-defined]
+_VOTE = FeedbackVoteRow.__table__  # type: ignore[attr-defined]
+_NOTE = FeedbackNoteRow.__table__  # type: ignore[attr-defined]
+_FAIL = ReplyFailureRow.__table__  # type: ignore[attr-defined]
+_ASSIGN = VariantAssignmentRow.__table__  # type: ignore[attr-defined]
+_EVENT = TuningEventRow.__table__  # type: ignore[attr-defined]
+_REPLY = ReplyRow.__table__  # type: ignore[attr-defined]
+_IN = InboundRow.__table__  # type: ignore[attr-defined]
+TABLES = [_VAR, _VOTE, _NOTE, _FAIL, _ASSIGN, _EVENT]
+LIVE = (Status.ACTIVE, Status.CANDIDATE, Status.PINNED)
+
+Change = tuple[int, str, str]  # variant id, status before, status after
+
+
+@dataclass(frozen=True, slots=True)
+class VariantStats:
+    """What admins see per variant."""
+
+    variant: Any
+    up: int
+    down: int
+    excluded: int  # ratings on failed replies, not blamed on the prompt
+    served: int
+    failures: int
+
+    @property
+    def posterior(self) -> Posterior:
+        """Posterior of the thumbs-up rate from the blamed ratings."""
+        return Posterior(self.up, self.down)
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """A rated question/answer pair, as the tuner shows it to the model."""
+
+    question: str
+    answer: str
+    score: int
+
+
+class FeedbackRepo:
+    """Variants, votes, notes, failures, assignments and tuning events."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def create_tables(self) -> None:
+        """Create this feature's tables if missing (they may be imported after store start)."""
+        async with self.engine.begin() as conn:
+            await conn.run_sync(SQLModel.metadata.create_all, tables=TABLES)
+
+    # --- variants ----------------------------------------------------------------------
+    async def add_variant(self, **values: Any) -> Any:
+        """Insert a variant; its version follows the newest of the same name."""
+        async with self.engine.begin() as conn:
+            newest = await conn.scalar(
+                select(func.max(_VAR.c.version)).where(_VAR.c.name == values["name"])
+            )
+            now = time.time()
+            result = await conn.execute(
+                insert(_VAR).values(
+                    version=int(newest or 0) + 1, created_at=now, updated_at=now, **values
+                )
+            )
+            vid = int(result.inserted_primary_key[0])
+            return (await conn.execute(select(_VAR).where(_VAR.c.id == vid))).one()
+
+    async def variant(self, variant_id: int) -> Any | None:
+        """One variant by id."""
+        async with self.engine.connect() as conn:
+            return (await conn.execute(select(_VAR).where(_VAR.c.id == variant_id))).first()
+
+    async def variants(self, *, live_only: bool = False) -> list[Any]:
+        """Every variant (or every live one), oldest first."""
+        query = select(_VAR).order_by(_VAR.c.id)
+        if live_only:
+            query = query.where(_VAR.c.status.in_(LIVE))
+        async with self.engine.connect() as conn:
+            return list(await conn.execute(query))
+
+    async def live_for(self, platform: str, chat_key: str) -> list[Any]:
+        """Live variants that can apply to a chat: global, its platform's, its own."""
+        query = select(_VAR).where(
+            _VAR.c.status.in_(LIVE),
+            or_(
+                _VAR.c.scope == "global",
+                and_(_VAR.c.scope == "platform", _VAR.c.scope_key == platform),
+                and_(_VAR.c.scope == "chat", _VAR.c.scope_key == chat_key),
+            ),
+        )
+        async with self.engine.connect() as conn:
+            return list(await conn.execute(query.order_by(_VAR.c.id)))
+
+    async def change(
+        self,
+        changes: Sequence[tuple[int, str]],
+        *,
+        kind: str,
+        actor: str,
+        reason: str = "",
+        variant_id: int | None = None,
+        extra: dict[int, dict[str, Any]] | None = None,
+    ) -> Any:
+        """Apply status changes (and extra column updates) and record one event, atomically."""
+        now = time.time()
+        done: list[Change] = []
+        async with self.engine.begin() as conn:
+            for vid, status in changes:
+                before = await conn.scalar(select(_VAR.c.status).where(_VAR.c.id == vid))
+                if before is None:
+                    raise LookupError(f"no prompt variant {vid}")
+                values = {"status": status, "updated_at": now, **(extra or {}).get(vid, {})}
+                await conn.execute(update(_VAR).where(_VAR.c.id == vid).values(**values))
+                done.append((vid, str(before), status))
+            result = await conn.execute(
+                insert(_EVENT).values(
+                    at=now,
+                    kind=kind,
+                    variant_id=variant_id,
+                    actor=actor,
+                    reason=reason,
+                    changes=json.dumps(done),
+                )
+            )
+            eid = int(result.inserted_primary_key[0])
+            return (await conn.execute(select(_EVENT).where(_EVENT.c.id == eid))).one()
+
+    async def record_event(
+        self, kind: str, *, actor: str, variant_id: int | None = None, reason: str = ""
+    ) -> Any:
+        """An event that changes no status (a variant added, a proposal)."""
+        return await self.change([], kind=kind, actor=actor, variant_id=variant_id, reason=reason)
+
+    async def events(self, limit: int = 20) -> list[Any]:
+        """Newest tuning events first."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(select(_EVENT).order_by(_EVENT.c.id.desc()).limit(limit))
+            return list(rows)
+
+    async def last_undoable(self) -> Any | None:
+        """The newest event that changed statuses and was not undone."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(_EVENT)
+                .where(_EVENT.c.undone_by.is_(None), _EVENT.c.changes != "[]")
+                .order_by(_EVENT.c.id.desc())
+                .limit(1)
+            )
+            return rows.first()
+
+    async def mark_undone(self, event_id: int, by: int) -> None:
+        """Link an event to the event that reversed it."""
+        async with self.engine.begin() as conn:
+            await conn.execute(update(_EVENT).where(_EVENT.c.id == event_id).values(undone_by=by))
+
+    # --- votes -------------------------------------------------------------------------
+    async def reply(self, reply_id: int) -> Any | None:
+        """A bot reply row."""
+        async with self.engine.connect() as conn:
+            return (await conn.execute(select(_REPLY).where(_REPLY.c.id == reply_id))).first()
+
+    async def set_vote(self, reply: Any, user_key: str, score: int, emoji: str) -> bool:
+        """Store a user's vote on a reply (replacing theirs); True if it changed."""
+        async with self.engine.begin() as conn:
+            old = (
+                await conn.execute(
+                    select(_VOTE.c.score, _VOTE.c.emoji).where(
+                        _VOTE.c.reply_id == reply.id, _VOTE.c.user_key == user_key
+                    )
+                )
+            ).first()
+            if old is not None and old.score == score and old.emoji == emoji:
+                return False
+            await conn.execute(
+                delete(_VOTE).where(_VOTE.c.reply_id == reply.id, _VOTE.c.user_key == user_key)
+            )
+            await conn.execute(
+                insert(_VOTE).values(
+                    reply_id=reply.id,
+                    user_key=user_key,
+                    variant_id=reply.variant_id,
+                    model=reply.model,
+                    conversation=reply.conversation,
+                    score=score,
+                    emoji=emoji,
+                    blamed=reply.failure is None,
+                    created_at=time.time(),
+                )
+            )
+            return old is None or old.score != score
+
+    async def delete_vote(self, reply_id: int, user_key: str) -> bool:
+        """Remove a user's vote; True if there was one."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                delete(_VOTE).where(_VOTE.c.reply_id == reply_id, _VOTE.c.user_key == user_key)
+            )
+            return bool(result.rowcount)
+
+    async def votes(self, reply_id: int) -> list[Any]:
+        """Current votes on a reply."""
+        async with self.engine.connect() as conn:
+            return list(await conn.execute(select(_VOTE).where(_VOTE.c.reply_id == reply_id)))
+
+    async def posteriors(
+        self, variant_ids: Iterable[int], *, since: dict[int, float] | None = None
+    ) -> dict[int, Posterior]:
+        """Blamed up/down counts per variant (optionally only votes after a time per variant)."""
+        ids = list(variant_ids)
+        out = {vid: Posterior() for vid in ids}
+        if not ids:
+            return out
+        up = func.sum(case((_VOTE.c.score > 0, 1), else_=0))
+        down = func.sum(case((_VOTE.c.score < 0, 1), else_=0))
+        query = (
+            select(_VOTE.c.variant_id, up, down)
+            .where(_VOTE.c.variant_id.in_(ids), _VOTE.c.blamed.is_(True))
+            .group_by(_VOTE.c.variant_id)
+        )
+        if since:
+            query = query.where(
+                or_(
+                    *(
+                        and_(_VOTE.c.variant_id == v, _VOTE.c.created_at >= t)
+                        for v, t in since.items()
+                    )
+                )
+            )
+        async with self.engine.connect() as conn:
+            for vid, u, d in await conn.execute(query):
+                out[int(vid)] = Posterior(int(u or 0), int(d or 0))
+        return out
+
+    async def stats(self) -> list[VariantStats]:
+        """Per variant: blamed ups and downs, excluded ratings, replies served, failures."""
+        up = func.sum(case((and_(_VOTE.c.score > 0, _VOTE.c.blamed.is_(True)), 1), else_=0))
+        down = func.sum(case((and_(_VOTE.c.score < 0, _VOTE.c.blamed.is_(True)), 1), else_=0))
+        excl = func.sum(case((_VOTE.c.blamed.is_(False), 1), else_=0))
+        async with self.engine.connect() as conn:
+            votes = {
+                r[0]: r[1:]
+                for r in await conn.execute(
+                    select(_VOTE.c.variant_id, up, down, excl).group_by(_VOTE.c.variant_id)
+                )
+            }
+            served = dict(
+                list(
+                    await conn.execute(
+                        select(_REPLY.c.variant_id, func.count()).group_by(_REPLY.c.variant_id)
+                    )
+                )
+            )
+            fails = dict(
+                list(
+                    await conn.execute(
+                        select(_FAIL.c.variant_id, func.count()).group_by(_FAIL.c.variant_id)
+                    )
+                )
+            )
+            variants = list(await conn.execute(select(_VAR).order_by(_VAR.c.id)))
+        out = []
+        for v in variants:
+            u, d, x = votes.get(v.id, (0, 0, 0))
+            out.append(
+                VariantStats(
+                    v,
+                    int(u or 0),
+                    int(d or 0),
+                    int(x or 0),
+                    int(served.get(v.id, 0)),
+                    int(fails.get(v.id, 0)),
+                )
+            )
+        return out
+
+    async def timeline(self) -> list[tuple[int, float, int]]:
+        """Every blamed vote as (variant id, time, score), oldest first (for charts)."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(_VOTE.c.variant_id, _VOTE.c.created_at, _VOTE.c.score)
+                .where(_VOTE.c.blamed.is_(True), _VOTE.c.variant_id.is_not(None))
+                .order_by(_VOTE.c.created_at)
+            )
+            return [(int(v), float(t), int(s)) for v, t, s in rows]
+
+    async def exchanges(self, variant_ids: Sequence[int], score: int, limit: int) -> list[Exchange]:
+        """Newest blamed exchanges rated ``score`` (question and answer text) for the tuner."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(_IN.c.text, _REPLY.c.text, _VOTE.c.score)
+                .select_from(_VOTE.join(_REPLY, _REPLY.c.id == _VOTE.c.reply_id))
+                .join(_IN, _IN.c.id == _REPLY.c.inbound_id)
+                .where(
+                    _VOTE.c.variant_id.in_(list(variant_ids)),
+                    _VOTE.c.blamed.is_(True),
+                    _VOTE.c.score == score,
+                )
+                .order_by(_VOTE.c.created_at.desc())
+                .limit(limit)
+            )
+            return [Exchange(q, a, s) for q, a, s in rows]
+
+    # --- notes and failures --------------------------------------------------------------
+    async def add_note(self, **values: Any) -> int:
+        """Store a reason given in words."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(insert(_NOTE).values(created_at=time.time(), **values))
+            return int(result.inserted_primary_key[0])
+
+    async def notes(self, *, variant_id: int | None = None, limit: int = 10) -> list[Any]:
+        """Newest notes (for one variant or all)."""
+        query = select(_NOTE).order_by(_NOTE.c.id.desc()).limit(limit)
+        if variant_id is not None:
+            query = query.where(_NOTE.c.variant_id == variant_id)
+        async with self.engine.connect() as conn:
+            return list(await conn.execute(query))
+
+    async def add_failure(self, **values: Any) -> None:
+        """Record that a reply was produced by a failure (idempotent per reply)."""
+        async with self.engine.begin() as conn:
+            exists = await conn.scalar(
+                select(_FAIL.c.id).where(_FAIL.c.reply_id == values["reply_id"])
+            )
+            if exists is None:
+                await conn.execute(insert(_FAIL).values(created_at=time.time(), **values))
+
+    # --- assignments ---------------------------------------------------------------------
+    async def assignment(self, conversation: str) -> Any | None:
+        """The conversation's current variant assignment."""
+        async with self.engine.connect() as conn:
+            query = select(_ASSIGN).where(_ASSIGN.c.conversation == conversation)
+            return (await conn.execute(query)).first()
+
+    async def assign(self, conversation: str, variant_id: int, epoch: int) -> None:
+        """Give a conversation a (new) variant, starting its turn count at one."""
+        values = {"variant_id": variant_id, "epoch": epoch, "turns": 1, "assigned_at": time.time()}
+        async with self.engine.begin() as conn:
+            changed = await conn.execute(
+                update(_ASSIGN).where(_ASSIGN.c.conversation == conversation).values(**values)
+            )
+            if not changed.rowcount:
+                await conn.execute(insert(_ASSIGN).values(conversation=conversation, **values))
+
+    async def bump(self, conversation: str) -> None:
+        """Count one more turn on the current assignment."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(_ASSIGN)
+                .where(_ASSIGN.c.conversation == conversation)
+                .values(turns=_ASSIGN.c.turns + 1)
+            )
