@@ -54,6 +54,11 @@ class GatewayClient(discord.Client):
         options.setdefault("intents", intents())
         options.setdefault("max_messages", None)  # no message cache: we never read it
         options.setdefault("chunk_guilds_at_startup", False)
+        # The model's text must never ping: no @everyone, role or user mentions in any answer
+        # (channel messages and interaction replies alike); the reply reference still shows.
+        options.setdefault(
+            "allowed_mentions", discord.AllowedMentions(everyone=False, users=False, roles=False)
+        )
         super().__init__(**options)
         self._events = events
         self._identify_delay = identify_delay

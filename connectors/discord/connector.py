@@ -285,14 +285,14 @@ class DiscordConnector:
     async def _on_slash(self, interaction: discord.Interaction, name: str, args: str) -> None:
         if self._places is None or self._inbound is None:
             return
+        # Held first: the 3-second answer window runs while the channel is being located.
+        self.interactions.add(interaction)
         if interaction.channel is not None:
             place = await self._places.of_channel(interaction.channel)
         else:
             channel_id = interaction.channel_id or 0
             place = await self._places.of_ids(channel_id, interaction.guild_id)
-        command = to_command(interaction, place, name, args)
-        self.interactions.add(interaction, command.address)
-        self._inbound.command(command)
+        self._inbound.command(to_command(interaction, place, name, args))
 
     # --- outbound ----------------------------------------------------------------------
     def render(self, markdown: str) -> list[str]:
@@ -308,7 +308,7 @@ class DiscordConnector:
 
     async def send(self, address: Address, text: str, *, reply_to: str | None = None) -> str:
         """Post one chunk; a slash command's reply answers its interaction."""
-        answered = await self.interactions.send(address, text, reply_to)
+        answered = await self.interactions.send(text, reply_to)
         if answered is not None:
             self._sent.add(answered)
             return answered
@@ -318,11 +318,7 @@ class DiscordConnector:
             reference = discord.MessageReference(
                 message_id=int(reply_to), channel_id=channel.id, fail_if_not_exists=False
             )
-        sent = await channel.send(
-            text,
-            reference=reference,  # type: ignore[arg-type]
-            allowed_mentions=discord.AllowedMentions(everyone=False, users=False, roles=False),
-        )
+        sent = await channel.send(text, reference=reference)  # type: ignore[arg-type]
         self._sent.add(str(sent.id))
         return str(sent.id)
 

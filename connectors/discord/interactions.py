@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 
 import discord
 
-from bot.events import Address
-
 __all__ = ["InteractionReplies"]
 
 logger = logging.getLogger(__name__)
@@ -30,7 +28,6 @@ _TOKEN_LIFETIME = 14 * 60.0  # interaction tokens last 15 minutes; keep a margin
 @dataclass
 class _Pending:
     interaction: discord.Interaction
-    address: Address
     created: float = field(default_factory=time.monotonic)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     deferred: bool = False
@@ -47,9 +44,9 @@ class InteractionReplies:
         self._pending: OrderedDict[str, _Pending] = OrderedDict()
         self._messages: OrderedDict[str, _Pending] = OrderedDict()
 
-    def add(self, interaction: discord.Interaction, address: Address) -> None:
+    def add(self, interaction: discord.Interaction) -> None:
         """Hold ``interaction`` for its reply; defer it if none comes within ``defer_after``."""
-        pending = _Pending(interaction, address)
+        pending = _Pending(interaction)
         self._expire()
         self._pending[str(interaction.id)] = pending
         pending.timer = asyncio.create_task(self._defer_later(pending))
@@ -76,14 +73,14 @@ class InteractionReplies:
             with contextlib.suppress(discord.HTTPException):
                 await pending.interaction.delete_original_response()
 
-    async def send(self, address: Address, text: str, reply_to: str | None) -> str | None:
+    async def send(self, text: str, reply_to: str | None) -> str | None:
         """Answer the held interaction ``reply_to`` with ``text``; None when it is not one.
 
         Only an exact match counts: the command router replies with ``reply_to`` set to the
         interaction id, while later chunks and other replies in the channel are posted.
         """
         pending = self._pending.get(reply_to) if reply_to is not None else None
-        if pending is None or pending.address != address:
+        if pending is None:
             return None
         del self._pending[str(reply_to)]
         # The defer timer is left to run: cancelling it mid-request could lose a defer that

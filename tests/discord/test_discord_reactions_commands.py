@@ -163,6 +163,7 @@ async def test_slash_command_answered_in_time(
     (callback,) = fake.interaction_responses
     assert callback["type"] == 4  # answered directly, no defer needed
     assert callback["data"]["content"] == "/prompt list: ok"
+    assert callback["data"]["allowed_mentions"]["parse"] == []  # answers never ping
     (msg,) = fake.bot_messages(p.CHANNEL_ID)
     assert msg["content"] == "/prompt list: done"
     assert fake.calls("PATCH", rf"/webhooks/{p.APP_ID}/.+/messages/@original")
