@@ -71,11 +71,11 @@ class AdminServices:
         await self.audit(by.key, f"approval.{status}", {"approval": approval_id, "tools": tools})
         if approved:
             await self.audit(row.user_key, "tool.dangerous", {"approval": approval_id, "tools": tools})
-        _requeue(self.app.runtime, row)
+        await _requeue(self.app.runtime, row)
         return None if approved else "Rejected; the action will not run."
 
 
-def _requeue(runtime: Runtime, row: Any) -> None:
+async def _requeue(runtime: Runtime, row: Any) -> None:
     """Queue the paused conversation; its next turn resumes the thread (see ApprovalAgent)."""
     address = Address.parse(row.conversation)
     platform, _, user_id = row.user_key.partition(":")
@@ -87,7 +87,7 @@ def _requeue(runtime: Runtime, row: Any) -> None:
         thread_id=address.thread_id,
         text="",
     )
-    runtime._enqueue(Job(message, None))  # the lane keeps it in order with the chat's turns
+    await runtime.route(Job(message, None))  # the lane keeps it in order with the chat's turns
 
 
 def _calls(row: Any) -> list[dict[str, Any]]:
