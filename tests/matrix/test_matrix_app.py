@@ -85,7 +85,8 @@ def _text_of(event: dict[str, Any]) -> str:
 async def test_dm_answer_reaction_and_restart(
     start_app: Any, app_settings: Settings, human: Human, fake_ollama: FakeOllama
 ) -> None:
-    fake_ollama.reply("**Hello** from the agent")
+    # Streamed slowly enough that the first piece is posted, then replaced by an edit.
+    fake_ollama.reply("**Hello** from the agent", chunks=4, pace=0.3)
     first = await start_app(app_settings)
     bot = first.bot
     assert bot.state is ConnectorState.CONNECTED or bot.state is ConnectorState.STARTING
@@ -98,7 +99,12 @@ async def test_dm_answer_reaction_and_restart(
     final = await human.wait_for(
         lambda r, e: _from(bot)(r, e) and _text_of(e) == "**Hello** from the agent"
     )
-    assert final["content"].get("m.new_content", final["content"])["formatted_body"] == (
+    assert reply["content"]["body"] != "**Hello** from the agent"  # a streamed first piece
+    assert final["content"]["m.relates_to"] == {
+        "rel_type": "m.replace",
+        "event_id": reply["event_id"],
+    }
+    assert final["content"]["m.new_content"]["formatted_body"] == (
         "<p><strong>Hello</strong> from the agent</p>"
     )
     row = await first.app.store.reply_for_message("matrix", room, reply["event_id"])
@@ -134,7 +140,7 @@ async def test_dm_answer_reaction_and_restart(
     answers = [
         _text_of(e) for r, e in human.seen if r == room and _from(bot)(r, e) and not _is_edit(e)
     ]
-    assert answers == ["**Hello** from the agent", "Still here."]
+    assert len(answers) == 2 and answers[0] == reply["content"]["body"]  # one message each
 
 
 async def test_room_thread_answered_in_thread(
