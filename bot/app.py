@@ -55,6 +55,7 @@ FEATURES: list[str] = [
     "bot.admin.feature:setup",  # access, rate limits, identity, approvals, audit, admin commands
     "bot.plugins.feature:setup",  # plugins: discovery, sandboxed tools, enablement, MCP
     "bot.memory.feature:setup",  # memory, compaction, planning, schedules (issue 8)
+    "bot.feedback.feature:setup",  # reactions -> feedback -> prompt variants (issue 6)
 ]
 
 

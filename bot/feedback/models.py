@@ -3,6 +3,8 @@
 Variants are immutable once written: a revision is a new row (``version`` + 1, ``parent_id``),
 so every reply keeps pointing at the exact text that produced it, and a status change is the
 only mutation (each one is recorded in ``prompt_tuning_events`` so that it can be undone).
+``reply_id`` columns carry no foreign key on purpose: ``/forget`` deletes replies first and
+then calls our forget hook, which a foreign key would turn into an error on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -87,7 +89,7 @@ class FeedbackVoteRow(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("reply_id", "user_key", name="uq_feedback_vote"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    reply_id: int = Field(foreign_key="replies.id", index=True)
+    reply_id: int = Field(index=True)
     user_key: str = Field(max_length=255, index=True)
     variant_id: int | None = Field(default=None, index=True)
     model: str = Field(default="", max_length=255)
@@ -108,7 +110,7 @@ class FeedbackNoteRow(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     user_key: str = Field(max_length=255, index=True)
     conversation: str = Field(default="", max_length=512)
-    reply_id: int | None = Field(default=None, foreign_key="replies.id", index=True)
+    reply_id: int | None = Field(default=None, index=True)
     variant_id: int | None = None
     text: str
     created_at: float = Field(default_factory=_now)
@@ -120,7 +122,7 @@ class ReplyFailureRow(SQLModel, table=True):
     __tablename__ = "reply_failures"
 
     id: int | None = Field(default=None, primary_key=True)
-    reply_id: int = Field(foreign_key="replies.id", unique=True)
+    reply_id: int = Field(unique=True)
     variant_id: int | None = Field(default=None, index=True)
     conversation: str = Field(default="", max_length=512)
     kind: str = Field(default="", max_length=32)

@@ -377,3 +377,27 @@ class FeedbackRepo:
                 .where(_ASSIGN.c.conversation == conversation)
                 .values(turns=_ASSIGN.c.turns + 1)
             )
+
+    # --- data rights -------------------------------------------------------------------
+    async def forget(self, accounts: Sequence[str]) -> tuple[int, int]:
+        """Delete the accounts' votes and notes, and rows of replies that no longer exist."""
+        alive = select(_REPLY.c.id)
+        async with self.engine.begin() as conn:
+            votes = await conn.execute(
+                delete(_VOTE).where(
+                    or_(_VOTE.c.user_key.in_(list(accounts)), _VOTE.c.reply_id.not_in(alive))
+                )
+            )
+            notes = await conn.execute(delete(_NOTE).where(_NOTE.c.user_key.in_(list(accounts))))
+            await conn.execute(delete(_FAIL).where(_FAIL.c.reply_id.not_in(alive)))
+        return int(votes.rowcount or 0), int(notes.rowcount or 0)
+
+    async def export(self, accounts: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        """The accounts' votes and notes as plain dicts."""
+        async with self.engine.connect() as conn:
+            votes = await conn.execute(select(_VOTE).where(_VOTE.c.user_key.in_(list(accounts))))
+            notes = await conn.execute(select(_NOTE).where(_NOTE.c.user_key.in_(list(accounts))))
+            return {
+                "feedback_votes": [dict(r._mapping) for r in votes],
+                "feedback_notes": [dict(r._mapping) for r in notes],
+            }

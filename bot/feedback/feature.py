@@ -1,0 +1,69 @@
+"""Feature entry point: ``FEATURES`` in ``bot/app.py`` lists ``bot.feedback.feature:setup``."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+from bot.feedback.commands import register_commands
+from bot.feedback.service import FeedbackService
+from bot.feedback.tuner import AuditHook
+
+if TYPE_CHECKING:
+    from bot.app import App
+
+__all__ = ["setup"]
+
+logger = logging.getLogger(__name__)
+
+
+async def setup(app: App) -> None:
+    """Wire feedback into the runtime: prompt choice, reaction and reply listeners, commands.
+
+    ``app.extras["feedback"]`` holds the service; every tuning event goes to the audit log and
+    to any other hook appended to ``service.tuner.audit_hooks``.
+    """
+    rng = app.extras.get("feedback_rng")
+    service = FeedbackService(app.settings, app.store, llm=app.llm, rng=rng)
+    hook = audit_hook(app.store)
+    if hook is not None:
+        service.tuner.audit_hooks.append(hook)
+    await service.start()
+    runtime = app.runtime
+    runtime.choose_prompt = service.selector.choose
+    runtime.reaction_listeners.append(service.on_reaction)
+    runtime.reply_listeners.append(service.on_reply)
+    runtime.add_middleware(service.reason_middleware)
+    register_commands(app.commands, service)
+    app.extras["feedback"] = service
+    app.on_stop.append(service.stop)
+
+    async def forget(_person: str, accounts: list[str]) -> str:
+        votes, notes = await service.repo.forget(accounts)
+        return f"{votes} feedback ratings and {notes} feedback notes"
+
+    async def export(_person: str, accounts: list[str]) -> dict[str, Any]:
+        return await service.repo.export(accounts)
+
+    app.extras.setdefault("forget_hooks", []).append(forget)
+    app.extras.setdefault("export_hooks", []).append(export)
+
+
+def audit_hook(store: object) -> AuditHook | None:
+    """A tuning-event hook writing to the shared audit log (``bot/audit.py``), if installed."""
+    try:
+        from bot import audit as audit_log
+    except ImportError:  # the audit feature is not part of this build
+        return None
+
+    async def forward(event: Any) -> None:
+        detail = {
+            "variant": event.variant_id,
+            "event": event.id,
+            "reason": event.reason,
+            "changes": json.loads(event.changes or "[]"),
+        }
+        await audit_log.audit(store, event.actor or "system", f"prompt.{event.kind}", detail)
+
+    return forward

@@ -1,0 +1,143 @@
+"""Which prompt variant a turn uses: scope resolution, stickiness, Thompson sampling.
+
+A conversation keeps its variant for ``tuning_sticky_turns`` turns (or ``tuning_sticky_seconds``),
+so its tone does not change mid-conversation; ``/reset`` (a new epoch) draws again. New
+candidates (fewer than ``tuning_min_ratings`` ratings) enter with a small exploration share
+each; the incumbent and established candidates compete by Thompson sampling over their Beta
+posteriors, so traffic moves to the better variant as evidence accumulates.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.config import Settings
+from bot.events import Message
+from bot.feedback.models import Scope, Status
+from bot.feedback.repo import FeedbackRepo
+from bot.feedback.stats import Posterior
+
+__all__ = ["Pool", "Selector", "resolve_pool"]
+
+logger = logging.getLogger(__name__)
+
+_BROADER = {Scope.CHAT: (Scope.PLATFORM, Scope.GLOBAL), Scope.PLATFORM: (Scope.GLOBAL,)}
+
+
+@dataclass(slots=True)
+class Pool:
+    """The variants that compete in one scope."""
+
+    scope: str
+    scope_key: str
+    incumbent: Any | None
+    candidates: list[Any] = field(default_factory=list)
+    pinned: Any | None = None
+
+    @property
+    def members(self) -> list[Any]:
+        """Every variant that may be served (pinned alone when there is one)."""
+        if self.pinned is not None:
+            return [self.pinned]
+        head = [self.incumbent] if self.incumbent is not None else []
+        return head + self.candidates
+
+
+def resolve_pool(
+    rows: list[Any], platform: str, chat_key: str, scope: str | None = None
+) -> Pool | None:
+    """The pool of the most specific scope that has live variants (or of ``scope``).
+
+    A chat or platform scope without an active variant of its own competes against the
+    incumbent of the next broader scope.
+    """
+
+    def of(level: str) -> list[Any]:
+        key = {Scope.CHAT: chat_key, Scope.PLATFORM: platform, Scope.GLOBAL: ""}[Scope(level)]
+        return [r for r in rows if r.scope == level and r.scope_key == key]
+
+    levels = [scope] if scope else [Scope.CHAT, Scope.PLATFORM, Scope.GLOBAL]
+    for level in levels:
+        mine = of(level)
+        if not mine:
+            continue
+        pinned = next((r for r in mine if r.status == Status.PINNED), None)
+        incumbent = next((r for r in mine if r.status == Status.ACTIVE), None)
+        for broader in _BROADER.get(Scope(level), ()):
+            if incumbent is not None:
+                break
+            incumbent = next((r for r in of(broader) if r.status == Status.ACTIVE), None)
+        candidates = [r for r in mine if r.status == Status.CANDIDATE]
+        key = mine[0].scope_key
+        return Pool(str(level), key, incumbent, candidates, pinned)
+    return None
+
+
+class Selector:
+    """``runtime.choose_prompt``: returns (template, variant id) for a message."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        repo: FeedbackRepo,
+        epoch: Callable[[str], Awaitable[int]],
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self.repo = repo
+        self.epoch = epoch
+        self.rng = rng or random.Random()
+
+    async def choose(self, msg: Message) -> tuple[str | None, int | None]:
+        """Pick (or keep) the conversation's variant."""
+        address = msg.address
+        chat_key = f"{address.platform}:{address.chat_id}"
+        rows = await self.repo.live_for(address.platform, chat_key)
+        pool = resolve_pool(rows, address.platform, chat_key)
+        if pool is None or not pool.members:
+            return self.settings.system_prompt, None
+        if pool.pinned is not None or not self.settings.tuning:
+            chosen = pool.pinned or pool.incumbent or pool.members[0]
+            return chosen.template, int(chosen.id)
+        key = address.key
+        epoch = await self.epoch(key)
+        current = await self.repo.assignment(key)
+        by_id = {int(r.id): r for r in pool.members}
+        if current is not None and self._still_valid(current, by_id, epoch):
+            await self.repo.bump(key)
+            chosen = by_id[int(current.variant_id)]
+            return chosen.template, int(chosen.id)
+        chosen = await self.draw(pool)
+        await self.repo.assign(key, int(chosen.id), epoch)
+        return chosen.template, int(chosen.id)
+
+    def _still_valid(self, current: Any, by_id: dict[int, Any], epoch: int) -> bool:
+        return (
+            int(current.variant_id) in by_id
+            and int(current.epoch) == epoch
+            and int(current.turns) < self.settings.tuning_sticky_turns
+            and time.time() - float(current.assigned_at) < self.settings.tuning_sticky_seconds
+        )
+
+    async def draw(self, pool: Pool) -> Any:
+        """Exploration share for new candidates, Thompson sampling for the rest."""
+        members = pool.members
+        if len(members) == 1:
+            return members[0]
+        posts = await self.repo.posteriors(int(m.id) for m in members)
+        floor = self.settings.tuning_min_ratings
+        new = [c for c in pool.candidates if posts[int(c.id)].n < floor]
+        settled = [m for m in members if m not in new]
+        share = min(0.5, self.settings.tuning_exploration * len(new))
+        if new and (not settled or self.rng.random() < share):
+            return self.rng.choice(new)
+        return max(settled, key=lambda m: _draw(posts[int(m.id)], self.rng))
+
+
+def _draw(posterior: Posterior, rng: random.Random) -> float:
+    return posterior.sample(rng)
