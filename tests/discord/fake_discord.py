@@ -17,6 +17,7 @@ import itertools
 import json
 import re
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,6 +75,10 @@ class FakeDiscord(FakeRest):
         self.connections = 0
         self._ids = itertools.count(1_200_000_000_000_000_000)
         self._failures: list[_Failure] = []
+        self.channel_limit: tuple[int, float] | None = None  # (messages, seconds) per channel
+        self.rate_limited = 0
+        self.accepted_at: list[float] = []
+        self._windows: dict[str, deque[float]] = {}
         self._session: _Session | None = None
         self._conn: _Conn | None = None
         self._lock = asyncio.Lock()

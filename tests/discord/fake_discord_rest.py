@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import re
+import time
+from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -64,6 +66,10 @@ class FakeRest:
     _interaction_tokens: dict[str, str]
     _interaction_channels: dict[str, str]
     _failures: list[_Failure]
+    channel_limit: tuple[int, float] | None
+    rate_limited: int
+    accepted_at: list[float]
+    _windows: dict[str, deque[float]]
 
     def new_id(self) -> str:
         """A fresh snowflake."""
@@ -101,6 +107,34 @@ class FakeRest:
                 return failure
         return None
 
+    def _channel_bucket(self, method: str, path: str) -> tuple[web.Response | None, dict[str, str]]:
+        """Discord's 5 messages / 5 s per channel (``channel_limit`` scales it), with headers."""
+        match = re.fullmatch(r"/channels/(\d+)/messages", path)
+        if self.channel_limit is None or method != "POST" or match is None:
+            return None, {}
+        limit, per = self.channel_limit
+        now = time.monotonic()
+        # Like Discord, a fixed window: it opens with the first request and resets whole.
+        window = self._windows.setdefault(match.group(1), deque())
+        if window and now - window[0] >= per:
+            window.clear()
+        reset_after = per - (now - window[0]) if window else per
+        headers = {
+            "X-RateLimit-Limit": str(limit),
+            "X-RateLimit-Bucket": f"chan-{match.group(1)}",
+            "X-RateLimit-Reset-After": f"{reset_after:.3f}",
+        }
+        if len(window) >= limit:
+            self.rate_limited += 1
+            headers.update({"X-RateLimit-Remaining": "0", "Via": "1.1 google"})
+            headers["X-RateLimit-Scope"] = "user"
+            body = {"message": "You are being rate limited.", "retry_after": reset_after}
+            return _json({**body, "global": False}, 429, headers), {}
+        window.append(now)
+        self.accepted_at.append(now)
+        headers["X-RateLimit-Remaining"] = str(limit - len(window))
+        return None, headers
+
     async def _rest(self, request: web.Request) -> web.StreamResponse:
         path = "/" + request.match_info["tail"]
         raw = await request.read()
@@ -115,7 +149,12 @@ class FakeRest:
             failure = self._take_failure(request.method, path)
             if failure is not None:
                 return _json(failure.body, failure.status, failure.headers)
-            return await self._route(rec)
+            limited, headers = self._channel_bucket(request.method, path)
+            if limited is not None:
+                return limited
+            response = await self._route(rec)
+            response.headers.update(headers)
+            return response
         finally:
             await self._notify()
 
