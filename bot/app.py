@@ -55,6 +55,7 @@ FEATURES: list[str] = [
     "bot.admin.feature:setup",  # access, rate limits, identity, approvals, audit, admin commands
     "bot.plugins.feature:setup",  # plugins: discovery, sandboxed tools, enablement, MCP
     "bot.memory.feature:setup",  # memory, compaction, planning, schedules (issue 8)
+    "bot.observability:setup",  # metrics for model, tools, feedback, streams; turn ids in logs
     "bot.feedback.feature:setup",  # reactions -> feedback -> prompt variants (issue 6)
 ]
 
@@ -143,6 +144,7 @@ class App:
             raise
 
     async def _start(self, connectors: ConnectorsFactory | None, *, http: bool) -> Runtime:
+        from bot.observability import MeteredModel
         from graphs.agent.checkpointer import open_checkpointer
         from graphs.agent.graph import build_graph
         from graphs.agent.runner import GraphAgent
@@ -158,7 +160,8 @@ class App:
         saver = await self._stack.enter_async_context(
             open_checkpointer(self.settings.resolved_database_url)
         )
-        graph = build_graph(llm=self.llm, checkpointer=saver, executor=self._execute_tool)
+        llm = MeteredModel(self.llm, self.metrics)  # oc_model_* metrics
+        graph = build_graph(llm=llm, checkpointer=saver, executor=self._execute_tool)
         self._runtime = Runtime(
             settings=self.settings,
             store=self.store,

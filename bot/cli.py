@@ -40,7 +40,7 @@ def _settings() -> Settings:
 def _logging(settings: Settings, level: str | None = None) -> None:
     from bot.logs import setup_logging
 
-    setup_logging(level or settings.log_level, settings.secret_values())
+    setup_logging(level or settings.log_level, settings.secret_values(), fmt=settings.log_format)
 
 
 async def _wait_for_signal() -> None:

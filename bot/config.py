@@ -118,6 +118,10 @@ class Settings(BaseSettings):
     http_host: str = _env("OC_HTTP_HOST", "Address of the HTTP app (health, webhooks).", "127.0.0.1")
     http_port: int = _env("OC_HTTP_PORT", "Port of the HTTP app; 0 picks a free one.", 8080, ge=0)
     log_level: str = _env("OC_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR.", "INFO")
+    log_format: str = _env(
+        "OC_LOG_FORMAT", "'text' (readable) or 'json' (one object per line, with turn_id).",
+        "text", pattern=r"^(text|json)$",
+    )
     shutdown_grace: float = _env(
         "OC_SHUTDOWN_GRACE", "Seconds to let in-flight turns finish on shutdown.", 10.0, ge=0
     )

@@ -1,0 +1,212 @@
+"""Observability feature: model, tool, feedback, connector and stream metrics; turn ids in logs.
+
+Each measurement is taken where the thing happens, without editing the code that does it:
+the graph's model client is wrapped (:class:`MeteredModel`), the tool executor is wrapped
+(:func:`metered_executor`), reactions are scored by a reaction listener, connector states and
+stream lag are read right before a scrape. Metric names are in :mod:`bot.metrics`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from bot.connector import ConnectorState
+from bot.events import Reaction
+from bot.logs import turn_context, turn_id_for
+from bot.metrics import Metrics
+from bot.ollama import ChatResult, ModelClient
+from bot.tools import Tool
+
+if TYPE_CHECKING:
+    from bot.app import App
+    from bot.middleware import Event, Handler
+    from graphs.agent.state import ToolExecutor
+
+__all__ = ["MeteredModel", "StreamLagMonitor", "metered_executor", "setup"]
+
+logger = logging.getLogger(__name__)
+
+
+class MeteredModel:
+    """A model client that counts chat calls, their duration and their tokens per model.
+
+    Everything except ``chat`` goes straight to the wrapped client.
+    """
+
+    def __init__(self, inner: ModelClient, metrics: Metrics) -> None:
+        self.inner = inner
+        self.metrics = metrics
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def chat(
+        self, model: str, messages: Sequence[dict[str, Any]], **kwargs: Any
+    ) -> ChatResult:
+        """One chat completion, measured."""
+        started = time.perf_counter()
+        try:
+            result = await self.inner.chat(model, messages, **kwargs)
+        except Exception:
+            self.metrics.model_requests.labels(model, "error").inc()
+            raise
+        elapsed = time.perf_counter() - started
+        m = self.metrics
+        m.model_requests.labels(model, "ok").inc()
+        m.model_seconds.labels(model).observe(elapsed)
+        m.model_tokens.labels(model, "prompt").inc(result.prompt_tokens)
+        m.model_tokens.labels(model, "completion").inc(result.completion_tokens)
+        logger.debug(
+            "model %s answered in %.3fs (%d prompt + %d completion tokens)",
+            model,
+            elapsed,
+            result.prompt_tokens,
+            result.completion_tokens,
+        )
+        return result
+
+
+def metered_executor(inner: ToolExecutor, metrics: Metrics) -> ToolExecutor:
+    """Wrap a tool executor: count calls and failures per plugin, time each call."""
+
+    async def execute(tool: Tool, arguments: dict[str, Any]) -> str:
+        plugin = tool.plugin or "core"
+        metrics.tool_calls.labels(plugin, tool.name).inc()
+        started = time.perf_counter()
+        try:
+            return await inner(tool, arguments)
+        except Exception:
+            metrics.tool_errors.labels(plugin, tool.name).inc()
+            raise
+        finally:
+            metrics.tool_seconds.labels(plugin).observe(time.perf_counter() - started)
+
+    return execute
+
+
+class StreamLagMonitor:
+    """Reads the backlog of the scale-out inbound streams into ``oc_stream_lag``/``_pending``.
+
+    The worker autoscaler reads these (``deploy/k8s/worker-hpa.yaml``). Every process polls the
+    whole backlog, so any gateway or worker reports the same figure.
+    """
+
+    def __init__(
+        self, redis: Any, metrics: Metrics, *, prefix: str, partitions: int, group: str = "workers"
+    ) -> None:
+        from bot.scale.bus import Keys
+
+        self.redis = redis
+        self.metrics = metrics
+        self.keys = Keys(prefix)
+        self.partitions = partitions
+        self.group = group
+
+    async def refresh(self) -> tuple[int, int]:
+        """Read every partition once; set and return ``(lag, pending)``."""
+        lag = pending = 0
+        for partition in range(self.partitions):
+            stream = self.keys.inbound(partition)
+            groups = await self._groups(stream)
+            mine = next((g for g in groups if _text(g.get("name")) == self.group), None)
+            if mine is None:  # no worker ever joined: everything is waiting
+                lag += int(await self.redis.xlen(stream))
+                continue
+            pending += int(mine.get("pending") or 0)
+            if mine.get("lag") is not None:
+                lag += int(mine["lag"])
+            else:  # Redis cannot tell after deletions: count what is after the group's cursor
+                last = _text(mine.get("last-delivered-id")) or "0-0"
+                lag += len(await self.redis.xrange(stream, min=f"({last}", count=10_000))
+        self.metrics.stream_lag.set(lag)
+        self.metrics.stream_pending.set(pending)
+        return lag, pending
+
+    async def _groups(self, stream: str) -> list[dict[str, Any]]:
+        from redis.exceptions import ResponseError
+
+        try:
+            return list(await self.redis.xinfo_groups(stream))
+        except ResponseError:  # the stream does not exist yet
+            return []
+
+    async def run(self, interval: float) -> None:
+        """Refresh every ``interval`` seconds until cancelled; errors are logged, not raised."""
+        while True:
+            try:
+                await self.refresh()
+            except Exception as exc:
+                logger.warning("could not read the stream backlog: %s", exc)
+            await asyncio.sleep(interval)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value or "")
+
+
+async def setup(app: App) -> None:
+    """Install the metric hooks and the turn-id middleware on a starting app."""
+    from graphs.agent.nodes import run_tool_inprocess
+
+    metrics, runtime = app.metrics, app.runtime
+    app.extras["tool_executor"] = metered_executor(
+        app.extras.get("tool_executor", run_tool_inprocess), metrics
+    )
+    runtime.add_middleware(_turn_ids, first=True)
+    runtime.reaction_listeners.append(_feedback_counter(app))
+
+    def refresh_connectors() -> None:
+        for connector in app.connectors:
+            for state in ConnectorState:
+                value = 1 if connector.state == state else 0
+                metrics.connector_state.labels(connector.platform, state.value).set(value)
+
+    metrics.add_refresher(refresh_connectors)
+    if app.role != "all" and app.settings.redis_url:
+        await _start_lag_monitor(app)
+
+
+async def _turn_ids(event: Event, call_next: Handler) -> None:
+    """Log accepting an event (dedupe, access, publishing to workers) under its turn id."""
+    with turn_context(turn_id_for(event.platform, event.event_id)):
+        await call_next(event)
+
+
+def _feedback_counter(app: App) -> Any:
+    from bot.feedback.scoring import EmojiTable
+
+    table = EmojiTable.from_csv(app.settings.feedback_positive, app.settings.feedback_negative)
+    feedback = app.metrics.feedback
+
+    async def on_reaction(reaction: Reaction, reply_id: int | None) -> None:
+        if reply_id is None or not reaction.added:
+            return  # only ratings of our replies; a removed reaction is not a new rating
+        score = table.score(reaction.emoji, reaction.platform)
+        if score is not None:
+            feedback.labels(reaction.platform, "positive" if score > 0 else "negative").inc()
+
+    return on_reaction
+
+
+async def _start_lag_monitor(app: App, interval: float = 5.0) -> None:
+    from redis.asyncio import Redis
+
+    redis = Redis.from_url(str(app.settings.redis_url))
+    monitor = StreamLagMonitor(
+        redis, app.metrics, prefix=app.settings.redis_prefix, partitions=app.settings.partitions
+    )
+    task = asyncio.create_task(monitor.run(interval), name="stream-lag")
+
+    async def stop() -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await redis.aclose()
+
+    app.on_stop.append(stop)
+    app.extras["stream_lag"] = monitor
