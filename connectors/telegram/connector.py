@@ -86,7 +86,7 @@ class TelegramConnector:
     def __init__(
         self, settings: Settings, emit: Emit, *, options: TelegramOptions | None = None
     ) -> None:
-        if settings.telegram_bot_token is None:
+        if not settings.telegram_bot_token:
             raise ValueError("TELEGRAM_BOT_TOKEN is not set")
         self._token = settings.telegram_bot_token.get_secret_value()
         self._settings = settings

@@ -71,6 +71,7 @@ class FakeBotApi:
         self.texts: dict[tuple[int, int], str] = {}  # (chat, message id) -> current HTML
         self.chats: dict[int, dict[str, Any]] = {}
         self.webhook: dict[str, Any] | None = None
+        self.webhook_error = ""  # getWebhookInfo's last_error_message
         self.commands: dict[str, list[dict[str, Any]]] = {}  # scope JSON -> commands
         self.failures: list[_Failure] = []
         self.base_url = ""
@@ -275,6 +276,16 @@ class FakeBotApi:
 
     async def _m_getMe(self, _args: dict[str, Any]) -> Any:
         return {**self.bot_user, "can_join_groups": True, "can_read_all_group_messages": False}
+
+    async def _m_getWebhookInfo(self, _args: dict[str, Any]) -> Any:
+        info: dict[str, Any] = {
+            "url": (self.webhook or {}).get("url", ""),
+            "has_custom_certificate": False,
+            "pending_update_count": len(self.updates),
+        }
+        if self.webhook_error:
+            info.update(last_error_date=int(time.time()), last_error_message=self.webhook_error)
+        return info
 
     async def _m_deleteWebhook(self, _args: dict[str, Any]) -> Any:
         self.webhook = None
