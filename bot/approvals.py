@@ -14,8 +14,8 @@ import dataclasses
 import inspect
 import logging
 import time
-from collections.abc import Callable
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -128,7 +128,7 @@ class Approvals:
                     created_at=time.time(),
                 )
             )
-        approval_id = int(result.inserted_primary_key[0])
+        approval_id = int(result.inserted_primary_key[0])  # type: ignore[index]
         self._open[thread_id] = approval_id
         self._asked.add(run_id)
         return approval_id
@@ -154,7 +154,11 @@ class ApprovalAgent:
     """Wraps the graph agent: turns interrupts into questions and resumes decided threads."""
 
     def __init__(
-        self, inner: Any, approvals: Approvals, on_request: Any = None, secrets: list[str] | None = None
+        self,
+        inner: Any,
+        approvals: Approvals,
+        on_request: Any = None,
+        secrets: list[str] | None = None,
     ) -> None:
         self.inner = inner
         # Secret values (tokens) never enter a prompt, even if someone pastes or configures one.
@@ -166,6 +170,10 @@ class ApprovalAgent:
     async def history(self, thread_id: str) -> list[dict[str, Any]]:
         """The checkpointed messages of a thread."""
         return list(await self.inner.history(thread_id))
+
+    def __getattr__(self, name: str) -> Any:
+        # Anything else (features that wrap or inspect the agent) is the wrapped agent's.
+        return getattr(self.inner, name)
 
     async def run_turn(self, thread_id: str, text: str, ctx: TurnContext, **kw: Any) -> Any:
         """Resume a decided thread, or run a normal turn and catch an approval pause."""

@@ -15,7 +15,7 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,7 +121,7 @@ async def audit(target: Any, actor: str, action: str, detail: dict[str, Any] | N
     raise RuntimeError("could not append to the audit log (too much contention)")
 
 
-async def _rows(engine: AsyncEngine) -> AsyncIterator[Any]:
+async def _rows(engine: AsyncEngine) -> AsyncGenerator[Any, None]:
     async with engine.connect() as conn:
         result = await conn.stream(select(_T).order_by(_T.c.seq))
         async for row in result:
@@ -140,7 +140,9 @@ async def _walk(rows: AsyncIterator[Any]) -> Verification:
         if row.seq != expected:
             return Verification(False, count, prev, f"entry #{expected} is missing")
         if row.prev_hash != prev:
-            return Verification(False, count, prev, f"entry #{row.seq} does not follow its predecessor")
+            return Verification(
+                False, count, prev, f"entry #{row.seq} does not follow its predecessor"
+            )
         digest = _digest(row.seq, row.at, row.actor, row.action, row.detail, row.prev_hash)
         if digest != row.hash:
             return Verification(False, count, prev, f"entry #{row.seq} was modified")

@@ -92,7 +92,9 @@ class IdentityLinks:
         async with self.engine.begin() as conn:
             await conn.execute(delete(_CODE).where(_CODE.c.user_key == user.key))
             await conn.execute(
-                insert(_CODE).values(code=code, user_key=user.key, expires_at=time.time() + self.code_ttl)
+                insert(_CODE).values(
+                    code=code, user_key=user.key, expires_at=time.time() + self.code_ttl
+                )
             )
         return code
 
@@ -135,7 +137,11 @@ class IdentityLinks:
                 await conn.execute(delete(_LINK).where(_LINK.c.person_id == user_key))
                 if rest:
                     await conn.execute(
-                        insert(_LINK), [{"user_key": k, "person_id": head, "linked_at": time.time()} for k in rest]
+                        insert(_LINK),
+                        [
+                            {"user_key": k, "person_id": head, "linked_at": time.time()}
+                            for k in rest
+                        ],
                     )
         await self.load()
         return True

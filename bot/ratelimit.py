@@ -22,8 +22,8 @@ from bot.middleware import Handler, Middleware
 __all__ = [
     "Bucket",
     "Decision",
-    "LocalLimiter",
     "Limiter",
+    "LocalLimiter",
     "RedisLimiter",
     "parse_rate",
     "rate_limit_middleware",
@@ -112,7 +112,8 @@ elseif notified ~= '1' then
   notify = 1
   notified = '1'
 end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'stamp', tostring(now), 'notified', notified)
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'stamp', tostring(now),
+  'notified', notified)
 redis.call('PEXPIRE', KEYS[1], math.ceil(cap / rate * 1000) + 1000)
 return {allowed, notify, tostring((1 - tokens) / rate)}
 """

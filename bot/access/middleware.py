@@ -1,5 +1,7 @@
-"""The access rule in the inbound chain: events from people who may not talk are stopped here,
-before anything of theirs is stored."""
+"""The access rule in the inbound chain.
+
+Events from people who may not talk are stopped here, before anything of theirs is stored.
+"""
 
 from __future__ import annotations
 

@@ -95,9 +95,10 @@ class AccessPolicy:
 
     def is_admin(self, user: User) -> bool:
         """``OC_ADMINS``, the terminal owner, or an admin granted with ``/admins add``."""
-        return self.is_owner_or_configured_admin(user) or self._roles.get(
-            user_subject(user.key)
-        ) == "admin"
+        return (
+            self.is_owner_or_configured_admin(user)
+            or self._roles.get(user_subject(user.key)) == "admin"
+        )
 
     def is_denied(self, user: User) -> bool:
         """Whether this account was denied (linking does not spread a denial)."""
@@ -158,7 +159,9 @@ class AccessPolicy:
         async with self.engine.begin() as conn:
             await conn.execute(delete(_GRANT).where(_GRANT.c.subject == subject))
             await conn.execute(
-                insert(_GRANT).values(subject=subject, role=role, granted_by=by, note=note, at=time.time())
+                insert(_GRANT).values(
+                    subject=subject, role=role, granted_by=by, note=note, at=time.time()
+                )
             )
         self._roles[subject] = role
 
@@ -175,9 +178,7 @@ class AccessPolicy:
         now = time.time()
         async with self.engine.begin() as conn:
             await conn.execute(delete(_PAIR).where(_PAIR.c.expires_at < now))
-            row = (
-                await conn.execute(select(_PAIR).where(_PAIR.c.user_key == user.key))
-            ).first()
+            row = (await conn.execute(select(_PAIR).where(_PAIR.c.user_key == user.key))).first()
             if row is not None:
                 return Pairing(row.code, user.key, row.user_name, Address.parse(row.address), False)
             code = "".join(secrets.choice(ALPHABET) for _ in range(6))

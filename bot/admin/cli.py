@@ -37,7 +37,9 @@ def verify() -> None:
             typer.echo(f"audit log OK: {result.count} entries, head {result.head}")
             typer.echo("Note the head: deleting the newest entries is caught only against it.")
             return 0
-        typer.secho(f"audit log BROKEN after {result.count} good entries: {result.problem}", fg="red")
+        typer.secho(
+            f"audit log BROKEN after {result.count} good entries: {result.problem}", fg="red"
+        )
         return 1
 
     raise typer.Exit(asyncio.run(run()))

@@ -1,5 +1,8 @@
-"""Admin-only commands. Non-admins never see them in ``/help`` or native menus (their spec says
-``admin``), and the router refuses and audits any attempt; every run is audited too."""
+"""Admin-only commands.
+
+Non-admins never see them in ``/help`` or native menus (their spec says ``admin``), and the
+router refuses and audits any attempt; every run is audited too.
+"""
 
 from __future__ import annotations
 
@@ -38,7 +41,9 @@ def register_admin_commands(router: CommandRouter, services: AdminServices) -> N
         def wrap(fn: CommandHandler) -> CommandHandler:
             @functools.wraps(fn)
             async def audited(ctx: CommandContext) -> str | None:
-                await services.audit(ctx.event.user.key, f"command.{name}", {"args": ctx.args[:200]})
+                await services.audit(
+                    ctx.event.user.key, f"command.{name}", {"args": ctx.args[:200]}
+                )
                 return await fn(ctx)
 
             return router.command(name, admin=True, args=args)(audited)
@@ -54,7 +59,9 @@ def register_admin_commands(router: CommandRouter, services: AdminServices) -> N
         midnight = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         async with app.store.engine.connect() as conn:
             turns = await conn.scalar(
-                select(func.count()).select_from(_REPLY).where(_REPLY.c.created_at >= midnight.timestamp())
+                select(func.count())
+                .select_from(_REPLY)
+                .where(_REPLY.c.created_at >= midnight.timestamp())
             )
         uptime = dt.timedelta(seconds=int(time.time() - runtime.started_at))
         health = await app.readiness()
@@ -81,7 +88,8 @@ def register_admin_commands(router: CommandRouter, services: AdminServices) -> N
             return f"Model choice cleared; now {services.models.choose(address)}."
         available = await app.llm.tags()
         if name not in available:
-            return f"Ollama has no model {name!r}. Available: {', '.join(sorted(available)) or 'none'}."
+            known = ", ".join(sorted(available)) or "none"
+            return f"Ollama has no model {name!r}. Available: {known}."
         await services.models.set(scope, name, by=ctx.event.user.key)
         await services.audit(ctx.event.user.key, "model.set", {"scope": scope, "model": name})
         return f"Model set to {name} {'everywhere' if scope == GLOBAL else 'in this chat'}."
@@ -92,7 +100,7 @@ def register_admin_commands(router: CommandRouter, services: AdminServices) -> N
         arg, actor = ctx.args.strip(), ctx.event.user.key
         if not arg:
             if ctx.event.chat.kind is not ChatKind.GROUP:
-                return "Usage: /allow <pairing code> or /allow platform:user_id (or /allow in a group)."
+                return "Usage: /allow <pairing code> | platform:user_id (or /allow in a group)."
             await services.policy.grant(chat_subject(ctx.event.chat.key), "allowed", by=actor)
             await services.audit(actor, "access.allow_chat", {"chat": ctx.event.chat.key})
             return "This chat is allowed: I will answer here."
@@ -128,7 +136,7 @@ def register_admin_commands(router: CommandRouter, services: AdminServices) -> N
             return f"Chat {arg[5:]} is no longer allowed."
         key = arg.removeprefix("user:")
         if key in app.settings.admins or key.startswith("terminal:"):
-            return f"{key} is an admin from OC_ADMINS (or the local owner); change that setting instead."
+            return f"{key} is an admin from OC_ADMINS (or the local owner); change that setting."
         await services.policy.grant(user_subject(key), "denied", by=actor)
         await services.audit(actor, "access.deny", {"subject": user_subject(key)})
         return f"Denied {key}."
@@ -167,7 +175,9 @@ def register_admin_commands(router: CommandRouter, services: AdminServices) -> N
                 sent += 1
             except Exception:
                 failed += 1
-        return f"Broadcast sent to {sent} conversations" + (f", {failed} failed." if failed else ".")
+        return f"Broadcast sent to {sent} conversations" + (
+            f", {failed} failed." if failed else "."
+        )
 
     @admin("audit", "[n]")
     async def audit(ctx: CommandContext) -> str:
@@ -176,9 +186,9 @@ def register_admin_commands(router: CommandRouter, services: AdminServices) -> N
         n = min(int(arg), 100) if arg.isdigit() else 10
         entries = await services.audit_recent(n)
         lines = [
-            f"#{e.seq} {dt.datetime.fromtimestamp(e.at, dt.UTC):%Y-%m-%d %H:%M} {e.actor} {e.action}"
+            f"#{e.seq} {dt.datetime.fromtimestamp(e.at, dt.UTC):%Y-%m-%d %H:%M} "
+            f"{e.actor} {e.action}"
             f"{' ' + str(e.detail) if e.detail else ''}"
             for e in entries
         ]
         return "Audit log (newest first):\n" + ("\n".join(lines) or "(empty)")
-

@@ -46,12 +46,16 @@ def _rows(result: Any) -> list[dict[str, Any]]:
     return [dict(row._mapping) for row in result]
 
 
-async def _footprint(app: Any, accounts: Sequence[str]) -> tuple[list[int], list[int], set[str], set[str]]:
+async def _footprint(
+    app: Any, accounts: Sequence[str]
+) -> tuple[list[int], list[int], set[str], set[str]]:
     """Inbound ids, reply ids, conversations spoken in, and direct conversations."""
     async with app.store.engine.connect() as conn:
         inbound = list(
             await conn.execute(
-                select(_IN.c.id, _IN.c.conversation, _IN.c.chat_kind).where(_of_accounts(_IN, accounts))
+                select(_IN.c.id, _IN.c.conversation, _IN.c.chat_kind).where(
+                    _of_accounts(_IN, accounts)
+                )
             )
         )
         spoken = {row.conversation for row in inbound}
@@ -82,14 +86,20 @@ async def export_person(app: Any, person: str, accounts: list[str]) -> dict[str,
     data: dict[str, Any] = {"person": person, "accounts": accounts}
     async with app.store.engine.connect() as conn:
         data["messages"] = _rows(await conn.execute(select(_IN).where(_IN.c.id.in_(inbound_ids))))
-        data["replies"] = _rows(await conn.execute(select(_REPLY).where(_REPLY.c.id.in_(reply_ids))))
-        data["reactions"] = _rows(await conn.execute(select(_REACT).where(_of_accounts(_REACT, accounts))))
+        data["replies"] = _rows(
+            await conn.execute(select(_REPLY).where(_REPLY.c.id.in_(reply_ids)))
+        )
+        data["reactions"] = _rows(
+            await conn.execute(select(_REACT).where(_of_accounts(_REACT, accounts)))
+        )
         data["approvals"] = _rows(
             await conn.execute(select(_APPROVAL).where(_APPROVAL.c.user_key.in_(accounts)))
         )
     services = app.extras["admin"]
     data["access"] = {
-        key: services.policy.role(f"user:{key}") for key in accounts if services.policy.role(f"user:{key}")
+        key: services.policy.role(f"user:{key}")
+        for key in accounts
+        if services.policy.role(f"user:{key}")
     }
     data["audit"] = [
         {"seq": e.seq, "at": e.at, "action": e.action, "detail": e.detail}
@@ -107,7 +117,8 @@ async def export_person(app: Any, person: str, accounts: list[str]) -> dict[str,
             data.update(await hook(person, accounts))
         except Exception:
             logger.exception("an export hook failed")
-    return orjson.loads(orjson.dumps(data, default=str))  # plain JSON types only
+    plain: dict[str, Any] = orjson.loads(orjson.dumps(data, default=str))  # JSON types only
+    return plain
 
 
 async def forget_person(app: Any, person: str, accounts: list[str]) -> list[str]:
@@ -116,7 +127,9 @@ async def forget_person(app: Any, person: str, accounts: list[str]) -> list[str]
     threads = await _threads(app, spoken | direct)
     async with app.store.engine.begin() as conn:
         reactions = await conn.execute(
-            delete(_REACT).where(or_(_of_accounts(_REACT, accounts), _REACT.c.reply_id.in_(reply_ids)))
+            delete(_REACT).where(
+                or_(_of_accounts(_REACT, accounts), _REACT.c.reply_id.in_(reply_ids))
+            )
         )
         await conn.execute(delete(_PART).where(_PART.c.reply_id.in_(reply_ids)))
         await conn.execute(delete(_REPLY).where(_REPLY.c.id.in_(reply_ids)))

@@ -70,7 +70,9 @@ class AdminServices:
         tools = [c.get("name") for c in _calls(row)]
         await self.audit(by.key, f"approval.{status}", {"approval": approval_id, "tools": tools})
         if approved:
-            await self.audit(row.user_key, "tool.dangerous", {"approval": approval_id, "tools": tools})
+            await self.audit(
+                row.user_key, "tool.dangerous", {"approval": approval_id, "tools": tools}
+            )
         await _requeue(self.app.runtime, row)
         return None if approved else "Rejected; the action will not run."
 

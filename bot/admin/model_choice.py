@@ -57,7 +57,9 @@ class ModelChoice:
         async with self.engine.begin() as conn:
             await conn.execute(delete(_T).where(_T.c.scope == scope))
             if model:
-                await conn.execute(insert(_T).values(scope=scope, model=model, set_by=by, at=time.time()))
+                await conn.execute(
+                    insert(_T).values(scope=scope, model=model, set_by=by, at=time.time())
+                )
         if model:
             self._chosen[scope] = model
         else:

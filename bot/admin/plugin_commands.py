@@ -6,9 +6,10 @@ The plugin feature (``bot/plugins``) owns discovery and enablement; these comman
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from bot.commands import CommandContext
+from bot.commands import CommandContext, CommandHandler
 
 if TYPE_CHECKING:
     from bot.admin.feature import AdminServices
@@ -27,7 +28,10 @@ def _known(system: Any) -> dict[str, str]:
     return known
 
 
-def register_plugin_commands(admin: Any, services: AdminServices) -> None:
+AdminDecorator = Callable[..., Callable[[CommandHandler], CommandHandler]]
+
+
+def register_plugin_commands(admin: AdminDecorator, services: AdminServices) -> None:
     """Add the commands through the admin decorator (admin-only, audited)."""
     app = services.app
 

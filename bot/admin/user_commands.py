@@ -65,7 +65,10 @@ def register_user_commands(router: CommandRouter, services: AdminServices) -> No
             )
         other = await services.identity.redeem(code, user)
         if other is None:
-            return "That code is unknown, expired or already used. Send /link on your other account for a new one."
+            return (
+                "That code is unknown, expired or already used. "
+                "Send /link on your other account for a new one."
+            )
         await services.audit(user.key, "identity.link", {"with": other})
         return f"Linked: this account and {other} are now one person (shared memory and settings)."
 
@@ -82,7 +85,9 @@ def register_user_commands(router: CommandRouter, services: AdminServices) -> No
         if arg.isdigit():
             approval_id: int | None = int(arg)
         else:
-            rows = await services.approvals.find(conversation=ctx.event.address.key, status="pending")
+            rows = await services.approvals.find(
+                conversation=ctx.event.address.key, status="pending"
+            )
             approval_id = int(rows[0].id) if rows else None
         if approval_id is None:
             return "There is nothing waiting for approval here."

@@ -33,14 +33,17 @@ def review_calls(calls: list[dict[str, Any]], available: dict[str, Tool]) -> dic
     answers one question per pause. Calls to unknown tools are left to the node to report.
     """
     dangerous = [
-        (i, fn) for i, fn in enumerate(calls)
+        (i, fn)
+        for i, fn in enumerate(calls)
         if (tool := available.get(str(fn.get("name", "")))) is not None and tool.dangerous
     ]
     if not dangerous:
         return {}
     request = {
         "kind": APPROVAL_KIND,
-        "calls": [{"name": fn.get("name"), "arguments": fn.get("arguments") or {}} for _, fn in dangerous],
+        "calls": [
+            {"name": fn.get("name"), "arguments": fn.get("arguments") or {}} for _, fn in dangerous
+        ],
     }
     decision = interrupt(request)  # pauses here the first time; returns the decision on resume
     approved = isinstance(decision, dict) and decision.get("approved") is True

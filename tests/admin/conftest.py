@@ -32,7 +32,9 @@ def admin_settings(make_settings: Callable[..., Settings]) -> Callable[..., Sett
 
 
 @pytest.fixture
-async def harness(admin_settings: Callable[..., Settings], fake_ollama: FakeOllama) -> AsyncIterator[Harness]:
+async def harness(
+    admin_settings: Callable[..., Settings], fake_ollama: FakeOllama
+) -> AsyncIterator[Harness]:
     """The real app on the recording connector, pairing policy on."""
     async with Harness(admin_settings()) as h:
         yield h

@@ -36,7 +36,9 @@ async def test_pairing_code_then_allow(harness: Harness, fake_ollama: FakeOllama
     assert "does not know you yet" in stranger and code.group(1) not in stranger
     # ...and an allowed user who is not an admin is refused.
     await harness.command("allow", "test:dave", user=ADMIN)
-    assert await harness.command("allow", code.group(1), user="dave") == "/allow is for admins only."
+    assert (
+        await harness.command("allow", code.group(1), user="dave") == "/allow is for admins only."
+    )
     granted = await harness.command("allow", code.group(1), user=ADMIN)
     assert "Allowed Carol (test:carol)" in granted
     welcome = [c for c in harness.conn.calls if c.text.startswith("You're in")]
@@ -101,7 +103,9 @@ async def test_admin_commands_hidden_refused_and_audited(harness: Harness) -> No
         assert name in help_user
     assert await harness.command("status", user="judy") == "/status is for admins only."
     entries = await recent(harness.app, 5, actor="test:judy")
-    assert [(e.action, e.detail) for e in entries][:1] == [("command.denied", {"command": "status"})]
+    assert [(e.action, e.detail) for e in entries][:1] == [
+        ("command.denied", {"command": "status"})
+    ]
     # Connectors are told which commands are admin-only (for admin scopes / menus).
     admin_specs = {s.name for s in harness.conn.commands if s.admin}
     assert {"status", "allow", "deny", "admins", "broadcast", "audit", "model"} <= admin_specs

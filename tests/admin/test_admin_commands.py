@@ -62,7 +62,10 @@ async def test_plugins_list_and_toggle(harness: Harness, fake_ollama: FakeOllama
     await harness.command("allow", "test:alice", user=ADMIN)
     await harness.say("time?")  # another chat keeps it
     assert "current_time" in _tool_names(fake_ollama.chats[-1])
-    assert await harness.command("plugin", "enable clock", user="alice") == "/plugin is for admins only."
+    assert (
+        await harness.command("plugin", "enable clock", user="alice")
+        == "/plugin is for admins only."
+    )
 
 
 async def test_broadcast_and_audit(harness: Harness) -> None:

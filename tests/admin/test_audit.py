@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -40,7 +41,7 @@ async def test_chain_verifies_and_reads_back(store: SqlStore) -> None:
     ]
     rows = [row async for row in export(store)]
     assert [r["seq"] for r in rows] == [1, 2, 3, 4, 5]
-    assert all(b["prev_hash"] == a["hash"] for a, b in zip(rows, rows[1:], strict=False))
+    assert all(b["prev_hash"] == a["hash"] for a, b in itertools.pairwise(rows))
 
 
 async def test_edited_row_is_caught(store: SqlStore) -> None:
@@ -59,7 +60,9 @@ async def test_edited_row_with_recomputed_hash_is_caught(store: SqlStore) -> Non
     async with store.engine.begin() as conn:
         row = (await conn.execute(_T.select().where(_T.c.seq == 2))).one()
         forged = _digest(2, row.at, row.actor, "access.deny", row.detail, row.prev_hash)
-        await conn.execute(update(_T).where(_T.c.seq == 2).values(action="access.deny", hash=forged))
+        await conn.execute(
+            update(_T).where(_T.c.seq == 2).values(action="access.deny", hash=forged)
+        )
     result = await verify(store)
     assert not result.ok and result.problem == "entry #3 does not follow its predecessor"
 

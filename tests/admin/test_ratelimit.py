@@ -91,10 +91,15 @@ async def test_chat_limit_in_groups_on_redis(
 ) -> None:
     prefix = f"oc-test-{uuid.uuid4().hex}:"
     settings = admin_settings(
-        OC_DM_POLICY="open", OC_RATE_LIMIT_CHAT="2/60", OC_REDIS_URL=redis_url, OC_REDIS_PREFIX=prefix
+        OC_DM_POLICY="open",
+        OC_RATE_LIMIT_CHAT="2/60",
+        OC_REDIS_URL=redis_url,
+        OC_REDIS_PREFIX=prefix,
     )
     async with Harness(settings) as h:
-        answers = [await h.say(f"g{i}", user=u, chat="room", group=True) for i, u in enumerate("abc")]
+        answers = [
+            await h.say(f"g{i}", user=u, chat="room", group=True) for i, u in enumerate("abc")
+        ]
         assert answers[:2] == ["echo: g0", "echo: g1"]
         assert "faster than I can answer" in answers[2]
     client = redis.from_url(redis_url)

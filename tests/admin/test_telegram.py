@@ -90,14 +90,20 @@ async def test_pairing_scopes_and_reaction_approval_on_telegram(
             ran.append({"path": path})
             return "wiped"
 
-        params = {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}
+        params = {
+            "type": "object",
+            "properties": {"path": {"type": "string"}},
+            "required": ["path"],
+        }
         app.tools.add(Tool("wipe", "Delete a folder.", params, wipe, dangerous=True))
         fake_ollama.call_tool("wipe", path="/tmp/t")
         fake_ollama.reply("Gone.")
         [question] = await _say(tg, app, "wipe /tmp/t", USER_ID)
         assert "needs your approval" in question and ran == []
         [question_id] = [m for (c, m), t in tg.texts.items() if c == USER_ID and "approval" in t]
-        await tg.push(tg.reaction(USER_ID, question_id, new=["👍"], user_id=USER_ID), kind="message_reaction")
+        await tg.push(
+            tg.reaction(USER_ID, question_id, new=["👍"], user_id=USER_ID), kind="message_reaction"
+        )
         await tg.wait_for("sendMessage", count=len(tg.calls_to("sendMessage")) + 1)
         await app.runtime.wait_idle()
         assert ran == [{"path": "/tmp/t"}]
