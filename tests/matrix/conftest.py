@@ -16,13 +16,27 @@ from tests.matrix.matrix_helpers import BotFactory, Human, Sink
 from tests.matrix.synapse_server import Account, SynapseServer, SynapseUnavailable, ensure_installed
 
 IN_CI = bool(os.environ.get("CI"))
+_INSTALL: list[Path | SynapseUnavailable] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Install Synapse (first run only) while collecting, outside every test's time limit."""
+    if _INSTALL:
+        return
+    try:
+        _INSTALL.append(ensure_installed())
+    except SynapseUnavailable as exc:
+        _INSTALL.append(exc)
 
 
 @pytest.fixture(scope="session")
 def synapse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SynapseServer]:
     """One homeserver for the whole run; each test registers its own users."""
     try:
-        server = SynapseServer(ensure_installed(), tmp_path_factory.mktemp("synapse"))
+        python = _INSTALL[0] if _INSTALL else ensure_installed()
+        if isinstance(python, SynapseUnavailable):
+            raise python
+        server = SynapseServer(python, tmp_path_factory.mktemp("synapse"))
         server.start()
     except SynapseUnavailable as exc:
         if IN_CI:
