@@ -114,10 +114,7 @@ async def test_retry_path_also_asks(harness: Harness, fake_ollama: FakeOllama) -
     assert ran == [{"path": "/b"}]
 
 
-async def test_approval_survives_a_restart(
-    admin_settings: Callable[..., Settings], fake_ollama: FakeOllama
-) -> None:
-    settings = admin_settings()
+async def _restart_flow(settings: Settings, fake_ollama: FakeOllama) -> None:
     ran: list[dict[str, Any]] = []
     async with Harness(settings) as first:
         _dangerous(first, ran)
@@ -135,3 +132,15 @@ async def test_approval_survives_a_restart(
         assert final.address.chat_id == "alice" and final.text == "Wiped after the restart."
         history = await second.app.runtime.agent.history("test:alice#0")
         assert [m["role"] for m in history] == ["user", "assistant", "tool", "assistant"]
+
+
+async def test_approval_survives_a_restart(
+    admin_settings: Callable[..., Settings], fake_ollama: FakeOllama
+) -> None:
+    await _restart_flow(admin_settings(), fake_ollama)
+
+
+async def test_approval_survives_a_restart_on_postgres(
+    admin_settings: Callable[..., Settings], fake_ollama: FakeOllama, postgres_url: str
+) -> None:
+    await _restart_flow(admin_settings(OC_DATABASE_URL=postgres_url), fake_ollama)
