@@ -93,15 +93,14 @@ def plugin_environ(env_file: Path | None = Path(".env")) -> dict[str, str]:
 
 def _folders(dirs: list[str]) -> list[tuple[Path, Source]]:
     found: list[tuple[Path, Source]] = []
-    for root, source in [(BUILTIN_DIR, "builtin"), *((Path(d).expanduser(), "dir") for d in dirs)]:
+    roots: list[tuple[Path, Source]] = [(BUILTIN_DIR, "builtin")]
+    roots += [(Path(d).expanduser(), "dir") for d in dirs]
+    for root, source in roots:
         if (root / "plugin.json").is_file():
-            found.append((root, source))  # type: ignore[arg-type]
+            found.append((root, source))
         elif root.is_dir():
-            found.extend(
-                (sub, source)
-                for sub in sorted(root.iterdir())  # type: ignore[misc]
-                if (sub / "plugin.json").is_file()
-            )
+            subs = sorted(root.iterdir())
+            found.extend((sub, source) for sub in subs if (sub / "plugin.json").is_file())
         elif source == "dir":
             logger.warning("OC_PLUGIN_DIRS entry %s is not a folder", root)
     return found

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -59,6 +59,7 @@ class PluginSystem:
     mcp: McpServers | None = None
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     loops: set[asyncio.Task[Any]] = field(default_factory=set)
+    hook_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
 
     def enabled(self, plugin: str, address: Address | None) -> bool:
         """Whether ``plugin`` is on in the chat of ``address`` (or globally)."""
@@ -75,7 +76,7 @@ class PluginSystem:
             tools.extend(t for t in self.mcp.tools() if self.enabled(t.plugin, address))
         return tools
 
-    def spawn(self, coro: Awaitable[Any], name: str, *, loop: bool = False) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str, *, loop: bool = False) -> None:
         """Run a background call (or a periodic ``loop``), logging, not raising, its failure."""
 
         async def guarded() -> None:
@@ -85,6 +86,8 @@ class PluginSystem:
                 logger.warning("%s: %s", name, exc)
             except Exception:
                 logger.exception("%s failed", name)
+            finally:
+                coro.close()  # cancelled before it started: close it quietly
 
         task = asyncio.create_task(guarded(), name=name)
         owner = self.loops if loop else self.tasks
@@ -232,8 +235,12 @@ def _register_hooks(app: App, system: PluginSystem) -> None:
     def fire(hook: str, event: Message | Reaction) -> None:
         for name, plugin in list(host.plugins.items()):
             if hook in plugin.manifest.hooks and system.enabled(name, event.address):
+                lock = system.hook_locks.setdefault(name, asyncio.Lock())
                 system.spawn(
-                    host.run_hook(name, hook, _event_dict(event), event.user, event.address),
+                    _in_order(
+                        lock,
+                        host.run_hook(name, hook, _event_dict(event), event.user, event.address),
+                    ),
                     f"plugin {name} {hook}",
                 )
 
@@ -251,6 +258,15 @@ def _register_hooks(app: App, system: PluginSystem) -> None:
             fire("on_reaction", event)
 
         app.runtime.reaction_listeners.append(on_reaction)
+
+
+async def _in_order(lock: asyncio.Lock, call: Coroutine[Any, Any, None]) -> None:
+    """One hook call at a time per plugin, in event order (its store is not transactional)."""
+    try:
+        async with lock:
+            await call
+    finally:
+        call.close()  # cancelled while waiting: never 'never awaited'
 
 
 def _start_jobs(system: PluginSystem) -> None:

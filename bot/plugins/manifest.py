@@ -53,7 +53,7 @@ class Permissions(_Strict):
         description="Hosts (host, host:port, *.domain, ${SETTING}) or '*' for any.",
     )
     files: FileGrants = Field(default_factory=FileGrants)
-    process: bool = Field(False, description="May start other programs.")
+    process: bool = Field(default=False, description="May start other programs.")
     secrets: list[str] = Field(default_factory=list, description="Secret settings it receives.")
 
 
@@ -93,9 +93,9 @@ class JobDecl(_Strict):
 class Limits(_Strict):
     """Per-call limits; the admin's ``OC_PLUGIN_*`` settings cap them."""
 
-    timeout: float | None = Field(None, gt=0)
-    memory_mb: int | None = Field(None, gt=16)
-    cpu_seconds: int | None = Field(None, gt=0)
+    timeout: float | None = Field(default=None, gt=0)
+    memory_mb: int | None = Field(default=None, gt=16)
+    cpu_seconds: int | None = Field(default=None, gt=0)
 
 
 class Manifest(_Strict):

@@ -133,8 +133,8 @@ class Sandbox:
         # /tmp first: binds below may lie under it and must not be hidden by the tmpfs
         args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
         mounted: list[Path] = []
-        for path in _SYSTEM + _ETC:
-            args += ["--ro-bind-try", path, path]
+        for system in _SYSTEM + _ETC:
+            args += ["--ro-bind-try", system, system]
         for path in [*self._python_paths(), policy.code_dir.resolve()]:
             args += ["--ro-bind", str(path), str(path)]
             mounted.append(path)
