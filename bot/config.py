@@ -187,7 +187,7 @@ class Settings(BaseSettings):
         gt=0.5, lt=1,
     )
     tuning_margin: float = _env(
-        "OC_TUNING_MARGIN", "How much better (thumbs-up rate) a promoted variant must be.", 0.1,
+        "OC_TUNING_MARGIN", "How much better (thumbs-up rate) a promoted variant must be.", 0.12,
         ge=0, lt=1,
     )
     tuning_rollback_margin: float = _env(
@@ -195,7 +195,7 @@ class Settings(BaseSettings):
         ge=0, lt=1,
     )
     tuning_exploration: float = _env(
-        "OC_TUNING_EXPLORATION", "Share of new conversations each new candidate gets.", 0.2,
+        "OC_TUNING_EXPLORATION", "Share of new conversations each new candidate gets.", 0.25,
         ge=0, le=1,
     )
     tuning_sticky_turns: int = _env(
@@ -266,6 +266,14 @@ class Settings(BaseSettings):
     def _check_trigger(cls, value: str) -> str:
         if value not in {"mention", "always"}:
             raise ValueError("expected 'mention' or 'always'")
+        return value
+
+    @field_validator("rate_limit_user", "rate_limit_chat")
+    @classmethod
+    def _check_rate(cls, value: str) -> str:
+        from bot.ratelimit import parse_rate
+
+        parse_rate(value)  # raises ValueError with the expected form
         return value
 
     @field_validator("ollama_host")

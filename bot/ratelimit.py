@@ -60,7 +60,10 @@ def parse_rate(text: str) -> Bucket | None:
     if not text or text == "0":
         return None
     count, _, seconds = text.partition("/")
-    bucket = Bucket(float(count), float(seconds or 60))
+    try:
+        bucket = Bucket(float(count), float(seconds or 60))
+    except ValueError:
+        bucket = Bucket(0, 0)
     if bucket.capacity <= 0 or bucket.period <= 0:
         raise ValueError(f"bad rate {text!r}: expected count/seconds, e.g. 20/60")
     return bucket

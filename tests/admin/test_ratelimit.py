@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 import redis.asyncio as redis
 
-from bot.config import Settings
+from bot.config import ConfigError, Settings, load_settings
 from bot.ratelimit import Bucket, Decision, LocalLimiter, RedisLimiter, parse_rate
 from bot.testing import FakeOllama
 from bot.testing.harness import Harness
@@ -22,6 +22,11 @@ def test_parse_rate() -> None:
     assert parse_rate("0") is None and parse_rate("") is None
     with pytest.raises(ValueError, match="count/seconds"):
         parse_rate("-1/60")
+
+
+def test_bad_rate_setting_is_one_clear_line() -> None:
+    with pytest.raises(ConfigError, match="OC_RATE_LIMIT_USER: .*expected count/seconds"):
+        load_settings(OC_RATE_LIMIT_USER="lots")
 
 
 async def test_local_bucket_refills_and_notifies_once() -> None:
