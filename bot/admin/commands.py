@@ -65,6 +65,8 @@ def register_admin_commands(router: CommandRouter, services: AdminServices) -> N
             )
         uptime = dt.timedelta(seconds=int(time.time() - runtime.started_at))
         health = await app.readiness()
+        for platform, connector in runtime.connectors.items():
+            health.setdefault(platform, str(connector.state))
         lines = [
             f"opencomputer {__version__}, up {uptime}",
             f"model: {runtime.choose_model(ctx.event.address)} ({app.model_status})",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import re
 import sqlite3
-from typing import Any
 
 import orjson
 import pytest
@@ -154,5 +153,12 @@ async def test_forget_needs_the_exact_confirmation(harness: Harness, arg: str) -
     assert SECRET_TEXT in (await _everything(harness))["inbound_messages"]
 
 
-def _unused(_: Any) -> None:  # keep typing imports honest
-    return None
+async def test_terminal_owner_is_admin(harness: Harness) -> None:
+    pairing = await harness.say("let me in", user="quinn")
+    code = re.search(r"/allow (\w{6})", pairing)
+    assert code is not None, pairing
+    printed = await _terminal(harness, f"/allow {code.group(1)}", "/status", "/admins")
+    assert "Allowed Quinn (test:quinn)." in printed
+    assert "queue depth:" in printed and "terminal: connected" in printed
+    assert f"test:{ADMIN} (OC_ADMINS)" in printed
+    assert await harness.say("thanks", user="quinn") == "echo: thanks"
