@@ -25,6 +25,7 @@ db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(__import__("bot.admin.cli", fromlist=["audit_app"]).audit_app, name="audit")
 app.add_typer(__import__("bot.plugins.cli", fromlist=["plugins_app"]).plugins_app, name="plugins")
+app.add_typer(__import__("bot.feedback.cli", fromlist=["prompts_app"]).prompts_app, name="prompts")
 
 
 def _settings() -> Settings:

@@ -73,9 +73,9 @@ class FeedbackRepo:
         self.engine = engine
 
     async def create_tables(self) -> None:
-        """Create this feature's tables if missing (they may be imported after store start)."""
+        """Create missing tables: ours (imported after the store started) and the audit log's."""
         async with self.engine.begin() as conn:
-            await conn.run_sync(SQLModel.metadata.create_all, tables=TABLES)
+            await conn.run_sync(SQLModel.metadata.create_all)
 
     # --- variants ----------------------------------------------------------------------
     async def add_variant(self, **values: Any) -> Any:

@@ -52,8 +52,8 @@ class Tuner:
         for hook in self.audit_hooks:
             try:
                 await hook(event)
-            except Exception:
-                logger.exception("audit hook failed for tuning event %s", event.id)
+            except Exception as exc:
+                logger.warning("audit hook failed for tuning event %s: %s", event.id, exc)
         return event
 
     # --- seeding -----------------------------------------------------------------------
