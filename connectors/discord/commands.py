@@ -20,7 +20,7 @@ from discord import app_commands
 
 from bot.connector import CommandSpec
 
-__all__ = ["AppCommand", "Invoke", "build_commands", "command_name", "publish"]
+__all__ = ["AppCommand", "Invoke", "build_commands", "command_name", "install", "sync"]
 
 logger = logging.getLogger(__name__)
 
@@ -74,13 +74,17 @@ def build_commands(specs: Sequence[CommandSpec], invoke: Invoke) -> list[AppComm
     return out
 
 
-async def publish(
+def install(
     tree: app_commands.CommandTree[Any],
     specs: Sequence[CommandSpec],
     guild_ids: Sequence[int],
     invoke: Invoke,
-) -> bool:
-    """Replace the tree's commands with ``specs`` and sync them; False (logged) on failure."""
+) -> int:
+    """Replace the tree's commands with ``specs`` locally (no request); return how many.
+
+    Done as soon as the client exists, so an interaction that arrives before the first sync
+    (Discord still has the commands from the last run) finds its command.
+    """
     guilds = [discord.Object(id=g) for g in guild_ids]
     tree.clear_commands(guild=None)
     for guild in guilds:
@@ -88,10 +92,15 @@ async def publish(
     commands = build_commands(specs, invoke)
     for command in commands:
         tree.add_command(command, guilds=guilds or discord.utils.MISSING)
+    return len(commands)
+
+
+async def sync(tree: app_commands.CommandTree[Any], guild_ids: Sequence[int]) -> bool:
+    """Publish the installed commands to Discord; False (logged) on failure."""
     try:
-        if guilds:
-            for guild in guilds:
-                await tree.sync(guild=guild)
+        if guild_ids:
+            for guild_id in guild_ids:
+                await tree.sync(guild=discord.Object(id=guild_id))
         else:
             await tree.sync()
     except discord.HTTPException as exc:
@@ -101,6 +110,6 @@ async def publish(
             exc,
         )
         return False
-    scope = f"in {len(guilds)} guild(s)" if guilds else "globally"
-    logger.info("Discord: %d slash command(s) registered %s", len(commands), scope)
+    scope = f"in {len(guild_ids)} guild(s)" if guild_ids else "globally"
+    logger.info("Discord: slash commands registered %s", scope)
     return True

@@ -27,7 +27,7 @@ from bot.connector import Capabilities, CommandSpec, ConnectorState, Emit, Forma
 from bot.events import Address
 from bot.text import split_markdown
 from connectors.discord.client import GatewayClient
-from connectors.discord.commands import publish
+from connectors.discord.commands import install, sync
 from connectors.discord.gateway import Endpoints, ReconnectPolicy
 from connectors.discord.inbound import Inbound, Lru
 from connectors.discord.interactions import InteractionReplies
@@ -181,8 +181,10 @@ class DiscordConnector:
             await self.client.wait_until_ready()
 
     def _new_client(self) -> GatewayClient:
-        self._synced = None  # a new client has an empty command tree
-        return GatewayClient(self, http_trace=self.reconnects.trace_config(), **self._options)
+        self._synced = None  # a new client: publish again once it is ready
+        client = GatewayClient(self, http_trace=self.reconnects.trace_config(), **self._options)
+        install(client.tree, self._specs, self._guild_ids, self._on_slash)
+        return client
 
     async def _supervise(self) -> None:
         failures = 0
@@ -272,14 +274,19 @@ class DiscordConnector:
 
     # --- slash commands ----------------------------------------------------------------
     async def register_commands(self, commands: Sequence[CommandSpec]) -> None:
-        """Publish slash commands: per guild in ``DISCORD_GUILD_IDS`` (instant), else global."""
+        """Publish slash commands: per guild in ``DISCORD_GUILD_IDS`` (instant), else global.
+
+        Before the connection is ready they are only installed locally; ``ready`` publishes.
+        """
         self._specs = list(commands)
-        if self._client is not None and self._client.is_ready():
-            await self._sync_commands()
+        if self._client is not None:
+            install(self._client.tree, self._specs, self._guild_ids, self._on_slash)
+            if self._client.is_ready():
+                await self._sync_commands()
 
     async def _sync_commands(self) -> None:
         specs = list(self._specs)
-        if await publish(self.client.tree, specs, self._guild_ids, self._on_slash):
+        if await sync(self.client.tree, self._guild_ids):
             self._synced = specs
 
     async def _on_slash(self, interaction: discord.Interaction, name: str, args: str) -> None:

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from bot.connector import CommandSpec
+from bot.connector import CommandSpec, ConnectorState
 from bot.events import Address, ChatKind, Command, Reaction
 from connectors.discord import DiscordConnector
 from tests.discord import discord_payloads as p
@@ -233,3 +233,27 @@ async def test_other_replies_do_not_take_the_interaction(
     assert fake.messages[posted]["interaction_token"] is None
     assert fake.messages[answer]["interaction_token"] is not None
     assert fake.interaction_responses[0]["data"]["content"] == "help text"
+
+
+async def test_slash_command_before_ready_after_a_restart(
+    fake: FakeDiscord, discord_env: None, sink: Sink
+):
+    first = make_connector(sink)
+    await first.start()
+    await first.wait_connected()
+    await first.register_commands(SPECS)
+    await first.stop()
+    # Discord keeps the commands; the next run gets an interaction while the guild cache is
+    # still filling (before on_ready and before it published anything itself).
+    second = make_connector(sink, guild_ready_timeout=2.0)
+    await second.register_commands(SPECS)
+    await second.start()
+    try:
+        await second.wait_state(ConnectorState.CONNECTED)
+        assert not second.client.is_ready()
+        await fake.slash("reset")
+        (cmd,) = await sink.wait_for(Command)
+        assert cmd.name == "reset"
+        assert not second.client.is_ready()
+    finally:
+        await second.stop()
