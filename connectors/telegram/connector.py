@@ -138,10 +138,7 @@ class TelegramConnector:
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-        try:
-            await self.joiner.flush()
-        except Exception as exc:
-            logger.warning("a held Telegram message could not be handed over: %s", exc)
+        await self.joiner.drain()
         await self._save_offset()
         if self._bot is not None:
             await self._bot.shutdown()

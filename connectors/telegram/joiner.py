@@ -98,6 +98,21 @@ class SplitJoiner:
                 self._hold_again(k, held)
                 raise
 
+    async def drain(self) -> int:
+        """At shutdown: try each held message once, then drop the rest; return how many."""
+        lost = 0
+        for key in list(self._held):
+            try:
+                await self.flush(key)
+            except Exception as exc:
+                lost += 1
+                logger.warning("a held Telegram message could not be handed over: %s", exc)
+        for held in self._held.values():
+            if held.task is not None:
+                held.task.cancel()
+        self._held.clear()
+        return lost
+
     def _hold_again(self, key: _Key, held: _Held) -> None:
         """Delivery failed (runtime busy or stopping): keep the parts and try again later."""
         if key in self._held:  # a new part started a new hold meanwhile; keep ours first

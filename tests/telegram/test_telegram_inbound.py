@@ -198,3 +198,15 @@ async def test_command_after_a_held_part_comes_after_it(
     first, second = await sink.wait(2)
     assert isinstance(first, Message) and first.text == "c" * 4000
     assert isinstance(second, Command) and second.name == "retry"
+
+
+async def test_stop_hands_over_a_held_message(
+    tg: FakeBotApi, connector: TelegramConnector, sink: Sink
+) -> None:
+    await tg.push(tg.message("d" * 4000))
+    await tg.push(tg.message("marker", chat_id=43, user_id=43))
+    await sink.wait(1)  # the marker came through, so the long one is being held
+    assert connector.joiner.holding == 1
+    await connector.stop()
+    assert sorted(e.text for e in sink.events) == ["d" * 4000, "marker"]  # type: ignore[union-attr]
+    assert connector.joiner.holding == 0
