@@ -200,10 +200,14 @@ class ApprovalAgent:
         run_id = uuid.uuid4().hex
         config = {"configurable": {"thread_id": thread_id}, "run_id": run_id}
         decision = {"approved": row.status == "approved", "by": row.decided_by}
-        state = await self.graph.ainvoke(
-            Resume(resume=decision), config=config, context=ctx, durability="exit"
-        )
-        await self.approvals.set_status(int(row.id), "done")
+        try:
+            state = await self.graph.ainvoke(
+                Resume(resume=decision), config=config, context=ctx, durability="exit"
+            )
+        finally:
+            # One attempt per decision: if it failed, the chat moves on (a dangerous call that
+            # did not happen is the safe outcome) instead of swallowing the next message.
+            await self.approvals.set_status(int(row.id), "done")
         messages = state.get("messages", [])
         answer = messages[-1].get("content", "") if messages else ""
         return await self._after(thread_id, TurnOutcome(answer, run_id), ctx)

@@ -12,7 +12,7 @@ import secrets
 import time
 from collections import defaultdict
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import Field, SQLModel
 
@@ -116,7 +116,11 @@ class IdentityLinks:
             await conn.execute(
                 insert(_LINK).values(user_key=user.key, person_id=person, linked_at=time.time())
             )
-        self._person[user.key] = person
+            # Accounts that hung on the joining account come along: the two persons merge.
+            await conn.execute(
+                update(_LINK).where(_LINK.c.person_id == user.key).values(person_id=person)
+            )
+        await self.load()
         logger.info("linked %s to person %s", user.key, person)
         return str(row.user_key)
 

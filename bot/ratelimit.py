@@ -129,12 +129,24 @@ class RedisLimiter:
         self.client = client
         self.prefix = prefix
         self._script = client.register_script(_SCRIPT)
+        self._fallback = LocalLimiter()
+        self._degraded = False
 
     async def take(self, key: str, bucket: Bucket) -> Decision:
-        """Run the bucket script for ``key``."""
-        allowed, notify, wait = await self._script(
-            keys=[self.prefix + key], args=[bucket.capacity, bucket.rate]
-        )
+        """Run the bucket script for ``key``; while Redis is unreachable, limit in-process
+        (a message must never be refused because the limiter's store is down)."""
+        from redis.exceptions import RedisError
+
+        try:
+            allowed, notify, wait = await self._script(
+                keys=[self.prefix + key], args=[bucket.capacity, bucket.rate]
+            )
+        except RedisError as exc:
+            if not self._degraded:
+                logger.warning("rate limits fall back to in-process: Redis unavailable (%s)", exc)
+                self._degraded = True
+            return await self._fallback.take(key, bucket)
+        self._degraded = False
         return Decision(bool(allowed), bool(notify), max(0.0, float(wait)) if not allowed else 0.0)
 
 

@@ -88,7 +88,10 @@ def register_admin_commands(router: CommandRouter, services: AdminServices) -> N
         if name == "reset":
             await services.models.set(scope, None, by=ctx.event.user.key)
             return f"Model choice cleared; now {services.models.choose(address)}."
-        available = await app.llm.tags()
+        try:
+            available = await app.llm.tags()
+        except Exception as exc:
+            return f"Cannot check the model with Ollama right now ({type(exc).__name__})."
         if name not in available:
             known = ", ".join(sorted(available)) or "none"
             return f"Ollama has no model {name!r}. Available: {known}."
@@ -172,6 +175,8 @@ def register_admin_commands(router: CommandRouter, services: AdminServices) -> N
             address = Address.parse(key)
             if address.platform not in app.runtime.connectors:
                 continue
+            if services.policy.role(user_subject(key)) == "denied":
+                continue  # a direct chat with someone who was denied
             try:
                 await app.runtime.say(address, text)
                 sent += 1

@@ -107,7 +107,7 @@ async def export_person(app: Any, person: str, accounts: list[str]) -> dict[str,
         for e in await services.audit_recent(10_000, actor=key)
     ]
     conversations: dict[str, list[Any]] = {}
-    for thread in await _threads(app, direct & spoken | direct):
+    for thread in await _threads(app, direct):
         messages = await app.runtime.agent.history(thread)
         if messages:
             conversations[thread] = messages

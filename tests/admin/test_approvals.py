@@ -99,6 +99,21 @@ async def test_new_message_drops_the_paused_call(harness: Harness, fake_ollama: 
     assert ran == []
 
 
+async def test_failed_resume_does_not_swallow_the_next_message(
+    harness: Harness, fake_ollama: FakeOllama
+) -> None:
+    ran: list[dict[str, Any]] = []
+    _dangerous(harness, ran)
+    await _allowed(harness, "alice")
+    fake_ollama.call_tool("wipe", path="/d")
+    question = await harness.say("wipe /d")
+    fake_ollama.script.append(Reply(error="model exploded", status=500))
+    failed = await harness.command("approve", _approval_id(question))
+    assert ran == [{"path": "/d"}] and "/retry" in failed
+    assert await harness.say("are you there?") == "echo: are you there?"
+    assert ran == [{"path": "/d"}]
+
+
 async def test_retry_path_also_asks(harness: Harness, fake_ollama: FakeOllama) -> None:
     ran: list[dict[str, Any]] = []
     _dangerous(harness, ran)

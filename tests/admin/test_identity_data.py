@@ -162,3 +162,21 @@ async def test_terminal_owner_is_admin(harness: Harness) -> None:
     assert "queue depth:" in printed and "terminal: connected" in printed
     assert f"test:{ADMIN} (OC_ADMINS)" in printed
     assert await harness.say("thanks", user="quinn") == "echo: thanks"
+
+
+async def test_persons_merge_and_unlink_keeps_the_others_together(harness: Harness) -> None:
+    links = IdentityLinks(harness.app.store.engine)
+    a, b, c, d = (User("test", x) for x in "abcd")
+    assert await links.redeem(await links.new_code(a), b) == "test:a"  # b joins a
+    assert await links.redeem(await links.new_code(c), d) == "test:c"  # d joins c
+    assert await links.redeem(await links.new_code(a), c) == "test:a"  # c (with d) joins a
+    assert {links.person_key(u.key) for u in (a, b, c, d)} == {"test:a"}
+    assert links.accounts_of("test:d") == ["test:d", "test:a", "test:b", "test:c"]
+    # a is the person id the others hang on; unlinking it keeps b, c, d together.
+    assert await links.unlink("test:a")
+    assert links.person_key("test:a") == "test:a"
+    assert len({links.person_key(u.key) for u in (b, c, d)}) == 1
+    fresh = IdentityLinks(harness.app.store.engine)  # what another process (or a restart) sees
+    await fresh.load()
+    assert fresh.accounts_of("test:b") == links.accounts_of("test:b")
+    assert not await links.unlink("test:a")
