@@ -126,6 +126,9 @@ class PluginHost:
         address: Address | None = None,
     ) -> Any:
         """Run a tool; every failure becomes a :class:`ToolError` the model can read."""
+        known = {t.name: t for t in self._tools.get(plugin, [])}
+        if tool in known:
+            arguments = coerce_arguments(arguments, known[tool].parameters)
         return await self.invoke(
             plugin, "tool", tool, user=user, address=address, arguments=arguments
         )
@@ -234,6 +237,34 @@ class PluginHost:
                 await self.send(Address.parse(str(item["address"])), str(item["text"]))
             except Exception as exc:
                 logger.warning("plugin %s: message to %s failed: %s", name, item["address"], exc)
+
+
+def coerce_arguments(arguments: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    """Fix what small models often get wrong in tool arguments.
+
+    Numbers and booleans sent as strings are converted; arguments the tool does not take are
+    dropped rather than failing the call.
+    """
+    props: dict[str, Any] = schema.get("properties") or {}
+    fixed: dict[str, Any] = {}
+    for key, value in (arguments or {}).items():
+        if key not in props:
+            continue
+        kind = props[key].get("type")
+        try:
+            if kind == "integer" and isinstance(value, str | float) and float(value).is_integer():
+                value = int(float(value))
+            elif kind == "number" and isinstance(value, str):
+                value = float(value)
+            elif kind == "boolean" and isinstance(value, str) and value.lower() in _BOOLS:
+                value = _BOOLS[value.lower()]
+        except ValueError:
+            pass  # leave it: the tool's own error says what is wrong
+        fixed[key] = value
+    return fixed
+
+
+_BOOLS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 
 
 async def _run_in_process(request: dict[str, Any]) -> dict[str, Any]:

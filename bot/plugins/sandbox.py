@@ -179,7 +179,7 @@ class Sandbox:
         )
         try:
             out, err = await asyncio.wait_for(
-                proc.communicate(json.dumps(payload, default=str).encode()), limits.timeout
+                _collect(proc, json.dumps(payload, default=str).encode()), limits.timeout
             )
         except TimeoutError:
             _kill(proc)
@@ -193,11 +193,38 @@ class Sandbox:
             logger.debug("plugin %s stderr: %s", policy.plugin, tail)
         if not out:
             raise SandboxError(_death(proc.returncode, err, limits))
+        if len(out) > _MAX_OUTPUT:
+            raise SandboxError(f"the plugin's answer is larger than {_MAX_OUTPUT // 2**20} MB")
         try:
-            answer: dict[str, Any] = json.loads(out[:_MAX_OUTPUT])
+            answer: dict[str, Any] = json.loads(out)
         except ValueError:
             raise SandboxError("the plugin's answer was not valid JSON") from None
         return answer
+
+
+async def _collect(proc: asyncio.subprocess.Process, payload: bytes) -> tuple[bytes, bytes]:
+    """Send the request, read the answer and a tail of stderr (bounded, however much it prints)."""
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    proc.stdin.write(payload)
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        await proc.stdin.drain()
+    proc.stdin.close()
+    out, err = await asyncio.gather(
+        _read(proc.stdout, _MAX_OUTPUT + 1, head=True), _read(proc.stderr, 64 * 1024, head=False)
+    )
+    await proc.wait()
+    return out, err
+
+
+async def _read(stream: asyncio.StreamReader, limit: int, *, head: bool) -> bytes:
+    kept = bytearray()
+    while chunk := await stream.read(64 * 1024):
+        if head:
+            kept += chunk[: max(0, limit - len(kept))]
+        else:
+            kept += chunk
+            del kept[:-limit]
+    return bytes(kept)
 
 
 def _kill(proc: asyncio.subprocess.Process) -> None:

@@ -101,18 +101,17 @@ async def call_handler(fn: Any, request: dict[str, Any], ctx: Any) -> Any:
     """Call ``fn`` the way its kind expects, passing ``ctx`` when it takes one."""
     kind = request["kind"]
     wants_ctx = "ctx" in inspect.signature(fn).parameters
-    extra = {"ctx": ctx} if wants_ctx else {}
+    kwargs: dict[str, Any] = {"ctx": ctx} if wants_ctx else {}
+    args: tuple[Any, ...] = ()
     if kind == "tool":
-        result = fn(**(request.get("arguments") or {}), **extra)
+        kwargs.update(request.get("arguments") or {})
     elif kind == "command":
-        result = fn(request.get("args", ""), **extra)
+        args = (request.get("args", ""),)
     elif kind == "hook":
-        result = fn(request.get("event") or {}, **extra)
-    else:
-        result = fn(**extra)
-    if inspect.isawaitable(result):
-        result = await result
-    return result
+        args = (request.get("event") or {},)
+    if not inspect.iscoroutinefunction(fn):  # blocking code must not stall an event loop
+        return await asyncio.to_thread(fn, *args, **kwargs)
+    return await fn(*args, **kwargs)
 
 
 async def dispatch(request: dict[str, Any]) -> dict[str, Any]:

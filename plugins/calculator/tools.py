@@ -45,7 +45,10 @@ def _eval(node: ast.AST) -> Any:
     if isinstance(node, ast.Name) and node.id in _CONSTS:
         return _CONSTS[node.id]
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCS:
-        return _FUNCS[node.func.id](*(_eval(a) for a in node.args))
+        args = [_eval(a) for a in node.args]
+        if node.func.id == "factorial" and any(abs(a) > 1000 for a in args):
+            raise ToolError("factorial argument too large (at most 1000)")
+        return _FUNCS[node.func.id](*args)
     raise ToolError(f"unsupported expression element: {ast.dump(node)[:60]}")
 
 

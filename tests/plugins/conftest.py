@@ -121,7 +121,20 @@ def run(command: str) -> str:
     """
     import subprocess
     return subprocess.run(command, shell=True, capture_output=True, text=True).stdout
+
+@tool
+def chatter() -> str:
+    """Print a lot, then answer."""
+    for _ in range(20000):
+        print("x" * 500)
+    return "still fine"
+
+@tool
+async def huge() -> str:
+    """Return far too much."""
+    return "x" * (6 * 1024 * 1024)
 '''
 PROBE_TOOLS = [
-    {"name": n} for n in ("connect", "read", "write", "environment", "spin", "hog", "run")
+    {"name": n}
+    for n in ("connect", "read", "write", "environment", "spin", "hog", "run", "chatter", "huge")
 ]

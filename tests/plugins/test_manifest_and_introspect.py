@@ -137,3 +137,20 @@ def test_manifest_danger_flag_reaches_the_tool(plugin_dir, tmp_path):
     (purge,) = host.tools("risky")
     assert purge.dangerous and purge.plugin == "risky"
     assert BUILTIN_DIR.name == "plugins"
+
+
+def test_arguments_are_coerced_to_the_schema():
+    from bot.plugins.loader import coerce_arguments
+
+    schema = {
+        "properties": {
+            "n": {"type": "integer"},
+            "x": {"type": "number"},
+            "on": {"type": "boolean"},
+            "s": {"type": "string"},
+        }
+    }
+    got = coerce_arguments({"n": "3", "x": "2.5", "on": "false", "s": 7, "extra": 1}, schema)
+    assert got == {"n": 3, "x": 2.5, "on": False, "s": 7}
+    assert coerce_arguments({"n": "three"}, schema) == {"n": "three"}
+    assert coerce_arguments({"n": 4.0}, schema) == {"n": 4}

@@ -194,3 +194,11 @@ def test_policy_mounts_only_what_is_granted(tmp_path):
     assert "--bind-try /srv/out /srv/out" in joined
     assert f"--bind {tmp_path / 'data' / 'p'} {tmp_path / 'data' / 'p'}" in joined
     assert str(tmp_path / "data") + " " not in joined.replace(str(tmp_path / "data" / "p"), "")
+
+
+async def test_output_is_bounded_and_prints_do_not_corrupt_answers(plugin_dir, tmp_path):
+    make_plugin(plugin_dir, "probe", PROBE, tools=PROBE_TOOLS)
+    host = make_host(plugin_dir, tmp_path / "data")
+    assert await host.call_tool("probe", "chatter", {}) == "still fine"
+    with pytest.raises(ToolError, match="larger than 4 MB"):
+        await host.call_tool("probe", "huge", {})
