@@ -133,8 +133,10 @@ class RedisLimiter:
         self._degraded = False
 
     async def take(self, key: str, bucket: Bucket) -> Decision:
-        """Run the bucket script for ``key``; while Redis is unreachable, limit in-process
-        (a message must never be refused because the limiter's store is down)."""
+        """Run the bucket script for ``key``; while Redis is unreachable, limit in-process.
+
+        A message must never be refused because the limiter's store is down.
+        """
         from redis.exceptions import RedisError
 
         try:

@@ -82,7 +82,7 @@ async def _threads(app: Any, conversations: set[str]) -> list[str]:
 
 async def export_person(app: Any, person: str, accounts: list[str]) -> dict[str, Any]:
     """Everything stored about the person, as one JSON-ready dict."""
-    inbound_ids, reply_ids, spoken, direct = await _footprint(app, accounts)
+    inbound_ids, reply_ids, _spoken, direct = await _footprint(app, accounts)
     data: dict[str, Any] = {"person": person, "accounts": accounts}
     async with app.store.engine.connect() as conn:
         data["messages"] = _rows(await conn.execute(select(_IN).where(_IN.c.id.in_(inbound_ids))))

@@ -25,7 +25,7 @@ def test_parse_rate() -> None:
 
 
 def test_bad_rate_setting_is_one_clear_line() -> None:
-    with pytest.raises(ConfigError, match="OC_RATE_LIMIT_USER: .*expected count/seconds"):
+    with pytest.raises(ConfigError, match=r"OC_RATE_LIMIT_USER: .*expected count/seconds"):
         load_settings(OC_RATE_LIMIT_USER="lots")
 
 
@@ -69,6 +69,18 @@ async def test_redis_bucket(redis_url: str) -> None:
         keys = await client.keys(prefix + "*")
         if keys:
             await client.delete(*keys)
+        await client.aclose()
+
+
+async def test_redis_down_falls_back_to_in_process() -> None:
+    client = redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
+    try:
+        limiter = RedisLimiter(client)
+        bucket = Bucket(1, 60)
+        assert (await limiter.take("k", bucket)).allowed
+        refused = await limiter.take("k", bucket)
+        assert not refused.allowed and refused.notify
+    finally:
         await client.aclose()
 
 
