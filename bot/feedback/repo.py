@@ -166,11 +166,15 @@ class FeedbackRepo:
             return list(rows)
 
     async def last_undoable(self) -> Any | None:
-        """The newest event that changed statuses and was not undone."""
+        """The newest status change that was not undone (undos themselves are not undone)."""
         async with self.engine.connect() as conn:
             rows = await conn.execute(
                 select(_EVENT)
-                .where(_EVENT.c.undone_by.is_(None), _EVENT.c.changes != "[]")
+                .where(
+                    _EVENT.c.undone_by.is_(None),
+                    _EVENT.c.changes != "[]",
+                    _EVENT.c.kind != "undone",
+                )
                 .order_by(_EVENT.c.id.desc())
                 .limit(1)
             )
