@@ -182,11 +182,15 @@ def disable(name: str, chat: ChatOption = None) -> None:
 def install(
     package: str,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Consent without asking.")] = False,
+    pip_arg: Annotated[
+        list[str] | None, typer.Option("--pip-arg", help="Extra pip argument (repeatable).")
+    ] = None,
 ) -> None:
     """pip-install a plugin package, show its permissions, and enable it if you consent."""
     settings = _settings()
     before = set(_discover(settings).plugins)
-    pip = subprocess.run([sys.executable, "-m", "pip", "install", package], check=False)
+    command = [sys.executable, "-m", "pip", "install", *(pip_arg or []), package]
+    pip = subprocess.run(command, check=False)
     if pip.returncode != 0:
         typer.secho(f"pip could not install {package}", fg="red", err=True)
         raise typer.Exit(1)

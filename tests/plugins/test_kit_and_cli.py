@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -131,3 +132,69 @@ def test_install_reports_a_failed_pip(tmp_path, monkeypatch):
     result = runner.invoke(app, ["plugins", "install", str(tmp_path / "no-such-package")])
     assert result.exit_code == 1
     assert "pip could not install" in result.output
+
+
+def _wheel(folder: Path) -> Path:
+    """A minimal wheel announcing a plugin (built by hand: no build tools, no network)."""
+    import zipfile
+
+    files = {
+        "oc_weather/__init__.py": "",
+        "oc_weather/plugin.json": json.dumps(
+            {
+                "name": "weather",
+                "version": "0.3.0",
+                "description": "Forecasts.",
+                "module": "tools",
+                "permissions": {"network": ["api.weather.example"]},
+                "tools": [{"name": "forecast", "description": "Forecast for a place."}],
+            }
+        ),
+        "oc_weather/tools.py": "from bot.plugins.api import tool\n\n@tool\ndef forecast(place:"
+        " str) -> str:\n    '''Forecast.'''\n    return 'sunny'\n",
+        "oc_weather-0.3.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: oc-weather\n"
+        "Version: 0.3.0\n",
+        "oc_weather-0.3.0.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: test\n"
+        "Root-Is-Purelib: true\nTag: py3-none-any\n",
+        "oc_weather-0.3.0.dist-info/entry_points.txt": "[opencomputer.plugins]\n"
+        "weather = oc_weather\n",
+    }
+    path = folder / "oc_weather-0.3.0-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as wheel:
+        for name, text in files.items():
+            wheel.writestr(name, text)
+        record = "".join(f"{n},,\n" for n in files) + "oc_weather-0.3.0.dist-info/RECORD,,\n"
+        wheel.writestr("oc_weather-0.3.0.dist-info/RECORD", record)
+    return path
+
+
+def test_install_shows_permissions_and_enables_on_consent(tmp_path, monkeypatch):
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setenv("OC_DATA_DIR", str(tmp_path / "data"))
+    wheel = _wheel(tmp_path)
+    args = [
+        "plugins",
+        "install",
+        str(wheel),
+        "--pip-arg",
+        f"--target={site}",
+        "--pip-arg",
+        "--no-deps",
+        "--pip-arg",
+        "--no-index",
+        "--pip-arg",
+        "-q",
+    ]
+    declined = runner.invoke(app, args, input="n\n")
+    assert declined.exit_code == 0, declined.output
+    assert "network: api.weather.example" in declined.output
+    assert "Enable weather with these permissions?" in declined.output
+    assert "installed but left off" in declined.output
+    listed = runner.invoke(app, ["plugins", "list"]).output
+    assert "weather          0.3.0     package  off" in listed
+    assert runner.invoke(app, ["plugins", "enable", "weather"]).exit_code == 0
+    assert (
+        "weather          0.3.0     package  on" in runner.invoke(app, ["plugins", "list"]).output
+    )
