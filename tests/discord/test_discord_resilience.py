@@ -110,9 +110,12 @@ async def test_resumes_stay_on_the_configured_gateway(
     await fake.invalidate_session()
     await fake.disconnect(4000)
     await fake.wait_until(lambda: len(fake.identifies) == 2 and fake.connected, within=5)
+    await fake.dispatch("MESSAGE_CREATE", dm(fake, "after READY"))
+    await sink.wait_for(Message)  # READY was handled before this message
+    resumes = len(fake.resumes)
     await fake.disconnect(1001)
     await fake.wait_until(lambda: fake.connected, within=5)
-    assert len(fake.identifies) == 2 and fake.resumes
+    assert len(fake.identifies) == 2 and len(fake.resumes) == resumes + 1
 
 
 async def test_bad_token_fails_with_one_clear_line(
