@@ -247,6 +247,8 @@ class DiscordConnector:
         ws = self._client.ws if self._client is not None else None
         if self._endpoints.gateway_url is not None and ws is not None:
             # READY names a resume_gateway_url; a proxy or local gateway must keep the resumes.
+            # (A drop in the instant before this handler runs resumes there once; discord.py
+            # then retries, and this override applies from the next session on.)
             ws.gateway = self._endpoints.gateway_url
 
     def disconnected(self) -> None:
