@@ -140,3 +140,20 @@ async def test_webhook_asks_telegram_to_retry_when_runtime_refuses(
     sink.fail = None
     assert (await tg.post_webhook(url, update))[0] == 200
     assert [e.text for e in sink.events] == ["later please"]  # type: ignore[union-attr]
+
+
+async def test_another_poller_is_reported_once_and_outlasted(
+    tg: FakeBotApi, connector: TelegramConnector, sink: Sink, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="connectors.telegram")
+    conflict = "Conflict: terminated by other getUpdates request"
+    polls = len(tg.calls_to("getUpdates"))
+    tg.fail("getUpdates", status=409, description=conflict, times=3)
+    await tg.wait_for("getUpdates", count=polls + 4)  # the three refused, then a good one
+    assert tg.failures[-1].times == 0
+    await tg.push(tg.message("still here"))
+    [event] = await sink.wait(1)
+    assert isinstance(event, Message) and event.text == "still here"
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "another process uses this bot token" in errors[0]
+    assert connector.state is ConnectorState.CONNECTED

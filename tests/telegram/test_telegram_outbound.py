@@ -157,3 +157,14 @@ async def test_group_upgraded_to_supergroup_still_gets_the_message(
 )
 def test_base_url_normalised(given: str, expected: str) -> None:
     assert api_base_url(given) == expected
+
+
+async def test_rejected_markup_on_edit_falls_back_to_plain_text(
+    tg: FakeBotApi, connector: TelegramConnector
+) -> None:
+    mid = await connector.send(DM, "draft")
+    tg.fail("editMessageText", status=400, description="Bad Request: can't parse entities: x")
+    await connector.edit(DM, mid, "<b>a &amp; b</b>")
+    first, second = tg.calls_to("editMessageText")
+    assert first["parse_mode"] == "HTML" and "parse_mode" not in second.args
+    assert tg.texts[(42, int(mid))] == "a & b"
