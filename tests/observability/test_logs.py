@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from bot.config import Settings
+from bot.events import Chat, ChatKind, Message, User
 from bot.logs import current_turn_id, setup_logging, turn_context, turn_id_for
 from bot.testing import FakeOllama
 from bot.testing.harness import Harness
@@ -120,3 +121,34 @@ async def test_a_turn_logs_json_with_its_message_turn_id(
     # lines outside any turn (start-up, shutdown) carry no id
     assert any(r["turn_id"] is None for r in records)
     assert {r["turn_id"] for r in records} <= {turn, None}
+
+
+async def test_queued_turns_in_one_conversation_log_under_their_own_ids(
+    make_settings: Callable[..., Settings], fake_ollama: FakeOllama, log_stream: io.StringIO
+) -> None:
+    settings = make_settings()
+    setup_logging("DEBUG", stream=log_stream, fmt="json")
+    async with Harness(settings) as h:
+        fake_ollama.reply("one")
+        fake_ollama.reply("two")
+        chat, user = Chat("test", "alice", ChatKind.DIRECT), User("test", "alice", "Alice")
+        for event_id, text in (("evt-a", "first"), ("evt-b", "second")):
+            # both accepted before the lane ran either: one lane task runs both turns
+            await h.app.runtime.emit(
+                Message(
+                    platform="test",
+                    event_id=event_id,
+                    chat=chat,
+                    user=user,
+                    text=text,
+                    message_id=f"u-{event_id}",
+                )
+            )
+        await h.app.runtime.wait_idle()
+        assert [c.text for c in h.conn.calls if c.action == "send"] == ["one", "two"]
+
+    model_lines = [r for r in _records(log_stream) if r["logger"] == "bot.observability"]
+    assert [r["turn_id"] for r in model_lines] == [
+        turn_id_for("test", "evt-a"),
+        turn_id_for("test", "evt-b"),
+    ]
