@@ -34,10 +34,16 @@ _ASSIGN = VariantAssignmentRow.__table__  # type: ignore[attr-defined]
 _EVENT = TuningEventRow.__table__  # type: ignore[attr-defined]
 _REPLY = ReplyRow.__table__  # type: ignore[attr-defined]
 _IN = InboundRow.__table__  # type: ignore[attr-defined]
-TABLES = [_VAR, _VOTE, _NOTE, _FAIL, _ASSIGN, _EVENT]
 LIVE = (Status.ACTIVE, Status.CANDIDATE, Status.PINNED)
 
 Change = tuple[int, str, str]  # variant id, status before, status after
+
+
+def _pk(result: Any) -> int:
+    """The primary key of the row an INSERT created."""
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +96,7 @@ class FeedbackRepo:
                     version=int(newest or 0) + 1, created_at=now, updated_at=now, **values
                 )
             )
-            vid = int(result.inserted_primary_key[0])
+            vid = _pk(result)
             return (await conn.execute(select(_VAR).where(_VAR.c.id == vid))).one()
 
     async def variant(self, variant_id: int) -> Any | None:
@@ -150,7 +156,7 @@ class FeedbackRepo:
                     changes=json.dumps(done),
                 )
             )
-            eid = int(result.inserted_primary_key[0])
+            eid = _pk(result)
             return (await conn.execute(select(_EVENT).where(_EVENT.c.id == eid))).one()
 
     async def record_event(
@@ -275,14 +281,14 @@ class FeedbackRepo:
                     select(_VOTE.c.variant_id, up, down, excl).group_by(_VOTE.c.variant_id)
                 )
             }
-            served = dict(
+            served: dict[Any, int] = dict(
                 list(
                     await conn.execute(
                         select(_REPLY.c.variant_id, func.count()).group_by(_REPLY.c.variant_id)
                     )
                 )
             )
-            fails = dict(
+            fails: dict[Any, int] = dict(
                 list(
                     await conn.execute(
                         select(_FAIL.c.variant_id, func.count()).group_by(_FAIL.c.variant_id)
@@ -337,7 +343,7 @@ class FeedbackRepo:
         """Store a reason given in words."""
         async with self.engine.begin() as conn:
             result = await conn.execute(insert(_NOTE).values(created_at=time.time(), **values))
-            return int(result.inserted_primary_key[0])
+            return _pk(result)
 
     async def notes(self, *, variant_id: int | None = None, limit: int = 10) -> list[Any]:
         """Newest notes (for one variant or all)."""
