@@ -49,7 +49,7 @@ def paraphrases(rng: np.random.Generator, data: np.ndarray, count: int) -> list[
 
 def percentiles(samples: list[float]) -> tuple[float, float]:
     ordered = sorted(samples)
-    p99 = ordered[min(len(ordered) - 1, int(round(0.99 * (len(ordered) - 1))))]
+    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
     return statistics.median(ordered) * 1000, p99 * 1000
 
 
@@ -94,7 +94,9 @@ async def run(size: int, dim: int, count: int, oversample: int) -> None:
         blob = np.concatenate([q, np.zeros((-dim) % 8, np.float32)]).tobytes()
         rows = conn.execute(
             f"SELECT rowid, distance FROM {table} WHERE embedding MATCH ? AND k = 10 "
-            "AND person = 'p'", (blob,)).fetchall()
+            "AND person = 'p'",
+            (blob,),
+        ).fetchall()
         return [(int(r[0]), 1 - r[1]) for r in rows]
 
     vec_exact, vec_exact_lat = timed(float_knn, queries[: max(20, count // 4)])
@@ -103,10 +105,14 @@ async def run(size: int, dim: int, count: int, oversample: int) -> None:
     f50, f99 = percentiles(vec_exact_lat)
     print(f"\n{size:,} memories, {dim} dimensions, {count} queries (index built in {build:.1f} s)")
     print(f"  exact numpy brute force      p50 {e50:7.2f} ms  p99 {e99:7.2f} ms  recall@10 1.000")
-    print(f"  sqlite-vec bit+rescore x{oversample:<3d}  p50 {a50:7.2f} ms  p99 {a99:7.2f} ms  "
-          f"recall@10 {recall_at_10(approx, truth):.3f}   ({e50 / a50:.2f}x exact p50)")
-    print(f"  sqlite-vec float k-NN        p50 {f50:7.2f} ms  p99 {f99:7.2f} ms  "
-          f"recall@10 {recall_at_10(vec_exact, truth[: len(vec_exact)]):.3f}")
+    print(
+        f"  sqlite-vec bit+rescore x{oversample:<3d}  p50 {a50:7.2f} ms  p99 {a99:7.2f} ms  "
+        f"recall@10 {recall_at_10(approx, truth):.3f}   ({e50 / a50:.2f}x exact p50)"
+    )
+    print(
+        f"  sqlite-vec float k-NN        p50 {f50:7.2f} ms  p99 {f99:7.2f} ms  "
+        f"recall@10 {recall_at_10(vec_exact, truth[: len(vec_exact)]):.3f}"
+    )
     await index.close()
 
 

@@ -44,7 +44,11 @@ def register_memory_commands(router: CommandRouter, store: MemoryStore) -> None:
             ok = await store.edit(person, int(ident.lstrip("#")), text)
             return f"Updated #{ident.lstrip('#')}." if ok else f"You have no memory #{ident}."
         if verb in ("delete", "del", "rm", "forget"):
-            ids = [int(x.lstrip("#")) for x in rest.replace(",", " ").split() if x.lstrip("#").isdigit()]
+            ids = [
+                int(x.lstrip("#"))
+                for x in rest.replace(",", " ").split()
+                if x.lstrip("#").isdigit()
+            ]
             if not ids:
                 return _USAGE
             count = await store.delete(person, ids)

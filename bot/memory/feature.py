@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlmodel import SQLModel
 
+from bot.commands import CommandContext, CommandRouter
 from bot.memory.commands import register_memory_commands
 from bot.memory.models import MemoryCitationRow, MemoryRow
 from bot.memory.store import MemoryStore
@@ -24,6 +25,8 @@ from graphs.agent.planning import PlannerConfig, format_plan
 __all__ = ["create_tables", "setup"]
 
 logger = logging.getLogger(__name__)
+
+_MEM = MemoryRow.__table__  # type: ignore[attr-defined]
 
 
 async def create_tables(app: Any, *models: Any) -> None:
@@ -39,11 +42,16 @@ async def setup(app: Any) -> None:
     runtime = app.runtime
     await create_tables(app, MemoryRow, MemoryCitationRow)
     store = MemoryStore(
-        app.store.engine, app.llm, embed_model=settings.embed_model,
-        top_k=settings.memory_top_k, token_budget=settings.memory_token_budget,
+        app.store.engine,
+        app.llm,
+        embed_model=settings.embed_model,
+        top_k=settings.memory_top_k,
+        token_budget=settings.memory_token_budget,
         min_score=settings.memory_min_score,
     )
-    store.index = open_index(settings.memory_backend, settings.resolved_database_url, store.vectors_of)
+    store.index = open_index(
+        settings.memory_backend, settings.resolved_database_url, store.vectors_of
+    )
     await _sync_index(store)
     app.on_stop.append(store.index.close)
     app.extras["memory"] = store
@@ -71,7 +79,9 @@ async def setup(app: Any) -> None:
 
     async def export_memories(person: str, _accounts: list[str]) -> dict[str, Any]:
         items = await store.list_of(person)
-        return {"memories": [{"id": m.id, "text": m.text, "created_at": m.created_at} for m in items]}
+        return {
+            "memories": [{"id": m.id, "text": m.text, "created_at": m.created_at} for m in items]
+        }
 
     app.extras.setdefault("forget_hooks", []).append(forget_memories)
     app.extras.setdefault("export_hooks", []).append(export_memories)
@@ -86,7 +96,7 @@ async def _sync_index(store: MemoryStore) -> None:
     if not isinstance(store.index, SqliteVecIndex):
         return
     async with store.engine.connect() as conn:
-        rows = int(await conn.scalar(select(func.count()).select_from(MemoryRow.__table__)) or 0)
+        rows = int(await conn.scalar(select(func.count()).select_from(_MEM)) or 0)
     if store.index.count() != rows:
         logger.info("rebuilding the memory vector index (%d memories)", rows)
         await store.rebuild()
@@ -121,8 +131,10 @@ async def _state_value(app: Any, address: Any, key: str) -> Any:
 
 
 def _register_plan_command(app: Any) -> None:
-    @app.commands.command("plan")
-    async def plan(ctx: Any) -> str:
+    router: CommandRouter = app.commands
+
+    @router.command("plan")
+    async def plan(ctx: CommandContext) -> str:
         """Show the last plan I made in this chat and how far it got."""
         value = await _state_value(app, ctx.event.address, "plan")
         if not value or not (value.get("steps") or value.get("question")):

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.memory.models import MemoryCitationRow, MemoryRow
 from bot.memory.vectors import VectorIndex, normalise
-from bot.ollama import OllamaClient
+from bot.ollama import ModelClient
 
 __all__ = ["Memory", "MemoryStore"]
 
@@ -50,7 +50,7 @@ class MemoryStore:
     def __init__(
         self,
         engine: AsyncEngine,
-        llm: OllamaClient,
+        llm: ModelClient,
         *,
         embed_model: str,
         index: VectorIndex | None = None,
@@ -94,11 +94,16 @@ class MemoryStore:
         async with self.engine.begin() as conn:
             result = await conn.execute(
                 insert(_MEM).values(
-                    person=person, text=text, vector=vector.tobytes(), dim=int(vector.shape[0]),
-                    source=source, created_at=now, updated_at=now,
+                    person=person,
+                    text=text,
+                    vector=vector.tobytes(),
+                    dim=int(vector.shape[0]),
+                    source=source,
+                    created_at=now,
+                    updated_at=now,
                 )
             )
-        memory_id = int(result.inserted_primary_key[0])
+        memory_id = int(result.inserted_primary_key[0])  # type: ignore[index]
         await self._index().add(person, memory_id, vector)
         return Memory(memory_id, person, text, created_at=now)
 
@@ -119,8 +124,12 @@ class MemoryStore:
             changed = await conn.execute(
                 update(_MEM)
                 .where(_MEM.c.id == memory_id, _MEM.c.person == person)
-                .values(text=text.strip(), vector=vector.tobytes(), dim=int(vector.shape[0]),
-                        updated_at=time.time())
+                .values(
+                    text=text.strip(),
+                    vector=vector.tobytes(),
+                    dim=int(vector.shape[0]),
+                    updated_at=time.time(),
+                )
             )
         if not changed.rowcount:
             return False
@@ -188,8 +197,15 @@ class MemoryStore:
         async with self.engine.begin() as conn:
             await conn.execute(
                 insert(_CITE),
-                [{"run_id": run_id, "memory_id": m.id, "score": m.score,
-                  "created_at": time.time()} for m in memories],
+                [
+                    {
+                        "run_id": run_id,
+                        "memory_id": m.id,
+                        "score": m.score,
+                        "created_at": time.time(),
+                    }
+                    for m in memories
+                ],
             )
 
     async def citations(self, run_id: str) -> list[dict[str, Any]]:

@@ -58,4 +58,4 @@ def make_memory_tools(store: MemoryStore) -> list[Tool]:
         memory = await store.add(person, fact, source=source)
         return f"remembered (memory {memory.id})"
 
-    return [remember.__oc_tool__]  # type: ignore[attr-defined]
+    return [remember.__oc_tool__]

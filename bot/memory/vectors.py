@@ -89,12 +89,15 @@ class ExactIndex:
         self._cache[person] = (ids.astype(np.int64), matrix.astype(np.float32))
 
     async def add(self, person: str, memory_id: int, vector: np.ndarray) -> None:
+        """Drop the person's cached matrix (reloaded on the next search)."""
         self._cache.pop(person, None)
 
     async def remove(self, person: str, memory_ids: Sequence[int]) -> None:
+        """Drop the person's cached matrix (reloaded on the next search)."""
         self._cache.pop(person, None)
 
     async def search(self, person: str, query: np.ndarray, k: int) -> list[tuple[int, float]]:
+        """Cosine similarity against every vector of the person."""
         ids, matrix = await self._matrix(person)
         if not len(ids) or matrix.shape[1] != query.shape[0]:
             return []
@@ -105,12 +108,15 @@ class ExactIndex:
         return [(int(ids[i]), float(scores[i])) for i in top]
 
     async def close(self) -> None:
+        """Forget every cached matrix."""
         self._cache.clear()
 
 
 def _pad8(vector: np.ndarray) -> np.ndarray:
-    """Zero-pad to a multiple of 8 dimensions (binary quantisation needs whole bytes;
-    zeros change no cosine)."""
+    """Zero-pad to a multiple of 8 dimensions.
+
+    Binary quantisation needs whole bytes; zeros change no cosine.
+    """
     extra = (-vector.shape[0]) % 8
     return np.concatenate([vector, np.zeros(extra, dtype=np.float32)]) if extra else vector
 
@@ -206,9 +212,12 @@ class SqliteVecIndex:
         )
 
     async def add(self, person: str, memory_id: int, vector: np.ndarray) -> None:
+        """Index one memory (replacing an older vector of it)."""
         await self._run(lambda: self._insert(person, memory_id, vector))
 
     async def remove(self, person: str, memory_ids: Sequence[int]) -> None:
+        """Delete memories from every dimension's table."""
+
         def delete() -> None:
             for dim in list(self._dims) or self._known_dims():
                 table = self._table(dim)
@@ -236,9 +245,11 @@ class SqliteVecIndex:
         return [(int(r[0]), 1.0 - float(r[1])) for r in rows]
 
     async def search(self, person: str, query: np.ndarray, k: int) -> list[tuple[int, float]]:
+        """Coarse-then-exact search in a worker thread."""
         return list(await self._run(lambda: self.search_sync(person, query, k)))
 
     async def close(self) -> None:
+        """Close the file."""
         await self._run(self._conn.close)
 
 
@@ -248,7 +259,9 @@ def open_index(backend: str, database_url: str, loader: Loader) -> VectorIndex:
         from bot.storage.engine import sqlite_path
 
         path = sqlite_path(database_url)
-        target = ":memory:" if path is None else str(Path(path).with_name(path.stem + "-vectors.db"))
+        target = (
+            ":memory:" if path is None else str(Path(path).with_name(path.stem + "-vectors.db"))
+        )
         conn = load_sqlite_vec(target)
         if conn is not None:
             return SqliteVecIndex(conn)

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from sqlalchemy import update
 
-from bot.commands import CommandContext
+from bot.commands import CommandContext, CommandRouter
 from bot.memory.tools import current_turn, person_of_turn
 from bot.schedules.models import ScheduleRow
 from bot.schedules.scheduler import Scheduler
@@ -86,18 +86,33 @@ async def setup_schedules(app: Any) -> None:
         except ScheduleError as exc:
             raise ToolError(str(exc)) from exc
         person = await person_of_turn(ctx)
-        schedule_id = await scheduler.add({
-            "person": person, "platform": ctx.address.platform, "chat_id": ctx.address.chat_id,
-            "chat_kind": "direct", "thread_id": ctx.address.thread_id, "user_id": ctx.user.id,
-            "user_name": ctx.user.name, "action": action, "text": what.strip(), "repeat": spec,
-            "tz": tz, "next_run": first, "created_at": now,
-        })
+        schedule_id = await scheduler.add(
+            {
+                "person": person,
+                "platform": ctx.address.platform,
+                "chat_id": ctx.address.chat_id,
+                "chat_kind": "direct",
+                "thread_id": ctx.address.thread_id,
+                "user_id": ctx.user.id,
+                "user_name": ctx.user.name,
+                "action": action,
+                "text": what.strip(),
+                "repeat": spec,
+                "tz": tz,
+                "next_run": first,
+                "created_at": now,
+            }
+        )
         local = datetime.fromtimestamp(first, zone(tz)).strftime("%a %Y-%m-%d %H:%M %Z")
-        return f"scheduled #{schedule_id}: first at {local}" + (f", repeating {spec}" if spec else "")
+        return f"scheduled #{schedule_id}: first at {local}" + (
+            f", repeating {spec}" if spec else ""
+        )
 
     app.tools.add(schedule, plugin="core")
 
-    @app.commands.command("schedules", args="[cancel <id>]", aliases=("reminders",))
+    router: CommandRouter = app.commands
+
+    @router.command("schedules", args="[cancel <id>]", aliases=("reminders",))
     async def schedules(ctx: CommandContext) -> str:
         """List your reminders and scheduled tasks, or cancel one."""
         person = await ctx.runtime.person_of(ctx.event.user)
@@ -116,7 +131,8 @@ async def setup_schedules(app: Any) -> None:
     async def forget_schedules(person: str, _accounts: list[str]) -> str:
         async with app.store.engine.begin() as conn:
             gone = await conn.execute(
-                update(_SCHED).where(_SCHED.c.person == person, _SCHED.c.status == "active")
+                update(_SCHED)
+                .where(_SCHED.c.person == person, _SCHED.c.status == "active")
                 .values(status="cancelled", text="")
             )
         scheduler.wake()
@@ -124,10 +140,12 @@ async def setup_schedules(app: Any) -> None:
 
     async def export_schedules(person: str, _accounts: list[str]) -> dict[str, Any]:
         rows = await scheduler.active(person)
-        return {"schedules": [
-            {"id": r.id, "text": r.text, "repeat": r.repeat, "tz": r.tz, "next_run": r.next_run}
-            for r in rows
-        ]}
+        return {
+            "schedules": [
+                {"id": r.id, "text": r.text, "repeat": r.repeat, "tz": r.tz, "next_run": r.next_run}
+                for r in rows
+            ]
+        }
 
     app.extras.setdefault("forget_hooks", []).append(forget_schedules)
     app.extras.setdefault("export_hooks", []).append(export_schedules)

@@ -53,6 +53,7 @@ class Scheduler:
 
     @property
     def engine(self) -> Any:
+        """The database engine the runtime's store uses."""
         return self.runtime.store.engine
 
     async def start(self) -> None:
@@ -84,8 +85,11 @@ class Scheduler:
         async with self.engine.begin() as conn:
             changed = await conn.execute(
                 update(_SCHED)
-                .where(_SCHED.c.id == schedule_id, _SCHED.c.person == person,
-                       _SCHED.c.status == "active")
+                .where(
+                    _SCHED.c.id == schedule_id,
+                    _SCHED.c.person == person,
+                    _SCHED.c.status == "active",
+                )
                 .values(status="cancelled")
             )
         self.wake()
@@ -158,17 +162,25 @@ class Scheduler:
             async with self.engine.begin() as conn:
                 claimed = await conn.execute(
                     update(_SCHED)
-                    .where(_SCHED.c.id == row.id, _SCHED.c.next_run == occurrence,
-                           _SCHED.c.status == "active")
+                    .where(
+                        _SCHED.c.id == row.id,
+                        _SCHED.c.next_run == occurrence,
+                        _SCHED.c.status == "active",
+                    )
                     .values(**advance)
                 )
                 if not claimed.rowcount:
                     return  # another process fired it
                 result = await conn.execute(
                     insert(_REPLY).values(
-                        conversation=address.key, platform=row.platform, chat_id=row.chat_id,
-                        thread_id=row.thread_id, text=text, status="pending",
-                        run_id=f"schedule:{row.id}", created_at=now,
+                        conversation=address.key,
+                        platform=row.platform,
+                        chat_id=row.chat_id,
+                        thread_id=row.thread_id,
+                        text=text,
+                        status="pending",
+                        run_id=f"schedule:{row.id}",
+                        created_at=now,
                     )
                 )
             await self._deliver(int(result.inserted_primary_key[0]), address, text)
@@ -178,8 +190,9 @@ class Scheduler:
     async def _deliver(self, reply_id: int, address: Address, text: str) -> None:
         connector = self.runtime.connectors.get(address.platform)
         if connector is None:
-            logger.warning("no %s connector: reminder %s waits in the outbox", address.platform,
-                           reply_id)
+            logger.warning(
+                "no %s connector: reminder %s waits in the outbox", address.platform, reply_id
+            )
             return
         try:
             ids = await ReplyStream(connector, address).finish(text)

@@ -23,7 +23,9 @@ def zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name.strip() or "UTC")
     except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ScheduleError(f"unknown time zone {name!r}; use an IANA name like Europe/Paris") from exc
+        raise ScheduleError(
+            f"unknown time zone {name!r}; use an IANA name like Europe/Paris"
+        ) from exc
 
 
 def parse_when(when: str, tz: str) -> float:
@@ -83,7 +85,16 @@ class Cron:
             fields = [_field(p, lo, hi) for p, (lo, hi) in zip(parts, _RANGES, strict=True)]
         except ValueError as exc:
             raise ScheduleError(f"bad cron field {exc} in {spec!r}") from exc
-        return cls(*fields, any_day=parts[2] == "*", any_weekday=parts[4] == "*")
+        minutes, hours, days, months, weekdays = fields
+        return cls(
+            minutes,
+            hours,
+            days,
+            months,
+            weekdays,
+            any_day=parts[2] == "*",
+            any_weekday=parts[4] == "*",
+        )
 
     def _day_matches(self, day: datetime) -> bool:
         if day.month not in self.months:
@@ -111,7 +122,9 @@ class Cron:
 
 
 def _rrule_to_cron(rule: str) -> str:
-    parts = dict(p.split("=", 1) for p in rule.upper().removeprefix("RRULE:").split(";") if "=" in p)
+    parts = dict(
+        p.split("=", 1) for p in rule.upper().removeprefix("RRULE:").split(";") if "=" in p
+    )
     freq = parts.get("FREQ", "")
     if parts.get("INTERVAL", "1") != "1":
         raise ScheduleError("RRULE INTERVAL other than 1 is not supported; use cron steps")

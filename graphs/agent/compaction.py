@@ -14,7 +14,7 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from bot.ollama import OllamaClient
+from bot.ollama import ModelClient
 from graphs.agent.reducer import drop_marker
 from graphs.agent.state import AgentState, TurnContext
 from graphs.agent.trim import estimate_tokens
@@ -55,12 +55,13 @@ class WindowProbe:
     reserve memory the model cannot use.
     """
 
-    def __init__(self, llm: OllamaClient, *, explicit: bool) -> None:
+    def __init__(self, llm: ModelClient, *, explicit: bool) -> None:
         self.llm = llm
         self.explicit = explicit
         self._known: dict[str, int | None] = {}
 
     async def __call__(self, model: str, configured: int) -> int:
+        """The window for ``model`` given the configured ``num_ctx``."""
         if self.explicit:
             return configured
         if model not in self._known:
@@ -84,7 +85,9 @@ def summary_block(summary: str) -> str:
     """The system-prompt section holding the summary of compacted turns."""
     if not summary:
         return ""
-    return f"Summary of the earlier part of this conversation (older turns were condensed):\n{summary}"
+    return (
+        f"Summary of the earlier part of this conversation (older turns were condensed):\n{summary}"
+    )
 
 
 def _tokens(text: str) -> int:
@@ -124,10 +127,11 @@ def _transcript(messages: list[dict[str, Any]]) -> list[str]:
 class CompactNode:
     """Summarise older turns into the state when the prompt nears the window."""
 
-    def __init__(self, llm: OllamaClient) -> None:
+    def __init__(self, llm: ModelClient) -> None:
         self.llm = llm
 
     async def __call__(self, state: AgentState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
+        """Compact if needed; return the state update (empty when not)."""
         ctx = runtime.context
         cfg: CompactionConfig | None = ctx.services.get("compaction")
         if cfg is None:
@@ -136,8 +140,10 @@ class CompactNode:
         usable = window - max(256, window // 4)
         messages = state.get("messages", [])
         summary = state.get("summary", "")
-        fixed = _tokens(ctx.system_prompt) + _tokens(summary) + sum(
-            _tokens(m.get("text", "")) for m in state.get("recalled", [])
+        fixed = (
+            _tokens(ctx.system_prompt)
+            + _tokens(summary)
+            + sum(_tokens(m.get("text", "")) for m in state.get("recalled", []))
         )
         if fixed + sum(estimate_tokens(m) for m in messages) <= cfg.compact_at * usable:
             return {}

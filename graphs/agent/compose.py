@@ -38,6 +38,7 @@ class ComposedModelNode:
         self.inner = inner
 
     async def __call__(self, state: AgentState, runtime: Runtime[TurnContext]) -> Any:
+        """Run the inner model node with the composed context."""
         ctx = runtime.context
         plan = state.get("plan") or {}
         changes: dict[str, Any] = {
@@ -46,4 +47,6 @@ class ComposedModelNode:
         }
         if plan.get("active") and plan.get("status") == "running":
             changes["stream"] = None  # step chatter stays off the progress message
-        return await self.inner(state, runtime.override(context=dataclasses.replace(ctx, **changes)))
+        return await self.inner(
+            state, runtime.override(context=dataclasses.replace(ctx, **changes))
+        )

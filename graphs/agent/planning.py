@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
-from langgraph.graph import END
 from langgraph.runtime import Runtime
 
-from bot.ollama import OllamaClient
+from bot.ollama import ModelClient
 from graphs.agent.nodes import route_after_model
 from graphs.agent.state import AgentState, TurnContext
 
@@ -44,7 +43,7 @@ _PLAN_PROMPT = (
     "request into at most {max_steps} short steps, each naming the tool it needs (or null). "
     'Answer with JSON only: {{"steps": [{{"do": "...", "tool": "name or null"}}], '
     '"question": null}}. If the request is too ambiguous to act on, give no steps and put '
-    "one short follow-up question in \"question\" instead."
+    'one short follow-up question in "question" instead.'
 )
 _REVISE_PROMPT = (
     PLAN_MARKER + " and one step failed. Tools:\n{tools}\n\nPlan so far:\n{plan}\n\nStep "
@@ -89,12 +88,14 @@ def _steps(data: dict[str, Any], limit: int) -> list[dict[str, Any]]:
             item = {"do": item}
         if isinstance(item, dict) and str(item.get("do", "")).strip():
             tool = item.get("tool")
-            steps.append({
-                "do": str(item["do"]).strip(),
-                "tool": str(tool) if tool and str(tool).lower() != "null" else None,
-                "status": "pending",
-                "result": "",
-            })
+            steps.append(
+                {
+                    "do": str(item["do"]).strip(),
+                    "tool": str(tool) if tool and str(tool).lower() != "null" else None,
+                    "status": "pending",
+                    "result": "",
+                }
+            )
     return steps[:limit]
 
 
@@ -144,10 +145,11 @@ async def _show(ctx: TurnContext, plan: dict[str, Any]) -> None:
 class PlanNode:
     """Decide cheaply whether to plan; if so ask the model for steps or a question."""
 
-    def __init__(self, llm: OllamaClient) -> None:
+    def __init__(self, llm: ModelClient) -> None:
         self.llm = llm
 
     async def __call__(self, state: AgentState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
+        """Return the plan update (or nothing for a simple request)."""
         ctx = runtime.context
         cfg: PlannerConfig | None = ctx.services.get("planner")
         previous = state.get("plan") or {}
@@ -171,8 +173,13 @@ class PlanNode:
         steps = _steps(data, cfg.max_steps)
         question = str(data.get("question") or "").strip()
         plan: dict[str, Any] = {
-            "goal": text[:200], "steps": steps, "current": 0, "revisions": 0,
-            "created_at": time.time(), "question": None, "mark": len(messages),
+            "goal": text[:200],
+            "steps": steps,
+            "current": 0,
+            "revisions": 0,
+            "created_at": time.time(),
+            "question": None,
+            "mark": len(messages),
         }
         if question and not steps:
             plan.update(status="asked", active=False, question=question)
@@ -188,17 +195,16 @@ class PlanNode:
 def route_after_plan(state: AgentState) -> Literal["model", "__end__"]:
     """A follow-up question ends the turn; everything else goes to the model."""
     plan = state.get("plan") or {}
-    return END if plan.get("status") == "asked" and not plan.get("active") else "model"
+    return "__end__" if plan.get("status") == "asked" and not plan.get("active") else "model"
 
 
 def route_after_planned_model(
     state: AgentState, runtime: Runtime[TurnContext]
 ) -> Literal["tools", "advance", "__end__"]:
     """Tools first; then, inside a plan, move to the next step instead of finishing."""
-    nxt = route_after_model(state, runtime)
-    if nxt == "tools":
+    if route_after_model(state, runtime) == "tools":
         return "tools"
-    return "advance" if (state.get("plan") or {}).get("active") else END
+    return "advance" if (state.get("plan") or {}).get("active") else "__end__"
 
 
 def _step_error(messages: list[dict[str, Any]]) -> str | None:
@@ -213,23 +219,28 @@ def _step_error(messages: list[dict[str, Any]]) -> str | None:
 class AdvanceNode:
     """Close the step that just ran: next step, a revised plan, or the final answer."""
 
-    def __init__(self, llm: OllamaClient) -> None:
+    def __init__(self, llm: ModelClient) -> None:
         self.llm = llm
 
     async def __call__(self, state: AgentState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
+        """Return the plan update after the step that just ran."""
         ctx = runtime.context
         cfg: PlannerConfig = ctx.services.get("planner") or PlannerConfig()
         plan = orjson.loads(orjson.dumps(state.get("plan") or {}))
         messages = state.get("messages", [])
         if plan.get("status") != "running":  # the final answer was written
-            plan.update(status="failed" if plan.get("status") == "failing" else "done", active=False)
+            plan.update(
+                status="failed" if plan.get("status") == "failing" else "done", active=False
+            )
             return {"plan": plan}
         index = plan["current"]
         step = plan["steps"][index]
         error = _step_error(messages[plan.get("mark", 0) :])
-        step["result"] = str(messages[-1].get("content") or "").strip().splitlines()[0][:200] if (
-            str(messages[-1].get("content") or "").strip()
-        ) else ""
+        step["result"] = (
+            str(messages[-1].get("content") or "").strip().splitlines()[0][:200]
+            if (str(messages[-1].get("content") or "").strip())
+            else ""
+        )
         if error is None:
             step["status"] = "done"
             plan["current"] = index + 1
@@ -237,7 +248,8 @@ class AdvanceNode:
             step.update(status="failed", result=error[:200])
             revised = (
                 await self._revise(ctx, plan, index, error)
-                if plan["revisions"] < cfg.max_revisions else None
+                if plan["revisions"] < cfg.max_revisions
+                else None
             )
             if revised:
                 plan["revisions"] += 1
@@ -277,6 +289,7 @@ class AdvanceNode:
 
 def route_after_advance(state: AgentState) -> Literal["model", "__end__"]:
     """Back to the model for the next step or the final answer; end once that is written."""
-    return "model" if (state.get("plan") or {}).get("active") and (
-        state.get("plan") or {}
-    ).get("status") in ("running", "finishing", "failing") else END
+    plan = state.get("plan") or {}
+    if plan.get("active") and plan.get("status") in ("running", "finishing", "failing"):
+        return "model"
+    return "__end__"

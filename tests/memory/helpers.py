@@ -31,10 +31,10 @@ def open_settings(**extra: Any) -> dict[str, Any]:
     return values
 
 
-async def until(check: Callable[[], bool], timeout: float = 5.0) -> None:
+async def until(check: Callable[[], bool], limit: float = 5.0) -> None:
     """Wait for ``check()`` to hold (an event the test cannot await directly)."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + limit
     while not check():
         if loop.time() > deadline:
             raise AssertionError("condition not met in time")
@@ -44,4 +44,8 @@ async def until(check: Callable[[], bool], timeout: float = 5.0) -> None:
 def system_prompt(body: dict[str, Any]) -> str:
     """The system message of a recorded ``/api/chat`` body."""
     messages = body.get("messages", [])
-    return str(messages[0].get("content", "")) if messages and messages[0].get("role") == "system" else ""
+    return (
+        str(messages[0].get("content", ""))
+        if messages and messages[0].get("role") == "system"
+        else ""
+    )

@@ -80,19 +80,31 @@ async def test_one_conversation_compacting_does_not_block_another(
             await h.say(f"long {turn} " + "z" * 300, user="alice")
         summarising.clear()
         sent_before = len(h.conn.calls)
-        alice = Message(platform="test", event_id="slow-1", chat=Chat("test", "alice", ChatKind.DIRECT),
-                        user=User("test", "alice", "Alice"), text="long again " + "z" * 300)
+        alice = Message(
+            platform="test",
+            event_id="slow-1",
+            chat=Chat("test", "alice", ChatKind.DIRECT),
+            user=User("test", "alice", "Alice"),
+            text="long again " + "z" * 300,
+        )
         await runtime.emit(alice)
         await asyncio.wait_for(summarising.wait(), 5)  # alice's turn is now compacting
-        bob = Message(platform="test", event_id="fast-1", chat=Chat("test", "bob", ChatKind.DIRECT),
-                      user=User("test", "bob", "Bob"), text="hi")
+        bob = Message(
+            platform="test",
+            event_id="fast-1",
+            chat=Chat("test", "bob", ChatKind.DIRECT),
+            user=User("test", "bob", "Bob"),
+            text="hi",
+        )
         await runtime.emit(bob)
         await asyncio.wait_for(runtime.wait_idle(bob.address), 1.0)  # well before the 1.5 s
         new = h.conn.calls[sent_before:]
         assert [c.address.chat_id for c in new if c.action == "send"] == ["bob"]
         await runtime.wait_idle()
         assert [c.address.chat_id for c in h.conn.calls[sent_before:] if c.action == "send"] == [
-            "bob", "alice"]
+            "bob",
+            "alice",
+        ]
         assert "FACT: long story" in system_prompt(fake_ollama.chats[-1])
 
 
@@ -102,4 +114,20 @@ def test_drop_marker_reducer_removes_the_prefix_then_appends() -> None:
     current = [{"role": "user", "content": str(i)} for i in range(5)]
     merged = merge_messages(current, [drop_marker(3), {"role": "assistant", "content": "x"}])
     assert [m["content"] for m in merged] == ["3", "4", "x"]
-    assert merge_messages(None, [{"role": "user", "content": "a"}]) == [{"role": "user", "content": "a"}]
+    assert merge_messages(None, [{"role": "user", "content": "a"}]) == [
+        {"role": "user", "content": "a"}
+    ]
+
+
+async def test_window_comes_from_api_show_when_num_ctx_is_not_set(
+    make_settings: Callable[..., Settings], fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.context_length = 1024  # a small model: smaller than the 8192 default
+    async with Harness(make_settings(**open_settings())) as h:
+        fake_ollama.reply("hi")
+        await h.say("hello")
+        assert fake_ollama.chats[-1]["options"]["num_ctx"] == 1024
+    async with Harness(make_settings(**open_settings(OC_NUM_CTX=4096))) as h:
+        fake_ollama.reply("hi")
+        await h.say("hello")
+        assert fake_ollama.chats[-1]["options"]["num_ctx"] == 4096  # set explicitly: as given

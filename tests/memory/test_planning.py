@@ -38,11 +38,24 @@ def _planner(body: dict[str, Any]) -> Reply:
     last = body["messages"][-1]
     if PLAN_MARKER in prompt and "failed with" in prompt:
         assert "primary service is down" in prompt
-        return _json({"steps": [{"do": "look up the value with the backup", "tool": "backup_lookup"},
-                                {"do": "double it", "tool": None}]})
+        return _json(
+            {
+                "steps": [
+                    {"do": "look up the value with the backup", "tool": "backup_lookup"},
+                    {"do": "double it", "tool": None},
+                ]
+            }
+        )
     if PLAN_MARKER in prompt:
-        return _json({"steps": [{"do": "look up the value", "tool": "flaky_lookup"},
-                                {"do": "double it", "tool": None}], "question": None})
+        return _json(
+            {
+                "steps": [
+                    {"do": "look up the value", "tool": "flaky_lookup"},
+                    {"do": "double it", "tool": None},
+                ],
+                "question": None,
+            }
+        )
     if "has been carried out" in prompt:
         return Reply("The result is 84 (the primary lookup failed, the backup answered 42).")
     step = re.search(r"Do step (\d+) now: ([^.]+)", prompt)
@@ -70,8 +83,9 @@ async def test_plan_with_a_failing_step_is_revised_and_finished(
 
         prompts = [system_prompt(c) for c in fake_ollama.chats]
         assert sum(PLAN_MARKER in p for p in prompts) == 2  # plan + one revision
-        tool_results = [m["content"] for c in fake_ollama.chats for m in c["messages"]
-                        if m["role"] == "tool"]
+        tool_results = [
+            m["content"] for c in fake_ollama.chats for m in c["messages"] if m["role"] == "tool"
+        ]
         assert "error: primary service is down" in tool_results and "42" in tool_results
 
         # Progress was shown by editing one message, which now holds the final answer.

@@ -29,7 +29,9 @@ async def test_fact_remembered_in_one_chat_is_recalled_in_another(
         assert tool_turn["role"] == "tool" and tool_turn["content"].startswith("remembered (memory")
 
         fake_ollama.reply("How about a margherita?")
-        answer = await h.say("What should I eat for dinner?", user="alice", chat="kitchen", group=True)
+        answer = await h.say(
+            "What should I eat for dinner?", user="alice", chat="kitchen", group=True
+        )
         assert answer == "How about a margherita?"
         prompt = system_prompt(fake_ollama.chats[-1])
         assert "Their favourite food is pizza" in prompt
@@ -77,7 +79,9 @@ async def test_memory_command_lists_edits_deletes_and_forget_hook_clears(
         assert await h.command("memory", "add I play jazz in a band") == "Remembered #1."
         assert await h.command("memory", "add I work at the harbour office") == "Remembered #2."
         listing = await h.command("memory", "list")
-        assert "#1 I play jazz in a band" in listing and "#2 I work at the harbour office" in listing
+        assert (
+            "#1 I play jazz in a band" in listing and "#2 I work at the harbour office" in listing
+        )
         assert await h.command("memory", "edit 2 I work from home") == "Updated #2."
         assert await h.command("memory", "edit 2 stolen", user="mallory") == (
             "You have no memory #2."

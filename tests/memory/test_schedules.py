@@ -40,14 +40,15 @@ async def test_reminder_made_before_a_restart_fires_once_on_time_after_it(
         fake_ollama.call_tool("schedule", what="call mom", when=local, timezone=PARIS)
         fake_ollama.reply("I'll remind you.")
         assert await h.say("remind me in a moment to call mom", chat="family", group=True) == (
-            "I'll remind you.")
+            "I'll remind you."
+        )
         assert fake_ollama.chats[-1]["messages"][-1]["content"].startswith("scheduled #1: first at")
         assert "#1" in await h.command("schedules")
     assert time.time() < due.timestamp()  # the server was down before it was due
 
     async with Harness(settings) as h2:
         _restarted(h2, 100)
-        await until(lambda: bool(_reminders(h2)), timeout=10)
+        await until(lambda: bool(_reminders(h2)), limit=10)
         fired_at = time.time()
         [sent] = [c for c in h2.conn.calls if c.action == "send"]
         assert sent.text == "⏰ Reminder: call mom"
@@ -66,7 +67,9 @@ async def test_runs_missed_while_down_are_reported_once_then_the_schedule_goes_o
 ) -> None:
     settings = make_settings(**open_settings(OC_TIMEZONE=PARIS))
     async with Harness(settings) as h:
-        fake_ollama.call_tool("schedule", what="water the plants", repeat="FREQ=WEEKLY;BYDAY=MO;BYHOUR=9")
+        fake_ollama.call_tool(
+            "schedule", what="water the plants", repeat="FREQ=WEEKLY;BYDAY=MO;BYHOUR=9"
+        )
         fake_ollama.reply("Every Monday at 9.")
         await h.say("every Monday at 9 remind me to water the plants")
         three_weeks_ago = time.time() - 21 * 86400
@@ -82,7 +85,10 @@ async def test_runs_missed_while_down_are_reported_once_then_the_schedule_goes_o
         assert "while I was offline; 3 runs were missed)" in text
         [row] = await h2.app.extras["scheduler"].active()
         assert row.next_run > time.time()
-        assert datetime.fromtimestamp(row.next_run, ZoneInfo(PARIS)).strftime("%a %H:%M") == "Mon 09:00"
+        assert (
+            datetime.fromtimestamp(row.next_run, ZoneInfo(PARIS)).strftime("%a %H:%M")
+            == "Mon 09:00"
+        )
         assert await h2.app.extras["scheduler"].run_due(startup=True) == 0
 
     async with Harness(settings) as h3:
@@ -92,7 +98,8 @@ async def test_runs_missed_while_down_are_reported_once_then_the_schedule_goes_o
         listing = await h3.command("schedules")
         assert "(repeats: 0 9 * * 1) — reminder: water the plants" in listing
         assert await h3.command("schedules", "cancel 1", user="mallory") == (
-            "You have no active schedule #1.")
+            "You have no active schedule #1."
+        )
         assert await h3.command("schedules", "cancel 1") == "Cancelled #1."
         assert await h3.command("schedules") == "You have no reminders or scheduled tasks."
 
@@ -109,7 +116,8 @@ async def test_a_scheduled_task_runs_the_agent_and_answers_in_the_chat(
         fake_ollama.reply("Octopuses have three hearts.")
         await until(lambda: "Octopuses have three hearts." in h.conn.messages.values())
         assert fake_ollama.chats[-1]["messages"][-1]["content"] == (
-            "(Scheduled task) tell me a fun fact")
+            "(Scheduled task) tell me a fun fact"
+        )
         scheduler = h.app.extras["scheduler"]
         assert len(scheduler.fired) == 1
         assert await scheduler.active() == []
@@ -144,8 +152,10 @@ def test_cron_and_rrule_in_a_time_zone_across_daylight_saving() -> None:
     sunday = next_run("0 12 1 * 0", "UTC", datetime(2026, 11, 21, tzinfo=UTC).timestamp())
     assert datetime.fromtimestamp(sunday, UTC).date().isoformat() == "2026-11-22"
     assert cron.minutes == {0}
-    assert parse_when("2026-11-22T09:00", "America/New_York") == datetime(
-        2026, 11, 22, 14, tzinfo=UTC).timestamp()
+    assert (
+        parse_when("2026-11-22T09:00", "America/New_York")
+        == datetime(2026, 11, 22, 14, tzinfo=UTC).timestamp()
+    )
     with pytest.raises(ScheduleError):
         parse_repeat("FREQ=WEEKLY;INTERVAL=2")
     with pytest.raises(ScheduleError):
