@@ -303,7 +303,7 @@ async def amain(args: argparse.Namespace) -> int:
             f"{r['promotion']!s:>9}  {r['rollback']!s:>18} ({r['rollback_own']})  "
             f"{r['seconds']:.0f}"
         )
-        ok &= (s.get(300) or 0) >= 0.9 and r["rollback"] is not None
+        ok &= (s.get(300) or 0) >= 0.9 and r["rollback"] is not None and r["rollback"] <= 50
         ok &= r["wrong_promotions"] == 0 and r["blamed_on_failures"] == 0
         print(
             f"      failed replies rated: {r['failures_rated']}, blamed on a prompt: "

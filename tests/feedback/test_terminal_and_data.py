@@ -1,0 +1,72 @@
+"""End to end on the terminal channel (/good, /bad) and the data-rights hooks."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+
+from bot.app import App
+from bot.config import Settings
+from bot.feedback.service import FeedbackService
+from bot.testing import FakeOllama
+from bot.testing.harness import Harness
+from connectors.terminal import TerminalConnector
+
+
+async def test_good_and_bad_in_the_terminal_change_the_stored_vote(
+    fb_settings: Callable[..., Settings], fake_ollama: FakeOllama
+) -> None:
+    app = App(fb_settings())
+    out = io.StringIO()
+    script = io.StringIO("hello\n/good\n/bad\n")
+    holder: list[TerminalConnector] = []
+
+    def factory(_s: Settings, rt: object) -> list[TerminalConnector]:
+        holder.append(
+            TerminalConnector(
+                app.runtime.emit, wait_idle=app.runtime.wait_idle, stdin=script,
+                stdout=out, interactive=False, user="me",
+            )
+        )  # fmt: skip
+        return holder
+
+    await app.start(factory, http=False)  # type: ignore[arg-type]
+    try:
+        svc: FeedbackService = app.extras["feedback"]
+        terminal = holder[0]
+        seen: list[int] = []
+
+        async def probe(reaction: object, reply_id: int | None) -> None:
+            assert reply_id is not None
+            seen.extend(v.score for v in await svc.repo.votes(reply_id))
+
+        app.runtime.reaction_listeners.append(probe)  # runs after the feedback listener
+        await terminal.run()
+        assert "echo: hello" in out.getvalue()
+        assert seen == [1, -1]  # /good stored +1, then /bad turned the same vote into -1
+        post = (await svc.repo.posteriors([1]))[1]
+        assert (post.up, post.down) == (0, 1)
+    finally:
+        await app.stop()
+
+
+async def test_forget_and_export_hooks_cover_votes_and_notes(
+    harness: Harness, service: FeedbackService
+) -> None:
+    await harness.say("hello")
+    await harness.react(harness.last_message_id, "👍")
+    await harness.command("feedback", "nice")
+    await harness.say("hello", user="bob")
+    await harness.react(harness.last_message_id, "👎", user="bob", chat="bob")
+    mine = "bot.feedback.feature"
+    [export] = [h for h in harness.app.extras["export_hooks"] if h.__module__ == mine]
+    data = await export("p", ["test:alice"])
+    assert [v["score"] for v in data["feedback_votes"]] == [1]
+    assert [n["text"] for n in data["feedback_notes"]] == ["nice"]
+    [forget] = [h for h in harness.app.extras["forget_hooks"] if h.__module__ == mine]
+    assert await forget("p", ["test:alice"]) == "1 feedback ratings and 1 feedback notes"
+    assert (await service.repo.export(["test:alice"])) == {
+        "feedback_votes": [],
+        "feedback_notes": [],
+    }
+    assert len((await service.repo.export(["test:bob"]))["feedback_votes"]) == 1
