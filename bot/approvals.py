@@ -181,6 +181,10 @@ class ApprovalAgent:
             text, ctx.system_prompt = self.redact(text), self.redact(ctx.system_prompt)
             ctx.tools = [_redacting(t, self.redact) for t in ctx.tools]
         open_id = self.approvals.open_id(thread_id)
+        if open_id is None and not text:
+            # A resume queued by another process (scaled out) carries no text: re-read.
+            await self.approvals.load()
+            open_id = self.approvals.open_id(thread_id)
         if open_id is not None:
             row = await self.approvals.get(open_id)
             if row is not None and row.status in ("approved", "rejected"):

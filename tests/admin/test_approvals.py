@@ -114,6 +114,20 @@ async def test_failed_resume_does_not_swallow_the_next_message(
     assert ran == [{"path": "/d"}]
 
 
+async def test_resume_reaches_a_process_that_did_not_see_the_question(
+    harness: Harness, fake_ollama: FakeOllama
+) -> None:
+    ran: list[dict[str, Any]] = []
+    _dangerous(harness, ran)
+    await _allowed(harness, "alice")
+    fake_ollama.call_tool("wipe", path="/e")
+    question = await harness.say("wipe /e")
+    harness.app.extras["admin"].approvals._open.clear()  # as in another worker's memory
+    fake_ollama.reply("Wiped.")
+    assert await harness.command("approve", _approval_id(question)) == "Wiped."
+    assert ran == [{"path": "/e"}]
+
+
 async def test_retry_path_also_asks(harness: Harness, fake_ollama: FakeOllama) -> None:
     ran: list[dict[str, Any]] = []
     _dangerous(harness, ran)
