@@ -154,9 +154,15 @@ class PluginHttp:
             raise PermissionDenied(f"this plugin has no network permission for {target.host}")
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
-        async with self._session.request(method, target, **kwargs) as resp:
-            text = await resp.text(errors="replace")
-            return HttpResponse(resp.status, text, dict(resp.headers), str(resp.url))
+        try:
+            async with self._session.request(method, target, **kwargs) as resp:
+                text = await resp.text(errors="replace")
+                return HttpResponse(resp.status, text, dict(resp.headers), str(resp.url))
+        except aiohttp.ClientConnectorError as exc:
+            refused = _permission_error(exc)
+            if refused is not None:  # the sandbox's guard said no: say why, not 'cannot connect'
+                raise PermissionDenied(refused) from None
+            raise
 
     async def get(self, url: str, **kwargs: Any) -> HttpResponse:
         """``GET url``."""
@@ -171,6 +177,16 @@ class PluginHttp:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def _permission_error(exc: BaseException) -> str | None:
+    seen: BaseException | None = exc
+    while seen is not None:
+        for candidate in (seen, getattr(seen, "os_error", None)):
+            if isinstance(candidate, PermissionError) and candidate.args:
+                return str(candidate.args[-1] if candidate.errno else candidate.args[0])
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 @dataclass(slots=True)

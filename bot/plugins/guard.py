@@ -47,14 +47,30 @@ def host_allowed(grants: list[str], host: str, port: int | None = None) -> bool:
     return False
 
 
+def _private(ip: str) -> bool:
+    """Loopback, private, link-local (cloud metadata) and other non-public addresses."""
+    try:
+        address = ipaddress.ip_address(ip.split("%", 1)[0])
+    except ValueError:
+        return True
+    return not address.is_global
+
+
 class _Guard:
+    """The audit hook.
+
+    ``*`` grants public hosts only: the server's own machine and network (Ollama, the database,
+    cloud metadata) stay out of reach unless a grant names them.
+    """
+
     def __init__(self, grants: list[str], process: bool) -> None:
         self.grants = grants
-        self.any_host = "*" in grants
+        self.named = [g for g in grants if g.strip() != "*"]
+        self.any_host = len(self.named) < len(grants)
         self.process = process
         self.addresses: set[str] = set()
         self.local = threading.local()
-        for grant in grants:  # literal IPs are allowed as written
+        for grant in self.named:  # literal IPs are allowed as written
             host = grant.rsplit(":", 1)[0] if grant.count(":") == 1 else grant
             try:
                 self.addresses.add(str(ipaddress.ip_address(host.strip("[]"))))
@@ -64,7 +80,7 @@ class _Guard:
     def __call__(self, event: str, args: tuple[Any, ...]) -> None:
         if event in _PROCESS_EVENTS and not self.process:
             raise PermissionError("this plugin has no permission to start programs")
-        if self.any_host or getattr(self.local, "busy", False):
+        if getattr(self.local, "busy", False):
             return
         if event == "socket.__new__":
             family = args[1]
@@ -79,8 +95,10 @@ class _Guard:
         number = port if isinstance(port, int) else None
         if not host_allowed(self.grants, host, number):
             raise PermissionError(f"this plugin has no network permission for {host}")
+        if not host_allowed(self.named, host, number):
+            return  # allowed by '*' alone: each address is checked when connecting
         self.local.busy = True
-        try:  # remember what a granted name resolves to, so connecting to it is allowed
+        try:  # remember what a named grant resolves to, so connecting to it is allowed
             for info in socket.getaddrinfo(host, port):
                 self.addresses.add(str(info[4][0]))
         except OSError:
@@ -90,9 +108,15 @@ class _Guard:
 
     def _check(self, address: Any) -> None:
         if isinstance(address, tuple) and address:
-            if str(address[0]) in self.addresses:
+            ip = str(address[0])
+            if ip in self.addresses or (self.any_host and not _private(ip)):
                 return
-            raise PermissionError(f"this plugin has no network permission for {address[0]}")
+            if self.any_host:
+                raise PermissionError(
+                    f"this plugin may not connect to the private address {ip}"
+                    " (grant it by name to allow it)"
+                )
+            raise PermissionError(f"this plugin has no network permission for {ip}")
         if address is None:
             return
         raise PermissionError("this plugin may not connect to local sockets")

@@ -135,12 +135,11 @@ class Manifest(_Strict):
         return self
 
     def network_hosts(self, values: dict[str, str]) -> list[str]:
-        """Granted hosts with ``${SETTING}`` references filled from the plugin's settings."""
+        """Granted hosts, ``${SETTING}`` references filled in (a setting may list several)."""
         hosts = []
         for entry in self.permissions.network:
             filled = re.sub(r"\$\{(\w+)\}", lambda m: values.get(m.group(1), ""), entry)
-            if filled.strip():
-                hosts.append(filled.strip())
+            hosts += [part.strip() for part in filled.split(",") if part.strip()]
         return hosts
 
 

@@ -57,7 +57,15 @@ async def site() -> AsyncIterator[str]:
 
 
 async def test_web_fetches_readable_text_over_loopback(tmp_path, site):
-    host = builtin_host(tmp_path)
+    public_only = builtin_host(tmp_path)
+    with pytest.raises(ToolError, match=r"private address 127\.0\.0\.1"):
+        await public_only.call_tool("web", "fetch_url", {"url": f"{site}/page"})
+    host = builtin_host(tmp_path, {"OC_WEB_PRIVATE_HOSTS": "127.0.0.1, nas.lan"})
+    assert host.plugins["web"].manifest.network_hosts(host.plugins["web"].settings) == [
+        "*",
+        "127.0.0.1",
+        "nas.lan",
+    ]
     text = await host.call_tool("web", "fetch_url", {"url": f"{site}/page"})
     assert text == "# Plugin day\n\nPlugins\n\nFirst\xa0paragraph.\n\none\n\ntwo"
     assert "secret" not in text and "color" not in text

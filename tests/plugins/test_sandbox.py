@@ -72,6 +72,14 @@ async def test_granted_host_is_reachable_and_no_other(plugin_dir, tmp_path, web_
         await host.call_tool("elsewhere", "connect", {"host": "localhost", "port": web_server})
 
 
+async def test_any_host_means_public_hosts_only(plugin_dir, tmp_path, web_server):
+    make_plugin(plugin_dir, "anywhere", PROBE, tools=PROBE_TOOLS, permissions={"network": ["*"]})
+    host = make_host(plugin_dir, tmp_path / "data")
+    for target in ("127.0.0.1", "localhost", "169.254.169.254", "10.1.2.3"):
+        with pytest.raises(ToolError, match="may not connect to the private address"):
+            await host.call_tool("anywhere", "connect", {"host": target, "port": web_server})
+
+
 async def test_server_secrets_env_and_database_are_out_of_reach(plugin_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123:very-secret")
     monkeypatch.setenv("OC_DATABASE_URL", "postgresql://u:pw@db/x")
