@@ -13,7 +13,14 @@ import random
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from nio import AsyncClient, AsyncClientConfig, MatrixRoom, RoomSendError, SyncError
+from nio import (
+    AsyncClient,
+    AsyncClientConfig,
+    MatrixRoom,
+    RoomSendError,
+    RoomTypingError,
+    SyncError,
+)
 from nio.crypto import ENCRYPTION_ENABLED
 
 from bot.config import Settings
@@ -88,6 +95,7 @@ class MatrixConnector:
         self.inbound: Inbound | None = None
         self._task: asyncio.Task[None] | None = None
         self._logged_in: asyncio.Event | None = None
+        self._typing: set[str] = set()
         self._first_sync = True
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -284,7 +292,9 @@ class MatrixConnector:
         if reply_to and not address.thread_id and room is not None and room.member_count <= 2:
             reply_to = None  # in a DM, quoting the question above every answer is noise
         content = message_content(text, thread_id=address.thread_id, reply_to=reply_to)
-        return await self._room_send(address.chat_id, "m.room.message", content)
+        event_id = await self._room_send(address.chat_id, "m.room.message", content)
+        await self._stop_typing(address.chat_id)
+        return event_id
 
     async def edit(self, address: Address, message_id: str, text: str) -> None:
         """Replace a sent chunk with an ``m.replace`` edit."""
@@ -297,10 +307,16 @@ class MatrixConnector:
     async def typing(self, address: Address) -> None:
         """Show the bot typing for a few seconds (best effort)."""
         resp = await self._client().room_typing(address.chat_id, True, timeout=10_000)
-        if not hasattr(resp, "transport_response") or resp.transport_response is None:
-            return
-        if resp.transport_response.status >= 400:
+        if isinstance(resp, RoomTypingError):
             logger.debug("matrix: typing notice in %s failed: %s", address.chat_id, resp)
+        else:
+            self._typing.add(address.chat_id)
+
+    async def _stop_typing(self, room_id: str) -> None:
+        """Clear the typing notice once the answer is there (it would linger up to 10 s)."""
+        if room_id in self._typing:
+            self._typing.discard(room_id)
+            await self._client().room_typing(room_id, False)
 
     async def register_commands(self, commands: Sequence[CommandSpec]) -> None:
         """Matrix has no native command menu; commands are typed with the prefix."""

@@ -101,12 +101,20 @@ class Human:
 
         return await asyncio.wait_for(poll(), within)
 
-    async def wait_typing(self, room_id: str, user_id: str) -> None:
+    async def wait_typing(self, room_id: str, user_id: str | None, within: float = TIMEOUT) -> None:
+        """Until ``user_id`` is typing (None: until nobody is typing) in the room."""
+
+        def shown() -> bool:
+            latest = [u for r, u in self.typing if r == room_id]
+            if user_id is None:
+                return bool(latest) and not latest[-1]
+            return any(user_id in u for u in latest)
+
         async def poll() -> None:
-            while not any(r == room_id and user_id in u for r, u in self.typing):
+            while not shown():
                 await self.sync()
 
-        await asyncio.wait_for(poll(), TIMEOUT)
+        await asyncio.wait_for(poll(), within)
 
     async def create_room(self, invite: list[str], *, direct: bool = False, **kw: Any) -> str:
         resp = await self.client.room_create(invite=invite, is_direct=direct, **kw)

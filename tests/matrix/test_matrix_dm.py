@@ -37,6 +37,8 @@ async def test_dm_message_reply_edit_and_reaction(
     (chunk,) = bot.render("Here is **bold**, `code` and a list:\n\n- one\n- two")
     reply_id = await bot.send(msg.address, chunk, reply_to=msg.message_id)
     reply = await human.wait_for(_is(reply_id))
+    # The answer is there: no longer typing (long before the notice's 10 s would expire).
+    await human.wait_typing(room, None, within=5)
     assert reply["sender"] == bot.user_id
     content = reply["content"]
     assert content["msgtype"] == "m.text"
