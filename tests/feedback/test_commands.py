@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from bot.config import Settings
 from bot.feedback.service import FeedbackService
 from bot.testing import FakeOllama
 from bot.testing.harness import Harness
@@ -89,3 +94,25 @@ async def test_tuning_changes_reach_the_audit_log(harness: Harness) -> None:
     assert ("test:root", "prompt.promoted", 2) in actions
     assert ("test:root", "prompt.added", 2) in actions
     assert (await audit.verify(harness.app.store)).ok
+
+
+async def test_scheduled_proposals_add_machine_candidates(
+    fb_settings: Callable[..., Settings], fake_ollama: FakeOllama
+) -> None:
+    async with Harness(fb_settings(OC_TUNING_PROPOSE_HOURS=0.0003)) as h:  # about a second
+        svc: FeedbackService = h.app.extras["feedback"]
+        await h.say("What is DNS?")
+        await h.react(h.last_message_id, "👎")
+        fake_ollama.reply("Answer in two sentences.")
+        proposed = asyncio.Event()
+
+        async def on_event(event: Any) -> None:
+            if event.kind == "proposed":
+                proposed.set()
+
+        svc.tuner.audit_hooks.append(on_event)
+        await asyncio.wait_for(proposed.wait(), timeout=10)
+        row = (await svc.repo.variants())[1]
+        assert (row.author, row.created_by, row.template) == (
+            "machine", "schedule", "Answer in two sentences.",
+        )  # fmt: skip
