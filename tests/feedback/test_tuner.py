@@ -187,3 +187,29 @@ async def test_changed_system_prompt_becomes_a_new_version(
         ]
     finally:
         await store.stop()
+
+
+@pytest.mark.postgres
+async def test_votes_promotion_and_forget_on_postgresql(
+    fb_settings: Callable[..., Settings], postgres_url: str
+) -> None:
+    settings = fb_settings(OC_DATABASE_URL=postgres_url)
+    store = SqlStore(settings.resolved_database_url)
+    await store.start()
+    try:
+        repo = FeedbackRepo(store.engine)
+        await repo.create_tables()
+        t = Tuner(settings, repo)
+        await t.ensure_default()
+        cand = int((await t.add("Be brief.", actor="test:root")).id)
+        await vote(t, 1, 5, 15)
+        await vote(t, cand, 20, 0)
+        await vote(t, cand, 0, 3, failure="model: down")
+        assert [e.kind for e in await t.evaluate(cand)] == ["auto_promoted"]
+        stats = {s.variant.id: s for s in await repo.stats()}
+        assert (stats[cand].up, stats[cand].down, stats[cand].excluded) == (20, 0, 3)
+        assert (await t.undo(actor="test:root")).kind == "undone"
+        votes, notes = await repo.forget(["nobody"])
+        assert (votes, notes) == (43, 0)  # no reply rows exist here: every vote is an orphan
+    finally:
+        await store.stop()
