@@ -197,3 +197,23 @@ async def test_scheduled_jobs_run_and_can_message_a_chat(
         sent = [c.text for c in h.conn.calls if c.action == "send"]
     assert got[:2] == ["test:alice tick 1", "test:alice tick 2"]
     assert "tick 1" in sent
+
+
+REACTOR = """
+from bot.plugins.api import on_reaction, PluginContext
+
+@on_reaction
+async def thanks(event: dict, ctx: PluginContext) -> None:
+    if event["added"]:
+        await ctx.send(f"{event['user_name']} reacted {event['emoji']} to {event['message_id']}")
+"""
+
+
+async def test_reaction_hooks(make_settings, fake_ollama, plugin_dir, write_plugin):
+    write_plugin("reactor", REACTOR, hooks=["on_reaction"])
+    async with Harness(make_settings(OC_PLUGIN_DIRS=str(plugin_dir))) as h:
+        await h.say("hello")
+        await h.react(h.last_message_id, "👍")
+        await h.app.extras["plugins"].wait_idle()
+        sent = [c.text for c in h.conn.calls if c.action == "send"]
+    assert sent[-1] == "Alice reacted 👍 to m1"
