@@ -6,13 +6,14 @@ import logging
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from bot.commands import CommandContext, CommandRouter
 from bot.memory.tools import current_turn, person_of_turn
 from bot.schedules.models import ScheduleRow
 from bot.schedules.scheduler import Scheduler
 from bot.schedules.spec import ScheduleError, next_run, parse_repeat, parse_when, zone
+from bot.storage.models import InboundRow
 from bot.tools import ToolError, tool
 
 __all__ = ["setup_schedules"]
@@ -20,6 +21,23 @@ __all__ = ["setup_schedules"]
 logger = logging.getLogger(__name__)
 
 _SCHED = ScheduleRow.__table__  # type: ignore[attr-defined]
+_IN = InboundRow.__table__  # type: ignore[attr-defined]
+
+
+async def chat_kind(app: Any, conversation: str) -> str:
+    """The kind of chat (direct, group...) of a conversation, from its newest message.
+
+    A scheduled task is emitted as a message of that chat, so access rules see it as they saw
+    the request that made it.
+    """
+    async with app.store.engine.connect() as conn:
+        kind = await conn.scalar(
+            select(_IN.c.chat_kind)
+            .where(_IN.c.conversation == conversation)
+            .order_by(_IN.c.id.desc())
+            .limit(1)
+        )
+    return str(kind or "direct")
 
 
 def describe(row: Any) -> str:
@@ -91,7 +109,7 @@ async def setup_schedules(app: Any) -> None:
                 "person": person,
                 "platform": ctx.address.platform,
                 "chat_id": ctx.address.chat_id,
-                "chat_kind": "direct",
+                "chat_kind": await chat_kind(app, ctx.address.key),
                 "thread_id": ctx.address.thread_id,
                 "user_id": ctx.user.id,
                 "user_name": ctx.user.name,

@@ -11,6 +11,7 @@ TOPICS: dict[str, tuple[str, ...]] = {
     "pet": ("cat", "dog", "pet", "zorro"),
     "work": ("job", "work", "office", "boss"),
     "music": ("music", "song", "jazz", "band"),
+    "family": ("daughter", "son", "mia", "family", "born"),
 }
 
 

@@ -4,10 +4,11 @@ import itertools
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from bot.config import Settings
 from bot.schedules.models import ScheduleRow
@@ -26,6 +27,11 @@ def _restarted(h: Harness, start: int) -> Harness:
     return h
 
 
+async def _all_schedules(h: Harness) -> list[Any]:
+    async with h.app.store.engine.connect() as conn:
+        return list(await conn.execute(select(ScheduleRow.__table__)))
+
+
 def _reminders(h: Harness) -> list[str]:
     return [c.text for c in h.conn.calls if c.action == "send" and "Reminder" in c.text]
 
@@ -34,7 +40,7 @@ async def test_reminder_made_before_a_restart_fires_once_on_time_after_it(
     make_settings: Callable[..., Settings], fake_ollama: FakeOllama
 ) -> None:
     settings = make_settings(**open_settings())
-    due = datetime.now(ZoneInfo(PARIS)) + timedelta(seconds=1.5)
+    due = datetime.now(ZoneInfo(PARIS)) + timedelta(seconds=4)
     local = due.replace(tzinfo=None).isoformat(timespec="milliseconds")
     async with Harness(settings) as h:
         fake_ollama.call_tool("schedule", what="call mom", when=local, timezone=PARIS)
@@ -55,6 +61,8 @@ async def test_reminder_made_before_a_restart_fires_once_on_time_after_it(
         assert sent.address.chat_id == "family"
         assert due.timestamp() <= fired_at < due.timestamp() + 2.0
         assert await h2.command("schedules") == "You have no reminders or scheduled tasks."
+        [row] = [r for r in await _all_schedules(h2)]
+        assert (row.chat_kind, row.status, row.runs) == ("group", "done", 1)
 
     async with Harness(settings) as h3:  # a third start does not repeat it
         _restarted(h3, 200)
