@@ -304,12 +304,20 @@ class Tuner:
         changes: list[tuple[int, str]] = [(variant_id, Status.RETIRED)]
         back_id = row.replaced_id or row.parent_id
         if row.status in (Status.ACTIVE, Status.PINNED):
-            if back_id is None:
+            back = await self.repo.variant(int(back_id)) if back_id is not None else None
+            same_scope = back is not None and (back.scope, back.scope_key) == (
+                row.scope,
+                row.scope_key,
+            )
+            if back is not None and same_scope:
+                if back.status != Status.ACTIVE:
+                    changes.append((int(back.id), Status.ACTIVE))
+            elif row.scope == Scope.GLOBAL:
                 raise TuningError(
                     f"#{variant_id} replaced nothing; there is nothing to go back to."
                 )
-            back = await self.get(int(back_id))
-            changes.append((int(back.id), Status.ACTIVE))
+            # else: a chat or platform variant without a predecessor in its own scope; once it
+            # is retired the broader scope's active variant serves again
         event = await self.repo.change(
             changes,
             kind="auto_rolled_back" if auto else "rolled_back",

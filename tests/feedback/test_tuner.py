@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import AsyncIterator, Callable
 from types import SimpleNamespace
 from typing import Any
@@ -213,3 +214,14 @@ async def test_votes_promotion_and_forget_on_postgresql(
         assert (votes, notes) == (43, 0)  # no reply rows exist here: every vote is an orphan
     finally:
         await store.stop()
+
+
+async def test_rolling_back_a_scoped_variant_leaves_other_scopes_alone(tuner: Tuner) -> None:
+    plat = int((await tuner.add("Slack style.", actor="x", scope="platform", scope_key="slack")).id)
+    await tuner.promote(plat, actor="x")
+    assert await status(tuner, 1) == "active"  # the global default is another scope's
+    event = await tuner.rollback(plat, actor="x")
+    assert json.loads(event.changes) == [[plat, "active", "retired"]]
+    assert await status(tuner, 1) == "active"
+    with pytest.raises(TuningError, match="nothing to go back to"):
+        await tuner.rollback(1, actor="x")  # the seeded global default replaced nothing
