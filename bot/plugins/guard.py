@@ -90,6 +90,10 @@ class _Guard:
             self._resolve(str(args[0]) if args[0] is not None else "", args[1])
         elif event in ("socket.connect", "socket.sendto", "socket.sendmsg"):
             self._check(args[1])
+        elif event == "socket.bind":
+            address = args[1]
+            if not (isinstance(address, tuple) and len(address) > 1 and address[1] == 0):
+                raise PermissionError("plugins may not listen on ports or local sockets")
 
     def _resolve(self, host: str, port: Any) -> None:
         number = port if isinstance(port, int) else None

@@ -210,3 +210,30 @@ async def test_output_is_bounded_and_prints_do_not_corrupt_answers(plugin_dir, t
     assert await host.call_tool("probe", "chatter", {}) == "still fine"
     with pytest.raises(ToolError, match="larger than 4 MB"):
         await host.call_tool("probe", "huge", {})
+
+
+LISTENER = """
+import socket
+from bot.plugins.api import tool
+
+@tool
+def listen(port: int) -> str:
+    \"\"\"Listen on a port.
+
+    Args:
+        port: Port.
+    \"\"\"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))
+        s.listen()
+        return "listening"
+"""
+
+
+async def test_plugins_cannot_listen_on_ports(plugin_dir, tmp_path):
+    make_plugin(
+        plugin_dir, "server", LISTENER, tools=[{"name": "listen"}], permissions={"network": ["*"]}
+    )
+    host = make_host(plugin_dir, tmp_path / "data")
+    with pytest.raises(ToolError, match="may not listen on ports"):
+        await host.call_tool("server", "listen", {"port": 8080})
