@@ -22,7 +22,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 
 from bot.events import Address, Chat, ChatKind, Message, User
 from bot.reply import ReplyStream
@@ -111,8 +111,8 @@ class Scheduler:
             logger.exception("catching up missed schedules failed")
         while True:
             self._wake.clear()
-            rows = await self.active()
-            delay = 60.0 if not rows else min(60.0, max(0.0, rows[0].next_run - self.clock()))
+            soonest = await self._soonest()
+            delay = 60.0 if soonest is None else min(60.0, max(0.0, soonest - self.clock()))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
             try:
@@ -120,13 +120,26 @@ class Scheduler:
             except Exception:
                 logger.exception("firing schedules failed; retrying in a minute at most")
 
+    async def _soonest(self) -> float | None:
+        async with self.engine.connect() as conn:
+            value = await conn.scalar(
+                select(func.min(_SCHED.c.next_run)).where(_SCHED.c.status == "active")
+            )
+        return float(value) if value is not None else None
+
     async def run_due(self, *, startup: bool = False) -> int:
         """Fire every schedule due now; at start-up, overdue ones are reported as missed."""
         now = self.clock()
         count = 0
-        for row in await self.active():
-            if row.next_run > now:
-                break
+        async with self.engine.connect() as conn:
+            due = list(
+                await conn.execute(
+                    select(_SCHED)
+                    .where(_SCHED.c.status == "active", _SCHED.c.next_run <= now)
+                    .order_by(_SCHED.c.next_run)
+                )
+            )
+        for row in due:
             missed = startup and now - row.next_run > self.grace
             await self._fire(row, now, missed)
             count += 1

@@ -156,7 +156,8 @@ class PlanNode:
         idle = {"plan": {**previous, "active": False}} if previous.get("active") else {}
         messages = state.get("messages", [])
         text = str(messages[-1].get("content") or "") if messages else ""
-        if cfg is None or not needs_plan(text):
+        answering = previous.get("status") == "asked"  # the user answered our question
+        if cfg is None or not (answering or needs_plan(text)):
             return idle
         prompt = _PLAN_PROMPT.format(tools=_tool_list(ctx), max_steps=cfg.max_steps)
         try:
@@ -172,8 +173,9 @@ class PlanNode:
         data = _parse(result.content)
         steps = _steps(data, cfg.max_steps)
         question = str(data.get("question") or "").strip()
+        goal = f"{previous.get('goal', '')} ({text})" if answering else text
         plan: dict[str, Any] = {
-            "goal": text[:200],
+            "goal": goal[:300],
             "steps": steps,
             "current": 0,
             "revisions": 0,

@@ -119,6 +119,23 @@ async def test_simple_request_makes_no_planning_call_and_ambiguity_asks(
         assert PLAN_MARKER in system_prompt(fake_ollama.chats[-1])
         assert "Asked: Which of your two accounts" in await h.command("plan")
 
+        # The answer to the question is planned with the original request.
+        fake_ollama.reply(
+            '{"steps": [{"do": "move the money", "tool": null}, '
+            '{"do": "close the account", "tool": null}]}'
+        )
+        fake_ollama.reply("moved")
+        fake_ollama.reply("closed")
+        fake_ollama.reply("Done: the money is moved and the savings account is closed.")
+        answer = await h.say("The savings one")
+        assert answer == "Done: the money is moved and the savings account is closed."
+        assert PLAN_MARKER in system_prompt(fake_ollama.chats[-4])
+        plan = await h.command("plan")
+        assert plan.startswith(
+            "Plan: Move the money, then close the account and then tell me. (The savings one)"
+        )
+        assert "✅ 2. close the account — closed" in plan
+
 
 def test_needs_plan_is_a_cheap_text_test() -> None:
     assert not needs_plan("What time is it?")
