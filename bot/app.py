@@ -212,12 +212,21 @@ class App:
             from bot.scale.gateway import Gateway
 
             role = Gateway(self, redis, keys=keys, partitions=self.settings.partitions,
-                           republish_after=self.settings.republish_after)
+                           republish_after=self.settings.republish_after,
+                           stale_after=3 * self.settings.worker_lease)
             self.runtime.route = role.publish
         else:
             from bot.scale.worker import Worker
 
-            role = Worker(self, redis, keys=keys, partitions=self.settings.partitions)
+            role = Worker(
+                self,
+                redis,
+                keys=keys,
+                partitions=self.settings.partitions,
+                lease_ms=int(self.settings.worker_lease * 1000),
+                reclaim_idle_ms=int(self.settings.republish_after * 1000),
+                resend_after=min(5.0, self.settings.republish_after),
+            )
             self.runtime.open_stream = role.open_stream
         self.extras[self.role] = role
 

@@ -157,7 +157,6 @@ class Settings(BaseSettings):
     rate_limit_chat: str = _env(
         "OC_RATE_LIMIT_CHAT", "Messages per chat: 'count/seconds'; 0 turns it off.", "60/60"
     )
-    redis_prefix: str = _env("OC_REDIS_PREFIX", "Prefix of every Redis key we write.", "oc:")
 
     # --- feedback and prompt tuning (issue 6) -------------------------------------------
     feedback_positive: str = _env(

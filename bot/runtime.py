@@ -24,6 +24,7 @@ from bot.metrics import Metrics
 from bot.middleware import Handler, Middleware, chain, ignore_bots, require_address
 from bot.ollama import OllamaError
 from bot.reply import ReplySink, ReplyStream
+from bot.storage.engine import is_transient
 from bot.storage.store import ReplyMeta, SqlStore
 from bot.tools import Tool, ToolRegistry
 from graphs.agent.prompts import compose_system_prompt
@@ -63,6 +64,7 @@ class Job:
     retry: bool = False
     done: Callable[[], Awaitable[None]] | None = None
     """Called once the job was handled."""
+    attempts: int = 0
     work: Callable[[], Awaitable[None]] | None = None
     """Replaces the default handling (scale-out workers claim and acknowledge around turns)."""
 
@@ -240,7 +242,13 @@ class Runtime:
                         await self.run_turn(job.event, job.inbound_id, retry=job.retry)
                 except asyncio.CancelledError:
                     raise
-                except Exception:
+                except Exception as exc:
+                    if is_transient(exc) and job.attempts < 3:
+                        await asyncio.sleep(0.5 * 2**job.attempts)
+                        job.attempts += 1
+                        job.retry = True
+                        lane.jobs.appendleft(job)  # first again: order in the chat holds
+                        continue
                     logger.exception("handling %s in %s failed", type(job.event).__name__, key)
                     continue  # not acknowledged: a scale-out worker will see it again
                 if job.done is not None:
@@ -287,6 +295,10 @@ class Runtime:
             logger.error("model call failed for %s: %s %s", address.key, exc, exc.hint)
             text, failure, outcome_label = APOLOGY, f"model: {exc}", "model_error"
         except Exception as exc:
+            if is_transient(exc):  # the database blinked: not the user's fault, try again
+                logger.warning("turn in %s interrupted by storage: %s", address.key, exc)
+                typing.cancel()
+                raise
             logger.exception("turn in %s crashed", address.key)
             text, failure, outcome_label = CRASH_APOLOGY, f"crash: {type(exc).__name__}", "error"
         finally:
@@ -328,21 +340,32 @@ class Runtime:
 
     # --- recovery ----------------------------------------------------------------------
     async def recover(self) -> None:
-        """Pick up work a previous run left unfinished: unanswered messages, unsent replies."""
+        """Pick up work a previous run left unfinished: undelivered replies first (they are
+        older), then unanswered messages."""
+        for row in await self.store.pending_replies():
+            if row.platform in self.connectors:
+                try:
+                    await self.deliver_reply(row)
+                except Exception as exc:
+                    logger.warning("could not deliver saved reply %s yet: %s", row.id, exc)
         for row in await self.store.unfinished_inbound():
             if row.platform not in self.connectors:
                 continue
             await self.route(Job(message_from_row(row), int(row.id), retry=True))
-        for row in await self.store.pending_replies():
-            connector = self.connectors.get(row.platform)
-            if connector is None:
-                continue
-            address = Address(row.platform, row.chat_id, row.thread_id)
-            try:
-                ids = await ReplyStream(connector, address).finish(row.text)
-                await self.store.mark_reply_sent(int(row.id), address, ids)
-            except Exception as exc:
-                logger.warning("could not deliver saved reply %s yet: %s", row.id, exc)
+
+    async def deliver_reply(self, row: Any) -> None:
+        """Send a reply recorded in the outbox but not confirmed delivered, and mark it sent.
+
+        It goes out under its message's reply key, so if a gateway had already delivered it
+        the same messages are returned instead of new ones.
+        """
+        address = Address(row.platform, row.chat_id, row.thread_id)
+        key = f"in{row.inbound_id}" if row.inbound_id is not None else None
+        stream = self.open_stream(address, None, key)
+        if stream is None:
+            raise LookupError(f"no connector for {row.platform}")
+        ids = await stream.finish(row.text)
+        await self.store.mark_reply_sent(int(row.id), address, ids)
 
     # --- defaults ----------------------------------------------------------------------
     async def _default_prompt(self, _msg: Message) -> tuple[str | None, int | None]:

@@ -162,7 +162,7 @@ async def _rate_limiter(app: App, policy: AccessPolicy) -> Any:
 
         client = redis.from_url(settings.redis_url)
         app.on_stop.append(client.aclose)
-        limiter = RedisLimiter(client, prefix=f"{settings.redis_prefix}ratelimit:")
+        limiter = RedisLimiter(client, prefix=f"{settings.redis_prefix}:ratelimit:")
     else:
         limiter = LocalLimiter()
     return rate_limit_middleware(

@@ -7,6 +7,7 @@ entries out of order (a republish after a Redis restart, a partition changing ha
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,7 @@ from sqlalchemy import select, update
 from bot.storage.models import InboundRow
 from bot.storage.store import SqlStore
 
-__all__ = ["Claim", "claim_up_to"]
+__all__ = ["Claim", "claim_up_to", "touch"]
 
 _IN = InboundRow.__table__  # type: ignore[attr-defined]
 
@@ -25,18 +26,22 @@ _IN = InboundRow.__table__  # type: ignore[attr-defined]
 class Claim:
     """Rows this worker now owns, in order, and whether the target row is among them."""
 
-    rows: list[tuple[Any, bool]]  # (row, resumed: an earlier attempt had started it)
+    rows: list[tuple[Any, bool]]  # (row, resumed: an earlier attempt had started it; a row
+    # whose status is "replying" only needs its recorded reply delivered)
     complete: bool
 
 
 async def claim_up_to(
-    store: SqlStore, conversation: str, up_to: int, me: str, live: Collection[str]
+    store: SqlStore, conversation: str, up_to: int, me: str, stale_after: float
 ) -> Claim:
     """Claim the unanswered messages of ``conversation`` up to id ``up_to``, oldest first.
 
-    Stops before a message another live worker is processing (it keeps the order); rows of a
-    worker that is no longer alive are taken over.
+    Stops before a message another worker is processing (it keeps the order) unless that worker
+    showed no sign of life (``claimed_at``) for ``stale_after`` seconds: then it is taken over.
+    Liveness lives in the database, not Redis, so a Redis restart cannot make a busy worker
+    look dead.
     """
+    now = time.time()
     async with store.engine.connect() as conn:
         rows = (
             await conn.execute(
@@ -44,15 +49,16 @@ async def claim_up_to(
                 .where(
                     _IN.c.conversation == conversation,
                     _IN.c.id <= up_to,
-                    _IN.c.status.in_(("accepted", "processing")),
+                    _IN.c.status.in_(("accepted", "processing", "replying")),
                 )
                 .order_by(_IN.c.id)
             )
         ).all()
     claimed: list[tuple[Any, bool]] = []
     for row in rows:
-        resumed = row.status == "processing"
-        if resumed and row.owner != me and row.owner in live:
+        resumed = row.status != "accepted"
+        alive = (row.claimed_at or 0) > now - stale_after
+        if resumed and row.owner != me and alive:
             return Claim(claimed, False)
         async with store.engine.begin() as conn:
             won = await conn.execute(
@@ -62,9 +68,25 @@ async def claim_up_to(
                     _IN.c.status == row.status,
                     _IN.c.owner.is_not_distinct_from(row.owner),
                 )
-                .values(status="processing", owner=me)
+                .values(
+                    status="replying" if row.status == "replying" else "processing",
+                    owner=me,
+                    claimed_at=time.time(),
+                )
             )
         if won.rowcount != 1:  # somebody else got there first
             return Claim(claimed, False)
         claimed.append((row, resumed))
     return Claim(claimed, True)
+
+
+async def touch(store: SqlStore, ids: Collection[int], me: str) -> None:
+    """Refresh ``claimed_at`` of the rows this worker is answering (its sign of life)."""
+    if not ids:
+        return
+    async with store.engine.begin() as conn:
+        await conn.execute(
+            update(_IN)
+            .where(_IN.c.id.in_(list(ids)), _IN.c.owner == me, _IN.c.status == "processing")
+            .values(claimed_at=time.time())
+        )

@@ -47,12 +47,14 @@ class Gateway:
         keys: Keys,
         partitions: int,
         republish_after: float,
+        stale_after: float = 18.0,
     ) -> None:
         self.app = app
         self.redis = redis
         self.keys = keys
         self.partitions = partitions
         self.republish_after = republish_after
+        self.stale_after = stale_after
         self._streams: OrderedDict[str, ReplyStream] = OrderedDict()
         self._finished: OrderedDict[str, list[str]] = OrderedDict()
         self._tails: dict[str, asyncio.Task[None]] = {}
@@ -102,32 +104,36 @@ class Gateway:
         """Publish again messages nobody has answered for a while (lost in a Redis restart,
         or claimed by a worker that died). Workers claim rows, so a copy is never answered twice."""
         cutoff = time.time() - self.republish_after
-        live = set(await self._live_workers())
         count = 0
-        for row in await self.app.store.unfinished_inbound():
+        for row in await self.app.store.unfinished_inbound(replying=True):
             if row.received_at > cutoff or row.platform not in self.app.runtime.connectors:
                 continue
-            if row.status == "processing" and row.owner in live:
-                continue
+            if row.status != "accepted" and (row.claimed_at or 0) > time.time() - self.stale_after:
+                continue  # a worker is on it
             await self.publish(Job(message_from_row(row), int(row.id)))
             count += 1
         return count
 
     async def deliver_stale_replies(self) -> None:
-        """Send replies a worker recorded but could not get delivered (e.g. while we were down)."""
+        """Send replies recorded without a stored message behind them (a resumed approval...)
+        that no worker got delivered. Replies to stored messages are delivered, in their
+        conversation's order, by the worker that republishing hands the message to."""
         cutoff = time.time() - self.republish_after
         for row in await self.app.store.pending_replies():
-            if row.created_at > cutoff or row.platform not in self.app.runtime.connectors:
+            if (
+                row.inbound_id is not None
+                or row.created_at > cutoff
+                or row.platform not in self.app.runtime.connectors
+            ):
                 continue
             address = Address(row.platform, row.chat_id, row.thread_id)
-            key = f"in{row.inbound_id}" if row.inbound_id is not None else f"reply{row.id}"
-            ids = await self._finish(key, address, None, row.text)
-            await self.app.store.mark_reply_sent(int(row.id), address, ids)
+            key = f"reply{row.id}"
 
-    async def _live_workers(self) -> list[str]:
-        now = time.time() * 1000
-        members = await self.redis.zrangebyscore(self.keys.workers, now - 15_000, "+inf")
-        return [m.decode() if isinstance(m, bytes) else str(m) for m in members]
+            async def deliver(row: Any = row, address: Address = address, key: str = key) -> None:
+                ids = await self._finish(key, address, None, row.text)
+                await self.app.store.mark_reply_sent(int(row.id), address, ids)
+
+            self._chain(key, deliver)  # in line with the worker's own operations on this reply
 
     # --- outbound ----------------------------------------------------------------------
     async def _serve(self, platform: str) -> None:

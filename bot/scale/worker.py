@@ -28,7 +28,7 @@ from bot.events import Address, Message
 from bot.reply import ReplySink
 from bot.runtime import Job, RuntimeStopped, message_from_row
 from bot.scale.bus import WORKER_GROUP, Keys
-from bot.scale.claims import claim_up_to
+from bot.scale.claims import claim_up_to, touch
 from bot.scale.codec import decode_event
 
 if TYPE_CHECKING:
@@ -66,6 +66,7 @@ class Worker:
         lease_ms: int = 6000,
         reclaim_idle_ms: int = 30_000,
         rpc_timeout: float = 120.0,
+        resend_after: float = 5.0,
     ) -> None:
         self.app = app
         self.redis = redis
@@ -75,10 +76,13 @@ class Worker:
         self.lease_ms = lease_ms
         self.reclaim_idle_ms = reclaim_idle_ms
         self.rpc_timeout = rpc_timeout
+        self.resend_after = resend_after
         self.held: set[int] = set()
         self.live: set[str] = {self.id}
         self.capacity = max(4, app.settings.max_in_flight * 4)
         self._inflight: set[tuple[str, bytes]] = set()
+        self._answering: set[int] = set()  # inbound rows claimed and being answered
+        self.stale_after = 3 * lease_ms / 1000
         self._futures: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._renew = redis.register_script(_RENEW)
@@ -117,6 +121,7 @@ class Worker:
     async def _lease_loop(self) -> None:
         while True:
             try:
+                await touch(self.app.store, set(self._answering), self.id)
                 await self.rebalance()
             except asyncio.CancelledError:
                 raise
@@ -241,7 +246,8 @@ class Worker:
                     await self.app.runtime.run_command(event)  # type: ignore[arg-type]
                     done = True
                 if done:
-                    await self.redis.xack(stream, WORKER_GROUP, entry_id)
+                    with contextlib.suppress(RedisError):  # lost with a Redis restart: fine
+                        await self.redis.xack(stream, WORKER_GROUP, entry_id)
             finally:
                 self._inflight.discard(token)
 
@@ -253,12 +259,22 @@ class Worker:
 
     async def _answer(self, event: Message, inbound_id: int, claimed: bool) -> bool:
         claim = await claim_up_to(
-            self.app.store, event.address.key, inbound_id, self.id, self.live
+            self.app.store, event.address.key, inbound_id, self.id, self.stale_after
         )
-        for row, resumed in claim.rows:
-            await self.app.runtime.run_turn(
-                message_from_row(row), int(row.id), retry=resumed or claimed
-            )
+        ids = {int(row.id) for row, _resumed in claim.rows}
+        self._answering |= ids
+        try:
+            for row, resumed in claim.rows:
+                if row.status == "replying":  # answered, not delivered: deliver, in order
+                    reply = await self.app.store.pending_reply_for(int(row.id))
+                    if reply is not None:
+                        await self.app.runtime.deliver_reply(reply)
+                    continue
+                await self.app.runtime.run_turn(
+                    message_from_row(row), int(row.id), retry=resumed or claimed
+                )
+        finally:
+            self._answering -= ids
         return claim.complete
 
     # --- replies through the gateway ---------------------------------------------------
@@ -266,8 +282,12 @@ class Worker:
         """The runtime's reply sink in a worker: relayed to the gateway running the platform."""
         return RemoteSink(self, address, reply_to, key or f"s{uuid.uuid4().hex}")
 
-    async def cast(self, op: dict[str, Any]) -> None:
-        """Send a reply operation without waiting for it."""
+    async def cast(self, op: dict[str, Any], *, best_effort: bool = False) -> None:
+        """Send a reply operation without waiting for it (interim ones may be lost)."""
+        if best_effort:
+            with contextlib.suppress(RedisError):
+                await self.cast(op)
+            return
         await self.redis.xadd(self.keys.outbound(op["a"][0]), {"op": orjson.dumps(op)},
                               maxlen=100_000, approximate=True)
 
@@ -276,9 +296,19 @@ class Worker:
         rid = uuid.uuid4().hex
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._futures[rid] = future
+        deadline = time.monotonic() + self.rpc_timeout
         try:
-            await self.cast({**op, "rid": rid, "w": self.id})
-            answer = await asyncio.wait_for(future, self.rpc_timeout)
+            # Resent until answered: a Redis restart may have lost it, and the gateway delivers
+            # a reply's final text once per key, so a repeat returns the same message ids.
+            while True:
+                with contextlib.suppress(RedisError):
+                    await self.cast({**op, "rid": rid, "w": self.id})
+                wait = min(self.resend_after, deadline - time.monotonic())
+                if wait <= 0:
+                    raise TimeoutError("no gateway answered the reply operation")
+                with contextlib.suppress(TimeoutError):
+                    answer = await asyncio.wait_for(asyncio.shield(future), wait)
+                    break
         finally:
             self._futures.pop(rid, None)
         if "error" in answer:
@@ -331,7 +361,7 @@ class RemoteSink:
         if now - self._last >= self.interval:
             self._last = now
             self._started = True
-            await self.worker.cast({**self._base, "op": "stream", "x": self.text})
+            await self.worker.cast({**self._base, "op": "stream", "x": self.text}, best_effort=True)
 
     async def restart(self) -> None:
         """Interim text is replaced by the next model round's."""
@@ -339,7 +369,7 @@ class RemoteSink:
 
     async def typing(self) -> None:
         """Ask the gateway to show the typing indicator."""
-        await self.worker.cast({**self._base, "op": "typing"})
+        await self.worker.cast({**self._base, "op": "typing"}, best_effort=True)
 
     async def finish(self, text: str) -> list[str]:
         """Deliver the final text; returns the platform message ids."""

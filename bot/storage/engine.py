@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-__all__ = ["async_url", "create_engine", "sqlite_path"]
+__all__ = ["async_url", "create_engine", "is_transient", "sqlite_path"]
 
 
 def async_url(url: str) -> str:
@@ -51,3 +51,29 @@ def create_engine(url: str) -> AsyncEngine:
             cur.close()
 
     return engine
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether an error means the database connection failed (worth retrying), not a bug."""
+    from sqlalchemy.exc import DBAPIError
+
+    if isinstance(exc, DBAPIError):
+        return bool(exc.connection_invalidated) or _transient_name(exc.orig)
+    return _transient_name(exc)
+
+
+def _transient_name(exc: BaseException | None) -> bool:
+    names = {type(e).__name__ for e in _chain(exc)}
+    return bool(names & {
+        "OperationalError", "InterfaceError", "ConnectionDoesNotExistError",
+        "ConnectionFailureError", "AdminShutdown", "ConnectionResetError", "PoolTimeout",
+        "InterfaceWarning", "CannotConnectNowError", "ConnectionRefusedError",
+    })
+
+
+def _chain(exc: BaseException | None) -> list[BaseException]:
+    seen: list[BaseException] = []
+    while exc is not None and exc not in seen:
+        seen.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return seen

@@ -37,6 +37,7 @@ class InboundRow(SQLModel, table=True):
     text: str
     status: str = Field(default="accepted", max_length=16, index=True)
     owner: str | None = Field(default=None, max_length=64)
+    claimed_at: float | None = Field(default=None, description="Owner's last sign of life.")
     error: str | None = None
     received_at: float = Field(default_factory=_now)
 

@@ -105,13 +105,26 @@ class SqlStore:
                 update(_IN).where(_IN.c.id == inbound_id).values(status=status, error=error)
             )
 
-    async def unfinished_inbound(self) -> Sequence[Any]:
-        """Messages accepted but never answered (a crash or shutdown came first), oldest first."""
+    async def unfinished_inbound(self, *, replying: bool = False) -> Sequence[Any]:
+        """Messages accepted but never answered (a crash or shutdown came first), oldest first;
+        with ``replying``, also those whose recorded reply is not delivered yet."""
+        statuses = ("accepted", "processing", "replying") if replying else ("accepted", "processing")
         async with self.engine.connect() as conn:
             rows = await conn.execute(
-                select(_IN).where(_IN.c.status.in_(("accepted", "processing"))).order_by(_IN.c.id)
+                select(_IN).where(_IN.c.status.in_(statuses)).order_by(_IN.c.id)
             )
             return list(rows)
+
+    async def pending_reply_for(self, inbound_id: int) -> Any | None:
+        """The recorded, undelivered reply to a message."""
+        async with self.engine.connect() as conn:
+            row = await conn.execute(
+                select(_REPLY)
+                .where(_REPLY.c.inbound_id == inbound_id, _REPLY.c.status == "pending")
+                .order_by(_REPLY.c.id.desc())
+                .limit(1)
+            )
+            return row.first()
 
     async def last_failed(self, conversation: str) -> Any | None:
         """The newest failed message of a conversation, for ``/retry``."""
@@ -128,7 +141,9 @@ class SqlStore:
     async def record_reply(
         self, inbound_id: int | None, address: Address, text: str, meta: ReplyMeta
     ) -> int:
-        """Store a reply as pending and mark its inbound message handled, in one transaction."""
+        """Store a reply as pending, in one transaction with its inbound message moving to
+        ``replying`` (it becomes answered or failed once the reply is delivered: until then the
+        conversation's next message waits, so answers arrive in order)."""
         async with self.engine.begin() as conn:
             result = await conn.execute(
                 insert(_REPLY).values(
@@ -147,17 +162,32 @@ class SqlStore:
                 )
             )
             if inbound_id is not None:
-                status = "failed" if meta.failure else "answered"
                 await conn.execute(
                     update(_IN)
                     .where(_IN.c.id == inbound_id)
-                    .values(status=status, error=meta.failure)
+                    .values(status="replying", error=meta.failure)
                 )
         return int(result.inserted_primary_key[0])
 
     async def mark_reply_sent(self, reply_id: int, address: Address, ids: Sequence[str]) -> None:
-        """Record the platform message ids a reply landed as."""
+        """Record the platform message ids a reply landed as (once: a repeat is a no-op)."""
         async with self.engine.begin() as conn:
+            marked = (
+                await conn.execute(
+                    update(_REPLY)
+                    .where(_REPLY.c.id == reply_id, _REPLY.c.status == "pending")
+                    .values(status="sent", sent_at=time.time())
+                    .returning(_REPLY.c.inbound_id, _REPLY.c.failure)
+                )
+            ).first()
+            if marked is None:
+                return
+            if marked.inbound_id is not None:
+                await conn.execute(
+                    update(_IN)
+                    .where(_IN.c.id == marked.inbound_id, _IN.c.status == "replying")
+                    .values(status="failed" if marked.failure else "answered")
+                )
             if ids:
                 await conn.execute(
                     insert(_PART),
@@ -172,11 +202,6 @@ class SqlStore:
                         for i, mid in enumerate(ids)
                     ],
                 )
-            await conn.execute(
-                update(_REPLY)
-                .where(_REPLY.c.id == reply_id)
-                .values(status="sent", sent_at=time.time())
-            )
 
     async def pending_replies(self) -> Sequence[Any]:
         """Replies recorded but not confirmed sent (the process died in between)."""

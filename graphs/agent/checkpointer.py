@@ -24,7 +24,14 @@ async def open_checkpointer(database_url: str) -> AsyncIterator[BaseCheckpointSa
 
         dsn = "postgresql://" + database_url.split("://", 1)[1]
         kwargs = {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
-        async with AsyncConnectionPool(dsn, kwargs=kwargs, min_size=1, max_size=10, open=False) as pool:
+        async with AsyncConnectionPool(
+            dsn,
+            kwargs=kwargs,
+            min_size=1,
+            max_size=10,
+            open=False,
+            check=AsyncConnectionPool.check_connection,  # a dropped connection is replaced
+        ) as pool:
             saver = AsyncPostgresSaver(pool)  # type: ignore[arg-type]
             await saver.setup()
             yield saver

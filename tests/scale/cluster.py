@@ -100,8 +100,10 @@ class Cluster:
         env.update({k: str(v) for k, v in self.env.items()})
         env["OC_DATA_DIR"] = str(data_dir)
         env["OC_HTTP_PORT"] = str(free_port())
-        proc = subprocess.Popen([sys.executable, "-m", "bot", "worker"], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        with open(data_dir / "worker.log", "wb") as log:
+            proc = subprocess.Popen([sys.executable, "-m", "bot", "worker"], env=env,
+                                    stdout=log, stderr=subprocess.STDOUT)
         self.procs.append(proc)
         return proc
 

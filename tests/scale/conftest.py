@@ -36,6 +36,8 @@ async def cluster(postgres_url: str, redis_server: RedisServer, fake_ollama: Fak
         "OC_DM_POLICY": "open",
         "OC_MODEL_RETRY_SECONDS": 60,
         "OC_MAX_IN_FLIGHT": 16,
+        "OC_RATE_LIMIT_USER": "0",
+        "OC_RATE_LIMIT_CHAT": "0",
     })
     try:
         yield c

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from bot.events import Chat, Message, User
 from bot.scale.codec import decode_event, encode_event
 from bot.testing import FakeOllama, Reply
@@ -30,6 +32,7 @@ async def test_message_goes_through_a_worker_and_back(cluster: Cluster, fake_oll
     assert first.reply_to == "u1"  # the reply quotes the user's message
 
 
+@pytest.mark.timeout(400)
 async def test_burst_of_1000_messages_two_workers(cluster: Cluster, fake_ollama: FakeOllama) -> None:
     await cluster.start_gateway()
     await cluster.start_worker()
