@@ -152,6 +152,16 @@ class PluginHost:
         for function in self.plugins[plugin].describe().hooks.get(hook, []):
             await self.invoke(plugin, "hook", function, user=user, address=address, event=event)
 
+    async def check(self, plugin: str) -> str | None:
+        """Import the plugin's code where it would run; the reason it is broken, or None."""
+        if not self.tools(plugin) and plugin not in self.plugins:
+            return next((b.reason for b in self.broken if b.name == plugin), "not available")
+        try:
+            await self.invoke(plugin, "check", "")
+        except ToolError as exc:
+            return next((b.reason for b in self.broken if b.name == plugin), str(exc))
+        return None
+
     async def run_job(self, plugin: str, function: str) -> None:
         """Run one scheduled job."""
         await self.invoke(plugin, "job", function)
