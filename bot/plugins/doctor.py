@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING
 
@@ -68,6 +69,6 @@ async def _checked_host(settings: Settings, sandbox: Sandbox) -> PluginHost:
         data_root=settings.data_dir / "plugins",
         limits=limits,
     )
-    for name in list(host.plugins):  # broken code shows here, not at a user's first call
-        await host.check(name)
+    # broken code shows here, not at a user's first call
+    await asyncio.gather(*(host.check(name) for name in list(host.plugins)))
     return host
