@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 
 import pytest
 from redis.asyncio import Redis
@@ -48,3 +50,25 @@ async def test_lag_and_pending_over_partitions(redis: Redis) -> None:
         assert await monitor.refresh() == (2 + 4, 1)
     finally:
         await redis.delete(*(keys.inbound(p) for p in range(3)))
+
+
+async def test_scale_out_roles_poll_the_backlog_until_stopped(redis: Redis, redis_url: str) -> None:
+    from bot.observability import _start_lag_monitor
+
+    prefix = f"oc-test-lag-{uuid.uuid4().hex[:8]}"
+    await redis.xadd(Keys(prefix).inbound(1), {"n": "1"})
+    settings = SimpleNamespace(redis_url=redis_url, redis_prefix=prefix, partitions=2)
+    app = SimpleNamespace(settings=settings, metrics=Metrics(), on_stop=[], extras={})
+    try:
+        await _start_lag_monitor(app, interval=0.05)  # type: ignore[arg-type]
+        assert isinstance(app.extras["stream_lag"], StreamLagMonitor)
+        for _ in range(200):  # the first refresh runs as soon as the task starts
+            if "oc_stream_lag 1.0" in app.metrics.render().decode():
+                break
+            await asyncio.sleep(0.01)
+        else:
+            pytest.fail("the backlog was never read")
+        (stop,) = app.on_stop
+        await stop()
+    finally:
+        await redis.delete(Keys(prefix).inbound(1))
