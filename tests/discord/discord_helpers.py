@@ -65,7 +65,7 @@ def sink() -> Sink:
 def make_connector(sink: Sink, **kw: Any) -> DiscordConnector:
     kw.setdefault("guild_ready_timeout", 0.05)
     kw.setdefault("identify_delay", 0.0)
-    kw.setdefault("defer_after", 0.3)
+    kw.setdefault("defer_after", 2.0)  # as in production; deferral tests pass their own
     kw.setdefault("reconnect", ReconnectPolicy(base=0.01, cap=0.05, stable_after=60))
     return DiscordConnector(Settings(_env_file=None), sink, **kw)  # type: ignore[call-arg]
 

@@ -45,7 +45,7 @@ async def start_app() -> AsyncIterator[Callable[..., Any]]:
                     runtime.emit,
                     guild_ready_timeout=0.05,
                     identify_delay=0.0,
-                    defer_after=0.5,
+                    defer_after=2.0,
                     reconnect=ReconnectPolicy(base=0.01, cap=0.05, stable_after=60),
                 )
             ]

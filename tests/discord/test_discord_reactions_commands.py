@@ -170,9 +170,17 @@ async def test_slash_command_answered_in_time(
     assert fake.unexpected == []
 
 
-async def test_slow_slash_command_is_deferred(
-    fake: FakeDiscord, connector: DiscordConnector, sink: Sink
-):
+async def test_slow_slash_command_is_deferred(fake: FakeDiscord, discord_env: None, sink: Sink):
+    connector = make_connector(sink, defer_after=0.1)
+    await connector.start()
+    try:
+        await connector.wait_connected()
+        await _slow_command(fake, connector, sink)
+    finally:
+        await connector.stop()
+
+
+async def _slow_command(fake: FakeDiscord, connector: DiscordConnector, sink: Sink) -> None:
     await connector.register_commands(SPECS)
     await fake.slash("help", guild_id=None, channel_id=p.DM_CHANNEL_ID)
     (cmd,) = await sink.wait_for(Command)
