@@ -2,8 +2,8 @@
 
 * :class:`SqliteVecIndex` (default with SQLite): sqlite-vec in its own file, searched in two
   passes: a k-nearest scan over binary-quantised vectors (1 bit a dimension, 32x smaller than
-  float32) picks ``k * oversample`` candidates, which are rescored exactly by cosine. This is the
-  approximate path; its recall is measured by ``bench/recall.py``.
+  float32) picks ``k * oversample`` candidates, which numpy rescores exactly by cosine. This is
+  the approximate path; its recall is measured by ``bench/recall.py``.
 * :class:`ExactIndex`: brute-force cosine with numpy over every vector of the person (cached per
   person). Exact; used when sqlite-vec cannot be loaded, on PostgreSQL, and as the benchmark
   baseline.
@@ -158,7 +158,12 @@ def load_sqlite_vec(path: str) -> Any | None:
 
 
 class SqliteVecIndex:
-    """sqlite-vec ``vec0`` table per dimension, partitioned by person."""
+    """Per dimension: a sqlite-vec ``vec0`` table of 1-bit vectors partitioned by person, and
+    a plain table of the float32 vectors for rescoring.
+
+    The float vectors sit in an ordinary rowid table because reading candidates back out of
+    ``vec0`` costs more than the whole k-NN pass; numpy rescores the few candidates.
+    """
 
     name = "sqlite-vec"
 
@@ -175,22 +180,25 @@ class SqliteVecIndex:
 
         return asyncio.to_thread(locked)
 
-    def _table(self, dim: int) -> str:
+    def _tables(self, dim: int) -> tuple[str, str]:
+        bits, floats = f"mem_bits_{dim}", f"mem_f32_{dim}"
         if dim not in self._dims:
             self._conn.execute(
-                f"CREATE VIRTUAL TABLE IF NOT EXISTS mem_vec_{dim} USING vec0("
-                f"person text partition key, embedding float[{dim}] distance_metric=cosine, "
-                f"coarse bit[{dim}])"
+                f"CREATE VIRTUAL TABLE IF NOT EXISTS {bits} USING vec0("
+                f"person text partition key, coarse bit[{dim}])"
+            )
+            self._conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {floats} (id INTEGER PRIMARY KEY, vector BLOB)"
             )
             self._dims.add(dim)
-        return f"mem_vec_{dim}"
+        return bits, floats
 
     def count(self) -> int:
         """Vectors stored over every dimension (to decide whether to rebuild)."""
-        names = self._conn.execute(
-            "SELECT name FROM sqlite_master WHERE name LIKE 'mem_vec_%' AND sql LIKE '%vec0%'"
-        ).fetchall()
-        return sum(self._conn.execute(f"SELECT count(*) FROM {n[0]}").fetchone()[0] for n in names)
+        return sum(
+            self._conn.execute(f"SELECT count(*) FROM mem_f32_{dim}").fetchone()[0]
+            for dim in self._known_dims()
+        )
 
     def add_many(self, person: str, items: Sequence[tuple[int, np.ndarray]]) -> None:
         """Insert many vectors in one transaction (rebuilds and benchmarks)."""
@@ -202,13 +210,15 @@ class SqliteVecIndex:
 
     def _insert(self, person: str, memory_id: int, vector: np.ndarray) -> None:
         vector = _pad8(vector)
-        table = self._table(int(vector.shape[0]))
+        bits, floats = self._tables(int(vector.shape[0]))
         blob = vector.astype(np.float32).tobytes()
-        self._conn.execute(f"DELETE FROM {table} WHERE rowid = ?", (memory_id,))
+        self._conn.execute(f"DELETE FROM {bits} WHERE rowid = ?", (memory_id,))
         self._conn.execute(
-            f"INSERT INTO {table}(rowid, person, embedding, coarse) "
-            "VALUES (?, ?, ?, vec_quantize_binary(?))",
-            (memory_id, person, blob, blob),
+            f"INSERT INTO {bits}(rowid, person, coarse) VALUES (?, ?, vec_quantize_binary(?))",
+            (memory_id, person, blob),
+        )
+        self._conn.execute(
+            f"INSERT OR REPLACE INTO {floats}(id, vector) VALUES (?, ?)", (memory_id, blob)
         )
 
     async def add(self, person: str, memory_id: int, vector: np.ndarray) -> None:
@@ -216,33 +226,44 @@ class SqliteVecIndex:
         await self._run(lambda: self._insert(person, memory_id, vector))
 
     async def remove(self, person: str, memory_ids: Sequence[int]) -> None:
-        """Delete memories from every dimension's table."""
+        """Delete memories from every dimension's tables."""
 
         def delete() -> None:
-            for dim in list(self._dims) or self._known_dims():
-                table = self._table(dim)
+            for dim in self._known_dims():
+                bits, floats = self._tables(dim)
                 for memory_id in memory_ids:
-                    self._conn.execute(f"DELETE FROM {table} WHERE rowid = ?", (memory_id,))
+                    self._conn.execute(f"DELETE FROM {bits} WHERE rowid = ?", (memory_id,))
+                    self._conn.execute(f"DELETE FROM {floats} WHERE id = ?", (memory_id,))
 
         await self._run(delete)
 
     def _known_dims(self) -> list[int]:
-        rows = self._conn.execute("SELECT name FROM sqlite_master WHERE name LIKE 'mem_vec_%'")
-        return sorted({int(n[0].split("_")[2]) for n in rows if n[0].split("_")[2].isdigit()})
+        rows = self._conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'mem_f32_%'"
+        )
+        return sorted({int(n[0].rsplit("_", 1)[1]) for n in rows} | self._dims)
 
     def search_sync(self, person: str, query: np.ndarray, k: int) -> list[tuple[int, float]]:
-        """Coarse binary k-NN, then exact cosine rescoring of the candidates."""
-        query = _pad8(query)
-        table = self._table(int(query.shape[0]))
-        blob = query.astype(np.float32).tobytes()
+        """Coarse binary k-NN in sqlite-vec, then exact cosine rescoring with numpy."""
+        query = _pad8(query.astype(np.float32))
+        bits, floats = self._tables(int(query.shape[0]))
+        ids = [
+            int(r[0])
+            for r in self._conn.execute(
+                f"SELECT rowid FROM {bits} WHERE coarse MATCH vec_quantize_binary(?) "
+                "AND k = ? AND person = ?",
+                (query.tobytes(), k * self.oversample, person),
+            )
+        ]
+        if not ids:
+            return []
         rows = self._conn.execute(
-            f"WITH coarse AS (SELECT rowid FROM {table} WHERE coarse MATCH "
-            f"vec_quantize_binary(?) AND k = ? AND person = ?) "
-            f"SELECT rowid, vec_distance_cosine(embedding, ?) AS d FROM {table} "
-            f"WHERE rowid IN (SELECT rowid FROM coarse) ORDER BY d LIMIT ?",
-            (blob, k * self.oversample, person, blob, k),
+            f"SELECT id, vector FROM {floats} WHERE id IN ({','.join('?' * len(ids))})", ids
         ).fetchall()
-        return [(int(r[0]), 1.0 - float(r[1])) for r in rows]
+        matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
+        scores = matrix.reshape(len(rows), -1) @ query
+        order = np.argsort(-scores)[:k]
+        return [(int(rows[i][0]), float(scores[i])) for i in order]
 
     async def search(self, person: str, query: np.ndarray, k: int) -> list[tuple[int, float]]:
         """Coarse-then-exact search in a worker thread."""
