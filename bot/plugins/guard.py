@@ -13,6 +13,7 @@ import ipaddress
 import socket
 import sys
 import threading
+import weakref
 from typing import Any
 
 __all__ = ["host_allowed", "install_guard"]
@@ -29,22 +30,35 @@ _PROCESS_EVENTS = {
 }
 
 
+def _grant_parts(grant: str) -> tuple[str, int | None]:
+    """``host``, ``host:port``, ``[v6]:port`` -> (host, port or None)."""
+    grant = grant.lower().strip()
+    if grant.startswith("[") and "]" in grant:
+        host, _, rest = grant[1:].partition("]")
+        port = rest.lstrip(":")
+        return host, int(port) if port.isdigit() else None
+    if grant.count(":") == 1:
+        host, _, port = grant.partition(":")
+        return host, int(port) if port.isdigit() else None
+    return grant, None
+
+
+def _matches(grants: list[str], host: str, port: int | None) -> list[int | None]:
+    """The port of every grant naming ``host`` (None: any port); ``*`` is not a name."""
+    host = host.lower().strip("[]")
+    found: list[int | None] = []
+    for grant in grants:
+        g_host, g_port = _grant_parts(grant)
+        if g_host == "*" or (g_port is not None and port is not None and g_port != port):
+            continue
+        if fnmatch.fnmatchcase(host, g_host):
+            found.append(g_port)
+    return found
+
+
 def host_allowed(grants: list[str], host: str, port: int | None = None) -> bool:
     """Check ``host``/``port`` against grants: ``*``, ``host``, ``host:port``, ``*.dom``."""
-    host = host.lower().strip("[]")
-    for grant in grants:
-        grant = grant.lower().strip()
-        if grant == "*":
-            return True
-        g_host, g_port = grant, None
-        if grant.count(":") == 1:
-            g_host, _, raw_port = grant.partition(":")
-            g_port = int(raw_port) if raw_port.isdigit() else None
-        if g_port is not None and port is not None and g_port != port:
-            continue
-        if fnmatch.fnmatchcase(host, g_host.strip("[]")):
-            return True
-    return False
+    return any(g.strip() == "*" for g in grants) or bool(_matches(grants, host, port))
 
 
 def _private(ip: str) -> bool:
@@ -68,12 +82,13 @@ class _Guard:
         self.named = [g for g in grants if g.strip() != "*"]
         self.any_host = len(self.named) < len(grants)
         self.process = process
-        self.addresses: set[str] = set()
+        self.addresses: set[tuple[str, int | None]] = set()  # (ip, port or None: any)
         self.local = threading.local()
+        self.bound: weakref.WeakSet[Any] = weakref.WeakSet()  # this process's own sockets
         for grant in self.named:  # literal IPs are allowed as written
-            host = grant.rsplit(":", 1)[0] if grant.count(":") == 1 else grant
+            host, port = _grant_parts(grant)
             try:
-                self.addresses.add(str(ipaddress.ip_address(host.strip("[]"))))
+                self.addresses.add((str(ipaddress.ip_address(host)), port))
             except ValueError:
                 pass
 
@@ -94,33 +109,46 @@ class _Guard:
             address = args[1]
             if not (isinstance(address, tuple) and len(address) > 1 and address[1] == 0):
                 raise PermissionError("plugins may not listen on ports or local sockets")
+            self.bound.add(args[0])
 
     def _resolve(self, host: str, port: Any) -> None:
         number = port if isinstance(port, int) else None
         if not host_allowed(self.grants, host, number):
             raise PermissionError(f"this plugin has no network permission for {host}")
-        if not host_allowed(self.named, host, number):
+        ports = _matches(self.named, host, number)
+        if not ports:
             return  # allowed by '*' alone: each address is checked when connecting
         self.local.busy = True
         try:  # remember what a named grant resolves to, so connecting to it is allowed
             for info in socket.getaddrinfo(host, port):
-                self.addresses.add(str(info[4][0]))
+                self.addresses.update((str(info[4][0]), p) for p in ports)
         except OSError:
             pass
         finally:
             self.local.busy = False
 
+    def _own_ports(self) -> set[int]:
+        ports = set()
+        for sock in list(self.bound):
+            try:
+                ports.add(int(sock.getsockname()[1]))
+            except (OSError, IndexError, TypeError, ValueError):
+                continue
+        return ports
+
     def _check(self, address: Any) -> None:
         if isinstance(address, tuple) and address:
-            ip = str(address[0])
-            if ip in self.addresses or (self.any_host and not _private(ip)):
+            ip, port = str(address[0]), address[1] if len(address) > 1 else None
+            if {(ip, None), (ip, port)} & self.addresses or (self.any_host and not _private(ip)):
                 return
+            if port in self._own_ports() and ipaddress.ip_address(ip).is_loopback:
+                return  # a library talking to itself (e.g. paho's socketpair emulation)
             if self.any_host:
                 raise PermissionError(
                     f"this plugin may not connect to the private address {ip}"
                     " (grant it by name to allow it)"
                 )
-            raise PermissionError(f"this plugin has no network permission for {ip}")
+            raise PermissionError(f"this plugin has no network permission for {ip}:{port}")
         if address is None:
             return
         raise PermissionError("this plugin may not connect to local sockets")

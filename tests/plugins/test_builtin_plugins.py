@@ -139,6 +139,6 @@ async def test_home_network_grant_follows_its_broker_setting(tmp_path):
     env = {"OC_HOME_DEVICES": json.dumps(devices), "OC_HOME_MQTT_HOST": "mqtt.example.org"}
     host = builtin_host(tmp_path, env)
     assert host.plugins["home"].manifest.network_hosts(host.plugins["home"].settings) == [
-        "mqtt.example.org"
+        "mqtt.example.org:1883"
     ]
     assert "calculator" in host.plugins and "home" in host.plugins

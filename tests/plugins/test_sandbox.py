@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -41,6 +42,15 @@ async def web_server() -> AsyncIterator[int]:
     await site.start()
     yield site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     await runner.cleanup()
+
+
+@pytest.fixture
+async def site_port(web_server: int) -> AsyncIterator[int]:
+    """A second loopback server (a service the plugin was not granted)."""
+    server = await asyncio.start_server(lambda _r, w: w.close(), "127.0.0.1", 0)
+    yield server.sockets[0].getsockname()[1]
+    server.close()
+    await server.wait_closed()
 
 
 async def test_without_network_permission_no_socket_opens(plugin_dir, tmp_path, web_server):
@@ -237,3 +247,20 @@ async def test_plugins_cannot_listen_on_ports(plugin_dir, tmp_path):
     host = make_host(plugin_dir, tmp_path / "data")
     with pytest.raises(ToolError, match="may not listen on ports"):
         await host.call_tool("server", "listen", {"port": 8080})
+
+
+async def test_a_port_grant_allows_that_port_only(plugin_dir, tmp_path, web_server, site_port):
+    make_plugin(
+        plugin_dir,
+        "probe",
+        PROBE,
+        tools=PROBE_TOOLS,
+        permissions={"network": [f"localhost:{web_server}"]},
+    )
+    host = make_host(plugin_dir, tmp_path / "data")
+    answer = await host.call_tool("probe", "connect", {"host": "localhost", "port": web_server})
+    assert answer.startswith("connected: HTTP/1.")
+    with pytest.raises(ToolError, match="no network permission"):
+        await host.call_tool("probe", "connect", {"host": "localhost", "port": site_port})
+    with pytest.raises(ToolError, match="no network permission"):
+        await host.call_tool("probe", "connect", {"host": "127.0.0.1", "port": site_port})
