@@ -158,9 +158,9 @@ def load_sqlite_vec(path: str) -> Any | None:
 
 
 class SqliteVecIndex:
-    """Per dimension: a sqlite-vec ``vec0`` table of 1-bit vectors partitioned by person, and
-    a plain table of the float32 vectors for rescoring.
+    """Per dimension, a sqlite-vec table of 1-bit vectors and a table of float32 vectors.
 
+    The ``vec0`` table is partitioned by person; its k-NN pass picks the candidates.
     The float vectors sit in an ordinary rowid table because reading candidates back out of
     ``vec0`` costs more than the whole k-NN pass; numpy rescores the few candidates.
     """
