@@ -68,7 +68,17 @@ class FeedbackService:
 
     # --- listeners ---------------------------------------------------------------------
     async def on_reaction(self, reaction: Reaction, reply_id: int | None) -> None:
-        """``runtime.reaction_listeners`` entry."""
+        """``runtime.reaction_listeners`` entry; a failure here is logged, never raised.
+
+        The reaction itself is already stored by the core; raising would make the connector
+        treat the event as undelivered.
+        """
+        try:
+            await self._rate(reaction, reply_id)
+        except Exception:
+            logger.exception("could not record feedback for %s", reaction.event_id)
+
+    async def _rate(self, reaction: Reaction, reply_id: int | None) -> None:
         if reply_id is None:
             return  # not on a bot reply
         if self.table.score(reaction.emoji, reaction.platform) is None:

@@ -111,7 +111,11 @@ class Tuner:
         pool = await self.pool_of(variant)
         if pool is None or pool.pinned is not None or pool.incumbent is None:
             return []
-        return await self.evaluate_pool(pool)
+        try:
+            return await self.evaluate_pool(pool)
+        except TuningError as exc:  # a concurrent rating already made this move
+            logger.info("tuning decision skipped: %s", exc)
+            return []
 
     async def evaluate_pool(self, pool: Pool) -> list[Any]:
         """Promotions, rollbacks of candidates, and the post-promotion watch."""

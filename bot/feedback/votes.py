@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, case, delete, func, insert, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.feedback.models import (
@@ -75,6 +76,12 @@ class VoteQueries:
 
     async def set_vote(self, reply: Any, user_key: str, score: int, emoji: str) -> bool:
         """Store a user's vote on a reply (replacing theirs); True if it changed."""
+        try:
+            return await self._set_vote(reply, user_key, score, emoji)
+        except IntegrityError:  # two reactions of one user raced; the second write wins
+            return await self._set_vote(reply, user_key, score, emoji)
+
+    async def _set_vote(self, reply: Any, user_key: str, score: int, emoji: str) -> bool:
         async with self.engine.begin() as conn:
             old = (
                 await conn.execute(

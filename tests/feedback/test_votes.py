@@ -129,3 +129,16 @@ async def test_reason_by_replying_and_by_command(
     assert await harness.command("feedback") == (
         "Usage: /feedback <what was good or bad about my last answer>"
     )
+
+
+async def test_concurrent_reactions_of_one_user_leave_one_vote(
+    harness: Harness, service: FeedbackService
+) -> None:
+    import asyncio
+
+    await harness.say("hello")
+    mid = harness.last_message_id
+    await asyncio.gather(*(harness.react(mid, e) for e in ("👍", "❤️", "🎉", "🙏")))
+    assert [(v.user_key, v.score) for v in await votes(service, harness, mid)] == [
+        ("test:alice", 1)
+    ]
