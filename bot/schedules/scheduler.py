@@ -20,12 +20,12 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
 
 from bot.events import Address, Chat, ChatKind, Message, User
-from bot.reply import ReplyStream
 from bot.schedules.models import ScheduleRow
 from bot.schedules.spec import next_run, zone
 from bot.storage.models import ReplyRow
@@ -201,15 +201,17 @@ class Scheduler:
         logger.info("schedule %s fired (%s)%s", row.id, row.action, " late" if missed else "")
 
     async def _deliver(self, reply_id: int, address: Address, text: str) -> None:
-        connector = self.runtime.connectors.get(address.platform)
-        if connector is None:
-            logger.warning(
-                "no %s connector: reminder %s waits in the outbox", address.platform, reply_id
-            )
-            return
+        """Send an outbox row through the runtime (a worker relays it to its gateway)."""
+        row = SimpleNamespace(
+            id=reply_id,
+            platform=address.platform,
+            chat_id=address.chat_id,
+            thread_id=address.thread_id,
+            text=text,
+            inbound_id=None,
+        )
         try:
-            ids = await ReplyStream(connector, address).finish(text)
-            await self.runtime.store.mark_reply_sent(reply_id, address, ids)
+            await self.runtime.deliver_reply(row)
         except Exception as exc:  # stays pending; the next start re-sends it
             logger.warning("could not deliver reminder %s yet: %s", reply_id, exc)
 
