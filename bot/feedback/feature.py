@@ -7,6 +7,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from bot.feedback.commands import register_commands
+from bot.feedback.guard import ToolFailureTap
 from bot.feedback.service import FeedbackService
 from bot.feedback.tuner import AuditHook
 
@@ -31,6 +32,8 @@ async def setup(app: App) -> None:
         service.tuner.audit_hooks.append(hook)
     await service.start()
     runtime = app.runtime
+    service.tools_tap = ToolFailureTap(runtime.agent)
+    runtime.agent = service.tools_tap
     runtime.choose_prompt = service.selector.choose
     runtime.reaction_listeners.append(service.on_reaction)
     runtime.reply_listeners.append(service.on_reply)

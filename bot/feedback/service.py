@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.config import Settings
 from bot.events import Message, Reaction
+from bot.feedback.guard import ToolFailureTap
 from bot.feedback.repo import FeedbackRepo
 from bot.feedback.scoring import EmojiTable
 from bot.feedback.selector import Selector
@@ -50,6 +51,7 @@ class FeedbackService:
         self.tuner = Tuner(settings, self.repo)
         self.selector = Selector(settings, self.repo, store.epoch, rng)
         self._schedule: asyncio.Task[None] | None = None
+        self.tools_tap: ToolFailureTap | None = None  # set by the feature's setup
 
     async def start(self) -> None:
         """Create tables, seed the default variant, start the proposal schedule if set."""
@@ -97,17 +99,21 @@ class FeedbackService:
             for r in current
         ]
         scored = [s for s in scored if s[3] is not None]
+        blamed = reply.failure is None and not await self.repo.has_failure(reply_id)
         if scored:
             _at, _id, emoji, score = max(scored)
-            changed = await self.repo.set_vote(reply, user_key, int(score or 0), emoji)
+            changed = await self.repo.set_vote(reply, user_key, int(score or 0), emoji, blamed)
         else:
             changed = await self.repo.delete_vote(reply_id, user_key)
-        if changed and reply.failure is None and reply.variant_id is not None:
+        if changed and blamed and reply.variant_id is not None:
             await self.tuner.evaluate(int(reply.variant_id))
 
     async def on_reply(self, record: ReplyRecord) -> None:
         """``runtime.reply_listeners`` entry: remember replies that a failure produced."""
         failure = record.meta.failure
+        tool_errors = self.tools_tap.take(record.meta.run_id) if self.tools_tap else 0
+        if not failure and tool_errors:
+            failure = f"tool: {tool_errors} tool call(s) failed"
         if not failure:
             return
         kind, _, detail = failure.partition(":")

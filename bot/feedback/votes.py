@@ -74,14 +74,23 @@ class VoteQueries:
         async with self.engine.connect() as conn:
             return (await conn.execute(select(_REPLY).where(_REPLY.c.id == reply_id))).first()
 
-    async def set_vote(self, reply: Any, user_key: str, score: int, emoji: str) -> bool:
-        """Store a user's vote on a reply (replacing theirs); True if it changed."""
-        try:
-            return await self._set_vote(reply, user_key, score, emoji)
-        except IntegrityError:  # two reactions of one user raced; the second write wins
-            return await self._set_vote(reply, user_key, score, emoji)
+    async def set_vote(
+        self, reply: Any, user_key: str, score: int, emoji: str, blamed: bool | None = None
+    ) -> bool:
+        """Store a user's vote on a reply (replacing theirs); True if it changed.
 
-    async def _set_vote(self, reply: Any, user_key: str, score: int, emoji: str) -> bool:
+        ``blamed`` defaults to "the reply has no failure"; the caller may know better (a tool
+        failure recorded in ``reply_failures``).
+        """
+        blame = reply.failure is None if blamed is None else blamed
+        try:
+            return await self._set_vote(reply, user_key, score, emoji, blame)
+        except IntegrityError:  # two reactions of one user raced; the second write wins
+            return await self._set_vote(reply, user_key, score, emoji, blame)
+
+    async def _set_vote(
+        self, reply: Any, user_key: str, score: int, emoji: str, blamed: bool
+    ) -> bool:
         async with self.engine.begin() as conn:
             old = (
                 await conn.execute(
@@ -104,7 +113,7 @@ class VoteQueries:
                     conversation=reply.conversation,
                     score=score,
                     emoji=emoji,
-                    blamed=reply.failure is None,
+                    blamed=blamed,
                     created_at=time.time(),
                 )
             )
@@ -235,6 +244,12 @@ class VoteQueries:
             query = query.where(_NOTE.c.variant_id == variant_id)
         async with self.engine.connect() as conn:
             return list(await conn.execute(query))
+
+    async def has_failure(self, reply_id: int) -> bool:
+        """Whether a failure (e.g. a failed tool call) is recorded for the reply."""
+        async with self.engine.connect() as conn:
+            found = await conn.scalar(select(_FAIL.c.id).where(_FAIL.c.reply_id == reply_id))
+            return found is not None
 
     async def add_failure(self, **values: Any) -> None:
         """Record that a reply was produced by a failure (idempotent per reply)."""

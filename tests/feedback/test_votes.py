@@ -142,3 +142,20 @@ async def test_concurrent_reactions_of_one_user_leave_one_vote(
     assert [(v.user_key, v.score) for v in await votes(service, harness, mid)] == [
         ("test:alice", 1)
     ]
+
+
+async def test_failed_tool_call_rating_is_not_blamed(
+    harness: Harness, service: FeedbackService, fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.call_tool("no_such_tool", x=1)
+    fake_ollama.reply("Sorry, the lookup failed.")
+    assert await harness.say("look it up") == "Sorry, the lookup failed."
+    mid = harness.last_message_id
+    await harness.react(mid, "👎")
+    [vote] = await votes(service, harness, mid)
+    assert (vote.score, vote.blamed) == (-1, False)
+    [stats] = [s for s in await service.repo.stats() if s.variant.id == 1]
+    assert (stats.down, stats.excluded, stats.failures) == (0, 1, 1)
+    await harness.say("hello")  # a clean turn is blamed as usual
+    await harness.react(harness.last_message_id, "👎")
+    assert (await service.repo.posteriors([1]))[1].down == 1
