@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.memory.models import MemoryCitationRow, MemoryRow
@@ -65,6 +65,9 @@ class MemoryStore:
         self.top_k = top_k
         self.token_budget = token_budget
         self.min_score = min_score
+        # person -> (count, when read): a person without memories costs no embedding call.
+        self._counts: dict[str, tuple[int, float]] = {}
+        self.count_ttl = 60.0  # other processes may add memories; re-read a zero this often
 
     async def vectors_of(self, person: str) -> list[tuple[int, bytes]]:
         """Every (id, float32 vector) of a person, for indexes that load from the table."""
@@ -78,6 +81,24 @@ class MemoryStore:
         """The normalised embedding of ``text``."""
         vectors = await self.llm.embed(self.embed_model, [text])
         return normalise(vectors[0])
+
+    async def count(self, person: str) -> int:
+        """How many memories a person has (cached; a zero is re-read after ``count_ttl``)."""
+        cached = self._counts.get(person)
+        if cached is not None and (cached[0] > 0 or time.time() - cached[1] < self.count_ttl):
+            return cached[0]
+        async with self.engine.connect() as conn:
+            value = int(
+                await conn.scalar(
+                    select(func.count()).select_from(_MEM).where(_MEM.c.person == person)
+                )
+                or 0
+            )
+        self._counts[person] = (value, time.time())
+        return value
+
+    def _changed(self, person: str) -> None:
+        self._counts.pop(person, None)
 
     # --- owner operations --------------------------------------------------------------
     async def add(self, person: str, text: str, *, source: str = "") -> Memory:
@@ -104,6 +125,7 @@ class MemoryStore:
                 )
             )
         memory_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+        self._changed(person)
         await self._index().add(person, memory_id, vector)
         return Memory(memory_id, person, text, created_at=now)
 
@@ -150,6 +172,7 @@ class MemoryStore:
                 await conn.execute(delete(_MEM).where(_MEM.c.id.in_(owned)))
         if owned:
             await self._index().remove(person, owned)
+        self._changed(person)
         return len(owned)
 
     async def forget(self, person: str) -> int:
@@ -163,8 +186,8 @@ class MemoryStore:
 
         When ``run_id`` is given the chosen memories are recorded as that run's citations.
         """
-        if not query.strip():
-            return []
+        if not query.strip() or await self.count(person) == 0:
+            return []  # nothing to find: spare the embedding call
         vector = await self.embed(query)
         hits = await self._index().search(person, vector, self.top_k)
         hits = [(i, s) for i, s in hits if s >= self.min_score]

@@ -22,6 +22,11 @@ async def test_fact_remembered_in_one_chat_is_recalled_in_another(
 ) -> None:
     fake_ollama.embedder = topic_embedding
     async with Harness(make_settings(**open_settings())) as h:
+        fake_ollama.reply("Hello!")
+        await h.say("hi there", user="alice")
+        embeds = [r for r in fake_ollama.requests if r["path"] == "/api/embed"]
+        assert embeds == []  # no memories yet: recall costs no embedding call
+
         fake_ollama.call_tool("remember", fact="Their favourite food is pizza")
         fake_ollama.reply("Noted, pizza it is.")
         assert await h.say("Remember that I love pizza", user="alice") == "Noted, pizza it is."
