@@ -8,9 +8,10 @@ Ollama-compatible server (usually :class:`~bot.testing.FakeOllama`).
 from __future__ import annotations
 
 import itertools
+import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bot.app import App
@@ -31,6 +32,7 @@ class Outbound:
     message_id: str = ""
     text: str = ""
     reply_to: str | None = None
+    at: float = field(default_factory=time.perf_counter)
 
 
 class RecordingConnector:

@@ -27,16 +27,28 @@ class GraphAgent:
     def __init__(self, graph: Any) -> None:
         self.graph = graph
 
-    async def run_turn(self, thread_id: str, text: str, ctx: TurnContext) -> TurnOutcome:
+    async def run_turn(
+        self, thread_id: str, text: str, ctx: TurnContext, *, retry: bool = False
+    ) -> TurnOutcome:
         """Add the user's message to the thread and run until the model answers.
 
-        The checkpoint is written once at the end (``durability="exit"``): a turn that fails
-        leaves the thread as it was, so retrying it does not duplicate the user's message.
+        The checkpoint is written once, when the run exits (``durability="exit"``): one write
+        per turn. A failed run is saved with its pending step, so a ``retry`` of the same
+        message resumes it instead of adding the message a second time.
         """
         run_id = uuid.uuid4().hex
         config = {"configurable": {"thread_id": thread_id}, "run_id": run_id}
+        payload: dict[str, Any] | None = {
+            "messages": [{"role": "user", "content": text}],
+            "tool_rounds": 0,
+        }
+        if retry:
+            snapshot = await self.graph.aget_state(config)
+            pending = snapshot.values.get("messages", []) if snapshot.next else []
+            if pending and pending[-1].get("role") == "user" and pending[-1].get("content") == text:
+                payload = None
         state = await self.graph.ainvoke(
-            {"messages": [{"role": "user", "content": text}], "tool_rounds": 0},
+            payload,
             config=config,
             context=ctx,
             durability="exit",

@@ -1,0 +1,172 @@
+"""Full turns per second: single-process mode vs. 1, 2 and 4 workers over Redis, in one run.
+
+The model is the fake Ollama in its own process answering instantly, so what is measured is
+opencomputer itself: accept + persist, lanes, the graph with its checkpoint, the reply. Each mode
+gets the same burst of messages over many conversations; figures are turns/s, p50/p99 latency
+(message accepted -> reply posted) and, for the single-process mode, memory per 10,000 live
+conversations. Scale-out modes use PostgreSQL (as deployed); single-process uses SQLite.
+
+    .venv/bin/python bench/throughput.py [messages] [conversations]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._common import pct, quiet  # noqa: E402
+from bot.app import App  # noqa: E402
+from bot.config import load_settings  # noqa: E402
+from bot.events import Chat, Message, User  # noqa: E402
+from bot.testing.harness import RecordingConnector  # noqa: E402
+from bot.testing.services import POSTGRES_URL, REDIS_URL, postgres_database  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+COMMON = {"OC_DM_POLICY": "open", "OC_RATE_LIMIT_USER": "0", "OC_RATE_LIMIT_CHAT": "0",
+          "OC_LOG_LEVEL": "ERROR", "OC_MAX_IN_FLIGHT": "64", "OC_HTTP_PORT": "0"}
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def start_fake_ollama(port: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "fake_ollama.py"), str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert proc.stdout is not None
+    proc.stdout.readline()  # "fake Ollama on ..."
+    return proc
+
+
+async def burst(app: App, conn_holder: list[RecordingConnector], n: int, chats: int) -> dict[str, Any]:
+    conn = conn_holder[0]
+    sent_at: dict[str, float] = {}
+    start = time.perf_counter()
+    for i in range(n):
+        chat = f"c{i % chats}-{uuid.uuid4().hex[:4]}" if chats >= n else f"c{i % chats}"
+        mid = f"u{i}"
+        sent_at[mid] = time.perf_counter()
+        await app.runtime.emit(Message(platform="test", event_id=f"b{i}-{uuid.uuid4().hex[:6]}",
+                                       chat=Chat("test", chat), user=User("test", chat), text=f"m{i}",
+                                       message_id=mid))
+    while sum(1 for c in conn.calls if c.action == "send") < n:
+        await asyncio.sleep(0.01)
+    elapsed = time.perf_counter() - start
+    lat = [c.at - sent_at[c.reply_to] for c in conn.calls if c.action == "send" and c.reply_to in sent_at]
+    return {"turns_s": n / elapsed, "p50": pct(lat, 50), "p99": pct(lat, 99), "n": n}
+
+
+async def single_process(ollama: str, n: int, chats: int, data: Path) -> dict[str, Any]:
+    settings = load_settings(OLLAMA_HOST=ollama, OC_DATA_DIR=data, **COMMON)
+    app = App(settings)
+    holder: list[RecordingConnector] = []
+
+    def factory(_s: Any, rt: Any) -> list[Any]:
+        holder.append(RecordingConnector(rt.emit))
+        return holder
+
+    await app.start(factory, http=False)
+    try:
+        await burst(app, holder, 200, 50)  # warm-up
+        holder[0].calls.clear()
+        return await burst(app, holder, n, chats)
+    finally:
+        await app.stop()
+
+
+async def live_conversations(ollama: str, data: Path, count: int = 10_000) -> float:
+    settings = load_settings(OLLAMA_HOST=ollama, OC_DATA_DIR=data, **COMMON)
+    app = App(settings)
+    holder: list[RecordingConnector] = []
+
+    def factory(_s: Any, rt: Any) -> list[Any]:
+        holder.append(RecordingConnector(rt.emit))
+        return holder
+
+    await app.start(factory, http=False)
+    try:
+        await burst(app, holder, 500, 500)
+        holder[0].calls.clear()
+        holder[0].messages.clear()
+        before = rss_mb()
+        await burst(app, holder, count, count)
+        holder[0].calls.clear()
+        holder[0].messages.clear()
+        return rss_mb() - before
+    finally:
+        await app.stop()
+
+
+async def scale_out(ollama: str, workers: int, n: int, chats: int, data: Path) -> dict[str, Any]:
+    async with postgres_database(POSTGRES_URL) as db:
+        env = {"OLLAMA_HOST": ollama, "OC_DATABASE_URL": db, "OC_REDIS_URL": REDIS_URL,
+               "OC_REDIS_PREFIX": f"bench{uuid.uuid4().hex[:6]}", "OC_PARTITIONS": "16", **COMMON}
+        gateway = App(load_settings(OC_DATA_DIR=data / "gw", **env), role="gateway")
+        holder: list[RecordingConnector] = []
+
+        def factory(_s: Any, rt: Any) -> list[Any]:
+            holder.append(RecordingConnector(rt.emit))
+            return holder
+
+        await gateway.start(factory, http=False)
+        procs = []
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("OC_", "OLLAMA_"))}
+        for w in range(workers):
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "bot", "worker"], cwd=ROOT,
+                env={**base, **env, "OC_DATA_DIR": str(data / f"w{w}")},
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        try:
+            await asyncio.sleep(4)  # workers start and share the partitions
+            await burst(gateway, holder, 200, 50)
+            holder[0].calls.clear()
+            return await burst(gateway, holder, n, chats)
+        finally:
+            for p in procs:
+                p.terminate()
+            for p in procs:
+                p.wait(timeout=30)
+            await gateway.stop()
+
+
+async def main(n: int, chats: int) -> None:
+    quiet()
+    port = 20000 + os.getpid() % 20000
+    fake = start_fake_ollama(port)
+    ollama = f"http://127.0.0.1:{port}"
+    rows = []
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            base = await single_process(ollama, n, chats, Path(tmp) / "single")
+            rows.append(("single process (SQLite)", base))
+            for workers in (1, 2, 4):
+                result = await scale_out(ollama, workers, n, chats, Path(tmp) / f"s{workers}")
+                rows.append((f"{workers} worker(s) over Redis (PG)", result))
+            per_10k = await live_conversations(ollama, Path(tmp) / "live")
+    finally:
+        fake.terminate()
+        fake.wait()
+    print(f"{n} turns over {chats} conversations, instant fake model, {os.cpu_count()} CPUs")
+    for name, r in rows:
+        print(f"{name:<30} {r['turns_s']:8.0f} turns/s  ({r['turns_s'] / base['turns_s']:.2f}x)  "
+              f"p50={r['p50']:8.1f} ms  p99={r['p99']:8.1f} ms")
+    print(f"RSS growth per 10,000 live conversations (single process): {per_10k:.1f} MB")
+
+
+if __name__ == "__main__":
+    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 2000,
+                     int(sys.argv[2]) if len(sys.argv) > 2 else 200))
