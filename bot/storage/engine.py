@@ -5,10 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Engine, event
+from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-__all__ = ["async_url", "create_engine", "is_transient", "sqlite_path"]
+__all__ = [
+    "async_url",
+    "create_engine",
+    "create_sync_sqlite_engine",
+    "is_transient",
+    "sqlite_path",
+]
 
 
 def async_url(url: str) -> str:
@@ -41,16 +48,26 @@ def create_engine(url: str) -> AsyncEngine:
         kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
     engine = create_async_engine(url, **kwargs)
     if url.startswith("sqlite"):
-
-        @event.listens_for(engine.sync_engine, "connect")
-        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.close()
-
+        event.listen(engine.sync_engine, "connect", _pragmas)
     return engine
+
+
+def create_sync_sqlite_engine(url: str) -> Engine:
+    """A synchronous engine on the same SQLite file (used from one dedicated thread)."""
+    path = sqlite_path(async_url(url))
+    engine = create_sync_engine(f"sqlite:///{path}", connect_args={"timeout": 30,
+                                                                  "check_same_thread": False})
+    event.listen(engine, "connect", _pragmas)
+    return engine
+
+
+def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+    """WAL + NORMAL: a commit does not wait for fsync, the write-ahead log keeps it safe."""
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -1,20 +1,28 @@
 """The async repository the runtime talks to. SQLAlchemy Core on SQLModel tables: an ORM
-session per call would cost more than the rest of a turn."""
+session per call would cost more than the rest of a turn.
+
+The three writes every turn makes (accept the message, record the reply, mark it sent) are each
+written once as a plain function of a connection. On PostgreSQL they run through the async engine
+(``run_sync``); on SQLite they run whole in one dedicated thread with a synchronous connection:
+one thread hop per transaction instead of one per statement, about a third of the cost.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import SQLModel
 
 from bot.events import Address, Message, Reaction
-from bot.storage.engine import create_engine
+from bot.storage.engine import create_engine, create_sync_sqlite_engine, sqlite_path
 from bot.storage.models import (
     ConversationRow,
     InboundRow,
@@ -30,6 +38,8 @@ _REPLY = ReplyRow.__table__  # type: ignore[attr-defined]
 _PART = ReplyPartRow.__table__  # type: ignore[attr-defined]
 _REACT = ReactionRow.__table__  # type: ignore[attr-defined]
 _CONV = ConversationRow.__table__  # type: ignore[attr-defined]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +58,8 @@ class SqlStore:
     def __init__(self, url: str) -> None:
         self.url = url
         self._engine: AsyncEngine | None = None
+        self._sqlite: Engine | None = None
+        self._thread: ThreadPoolExecutor | None = None
         self._epochs: dict[str, int] = {}
 
     @property
@@ -62,12 +74,30 @@ class SqlStore:
         self._engine = create_engine(self.url)
         async with self._engine.begin() as conn:
             await conn.run_sync(SQLModel.metadata.create_all)
+        if sqlite_path(self.url) is not None:
+            self._sqlite = create_sync_sqlite_engine(self.url)
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
 
     async def stop(self) -> None:
         """Close every pooled connection."""
+        if self._thread is not None:
+            self._thread.shutdown(wait=True)
+            self._thread = None
+        if self._sqlite is not None:
+            self._sqlite.dispose()
+            self._sqlite = None
         if self._engine is not None:
             await self._engine.dispose()
             self._engine = None
+
+    async def transact(self, work: Callable[..., T], *args: Any) -> T:
+        """Run ``work(connection, *args)`` in one transaction (see the module docstring)."""
+        if self._sqlite is not None and self._thread is not None:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._thread, _in_transaction, self._sqlite, work, args
+            )
+        async with self.engine.begin() as conn:
+            return await conn.run_sync(work, *args)
 
     async def ping(self) -> None:
         """Raise if the database cannot be reached."""
@@ -92,11 +122,9 @@ class SqlStore:
             "received_at": msg.received_at,
         }
         try:
-            async with self.engine.begin() as conn:
-                result = await conn.execute(insert(_IN).values(**values))
+            return await self.transact(_insert_inbound, values)
         except IntegrityError:
             return None
-        return int(result.inserted_primary_key[0])
 
     async def mark_inbound(self, inbound_id: int, status: str, error: str | None = None) -> None:
         """Move an inbound message to ``answered``, ``failed`` or ``ignored``."""
@@ -144,64 +172,35 @@ class SqlStore:
         """Store a reply as pending, in one transaction with its inbound message moving to
         ``replying`` (it becomes answered or failed once the reply is delivered: until then the
         conversation's next message waits, so answers arrive in order)."""
-        async with self.engine.begin() as conn:
-            result = await conn.execute(
-                insert(_REPLY).values(
-                    inbound_id=inbound_id,
-                    conversation=address.key,
-                    platform=address.platform,
-                    chat_id=address.chat_id,
-                    thread_id=address.thread_id,
-                    text=text,
-                    status="pending",
-                    model=meta.model,
-                    variant_id=meta.variant_id,
-                    run_id=meta.run_id,
-                    failure=meta.failure,
-                    created_at=time.time(),
-                )
-            )
-            if inbound_id is not None:
-                await conn.execute(
-                    update(_IN)
-                    .where(_IN.c.id == inbound_id)
-                    .values(status="replying", error=meta.failure)
-                )
-        return int(result.inserted_primary_key[0])
+        values = {
+            "inbound_id": inbound_id,
+            "conversation": address.key,
+            "platform": address.platform,
+            "chat_id": address.chat_id,
+            "thread_id": address.thread_id,
+            "text": text,
+            "status": "pending",
+            "model": meta.model,
+            "variant_id": meta.variant_id,
+            "run_id": meta.run_id,
+            "failure": meta.failure,
+            "created_at": time.time(),
+        }
+        return await self.transact(_insert_reply, values)
 
     async def mark_reply_sent(self, reply_id: int, address: Address, ids: Sequence[str]) -> None:
         """Record the platform message ids a reply landed as (once: a repeat is a no-op)."""
-        async with self.engine.begin() as conn:
-            marked = (
-                await conn.execute(
-                    update(_REPLY)
-                    .where(_REPLY.c.id == reply_id, _REPLY.c.status == "pending")
-                    .values(status="sent", sent_at=time.time())
-                    .returning(_REPLY.c.inbound_id, _REPLY.c.failure)
-                )
-            ).first()
-            if marked is None:
-                return
-            if marked.inbound_id is not None:
-                await conn.execute(
-                    update(_IN)
-                    .where(_IN.c.id == marked.inbound_id, _IN.c.status == "replying")
-                    .values(status="failed" if marked.failure else "answered")
-                )
-            if ids:
-                await conn.execute(
-                    insert(_PART),
-                    [
-                        {
-                            "reply_id": reply_id,
-                            "platform": address.platform,
-                            "chat_id": address.chat_id,
-                            "message_id": mid,
-                            "position": i,
-                        }
-                        for i, mid in enumerate(ids)
-                    ],
-                )
+        parts = [
+            {
+                "reply_id": reply_id,
+                "platform": address.platform,
+                "chat_id": address.chat_id,
+                "message_id": mid,
+                "position": i,
+            }
+            for i, mid in enumerate(ids)
+        ]
+        await self.transact(_mark_sent, reply_id, parts)
 
     async def pending_replies(self) -> Sequence[Any]:
         """Replies recorded but not confirmed sent (the process died in between)."""
@@ -300,3 +299,45 @@ class SqlStore:
         """How many messages were ever accepted (for ``/status`` and tests)."""
         async with self.engine.connect() as conn:
             return int(await conn.scalar(select(func.count()).select_from(_IN)) or 0)
+
+
+# --- the per-turn transactions, each written once for both runners ----------------------
+def _in_transaction(engine: Engine, work: Callable[..., T], args: tuple[Any, ...]) -> T:
+    with engine.begin() as conn:
+        return work(conn, *args)
+
+
+def _insert_inbound(conn: Connection, values: dict[str, Any]) -> int:
+    return int(conn.execute(insert(_IN).values(**values)).inserted_primary_key[0])
+
+
+def _insert_reply(conn: Connection, values: dict[str, Any]) -> int:
+    """The reply goes in as pending; its message waits in ``replying`` until it is delivered
+    (the conversation's next message waits for that, so answers arrive in order)."""
+    reply_id = int(conn.execute(insert(_REPLY).values(**values)).inserted_primary_key[0])
+    if values["inbound_id"] is not None:
+        conn.execute(
+            update(_IN)
+            .where(_IN.c.id == values["inbound_id"])
+            .values(status="replying", error=values["failure"])
+        )
+    return reply_id
+
+
+def _mark_sent(conn: Connection, reply_id: int, parts: list[dict[str, Any]]) -> None:
+    marked = conn.execute(
+        update(_REPLY)
+        .where(_REPLY.c.id == reply_id, _REPLY.c.status == "pending")
+        .values(status="sent", sent_at=time.time())
+        .returning(_REPLY.c.inbound_id, _REPLY.c.failure)
+    ).first()
+    if marked is None:
+        return
+    if marked.inbound_id is not None:
+        conn.execute(
+            update(_IN)
+            .where(_IN.c.id == marked.inbound_id, _IN.c.status == "replying")
+            .values(status="failed" if marked.failure else "answered")
+        )
+    if parts:
+        conn.execute(insert(_PART), parts)
