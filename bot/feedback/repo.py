@@ -11,6 +11,7 @@ from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import SQLModel
 
+from bot.feedback.cache import LiveVariants
 from bot.feedback.models import (
     PromptVariantRow,
     Status,
@@ -30,10 +31,15 @@ Change = tuple[int, str, str]  # variant id, status before, status after
 
 
 class FeedbackRepo(VoteQueries):
-    """Variants, votes, notes, failures, assignments and tuning events."""
+    """Variants, votes, notes, failures, assignments and tuning events.
+
+    ``live`` is this process's in-memory view of the live variants (what the per-turn selector
+    reads); every variant change made here invalidates it.
+    """
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self.live = LiveVariants(self.variants_live)
 
     async def create_tables(self) -> None:
         """Create missing tables: ours (imported after the store started) and the audit log's."""
@@ -54,7 +60,9 @@ class FeedbackRepo(VoteQueries):
                 )
             )
             vid = _pk(result)
-            return (await conn.execute(select(_VAR).where(_VAR.c.id == vid))).one()
+            row = (await conn.execute(select(_VAR).where(_VAR.c.id == vid))).one()
+        self.live.invalidate()
+        return row
 
     async def variant(self, variant_id: int) -> Any | None:
         """One variant by id."""
@@ -68,6 +76,10 @@ class FeedbackRepo(VoteQueries):
             query = query.where(_VAR.c.status.in_(LIVE))
         async with self.engine.connect() as conn:
             return list(await conn.execute(query))
+
+    async def variants_live(self) -> list[Any]:
+        """Every live variant, oldest first (what :class:`LiveVariants` keeps in memory)."""
+        return await self.variants(live_only=True)
 
     async def live_for(self, platform: str, chat_key: str) -> list[Any]:
         """Live variants that can apply to a chat: global, its platform's, its own."""
@@ -114,7 +126,10 @@ class FeedbackRepo(VoteQueries):
                 )
             )
             eid = _pk(result)
-            return (await conn.execute(select(_EVENT).where(_EVENT.c.id == eid))).one()
+            event = (await conn.execute(select(_EVENT).where(_EVENT.c.id == eid))).one()
+        if done:
+            self.live.invalidate()
+        return event
 
     async def record_event(
         self, kind: str, *, actor: str, variant_id: int | None = None, reason: str = ""
@@ -155,21 +170,19 @@ class FeedbackRepo(VoteQueries):
             query = select(_ASSIGN).where(_ASSIGN.c.conversation == conversation)
             return (await conn.execute(query)).first()
 
-    async def assign(self, conversation: str, variant_id: int, epoch: int) -> None:
-        """Give a conversation a (new) variant, starting its turn count at one."""
-        values = {"variant_id": variant_id, "epoch": epoch, "turns": 1, "assigned_at": time.time()}
+    async def assign(
+        self, conversation: str, variant_id: int, epoch: int, at: float | None = None
+    ) -> None:
+        """Give a conversation a (new) variant, starting its turn count at one.
+
+        Only the selector's first turn of an assignment writes here; the turns after it are
+        counted in memory (see ``bot/feedback/cache.py``).
+        """
+        at = time.time() if at is None else at
+        values = {"variant_id": variant_id, "epoch": epoch, "turns": 1, "assigned_at": at}
         async with self.engine.begin() as conn:
             changed = await conn.execute(
                 update(_ASSIGN).where(_ASSIGN.c.conversation == conversation).values(**values)
             )
             if not changed.rowcount:
                 await conn.execute(insert(_ASSIGN).values(conversation=conversation, **values))
-
-    async def bump(self, conversation: str) -> None:
-        """Count one more turn on the current assignment."""
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                update(_ASSIGN)
-                .where(_ASSIGN.c.conversation == conversation)
-                .values(turns=_ASSIGN.c.turns + 1)
-            )

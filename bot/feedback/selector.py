@@ -5,6 +5,10 @@ so its tone does not change mid-conversation; ``/reset`` (a new epoch) draws aga
 candidates (fewer than ``tuning_min_ratings`` ratings) enter with a small exploration share
 each; the incumbent and established candidates compete by Thompson sampling over their Beta
 posteriors, so traffic moves to the better variant as evidence accumulates.
+
+The common turn (the conversation keeps its variant) does no database work: the live variants
+and the assignments are held in memory (``bot/feedback/cache.py``). Only a new draw reads the
+posteriors, and writes the assignment if it is new or changed.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 
 from bot.config import Settings
 from bot.events import Message
+from bot.feedback.cache import REMEMBER, Assignment, Assignments
 from bot.feedback.models import Scope, Status
 from bot.feedback.repo import FeedbackRepo
 from bot.feedback.stats import Posterior
@@ -87,17 +92,20 @@ class Selector:
         repo: FeedbackRepo,
         epoch: Callable[[str], Awaitable[int]],
         rng: random.Random | None = None,
+        *,
+        remember: int = REMEMBER,
     ) -> None:
         self.settings = settings
         self.repo = repo
         self.epoch = epoch
         self.rng = rng or random.Random()
+        self.assignments = Assignments(remember)
 
     async def choose(self, msg: Message) -> tuple[str | None, int | None]:
         """Pick (or keep) the conversation's variant."""
         address = msg.address
         chat_key = f"{address.platform}:{address.chat_id}"
-        rows = await self.repo.live_for(address.platform, chat_key)
+        rows = await self.repo.live.rows_for(address.platform, chat_key)
         pool = resolve_pool(rows, address.platform, chat_key)
         if pool is None or not pool.members:
             return self.settings.system_prompt, None
@@ -106,22 +114,35 @@ class Selector:
             return chosen.template, int(chosen.id)
         key = address.key
         epoch = await self.epoch(key)
-        current = await self.repo.assignment(key)
+        current = await self.assignment(key)
         by_id = {int(r.id): r for r in pool.members}
         if current is not None and self._still_valid(current, by_id, epoch):
-            await self.repo.bump(key)
-            chosen = by_id[int(current.variant_id)]
+            current.turns += 1  # counted in memory only; see bot/feedback/cache.py
+            chosen = by_id[current.variant_id]
             return chosen.template, int(chosen.id)
         chosen = await self.draw(pool)
-        await self.repo.assign(key, int(chosen.id), epoch)
+        fresh = Assignment(int(chosen.id), epoch, 1, time.time())
+        if current is None or (current.variant_id, current.epoch) != (fresh.variant_id, epoch):
+            await self.repo.assign(key, fresh.variant_id, epoch, fresh.assigned_at)
+        self.assignments.put(key, fresh)
         return chosen.template, int(chosen.id)
 
-    def _still_valid(self, current: Any, by_id: dict[int, Any], epoch: int) -> bool:
+    async def assignment(self, conversation: str) -> Assignment | None:
+        """The conversation's assignment: from memory, else (once per process) the database."""
+        found = self.assignments.get(conversation)
+        if found is None:
+            row = await self.repo.assignment(conversation)
+            if row is not None:
+                found = Assignment.of(row)
+                self.assignments.put(conversation, found)
+        return found
+
+    def _still_valid(self, current: Assignment, by_id: dict[int, Any], epoch: int) -> bool:
         return (
-            int(current.variant_id) in by_id
-            and int(current.epoch) == epoch
-            and int(current.turns) < self.settings.tuning_sticky_turns
-            and time.time() - float(current.assigned_at) < self.settings.tuning_sticky_seconds
+            current.variant_id in by_id
+            and current.epoch == epoch
+            and current.turns < self.settings.tuning_sticky_turns
+            and time.time() - current.assigned_at < self.settings.tuning_sticky_seconds
         )
 
     async def draw(self, pool: Pool) -> Any:
