@@ -83,15 +83,6 @@ def build_connectors(settings: Settings, emit: Emit) -> list[Connector]:
     return built
 
 
-def load_builtin_tools(registry: ToolRegistry) -> None:
-    """The two tools the skeleton ships (the plugin system takes over discovery)."""
-    for module in ("plugins.clock.tools", "plugins.calculator.tools"):
-        mod = importlib.import_module(module)
-        for value in vars(mod).values():
-            if hasattr(value, "__oc_tool__"):
-                registry.add(value, plugin=module.split(".")[1])
-
-
 ConnectorsFactory = Callable[[Settings, Runtime], list[Connector]]
 
 
@@ -117,6 +108,8 @@ class App:
         self.connectors: list[Connector] = []
         self.extras: dict[str, Any] = {}
         self.on_stop: list[Callable[[], Awaitable[None]]] = []
+        self.on_ready: list[Callable[[], Awaitable[None]]] = []
+        """Run once everything is up and recovered (schedulers and other background work)."""
         self._runtime: Runtime | None = None
         self._stack = contextlib.AsyncExitStack()
 
@@ -172,6 +165,8 @@ class App:
         )
         for feature in FEATURES:
             await _load(feature)(self)
+        if connectors is None and self.role == "worker":
+            connectors = lambda _s, _rt: []  # noqa: E731  workers reach platforms through gateways
         factory = connectors or (lambda s, rt: build_connectors(s, rt.emit))
         self.connectors = factory(self.settings, self.runtime)
         for connector in self.connectors:
@@ -193,6 +188,8 @@ class App:
         if scale is not None:
             await scale.start()
         await self.runtime.recover()
+        for hook in self.on_ready:
+            await hook()
         return self.runtime
 
     async def _scale_out(self) -> Any:

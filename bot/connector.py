@@ -25,10 +25,16 @@ __all__ = [
     "ConnectorState",
     "Emit",
     "Formatting",
+    "RuntimeStopped",
 ]
 
 Emit = Callable[["Message | Reaction | Command"], Awaitable[None]]
 """The inbound sink. It returns once the event is accepted (persisted), so a connector may ack."""
+
+
+class RuntimeStopped(Exception):
+    """Raised by ``emit`` while the server is shutting down: do not acknowledge the event, so
+    the platform delivers it again (it lives here so connectors need not import the runtime)."""
 
 
 class Formatting(StrEnum):

@@ -159,7 +159,6 @@ async def setup(app: App) -> None:
         app.extras.get("tool_executor", run_tool_inprocess), metrics
     )
     runtime.add_middleware(_turn_ids, first=True)
-    _run_turns_under_their_ids(runtime)
     runtime.reaction_listeners.append(_feedback_counter(app))
 
     def refresh_connectors() -> None:
@@ -177,28 +176,6 @@ async def _turn_ids(event: Event, call_next: Handler) -> None:
     """Log accepting an event (dedupe, access, publishing to workers) under its turn id."""
     with turn_context(turn_id_for(event.platform, event.event_id)):
         await call_next(event)
-
-
-def _run_turns_under_their_ids(runtime: Runtime) -> None:
-    """Each turn and command logs under its own message's turn id, in every role.
-
-    A conversation lane is one task that runs job after job, and a worker runs turns it read
-    from Redis, so the id set while accepting an event does not reach (or is wrong for) later
-    jobs. Wrapping the runtime's two entry points sets it per job. (If the runtime sets it
-    itself one day, this becomes a harmless no-op: the same id set twice.)
-    """
-    run_turn, run_command = runtime.run_turn, runtime.run_command
-
-    async def turn(msg: Message, *args: Any, **kwargs: Any) -> None:
-        with turn_context(turn_id_for(msg.platform, msg.event_id)):
-            await run_turn(msg, *args, **kwargs)
-
-    async def command(cmd: Command) -> None:
-        with turn_context(turn_id_for(cmd.platform, cmd.event_id)):
-            await run_command(cmd)
-
-    runtime.run_turn = turn  # type: ignore[method-assign]
-    runtime.run_command = command  # type: ignore[method-assign]
 
 
 def _feedback_counter(app: App) -> Any:

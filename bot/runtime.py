@@ -18,8 +18,9 @@ from typing import Any, Protocol
 
 from bot.commands import CommandContext, CommandRouter
 from bot.config import Settings
-from bot.connector import Connector
+from bot.connector import Connector, RuntimeStopped
 from bot.events import Address, Chat, ChatKind, Command, Message, Reaction, User
+from bot.logs import turn_context, turn_id_for
 from bot.metrics import Metrics
 from bot.middleware import Handler, Middleware, chain, ignore_bots, require_address
 from bot.ollama import OllamaError
@@ -41,10 +42,6 @@ APOLOGY = (
 CRASH_APOLOGY = "Sorry, something went wrong while answering. Your message is saved: send /retry."
 
 
-class RuntimeStopped(Exception):
-    """Raised to a connector that emits while the runtime is shutting down (do not ack)."""
-
-
 class Agent(Protocol):
     """What the runtime needs from the agent graph."""
 
@@ -62,8 +59,6 @@ class Job:
     event: Message | Command
     inbound_id: int | None = None
     retry: bool = False
-    done: Callable[[], Awaitable[None]] | None = None
-    """Called once the job was handled."""
     attempts: int = 0
     work: Callable[[], Awaitable[None]] | None = None
     """Replaces the default handling (scale-out workers claim and acknowledge around turns)."""
@@ -233,30 +228,33 @@ class Runtime:
         try:
             while lane.jobs:
                 job = lane.jobs.popleft()
-                try:
-                    if job.work is not None:
-                        await job.work()
-                    elif isinstance(job.event, Command):
-                        await self.run_command(job.event)
-                    else:
-                        await self.run_turn(job.event, job.inbound_id, retry=job.retry)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    if is_transient(exc) and job.attempts < 3:
-                        await asyncio.sleep(0.5 * 2**job.attempts)
-                        job.attempts += 1
-                        job.retry = True
-                        lane.jobs.appendleft(job)  # first again: order in the chat holds
-                        continue
-                    logger.exception("handling %s in %s failed", type(job.event).__name__, key)
-                    continue  # not acknowledged: a scale-out worker will see it again
-                if job.done is not None:
-                    await job.done()
+                with turn_context(turn_id_for(job.event.platform, job.event.event_id)):
+                    await self._handle(key, lane, job)
         finally:
             if self._lanes.get(key) is lane:
                 del self._lanes[key]
             self.metrics.queue_depth.set(self.queue_depth)
+
+    async def _handle(self, key: str, lane: _Lane, job: Job) -> None:
+        try:
+            if job.work is not None:
+                await job.work()
+            elif isinstance(job.event, Command):
+                await self.run_command(job.event)
+            else:
+                await self.run_turn(job.event, job.inbound_id, retry=job.retry)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if is_transient(exc) and job.attempts < 3:
+                await asyncio.sleep(0.5 * 2**job.attempts)
+                job.attempts += 1
+                job.retry = True
+                lane.jobs.appendleft(job)  # first again: order in the chat holds
+                return
+            # Not handled: stored messages run again at the next start, and a scale-out
+            # worker's unacknowledged stream entry is claimed again.
+            logger.exception("handling %s in %s failed", type(job.event).__name__, key)
 
     # --- turns -------------------------------------------------------------------------
     async def run_turn(self, msg: Message, inbound_id: int | None, *, retry: bool = False) -> None:

@@ -79,7 +79,9 @@ class Gateway:
         stream = self.keys.inbound(partition_of(job.event.address.key, self.partitions))
         fields = {"ev": encode_event(job.event), "in": str(job.inbound_id or "")}
         try:
-            await self.redis.xadd(stream, fields)  # type: ignore[arg-type]
+            # Capped as a safety net: entries are deleted once handled, and anything ever
+            # trimmed unhandled is still in the database, where the republisher finds it.
+            await self.redis.xadd(stream, fields, maxlen=100_000, approximate=True)  # type: ignore[arg-type]
         except RedisError as exc:
             if job.inbound_id is None:  # commands are not stored: say so rather than drop
                 logger.warning("Redis unavailable, command /%s not queued: %s", job.event, exc)

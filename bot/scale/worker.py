@@ -245,9 +245,12 @@ class Worker:
                 else:
                     await self.app.runtime.run_command(event)  # type: ignore[arg-type]
                     done = True
-                if done:
+                if done:  # acknowledged and deleted: handled entries do not pile up in Redis
                     with contextlib.suppress(RedisError):  # lost with a Redis restart: fine
-                        await self.redis.xack(stream, WORKER_GROUP, entry_id)
+                        async with self.redis.pipeline(transaction=False) as pipe:
+                            pipe.xack(stream, WORKER_GROUP, entry_id)
+                            pipe.xdel(stream, entry_id)
+                            await pipe.execute()
             finally:
                 self._inflight.discard(token)
 

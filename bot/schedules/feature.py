@@ -57,14 +57,9 @@ async def setup_schedules(app: Any) -> None:
     scheduler = Scheduler(runtime)
     app.extras["scheduler"] = scheduler
     default_tz = app.settings.timezone
-    start_runtime = runtime.start
-
-    async def start_then_schedule() -> None:
-        await start_runtime()  # recovery first; a scheduled task may emit right away
-        await scheduler.start()
-
-    runtime.start = start_then_schedule
-    app.on_stop.append(scheduler.stop)
+    if app.role != "worker":  # one scheduler per deployment: the gateway's (or run/chat's)
+        app.on_ready.append(scheduler.start)  # after recovery: a task may emit right away
+        app.on_stop.append(scheduler.stop)
 
     @tool
     async def schedule(

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 
 import discord
 
-from bot.connector import Emit
+from bot.connector import Emit, RuntimeStopped
 from bot.events import Command, Message, Reaction
 from connectors.discord.places import Places
 from connectors.discord.translate import (
@@ -88,13 +88,10 @@ class Inbound:
                 if event is None or (not isinstance(event, Reaction) and self._repeat(event)):
                     continue
                 await self._emit(event)
-            except Exception as exc:
-                # bot.runtime.RuntimeStopped (shutting down) is matched by name: importing the
-                # runtime module here would pull in the whole agent graph.
-                if type(exc).__name__ == "RuntimeStopped":
-                    logger.warning("Discord: an event arrived during shutdown and was not taken")
-                else:
-                    logger.exception("Discord: an inbound event was dropped")
+            except RuntimeStopped:
+                logger.warning("Discord: an event arrived during shutdown and was not taken")
+            except Exception:
+                logger.exception("Discord: an inbound event was dropped")
 
     def _repeat(self, event: Message | Command) -> bool:
         if event.event_id in self._seen:
