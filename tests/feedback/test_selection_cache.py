@@ -59,6 +59,7 @@ def spy_choose(h: Harness) -> list[list[str]]:
 async def served(h: Harness, user: str = "alice") -> int:
     await h.say("hi", user=user)
     reply = await h.app.store.reply_for_message("test", user, h.last_message_id)
+    assert reply is not None
     return int(reply.variant_id)
 
 
@@ -77,6 +78,7 @@ async def test_a_conversation_with_a_variant_keeps_it_without_any_sql(
     # without a reaction
     assert [s for s in turn_sql if _FEEDBACK_TABLES.search(s)] == []
     row = await service.repo.assignment("test:alice")
+    assert row is not None
     assert (row.variant_id, row.turns) == (first, 1)  # the turn count lives in memory
     assert service.selector.assignments.get("test:alice") == Assignment(
         first, 0, 5, float(row.assigned_at)
