@@ -24,6 +24,7 @@ __all__ = [
     "CompactNode",
     "CompactionConfig",
     "WindowProbe",
+    "compaction_due",
     "effective_window",
     "summary_block",
 ]
@@ -124,6 +125,30 @@ def _transcript(messages: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+async def _due(state: AgentState, ctx: TurnContext) -> tuple[CompactionConfig, int, int] | None:
+    """``(config, window, usable)`` when the prompt is near the window, else None."""
+    cfg: CompactionConfig | None = ctx.services.get("compaction")
+    if cfg is None:
+        return None
+    window = await effective_window(ctx)
+    usable = window - max(256, window // 4)
+    fixed = (
+        _tokens(ctx.system_prompt)
+        + _tokens(state.get("summary", ""))
+        + sum(_tokens(m.get("text", "")) for m in state.get("recalled", []))
+    )
+    total = fixed + sum(estimate_tokens(m) for m in state.get("messages", []))
+    return (cfg, window, usable) if total > cfg.compact_at * usable else None
+
+
+async def compaction_due(state: AgentState, ctx: TurnContext) -> bool:
+    """Whether :class:`CompactNode` has work this turn: a token estimate, no model call.
+
+    The window probe asks the model server once per model, then answers from memory.
+    """
+    return await _due(state, ctx) is not None
+
+
 class CompactNode:
     """Summarise older turns into the state when the prompt nears the window."""
 
@@ -133,20 +158,12 @@ class CompactNode:
     async def __call__(self, state: AgentState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
         """Compact if needed; return the state update (empty when not)."""
         ctx = runtime.context
-        cfg: CompactionConfig | None = ctx.services.get("compaction")
-        if cfg is None:
+        due = await _due(state, ctx)
+        if due is None:
             return {}
-        window = await effective_window(ctx)
-        usable = window - max(256, window // 4)
+        cfg, window, usable = due
         messages = state.get("messages", [])
         summary = state.get("summary", "")
-        fixed = (
-            _tokens(ctx.system_prompt)
-            + _tokens(summary)
-            + sum(_tokens(m.get("text", "")) for m in state.get("recalled", []))
-        )
-        if fixed + sum(estimate_tokens(m) for m in messages) <= cfg.compact_at * usable:
-            return {}
         cut = choose_cut(messages, int(usable * cfg.keep_share))
         if cut <= 0:
             return {}

@@ -1,32 +1,52 @@
 """Assemble the agent graph, checkpointed per conversation.
 
-recall -> compact -> plan -> model -> (tools -> model)* -> end; inside a plan the model's
-answers go through ``advance`` (next step, revision or final answer) instead of ending.
-recall, compact and plan do nothing unless their services are on the turn context.
+[prepare ->] model -> (tools -> model)* -> end; inside a plan the model's answers go through
+``advance`` (next step, revision or final answer) instead of ending. ``prepare`` (recall,
+compaction, planning in one step, see :mod:`graphs.agent.prepare`) runs only when one of them
+has work this turn, so a simple turn is one model step.
 """
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import START, StateGraph
+from langgraph.runtime import Runtime
 
 from bot.ollama import ModelClient
-from graphs.agent.compaction import CompactNode
 from graphs.agent.compose import ComposedModelNode
 from graphs.agent.nodes import ModelNode, ToolNode, run_tool_inprocess
 from graphs.agent.planning import (
     AdvanceNode,
-    PlanNode,
     route_after_advance,
     route_after_plan,
     route_after_planned_model,
 )
-from graphs.agent.recall import recall
+from graphs.agent.prepare import PrepareNode, route_start
 from graphs.agent.state import AgentState, ToolExecutor, TurnContext
 
 __all__ = ["build_graph"]
+
+Route = Callable[[AgentState, Runtime[TurnContext]], Awaitable[str]]
+
+
+def _inline(route: Callable[..., str]) -> Route:
+    """Wrap a plain routing function in a coroutine.
+
+    LangGraph runs a synchronous branch function in a thread pool, a thread hop (a few tenths
+    of a millisecond, more on a busy machine) for a test that takes microseconds; a coroutine
+    runs inline on the event loop.
+    """
+    wants_runtime = "runtime" in inspect.signature(route).parameters
+
+    async def branch(state: AgentState, runtime: Runtime[TurnContext]) -> str:
+        return route(state, runtime) if wants_runtime else route(state)
+
+    branch.__name__ = branch.__qualname__ = route.__name__
+    return branch
 
 
 def build_graph(
@@ -37,17 +57,15 @@ def build_graph(
 ) -> Any:
     """Compile the agent graph. Nothing is built at import time."""
     graph = StateGraph(AgentState, context_schema=TurnContext)
-    graph.add_node("recall", recall)
-    graph.add_node("compact", CompactNode(llm))
-    graph.add_node("plan", PlanNode(llm))
+    graph.add_node("prepare", PrepareNode(llm))
     graph.add_node("model", ComposedModelNode(ModelNode(llm)))
     graph.add_node("tools", ToolNode(executor))
     graph.add_node("advance", AdvanceNode(llm))
-    graph.add_edge(START, "recall")
-    graph.add_edge("recall", "compact")
-    graph.add_edge("compact", "plan")
-    graph.add_conditional_edges("plan", route_after_plan, ["model", "__end__"])
-    graph.add_conditional_edges("model", route_after_planned_model, ["tools", "advance", "__end__"])
+    graph.add_conditional_edges(START, route_start, ["prepare", "model"])
+    graph.add_conditional_edges("prepare", _inline(route_after_plan), ["model", "__end__"])
+    graph.add_conditional_edges(
+        "model", _inline(route_after_planned_model), ["tools", "advance", "__end__"]
+    )
     graph.add_edge("tools", "model")
-    graph.add_conditional_edges("advance", route_after_advance, ["model", "__end__"])
+    graph.add_conditional_edges("advance", _inline(route_after_advance), ["model", "__end__"])
     return graph.compile(checkpointer=checkpointer, name="agent")

@@ -28,6 +28,7 @@ class ModelNode:
         self.llm = llm
 
     async def __call__(self, state: AgentState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
+        """One model round; the reply (text and tool calls) is appended to the history."""
         ctx = runtime.context
         reserve = max(256, ctx.num_ctx // 4)  # room for the answer
         system = {"role": "system", "content": ctx.system_prompt}
@@ -66,6 +67,7 @@ class ToolNode:
         self.executor = executor
 
     async def __call__(self, state: AgentState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
+        """Run the calls (in parallel, after any approval); results become tool messages."""
         calls = state["messages"][-1].get("tool_calls") or []
         available = {t.name: t for t in runtime.context.tools}
         fns = [call.get("function") or {} for call in calls]
@@ -106,7 +108,9 @@ async def _refuse(fn: dict[str, Any], reason: str) -> tuple[str, str]:
     return str(fn.get("name", "")), reason
 
 
-def route_after_model(state: AgentState, runtime: Runtime[TurnContext]) -> Literal["tools", "__end__"]:
+def route_after_model(
+    state: AgentState, runtime: Runtime[TurnContext]
+) -> Literal["tools", "__end__"]:
     """Run tools if the model asked for some (and the round limit allows), else finish."""
     last = state["messages"][-1]
     if last.get("tool_calls") and state.get("tool_rounds", 0) < runtime.context.max_tool_rounds:

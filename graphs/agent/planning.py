@@ -30,6 +30,7 @@ __all__ = [
     "format_plan",
     "needs_plan",
     "plan_block",
+    "plan_due",
     "route_after_advance",
     "route_after_plan",
     "route_after_planned_model",
@@ -140,6 +141,21 @@ async def _show(ctx: TurnContext, plan: dict[str, Any]) -> None:
     if ctx.stream is not None:
         await ctx.stream.restart()
         await ctx.stream.token(format_plan(plan))
+
+
+def plan_due(state: AgentState, ctx: TurnContext) -> bool:
+    """Whether :class:`PlanNode` has anything to do or say this turn (text tests only).
+
+    True when a plan is to be made or answered, and also when the previous plan is still
+    marked active or asked a question (the node closes it, and its status decides the route).
+    """
+    previous = state.get("plan") or {}
+    if previous.get("active") or previous.get("status") == "asked":
+        return True
+    if ctx.services.get("planner") is None:
+        return False
+    messages = state.get("messages", [])
+    return bool(messages) and needs_plan(str(messages[-1].get("content") or ""))
 
 
 class PlanNode:

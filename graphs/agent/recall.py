@@ -15,7 +15,7 @@ from langgraph.runtime import Runtime
 
 from graphs.agent.state import AgentState, TurnContext
 
-__all__ = ["recall", "recalled_block"]
+__all__ = ["recall", "recall_due", "recalled_block"]
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +25,29 @@ def _last_user_text(state: AgentState) -> str:
         if message.get("role") == "user":
             return str(message.get("content") or "")
     return ""
+
+
+async def recall_due(state: AgentState, ctx: TurnContext) -> bool:
+    """Whether :func:`recall` has work this turn, answered from memory in the common case.
+
+    A person with no memories needs no embedding call; the memory service's per-person count
+    is cached (see ``MemoryStore.count``). Last turn's recalled memories must be cleared, so
+    they count as work too. When in doubt (no ``count``, a lookup error) the answer is yes:
+    the recall node then decides, and handles failures, as always.
+    """
+    if state.get("recalled"):
+        return True
+    memory = ctx.services.get("memory")
+    person_of = ctx.services.get("person_of")
+    if memory is None or person_of is None or ctx.user is None:
+        return False
+    count = getattr(memory, "count", None)
+    if count is None:
+        return True
+    try:
+        return int(await count(await person_of(ctx.user))) > 0
+    except Exception:
+        return True
 
 
 async def recall(state: AgentState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
