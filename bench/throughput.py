@@ -129,7 +129,7 @@ async def scale_out(ollama: str, workers: int, n: int, chats: int, data: Path) -
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "bot", "worker"], cwd=ROOT,
                 env={**base, **env, "OC_DATA_DIR": str(data / f"w{w}")},
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                stdout=subprocess.DEVNULL, stderr=open(data / f"w{w}.log", "wb")))
         try:
             await asyncio.sleep(4)  # workers start and share the partitions
             await burst(gateway, holder, 200, 50)
