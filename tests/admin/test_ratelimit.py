@@ -106,7 +106,7 @@ async def test_messages_over_the_limit_get_one_notice(
 async def test_chat_limit_in_groups_on_redis(
     admin_settings: Callable[..., Settings], fake_ollama: FakeOllama, redis_url: str
 ) -> None:
-    prefix = f"oc-test-{uuid.uuid4().hex}:"
+    prefix = f"oc-test-{uuid.uuid4().hex}"
     settings = admin_settings(
         OC_DM_POLICY="open",
         OC_RATE_LIMIT_CHAT="2/60",
@@ -121,8 +121,8 @@ async def test_chat_limit_in_groups_on_redis(
         assert "faster than I can answer" in answers[2]
     client = redis.from_url(redis_url)
     try:
-        keys = sorted(k.decode() for k in await client.keys(prefix + "*"))
-        assert keys == [f"{prefix}ratelimit:chat:test:room"]
+        keys = sorted(k.decode() for k in await client.keys(prefix + ":*"))
+        assert keys == [f"{prefix}:ratelimit:chat:test:room"]
         await client.delete(*keys)
     finally:
         await client.aclose()
