@@ -16,8 +16,10 @@ def pct(values: list[float], q: float) -> float:
 
 
 def summary(name: str, values: list[float]) -> str:
-    return (f"{name:<28} n={len(values):<5} p50={pct(values, 50):7.2f} ms  "
-            f"p99={pct(values, 99):7.2f} ms  mean={statistics.fmean(values) * 1000:7.2f} ms")
+    return (
+        f"{name:<28} n={len(values):<5} p50={pct(values, 50):7.2f} ms  "
+        f"p99={pct(values, 99):7.2f} ms  mean={statistics.fmean(values) * 1000:7.2f} ms"
+    )
 
 
 def quiet() -> None:

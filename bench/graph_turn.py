@@ -12,18 +12,22 @@ the common "simple turn". Also counts the saver calls per turn (``aput``/``aput_
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import statistics
 import sys
 import tempfile
 import time
+import warnings
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import aiosqlite
 from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from bench._common import quiet
 from bot.events import User
@@ -84,6 +88,17 @@ def services(llm: InstantModel) -> dict[str, Any]:
     }
 
 
+@contextlib.asynccontextmanager
+async def stock_saver(path: Path) -> AsyncIterator[Any]:
+    """LangGraph's own ``AsyncSqliteSaver`` with the pragmas ``open_checkpointer`` sets."""
+    async with aiosqlite.connect(path) as conn:
+        await conn.execute("PRAGMA journal_mode=WAL")
+        await conn.execute("PRAGMA synchronous=NORMAL")
+        saver = AsyncSqliteSaver(conn)
+        await saver.setup()
+        yield saver
+
+
 def count_calls(saver: Any) -> Counter[str]:
     """Wrap the saver's methods to count them (``ms:<name>`` sums their time in ms)."""
     calls: Counter[str] = Counter()
@@ -139,6 +154,7 @@ def line(name: str, times: list[float], calls: Counter[str], turns: int) -> str:
 
 async def main(turns: int, threads: int) -> None:
     quiet()
+    warnings.filterwarnings("ignore", message="`durability` has no effect")
     with tempfile.TemporaryDirectory() as tmp:
         for full in (False, True):
             label = "simple turn, all features" if full else "no features"
@@ -147,10 +163,13 @@ async def main(turns: int, threads: int) -> None:
             print(line(f"{label} / no saver", times, calls, turns))
             times, calls = await run(InMemorySaver(), full, turns, threads)
             print(line(f"{label} / InMemorySaver", times, calls, turns))
+            async with stock_saver(Path(tmp) / f"stock-{int(full)}.db") as saver:
+                times, calls = await run(saver, full, turns, threads)
+            print(line(f"{label} / SQLite, stock saver", times, calls, turns))
             url = f"sqlite+aiosqlite:///{tmp}/bench-{int(full)}.db"
             async with open_checkpointer(url) as saver:
                 times, calls = await run(saver, full, turns, threads)
-            print(line(f"{label} / SQLite", times, calls, turns))
+            print(line(f"{label} / SQLite, open_checkpointer", times, calls, turns))
 
 
 if __name__ == "__main__":

@@ -24,16 +24,22 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import pct, quiet  # noqa: E402
-from bot.app import App  # noqa: E402
-from bot.config import load_settings  # noqa: E402
-from bot.events import Chat, Message, User  # noqa: E402
-from bot.testing.harness import RecordingConnector  # noqa: E402
-from bot.testing.services import POSTGRES_URL, REDIS_URL, postgres_database  # noqa: E402
+from bench._common import pct, quiet
+from bot.app import App
+from bot.config import load_settings
+from bot.events import Chat, Message, User
+from bot.testing.harness import RecordingConnector
+from bot.testing.services import POSTGRES_URL, REDIS_URL, postgres_database
 
 ROOT = Path(__file__).resolve().parent.parent
-COMMON = {"OC_DM_POLICY": "open", "OC_RATE_LIMIT_USER": "0", "OC_RATE_LIMIT_CHAT": "0",
-          "OC_LOG_LEVEL": "ERROR", "OC_MAX_IN_FLIGHT": "64", "OC_HTTP_PORT": "0"}
+COMMON = {
+    "OC_DM_POLICY": "open",
+    "OC_RATE_LIMIT_USER": "0",
+    "OC_RATE_LIMIT_CHAT": "0",
+    "OC_LOG_LEVEL": "ERROR",
+    "OC_MAX_IN_FLIGHT": "64",
+    "OC_HTTP_PORT": "0",
+}
 
 
 def rss_mb() -> float:
@@ -45,14 +51,19 @@ def rss_mb() -> float:
 
 
 def start_fake_ollama(port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "fake_ollama.py"), str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / "fake_ollama.py"), str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
     assert proc.stdout is not None
     proc.stdout.readline()  # "fake Ollama on ..."
     return proc
 
 
-async def burst(app: App, conn_holder: list[RecordingConnector], n: int, chats: int) -> dict[str, Any]:
+async def burst(
+    app: App, conn_holder: list[RecordingConnector], n: int, chats: int
+) -> dict[str, Any]:
     conn = conn_holder[0]
     sent_at: dict[str, float] = {}
     start = time.perf_counter()
@@ -60,13 +71,24 @@ async def burst(app: App, conn_holder: list[RecordingConnector], n: int, chats: 
         chat = f"c{i % chats}-{uuid.uuid4().hex[:4]}" if chats >= n else f"c{i % chats}"
         mid = f"u{i}"
         sent_at[mid] = time.perf_counter()
-        await app.runtime.emit(Message(platform="test", event_id=f"b{i}-{uuid.uuid4().hex[:6]}",
-                                       chat=Chat("test", chat), user=User("test", chat), text=f"m{i}",
-                                       message_id=mid))
+        await app.runtime.emit(
+            Message(
+                platform="test",
+                event_id=f"b{i}-{uuid.uuid4().hex[:6]}",
+                chat=Chat("test", chat),
+                user=User("test", chat),
+                text=f"m{i}",
+                message_id=mid,
+            )
+        )
     while sum(1 for c in conn.calls if c.action == "send") < n:
         await asyncio.sleep(0.01)
     elapsed = time.perf_counter() - start
-    lat = [c.at - sent_at[c.reply_to] for c in conn.calls if c.action == "send" and c.reply_to in sent_at]
+    lat = [
+        c.at - sent_at[c.reply_to]
+        for c in conn.calls
+        if c.action == "send" and c.reply_to in sent_at
+    ]
     return {"turns_s": n / elapsed, "p50": pct(lat, 50), "p99": pct(lat, 99), "n": n}
 
 
@@ -113,8 +135,14 @@ async def live_conversations(ollama: str, data: Path, count: int = 10_000) -> fl
 
 async def scale_out(ollama: str, workers: int, n: int, chats: int, data: Path) -> dict[str, Any]:
     async with postgres_database(POSTGRES_URL) as db:
-        env = {"OLLAMA_HOST": ollama, "OC_DATABASE_URL": db, "OC_REDIS_URL": REDIS_URL,
-               "OC_REDIS_PREFIX": f"bench{uuid.uuid4().hex[:6]}", "OC_PARTITIONS": "16", **COMMON}
+        env = {
+            "OLLAMA_HOST": ollama,
+            "OC_DATABASE_URL": db,
+            "OC_REDIS_URL": REDIS_URL,
+            "OC_REDIS_PREFIX": f"bench{uuid.uuid4().hex[:6]}",
+            "OC_PARTITIONS": "16",
+            **COMMON,
+        }
         gateway = App(load_settings(OC_DATA_DIR=data / "gw", **env), role="gateway")
         holder: list[RecordingConnector] = []
 
@@ -126,10 +154,15 @@ async def scale_out(ollama: str, workers: int, n: int, chats: int, data: Path) -
         procs = []
         base = {k: v for k, v in os.environ.items() if not k.startswith(("OC_", "OLLAMA_"))}
         for w in range(workers):
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "bot", "worker"], cwd=ROOT,
-                env={**base, **env, "OC_DATA_DIR": str(data / f"w{w}")},
-                stdout=subprocess.DEVNULL, stderr=open(data / f"w{w}.log", "wb")))
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "bot", "worker"],
+                    cwd=ROOT,
+                    env={**base, **env, "OC_DATA_DIR": str(data / f"w{w}")},
+                    stdout=subprocess.DEVNULL,
+                    stderr=open(data / f"w{w}.log", "wb"),
+                )
+            )
         try:
             await asyncio.sleep(4)  # workers start and share the partitions
             await burst(gateway, holder, 200, 50)
@@ -162,11 +195,17 @@ async def main(n: int, chats: int) -> None:
         fake.wait()
     print(f"{n} turns over {chats} conversations, instant fake model, {os.cpu_count()} CPUs")
     for name, r in rows:
-        print(f"{name:<30} {r['turns_s']:8.0f} turns/s  ({r['turns_s'] / base['turns_s']:.2f}x)  "
-              f"p50={r['p50']:8.1f} ms  p99={r['p99']:8.1f} ms")
+        print(
+            f"{name:<30} {r['turns_s']:8.0f} turns/s  ({r['turns_s'] / base['turns_s']:.2f}x)  "
+            f"p50={r['p50']:8.1f} ms  p99={r['p99']:8.1f} ms"
+        )
     print(f"RSS growth per 10,000 live conversations (single process): {per_10k:.1f} MB")
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 2000,
-                     int(sys.argv[2]) if len(sys.argv) > 2 else 200))
+    asyncio.run(
+        main(
+            int(sys.argv[1]) if len(sys.argv) > 1 else 2000,
+            int(sys.argv[2]) if len(sys.argv) > 2 else 200,
+        )
+    )

@@ -21,11 +21,11 @@ import ollama
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import pct, quiet, summary  # noqa: E402
-from bot.app import App  # noqa: E402
-from bot.config import load_settings  # noqa: E402
-from bot.testing import FakeOllama, Reply  # noqa: E402
-from connectors.terminal import TerminalConnector  # noqa: E402
+from bench._common import pct, quiet, summary
+from bot.app import App
+from bot.config import load_settings
+from bot.testing import FakeOllama, Reply
+from connectors.terminal import TerminalConnector
 
 MESSAGES = [{"role": "user", "content": "hello"}]
 
@@ -51,8 +51,16 @@ async def full_turns(url: str, n: int, data: Path) -> tuple[list[float], float]:
     holder: list[TerminalConnector] = []
 
     def factory(_s, rt):  # type: ignore[no-untyped-def]
-        holder.append(TerminalConnector(rt.emit, wait_idle=rt.wait_idle, stdin=io.StringIO(),
-                                        stdout=out, interactive=False, user="bench"))
+        holder.append(
+            TerminalConnector(
+                rt.emit,
+                wait_idle=rt.wait_idle,
+                stdin=io.StringIO(),
+                stdout=out,
+                interactive=False,
+                user="bench",
+            )
+        )
         return holder
 
     t0 = time.perf_counter()

@@ -1,5 +1,6 @@
 """The composition root: builds storage, model client, graph, runtime, HTTP app and connectors
-from settings, and tears them down in reverse order."""
+from settings, and tears them down in reverse order.
+"""
 
 from __future__ import annotations
 
@@ -208,9 +209,14 @@ class App:
         if self.role == "gateway":
             from bot.scale.gateway import Gateway
 
-            role = Gateway(self, redis, keys=keys, partitions=self.settings.partitions,
-                           republish_after=self.settings.republish_after,
-                           stale_after=3 * self.settings.worker_lease)
+            role = Gateway(
+                self,
+                redis,
+                keys=keys,
+                partitions=self.settings.partitions,
+                republish_after=self.settings.republish_after,
+                stale_after=3 * self.settings.worker_lease,
+            )
             self.runtime.route = role.publish
         else:
             from bot.scale.worker import Worker

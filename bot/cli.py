@@ -1,5 +1,6 @@
 """The ``opencomputer`` command line. Heavy modules are imported inside commands so that
-``--help`` and start-up stay fast."""
+``--help`` and start-up stay fast.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ if TYPE_CHECKING:
 __all__ = ["app", "main"]
 
 app = typer.Typer(
-    help="opencomputer: your self-hosted AI agent on Telegram, Discord, Slack, Matrix and the terminal.",
+    help="opencomputer: your self-hosted AI agent on Telegram, Discord, Slack, Matrix and the "
+    "terminal.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -83,11 +85,17 @@ def _serve_role(role: str) -> None:
     settings = _settings()
     _logging(settings)
     if not settings.redis_url:
-        typer.secho(f"The {role} needs OC_REDIS_URL (e.g. redis://127.0.0.1:6379/0).", fg="red", err=True)
+        typer.secho(
+            f"The {role} needs OC_REDIS_URL (e.g. redis://127.0.0.1:6379/0).", fg="red", err=True
+        )
         raise typer.Exit(2)
     if not settings.is_postgres:
-        typer.secho("warning: OC_DATABASE_URL is SQLite: gateway and workers must then share one "
-                    "machine; use PostgreSQL to spread them out.", fg="yellow", err=True)
+        typer.secho(
+            "warning: OC_DATABASE_URL is SQLite: gateway and workers must then share one "
+            "machine; use PostgreSQL to spread them out.",
+            fg="yellow",
+            err=True,
+        )
     if role == "gateway" and not _any_connector(settings):
         typer.secho("No connector is configured for the gateway.", fg="red", err=True)
         raise typer.Exit(1)
@@ -155,7 +163,7 @@ def chat() -> None:
 
 @app.command()
 def doctor() -> None:
-    """Check settings, Ollama, the model, the database, Redis and connectors; exit 1 on a problem."""
+    """Check settings, Ollama, the model, database, Redis and connectors; exit 1 on a problem."""
     from bot.doctor import run_doctor
 
     settings = _settings()

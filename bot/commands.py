@@ -74,9 +74,7 @@ class CommandRouter:
     def specs(self, *, admin: bool = True) -> list[CommandSpec]:
         """Distinct command specs, sorted, optionally without admin-only ones."""
         unique = {spec.name: spec for spec in self._specs.values()}
-        return sorted(
-            (s for s in unique.values() if admin or not s.admin), key=lambda s: s.name
-        )
+        return sorted((s for s in unique.values() if admin or not s.admin), key=lambda s: s.name)
 
     def get(self, name: str) -> CommandSpec | None:
         """The spec registered under ``name`` (or an alias)."""

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing_extensions import Annotated
 
 __all__ = ["ConfigError", "DmPolicy", "Settings", "load_settings"]
 
@@ -56,12 +55,15 @@ class Settings(BaseSettings):
     # --- model -------------------------------------------------------------------------
     ollama_host: str = _env("OLLAMA_HOST", "Ollama server URL.", "http://127.0.0.1:11434")
     ollama_hosts: CsvList = _env(
-        "OC_OLLAMA_HOSTS", "Several Ollama servers to balance over (overrides OLLAMA_HOST).",
+        "OC_OLLAMA_HOSTS",
+        "Several Ollama servers to balance over (overrides OLLAMA_HOST).",
         default_factory=list,
     )
     model_retry_seconds: float = _env(
-        "OC_MODEL_RETRY_SECONDS", "How long a turn waits for an unreachable Ollama to return.",
-        20.0, ge=0,
+        "OC_MODEL_RETRY_SECONDS",
+        "How long a turn waits for an unreachable Ollama to return.",
+        20.0,
+        ge=0,
     )
     model: str = _env("OC_MODEL", "Ollama model used for chat (must support tools).", "qwen3:8b")
     num_ctx: int = _env("OC_NUM_CTX", "Context window in tokens sent to Ollama.", 8192, ge=512)
@@ -85,8 +87,11 @@ class Settings(BaseSettings):
         "OC_MEMORY_MIN_SCORE", "Cosine similarity below which a memory is not recalled.", 0.3
     )
     compact_at: float = _env(
-        "OC_COMPACT_AT", "Summarise older turns when the prompt passes this share of the "
-        "context window.", 0.7, gt=0.1, lt=1.0
+        "OC_COMPACT_AT",
+        "Summarise older turns when the prompt passes this share of the context window.",
+        0.7,
+        gt=0.1,
+        lt=1.0,
     )
     planning: bool = _env("OC_PLANNING", "Plan multi-step requests before acting.", True)
     timezone: str = _env("OC_TIMEZONE", "Time zone for schedules when the user gives none.", "UTC")
@@ -101,26 +106,37 @@ class Settings(BaseSettings):
     redis_url: str | None = _env("OC_REDIS_URL", "Redis URL for shared state (optional).")
     redis_prefix: str = _env("OC_REDIS_PREFIX", "Prefix of every Redis key we use.", "oc")
     partitions: int = _env(
-        "OC_PARTITIONS", "Inbound stream partitions (scale-out); at least the worker count.", 16,
-        ge=1, le=1024,
+        "OC_PARTITIONS",
+        "Inbound stream partitions (scale-out); at least the worker count.",
+        16,
+        ge=1,
+        le=1024,
     )
     worker_lease: float = _env(
-        "OC_WORKER_LEASE", "Seconds a worker's partitions stay its own without a heartbeat.", 6.0,
+        "OC_WORKER_LEASE",
+        "Seconds a worker's partitions stay its own without a heartbeat.",
+        6.0,
         ge=0.5,
     )
     republish_after: float = _env(
-        "OC_REPUBLISH_AFTER", "Seconds before an unanswered message is published again.", 30.0,
+        "OC_REPUBLISH_AFTER",
+        "Seconds before an unanswered message is published again.",
+        30.0,
         gt=0,
     )
     max_in_flight: int = _env(
         "OC_MAX_IN_FLIGHT", "Turns sent to the model at once, over all chats.", 8, ge=1
     )
-    http_host: str = _env("OC_HTTP_HOST", "Address of the HTTP app (health, webhooks).", "127.0.0.1")
+    http_host: str = _env(
+        "OC_HTTP_HOST", "Address of the HTTP app (health, webhooks).", "127.0.0.1"
+    )
     http_port: int = _env("OC_HTTP_PORT", "Port of the HTTP app; 0 picks a free one.", 8080, ge=0)
     log_level: str = _env("OC_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR.", "INFO")
     log_format: str = _env(
-        "OC_LOG_FORMAT", "'text' (readable) or 'json' (one object per line, with turn_id).",
-        "text", pattern=r"^(text|json)$",
+        "OC_LOG_FORMAT",
+        "'text' (readable) or 'json' (one object per line, with turn_id).",
+        "text",
+        pattern=r"^(text|json)$",
     )
     shutdown_grace: float = _env(
         "OC_SHUTDOWN_GRACE", "Seconds to let in-flight turns finish on shutdown.", 10.0, ge=0
@@ -143,9 +159,15 @@ class Settings(BaseSettings):
         "on",
         pattern=r"^(on|off)$",
     )
-    plugin_timeout: float = _env("OC_PLUGIN_TIMEOUT", "Wall-clock seconds per plugin call.", 30.0, gt=0)
-    plugin_memory_mb: int = _env("OC_PLUGIN_MEMORY_MB", "Memory limit per plugin call (MB).", 512, gt=16)
-    plugin_cpu_seconds: int = _env("OC_PLUGIN_CPU_SECONDS", "CPU seconds per plugin call.", 30, gt=0)
+    plugin_timeout: float = _env(
+        "OC_PLUGIN_TIMEOUT", "Wall-clock seconds per plugin call.", 30.0, gt=0
+    )
+    plugin_memory_mb: int = _env(
+        "OC_PLUGIN_MEMORY_MB", "Memory limit per plugin call (MB).", 512, gt=16
+    )
+    plugin_cpu_seconds: int = _env(
+        "OC_PLUGIN_CPU_SECONDS", "CPU seconds per plugin call.", 30, gt=0
+    )
     mcp_servers: str | None = _env(
         "OC_MCP_SERVERS",
         'MCP servers as JSON: {"name": {"command": "...", "args": [...]} or {"url": "http..."}}.',
@@ -182,20 +204,32 @@ class Settings(BaseSettings):
         "OC_TUNING_ROLLBACK_MIN_RATINGS", "Ratings each side needs before a rollback.", 5, ge=1
     )
     tuning_confidence: float = _env(
-        "OC_TUNING_CONFIDENCE", "Posterior probability needed to promote or roll back.", 0.95,
-        gt=0.5, lt=1,
+        "OC_TUNING_CONFIDENCE",
+        "Posterior probability needed to promote or roll back.",
+        0.95,
+        gt=0.5,
+        lt=1,
     )
     tuning_margin: float = _env(
-        "OC_TUNING_MARGIN", "How much better (thumbs-up rate) a promoted variant must be.", 0.12,
-        ge=0, lt=1,
+        "OC_TUNING_MARGIN",
+        "How much better (thumbs-up rate) a promoted variant must be.",
+        0.12,
+        ge=0,
+        lt=1,
     )
     tuning_rollback_margin: float = _env(
-        "OC_TUNING_ROLLBACK_MARGIN", "How much worse a variant must be to be rolled back.", 0.05,
-        ge=0, lt=1,
+        "OC_TUNING_ROLLBACK_MARGIN",
+        "How much worse a variant must be to be rolled back.",
+        0.05,
+        ge=0,
+        lt=1,
     )
     tuning_exploration: float = _env(
-        "OC_TUNING_EXPLORATION", "Share of new conversations each new candidate gets.", 0.25,
-        ge=0, le=1,
+        "OC_TUNING_EXPLORATION",
+        "Share of new conversations each new candidate gets.",
+        0.25,
+        ge=0,
+        le=1,
     )
     tuning_sticky_turns: int = _env(
         "OC_TUNING_STICKY_TURNS", "Turns a conversation keeps its variant.", 5, ge=1
@@ -204,7 +238,9 @@ class Settings(BaseSettings):
         "OC_TUNING_STICKY_SECONDS", "Seconds a conversation keeps its variant.", 1800.0, gt=0
     )
     tuning_propose_hours: float = _env(
-        "OC_TUNING_PROPOSE_HOURS", "Propose a candidate every N hours (0: only /prompt tune).", 0.0,
+        "OC_TUNING_PROPOSE_HOURS",
+        "Propose a candidate every N hours (0: only /prompt tune).",
+        0.0,
         ge=0,
     )
 

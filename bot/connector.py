@@ -34,7 +34,8 @@ Emit = Callable[["Message | Reaction | Command"], Awaitable[None]]
 
 class RuntimeStopped(Exception):
     """Raised by ``emit`` while the server is shutting down: do not acknowledge the event, so
-    the platform delivers it again (it lives here so connectors need not import the runtime)."""
+    the platform delivers it again (it lives here so connectors need not import the runtime).
+    """
 
 
 class Formatting(StrEnum):

@@ -43,7 +43,9 @@ async def _ollama_host(settings: Settings, host: str, *, several: bool) -> list[
         model = await client.check_model(settings.model)
         checks.append(Check(f"model{tag}", model.ok, model.message))
         embed = await client.check_model(settings.embed_model, needs_tools=False)
-        detail = embed.message if embed.ok else f"{embed.message} (only needed for long-term memory)"
+        detail = (
+            embed.message if embed.ok else f"{embed.message} (only needed for long-term memory)"
+        )
         checks.append(Check(f"embed model{tag}", embed.ok, detail, warning=not embed.ok))
         return checks
 
@@ -56,8 +58,14 @@ async def _database(settings: Settings) -> list[Check]:
         await store.start()
         await store.ping()
     except Exception as exc:
-        return [Check("database", False, f"cannot open {_safe_url(settings)}: {exc}. "
-                      "Check OC_DATABASE_URL (or OC_DATA_DIR for the default SQLite file).")]
+        return [
+            Check(
+                "database",
+                False,
+                f"cannot open {_safe_url(settings)}: {exc}. "
+                "Check OC_DATABASE_URL (or OC_DATA_DIR for the default SQLite file).",
+            )
+        ]
     finally:
         await store.stop()
     return [Check("database", True, _safe_url(settings))]
@@ -83,8 +91,15 @@ async def _connectors(settings: Settings) -> list[Check]:
 
     on = [p for p, (_path, configured) in CONNECTORS.items() if configured(settings)]
     if not on:
-        return [Check("connectors", True, "none configured; `opencomputer chat` works. To enable: "
-                      + "; ".join(enable_hints()), warning=True)]
+        return [
+            Check(
+                "connectors",
+                True,
+                "none configured; `opencomputer chat` works. To enable: "
+                + "; ".join(enable_hints()),
+                warning=True,
+            )
+        ]
     return [Check("connectors", True, "configured: " + ", ".join(on))]
 
 
@@ -113,7 +128,13 @@ async def _plugins(settings: Settings) -> list[Check]:
     return await plugin_checks(settings)
 
 
-CHECKS: list[Callable[[Settings], Awaitable[list[Check]]]] = [_ollama, _database, _redis, _connectors, _plugins]
+CHECKS: list[Callable[[Settings], Awaitable[list[Check]]]] = [
+    _ollama,
+    _database,
+    _redis,
+    _connectors,
+    _plugins,
+]
 
 
 async def run_doctor(settings: Settings, *, echo: Callable[[str], None] = typer.echo) -> int:

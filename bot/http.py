@@ -66,9 +66,7 @@ class HttpServer:
     async def _readyz(self, _request: web.Request) -> web.Response:
         checks = await self._readiness()
         ready = all(v in ("ok", ConnectorState.CONNECTED) for v in checks.values())
-        return web.json_response(
-            {"ready": ready, "checks": checks}, status=200 if ready else 503
-        )
+        return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
 
     async def _metrics_view(self, _request: web.Request) -> web.Response:
         return web.Response(body=self._metrics(), content_type="text/plain", charset="utf-8")

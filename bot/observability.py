@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from bot.connector import ConnectorState
-from bot.events import Command, Message, Reaction
+from bot.events import Reaction
 from bot.logs import turn_context, turn_id_for
 from bot.metrics import Metrics
 from bot.ollama import ChatResult, ModelClient
@@ -25,7 +25,6 @@ from bot.tools import Tool
 if TYPE_CHECKING:
     from bot.app import App
     from bot.middleware import Event, Handler
-    from bot.runtime import Runtime
     from graphs.agent.state import ToolExecutor
 
 __all__ = ["MeteredModel", "StreamLagMonitor", "metered_executor", "setup"]

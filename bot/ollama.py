@@ -7,7 +7,6 @@ waits for. One long-lived aiohttp session serves every call.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -18,8 +17,8 @@ import orjson
 
 __all__ = [
     "ChatResult",
-    "ModelClient",
     "ModelCheck",
+    "ModelClient",
     "OllamaClient",
     "OllamaError",
     "OllamaUnavailable",
@@ -130,6 +129,7 @@ class OllamaClient:
 
     @property
     def session(self) -> aiohttp.ClientSession:
+        """The open session (``start`` must have run)."""
         if self._session is None:
             raise RuntimeError("OllamaClient.start() was not called")
         return self._session
@@ -164,7 +164,9 @@ class OllamaClient:
                         continue
                     chunk = orjson.loads(line)
                     if "error" in chunk:
-                        raise OllamaError(str(chunk["error"]), hint=_hint(str(chunk["error"]), model))
+                        raise OllamaError(
+                            str(chunk["error"]), hint=_hint(str(chunk["error"]), model)
+                        )
                     message = chunk.get("message") or {}
                     token = message.get("content") or ""
                     if token:
@@ -177,13 +179,15 @@ class OllamaClient:
                         if isinstance(args, str):
                             args = orjson.loads(args) if args.strip() else {}
                         result.tool_calls.append(
-                            ToolCall(str(fn.get("name", "")), args, f"call_{len(result.tool_calls)}")
+                            ToolCall(
+                                str(fn.get("name", "")), args, f"call_{len(result.tool_calls)}"
+                            )
                         )
                     if chunk.get("done"):
                         result.prompt_tokens = int(chunk.get("prompt_eval_count") or 0)
                         result.completion_tokens = int(chunk.get("eval_count") or 0)
                         result.done_reason = str(chunk.get("done_reason") or "stop")
-        except (aiohttp.ClientConnectionError, TimeoutError, asyncio.TimeoutError) as exc:
+        except (aiohttp.ClientConnectionError, TimeoutError) as exc:
             raise self._unavailable(exc) from exc
         result.content = "".join(parts)
         return result
@@ -208,7 +212,7 @@ class OllamaClient:
         return [list(map(float, vec)) for vec in data.get("embeddings", [])]
 
     async def check_model(self, model: str, *, needs_tools: bool = True) -> ModelCheck:
-        """Is the server up, the model pulled, and does it support tools?"""
+        """Check that the server is up, the model pulled, and that it supports tools."""
         try:
             info = await self.show(model)
         except OllamaError as exc:
@@ -233,7 +237,7 @@ class OllamaClient:
                 if resp.status >= 400:
                     raise await self._http_error(resp, "")
                 return dict(orjson.loads(await resp.read()))
-        except (aiohttp.ClientConnectionError, TimeoutError, asyncio.TimeoutError) as exc:
+        except (aiohttp.ClientConnectionError, TimeoutError) as exc:
             raise self._unavailable(exc) from exc
 
     async def _post_json(self, path: str, body: dict[str, Any], model: str) -> dict[str, Any]:
@@ -242,7 +246,7 @@ class OllamaClient:
                 if resp.status >= 400:
                     raise await self._http_error(resp, model)
                 return dict(orjson.loads(await resp.read()))
-        except (aiohttp.ClientConnectionError, TimeoutError, asyncio.TimeoutError) as exc:
+        except (aiohttp.ClientConnectionError, TimeoutError) as exc:
             raise self._unavailable(exc) from exc
 
     async def _http_error(self, resp: aiohttp.ClientResponse, model: str) -> OllamaError:

@@ -45,7 +45,6 @@ class OllamaPool:
         self._busy: dict[str, int] = {c.host: 0 for c in self.clients}
         self._probe: asyncio.Task[None] | None = None
 
-
     async def start(self) -> None:
         """Open every client; probe unhealthy servers in the background."""
         for client in self.clients:
@@ -96,7 +95,11 @@ class OllamaPool:
             await self.probe()
 
     async def _run(
-        self, call: Callable[[OllamaClient], Awaitable[T]], *, wait: float, replayable: Callable[[], bool]
+        self,
+        call: Callable[[OllamaClient], Awaitable[T]],
+        *,
+        wait: float,
+        replayable: Callable[[], bool],
     ) -> T:
         deadline = time.monotonic() + wait
         tried: set[str] = set()
@@ -111,7 +114,7 @@ class OllamaPool:
                 if time.monotonic() >= deadline:
                     raise last or OllamaUnavailable(
                         f"no Ollama server is reachable ({self.host})",
-                        hint="Start Ollama (`ollama serve`) or check OLLAMA_HOST / OC_OLLAMA_HOSTS.",
+                        hint="Start Ollama (`ollama serve`), or check OLLAMA_HOST/OC_OLLAMA_HOSTS.",
                     )
                 await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
                 delay = min(delay * 2, 2.0)
@@ -127,14 +130,21 @@ class OllamaPool:
                 if not replayable():
                     raise
             except OllamaError as exc:
-                if exc.status is None or exc.status < 500 or len(self.clients) == 1 or not replayable():
+                if (
+                    exc.status is None
+                    or exc.status < 500
+                    or len(self.clients) == 1
+                    or not replayable()
+                ):
                     raise
                 last, _ = exc, tried.add(client.host)  # a server error: try another server
             finally:
                 self._busy[client.host] -= 1
 
     # --- the client's API --------------------------------------------------------------
-    async def chat(self, model: str, messages: Sequence[dict[str, Any]], **kwargs: Any) -> ChatResult:
+    async def chat(
+        self, model: str, messages: Sequence[dict[str, Any]], **kwargs: Any
+    ) -> ChatResult:
         """Chat on the least busy healthy server; fail over while nothing was streamed yet."""
         on_token = kwargs.pop("on_token", None)
         streamed = False
@@ -170,7 +180,11 @@ class OllamaPool:
     async def check_model(self, model: str, *, needs_tools: bool = True) -> ModelCheck:
         """The model must be ready on every server (a failover must not change the answer)."""
         checks = [await c.check_model(model, needs_tools=needs_tools) for c in self.clients]
-        bad = [f"{c.host}: {chk.message}" for c, chk in zip(self.clients, checks, strict=True) if not chk.ok]
+        bad = [
+            f"{c.host}: {chk.message}"
+            for c, chk in zip(self.clients, checks, strict=True)
+            if not chk.ok
+        ]
         if not bad:
             return checks[0]
         if len(self.clients) == 1:

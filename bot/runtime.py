@@ -273,7 +273,9 @@ class Runtime:
             num_ctx=self.settings.num_ctx,
             tools=self.choose_tools(address),
             stream=stream,
-            options={} if self.settings.temperature is None else {"temperature": self.settings.temperature},
+            options={}
+            if self.settings.temperature is None
+            else {"temperature": self.settings.temperature},
             keep_alive=self.settings.keep_alive,
             user=msg.user,
             address=address,
@@ -339,7 +341,8 @@ class Runtime:
     # --- recovery ----------------------------------------------------------------------
     async def recover(self) -> None:
         """Pick up work a previous run left unfinished: undelivered replies first (they are
-        older), then unanswered messages."""
+        older), then unanswered messages.
+        """
         for row in await self.store.pending_replies():
             if row.platform in self.connectors:
                 try:

@@ -126,9 +126,7 @@ def schema_for(fn: ToolFn) -> tuple[str, dict[str, Any]]:
     return summary, {"type": "object", "properties": props, "required": required}
 
 
-def tool(
-    fn: ToolFn | None = None, *, name: str | None = None, dangerous: bool = False
-) -> Any:
+def tool(fn: ToolFn | None = None, *, name: str | None = None, dangerous: bool = False) -> Any:
     """Mark a function as a tool: ``@tool`` or ``@tool(name=..., dangerous=True)``."""
 
     def wrap(f: ToolFn) -> ToolFn:

@@ -8,6 +8,9 @@ aiosqlite, more than the whole per-turn budget. Both change rarely, so they live
   process (anything through :class:`~bot.feedback.repo.FeedbackRepo`) invalidates it at once;
   changes made by another process (the ``opencomputer prompts`` CLI, other scale-out workers)
   are picked up by a reload at most ``refresh_seconds`` after the previous one.
+- :class:`Tallies` keeps the posteriors a new draw compares, per pool; a vote written or
+  deleted by this process invalidates them, other processes' votes count within
+  ``refresh_seconds``.
 - :class:`Assignments` remembers each conversation's assignment and turn count (a bounded
   LRU). The database row is written when an assignment is created or changes variant or epoch,
   not on every turn, so a restart starts the turn counts afresh.
@@ -22,7 +25,9 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["REFRESH_SECONDS", "Assignment", "Assignments", "LiveVariants"]
+from bot.feedback.stats import Posterior
+
+__all__ = ["REFRESH_SECONDS", "Assignment", "Assignments", "LiveVariants", "Tallies"]
 
 REFRESH_SECONDS = 5.0  # how stale another process's variant change may be here
 REMEMBER = 50_000  # conversations whose assignment is kept in memory
@@ -83,6 +88,44 @@ class LiveVariants:
             if generation == self._generation:  # no local change while we were reading
                 self._index, self._loaded_at = index, started
             return index
+
+
+class Tallies:
+    """Posteriors per pool (a set of variant ids), for the selector's draws only.
+
+    The tuner's decisions read the database itself: they must see every vote.
+    """
+
+    def __init__(
+        self,
+        load: Callable[[list[int]], Awaitable[dict[int, Posterior]]],
+        refresh_seconds: float = REFRESH_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._load = load
+        self.refresh_seconds = refresh_seconds
+        self.clock = clock
+        self._pools: dict[frozenset[int], tuple[float, dict[int, Posterior]]] = {}
+        self._generation = 0
+
+    def invalidate(self) -> None:
+        """Forget every tally (a vote changed here)."""
+        self._generation += 1
+        self._pools.clear()
+
+    async def get(self, variant_ids: Iterable[int]) -> dict[int, Posterior]:
+        """Blamed up/down counts per variant, as :meth:`VoteQueries.posteriors` returns them."""
+        ids = list(variant_ids)
+        key = frozenset(ids)
+        now = self.clock()
+        cached = self._pools.get(key)
+        if cached is not None and now - cached[0] < self.refresh_seconds:
+            return cached[1]
+        generation = self._generation
+        posts = await self._load(ids)
+        if generation == self._generation:  # no vote changed here while we were reading
+            self._pools[key] = (now, posts)
+        return posts
 
 
 @dataclass(slots=True)

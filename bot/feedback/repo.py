@@ -11,7 +11,7 @@ from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import SQLModel
 
-from bot.feedback.cache import LiveVariants
+from bot.feedback.cache import LiveVariants, Tallies
 from bot.feedback.models import (
     PromptVariantRow,
     Status,
@@ -34,12 +34,14 @@ class FeedbackRepo(VoteQueries):
     """Variants, votes, notes, failures, assignments and tuning events.
 
     ``live`` is this process's in-memory view of the live variants (what the per-turn selector
-    reads); every variant change made here invalidates it.
+    reads); every variant change made here invalidates it. ``tallies`` is the same for the
+    posteriors a draw compares; every vote change made here invalidates it.
     """
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.live = LiveVariants(self.variants_live)
+        self.tallies = Tallies(self.posteriors)
 
     async def create_tables(self) -> None:
         """Create missing tables: ours (imported after the store started) and the audit log's."""

@@ -6,9 +6,10 @@ candidates (fewer than ``tuning_min_ratings`` ratings) enter with a small explor
 each; the incumbent and established candidates compete by Thompson sampling over their Beta
 posteriors, so traffic moves to the better variant as evidence accumulates.
 
-The common turn (the conversation keeps its variant) does no database work: the live variants
-and the assignments are held in memory (``bot/feedback/cache.py``). Only a new draw reads the
-posteriors, and writes the assignment if it is new or changed.
+The common turn (the conversation keeps its variant) does no database work: the live variants,
+the assignments and the posteriors are held in memory (``bot/feedback/cache.py``). A new draw
+reads the posteriors only when a vote changed since (or they are 5 s old), and writes the
+assignment only if it is new or changed.
 """
 
 from __future__ import annotations
@@ -150,7 +151,7 @@ class Selector:
         members = pool.members
         if len(members) == 1:
             return members[0]
-        posts = await self.repo.posteriors(int(m.id) for m in members)
+        posts = await self.repo.tallies.get(int(m.id) for m in members)
         floor = self.settings.tuning_min_ratings
         new = [c for c in pool.candidates if posts[int(c.id)].n < floor]
         settled = [m for m in members if m not in new]

@@ -11,6 +11,7 @@ from sqlalchemy import and_, case, delete, func, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.feedback.cache import Tallies
 from bot.feedback.models import (
     FeedbackNoteRow,
     FeedbackVoteRow,
@@ -67,6 +68,7 @@ class VoteQueries:
     """The vote side of :class:`~bot.feedback.repo.FeedbackRepo`."""
 
     engine: AsyncEngine
+    tallies: Tallies  # the selector's in-memory posteriors: every vote change here drops them
 
     # --- votes -------------------------------------------------------------------------
     async def reply(self, reply_id: int) -> Any | None:
@@ -84,9 +86,11 @@ class VoteQueries:
         """
         blame = reply.failure is None if blamed is None else blamed
         try:
-            return await self._set_vote(reply, user_key, score, emoji, blame)
+            changed = await self._set_vote(reply, user_key, score, emoji, blame)
         except IntegrityError:  # two reactions of one user raced; the second write wins
-            return await self._set_vote(reply, user_key, score, emoji, blame)
+            changed = await self._set_vote(reply, user_key, score, emoji, blame)
+        self.tallies.invalidate()
+        return changed
 
     async def _set_vote(
         self, reply: Any, user_key: str, score: int, emoji: str, blamed: bool
@@ -125,7 +129,8 @@ class VoteQueries:
             result = await conn.execute(
                 delete(_VOTE).where(_VOTE.c.reply_id == reply_id, _VOTE.c.user_key == user_key)
             )
-            return bool(result.rowcount)
+        self.tallies.invalidate()
+        return bool(result.rowcount)
 
     async def votes(self, reply_id: int) -> list[Any]:
         """Current votes on a reply."""
@@ -272,6 +277,7 @@ class VoteQueries:
             )
             notes = await conn.execute(delete(_NOTE).where(_NOTE.c.user_key.in_(list(accounts))))
             await conn.execute(delete(_FAIL).where(_FAIL.c.reply_id.not_in(alive)))
+        self.tallies.invalidate()
         return int(votes.rowcount or 0), int(notes.rowcount or 0)
 
     async def export(self, accounts: Sequence[str]) -> dict[str, list[dict[str, Any]]]:

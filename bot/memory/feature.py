@@ -108,6 +108,9 @@ def _citer(app: Any, store: MemoryStore) -> Any:
     async def cite(record: Any) -> None:
         if not record.meta.run_id:
             return
+        user = getattr(record.message, "user", None)
+        if user is not None and await store.count(str(await app.runtime.person_of(user))) == 0:
+            return  # nothing to recall, so nothing recalled: spare the epoch and state reads
         recalled = await _state_value(app, record.address, "recalled")
         if recalled:
             from bot.memory.store import Memory

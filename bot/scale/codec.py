@@ -45,5 +45,6 @@ def decode_event(raw: bytes | str) -> Message | Command:
     }
     if data["t"] == "c":
         return Command(**common, name=data["n"], args=data["a"], message_id=data["mid"])
-    return Message(**common, text=data["x"], message_id=data["mid"], reply_to=data["r"],
-                   addressed=data["ad"])
+    return Message(
+        **common, text=data["x"], message_id=data["mid"], reply_to=data["r"], addressed=data["ad"]
+    )

@@ -86,10 +86,14 @@ class Gateway:
             if job.inbound_id is None:  # commands are not stored: say so rather than drop
                 logger.warning("Redis unavailable, command /%s not queued: %s", job.event, exc)
                 with contextlib.suppress(Exception):
-                    await self.app.runtime.say(job.event.address, "I am restarting: try again shortly.")
+                    await self.app.runtime.say(
+                        job.event.address, "I am restarting: try again shortly."
+                    )
                 return
-            logger.warning("Redis unavailable; message %s is stored and will be published later",
-                           job.inbound_id)
+            logger.warning(
+                "Redis unavailable; message %s is stored and will be published later",
+                job.inbound_id,
+            )
 
     async def _republish_loop(self) -> None:
         while True:
@@ -104,7 +108,8 @@ class Gateway:
 
     async def republish_stale(self) -> int:
         """Publish again messages nobody has answered for a while (lost in a Redis restart,
-        or claimed by a worker that died). Workers claim rows, so a copy is never answered twice."""
+        or claimed by a worker that died). Workers claim rows, so a copy is never answered twice.
+        """
         cutoff = time.time() - self.republish_after
         count = 0
         for row in await self.app.store.unfinished_inbound(replying=True):
@@ -119,7 +124,8 @@ class Gateway:
     async def deliver_stale_replies(self) -> None:
         """Send replies recorded without a stored message behind them (a resumed approval...)
         that no worker got delivered. Replies to stored messages are delivered, in their
-        conversation's order, by the worker that republishing hands the message to."""
+        conversation's order, by the worker that republishing hands the message to.
+        """
         cutoff = time.time() - self.republish_after
         for row in await self.app.store.pending_replies():
             if (
@@ -149,7 +155,11 @@ class Gateway:
                     await _ensure_group(self.redis, stream, GATEWAY_GROUP)
                     grouped = True
                 resp = await self.redis.xreadgroup(
-                    GATEWAY_GROUP, consumer, {stream: "0" if backlog else ">"}, count=100, block=1000
+                    GATEWAY_GROUP,
+                    consumer,
+                    {stream: "0" if backlog else ">"},
+                    count=100,
+                    block=1000,
                 )
             except asyncio.CancelledError:
                 raise
@@ -163,7 +173,10 @@ class Gateway:
                 backlog = False
             for entry_id, fields in entries:
                 op = orjson.loads(fields[b"op"])
-                self._chain(op.get("k") or entry_id.decode(), lambda op=op, eid=entry_id: self._apply(stream, eid, op))
+                self._chain(
+                    op.get("k") or entry_id.decode(),
+                    lambda op=op, eid=entry_id: self._apply(stream, eid, op),
+                )
 
     def _chain(self, key: str, work: Callable[[], Awaitable[None]]) -> None:
         """Run operations on one reply strictly in order, different replies concurrently."""
@@ -176,7 +189,9 @@ class Gateway:
 
         task = asyncio.create_task(run())
         self._tails[key] = task
-        task.add_done_callback(lambda t, k=key: self._tails.pop(k, None) if self._tails.get(k) is t else None)
+        task.add_done_callback(
+            lambda t, k=key: self._tails.pop(k, None) if self._tails.get(k) is t else None
+        )
 
     async def _apply(self, stream: str, entry_id: bytes, op: dict[str, Any]) -> None:
         address = Address(*op["a"])
@@ -196,8 +211,12 @@ class Gateway:
         if op.get("rid"):
             answer = {"rid": op["rid"], **result}
             with contextlib.suppress(RedisError):
-                await self.redis.xadd(self.keys.answers(op["w"]), {"a": orjson.dumps(answer)},
-                                      maxlen=10_000, approximate=True)
+                await self.redis.xadd(
+                    self.keys.answers(op["w"]),
+                    {"a": orjson.dumps(answer)},
+                    maxlen=10_000,
+                    approximate=True,
+                )
         with contextlib.suppress(RedisError):
             await self.redis.xack(stream, GATEWAY_GROUP, entry_id)
 
@@ -210,7 +229,9 @@ class Gateway:
                 self._streams.popitem(last=False)
         return stream
 
-    async def _finish(self, key: str, address: Address, reply_to: str | None, text: str) -> list[str]:
+    async def _finish(
+        self, key: str, address: Address, reply_to: str | None, text: str
+    ) -> list[str]:
         """Deliver the final text once per key: a repeated final returns the same message ids."""
         if key in self._finished:
             return self._finished[key]

@@ -165,7 +165,9 @@ class Worker:
 
     async def _ensure_group(self, p: int) -> None:
         try:
-            await self.redis.xgroup_create(self.keys.inbound(p), WORKER_GROUP, id="0", mkstream=True)
+            await self.redis.xgroup_create(
+                self.keys.inbound(p), WORKER_GROUP, id="0", mkstream=True
+            )
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
@@ -205,8 +207,11 @@ class Worker:
             streams = {self.keys.inbound(p): ">" for p in sorted(self.held)}
             try:
                 resp = await self.redis.xreadgroup(
-                    WORKER_GROUP, self.id, streams,  # type: ignore[arg-type]
-                    count=self.capacity - len(self._inflight), block=200,
+                    WORKER_GROUP,
+                    self.id,
+                    streams,  # type: ignore[arg-type]
+                    count=self.capacity - len(self._inflight),
+                    block=200,
                 )
                 for stream, entries in resp or []:
                     name = stream.decode() if isinstance(stream, bytes) else stream
@@ -228,8 +233,9 @@ class Worker:
             except RuntimeStopped:
                 self._running = False
 
-    async def _dispatch(self, stream: str, entry_id: bytes, fields: dict[bytes, bytes], *,
-                        claimed: bool) -> None:
+    async def _dispatch(
+        self, stream: str, entry_id: bytes, fields: dict[bytes, bytes], *, claimed: bool
+    ) -> None:
         token = (stream, entry_id)
         if token in self._inflight:
             return
@@ -291,8 +297,12 @@ class Worker:
             with contextlib.suppress(RedisError):
                 await self.cast(op)
             return
-        await self.redis.xadd(self.keys.outbound(op["a"][0]), {"op": orjson.dumps(op)},
-                              maxlen=100_000, approximate=True)
+        await self.redis.xadd(
+            self.keys.outbound(op["a"][0]),
+            {"op": orjson.dumps(op)},
+            maxlen=100_000,
+            approximate=True,
+        )
 
     async def call(self, op: dict[str, Any]) -> dict[str, Any]:
         """Send a reply operation and wait for the gateway's answer."""
@@ -348,7 +358,11 @@ class RemoteSink:
         self.worker = worker
         self.key = key
         self.text = ""
-        self._base = {"a": [address.platform, address.chat_id, address.thread_id], "r": reply_to, "k": key}
+        self._base = {
+            "a": [address.platform, address.chat_id, address.thread_id],
+            "r": reply_to,
+            "k": key,
+        }
         self._last = 0.0
         self._started = False
 

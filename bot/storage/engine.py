@@ -22,7 +22,12 @@ def async_url(url: str) -> str:
     """Pick the async driver for a plain URL (``sqlite://``, ``postgresql://``)."""
     if url.startswith("sqlite:"):
         return "sqlite+aiosqlite:" + url[len("sqlite:") :]
-    for prefix in ("postgresql://", "postgres://", "postgresql+psycopg://", "postgresql+psycopg2://"):
+    for prefix in (
+        "postgresql://",
+        "postgres://",
+        "postgresql+psycopg://",
+        "postgresql+psycopg2://",
+    ):
         if url.startswith(prefix):
             return "postgresql+asyncpg://" + url[len(prefix) :]
     return url
@@ -55,8 +60,9 @@ def create_engine(url: str) -> AsyncEngine:
 def create_sync_sqlite_engine(url: str) -> Engine:
     """A synchronous engine on the same SQLite file (used from one dedicated thread)."""
     path = sqlite_path(async_url(url))
-    engine = create_sync_engine(f"sqlite:///{path}", connect_args={"timeout": 30,
-                                                                  "check_same_thread": False})
+    engine = create_sync_engine(
+        f"sqlite:///{path}", connect_args={"timeout": 30, "check_same_thread": False}
+    )
     event.listen(engine, "connect", _pragmas)
     return engine
 
@@ -81,11 +87,21 @@ def is_transient(exc: BaseException) -> bool:
 
 def _transient_name(exc: BaseException | None) -> bool:
     names = {type(e).__name__ for e in _chain(exc)}
-    return bool(names & {
-        "OperationalError", "InterfaceError", "ConnectionDoesNotExistError",
-        "ConnectionFailureError", "AdminShutdown", "ConnectionResetError", "PoolTimeout",
-        "InterfaceWarning", "CannotConnectNowError", "ConnectionRefusedError",
-    })
+    return bool(
+        names
+        & {
+            "OperationalError",
+            "InterfaceError",
+            "ConnectionDoesNotExistError",
+            "ConnectionFailureError",
+            "AdminShutdown",
+            "ConnectionResetError",
+            "PoolTimeout",
+            "InterfaceWarning",
+            "CannotConnectNowError",
+            "ConnectionRefusedError",
+        }
+    )
 
 
 def _chain(exc: BaseException | None) -> list[BaseException]:

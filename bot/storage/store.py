@@ -135,8 +135,11 @@ class SqlStore:
 
     async def unfinished_inbound(self, *, replying: bool = False) -> Sequence[Any]:
         """Messages accepted but never answered (a crash or shutdown came first), oldest first;
-        with ``replying``, also those whose recorded reply is not delivered yet."""
-        statuses = ("accepted", "processing", "replying") if replying else ("accepted", "processing")
+        with ``replying``, also those whose recorded reply is not delivered yet.
+        """
+        statuses = (
+            ("accepted", "processing", "replying") if replying else ("accepted", "processing")
+        )
         async with self.engine.connect() as conn:
             rows = await conn.execute(
                 select(_IN).where(_IN.c.status.in_(statuses)).order_by(_IN.c.id)
@@ -171,7 +174,8 @@ class SqlStore:
     ) -> int:
         """Store a reply as pending, in one transaction with its inbound message moving to
         ``replying`` (it becomes answered or failed once the reply is delivered: until then the
-        conversation's next message waits, so answers arrive in order)."""
+        conversation's next message waits, so answers arrive in order).
+        """
         values = {
             "inbound_id": inbound_id,
             "conversation": address.key,
@@ -313,7 +317,8 @@ def _insert_inbound(conn: Connection, values: dict[str, Any]) -> int:
 
 def _insert_reply(conn: Connection, values: dict[str, Any]) -> int:
     """The reply goes in as pending; its message waits in ``replying`` until it is delivered
-    (the conversation's next message waits for that, so answers arrive in order)."""
+    (the conversation's next message waits for that, so answers arrive in order).
+    """
     reply_id = int(conn.execute(insert(_REPLY).values(**values)).inserted_primary_key[0])
     if values["inbound_id"] is not None:
         conn.execute(

@@ -147,13 +147,19 @@ class FakeOllama:
             message = {"role": "assistant", "content": reply.content}
             if reply.tool_calls:
                 message["tool_calls"] = reply.tool_calls
-            return _json({**_head(model), "message": message, "done": True, "done_reason": "stop", **stats})
+            return _json(
+                {**_head(model), "message": message, "done": True, "done_reason": "stop", **stats}
+            )
         resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
         await resp.prepare(request)
         for i, piece in enumerate(_pieces(reply.content, reply.chunks)):
             if reply.pace and i:
                 await asyncio.sleep(reply.pace)
-            line = {**_head(model), "message": {"role": "assistant", "content": piece}, "done": False}
+            line = {
+                **_head(model),
+                "message": {"role": "assistant", "content": piece},
+                "done": False,
+            }
             await resp.write(orjson.dumps(line) + b"\n")
         if reply.tool_calls:
             line = {
@@ -193,7 +199,10 @@ class FakeOllama:
                 "parameters": "",
                 "template": "{{ .Prompt }}",
                 "details": {"format": "gguf", "family": "fake", "parameter_size": "8B"},
-                "model_info": {"general.architecture": "fake", "fake.context_length": self.context_length},
+                "model_info": {
+                    "general.architecture": "fake",
+                    "fake.context_length": self.context_length,
+                },
                 "capabilities": caps,
             }
         )
@@ -201,7 +210,12 @@ class FakeOllama:
     async def _tags(self, request: web.Request) -> web.Response:
         self.requests.append({"path": request.path, "body": None})
         return _json(
-            {"models": [{"name": m, "model": m, "size": 1, "digest": "0" * 12, "details": {}} for m in self.models]}
+            {
+                "models": [
+                    {"name": m, "model": m, "size": 1, "digest": "0" * 12, "details": {}}
+                    for m in self.models
+                ]
+            }
         )
 
     async def _version(self, _request: web.Request) -> web.Response:

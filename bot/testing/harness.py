@@ -50,7 +50,9 @@ class RecordingConnector:
         self.platform = platform
         self.emit = emit
         self.capabilities = Capabilities(
-            max_length=max_length, can_edit=can_edit, formatting=Formatting.MARKDOWN,
+            max_length=max_length,
+            can_edit=can_edit,
+            formatting=Formatting.MARKDOWN,
             edit_interval=edit_interval,
         )
         self.state = ConnectorState.STOPPED
@@ -149,14 +151,26 @@ class Harness:
         if event_id:
             who["event_id"] = event_id
         before = len(self.conn.calls)
-        msg = Message(**who, text=text, message_id=f"u{who['event_id']}", addressed=addressed,
-                      thread_id=thread)
+        msg = Message(
+            **who,
+            text=text,
+            message_id=f"u{who['event_id']}",
+            addressed=addressed,
+            thread_id=thread,
+        )
         await self.app.runtime.emit(msg)
         await self.app.runtime.wait_idle()
         return self.last_text(since=before)
 
-    async def command(self, name: str, args: str = "", *, user: str = "alice",
-                      chat: str | None = None, group: bool = False) -> str:
+    async def command(
+        self,
+        name: str,
+        args: str = "",
+        *,
+        user: str = "alice",
+        chat: str | None = None,
+        group: bool = False,
+    ) -> str:
         """Run a command, return what the bot answered."""
         who = self._who(user, chat, group)
         before = len(self.conn.calls)
@@ -164,11 +178,20 @@ class Harness:
         await self.app.runtime.wait_idle()
         return self.last_text(since=before)
 
-    async def react(self, message_id: str, emoji: str, *, user: str = "alice",
-                    chat: str | None = None, added: bool = True) -> None:
+    async def react(
+        self,
+        message_id: str,
+        emoji: str,
+        *,
+        user: str = "alice",
+        chat: str | None = None,
+        added: bool = True,
+    ) -> None:
         """React to a message (usually one of the bot's)."""
         who = self._who(user, chat, False)
-        await self.app.runtime.emit(Reaction(**who, message_id=message_id, emoji=emoji, added=added))
+        await self.app.runtime.emit(
+            Reaction(**who, message_id=message_id, emoji=emoji, added=added)
+        )
 
     def last_text(self, since: int = 0) -> str:
         """Final text of the newest message the bot sent after call index ``since``."""

@@ -9,7 +9,9 @@ from collections.abc import AsyncIterator
 
 __all__ = ["POSTGRES_URL", "REDIS_URL", "ServiceUnavailable", "postgres_database", "redis_ping"]
 
-POSTGRES_URL = os.environ.get("OC_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+POSTGRES_URL = os.environ.get(
+    "OC_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 REDIS_URL = os.environ.get("OC_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 

@@ -13,13 +13,22 @@ from bot.testing import FakeOllama, Reply
 BIN = [sys.executable, "-m", "bot"]
 
 
-async def _run(args: list[str], env: dict[str, str], stdin: str = "", cwd: Path | None = None
-               ) -> tuple[int, str, str]:
-    clean = {k: v for k, v in os.environ.items()
-             if not k.startswith(("OC_", "OLLAMA_", "TELEGRAM_", "DISCORD_", "SLACK_", "MATRIX_"))}
+async def _run(
+    args: list[str], env: dict[str, str], stdin: str = "", cwd: Path | None = None
+) -> tuple[int, str, str]:
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("OC_", "OLLAMA_", "TELEGRAM_", "DISCORD_", "SLACK_", "MATRIX_"))
+    }
     proc = await asyncio.create_subprocess_exec(
-        *BIN, *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE, env={**clean, **env}, cwd=cwd,
+        *BIN,
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**clean, **env},
+        cwd=cwd,
     )
     out, err = await asyncio.wait_for(proc.communicate(stdin.encode()), timeout=60)
     return proc.returncode or 0, out.decode(), err.decode()
@@ -59,7 +68,7 @@ async def test_piped_chat_does_a_tool_round_trip_and_remembers(
 
 async def test_chat_without_ollama_says_how_to_fix(tmp_path: Path) -> None:
     env = {"OLLAMA_HOST": f"127.0.0.1:{_free_port()}", "OC_DATA_DIR": str(tmp_path / "d")}
-    code, out, err = await _run(["chat"], env, "hello\n")
+    code, _out, err = await _run(["chat"], env, "hello\n")
     assert code == 1
     assert "Cannot chat: cannot reach Ollama" in err and "ollama serve" in err
     assert "Traceback" not in err
@@ -75,7 +84,9 @@ async def test_doctor_fails_when_ollama_is_stopped(tmp_path: Path) -> None:
     assert "[ok  ] database:" in out
 
 
-async def test_doctor_passes_and_names_a_missing_model(fake_ollama: FakeOllama, tmp_path: Path) -> None:
+async def test_doctor_passes_and_names_a_missing_model(
+    fake_ollama: FakeOllama, tmp_path: Path
+) -> None:
     env = {"OLLAMA_HOST": fake_ollama.url, "OC_DATA_DIR": str(tmp_path / "d")}
     code, out, _ = await _run(["doctor"], env)
     assert code == 0, out
@@ -90,15 +101,22 @@ async def test_bad_setting_is_one_line_not_a_traceback(tmp_path: Path) -> None:
     code, _out, err = await _run(["chat"], {"OC_NUM_CTX": "many", "OC_DATA_DIR": str(tmp_path)})
     assert code == 2
     assert err.strip().splitlines() == [
-        "Invalid settings:", "  OC_NUM_CTX: Input should be a valid integer, unable to parse "
-        "string as an integer (got 'many')"]
+        "Invalid settings:",
+        "  OC_NUM_CTX: Input should be a valid integer, unable to parse "
+        "string as an integer (got 'many')",
+    ]
 
 
 async def test_run_without_connectors_lists_what_enables_them(tmp_path: Path) -> None:
     code, _out, err = await _run(["run"], {"OC_DATA_DIR": str(tmp_path)})
     assert code == 1
     assert "No connector is configured" in err
-    for variable in ("TELEGRAM_BOT_TOKEN", "DISCORD_BOT_TOKEN", "SLACK_BOT_TOKEN", "MATRIX_HOMESERVER"):
+    for variable in (
+        "TELEGRAM_BOT_TOKEN",
+        "DISCORD_BOT_TOKEN",
+        "SLACK_BOT_TOKEN",
+        "MATRIX_HOMESERVER",
+    ):
         assert variable in err
 
 

@@ -45,7 +45,11 @@ def test_dotenv_file_is_read(tmp_path: Path) -> None:
     [
         ("OC_NUM_CTX", "lots", "OC_NUM_CTX: Input should be a valid integer"),
         ("OC_NUM_CTX", "12", "OC_NUM_CTX: Input should be greater than or equal to 512"),
-        ("OC_DM_POLICY", "everyone", "OC_DM_POLICY: Input should be 'pairing', 'allowlist' or 'open'"),
+        (
+            "OC_DM_POLICY",
+            "everyone",
+            "OC_DM_POLICY: Input should be 'pairing', 'allowlist' or 'open'",
+        ),
         ("OC_LOG_LEVEL", "loud", "OC_LOG_LEVEL: Value error, expected one of"),
         ("OLLAMA_HOST", "ftp://x", "OLLAMA_HOST: Value error, expected an http:// or https:// URL"),
         ("OC_HTTP_PORT", "-1", "OC_HTTP_PORT: Input should be greater than or equal to 0"),

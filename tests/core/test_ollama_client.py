@@ -36,7 +36,9 @@ async def test_tool_calls_are_parsed(fake_ollama: FakeOllama) -> None:
     fake_ollama.call_tool("calculate", expression="1+1")
     async with OllamaClient(fake_ollama.url) as client:
         result = await client.chat("qwen3:8b", [{"role": "user", "content": "1+1?"}])
-    assert [(c.name, c.arguments) for c in result.tool_calls] == [("calculate", {"expression": "1+1"})]
+    assert [(c.name, c.arguments) for c in result.tool_calls] == [
+        ("calculate", {"expression": "1+1"})
+    ]
 
 
 async def test_missing_model_says_what_to_pull(fake_ollama: FakeOllama) -> None:
@@ -83,7 +85,9 @@ async def test_unreachable_server_is_a_clear_error() -> None:
     assert "ollama serve" in info.value.hint
 
 
-async def test_fake_speaks_the_protocol_the_official_client_expects(fake_ollama: FakeOllama) -> None:
+async def test_fake_speaks_the_protocol_the_official_client_expects(
+    fake_ollama: FakeOllama,
+) -> None:
     """The stock `ollama` client parses the fake's stream, tool calls and errors unmodified."""
     fake_ollama.reply("streamed answer")
     fake_ollama.call_tool("current_time", timezone="UTC")
@@ -95,8 +99,12 @@ async def test_fake_speaks_the_protocol_the_official_client_expects(fake_ollama:
 
 
 async def _exercise(client: ollama.AsyncClient, fake_ollama: FakeOllama) -> None:
-    parts = [p.message.content async for p in await client.chat(
-        "qwen3:8b", messages=[{"role": "user", "content": "hi"}], stream=True)]
+    parts = [
+        p.message.content
+        async for p in await client.chat(
+            "qwen3:8b", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+    ]
     assert "".join(parts) == "streamed answer"
     response = await client.chat("qwen3:8b", messages=[{"role": "user", "content": "time?"}])
     assert response.message.tool_calls[0].function.name == "current_time"

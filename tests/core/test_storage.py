@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -40,8 +39,14 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 
 
 def _msg(event_id: str, text: str = "hi") -> Message:
-    return Message(platform="tg", event_id=event_id, chat=Chat("tg", "c1"), user=User("tg", "u1"),
-                   text=text, message_id=f"m-{event_id}")
+    return Message(
+        platform="tg",
+        event_id=event_id,
+        chat=Chat("tg", "c1"),
+        user=User("tg", "u1"),
+        text=text,
+        message_id=f"m-{event_id}",
+    )
 
 
 async def test_inbound_is_deduplicated_by_platform_event(store: SqlStore) -> None:
@@ -65,17 +70,36 @@ async def test_outbox_and_reactions(store: SqlStore) -> None:
     found = await store.reply_for_message("tg", "c1", "101")
     assert found is not None and found.id == reply and found.variant_id == 3
     assert (await store.last_reply("tg:c1")).message_id == "101"
-    react = Reaction(platform="tg", event_id="r1", chat=Chat("tg", "c1"), user=User("tg", "u9"),
-                     message_id="100", emoji="👍")
+    react = Reaction(
+        platform="tg",
+        event_id="r1",
+        chat=Chat("tg", "c1"),
+        user=User("tg", "u9"),
+        message_id="100",
+        emoji="👍",
+    )
     assert await store.record_reaction(react) == reply
     assert await store.record_reaction(react) == reply  # the same vote twice stays one row
     assert [(r.emoji, r.user_id) for r in await store.reactions_for_reply(reply)] == [("👍", "u9")]
-    removed = Reaction(platform="tg", event_id="r2", chat=Chat("tg", "c1"), user=User("tg", "u9"),
-                       message_id="100", emoji="👍", added=False)
+    removed = Reaction(
+        platform="tg",
+        event_id="r2",
+        chat=Chat("tg", "c1"),
+        user=User("tg", "u9"),
+        message_id="100",
+        emoji="👍",
+        added=False,
+    )
     await store.record_reaction(removed)
     assert list(await store.reactions_for_reply(reply)) == []
-    other = Reaction(platform="tg", event_id="r3", chat=Chat("tg", "c1"), user=User("tg", "u9"),
-                     message_id="999", emoji="👍")
+    other = Reaction(
+        platform="tg",
+        event_id="r3",
+        chat=Chat("tg", "c1"),
+        user=User("tg", "u9"),
+        message_id="999",
+        emoji="👍",
+    )
     assert await store.record_reaction(other) is None
 
 

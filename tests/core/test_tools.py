@@ -10,8 +10,12 @@ from plugins.clock.tools import current_time
 
 
 def test_schema_is_derived_from_hints_and_docstring() -> None:
-    async def search(query: str, limit: int = 5, kind: Literal["web", "news"] = "web",
-                     tags: list[str] | None = None) -> str:
+    async def search(
+        query: str,
+        limit: int = 5,
+        kind: Literal["web", "news"] = "web",
+        tags: list[str] | None = None,
+    ) -> str:
         """Search things.
 
         Args:
@@ -27,7 +31,11 @@ def test_schema_is_derived_from_hints_and_docstring() -> None:
         "type": "object",
         "properties": {
             "query": {"type": "string", "description": "What to look for."},
-            "limit": {"type": "integer", "description": "How many results, at most 20.", "default": 5},
+            "limit": {
+                "type": "integer",
+                "description": "How many results, at most 20.",
+                "default": 5,
+            },
             "kind": {"type": "string", "enum": ["web", "news"], "default": "web"},
             "tags": {"type": "array", "items": {"type": "string"}},
         },
@@ -53,8 +61,14 @@ def test_registry_rejects_duplicates_and_non_tools() -> None:
 
 @pytest.mark.parametrize(
     ("expr", "value"),
-    [("2 + 2 * 3", "8"), ("(3 + 4) * 2 ** 10", "7168"), ("sqrt(16) + 0.5", "4.5"), ("10 / 4", "2.5"),
-     ("2^8", "256"), ("-3 + abs(-5)", "2")],
+    [
+        ("2 + 2 * 3", "8"),
+        ("(3 + 4) * 2 ** 10", "7168"),
+        ("sqrt(16) + 0.5", "4.5"),
+        ("10 / 4", "2.5"),
+        ("2^8", "256"),
+        ("-3 + abs(-5)", "2"),
+    ],
 )
 def test_calculator(expr: str, value: str) -> None:
     assert calculate(expr) == value

@@ -18,7 +18,9 @@ async def _rows(h: Harness, model: type) -> list:
         return list(await conn.execute(select(model.__table__)))
 
 
-async def test_tool_round_trip_reaches_the_user(settings: Settings, fake_ollama: FakeOllama) -> None:
+async def test_tool_round_trip_reaches_the_user(
+    settings: Settings, fake_ollama: FakeOllama
+) -> None:
     fake_ollama.call_tool("current_time", timezone="UTC")
     fake_ollama.reply("It is late.")
     async with Harness(settings) as h:
@@ -35,7 +37,9 @@ async def test_tool_round_trip_reaches_the_user(settings: Settings, fake_ollama:
     assert second["messages"][-2]["tool_calls"][0]["function"]["name"] == "current_time"
 
 
-async def test_tool_errors_go_back_to_the_model(settings: Settings, fake_ollama: FakeOllama) -> None:
+async def test_tool_errors_go_back_to_the_model(
+    settings: Settings, fake_ollama: FakeOllama
+) -> None:
     fake_ollama.call_tool("calculate", expression="1/0")
     fake_ollama.call_tool("no_such_tool")
     fake_ollama.reply("Could not compute.")
@@ -93,7 +97,9 @@ async def test_reply_is_stored_with_its_parts_and_a_reaction_links_to_it(
     assert after_removal == []
 
 
-async def test_duplicate_event_is_answered_once(settings: Settings, fake_ollama: FakeOllama) -> None:
+async def test_duplicate_event_is_answered_once(
+    settings: Settings, fake_ollama: FakeOllama
+) -> None:
     async with Harness(settings) as h:
         await h.say("once", event_id="evt-1")
         again = await h.say("once", event_id="evt-1")
@@ -101,8 +107,9 @@ async def test_duplicate_event_is_answered_once(settings: Settings, fake_ollama:
     assert len(fake_ollama.chats) == 1
 
 
-async def test_long_answer_is_streamed_and_split(make_settings: Callable[..., Settings],
-                                                 fake_ollama: FakeOllama) -> None:
+async def test_long_answer_is_streamed_and_split(
+    make_settings: Callable[..., Settings], fake_ollama: FakeOllama
+) -> None:
     text = "\n\n".join(f"Paragraph {i}: " + "lorem ipsum " * 30 for i in range(30))
     fake_ollama.reply(text, chunks=50)
     async with Harness(make_settings(), max_length=2000) as h:
@@ -137,8 +144,9 @@ async def test_ollama_down_apologises_keeps_message_and_retry_works(
     assert [m["content"] for m in fake_ollama.chats[-1]["messages"][1:]] == ["are you there?"]
 
 
-async def test_ollama_stopped_mid_conversation(make_settings: Callable[..., Settings],
-                                               fake_ollama: FakeOllama) -> None:
+async def test_ollama_stopped_mid_conversation(
+    make_settings: Callable[..., Settings], fake_ollama: FakeOllama
+) -> None:
     settings = make_settings(OC_MODEL_RETRY_SECONDS=0)
     async with Harness(settings) as h:
         assert await h.say("one") == "echo: one"
@@ -156,8 +164,13 @@ async def test_unfinished_message_is_answered_after_restart(
     await h.start()
     from bot.events import Chat, Message, User
 
-    msg = Message(platform="test", event_id="x1", chat=Chat("test", "alice"),
-                  user=User("test", "alice"), text="hello?")
+    msg = Message(
+        platform="test",
+        event_id="x1",
+        chat=Chat("test", "alice"),
+        user=User("test", "alice"),
+        text="hello?",
+    )
     await h.app.runtime.emit(msg)
     await asyncio.sleep(0.2)  # the turn is waiting on the model
     await h.app.runtime.stop(grace=0)
@@ -176,8 +189,9 @@ async def test_group_messages_need_a_mention(settings: Settings, fake_ollama: Fa
     assert len(fake_ollama.chats) == 1
 
 
-async def test_bounded_turns_in_flight(make_settings: Callable[..., Settings],
-                                       fake_ollama: FakeOllama) -> None:
+async def test_bounded_turns_in_flight(
+    make_settings: Callable[..., Settings], fake_ollama: FakeOllama
+) -> None:
     active = peak = 0
 
     def responder(body: dict) -> Reply:
@@ -202,16 +216,23 @@ async def test_bounded_turns_in_flight(make_settings: Callable[..., Settings],
         from bot.events import Chat, Message, User
 
         for i in range(6):
-            await h.app.runtime.emit(Message(platform="test", event_id=f"c{i}",
-                                             chat=Chat("test", f"chat{i}"), user=User("test", f"u{i}"),
-                                             text="go"))
+            await h.app.runtime.emit(
+                Message(
+                    platform="test",
+                    event_id=f"c{i}",
+                    chat=Chat("test", f"chat{i}"),
+                    user=User("test", f"u{i}"),
+                    text="go",
+                )
+            )
         await h.app.runtime.wait_idle()
     assert peak == 2
     assert len(fake_ollama.chats) == 6
 
 
-async def test_history_is_trimmed_to_the_context_window(make_settings: Callable[..., Settings],
-                                                        fake_ollama: FakeOllama) -> None:
+async def test_history_is_trimmed_to_the_context_window(
+    make_settings: Callable[..., Settings], fake_ollama: FakeOllama
+) -> None:
     async with Harness(make_settings(OC_NUM_CTX=1024)) as h:
         for i in range(40):
             await h.say(f"message {i} " + "blah " * 40)
@@ -222,8 +243,9 @@ async def test_history_is_trimmed_to_the_context_window(make_settings: Callable[
     assert last[-1]["content"].startswith("message 39")
 
 
-async def test_a_restarting_ollama_is_waited_for(make_settings: Callable[..., Settings],
-                                                 fake_ollama: FakeOllama) -> None:
+async def test_a_restarting_ollama_is_waited_for(
+    make_settings: Callable[..., Settings], fake_ollama: FakeOllama
+) -> None:
     """Within OC_MODEL_RETRY_SECONDS the turn waits for Ollama instead of apologising."""
     settings = make_settings(OC_MODEL_RETRY_SECONDS=10)
     port = int(settings.ollama_host.rsplit(":", 1)[1])
@@ -240,13 +262,15 @@ async def test_a_restarting_ollama_is_waited_for(make_settings: Callable[..., Se
     assert answer == "echo: still there?"
 
 
-async def test_failover_between_ollama_hosts(make_settings: Callable[..., Settings],
-                                             fake_ollama: FakeOllama) -> None:
+async def test_failover_between_ollama_hosts(
+    make_settings: Callable[..., Settings], fake_ollama: FakeOllama
+) -> None:
     """With two hosts, a dead one is skipped and the other answers every turn."""
     async with FakeOllama() as second:
         second.responder = lambda body: Reply("from the second host")
-        settings = make_settings(OC_OLLAMA_HOSTS=f"{fake_ollama.url},{second.url}",
-                                 OC_MODEL_RETRY_SECONDS=0)
+        settings = make_settings(
+            OC_OLLAMA_HOSTS=f"{fake_ollama.url},{second.url}", OC_MODEL_RETRY_SECONDS=0
+        )
         async with Harness(settings) as h:
             await fake_ollama.stop()
             answers = [await h.say(f"q{i}") for i in range(3)]

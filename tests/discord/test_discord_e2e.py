@@ -184,14 +184,14 @@ async def test_thumbs_up_is_stored_as_reaction_on_the_reply(
         return list(await app.store.reactions_for_reply(int(row.id)))
 
     async with asyncio.timeout(5):
-        while not await stored():  # noqa: ASYNC110 (the store has no event to await)
+        while not await stored():
             await asyncio.sleep(0.01)
     assert [(r.emoji, r.user_id, r.message_id) for r in await stored()] == [
         ("👍", p.USER_ID, reply["id"])
     ]
     await fake.dispatch("MESSAGE_REACTION_REMOVE", {**thumbs, "message_author_id": None})
     async with asyncio.timeout(5):
-        while await stored():  # noqa: ASYNC110
+        while await stored():
             await asyncio.sleep(0.01)
 
 
@@ -274,7 +274,7 @@ async def test_restart_mid_turn_answers_once(
     question = dm(fake, "take your time")
     await fake.dispatch("MESSAGE_CREATE", question)
     async with asyncio.timeout(5):
-        while not fake_ollama.chats:  # noqa: ASYNC110 (the fake has no event to await)
+        while not fake_ollama.chats:
             await asyncio.sleep(0.01)
     await first.runtime.stop(grace=0)
     await first.stop()

@@ -195,7 +195,7 @@ async def wait_until(condition: Callable[[], bool], within: float = TIMEOUT) -> 
     """Poll a condition that has no event to await (a connector's ``state``)."""
 
     async def poll() -> None:
-        while not condition():  # noqa: ASYNC110 - plain attributes, nothing to await
+        while not condition():
             await asyncio.sleep(0.02)
 
     await asyncio.wait_for(poll(), within)

@@ -42,8 +42,20 @@ class RedisServer:
         if binary is None:
             raise RuntimeError("redis-server is not installed")
         self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         import redis.asyncio as redis
 
         client = redis.from_url(self.url)
@@ -69,8 +81,12 @@ class Cluster:
     """One gateway (a recording platform 'test') and in-process or subprocess workers."""
 
     def __init__(self, env: dict[str, Any]) -> None:
-        self.env = {"OC_REDIS_PREFIX": f"t{uuid.uuid4().hex[:8]}", "OC_PARTITIONS": 8,
-                    "OC_REPUBLISH_AFTER": 2, **env}
+        self.env = {
+            "OC_REDIS_PREFIX": f"t{uuid.uuid4().hex[:8]}",
+            "OC_PARTITIONS": 8,
+            "OC_REPUBLISH_AFTER": 2,
+            **env,
+        }
         self.gateway: App | None = None
         self.workers: list[App] = []
         self.procs: list[subprocess.Popen[bytes]] = []
@@ -102,8 +118,12 @@ class Cluster:
         env["OC_HTTP_PORT"] = str(free_port())
         data_dir.mkdir(parents=True, exist_ok=True)
         with open(data_dir / "worker.log", "wb") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "bot", "worker"], env=env,
-                                    stdout=log, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "bot", "worker"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         self.procs.append(proc)
         return proc
 
@@ -124,9 +144,14 @@ class Cluster:
     async def say(self, chat: str, text: str) -> None:
         assert self.gateway is not None
         self._n += 1
-        msg = Message(platform="test", event_id=f"ev{self._n}-{uuid.uuid4().hex[:6]}",
-                      chat=Chat("test", chat), user=User("test", chat), text=text,
-                      message_id=f"u{self._n}")
+        msg = Message(
+            platform="test",
+            event_id=f"ev{self._n}-{uuid.uuid4().hex[:6]}",
+            chat=Chat("test", chat),
+            user=User("test", chat),
+            text=text,
+            message_id=f"u{self._n}",
+        )
         await self.gateway.runtime.emit(msg)
 
     def answers(self) -> dict[str, list[str]]:

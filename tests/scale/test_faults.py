@@ -24,8 +24,14 @@ def _echo_after(delay: float):  # type: ignore[no-untyped-def]
     return respond
 
 
-async def _send(cluster: Cluster, chats: int, count: int, prefix: str,
-                sent: dict[str, list[str]], gap: float = 0.0) -> None:
+async def _send(
+    cluster: Cluster,
+    chats: int,
+    count: int,
+    prefix: str,
+    sent: dict[str, list[str]],
+    gap: float = 0.0,
+) -> None:
     for n in range(count):
         chat = f"c{n % chats}"
         text = f"{prefix}{n}"
@@ -35,8 +41,9 @@ async def _send(cluster: Cluster, chats: int, count: int, prefix: str,
             await asyncio.sleep(gap)
 
 
-async def test_worker_killed_mid_turn(cluster: Cluster, fake_ollama: FakeOllama,
-                                      tmp_path: Path) -> None:
+async def test_worker_killed_mid_turn(
+    cluster: Cluster, fake_ollama: FakeOllama, tmp_path: Path
+) -> None:
     """kill -9 of a worker while its turns wait on the model: another worker answers them."""
     fake_ollama.responder = _echo_after(0.4)
     cluster.env["OC_WORKER_LEASE"] = 1.5
@@ -56,8 +63,9 @@ async def test_worker_killed_mid_turn(cluster: Cluster, fake_ollama: FakeOllama,
     assert_exactly_once_in_order(answers, sent)
 
 
-async def test_redis_restarted(cluster: Cluster, fake_ollama: FakeOllama,
-                               redis_server: RedisServer) -> None:
+async def test_redis_restarted(
+    cluster: Cluster, fake_ollama: FakeOllama, redis_server: RedisServer
+) -> None:
     """Redis loses everything mid-flow (no persistence): nothing is lost or answered twice."""
     fake_ollama.responder = _echo_after(0.05)
     await cluster.start_gateway()
@@ -73,8 +81,9 @@ async def test_redis_restarted(cluster: Cluster, fake_ollama: FakeOllama,
     assert_exactly_once_in_order(answers, sent)
 
 
-async def test_postgresql_connections_dropped(cluster: Cluster, fake_ollama: FakeOllama,
-                                              postgres_url: str) -> None:
+async def test_postgresql_connections_dropped(
+    cluster: Cluster, fake_ollama: FakeOllama, postgres_url: str
+) -> None:
     """Every server connection to the database is terminated mid-flow, twice."""
     fake_ollama.responder = _echo_after(0.05)
     await cluster.start_gateway()
@@ -87,7 +96,9 @@ async def test_postgresql_connections_dropped(cluster: Cluster, fake_ollama: Fak
             await _send(cluster, 5, 15, f"r{round_}-", sent, gap=0.01)
             killed = await admin.fetchval(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE datname = $1 AND pid <> pg_backend_pid()", name)
+                "WHERE datname = $1 AND pid <> pg_backend_pid()",
+                name,
+            )
             assert killed > 0
     finally:
         await admin.close()

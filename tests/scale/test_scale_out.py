@@ -13,14 +13,25 @@ from tests.scale.cluster import Cluster, assert_exactly_once_in_order
 
 
 def test_codec_round_trip() -> None:
-    msg = Message(platform="tg", event_id="1", chat=Chat("tg", "c"), user=User("tg", "u", "Ann"),
-                  thread_id="t", text="hé", message_id="m", reply_to="r", addressed=False)
+    msg = Message(
+        platform="tg",
+        event_id="1",
+        chat=Chat("tg", "c"),
+        user=User("tg", "u", "Ann"),
+        thread_id="t",
+        text="hé",
+        message_id="m",
+        reply_to="r",
+        addressed=False,
+    )
     assert decode_event(encode_event(msg)) == msg
     back = decode_event(encode_event(msg))
     assert isinstance(back, Message) and back.text == "hé" and back.user.name == "Ann"
 
 
-async def test_message_goes_through_a_worker_and_back(cluster: Cluster, fake_ollama: FakeOllama) -> None:
+async def test_message_goes_through_a_worker_and_back(
+    cluster: Cluster, fake_ollama: FakeOllama
+) -> None:
     fake_ollama.reply("streamed " * 30, chunks=10, delay=0.05)
     await cluster.start_gateway()
     await cluster.start_worker()
@@ -33,7 +44,9 @@ async def test_message_goes_through_a_worker_and_back(cluster: Cluster, fake_oll
 
 
 @pytest.mark.timeout(400)
-async def test_burst_of_1000_messages_two_workers(cluster: Cluster, fake_ollama: FakeOllama) -> None:
+async def test_burst_of_1000_messages_two_workers(
+    cluster: Cluster, fake_ollama: FakeOllama
+) -> None:
     await cluster.start_gateway()
     await cluster.start_worker()
     await cluster.start_worker()
@@ -53,9 +66,15 @@ async def test_commands_run_on_a_worker(cluster: Cluster) -> None:
     assert cluster.gateway is not None
     from bot.events import Command
 
-    await cluster.gateway.runtime.emit(Command(platform="test", event_id="cmd1",
-                                               chat=Chat("test", "c9"), user=User("test", "c9"),
-                                               name="reset"))
+    await cluster.gateway.runtime.emit(
+        Command(
+            platform="test",
+            event_id="cmd1",
+            chat=Chat("test", "c9"),
+            user=User("test", "c9"),
+            name="reset",
+        )
+    )
     answers = await cluster.wait_answers(1, timeout=30)
     assert answers == {"c9": ["Started a new conversation."]}
 
@@ -71,9 +90,12 @@ async def test_a_message_accepted_while_no_worker_runs_is_answered_later(
     assert_exactly_once_in_order(await cluster.wait_answers(1, timeout=30), {"c1": ["early"]})
 
 
-async def test_slow_model_while_a_second_worker_joins(cluster: Cluster, fake_ollama: FakeOllama) -> None:
+async def test_slow_model_while_a_second_worker_joins(
+    cluster: Cluster, fake_ollama: FakeOllama
+) -> None:
     fake_ollama.responder = lambda body: Reply(
-        f"echo: {body['messages'][-1]['content']}", delay=0.02)
+        f"echo: {body['messages'][-1]['content']}", delay=0.02
+    )
     await cluster.start_gateway()
     await cluster.start_worker()
     sent: dict[str, list[str]] = {f"c{i}": [] for i in range(10)}

@@ -249,7 +249,7 @@ async def test_restart_mid_conversation(
 async def fake_ollama_started(fake_ollama: FakeOllama, count: int) -> None:
     """Wait until the fake Ollama received ``count`` chat requests."""
     async with asyncio.timeout(5):
-        while len(fake_ollama.chats) < count:  # noqa: ASYNC110 (the fake has no event to await)
+        while len(fake_ollama.chats) < count:
             await asyncio.sleep(0.01)
 
 

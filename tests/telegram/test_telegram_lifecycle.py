@@ -22,7 +22,7 @@ WEBHOOK_SECRET = "s3cret-token_for-tests"
 async def _until(predicate, within: float = 5.0) -> None:
     """Wait for a state change (states are plain attributes, not events)."""
     async with asyncio.timeout(within):
-        while not predicate():  # noqa: ASYNC110
+        while not predicate():
             await asyncio.sleep(0.01)
 
 
