@@ -5,18 +5,20 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import event
 
+from bot.config import Settings
 from bot.events import Message
 from bot.feedback.cache import REFRESH_SECONDS, Assignment, Assignments, LiveVariants
 from bot.feedback.repo import FeedbackRepo
 from bot.feedback.service import FeedbackService
 from bot.feedback.tuner import Tuner
+from bot.testing import FakeOllama
 from bot.testing.harness import Harness
 
 _FEEDBACK_TABLES = re.compile(
@@ -122,6 +124,25 @@ async def test_another_process_change_arrives_within_the_refresh_interval(
     later = time.monotonic() + REFRESH_SECONDS + 0.1
     service.repo.live.clock = lambda: later
     assert await served(harness) == other
+
+
+async def test_a_new_draw_reads_the_posteriors_again_only_after_a_vote(
+    fb_settings: Callable[..., Settings], fake_ollama: FakeOllama
+) -> None:
+    async with Harness(fb_settings(OC_TUNING_STICKY_TURNS=1)) as h:  # every turn draws
+        svc: FeedbackService = h.app.extras["feedback"]
+        await svc.tuner.add("Be brief.", actor="test:root")
+        choose_sql = spy_choose(h)
+        for _ in range(3):
+            await served(h)
+        await h.react(h.last_message_id, "👍")
+        await h.app.runtime.wait_idle()
+        posts = await svc.repo.posteriors([1, 2])
+        assert sum(p.up for p in posts.values()) == 1  # the vote is in
+        await served(h)
+        await served(h)
+    reads = [sum("FROM feedback_votes" in sql for sql in turn) for turn in choose_sql]
+    assert reads == [1, 0, 0, 1, 0]
 
 
 async def test_live_variants_reload_once_and_drop_a_read_raced_by_a_change() -> None:
