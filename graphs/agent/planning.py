@@ -173,6 +173,8 @@ class PlanNode:
         messages = state.get("messages", [])
         text = str(messages[-1].get("content") or "") if messages else ""
         answering = previous.get("status") == "asked"  # the user answered our question
+        if answering:  # answered, whatever comes next: the model answers if no plan follows
+            idle = {"plan": {**previous, "active": False, "status": "answered"}}
         if cfg is None or not (answering or needs_plan(text)):
             return idle
         prompt = _PLAN_PROMPT.format(tools=_tool_list(ctx), max_steps=cfg.max_steps)

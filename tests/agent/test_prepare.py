@@ -157,3 +157,32 @@ async def test_compaction_and_a_follow_up_question_in_one_prepare_step(
     assert [m["content"][:6] for m in plan_call["messages"][1:]] == ["turn 2", "ok www", ask[:6]]
     # The answer to the question goes through prepare again (the planner resumes).
     assert await turn(graph, "the work one", ctx) == ["prepare"]
+
+
+async def test_an_answered_question_without_a_plan_gets_a_real_answer(
+    llm: OllamaClient, fake_ollama: FakeOllama
+) -> None:
+    plans = iter(
+        [
+            '{"steps": [], "question": "Which account do you mean?"}',
+            '{"steps": [{"do": "look it up", "tool": null}]}',  # one step: nothing to plan
+        ]
+    )
+
+    def respond(body: dict[str, Any]) -> Reply:
+        if PLAN_MARKER in system(body):
+            return Reply(next(plans))
+        return Reply(f"answer to {body['messages'][-1]['content']}")
+
+    fake_ollama.responder = respond
+    ctx = context(planner=PlannerConfig())
+    graph = build_graph(llm=llm, checkpointer=InMemorySaver())
+    assert await turn(graph, "move the money, then close it, then tell me", ctx) == ["prepare"]
+    assert await turn(graph, "the savings one", ctx) == ["prepare", "model"]
+    state = (await graph.aget_state({"configurable": {"thread_id": "t"}})).values
+    assert state["messages"][-1]["content"] == "answer to the savings one"
+    assert state["plan"]["status"] == "answered"
+    assert await turn(graph, "thanks", ctx) == ["model"]  # no planning call any more
+    state = (await graph.aget_state({"configurable": {"thread_id": "t"}})).values
+    assert state["messages"][-1]["content"] == "answer to thanks"
+    assert sum(PLAN_MARKER in system(c) for c in fake_ollama.chats) == 2
