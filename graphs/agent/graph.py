@@ -1,9 +1,9 @@
 """Assemble the agent graph, checkpointed per conversation.
 
-[prepare ->] model -> (tools -> model)* -> end; inside a plan the model's answers go through
-``advance`` (next step, revision or final answer) instead of ending. ``prepare`` (recall,
-compaction, planning in one step, see :mod:`graphs.agent.prepare`) runs only when one of them
-has work this turn, so a simple turn is one model step.
+model -> (tools -> model)* -> end; inside a plan the model's answers go through ``advance``
+(next step, revision or final answer) instead of ending. When a turn opens, the model node
+first runs recall, compaction and planning if one of them has work (see
+:mod:`graphs.agent.prepare`), so a simple turn is one superstep.
 """
 
 from __future__ import annotations
@@ -22,10 +22,9 @@ from graphs.agent.nodes import ModelNode, ToolNode, run_tool_inprocess
 from graphs.agent.planning import (
     AdvanceNode,
     route_after_advance,
-    route_after_plan,
     route_after_planned_model,
 )
-from graphs.agent.prepare import PrepareNode, route_start
+from graphs.agent.prepare import PreparedModelNode, PrepareNode
 from graphs.agent.state import AgentState, ToolExecutor, TurnContext
 
 __all__ = ["build_graph"]
@@ -57,12 +56,10 @@ def build_graph(
 ) -> Any:
     """Compile the agent graph. Nothing is built at import time."""
     graph = StateGraph(AgentState, context_schema=TurnContext)
-    graph.add_node("prepare", PrepareNode(llm))
-    graph.add_node("model", ComposedModelNode(ModelNode(llm)))
+    graph.add_node("model", PreparedModelNode(PrepareNode(llm), ComposedModelNode(ModelNode(llm))))
     graph.add_node("tools", ToolNode(executor))
     graph.add_node("advance", AdvanceNode(llm))
-    graph.add_conditional_edges(START, route_start, ["prepare", "model"])
-    graph.add_conditional_edges("prepare", _inline(route_after_plan), ["model", "__end__"])
+    graph.add_edge(START, "model")
     graph.add_conditional_edges(
         "model", _inline(route_after_planned_model), ["tools", "advance", "__end__"]
     )

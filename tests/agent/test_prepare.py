@@ -1,4 +1,4 @@
-"""The graph's start: a simple turn goes straight to the model; anything else is prepared.
+"""A simple turn is one model step; a turn with recall, compaction or planning due is prepared.
 
 Runs the compiled graph against the fake Ollama server (real ``OllamaClient``), reading which
 nodes ran from LangGraph's ``updates`` stream.
@@ -17,6 +17,7 @@ from bot.memory.store import Memory
 from bot.ollama import OllamaClient
 from bot.testing import FakeOllama
 from bot.testing.fake_ollama import Reply
+from bot.tools import tool
 from graphs.agent.compaction import SUMMARY_MARKER, CompactionConfig
 from graphs.agent.graph import build_graph
 from graphs.agent.planning import PLAN_MARKER, PlannerConfig
@@ -60,16 +61,21 @@ def context(memory: Any = None, **services: Any) -> TurnContext:
 
 
 async def turn(graph: Any, text: str, ctx: TurnContext, thread: str = "t") -> list[str]:
-    """Run one turn; return the names of the nodes that ran, in order."""
+    """Run one turn; return the steps that ran, in order.
+
+    A step is its node's name, ``+prepared`` when the node prepared the turn first (recall
+    always writes ``recalled`` when it runs; the plain model step writes only messages).
+    """
     ran: list[str] = []
-    async for update in graph.astream(
+    async for chunk in graph.astream(
         {"messages": [{"role": "user", "content": text}], "tool_rounds": 0},
         {"configurable": {"thread_id": thread}},
         context=ctx,
         stream_mode="updates",
         durability="exit",
     ):
-        ran.extend(update)
+        for node, update in chunk.items():
+            ran.append(node + ("+prepared" if "recalled" in (update or {}) else ""))
     return ran
 
 
@@ -103,15 +109,40 @@ async def test_memories_are_recalled_then_cleared_when_gone(
     memory.facts = [Memory(7, "person:alice", "Alice's cat is Zorro", 0.9)]
     ctx = context(memory)
     graph = build_graph(llm=llm, checkpointer=InMemorySaver())
-    assert await turn(graph, "what is my cat called?", ctx) == ["prepare", "model"]
+    assert await turn(graph, "what is my cat called?", ctx) == ["model+prepared"]
     assert memory.recalls == ["what is my cat called?"]
     assert "[memory 7] Alice's cat is Zorro" in system(fake_ollama.chats[-1])
     memory.facts = []  # /forget: last turn's recall must not linger in the next prompt
-    assert await turn(graph, "and my dog?", ctx) == ["prepare", "model"]
+    assert await turn(graph, "and my dog?", ctx) == ["model+prepared"]
     assert system(fake_ollama.chats[-1]) == "BASE"
     state = (await graph.aget_state({"configurable": {"thread_id": "t"}})).values
     assert state["recalled"] == []
     assert await turn(graph, "thanks", ctx) == ["model"]
+
+
+async def test_tool_rounds_are_not_prepared_again(
+    llm: OllamaClient, fake_ollama: FakeOllama
+) -> None:
+    @tool
+    async def clock() -> str:
+        """The time of day."""
+        return "noon"
+
+    memory = Memories()
+    memory.facts = [Memory(3, "person:alice", "Alice lives in Lyon", 0.8)]
+    ctx = context(memory)
+    ctx.tools = [clock.__oc_tool__]  # type: ignore[attr-defined]
+    fake_ollama.call_tool("clock")
+    fake_ollama.reply("It is noon in Lyon.")
+    graph = build_graph(llm=llm, checkpointer=InMemorySaver())
+    assert await turn(graph, "what time is it?", ctx) == ["model+prepared", "tools", "model"]
+    assert memory.recalls == ["what time is it?"]  # once per turn, not per model round
+    assert all("[memory 3] Alice lives in Lyon" in system(c) for c in fake_ollama.chats)
+    assert fake_ollama.chats[-1]["messages"][-1] == {
+        "role": "tool",
+        "tool_name": "clock",
+        "content": "noon",
+    }
 
 
 async def test_a_failing_check_prepares_and_the_turn_still_answers(
@@ -122,7 +153,7 @@ async def test_a_failing_check_prepares_and_the_turn_still_answers(
 
     ctx = context(Memories(), person_of=broken_person_of)
     graph = build_graph(llm=llm, checkpointer=InMemorySaver())
-    assert await turn(graph, "hi", ctx) == ["prepare", "model"]
+    assert await turn(graph, "hi", ctx) == ["model+prepared"]
     assert fake_ollama.chats[-1]["messages"][-1]["content"] == "hi"
 
 
@@ -144,7 +175,7 @@ async def test_compaction_and_a_follow_up_question_in_one_prepare_step(
     for i in range(3):  # below the threshold: straight to the model
         assert await turn(graph, f"turn {i} " + "z" * 300, ctx) == ["model"]
     ask = "first check my inbox, then archive the old mails, then tell me what is left"
-    assert await turn(graph, ask, ctx) == ["prepare"]  # the question ends the turn
+    assert await turn(graph, ask, ctx) == ["model+prepared"]  # the question ends the turn
     state = (await graph.aget_state({"configurable": {"thread_id": "t"}})).values
     assert state["summary"] == "Summary of the old turns."
     assert state["plan"]["status"] == "asked"
@@ -156,7 +187,7 @@ async def test_compaction_and_a_follow_up_question_in_one_prepare_step(
     # ... from the state compaction left (the planner runs after it, in the same step).
     assert [m["content"][:6] for m in plan_call["messages"][1:]] == ["turn 2", "ok www", ask[:6]]
     # The answer to the question goes through prepare again (the planner resumes).
-    assert await turn(graph, "the work one", ctx) == ["prepare"]
+    assert await turn(graph, "the work one", ctx) == ["model+prepared"]
 
 
 async def test_an_answered_question_without_a_plan_gets_a_real_answer(
@@ -177,8 +208,10 @@ async def test_an_answered_question_without_a_plan_gets_a_real_answer(
     fake_ollama.responder = respond
     ctx = context(planner=PlannerConfig())
     graph = build_graph(llm=llm, checkpointer=InMemorySaver())
-    assert await turn(graph, "move the money, then close it, then tell me", ctx) == ["prepare"]
-    assert await turn(graph, "the savings one", ctx) == ["prepare", "model"]
+    assert await turn(graph, "move the money, then close it, then tell me", ctx) == [
+        "model+prepared"
+    ]
+    assert await turn(graph, "the savings one", ctx) == ["model+prepared"]
     state = (await graph.aget_state({"configurable": {"thread_id": "t"}})).values
     assert state["messages"][-1]["content"] == "answer to the savings one"
     assert state["plan"]["status"] == "answered"
