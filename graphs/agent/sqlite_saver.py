@@ -3,10 +3,10 @@
 aiosqlite runs every call (``cursor()``, ``execute``, ``fetchone``, ``fetchall``, closing the
 cursor, ``commit``) as a separate hop to its thread and back: the stock ``AsyncSqliteSaver``
 makes six for ``aget_tuple`` and three for ``aput``, nine per turn, each a thread wake-up on
-a busy machine. This subclass issues the same SQL on the same connection, under the same lock,
-with ``execute_fetchall`` (query and rows in one hop): two hops to read, two (insert, commit)
-to write. Rows, tables and serialisation are the parent's, so either class reads the other's
-checkpoints.
+a busy machine. This subclass uses ``execute_fetchall`` (query and rows in one hop) on the
+same connection, under the same lock: one hop to read (the checkpoint and its pending writes
+in one statement, a left join) and two (insert, commit) to write. Tables, rows and
+serialisation are the parent's, so either class reads the other's checkpoints.
 """
 
 from __future__ import annotations
@@ -24,19 +24,28 @@ from langgraph.checkpoint.base import (
     get_checkpoint_metadata,
 )
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-from langgraph.checkpoint.sqlite.utils import load_pending_writes, pending_writes_sql
+from langgraph.checkpoint.sqlite.utils import load_pending_writes
 
 __all__ = ["LeanSqliteSaver"]
 
-_COLUMNS = "thread_id, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata"
-_BY_ID = (
-    f"SELECT {_COLUMNS} FROM checkpoints "
-    "WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?"
+_CHECKPOINT = (
+    "SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, "
+    "metadata FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ?"
 )
-_LATEST = (
-    f"SELECT {_COLUMNS} FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? "
-    "ORDER BY checkpoint_id DESC LIMIT 1"
-)
+
+
+def _read_sql(by_id: bool, task_path: bool) -> str:
+    """One statement for a checkpoint and its pending writes (one row per write, or one)."""
+    pick = " AND checkpoint_id = ?" if by_id else " ORDER BY checkpoint_id DESC LIMIT 1"
+    path = "w.task_path" if task_path else "''"
+    return (
+        "SELECT c.thread_id, c.checkpoint_id, c.parent_checkpoint_id, c.type, c.checkpoint, "
+        f"c.metadata, w.task_id, w.channel, w.type, w.value, {path}, w.idx "
+        f"FROM ({_CHECKPOINT}{pick}) AS c LEFT JOIN writes AS w ON w.thread_id = c.thread_id "
+        "AND w.checkpoint_ns = c.checkpoint_ns AND w.checkpoint_id = c.checkpoint_id"
+    )
+
+
 _INSERT = (
     "INSERT OR REPLACE INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, "
     "parent_checkpoint_id, type, checkpoint, metadata) VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -44,7 +53,7 @@ _INSERT = (
 
 
 class LeanSqliteSaver(AsyncSqliteSaver):
-    """``AsyncSqliteSaver`` whose per-turn read and write take two thread hops each."""
+    """``AsyncSqliteSaver`` whose per-turn read takes one thread hop, its write two."""
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         """The checkpoint ``config`` names, or the thread's latest, with its pending writes."""
@@ -52,22 +61,17 @@ class LeanSqliteSaver(AsyncSqliteSaver):
         configurable = config["configurable"]
         ns = configurable.get("checkpoint_ns", "")
         wanted = get_checkpoint_id(config)
+        params = (str(configurable["thread_id"]), ns, *((wanted,) if wanted else ()))
         async with self.lock:
-            if wanted:
-                rows = await self.conn.execute_fetchall(
-                    _BY_ID, (str(configurable["thread_id"]), ns, wanted)
+            rows = list(
+                await self.conn.execute_fetchall(
+                    _read_sql(bool(wanted), self._has_task_path), params
                 )
-            else:
-                rows = await self.conn.execute_fetchall(
-                    _LATEST, (str(configurable["thread_id"]), ns)
-                )
-            found = next(iter(rows), None)
-            if found is None:
-                return None
-            thread_id, checkpoint_id, parent_id, type_, blob, metadata = found
-            writes = await self.conn.execute_fetchall(
-                pending_writes_sql(self._has_task_path), (str(thread_id), ns, str(checkpoint_id))
             )
+        if not rows:
+            return None
+        thread_id, checkpoint_id, parent_id, type_, blob, metadata = rows[0][:6]
+        writes = [row[6:] for row in rows if row[6] is not None]
         if not wanted:
             config = {
                 "configurable": {

@@ -72,6 +72,16 @@ async def test_a_failed_turn_is_resumed_on_retry_through_the_lean_saver(
             await agent.run_turn("a", "hello", CTX)
         snapshot = await agent.graph.aget_state(config("a"))
         assert snapshot.next == ("model",)
+        # The failure was saved as a pending write; both savers read it back alike.
+        lean = await saver.aget_tuple(config("a"))
+        async with aiosqlite.connect(tmp_path / "bot-checkpoints.db") as conn:
+            stock = await AsyncSqliteSaver(conn).aget_tuple(config("a"))
+        assert lean is not None and stock is not None
+        assert lean.pending_writes == stock.pending_writes
+        assert [(channel, str(value)) for _, channel, value in lean.pending_writes] == [
+            ("__error__", str(stock.pending_writes[0][2]))
+        ]
+        assert "model crashed" in str(lean.pending_writes[0][2])
         fake_ollama.responder = lambda body: Reply("recovered")
         outcome = await agent.run_turn("a", "hello", CTX, retry=True)
         assert outcome.text == "recovered"
