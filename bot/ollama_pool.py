@@ -126,7 +126,8 @@ class OllamaPool:
                 return await call(client)
             except OllamaUnavailable as exc:
                 self._down(client, exc)
-                last, _ = exc, tried.add(client.host)
+                last = exc
+                tried.add(client.host)
                 if not replayable():
                     raise
             except OllamaError as exc:
@@ -137,7 +138,8 @@ class OllamaPool:
                     or not replayable()
                 ):
                     raise
-                last, _ = exc, tried.add(client.host)  # a server error: try another server
+                last = exc  # a server error: try another server
+                tried.add(client.host)
             finally:
                 self._busy[client.host] -= 1
 

@@ -14,6 +14,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -154,7 +155,7 @@ class Gateway:
                 if not grouped:
                     await _ensure_group(self.redis, stream, GATEWAY_GROUP)
                     grouped = True
-                resp = await self.redis.xreadgroup(
+                resp: Any = await self.redis.xreadgroup(
                     GATEWAY_GROUP,
                     consumer,
                     {stream: "0" if backlog else ">"},
@@ -174,8 +175,7 @@ class Gateway:
             for entry_id, fields in entries:
                 op = orjson.loads(fields[b"op"])
                 self._chain(
-                    op.get("k") or entry_id.decode(),
-                    lambda op=op, eid=entry_id: self._apply(stream, eid, op),
+                    op.get("k") or entry_id.decode(), partial(self._apply, stream, entry_id, op)
                 )
 
     def _chain(self, key: str, work: Callable[[], Awaitable[None]]) -> None:
@@ -189,9 +189,12 @@ class Gateway:
 
         task = asyncio.create_task(run())
         self._tails[key] = task
-        task.add_done_callback(
-            lambda t, k=key: self._tails.pop(k, None) if self._tails.get(k) is t else None
-        )
+
+        def forget(done: asyncio.Task[None]) -> None:
+            if self._tails.get(key) is done:
+                del self._tails[key]
+
+        task.add_done_callback(forget)
 
     async def _apply(self, stream: str, entry_id: bytes, op: dict[str, Any]) -> None:
         address = Address(*op["a"])

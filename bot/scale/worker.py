@@ -177,7 +177,7 @@ class Worker:
         stream = self.keys.inbound(p)
         cursor: Any = "0-0"
         while True:
-            result = await self.redis.xautoclaim(
+            result: Any = await self.redis.xautoclaim(
                 stream, WORKER_GROUP, self.id, min_idle_time=min_idle, start_id=cursor, count=200
             )
             cursor, entries = result[0], result[1]
@@ -206,7 +206,7 @@ class Worker:
                 continue
             streams = {self.keys.inbound(p): ">" for p in sorted(self.held)}
             try:
-                resp = await self.redis.xreadgroup(
+                resp: Any = await self.redis.xreadgroup(
                     WORKER_GROUP,
                     self.id,
                     streams,  # type: ignore[arg-type]
@@ -333,7 +333,7 @@ class Worker:
         last: Any = "0-0"
         while True:
             try:
-                resp = await self.redis.xread({stream: last}, count=200, block=1000)
+                resp: Any = await self.redis.xread({stream: last}, count=200, block=1000)
             except asyncio.CancelledError:
                 raise
             except RedisError as exc:

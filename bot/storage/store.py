@@ -311,15 +311,21 @@ def _in_transaction(engine: Engine, work: Callable[..., T], args: tuple[Any, ...
         return work(conn, *args)
 
 
+def _new_id(conn: Connection, table: Any, values: dict[str, Any]) -> int:
+    key = conn.execute(insert(table).values(**values)).inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
 def _insert_inbound(conn: Connection, values: dict[str, Any]) -> int:
-    return int(conn.execute(insert(_IN).values(**values)).inserted_primary_key[0])
+    return _new_id(conn, _IN, values)
 
 
 def _insert_reply(conn: Connection, values: dict[str, Any]) -> int:
     """The reply goes in as pending; its message waits in ``replying`` until it is delivered
     (the conversation's next message waits for that, so answers arrive in order).
     """
-    reply_id = int(conn.execute(insert(_REPLY).values(**values)).inserted_primary_key[0])
+    reply_id = _new_id(conn, _REPLY, values)
     if values["inbound_id"] is not None:
         conn.execute(
             update(_IN)

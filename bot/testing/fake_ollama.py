@@ -144,7 +144,7 @@ class FakeOllama:
         model = body.get("model", "")
         stats = {"prompt_eval_count": 10, "eval_count": max(1, len(reply.content) // 4)}
         if not body.get("stream", True):
-            message = {"role": "assistant", "content": reply.content}
+            message: dict[str, Any] = {"role": "assistant", "content": reply.content}
             if reply.tool_calls:
                 message["tool_calls"] = reply.tool_calls
             return _json(

@@ -97,13 +97,16 @@ class TerminalConnector:
     def _event(self, text: str) -> Message | Command | Reaction:
         self._counter += 1
         event_id = f"{time.time_ns()}-{self._counter}"
-        common = {"platform": PLATFORM, "event_id": event_id, "chat": self.chat, "user": self.user}
+        chat, user = self.chat, self.user
         if text.startswith("/") and len(text) > 1:
             name, _, args = text[1:].partition(" ")
             if name in _RATINGS and self._last_sent:
-                return Reaction(**common, message_id=self._last_sent, emoji=_RATINGS[name])
-            return Command(**common, name=name.lower(), args=args.strip(), message_id=event_id)
-        return Message(**common, text=text, message_id=event_id)
+                return Reaction(platform=PLATFORM, event_id=event_id, chat=chat, user=user,
+                                message_id=self._last_sent, emoji=_RATINGS[name])
+            return Command(platform=PLATFORM, event_id=event_id, chat=chat, user=user,
+                           name=name.lower(), args=args.strip(), message_id=event_id)
+        return Message(platform=PLATFORM, event_id=event_id, chat=chat, user=user, text=text,
+                       message_id=event_id)
 
     # --- outbound ----------------------------------------------------------------------
     def render(self, markdown: str) -> list[str]:

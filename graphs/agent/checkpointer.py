@@ -32,9 +32,9 @@ async def open_checkpointer(database_url: str) -> AsyncIterator[BaseCheckpointSa
             open=False,
             check=AsyncConnectionPool.check_connection,  # a dropped connection is replaced
         ) as pool:
-            saver = AsyncPostgresSaver(pool)  # type: ignore[arg-type]
-            await saver.setup()
-            yield saver
+            postgres = AsyncPostgresSaver(pool)  # type: ignore[arg-type]
+            await postgres.setup()
+            yield postgres
         return
     import aiosqlite
 

@@ -7,10 +7,9 @@ import logging
 from typing import Any, Literal
 
 import orjson
-from langgraph.graph import END
 from langgraph.runtime import Runtime
 
-from bot.ollama import OllamaClient
+from bot.ollama import ModelClient
 from bot.tools import Tool, ToolError
 from graphs.agent.approval import review_calls
 from graphs.agent.state import AgentState, ToolExecutor, TurnContext
@@ -24,7 +23,7 @@ logger = logging.getLogger(__name__)
 class ModelNode:
     """Calls Ollama with the system prompt, the trimmed history and the turn's tools."""
 
-    def __init__(self, llm: OllamaClient) -> None:
+    def __init__(self, llm: ModelClient) -> None:
         self.llm = llm
 
     async def __call__(self, state: AgentState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
@@ -115,4 +114,4 @@ def route_after_model(
     last = state["messages"][-1]
     if last.get("tool_calls") and state.get("tool_rounds", 0) < runtime.context.max_tool_rounds:
         return "tools"
-    return END
+    return "__end__"

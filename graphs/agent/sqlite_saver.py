@@ -95,7 +95,7 @@ class LeanSqliteSaver(AsyncSqliteSaver):
             config,
             self.serde.loads_typed((type_, blob)),
             cast(CheckpointMetadata, json.loads(metadata) if metadata is not None else {}),
-            parent,
+            cast(RunnableConfig | None, parent),
             load_pending_writes(writes, self.serde),
         )
 

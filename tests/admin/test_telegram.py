@@ -67,7 +67,9 @@ async def test_pairing_scopes_and_reaction_approval_on_telegram(
         OC_ADMINS=f"telegram:{ADMIN_ID}",
     )
     async with running(settings) as app:
-        # Native menus: admin commands only in the admin's private-chat scope.
+        # Native menus: admin commands only in the admin's private-chat scope. The connector
+        # publishes them once connected, which may be just after the app reports started.
+        await tg.wait_for("setMyCommands", count=2)
         default = {c["command"] for c in tg.commands[json.dumps({"type": "default"})]}
         admin_scope = json.dumps({"chat_id": ADMIN_ID, "type": "chat"}, sort_keys=True)
         admin_menu = {c["command"] for c in tg.commands[admin_scope]}
