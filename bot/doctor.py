@@ -128,11 +128,30 @@ async def _plugins(settings: Settings) -> list[Check]:
     return await plugin_checks(settings)
 
 
+async def _platforms(settings: Settings) -> list[Check]:
+    """Ask each configured platform whether it accepts our credentials (where a check exists)."""
+    import importlib
+
+    from bot.app import CONNECTORS
+
+    checks: list[Check] = []
+    for platform, (_path, configured) in CONNECTORS.items():
+        if not configured(settings):
+            continue
+        try:
+            module = importlib.import_module(f"connectors.{platform}.doctor")
+        except ModuleNotFoundError:
+            continue
+        checks.extend(await module.diagnose(settings))
+    return checks
+
+
 CHECKS: list[Callable[[Settings], Awaitable[list[Check]]]] = [
     _ollama,
     _database,
     _redis,
     _connectors,
+    _platforms,
     _plugins,
 ]
 
