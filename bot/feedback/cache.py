@@ -166,3 +166,8 @@ class Assignments:
         self._items.move_to_end(conversation)
         while len(self._items) > self.limit:
             self._items.popitem(last=False)
+
+    def drop(self, conversations: Iterable[str]) -> None:
+        """Forget these conversations' assignments (``/forget``: nothing of theirs stays)."""
+        for key in conversations:
+            self._items.pop(key, None)

@@ -44,6 +44,7 @@ async def setup(app: App) -> None:
 
     async def forget(_person: str, accounts: list[str]) -> str:
         votes, notes = await service.repo.forget(accounts)
+        service.selector.assignments.drop(await service.repo.forget_assignments(accounts))
         return f"{votes} feedback ratings and {notes} feedback notes"
 
     async def export(_person: str, accounts: list[str]) -> dict[str, Any]:

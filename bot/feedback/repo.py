@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import SQLModel
 
@@ -19,12 +19,14 @@ from bot.feedback.models import (
     VariantAssignmentRow,
 )
 from bot.feedback.votes import Exchange, VariantStats, VoteQueries, _pk
+from bot.storage.models import InboundRow
 
 __all__ = ["Change", "Exchange", "FeedbackRepo", "VariantStats"]
 
 _VAR = PromptVariantRow.__table__  # type: ignore[attr-defined]
 _ASSIGN = VariantAssignmentRow.__table__  # type: ignore[attr-defined]
 _EVENT = TuningEventRow.__table__  # type: ignore[attr-defined]
+_INBOUND = InboundRow.__table__  # type: ignore[attr-defined]
 LIVE = (Status.ACTIVE, Status.CANDIDATE, Status.PINNED)
 
 Change = tuple[int, str, str]  # variant id, status before, status after
@@ -188,3 +190,30 @@ class FeedbackRepo(VoteQueries):
             )
             if not changed.rowcount:
                 await conn.execute(insert(_ASSIGN).values(conversation=conversation, **values))
+
+    async def forget_assignments(self, accounts: Sequence[str]) -> list[str]:
+        """Delete the assignments of the accounts' conversations; return their keys.
+
+        ``/forget`` hooks get account keys only and run after the admin feature deleted the
+        person's messages, so a conversation of theirs is recognised two ways: a direct chat
+        keyed by the account itself (``platform:user_id``, and its threads), and any
+        conversation that no stored message belongs to any more (a DM whose chat id is not
+        the user id, or a group only they spoke in). An assignment is only a sticky choice of
+        variant: dropping one that was not theirs costs a fresh draw, nothing else.
+        """
+        keys = list(accounts)
+        conv = _ASSIGN.c.conversation
+        orphan = ~select(_INBOUND.c.id).where(_INBOUND.c.conversation == conv).exists()
+        theirs = or_(conv.in_(keys), *(conv.like(_escape(k) + ":%", escape="\\") for k in keys))
+        async with self.engine.begin() as conn:
+            found = [str(r.conversation) for r in await conn.execute(
+                select(conv).where(or_(theirs, orphan))
+            )]  # fmt: skip
+            if found:
+                await conn.execute(delete(_ASSIGN).where(conv.in_(found)))
+        return found
+
+
+def _escape(text: str) -> str:
+    """``text`` as a literal LIKE prefix (backslash is the escape character)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

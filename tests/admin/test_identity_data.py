@@ -132,9 +132,8 @@ async def test_export_then_forget_leaves_nothing(harness: Harness) -> None:
     dump = await _everything(harness)
     for table, text in dump.items():
         assert "PURPLE-ELEPHANT" not in text, table
-        # Kept on purpose: the audit log and her access grant. KNOWN GAP: the prompt tuner's
-        # per-conversation variant assignment (issue 6) has no forget hook for it yet.
-        if table not in ("audit_log", "access_grants", "prompt_assignments"):
+        # Kept on purpose: the audit log and her access grant.
+        if table not in ("audit_log", "access_grants"):
             assert "alice" not in text, (table, text)
     assert "bob's own words" in dump["inbound_messages"]
     assert b"PURPLE-ELEPHANT" not in _checkpoint_blobs(harness)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 
+from bot.admin.data import forget_person
 from bot.app import App
 from bot.config import Settings
 from bot.feedback.service import FeedbackService
@@ -70,3 +71,36 @@ async def test_forget_and_export_hooks_cover_votes_and_notes(
         "feedback_notes": [],
     }
     assert len((await service.repo.export(["test:bob"]))["feedback_votes"]) == 1
+    # her direct conversation's variant assignment is gone (row and memory); bob's stays
+    assert await service.repo.assignment("test:alice") is None
+    assert service.selector.assignments.get("test:alice") is None
+    assert (await service.repo.assignment("test:bob")) is not None
+
+
+async def test_forget_drops_assignments_of_conversations_left_without_messages(
+    harness: Harness, service: FeedbackService
+) -> None:
+    """A DM whose chat id is not the user id, a thread of their DM, a group they shared."""
+    await harness.say("hi", user="carol", chat="dm-carol")
+    await harness.say("hi", user="carol", chat="carol", thread="t1")
+    await harness.say("hi", user="carol", chat="team", group=True)
+    await harness.say("hi", user="dave", chat="team", group=True)
+    await harness.say("hi", user="dave", chat="dm-dave")
+    keys = ["test:dm-carol", "test:carol:t1", "test:team", "test:dm-dave"]
+    assert [await service.repo.assignment(k) is not None for k in keys] == [True] * 4
+    drop = service.repo.forget_assignments
+    dropped: list[list[str]] = []
+
+    async def spy(accounts: list[str]) -> list[str]:
+        dropped.append(sorted(await drop(accounts)))
+        return dropped[-1]
+
+    service.repo.forget_assignments = spy  # type: ignore[method-assign]
+    await forget_person(harness.app, "test:carol", ["test:carol"])  # what /forget confirm runs
+    assert dropped == [["test:carol:t1", "test:dm-carol"]]
+    assert [await service.repo.assignment(k) is not None for k in keys] == [
+        False, False, True, True,
+    ]  # fmt: skip
+    assert service.selector.assignments.get("test:dm-carol") is None
+    assert service.selector.assignments.get("test:team") is not None
+    assert await drop(["test:carol"]) == []
