@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import os
+import uuid
 from pathlib import Path
 
 __all__ = ["OffsetFile"]
@@ -43,6 +44,8 @@ class OffsetFile:
 
     def _write(self, update_id: int) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
+        # A name of its own per save: two savers (a stop racing a batch, or a second process
+        # polling the same token) must not rename each other's half-written file.
+        tmp = self.path.with_suffix(f".{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
         tmp.write_text(json.dumps({"last_update_id": update_id}), encoding="utf-8")
         os.replace(tmp, self.path)
