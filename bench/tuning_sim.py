@@ -318,21 +318,22 @@ async def amain(args: argparse.Namespace) -> int:
     planted.sort()
     median = planted[len(planted) // 2]
     print(f"planted: median {median} ratings, slowest {planted[-1]}")
-    ok &= median <= 50
+    ok &= planted[-1] <= 50  # every planted run, not just the median
     print(f"\ncontrol: three equal variants, {args.ratings} ratings per seed")
-    false_promotions = 0
+    false_promotions = false_rollbacks = 0
     for seed in range(101, 101 + args.control_seeds):
         r = await control_scenario(seed, args.ratings, args.failure_rate)
         false_promotions += r["promotions"]
+        false_rollbacks += r["rollbacks"]
         print(
             f"seed {seed}: promotions {r['promotions']}, rollbacks {r['rollbacks']} "
             f"({r['seconds']:.0f} s)"
         )
     ok &= false_promotions == 0
+    print(f"control: {false_promotions} promotions, {false_rollbacks} rollbacks (all false)")
     print(
-        "\ntargets: better >= 90% after 300 ratings; rollback within 50 ratings (median of the "
-        "planted runs); "
-        f"no promotion in control -> {'MET' if ok else 'NOT MET'}"
+        "\ntargets: better >= 90% after 300 ratings; rollback within 50 ratings (every planted "
+        f"run); no promotion in control -> {'MET' if ok else 'NOT MET'}"
     )
     return 0 if ok else 1
 

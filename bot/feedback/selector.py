@@ -2,8 +2,9 @@
 
 A conversation keeps its variant for ``tuning_sticky_turns`` turns (or ``tuning_sticky_seconds``),
 so its tone does not change mid-conversation; ``/reset`` (a new epoch) draws again. New
-candidates (fewer than ``tuning_min_ratings`` ratings) enter with a small exploration share
-each; the incumbent and established candidates compete by Thompson sampling over their Beta
+candidates (fewer than ``tuning_min_ratings`` ratings) enter with an exploration share each
+(half the draws for all of them against an established incumbent; see :meth:`Selector.draw`);
+the incumbent and established candidates compete by Thompson sampling over their Beta
 posteriors, so traffic moves to the better variant as evidence accumulates.
 
 The common turn (the conversation keeps its variant) does no database work: the live variants,
@@ -147,7 +148,16 @@ class Selector:
         )
 
     async def draw(self, pool: Pool) -> Any:
-        """Exploration share for new candidates, Thompson sampling for the rest."""
+        """Exploration share for new candidates, Thompson sampling for the rest.
+
+        Against an established incumbent (at least twice ``tuning_min_ratings`` ratings) the
+        new candidates together get the whole 50%: only their evidence is missing, and a bad
+        one is rolled back after about as many ratings of its own whatever its share, so the
+        larger share brings the rollback sooner without showing users more of it. Against an
+        unproven incumbent each keeps ``tuning_exploration``: the incumbent needs ratings too
+        (a promotion compares both sides), and Thompson sampling stops serving it once a
+        candidate leads.
+        """
         members = pool.members
         if len(members) == 1:
             return members[0]
@@ -156,6 +166,9 @@ class Selector:
         new = [c for c in pool.candidates if posts[int(c.id)].n < floor]
         settled = [m for m in members if m not in new]
         share = min(0.5, self.settings.tuning_exploration * len(new))
+        incumbent = pool.incumbent
+        if incumbent is not None and posts[int(incumbent.id)].n >= 2 * floor:
+            share = 0.5
         if new and (not settled or self.rng.random() < share):
             return self.rng.choice(new)
         return max(settled, key=lambda m: _draw(posts[int(m.id)], self.rng))

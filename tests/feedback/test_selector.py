@@ -108,3 +108,31 @@ async def test_new_candidates_get_the_exploration_share_then_compete(
         )
     picks = [int((await sel.draw(pool)).id) for _ in range(500)]
     assert picks.count(2) / len(picks) > 0.95
+
+
+async def test_new_candidates_together_get_at_most_half_the_draws(
+    service: FeedbackService,
+) -> None:
+    inc, a, b = _row(1, "active"), _row(2, "candidate"), _row(3, "candidate")
+    sel = service.selector
+    sel.rng = random.Random(5)
+    picks = [int((await sel.draw(Pool("global", "", inc, [a, b]))).id) for _ in range(3000)]
+    shares = [round(picks.count(v) / len(picks), 2) for v in (1, 2, 3)]
+    assert 0.46 < shares[0] < 0.54 and all(0.21 < s < 0.29 for s in shares[1:]), shares
+
+
+async def test_against_an_established_incumbent_new_candidates_get_half(
+    service: FeedbackService,
+) -> None:
+    inc, new = _row(1, "active"), _row(2, "candidate")
+    for n in range(40):  # twice OC_TUNING_MIN_RATINGS (20): the incumbent's rate is known
+        await service.repo.set_vote(
+            SimpleNamespace(id=3000 + n, variant_id=1, model="", conversation="", failure=None),
+            f"u{n}",
+            1,
+            "👍",
+        )
+    sel = service.selector
+    sel.rng = random.Random(3)
+    picks = [int((await sel.draw(Pool("global", "", inc, [new]))).id) for _ in range(2000)]
+    assert 0.46 < picks.count(2) / len(picks) < 0.54
