@@ -5,14 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, event
-from sqlalchemy import create_engine as create_sync_engine
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 __all__ = [
     "async_url",
     "create_engine",
-    "create_sync_sqlite_engine",
     "is_transient",
     "sqlite_path",
 ]
@@ -54,16 +52,6 @@ def create_engine(url: str) -> AsyncEngine:
     engine = create_async_engine(url, **kwargs)
     if url.startswith("sqlite"):
         event.listen(engine.sync_engine, "connect", _pragmas)
-    return engine
-
-
-def create_sync_sqlite_engine(url: str) -> Engine:
-    """A synchronous engine on the same SQLite file (used from one dedicated thread)."""
-    path = sqlite_path(async_url(url))
-    engine = create_sync_engine(
-        f"sqlite:///{path}", connect_args={"timeout": 30, "check_same_thread": False}
-    )
-    event.listen(engine, "connect", _pragmas)
     return engine
 
 

@@ -2,27 +2,25 @@
 session per call would cost more than the rest of a turn.
 
 The three writes every turn makes (accept the message, record the reply, mark it sent) are each
-written once as a plain function of a connection. On PostgreSQL they run through the async engine
-(``run_sync``); on SQLite they run whole in one dedicated thread with a synchronous connection:
-one thread hop per transaction instead of one per statement, about a third of the cost.
+written once against :class:`~bot.storage.writer.Tx`; ``bot/storage/writer.py`` says how they
+run on each database and why.
 """
 
 from __future__ import annotations
 
-import asyncio
+import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import SQLModel
 
 from bot.events import Address, Message, Reaction
-from bot.storage.engine import create_engine, create_sync_sqlite_engine, sqlite_path
+from bot.storage.engine import async_url, create_engine, sqlite_path
 from bot.storage.models import (
     ConversationRow,
     InboundRow,
@@ -30,6 +28,7 @@ from bot.storage.models import (
     ReplyPartRow,
     ReplyRow,
 )
+from bot.storage.writer import CoreTx, SqliteWriter, Tx
 
 __all__ = ["ReplyMeta", "SqlStore"]
 
@@ -58,8 +57,7 @@ class SqlStore:
     def __init__(self, url: str) -> None:
         self.url = url
         self._engine: AsyncEngine | None = None
-        self._sqlite: Engine | None = None
-        self._thread: ThreadPoolExecutor | None = None
+        self._writer: SqliteWriter | None = None
         self._epochs: dict[str, int] = {}
 
     @property
@@ -74,30 +72,25 @@ class SqlStore:
         self._engine = create_engine(self.url)
         async with self._engine.begin() as conn:
             await conn.run_sync(SQLModel.metadata.create_all)
-        if sqlite_path(self.url) is not None:
-            self._sqlite = create_sync_sqlite_engine(self.url)
-            self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+        path = sqlite_path(async_url(self.url))
+        if path is not None:
+            self._writer = SqliteWriter(path)
 
     async def stop(self) -> None:
         """Close every pooled connection."""
-        if self._thread is not None:
-            self._thread.shutdown(wait=True)
-            self._thread = None
-        if self._sqlite is not None:
-            self._sqlite.dispose()
-            self._sqlite = None
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
         if self._engine is not None:
             await self._engine.dispose()
             self._engine = None
 
     async def transact(self, work: Callable[..., T], *args: Any) -> T:
-        """Run ``work(connection, *args)`` in one transaction (see the module docstring)."""
-        if self._sqlite is not None and self._thread is not None:
-            return await asyncio.get_running_loop().run_in_executor(
-                self._thread, _in_transaction, self._sqlite, work, args
-            )
+        """Run ``work(tx, *args)`` in one transaction (see ``bot/storage/writer.py``)."""
+        if self._writer is not None:
+            return await self._writer.run(work, *args)
         async with self.engine.begin() as conn:
-            return await conn.run_sync(work, *args)
+            return await conn.run_sync(lambda sync: work(CoreTx(sync), *args))
 
     async def ping(self) -> None:
         """Raise if the database cannot be reached."""
@@ -123,7 +116,7 @@ class SqlStore:
         }
         try:
             return await self.transact(_insert_inbound, values)
-        except IntegrityError:
+        except (IntegrityError, sqlite3.IntegrityError):
             return None
 
     async def mark_inbound(self, inbound_id: int, status: str, error: str | None = None) -> None:
@@ -306,49 +299,43 @@ class SqlStore:
 
 
 # --- the per-turn transactions, each written once for both runners ----------------------
-def _in_transaction(engine: Engine, work: Callable[..., T], args: tuple[Any, ...]) -> T:
-    with engine.begin() as conn:
-        return work(conn, *args)
+_TO_REPLYING = (
+    update(_IN)
+    .where(_IN.c.id == bindparam("iid"))
+    .values(status="replying", error=bindparam("err"))
+)
+_MARK_SENT = (
+    update(_REPLY)
+    .where(_REPLY.c.id == bindparam("rid"), _REPLY.c.status == "pending")
+    .values(status="sent", sent_at=bindparam("at"))
+    .returning(_REPLY.c.inbound_id, _REPLY.c.failure)
+)
+_TO_DONE = (
+    update(_IN)
+    .where(_IN.c.id == bindparam("iid"), _IN.c.status == "replying")
+    .values(status=bindparam("st"))
+)
 
 
-def _new_id(conn: Connection, table: Any, values: dict[str, Any]) -> int:
-    key = conn.execute(insert(table).values(**values)).inserted_primary_key
-    assert key is not None
-    return int(key[0])
+def _insert_inbound(tx: Tx, values: dict[str, Any]) -> int:
+    return tx.insert(_IN, values)
 
 
-def _insert_inbound(conn: Connection, values: dict[str, Any]) -> int:
-    return _new_id(conn, _IN, values)
-
-
-def _insert_reply(conn: Connection, values: dict[str, Any]) -> int:
+def _insert_reply(tx: Tx, values: dict[str, Any]) -> int:
     """The reply goes in as pending; its message waits in ``replying`` until it is delivered
     (the conversation's next message waits for that, so answers arrive in order).
     """
-    reply_id = _new_id(conn, _REPLY, values)
+    reply_id = tx.insert(_REPLY, values)
     if values["inbound_id"] is not None:
-        conn.execute(
-            update(_IN)
-            .where(_IN.c.id == values["inbound_id"])
-            .values(status="replying", error=values["failure"])
-        )
+        tx.execute(_TO_REPLYING, {"iid": values["inbound_id"], "err": values["failure"]})
     return reply_id
 
 
-def _mark_sent(conn: Connection, reply_id: int, parts: list[dict[str, Any]]) -> None:
-    marked = conn.execute(
-        update(_REPLY)
-        .where(_REPLY.c.id == reply_id, _REPLY.c.status == "pending")
-        .values(status="sent", sent_at=time.time())
-        .returning(_REPLY.c.inbound_id, _REPLY.c.failure)
-    ).first()
+def _mark_sent(tx: Tx, reply_id: int, parts: list[dict[str, Any]]) -> None:
+    marked = tx.first(_MARK_SENT, {"rid": reply_id, "at": time.time()})
     if marked is None:
         return
-    if marked.inbound_id is not None:
-        conn.execute(
-            update(_IN)
-            .where(_IN.c.id == marked.inbound_id, _IN.c.status == "replying")
-            .values(status="failed" if marked.failure else "answered")
-        )
-    if parts:
-        conn.execute(insert(_PART), parts)
+    inbound_id, failure = marked[0], marked[1]
+    if inbound_id is not None:
+        tx.execute(_TO_DONE, {"iid": inbound_id, "st": "failed" if failure else "answered"})
+    tx.insert_many(_PART, parts)

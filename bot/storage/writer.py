@@ -1,0 +1,167 @@
+"""Running the per-turn transactions: one statement vocabulary, two executors.
+
+The store's hot-path transactions are written once against :class:`Tx`. On PostgreSQL they run
+through SQLAlchemy (``CoreTx`` inside the async engine's ``run_sync``). On SQLite they run in
+one dedicated thread on a raw ``sqlite3`` connection (``SqliteTx``), with each SQLAlchemy
+statement compiled once to SQLite SQL: a whole transaction costs one thread hop and a few tens
+of microseconds, where SQLAlchemy's async layer over aiosqlite cost about a millisecond.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from sqlalchemy import Connection, Table, insert
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.sql import Executable
+
+__all__ = ["CoreTx", "SqliteTx", "SqliteWriter", "Tx"]
+
+T = TypeVar("T")
+_Compiled = tuple[str, dict[str, Any]]
+_NAMED = sqlite_dialect.dialect(paramstyle="named")
+
+
+class Tx(Protocol):
+    """The few operations the per-turn transactions need."""
+
+    def insert(self, table: Table, values: dict[str, Any]) -> int:
+        """Insert one row; return its new integer primary key."""
+        ...
+
+    def insert_many(self, table: Table, rows: list[dict[str, Any]]) -> None:
+        """Insert several rows with the same keys."""
+
+    def execute(self, statement: Executable, params: dict[str, Any]) -> None:
+        """Run a statement with bound parameters."""
+
+    def first(self, statement: Executable, params: dict[str, Any]) -> Any | None:
+        """Run a statement and return its first row (``RETURNING``), if any."""
+        ...
+
+
+class CoreTx:
+    """:class:`Tx` over a SQLAlchemy connection (any database)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def insert(self, table: Table, values: dict[str, Any]) -> int:
+        """Insert one row; return its new integer primary key."""
+        key = self.conn.execute(insert(table), values).inserted_primary_key
+        assert key is not None
+        return int(key[0])
+
+    def insert_many(self, table: Table, rows: list[dict[str, Any]]) -> None:
+        """Insert several rows with the same keys."""
+        self.conn.execute(insert(table), rows)
+
+    def execute(self, statement: Executable, params: dict[str, Any]) -> None:
+        """Run a statement with bound parameters."""
+        self.conn.execute(statement, params)
+
+    def first(self, statement: Executable, params: dict[str, Any]) -> Any | None:
+        """Run a statement and return its first row."""
+        return self.conn.execute(statement, params).first()
+
+
+class SqliteTx:
+    """:class:`Tx` over a raw ``sqlite3`` connection, statements compiled once."""
+
+    def __init__(self, conn: sqlite3.Connection, cache: dict[Any, _Compiled]) -> None:
+        self.conn = conn
+        self.cache = cache
+
+    def _sql(self, statement: Any, keys: tuple[str, ...] = ()) -> _Compiled:
+        """SQL text and the values of the constants written in the statement itself."""
+        ident = (id(statement), keys)
+        found = self.cache.get(ident)
+        if found is None:
+            compiled = statement.compile(dialect=_NAMED, column_keys=list(keys) or None)
+            found = self.cache[ident] = (str(compiled), dict(compiled.params))
+        return found
+
+    def _run(self, statement: Any, params: dict[str, Any]) -> sqlite3.Cursor:
+        sql, constants = self._sql(statement)
+        return self.conn.execute(sql, {**constants, **params})
+
+    def insert(self, table: Table, values: dict[str, Any]) -> int:
+        """Insert one row; return its new integer primary key."""
+        sql, _ = self._sql(_insert(table), tuple(values))
+        return int(self.conn.execute(sql, values).lastrowid or 0)
+
+    def insert_many(self, table: Table, rows: list[dict[str, Any]]) -> None:
+        """Insert several rows with the same keys."""
+        if rows:
+            sql, _ = self._sql(_insert(table), tuple(rows[0]))
+            self.conn.executemany(sql, rows)
+
+    def execute(self, statement: Executable, params: dict[str, Any]) -> None:
+        """Run a statement with bound parameters."""
+        self._run(statement, params)
+
+    def first(self, statement: Executable, params: dict[str, Any]) -> Any | None:
+        """Run a statement and return its first row."""
+        return self._run(statement, params).fetchone()
+
+
+_INSERTS: dict[str, Any] = {}
+
+
+def _insert(table: Table) -> Any:
+    """One insert construct per table, so its compiled SQL is cached by identity."""
+    statement = _INSERTS.get(table.name)
+    if statement is None:
+        statement = _INSERTS[table.name] = insert(table)
+    return statement
+
+
+class SqliteWriter:
+    """One thread holding one SQLite connection; each call is a whole transaction."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+        self._conn: sqlite3.Connection | None = None
+        self._cache: dict[Any, _Compiled] = {}
+
+    async def run(self, work: Callable[..., T], *args: Any) -> T:
+        """Run ``work(tx, *args)`` in one transaction in the writer thread."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self._thread, self._transaction, work, args
+        )
+
+    def _transaction(self, work: Callable[..., T], args: tuple[Any, ...]) -> T:
+        conn = self._conn or self._connect()
+        conn.execute("BEGIN IMMEDIATE")  # take the write lock now: no upgrade deadlock later
+        try:
+            result = work(SqliteTx(conn, self._cache), *args)
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.commit()
+        return result
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        self._conn = conn
+        return conn
+
+    def close(self) -> None:
+        """Finish pending work and close the connection."""
+        self._thread.submit(self._close).result()
+        self._thread.shutdown(wait=True)
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
