@@ -151,19 +151,21 @@ async def scale_out(ollama: str, workers: int, n: int, chats: int, data: Path) -
             return holder
 
         await gateway.start(factory, http=False)
-        procs = []
+        procs: list[subprocess.Popen[bytes]] = []
         base = {k: v for k, v in os.environ.items() if not k.startswith(("OC_", "OLLAMA_"))}
-        for w in range(workers):
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "bot", "worker"],
-                    cwd=ROOT,
-                    env={**base, **env, "OC_DATA_DIR": str(data / f"w{w}")},
-                    stdout=subprocess.DEVNULL,
-                    stderr=open(data / f"w{w}.log", "wb"),
-                )
-            )
+        data.mkdir(parents=True, exist_ok=True)
         try:
+            for w in range(workers):
+                with open(data / f"w{w}.log", "wb") as log:
+                    procs.append(
+                        subprocess.Popen(
+                            [sys.executable, "-m", "bot", "worker"],
+                            cwd=ROOT,
+                            env={**base, **env, "OC_DATA_DIR": str(data / f"w{w}")},
+                            stdout=subprocess.DEVNULL,
+                            stderr=log,
+                        )
+                    )
             await asyncio.sleep(4)  # workers start and share the partitions
             await burst(gateway, holder, 200, 50)
             holder[0].calls.clear()
@@ -171,8 +173,8 @@ async def scale_out(ollama: str, workers: int, n: int, chats: int, data: Path) -
         finally:
             for p in procs:
                 p.terminate()
-            for p in procs:
-                p.wait(timeout=30)
+            for p in procs:  # the gateway must keep serving while workers finish their turns
+                await asyncio.to_thread(p.wait, 60)
             await gateway.stop()
 
 
