@@ -101,12 +101,31 @@ class TerminalConnector:
         if text.startswith("/") and len(text) > 1:
             name, _, args = text[1:].partition(" ")
             if name in _RATINGS and self._last_sent:
-                return Reaction(platform=PLATFORM, event_id=event_id, chat=chat, user=user,
-                                message_id=self._last_sent, emoji=_RATINGS[name])
-            return Command(platform=PLATFORM, event_id=event_id, chat=chat, user=user,
-                           name=name.lower(), args=args.strip(), message_id=event_id)
-        return Message(platform=PLATFORM, event_id=event_id, chat=chat, user=user, text=text,
-                       message_id=event_id)
+                return Reaction(
+                    platform=PLATFORM,
+                    event_id=event_id,
+                    chat=chat,
+                    user=user,
+                    message_id=self._last_sent,
+                    emoji=_RATINGS[name],
+                )
+            return Command(
+                platform=PLATFORM,
+                event_id=event_id,
+                chat=chat,
+                user=user,
+                name=name.lower(),
+                args=args.strip(),
+                message_id=event_id,
+            )
+        return Message(
+            platform=PLATFORM,
+            event_id=event_id,
+            chat=chat,
+            user=user,
+            text=text,
+            message_id=event_id,
+        )
 
     # --- outbound ----------------------------------------------------------------------
     def render(self, markdown: str) -> list[str]:
