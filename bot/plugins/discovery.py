@@ -67,6 +67,8 @@ class Broken:
     name: str
     where: str
     reason: str
+    optional: bool = False
+    """A built-in plugin the user simply has not configured (not a fault)."""
 
     def __str__(self) -> str:
         return f"plugin {self.name} disabled: {self.reason}"
@@ -163,9 +165,12 @@ def discover(
             continue
         values, problem = _check(manifest, environ)
         if problem:
-            result.broken.append(Broken(manifest.name, where, problem))
+            result.broken.append(
+                Broken(manifest.name, where, problem, optional=source == "builtin")
+            )
             continue
         result.plugins[manifest.name] = Plugin(manifest, folder, source, package, values)
     for broken in result.broken:
-        logger.warning("%s", broken)
+        # A built-in plugin left unconfigured is a choice, not a fault: `doctor` still lists it.
+        logger.log(logging.INFO if broken.optional else logging.WARNING, "%s", broken)
     return result
