@@ -50,6 +50,16 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def recording(holder: list[RecordingConnector]) -> Any:
+    """A connector factory for ``App.start`` that keeps the recording connector it built."""
+
+    def factory(_settings: Any, runtime: Any) -> list[Any]:
+        holder.append(RecordingConnector(runtime.emit))
+        return holder
+
+    return factory
+
+
 def start_fake_ollama(port: int) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "scripts" / "fake_ollama.py"), str(port)],
@@ -96,12 +106,7 @@ async def single_process(ollama: str, n: int, chats: int, data: Path) -> dict[st
     settings = load_settings(OLLAMA_HOST=ollama, OC_DATA_DIR=data, **COMMON)
     app = App(settings)
     holder: list[RecordingConnector] = []
-
-    def factory(_s: Any, rt: Any) -> list[Any]:
-        holder.append(RecordingConnector(rt.emit))
-        return holder
-
-    await app.start(factory, http=False)
+    await app.start(recording(holder), http=False)
     try:
         await burst(app, holder, 200, 50)  # warm-up
         holder[0].calls.clear()
@@ -114,12 +119,7 @@ async def live_conversations(ollama: str, data: Path, count: int = 10_000) -> fl
     settings = load_settings(OLLAMA_HOST=ollama, OC_DATA_DIR=data, **COMMON)
     app = App(settings)
     holder: list[RecordingConnector] = []
-
-    def factory(_s: Any, rt: Any) -> list[Any]:
-        holder.append(RecordingConnector(rt.emit))
-        return holder
-
-    await app.start(factory, http=False)
+    await app.start(recording(holder), http=False)
     try:
         await burst(app, holder, 500, 500)
         holder[0].calls.clear()
@@ -145,12 +145,7 @@ async def scale_out(ollama: str, workers: int, n: int, chats: int, data: Path) -
         }
         gateway = App(load_settings(OC_DATA_DIR=data / "gw", **env), role="gateway")
         holder: list[RecordingConnector] = []
-
-        def factory(_s: Any, rt: Any) -> list[Any]:
-            holder.append(RecordingConnector(rt.emit))
-            return holder
-
-        await gateway.start(factory, http=False)
+        await gateway.start(recording(holder), http=False)
         procs: list[subprocess.Popen[bytes]] = []
         base = {k: v for k, v in os.environ.items() if not k.startswith(("OC_", "OLLAMA_"))}
         data.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,8 @@ app.add_typer(__import__("bot.plugins.cli", fromlist=["plugins_app"]).plugins_ap
 app.add_typer(__import__("bot.feedback.cli", fromlist=["prompts_app"]).prompts_app, name="prompts")
 
 
-def _settings() -> Settings:
+def settings_or_exit() -> Settings:
+    """Load settings; on a bad value print the one-line-per-problem message and exit 2."""
     from bot.config import ConfigError, load_settings
 
     try:
@@ -57,9 +58,9 @@ async def _wait_for_signal() -> None:
 @app.command()
 def run() -> None:
     """Serve every configured connector plus the HTTP app (health, readiness, metrics, webhooks)."""
-    from bot.app import App, enable_hints
+    from bot.app import enable_hints
 
-    settings = _settings()
+    settings = settings_or_exit()
     _logging(settings)
     if not _any_connector(settings):
         typer.secho("No connector is configured. Set the variables of at least one:", err=True)
@@ -68,8 +69,15 @@ def run() -> None:
         typer.echo("Or talk to the agent here with `opencomputer chat`.", err=True)
         raise typer.Exit(1)
 
+    _serve(settings, "all")
+
+
+def _serve(settings: Settings, role: str) -> None:
+    """Run the app in ``role`` until SIGINT/SIGTERM, then stop it gracefully."""
+    from bot.app import App
+
     async def serve() -> None:
-        oc = App(settings)
+        oc = App(settings, role=role)
         await oc.start()
         try:
             await _wait_for_signal()
@@ -80,9 +88,7 @@ def run() -> None:
 
 
 def _serve_role(role: str) -> None:
-    from bot.app import App
-
-    settings = _settings()
+    settings = settings_or_exit()
     _logging(settings)
     if not settings.redis_url:
         typer.secho(
@@ -100,15 +106,7 @@ def _serve_role(role: str) -> None:
         typer.secho("No connector is configured for the gateway.", fg="red", err=True)
         raise typer.Exit(1)
 
-    async def serve() -> None:
-        oc = App(settings, role=role)
-        await oc.start()
-        try:
-            await _wait_for_signal()
-        finally:
-            await oc.stop()
-
-    asyncio.run(serve())
+    _serve(settings, role)
 
 
 @app.command()
@@ -135,7 +133,7 @@ def chat() -> None:
     from bot.app import App
     from connectors.terminal import TerminalConnector
 
-    settings = _settings()
+    settings = settings_or_exit()
     _logging(settings, "WARNING" if settings.log_level == "INFO" else None)
 
     async def session() -> int:
@@ -166,7 +164,7 @@ def doctor() -> None:
     """Check settings, Ollama, the model, database, Redis and connectors; exit 1 on a problem."""
     from bot.doctor import run_doctor
 
-    settings = _settings()
+    settings = settings_or_exit()
     raise typer.Exit(asyncio.run(run_doctor(settings)))
 
 
@@ -176,7 +174,7 @@ def db_upgrade() -> None:
     from bot.storage import SqlStore
     from graphs.agent.checkpointer import open_checkpointer
 
-    settings = _settings()
+    settings = settings_or_exit()
 
     async def upgrade() -> None:
         store = SqlStore(settings.resolved_database_url)

@@ -26,13 +26,9 @@ ChatOption = Annotated[
 
 
 def _settings() -> Settings:
-    from bot.config import ConfigError, load_settings
+    from bot.cli import settings_or_exit  # late: bot.cli registers this sub-app on import
 
-    try:
-        return load_settings()
-    except ConfigError as exc:
-        typer.secho(str(exc), fg="red", err=True)
-        raise typer.Exit(2) from None
+    return settings_or_exit()
 
 
 def _discover(settings: Settings) -> Discovery:

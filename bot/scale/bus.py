@@ -12,7 +12,10 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 
-__all__ = ["GATEWAY_GROUP", "WORKER_GROUP", "Keys", "partition_of"]
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+__all__ = ["GATEWAY_GROUP", "WORKER_GROUP", "Keys", "ensure_group", "partition_of"]
 
 WORKER_GROUP = "workers"
 GATEWAY_GROUP = "gateways"
@@ -54,3 +57,12 @@ class Keys:
     def capabilities(self) -> str:
         """Hash platform -> JSON capabilities, published by gateways."""
         return f"{self.prefix}:caps"
+
+
+async def ensure_group(redis: Redis, stream: str, group: str) -> None:
+    """Create the consumer group (and stream) unless it exists: after a Redis restart too."""
+    try:
+        await redis.xgroup_create(stream, group, id="0", mkstream=True)
+    except ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise

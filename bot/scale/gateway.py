@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from redis.asyncio import Redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 
 from bot.events import Address
 from bot.reply import ReplyStream
 from bot.runtime import Job, message_from_row
-from bot.scale.bus import GATEWAY_GROUP, Keys, partition_of
+from bot.scale.bus import GATEWAY_GROUP, Keys, ensure_group, partition_of
 from bot.scale.codec import encode_event
 
 if TYPE_CHECKING:
@@ -153,7 +153,7 @@ class Gateway:
         while True:
             try:
                 if not grouped:
-                    await _ensure_group(self.redis, stream, GATEWAY_GROUP)
+                    await ensure_group(self.redis, stream, GATEWAY_GROUP)
                     grouped = True
                 resp: Any = await self.redis.xreadgroup(
                     GATEWAY_GROUP,
@@ -244,11 +244,3 @@ class Gateway:
         while len(self._finished) > _KEEP_FINISHED:
             self._finished.popitem(last=False)
         return ids
-
-
-async def _ensure_group(redis: Redis, stream: str, group: str) -> None:
-    try:
-        await redis.xgroup_create(stream, group, id="0", mkstream=True)
-    except ResponseError as exc:
-        if "BUSYGROUP" not in str(exc):
-            raise

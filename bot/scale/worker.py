@@ -27,7 +27,7 @@ from redis.exceptions import RedisError, ResponseError
 from bot.events import Address, Message
 from bot.reply import ReplySink
 from bot.runtime import Job, RuntimeStopped, message_from_row
-from bot.scale.bus import WORKER_GROUP, Keys
+from bot.scale.bus import WORKER_GROUP, Keys, ensure_group
 from bot.scale.claims import claim_up_to, touch
 from bot.scale.codec import decode_event
 
@@ -164,13 +164,7 @@ class Worker:
                     self.held.discard(p)
 
     async def _ensure_group(self, p: int) -> None:
-        try:
-            await self.redis.xgroup_create(
-                self.keys.inbound(p), WORKER_GROUP, id="0", mkstream=True
-            )
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        await ensure_group(self.redis, self.keys.inbound(p), WORKER_GROUP)
 
     async def _claim(self, p: int, *, min_idle: int) -> None:
         """Take over unacknowledged entries of a partition (a dead or slow worker's), in order."""
