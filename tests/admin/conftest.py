@@ -22,8 +22,6 @@ def admin_settings(make_settings: Callable[..., Settings]) -> Callable[..., Sett
         values: dict[str, Any] = {
             "OC_DM_POLICY": "pairing",
             "OC_ADMINS": f"test:{ADMIN}",
-            "OC_RATE_LIMIT_USER": "0",
-            "OC_RATE_LIMIT_CHAT": "0",
         }
         values.update(overrides)
         return make_settings(**values)

@@ -21,8 +21,6 @@ def fb_settings(make_settings: Callable[..., Settings]) -> Callable[..., Setting
             "OC_DM_POLICY": "open",
             "OC_ADMINS": "test:root",
             "OC_PLUGIN_SANDBOX": "off",
-            "OC_RATE_LIMIT_USER": "0",
-            "OC_RATE_LIMIT_CHAT": "0",
         }
         values.update(overrides)
         return make_settings(**values)
