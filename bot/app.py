@@ -102,6 +102,7 @@ class App:
             settings.model_hosts,
             timeout=settings.model_timeout,
             retry_seconds=settings.model_retry_seconds,
+            api_key=settings.openai_api_key,
         )
         self.tools = ToolRegistry()
         self.commands = CommandRouter()

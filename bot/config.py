@@ -14,7 +14,15 @@ from typing import Annotated, Any
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["ConfigError", "DmPolicy", "Settings", "load_settings"]
+__all__ = [
+    "OPENAI_PREFIX",
+    "ConfigError",
+    "DmPolicy",
+    "Settings",
+    "load_settings",
+    "normalise_model_host",
+    "normalise_ollama_host",
+]
 
 
 class ConfigError(Exception):
@@ -53,11 +61,20 @@ class Settings(BaseSettings):
     )
 
     # --- model -------------------------------------------------------------------------
-    ollama_host: str = _env("OLLAMA_HOST", "Ollama server URL.", "http://127.0.0.1:11434")
+    ollama_host: str = _env(
+        "OLLAMA_HOST",
+        "Ollama server URL, or openai:URL for an OpenAI-compatible server.",
+        "http://127.0.0.1:11434",
+    )
     ollama_hosts: CsvList = _env(
         "OC_OLLAMA_HOSTS",
-        "Several Ollama servers to balance over (overrides OLLAMA_HOST).",
+        "Several model servers to balance over (overrides OLLAMA_HOST): Ollama URLs, or "
+        "openai:http://host:port/v1 for OpenAI-compatible ones (vLLM, llama.cpp, LM Studio...).",
         default_factory=list,
+    )
+    openai_api_key: SecretStr | None = _env(
+        "OC_OPENAI_API_KEY",
+        "Bearer key sent to the openai: model servers (OpenAI's key, vLLM's --api-key...).",
     )
     model_retry_seconds: float = _env(
         "OC_MODEL_RETRY_SECONDS",
@@ -281,11 +298,11 @@ class Settings(BaseSettings):
     @field_validator("ollama_hosts")
     @classmethod
     def _normalise_hosts(cls, value: list[str]) -> list[str]:
-        return [normalise_ollama_host(v) for v in value]
+        return [normalise_model_host(v) for v in value]
 
     @property
     def model_hosts(self) -> list[str]:
-        """Every Ollama server to use (``OC_OLLAMA_HOSTS``, else ``OLLAMA_HOST``)."""
+        """Every model server to use (``OC_OLLAMA_HOSTS``, else ``OLLAMA_HOST``)."""
         return self.ollama_hosts or [self.ollama_host]
 
     @field_validator("log_level")
@@ -314,7 +331,7 @@ class Settings(BaseSettings):
     @field_validator("ollama_host")
     @classmethod
     def _normalise_host(cls, value: str) -> str:
-        return normalise_ollama_host(value)
+        return normalise_model_host(value)
 
     @property
     def resolved_database_url(self) -> str:
@@ -335,6 +352,29 @@ class Settings(BaseSettings):
             for v in self.__dict__.values()
             if isinstance(v, SecretStr) and v.get_secret_value()
         ]
+
+
+OPENAI_PREFIX = "openai:"
+"""Marks a model-host entry as an OpenAI-compatible server: ``openai:http://host:port/v1``."""
+
+
+def normalise_model_host(value: str) -> str:
+    """An Ollama host (as :func:`normalise_ollama_host` takes it) or ``openai:`` + a base URL.
+
+    ``openai:11434`` stays an Ollama host named ``openai``; anything else after ``openai:`` must
+    be an http(s) URL, used as written (the API base, which usually ends in ``/v1``).
+    """
+    value = value.strip()
+    kind, _, rest = value.partition(":")
+    if kind.lower() != "openai" or rest.split("/", 1)[0].isdigit():
+        return normalise_ollama_host(value)
+    url = rest.strip().rstrip("/")
+    scheme, sep, tail = url.partition("://")
+    if not sep or scheme not in {"http", "https"} or not tail.split("/", 1)[0]:
+        raise ValueError("expected openai:http://host:port/v1 or openai:https://host/v1")
+    if tail.startswith("0.0.0.0"):  # a server bind address, not one to connect to
+        tail = "127.0.0.1" + tail[len("0.0.0.0") :]
+    return f"{OPENAI_PREFIX}{scheme}://{tail}"
 
 
 def normalise_ollama_host(value: str) -> str:

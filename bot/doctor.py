@@ -31,15 +31,25 @@ async def _ollama(settings: Settings) -> list[Check]:
 
 
 async def _ollama_host(settings: Settings, host: str, *, several: bool) -> list[Check]:
-    from bot.ollama import OllamaClient, OllamaError
+    """Reachable, chat model ready, embedding model ready: for an Ollama or openai: server."""
+    from bot.ollama import OllamaError
+    from bot.ollama_pool import server_client
+    from bot.openai_compat import OpenAIClient
 
+    client = server_client(host, timeout=10, api_key=settings.openai_api_key)
     tag = f" ({host})" if several else ""
-    async with OllamaClient(host, timeout=10) as client:
+    name = "openai server" if isinstance(client, OpenAIClient) else "ollama"
+    await client.start()
+    try:
         try:
             version = await client.version()
         except OllamaError as exc:
-            return [Check(f"ollama{tag}", False, f"{exc}. {exc.hint}")]
-        checks = [Check(f"ollama{tag}", True, f"Ollama {version} at {host}")]
+            return [Check(f"{name}{tag}", False, f"{exc}. {exc.hint}")]
+        if isinstance(client, OpenAIClient):
+            where = f"{version} at {client.base_url}"
+        else:
+            where = f"Ollama {version} at {host}"
+        checks = [Check(f"{name}{tag}", True, where)]
         model = await client.check_model(settings.model)
         checks.append(Check(f"model{tag}", model.ok, model.message))
         embed = await client.check_model(settings.embed_model, needs_tools=False)
@@ -48,6 +58,8 @@ async def _ollama_host(settings: Settings, host: str, *, several: bool) -> list[
         )
         checks.append(Check(f"embed model{tag}", embed.ok, detail, warning=not embed.ok))
         return checks
+    finally:
+        await client.stop()
 
 
 async def _database(settings: Settings) -> list[Check]:

@@ -1,6 +1,8 @@
-"""Several Ollama servers behind one client: least-busy choice, health checks, failover.
+"""Several model servers behind one client: least-busy choice, health checks, failover.
 
-A server that cannot be reached is taken out of rotation until a health probe sees it again.
+Servers are Ollama hosts or OpenAI-compatible ones (``openai:`` entries, see
+:mod:`bot.openai_compat`), mixed freely: both kinds have the same client surface. A server that
+cannot be reached is taken out of rotation until a health probe sees it again.
 When every server is down, a chat call waits for one to come back for up to ``retry_seconds``
 (a restarting Ollama is common and a late answer beats an apology), then gives up with the
 last error, which the runtime turns into an apology that keeps the message for ``/retry``.
@@ -13,19 +15,89 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from bot.ollama import ChatResult, ModelCheck, OllamaClient, OllamaError, OllamaUnavailable
+from pydantic import SecretStr
 
-__all__ = ["OllamaPool"]
+from bot.config import OPENAI_PREFIX
+from bot.ollama import (
+    ChatResult,
+    ModelCheck,
+    OllamaClient,
+    OllamaError,
+    OllamaUnavailable,
+    OnToken,
+)
+from bot.openai_compat import OpenAIClient
+
+__all__ = ["OllamaPool", "ServerClient", "server_client"]
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 
+class ServerClient(Protocol):
+    """One model server, whatever it speaks (:class:`OllamaClient`, :class:`OpenAIClient`)."""
+
+    host: str
+
+    async def start(self) -> None:
+        """Open the connection pool."""
+        ...
+
+    async def stop(self) -> None:
+        """Close the connection pool."""
+        ...
+
+    async def chat(
+        self,
+        model: str,
+        messages: Sequence[dict[str, Any]],
+        *,
+        tools: Sequence[dict[str, Any]] | None = None,
+        options: dict[str, Any] | None = None,
+        keep_alive: str | None = None,
+        on_token: OnToken | None = None,
+    ) -> ChatResult:
+        """One streamed chat completion."""
+        ...
+
+    async def embed(self, model: str, inputs: Sequence[str]) -> list[list[float]]:
+        """Embeddings of ``inputs``."""
+        ...
+
+    async def show(self, model: str) -> dict[str, Any]:
+        """Model details."""
+        ...
+
+    async def tags(self) -> list[str]:
+        """Models the server has."""
+        ...
+
+    async def version(self) -> str:
+        """A cheap call that answers when the server is up (the health probe)."""
+        ...
+
+    async def check_model(self, model: str, *, needs_tools: bool = True) -> ModelCheck:
+        """Whether ``model`` can serve."""
+        ...
+
+
+def server_client(
+    entry: str, *, timeout: float = 300.0, api_key: SecretStr | None = None
+) -> ServerClient:
+    """The client for one model-host entry: ``openai:URL`` or an Ollama host."""
+    if entry.startswith(OPENAI_PREFIX):
+        return OpenAIClient(entry.removeprefix(OPENAI_PREFIX), api_key=api_key, timeout=timeout)
+    return OllamaClient(entry, timeout=timeout)
+
+
 class OllamaPool:
-    """Drop-in for :class:`~bot.ollama.OllamaClient` over one or more servers."""
+    """Drop-in for :class:`~bot.ollama.OllamaClient` over one or more servers of either kind.
+
+    ``api_key`` is sent to the ``openai:`` servers only.
+    """
 
     def __init__(
         self,
@@ -34,10 +106,11 @@ class OllamaPool:
         timeout: float = 300.0,
         retry_seconds: float = 0.0,
         probe_interval: float = 5.0,
+        api_key: SecretStr | None = None,
     ) -> None:
         if not hosts:
-            raise ValueError("at least one Ollama host is needed")
-        self.clients = [OllamaClient(h, timeout=timeout) for h in hosts]
+            raise ValueError("at least one model host is needed")
+        self.clients = [server_client(h, timeout=timeout, api_key=api_key) for h in hosts]
         self.host = ",".join(c.host for c in self.clients)
         self.retry_seconds = retry_seconds
         self.probe_interval = probe_interval
@@ -68,13 +141,13 @@ class OllamaPool:
         await self.stop()
 
     # --- choice and health -------------------------------------------------------------
-    def _pick(self, tried: set[str]) -> OllamaClient | None:
+    def _pick(self, tried: set[str]) -> ServerClient | None:
         candidates = [c for c in self.clients if self.healthy[c.host] and c.host not in tried]
         return min(candidates, key=lambda c: self._busy[c.host]) if candidates else None
 
-    def _down(self, client: OllamaClient, exc: Exception) -> None:
+    def _down(self, client: ServerClient, exc: Exception) -> None:
         if self.healthy[client.host]:
-            logger.warning("Ollama at %s is out of rotation: %s", client.host, exc)
+            logger.warning("model server %s is out of rotation: %s", client.host, exc)
         self.healthy[client.host] = False
 
     async def probe(self) -> None:
@@ -86,7 +159,7 @@ class OllamaPool:
                 await asyncio.wait_for(client.version(), timeout=2)
             except (OllamaError, TimeoutError):
                 continue
-            logger.info("Ollama at %s is back", client.host)
+            logger.info("model server %s is back", client.host)
             self.healthy[client.host] = True
 
     async def _probe_loop(self) -> None:
@@ -96,7 +169,7 @@ class OllamaPool:
 
     async def _run(
         self,
-        call: Callable[[OllamaClient], Awaitable[T]],
+        call: Callable[[ServerClient], Awaitable[T]],
         *,
         wait: float,
         replayable: Callable[[], bool],
@@ -113,8 +186,9 @@ class OllamaPool:
             if client is None:
                 if time.monotonic() >= deadline:
                     raise last or OllamaUnavailable(
-                        f"no Ollama server is reachable ({self.host})",
-                        hint="Start Ollama (`ollama serve`), or check OLLAMA_HOST/OC_OLLAMA_HOSTS.",
+                        f"no model server is reachable ({self.host})",
+                        hint="Start Ollama (`ollama serve`) or your OpenAI-compatible server, "
+                        "or check OLLAMA_HOST/OC_OLLAMA_HOSTS.",
                     )
                 await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
                 delay = min(delay * 2, 2.0)
@@ -180,15 +254,20 @@ class OllamaPool:
         return await self._run(lambda c: c.version(), wait=0, replayable=lambda: True)
 
     async def check_model(self, model: str, *, needs_tools: bool = True) -> ModelCheck:
-        """The model must be ready on every server (a failover must not change the answer)."""
+        """The model must be ready on every server (a failover must not change the answer).
+
+        The context length is the smallest any server reports, so a turn fits wherever it runs.
+        """
         checks = [await c.check_model(model, needs_tools=needs_tools) for c in self.clients]
+        if len(self.clients) == 1:
+            return checks[0]
         bad = [
             f"{c.host}: {chk.message}"
             for c, chk in zip(self.clients, checks, strict=True)
             if not chk.ok
         ]
+        known = [chk.context_length for chk in checks if chk.context_length]
+        context_length = min(known) if known else None
         if not bad:
-            return checks[0]
-        if len(self.clients) == 1:
-            return checks[0]
-        return ModelCheck(False, "; ".join(bad), checks[0].context_length)
+            return ModelCheck(True, checks[0].message, context_length)
+        return ModelCheck(False, "; ".join(bad), context_length)
