@@ -19,10 +19,13 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from redis.asyncio import Redis
 
 from bench._common import pct, quiet
 from bot.app import App
@@ -133,6 +136,23 @@ async def live_conversations(ollama: str, data: Path, count: int = 10_000) -> fl
         await app.stop()
 
 
+async def balanced(prefix: str, workers: int, partitions: int, timeout: float = 60) -> None:
+    """Wait until every worker has started and holds its share of the partitions."""
+    redis = Redis.from_url(REDIS_URL)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            owners = await redis.mget([f"{prefix}:lease:{p}" for p in range(partitions)])
+            counts = Counter(owners)
+            if None not in counts and len(counts) == workers:
+                if max(counts.values()) <= -(-partitions // workers):
+                    return
+            await asyncio.sleep(0.2)
+        raise TimeoutError(f"{workers} workers did not share {partitions} partitions: {counts}")
+    finally:
+        await redis.aclose()
+
+
 async def scale_out(ollama: str, workers: int, n: int, chats: int, data: Path) -> dict[str, Any]:
     async with postgres_database(POSTGRES_URL) as db:
         env = {
@@ -161,7 +181,7 @@ async def scale_out(ollama: str, workers: int, n: int, chats: int, data: Path) -
                             stderr=log,
                         )
                     )
-            await asyncio.sleep(4)  # workers start and share the partitions
+            await balanced(env["OC_REDIS_PREFIX"], workers, int(env["OC_PARTITIONS"]))
             await burst(gateway, holder, 200, 50)
             holder[0].calls.clear()
             return await burst(gateway, holder, n, chats)

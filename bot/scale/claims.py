@@ -12,10 +12,11 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, or_, select, update
 
 from bot.storage.models import InboundRow
 from bot.storage.store import SqlStore
+from bot.storage.writer import Tx
 
 __all__ = ["Claim", "claim_up_to", "touch"]
 
@@ -31,6 +32,26 @@ class Claim:
     complete: bool
 
 
+_UNANSWERED = (
+    select(_IN)
+    .where(
+        _IN.c.conversation == bindparam("conv"),
+        _IN.c.id <= bindparam("up_to"),
+        or_(_IN.c.status == "accepted", _IN.c.status == "processing", _IN.c.status == "replying"),
+    )
+    .order_by(_IN.c.id)
+)
+_TAKE = (  # compare and set: changes nothing when another worker got there first
+    update(_IN)
+    .where(
+        _IN.c.id == bindparam("iid"),
+        _IN.c.status == bindparam("was"),
+        _IN.c.owner.is_not_distinct_from(bindparam("prev")),
+    )
+    .values(status=bindparam("now_status"), owner=bindparam("me"), claimed_at=bindparam("at"))
+)
+
+
 async def claim_up_to(
     store: SqlStore, conversation: str, up_to: int, me: str, stale_after: float
 ) -> Claim:
@@ -39,42 +60,31 @@ async def claim_up_to(
     Stops before a message another worker is processing (it keeps the order) unless that worker
     showed no sign of life (``claimed_at``) for ``stale_after`` seconds: then it is taken over.
     Liveness lives in the database, not Redis, so a Redis restart cannot make a busy worker
-    look dead.
+    look dead. One transaction: this runs before every turn a worker answers.
     """
+    return await store.transact(_claim, conversation, up_to, me, stale_after)
+
+
+def _claim(tx: Tx, conversation: str, up_to: int, me: str, stale_after: float) -> Claim:
     now = time.time()
-    async with store.engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                select(_IN)
-                .where(
-                    _IN.c.conversation == conversation,
-                    _IN.c.id <= up_to,
-                    _IN.c.status.in_(("accepted", "processing", "replying")),
-                )
-                .order_by(_IN.c.id)
-            )
-        ).all()
     claimed: list[tuple[Any, bool]] = []
-    for row in rows:
+    for row in tx.all(_UNANSWERED, {"conv": conversation, "up_to": up_to}):
         resumed = row.status != "accepted"
         alive = (row.claimed_at or 0) > now - stale_after
         if resumed and row.owner != me and alive:
             return Claim(claimed, False)
-        async with store.engine.begin() as conn:
-            won = await conn.execute(
-                update(_IN)
-                .where(
-                    _IN.c.id == row.id,
-                    _IN.c.status == row.status,
-                    _IN.c.owner.is_not_distinct_from(row.owner),
-                )
-                .values(
-                    status="replying" if row.status == "replying" else "processing",
-                    owner=me,
-                    claimed_at=time.time(),
-                )
-            )
-        if won.rowcount != 1:  # somebody else got there first
+        changed = tx.execute(
+            _TAKE,
+            {
+                "iid": row.id,
+                "was": row.status,
+                "prev": row.owner,
+                "now_status": "replying" if row.status == "replying" else "processing",
+                "me": me,
+                "at": now,
+            },
+        )
+        if changed != 1:  # somebody else got there first
             return Claim(claimed, False)
         claimed.append((row, resumed))
     return Claim(claimed, True)

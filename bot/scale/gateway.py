@@ -211,17 +211,15 @@ class Gateway:
         except Exception as exc:
             logger.warning("reply operation on %s failed: %s", address.key, exc)
             result["error"] = f"{type(exc).__name__}: {exc}"
-        if op.get("rid"):
-            answer = {"rid": op["rid"], **result}
-            with contextlib.suppress(RedisError):
-                await self.redis.xadd(
-                    self.keys.answers(op["w"]),
-                    {"a": orjson.dumps(answer)},
-                    maxlen=10_000,
-                    approximate=True,
-                )
-        with contextlib.suppress(RedisError):
-            await self.redis.xack(stream, GATEWAY_GROUP, entry_id)
+        with contextlib.suppress(RedisError):  # the answer and the ack: one round trip
+            async with self.redis.pipeline(transaction=False) as pipe:
+                if op.get("rid"):
+                    answer = orjson.dumps({"rid": op["rid"], **result})
+                    pipe.xadd(
+                        self.keys.answers(op["w"]), {"a": answer}, maxlen=10_000, approximate=True
+                    )
+                pipe.xack(stream, GATEWAY_GROUP, entry_id)
+                await pipe.execute()
 
     def _stream(self, key: str, address: Address, reply_to: str | None) -> ReplyStream:
         stream = self._streams.get(key)

@@ -78,6 +78,7 @@ class Worker:
         self.rpc_timeout = rpc_timeout
         self.resend_after = resend_after
         self.held: set[int] = set()
+        self.draining: set[int] = set()
         self.live: set[str] = {self.id}
         self.capacity = max(4, app.settings.max_in_flight * 4)
         self._inflight: set[tuple[str, bytes]] = set()
@@ -113,6 +114,7 @@ class Worker:
             await self.redis.zrem(self.keys.workers, self.id)
             await self.redis.delete(self.keys.answers(self.id))
         self.held.clear()
+        self.draining.clear()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -144,6 +146,16 @@ class Worker:
                 logger.warning("worker %s lost partition %s", self.id, p)
                 self.held.discard(p)
         share = math.ceil(self.partitions / max(1, len(self.live)))
+        # Partitions over the fair share are drained: no new entries are read from them, and
+        # each is released once its in-flight entries are answered. Waiting for an idle moment
+        # instead would never hand anything to a worker that joins under sustained load.
+        self.draining = set(sorted(self.held)[share:])
+        busy = {s for s, _e in self._inflight}
+        for p in sorted(self.draining):
+            if self.keys.inbound(p) not in busy:
+                await self._release(keys=[self.keys.lease(p)], args=[self.id])
+                self.held.discard(p)
+                self.draining.discard(p)
         if len(self.held) < share:
             start = zlib.crc32(self.id.encode()) % self.partitions
             for i in range(self.partitions):
@@ -156,12 +168,11 @@ class Worker:
                     await self._claim(p, min_idle=0)
                     if len(self.held) >= share:
                         break
-        elif len(self.held) > share:
-            busy = {s for s, _e in self._inflight}
-            for p in sorted(self.held)[share:]:
-                if self.keys.inbound(p) not in busy:
-                    await self._release(keys=[self.keys.lease(p)], args=[self.id])
-                    self.held.discard(p)
+
+    @property
+    def reading(self) -> list[int]:
+        """Partitions this worker reads new entries from (held and not being handed over)."""
+        return sorted(self.held - self.draining)
 
     async def _ensure_group(self, p: int) -> None:
         await ensure_group(self.redis, self.keys.inbound(p), WORKER_GROUP)
@@ -184,7 +195,7 @@ class Worker:
     async def _reclaim_loop(self) -> None:
         while True:
             await asyncio.sleep(self.reclaim_idle_ms / 3000)
-            for p in list(self.held):
+            for p in self.reading:
                 try:
                     await self._claim(p, min_idle=self.reclaim_idle_ms)
                 except asyncio.CancelledError:
@@ -195,10 +206,10 @@ class Worker:
     # --- consuming ---------------------------------------------------------------------
     async def _read_loop(self) -> None:
         while True:
-            if not self._running or not self.held or len(self._inflight) >= self.capacity:
+            if not self._running or not self.reading or len(self._inflight) >= self.capacity:
                 await asyncio.sleep(0.02)
                 continue
-            streams = {self.keys.inbound(p): ">" for p in sorted(self.held)}
+            streams = {self.keys.inbound(p): ">" for p in self.reading}
             try:
                 resp: Any = await self.redis.xreadgroup(
                     WORKER_GROUP,
@@ -357,7 +368,9 @@ class RemoteSink:
             "r": reply_to,
             "k": key,
         }
-        self._last = 0.0
+        # The first snapshot waits one interval too: a quick answer then travels as the final
+        # text alone, one operation instead of two (a model's first token rarely comes sooner).
+        self._last = time.monotonic()
         self._started = False
 
     @property

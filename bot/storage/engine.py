@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 __all__ = [
@@ -48,11 +50,46 @@ def create_engine(url: str) -> AsyncEngine:
         path.parent.mkdir(parents=True, exist_ok=True)
         kwargs["connect_args"] = {"timeout": 30}
     else:
-        kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
+        kwargs.update(pool_size=10, max_overflow=20)
     engine = create_async_engine(url, **kwargs)
     if url.startswith("sqlite"):
         event.listen(engine.sync_engine, "connect", _pragmas)
+    else:
+        event.listen(engine.sync_engine, "checkout", _ping_if_idle)
+        event.listen(engine.sync_engine, "checkin", _note_use)
+        event.listen(engine.sync_engine, "handle_error", _broken_connection)
     return engine
+
+
+_IDLE_PING_AFTER = 1.0
+"""Seconds a pooled connection may sit unused before it is tested on checkout."""
+
+
+def _ping_if_idle(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+    """Test connections that sat idle (the server may have restarted meanwhile).
+
+    ``pool_pre_ping`` tests every checkout: a round trip that was a third of a busy turn's
+    database time. A connection returned less than a second ago is taken as alive; should it
+    not be, the statement fails with a transient error, which the runtime retries.
+    """
+    if time.monotonic() - record.info.get("used", 0.0) < _IDLE_PING_AFTER:
+        return
+    try:
+        dbapi_conn.ping()
+    except Exception as exc:
+        raise DisconnectionError("pooled connection is gone") from exc  # the pool reconnects
+
+
+def _note_use(_dbapi_conn: Any, record: Any) -> None:
+    record.info["used"] = time.monotonic()
+
+
+def _broken_connection(ctx: Any) -> None:
+    """A statement on a connection the server closed can fail as an asyncpg protocol error
+    rather than a disconnect; count it as one, so the pool drops the connection.
+    """
+    if not ctx.is_disconnect and _transient_name(ctx.original_exception):
+        ctx.is_disconnect = True
 
 
 def _pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -87,6 +124,7 @@ def _transient_name(exc: BaseException | None) -> bool:
             "PoolTimeout",
             "InterfaceWarning",
             "CannotConnectNowError",
+            "InternalClientError",  # asyncpg: a statement on a connection the server closed
             "ConnectionRefusedError",
         }
     )

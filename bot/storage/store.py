@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import SQLModel
 
 from bot.events import Address, Message, Reaction
-from bot.storage.engine import async_url, create_engine, sqlite_path
+from bot.storage.engine import async_url, create_engine, is_transient, sqlite_path
 from bot.storage.models import (
     ConversationRow,
     InboundRow,
@@ -49,6 +49,18 @@ class ReplyMeta:
     variant_id: int | None = None
     run_id: str = ""
     failure: str | None = None
+
+
+async def _again_if_transient(call: Callable[..., Awaitable[T]], *args: Any) -> T:
+    """Run ``call`` once more when the first try met a dead connection (the pool then has a
+    fresh one): an accepted message must not depend on a database restart's timing.
+    """
+    try:
+        return await call(*args)
+    except Exception as exc:
+        if not is_transient(exc):
+            raise
+    return await call(*args)
 
 
 class SqlStore:
@@ -115,7 +127,7 @@ class SqlStore:
             "received_at": msg.received_at,
         }
         try:
-            return await self.transact(_insert_inbound, values)
+            return await _again_if_transient(self.transact, _insert_inbound, values)
         except (IntegrityError, sqlite3.IntegrityError):
             return None
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections import namedtuple
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -37,8 +38,13 @@ class Tx(Protocol):
     def insert_many(self, table: Table, rows: list[dict[str, Any]]) -> None:
         """Insert several rows with the same keys."""
 
-    def execute(self, statement: Executable, params: dict[str, Any]) -> None:
-        """Run a statement with bound parameters."""
+    def execute(self, statement: Executable, params: dict[str, Any]) -> int:
+        """Run a statement with bound parameters; return how many rows it changed."""
+        ...
+
+    def all(self, statement: Executable, params: dict[str, Any]) -> list[Any]:
+        """Run a query; rows allow attribute access (``row.status``)."""
+        ...
 
     def first(self, statement: Executable, params: dict[str, Any]) -> Any | None:
         """Run a statement and return its first row (``RETURNING``), if any."""
@@ -61,9 +67,13 @@ class CoreTx:
         """Insert several rows with the same keys."""
         self.conn.execute(insert(table), rows)
 
-    def execute(self, statement: Executable, params: dict[str, Any]) -> None:
-        """Run a statement with bound parameters."""
-        self.conn.execute(statement, params)
+    def execute(self, statement: Executable, params: dict[str, Any]) -> int:
+        """Run a statement with bound parameters; return how many rows it changed."""
+        return int(self.conn.execute(statement, params).rowcount)
+
+    def all(self, statement: Executable, params: dict[str, Any]) -> list[Any]:
+        """Run a query; rows allow attribute access."""
+        return list(self.conn.execute(statement, params))
 
     def first(self, statement: Executable, params: dict[str, Any]) -> Any | None:
         """Run a statement and return its first row."""
@@ -101,9 +111,18 @@ class SqliteTx:
             sql, _ = self._sql(_insert(table), tuple(rows[0]))
             self.conn.executemany(sql, rows)
 
-    def execute(self, statement: Executable, params: dict[str, Any]) -> None:
-        """Run a statement with bound parameters."""
-        self._run(statement, params)
+    def execute(self, statement: Executable, params: dict[str, Any]) -> int:
+        """Run a statement with bound parameters; return how many rows it changed."""
+        return self._run(statement, params).rowcount
+
+    def all(self, statement: Executable, params: dict[str, Any]) -> list[Any]:
+        """Run a query; rows are named tuples, read by attribute like SQLAlchemy's."""
+        cursor = self._run(statement, params)
+        names = tuple(column[0] for column in cursor.description)
+        row_type: Any = _ROW_TYPES.get(names)
+        if row_type is None:
+            row_type = _ROW_TYPES[names] = namedtuple("Row", names)
+        return [row_type._make(row) for row in cursor]
 
     def first(self, statement: Executable, params: dict[str, Any]) -> Any | None:
         """Run a statement and return its first row."""
@@ -111,6 +130,7 @@ class SqliteTx:
 
 
 _INSERTS: dict[str, Any] = {}
+_ROW_TYPES: dict[tuple[str, ...], Any] = {}
 
 
 def _insert(table: Table) -> Any:

@@ -158,8 +158,8 @@ def _docker_compose() -> list[str] | None:
     for cmd in (["docker", "compose"], ["docker-compose"]):
         if shutil.which(cmd[0]) is None:
             continue
-        probe = subprocess.run([*cmd, "version"], capture_output=True, check=False)
-        if probe.returncode == 0:
+        probe = subprocess.run([*cmd, "version"], capture_output=True, text=True, check=False)
+        if probe.returncode == 0 and "version 1." not in probe.stdout:  # v1 lacks `name:`
             return cmd
     return None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from sqlalchemy import text
 
 from bot.events import Chat, Message, User
 from bot.scale.codec import decode_event, encode_event
@@ -106,3 +107,32 @@ async def test_slow_model_while_a_second_worker_joins(
         if n == 30:
             await cluster.start_worker()  # partitions are rebalanced mid-stream
     assert_exactly_once_in_order(await cluster.wait_answers(100, timeout=120), sent)
+
+
+async def test_a_worker_joining_under_load_gets_its_share(
+    cluster: Cluster, fake_ollama: FakeOllama
+) -> None:
+    """Every partition has a backlog, so none is ever idle: the busy worker still hands half
+    of them to the newcomer (it stops reading them and lets go once their turns are done)."""
+    fake_ollama.responder = lambda body: Reply(
+        f"echo: {body['messages'][-1]['content']}", delay=0.3
+    )
+    cluster.env["OC_MAX_IN_FLIGHT"] = 2  # a short read-ahead: most of the backlog stays queued
+    await cluster.start_gateway()
+    await cluster.start_worker()
+    sent: dict[str, list[str]] = {f"c{i}": [] for i in range(16)}
+    for n in range(240):
+        chat = f"c{n % 16}"
+        sent[chat].append(f"x{n}")
+        await cluster.say(chat, f"x{n}")
+    newcomer = await cluster.start_worker()
+    worker = newcomer.extras["worker"]
+    while len(worker.held) < 4:  # half of OC_PARTITIONS=8
+        await asyncio.sleep(0.05)
+    answered = sum(len(texts) for texts in cluster.answers().values())
+    assert answered < 120, f"the newcomer got its share only after {answered} answers"
+    assert_exactly_once_in_order(await cluster.wait_answers(240, timeout=120), sent)
+    async with newcomer.store.engine.connect() as conn:
+        query = text("SELECT owner, count(*) FROM inbound_messages GROUP BY owner")
+        owners = {owner: count for owner, count in await conn.execute(query)}
+    assert owners.get(worker.id, 0) >= 60, owners
