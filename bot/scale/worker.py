@@ -215,7 +215,8 @@ class Worker:
                     WORKER_GROUP,
                     self.id,
                     streams,  # type: ignore[arg-type]
-                    count=self.capacity - len(self._inflight),
+                    # COUNT is per stream: split the room left between them.
+                    count=max(1, (self.capacity - len(self._inflight)) // len(streams)),
                     block=200,
                 )
                 for stream, entries in resp or []:
