@@ -29,6 +29,9 @@ logger = logging.getLogger(__name__)
 
 OnToken = Callable[[str], Awaitable[None]]
 
+NETWORK_ERRORS = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError)
+"""The server is gone (down, unreachable, or it died in the middle of an answer)."""
+
 
 class OllamaError(Exception):
     """Ollama answered with an error; ``hint`` says what to do about it."""
@@ -187,7 +190,7 @@ class OllamaClient:
                         result.prompt_tokens = int(chunk.get("prompt_eval_count") or 0)
                         result.completion_tokens = int(chunk.get("eval_count") or 0)
                         result.done_reason = str(chunk.get("done_reason") or "stop")
-        except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+        except NETWORK_ERRORS as exc:
             raise self._unavailable(exc) from exc
         result.content = "".join(parts)
         return result
@@ -237,7 +240,7 @@ class OllamaClient:
                 if resp.status >= 400:
                     raise await self._http_error(resp, "")
                 return dict(orjson.loads(await resp.read()))
-        except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+        except NETWORK_ERRORS as exc:
             raise self._unavailable(exc) from exc
 
     async def _post_json(self, path: str, body: dict[str, Any], model: str) -> dict[str, Any]:
@@ -246,7 +249,7 @@ class OllamaClient:
                 if resp.status >= 400:
                     raise await self._http_error(resp, model)
                 return dict(orjson.loads(await resp.read()))
-        except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+        except NETWORK_ERRORS as exc:
             raise self._unavailable(exc) from exc
 
     async def _http_error(self, resp: aiohttp.ClientResponse, model: str) -> OllamaError:

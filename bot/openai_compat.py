@@ -17,7 +17,15 @@ import aiohttp
 import orjson
 from pydantic import SecretStr
 
-from bot.ollama import ChatResult, ModelCheck, OllamaError, OllamaUnavailable, OnToken, ToolCall
+from bot.ollama import (
+    NETWORK_ERRORS,
+    ChatResult,
+    ModelCheck,
+    OllamaError,
+    OllamaUnavailable,
+    OnToken,
+    ToolCall,
+)
 
 __all__ = ["OpenAIClient", "openai_messages", "openai_params"]
 
@@ -27,8 +35,6 @@ _SAME_NAME = ("temperature", "top_p", "seed", "stop", "presence_penalty", "frequ
 """Ollama options that OpenAI's API takes under the same name and meaning."""
 
 _NOT_RUN = "error: this call was not run (the turn ended first)"
-
-_NETWORK_ERRORS = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError)
 
 
 class OpenAIClient:
@@ -122,7 +128,7 @@ class OpenAIClient:
                         data = []
                 if data:
                     await stream.event(b"\n".join(data), self)
-        except _NETWORK_ERRORS as exc:
+        except NETWORK_ERRORS as exc:
             raise self._unavailable(exc) from exc
         return stream.result(self)
 
@@ -184,7 +190,7 @@ class OpenAIClient:
                 if resp.status >= 400:
                     raise await self._http_error(resp, model)
                 raw = await resp.read()
-        except _NETWORK_ERRORS as exc:
+        except NETWORK_ERRORS as exc:
             raise self._unavailable(exc) from exc
         try:
             parsed = orjson.loads(raw)

@@ -1,5 +1,6 @@
 """Test helpers shipped with opencomputer (plugin authors use them too)."""
 
 from bot.testing.fake_ollama import FakeOllama, Reply
+from bot.testing.fake_openai import FakeOpenAI
 
-__all__ = ["FakeOllama", "Reply"]
+__all__ = ["FakeOllama", "FakeOpenAI", "Reply"]

@@ -32,6 +32,8 @@ class Reply:
     """Seconds between streamed chunks (a model that writes at a human-visible speed)."""
     error: str | None = None
     status: int = 200
+    hang_up: bool = False
+    """Drop the connection after the streamed text, before the final line (a crashed server)."""
 
     @classmethod
     def tool(cls, name: str, **arguments: Any) -> Reply:
@@ -161,6 +163,9 @@ class FakeOllama:
                 "done": False,
             }
             await resp.write(orjson.dumps(line) + b"\n")
+        if reply.hang_up and request.transport is not None:
+            request.transport.close()
+            return resp
         if reply.tool_calls:
             line = {
                 **_head(model),

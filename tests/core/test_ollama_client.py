@@ -74,6 +74,23 @@ async def test_error_line_in_stream_raises(fake_ollama: FakeOllama) -> None:
             await client.chat("qwen3:8b", [{"role": "user", "content": "x"}])
 
 
+async def test_server_dying_mid_answer_is_unavailable_not_a_crash(
+    fake_ollama: FakeOllama,
+) -> None:
+    """A connection cut in the middle of the stream means the server is gone: the pool fails
+    over or waits for it, and the runtime keeps the message for /retry."""
+    fake_ollama.script.append(Reply("half an ans", hang_up=True))
+    tokens: list[str] = []
+
+    async def on_token(token: str) -> None:
+        tokens.append(token)
+
+    async with OllamaClient(fake_ollama.url) as client:
+        with pytest.raises(OllamaUnavailable):
+            await client.chat("qwen3:8b", [{"role": "user", "content": "x"}], on_token=on_token)
+    assert "".join(tokens) == "half an ans"
+
+
 async def test_unreachable_server_is_a_clear_error() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
