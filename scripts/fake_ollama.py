@@ -1,5 +1,7 @@
 """Serve the fake Ollama API for demos and manual checks: `python scripts/fake_ollama.py 11500`.
 
+An optional second argument makes every answer take that many seconds (a stand-in for a GPU).
+
 It calls the current_time tool when asked about the time, the calculator for "calculate ...",
 answers with the tool's result after a tool round trip, and echoes anything else.
 """
@@ -12,8 +14,16 @@ from typing import Any
 
 from bot.testing.fake_ollama import FakeOllama, Reply
 
+DELAY = 0.0
+
 
 def respond(body: dict[str, Any]) -> Reply:
+    reply = _respond(body)
+    reply.delay = DELAY
+    return reply
+
+
+def _respond(body: dict[str, Any]) -> Reply:
     messages = body.get("messages", [])
     last = messages[-1] if messages else {}
     if last.get("role") == "tool":
@@ -36,4 +46,5 @@ async def main(port: int) -> None:
 
 
 if __name__ == "__main__":
+    DELAY = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
     asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 11434))
