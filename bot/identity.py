@@ -11,6 +11,7 @@ import logging
 import secrets
 import time
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -56,6 +57,8 @@ class IdentityLinks:
         self.engine = engine
         self.code_ttl = code_ttl
         self._person: dict[str, str] = {}
+        self.announce: Callable[[], Awaitable[None]] | None = None
+        """Called after a change, so other processes reload their copy (bot/scale/changes.py)."""
 
     async def load(self) -> None:
         """Read every link into the cache."""
@@ -121,6 +124,8 @@ class IdentityLinks:
                 update(_LINK).where(_LINK.c.person_id == user.key).values(person_id=person)
             )
         await self.load()
+        if self.announce is not None:
+            await self.announce()
         logger.info("linked %s to person %s", user.key, person)
         return str(row.user_key)
 
@@ -148,6 +153,8 @@ class IdentityLinks:
                         ],
                     )
         await self.load()
+        if self.announce is not None:
+            await self.announce()
         return True
 
     async def forget(self, user_key: str) -> int:

@@ -2,7 +2,7 @@
 
 Grants live in the database and are cached in memory, because ``Runtime.is_admin`` is called
 synchronously on every command; every change goes through this class, which keeps the cache in
-step. (With several processes a change reaches the others at their next start.)
+step; other processes reload theirs when told (``bot/scale/changes.py``).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -77,6 +77,8 @@ class AccessPolicy:
         self.code_ttl = code_ttl
         self.accounts_of: Callable[[str], list[str]] = accounts_of or (lambda key: [key])
         self._roles: dict[str, str] = {}
+        self.announce: Callable[[], Awaitable[None]] | None = None
+        """Called after a change, so other processes reload their copy (bot/scale/changes.py)."""
 
     async def load(self) -> None:
         """Read every grant into the cache."""
@@ -164,12 +166,16 @@ class AccessPolicy:
                 )
             )
         self._roles[subject] = role
+        if self.announce is not None:
+            await self.announce()
 
     async def revoke(self, subject: str) -> bool:
         """Remove a subject's grant; True if there was one."""
         async with self.engine.begin() as conn:
             result = await conn.execute(delete(_GRANT).where(_GRANT.c.subject == subject))
         self._roles.pop(subject, None)
+        if self.announce is not None:
+            await self.announce()
         return bool(result.rowcount)
 
     # --- pairing -------------------------------------------------------------------------

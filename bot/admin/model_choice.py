@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 
 from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -36,6 +37,8 @@ class ModelChoice:
         self.engine = engine
         self.default = default
         self._chosen: dict[str, str] = {}
+        self.announce: Callable[[], Awaitable[None]] | None = None
+        """Called after a change, so other processes reload their copy (bot/scale/changes.py)."""
 
     async def load(self) -> None:
         """Read every stored choice."""
@@ -64,3 +67,5 @@ class ModelChoice:
             self._chosen[scope] = model
         else:
             self._chosen.pop(scope, None)
+        if self.announce is not None:
+            await self.announce()

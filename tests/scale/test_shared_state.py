@@ -1,0 +1,98 @@
+"""Grants, links and model choices changed on a worker reach the gateway (and back) at once."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable
+
+from redis.asyncio import Redis
+
+from bot.events import Address, Chat, Command, User
+from bot.scale.changes import Changes
+from bot.testing import FakeOllama
+from tests.scale.cluster import Cluster, RedisServer
+
+
+async def _until(check: Callable[[], bool], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+
+
+async def _command(cluster: Cluster, chat: str, name: str, args: str = "") -> None:
+    assert cluster.gateway is not None
+    await cluster.gateway.runtime.emit(
+        Command(
+            platform="test",
+            event_id=f"cmd-{name}-{time.monotonic_ns()}",
+            chat=Chat("test", chat),
+            user=User("test", chat),
+            name=name,
+            args=args,
+        )
+    )
+
+
+async def test_allow_on_a_worker_lets_the_stranger_in_at_the_gateway(
+    cluster: Cluster, fake_ollama: FakeOllama
+) -> None:
+    """The gateway decides who may talk; ``/allow`` runs on a worker. No restart in between."""
+    cluster.env.update(OC_DM_POLICY="pairing", OC_ADMINS="test:boss")
+    await cluster.start_gateway()
+    worker = await cluster.start_worker()
+    await cluster.say("stranger", "hello")
+    await _until(lambda: "stranger" in cluster.answers())
+    (notice,) = cluster.answers()["stranger"]
+    code = re.search(r"/allow ([A-Z0-9]{6})", notice)
+    assert code is not None, notice
+
+    await _command(cluster, "boss", "allow", code.group(1))
+    await _until(lambda: len(cluster.answers().get("stranger", [])) == 2)
+    assert cluster.answers()["boss"] == ["Allowed test:stranger (test:stranger)."]
+    assert cluster.answers()["stranger"][1].startswith("You're in")
+
+    await cluster.say("stranger", "hi again")
+    await _until(lambda: len(cluster.answers()["stranger"]) == 3)
+    assert cluster.answers()["stranger"][2] == "echo: hi again"
+    assert [c["messages"][-1]["content"] for c in fake_ollama.chats] == ["hi again"]
+
+    # The other way round: a model chosen on the worker is what the gateway reports, and what
+    # every worker uses.
+    await _command(cluster, "boss", "model", "qwen3:8b global")
+    await _until(lambda: len(cluster.answers()["boss"]) == 2)
+    assert cluster.answers()["boss"][1] == "Model set to qwen3:8b everywhere."
+    assert cluster.gateway is not None
+    elsewhere = Address("test", "somewhere")
+    gateway_models = cluster.gateway.extras["admin"].models
+    await _until(lambda: gateway_models.scope_of(elsewhere) == "global")
+    assert worker.extras["admin"].models.scope_of(elsewhere) == "global"
+
+
+async def test_changes_announced_while_redis_was_down_are_caught_up(
+    redis_server: RedisServer,
+) -> None:
+    reloads: list[str] = []
+
+    async def reload() -> None:
+        reloads.append("access")
+
+    client = Redis.from_url(redis_server.url)
+    changes = Changes(client, "t:changes", interval=3600)
+    announce = changes.watch("access", reload)
+    await changes.start()
+    try:
+        await asyncio.wait_for(changes.subscribed.wait(), 10)
+        await announce()
+        await _until(lambda: reloads == ["access"])
+        redis_server.stop()
+        await _until(lambda: not changes.subscribed.is_set())
+        await announce()  # lost: Redis is down (logged, not raised)
+        await redis_server.start()
+        await asyncio.wait_for(changes.subscribed.wait(), 20)
+        await _until(lambda: len(reloads) == 2)  # reloaded on resubscribing: nothing missed
+    finally:
+        await changes.stop()
+        await client.aclose()
