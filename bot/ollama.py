@@ -10,13 +10,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 import aiohttp
 import orjson
 
 __all__ = [
     "ChatResult",
+    "HttpModelClient",
     "ModelCheck",
     "ModelClient",
     "OllamaClient",
@@ -99,13 +100,15 @@ class ModelClient(Protocol):
         ...
 
 
-class OllamaClient:
-    """Talks to one Ollama server. ``start`` opens the session, ``stop`` closes it."""
+class HttpModelClient:
+    """One long-lived aiohttp session to one model server: ``start`` opens it, ``stop`` closes."""
 
-    def __init__(self, host: str, *, timeout: float = 300.0, max_connections: int = 64) -> None:
-        self.host = host.rstrip("/")
+    def __init__(
+        self, *, timeout: float, max_connections: int, headers: dict[str, str] | None = None
+    ) -> None:
         self._timeout = timeout
         self._max_connections = max_connections
+        self._headers = headers or {}
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -114,6 +117,7 @@ class OllamaClient:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300),
                 timeout=aiohttp.ClientTimeout(total=self._timeout, connect=5),
+                headers=self._headers,
                 json_serialize=lambda obj: orjson.dumps(obj).decode(),
             )
 
@@ -123,7 +127,7 @@ class OllamaClient:
             await self._session.close()
             self._session = None
 
-    async def __aenter__(self) -> OllamaClient:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
@@ -134,8 +138,16 @@ class OllamaClient:
     def session(self) -> aiohttp.ClientSession:
         """The open session (``start`` must have run)."""
         if self._session is None:
-            raise RuntimeError("OllamaClient.start() was not called")
+            raise RuntimeError(f"{type(self).__name__}.start() was not called")
         return self._session
+
+
+class OllamaClient(HttpModelClient):
+    """Talks to one Ollama server."""
+
+    def __init__(self, host: str, *, timeout: float = 300.0, max_connections: int = 64) -> None:
+        super().__init__(timeout=timeout, max_connections=max_connections)
+        self.host = host.rstrip("/")
 
     # --- calls -------------------------------------------------------------------------
     async def chat(

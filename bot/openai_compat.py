@@ -20,6 +20,7 @@ from pydantic import SecretStr
 from bot.ollama import (
     NETWORK_ERRORS,
     ChatResult,
+    HttpModelClient,
     ModelCheck,
     OllamaError,
     OllamaUnavailable,
@@ -37,7 +38,7 @@ _SAME_NAME = ("temperature", "top_p", "seed", "stop", "presence_penalty", "frequ
 _NOT_RUN = "error: this call was not run (the turn ended first)"
 
 
-class OpenAIClient:
+class OpenAIClient(HttpModelClient):
     """Talks to one OpenAI-compatible server at ``base_url`` (the API base, e.g. ``.../v1``)."""
 
     def __init__(
@@ -48,44 +49,12 @@ class OpenAIClient:
         timeout: float = 300.0,
         max_connections: int = 64,
     ) -> None:
+        headers = {"Content-Type": "application/json"}
+        if api_key is not None and api_key.get_secret_value():
+            headers["Authorization"] = f"Bearer {api_key.get_secret_value()}"
+        super().__init__(timeout=timeout, max_connections=max_connections, headers=headers)
         self.base_url = base_url.rstrip("/")
         self.host = f"openai:{self.base_url}"  # as written in OC_OLLAMA_HOSTS; the pool's key
-        self._api_key = api_key
-        self._timeout = timeout
-        self._max_connections = max_connections
-        self._session: aiohttp.ClientSession | None = None
-
-    async def start(self) -> None:
-        """Open the connection pool."""
-        if self._session is None:
-            headers = {"Content-Type": "application/json"}
-            if self._api_key is not None and self._api_key.get_secret_value():
-                headers["Authorization"] = f"Bearer {self._api_key.get_secret_value()}"
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300),
-                timeout=aiohttp.ClientTimeout(total=self._timeout, connect=5),
-                headers=headers,
-            )
-
-    async def stop(self) -> None:
-        """Close the connection pool."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    async def __aenter__(self) -> OpenAIClient:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        """The open session (``start`` must have run)."""
-        if self._session is None:
-            raise RuntimeError("OpenAIClient.start() was not called")
-        return self._session
 
     # --- calls -------------------------------------------------------------------------
     async def chat(
@@ -214,7 +183,7 @@ class OpenAIClient:
 
     def _hint(self, status: int, message: str, model: str) -> str:
         if status in (401, 403):
-            if self._api_key is None:
+            if "Authorization" not in self._headers:
                 return "The server wants a key: set OC_OPENAI_API_KEY."
             return f"Set OC_OPENAI_API_KEY to a key that {self.base_url} accepts."
         if status == 404:

@@ -17,6 +17,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from bot.testing.fake_server import FakeServer
+
 __all__ = ["FakeOllama", "Reply"]
 
 
@@ -49,7 +51,7 @@ def _echo(body: dict[str, Any]) -> Reply:
     return Reply(f"echo: {users[-1].get('content', '')}" if users else "hello")
 
 
-class FakeOllama:
+class FakeOllama(FakeServer):
     """Serve ``/api/chat``, ``/api/show``, ``/api/tags``, ``/api/version``, ``/api/embed``..."""
 
     def __init__(
@@ -68,8 +70,7 @@ class FakeOllama:
         self.responder: Responder = _echo
         self.embedder: Callable[[str], list[float]] = self._default_embedding
         self.requests: list[dict[str, Any]] = []
-        self.url = ""
-        self._runner: web.AppRunner | None = None
+        super().__init__()
 
     # --- scripting ---------------------------------------------------------------------
     def reply(self, content: str = "", **kwargs: Any) -> None:
@@ -86,8 +87,8 @@ class FakeOllama:
         return [r["body"] for r in self.requests if r["path"] == "/api/chat"]
 
     # --- lifecycle ---------------------------------------------------------------------
-    async def start(self, port: int = 0) -> str:
-        """Serve on 127.0.0.1 (a free port unless one is given); returns the base URL."""
+    def app(self) -> web.Application:
+        """Ollama's routes."""
         app = web.Application()
         app.add_routes(
             [
@@ -100,26 +101,7 @@ class FakeOllama:
                 web.get("/api/ps", self._ps),
             ]
         )
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", port)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
-        return self.url
-
-    async def stop(self) -> None:
-        """Stop serving (the port then refuses connections, like a stopped Ollama)."""
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> FakeOllama:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
+        return app
 
     # --- handlers ----------------------------------------------------------------------
     async def _body(self, request: web.Request) -> dict[str, Any]:

@@ -24,6 +24,7 @@ import orjson
 from aiohttp import web
 
 from bot.testing.fake_ollama import Reply, Responder
+from bot.testing.fake_server import FakeServer
 
 __all__ = ["FakeOpenAI"]
 
@@ -33,8 +34,10 @@ def _echo(body: dict[str, Any]) -> Reply:
     return Reply(f"echo: {users[-1].get('content', '')}" if users else "hello")
 
 
-class FakeOpenAI:
+class FakeOpenAI(FakeServer):
     """Serve ``/v1/chat/completions``, ``/v1/models`` and ``/v1/embeddings``."""
+
+    path = "/v1"  # ``url`` is the API base, ``http://127.0.0.1:<port>/v1``
 
     def __init__(
         self,
@@ -53,9 +56,7 @@ class FakeOpenAI:
         self.script: deque[Reply] = deque()
         self.responder: Responder = _echo
         self.requests: list[dict[str, Any]] = []
-        self.url = ""
-        """The API base, ``http://127.0.0.1:<port>/v1``."""
-        self._runner: web.AppRunner | None = None
+        super().__init__()
         self._ids = itertools.count(1)
 
     # --- scripting ---------------------------------------------------------------------
@@ -82,8 +83,8 @@ class FakeOpenAI:
         return [r["body"] for r in self.requests if r["path"] == "/v1/chat/completions"]
 
     # --- lifecycle ---------------------------------------------------------------------
-    async def start(self, port: int = 0) -> str:
-        """Serve on 127.0.0.1 (a free port unless one is given); returns the API base URL."""
+    def app(self) -> web.Application:
+        """The OpenAI API's routes under ``/v1``."""
         app = web.Application(middlewares=[self._auth])
         app.add_routes(
             [
@@ -92,26 +93,7 @@ class FakeOpenAI:
                 web.post("/v1/embeddings", self._embeddings),
             ]
         )
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", port)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}/v1"
-        return self.url
-
-    async def stop(self) -> None:
-        """Stop serving (the port then refuses connections, like a stopped server)."""
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> FakeOpenAI:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
+        return app
 
     # --- handlers ----------------------------------------------------------------------
     @web.middleware
