@@ -9,7 +9,7 @@ import gc
 import importlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.commands import CommandRouter
 from bot.config import Settings
@@ -20,6 +20,9 @@ from bot.ollama_pool import OllamaPool
 from bot.runtime import Runtime
 from bot.storage.store import SqlStore
 from bot.tools import Tool, ToolRegistry
+
+if TYPE_CHECKING:
+    from bot.scale.changes import Changes
 
 __all__ = ["CONNECTORS", "FEATURES", "App", "build_connectors", "enable_hints"]
 
@@ -114,6 +117,8 @@ class App:
         self.on_ready: list[Callable[[], Awaitable[None]]] = []
         """Run once everything is up and recovered (schedulers and other background work)."""
         self._runtime: Runtime | None = None
+        self.changes: Changes | None = None
+        """Announces changes to cached tables to other processes (set when Redis is)."""
         self._stack = contextlib.AsyncExitStack()
 
     @property
@@ -166,6 +171,8 @@ class App:
             commands=self.commands,
             metrics=self.metrics,
         )
+        if self.settings.redis_url:  # other processes cache the same tables: keep in step
+            self.changes = await self._changes()
         for feature in FEATURES:
             await _load(feature)(self)
         if connectors is None and self.role == "worker":
@@ -197,6 +204,18 @@ class App:
         # full passes, which otherwise stall every conversation for tens of milliseconds.
         gc.freeze()
         return self.runtime
+
+    async def _changes(self) -> Changes:
+        from redis.asyncio import Redis
+
+        from bot.scale.changes import Changes
+
+        redis = Redis.from_url(self.settings.redis_url or "")
+        changes = Changes(redis, f"{self.settings.redis_prefix}:changes")
+        await changes.start()
+        self._stack.push_async_callback(redis.aclose)
+        self._stack.push_async_callback(changes.stop)
+        return changes
 
     async def _scale_out(self) -> Any:
         """The gateway or worker side of a scale-out deployment (None for ``run``/``chat``)."""

@@ -112,8 +112,10 @@ async def setup(app: App) -> None:
     models = ModelChoice(engine, settings.model)
     for part in (identity, policy, approvals, models):
         await part.load()
-    if settings.redis_url:  # other processes hold copies of these tables: keep them in step
-        await _share_changes(app, {"access": policy, "identity": identity, "models": models})
+    if app.changes is not None:  # other processes hold copies of these tables
+        policy.announce = app.changes.watch("access", policy.load)
+        identity.announce = app.changes.watch("identity", identity.load)
+        models.announce = app.changes.watch("models", models.load)
     services = AdminServices(app, policy, identity, approvals, models)
     app.extras["admin"] = services
     app.extras.setdefault("forget_hooks", [])
@@ -154,26 +156,6 @@ async def setup(app: App) -> None:
     app.commands.on_denied.append(on_denied)
     register_user_commands(app.commands, services)
     register_admin_commands(app.commands, services)
-
-
-async def _share_changes(
-    app: App, tables: dict[str, AccessPolicy | IdentityLinks | ModelChoice]
-) -> None:
-    import redis.asyncio as redis
-
-    from bot.scale.changes import Changes
-
-    client = redis.from_url(app.settings.redis_url or "")
-    changes = Changes(client, f"{app.settings.redis_prefix}:changes")
-    for topic, table in tables.items():
-        table.announce = changes.watch(topic, table.load)
-    await changes.start()
-
-    async def stop() -> None:
-        await changes.stop()
-        await client.aclose()
-
-    app.on_stop.append(stop)
 
 
 async def _rate_limiter(app: App, policy: AccessPolicy) -> Any:

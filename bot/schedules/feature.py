@@ -60,6 +60,8 @@ async def setup_schedules(app: Any) -> None:
     if app.role != "worker":  # one scheduler per deployment: the gateway's (or run/chat's)
         app.on_ready.append(scheduler.start)  # after recovery: a task may emit right away
         app.on_stop.append(scheduler.stop)
+    if app.changes is not None:  # a schedule made on a worker wakes the gateway's scheduler
+        scheduler.announce = app.changes.watch("schedules", scheduler.woken)
 
     @tool
     async def schedule(

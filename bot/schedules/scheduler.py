@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
@@ -50,6 +50,8 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.fired: list[tuple[int, float]] = []  # (schedule id, occurrence) in this process
+        self.announce: Callable[[], Awaitable[None]] | None = None
+        """Tells the process whose scheduler runs (a gateway) that schedules changed."""
 
     @property
     def engine(self) -> Any:
@@ -73,11 +75,20 @@ class Scheduler:
         """Re-read the schedules (one was added or cancelled)."""
         self._wake.set()
 
+    async def woken(self) -> None:
+        """:meth:`wake`, for another process's announcement."""
+        self.wake()
+
+    async def _changed(self) -> None:
+        self.wake()
+        if self.announce is not None:  # added on a worker: the gateway's scheduler must know
+            await self.announce()
+
     async def add(self, values: dict[str, Any]) -> int:
         """Store a new schedule and wake the loop."""
         async with self.engine.begin() as conn:
             result = await conn.execute(insert(_SCHED).values(**values))
-        self.wake()
+        await self._changed()
         return int(result.inserted_primary_key[0])
 
     async def cancel(self, person: str, schedule_id: int) -> bool:
@@ -92,7 +103,7 @@ class Scheduler:
                 )
                 .values(status="cancelled")
             )
-        self.wake()
+        await self._changed()
         return bool(changed.rowcount)
 
     async def active(self, person: str | None = None) -> list[Any]:

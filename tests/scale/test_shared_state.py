@@ -6,6 +6,7 @@ import asyncio
 import re
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 from redis.asyncio import Redis
 
@@ -96,3 +97,21 @@ async def test_changes_announced_while_redis_was_down_are_caught_up(
     finally:
         await changes.stop()
         await client.aclose()
+
+
+async def test_a_reminder_made_on_a_worker_fires_on_time_from_the_gateway(
+    cluster: Cluster, fake_ollama: FakeOllama
+) -> None:
+    """The schedule tool runs on a worker; the scheduler runs in the gateway and must hear of
+    the new schedule (it would otherwise sleep up to a minute before looking again)."""
+    await cluster.start_gateway()
+    await cluster.start_worker()
+    await asyncio.sleep(0.5)  # the gateway's scheduler is asleep, with nothing due
+    due = datetime.now(UTC) + timedelta(seconds=3)
+    fake_ollama.call_tool("schedule", what="call mom", when=due.isoformat(), timezone="UTC")
+    fake_ollama.reply("I'll remind you.")
+    await cluster.say("family", "remind me in 3 seconds to call mom")
+    await _until(lambda: len(cluster.answers().get("family", [])) == 2, timeout=30)
+    fired_at = time.time()
+    assert cluster.answers()["family"] == ["I'll remind you.", "⏰ Reminder: call mom"]
+    assert due.timestamp() <= fired_at < due.timestamp() + 2.0
