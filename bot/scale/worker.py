@@ -24,7 +24,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from bot.events import Address, Message
+from bot.events import Address, Command, Message
 from bot.reply import ReplySink
 from bot.runtime import Job, RuntimeStopped, message_from_row
 from bot.scale.bus import WORKER_GROUP, Keys, ensure_group
@@ -252,10 +252,13 @@ class Worker:
 
         async def work() -> None:
             try:
-                if isinstance(event, Message) and inbound_id is not None:
+                if isinstance(event, Command):
+                    await self.app.runtime.run_command(event)
+                    done = True
+                elif inbound_id is not None:
                     done = await self._answer(event, inbound_id, claimed)
-                else:
-                    await self.app.runtime.run_command(event)  # type: ignore[arg-type]
+                else:  # not a stored message: a paused turn to resume (an approval decided)
+                    await self.app.runtime.run_turn(event, None)
                     done = True
                 if done:  # acknowledged and deleted: handled entries do not pile up in Redis
                     with contextlib.suppress(RedisError):  # lost with a Redis restart: fine

@@ -10,9 +10,10 @@ from datetime import UTC, datetime, timedelta
 
 from redis.asyncio import Redis
 
-from bot.events import Address, Chat, Command, User
+from bot.events import Address, Chat, Command, Reaction, User
 from bot.scale.changes import Changes
 from bot.testing import FakeOllama
+from bot.tools import Tool
 from tests.scale.cluster import Cluster, RedisServer
 
 
@@ -115,3 +116,39 @@ async def test_a_reminder_made_on_a_worker_fires_on_time_from_the_gateway(
     fired_at = time.time()
     assert cluster.answers()["family"] == ["I'll remind you.", "⏰ Reminder: call mom"]
     assert due.timestamp() <= fired_at < due.timestamp() + 2.0
+
+
+async def test_a_thumbs_up_at_the_gateway_resumes_the_paused_turn_on_a_worker(
+    cluster: Cluster, fake_ollama: FakeOllama
+) -> None:
+    """The question comes from a worker's turn; the 👍 arrives at the gateway."""
+    ran: list[str] = []
+
+    async def wipe(path: str) -> str:
+        ran.append(path)
+        return f"wiped {path}"
+
+    params = {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}
+    await cluster.start_gateway()
+    worker = await cluster.start_worker()
+    worker.tools.add(Tool("wipe", "Delete a folder.", params, wipe, dangerous=True))
+    fake_ollama.call_tool("wipe", path="/srv")
+    await cluster.say("alice", "wipe /srv")
+    await _until(lambda: "alice" in cluster.answers())
+    assert "needs your approval" in cluster.answers()["alice"][0] and ran == []
+    assert cluster.connector is not None and cluster.gateway is not None
+    question = next(c for c in cluster.connector.calls if c.action == "send")
+    fake_ollama.reply("Wiped.")
+    await cluster.gateway.runtime.emit(
+        Reaction(
+            platform="test",
+            event_id="r1",
+            chat=Chat("test", "alice"),
+            user=User("test", "alice"),
+            message_id=question.message_id,
+            emoji="👍",
+        )
+    )
+    await _until(lambda: len(cluster.answers()["alice"]) == 2)
+    assert cluster.answers()["alice"][1] == "Wiped."
+    assert ran == ["/srv"]
