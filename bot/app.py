@@ -255,6 +255,7 @@ class App:
                 resend_after=min(5.0, self.settings.republish_after),
             )
             self.runtime.open_stream = role.open_stream
+            self.runtime.route = role.route
         self.extras[self.role] = role
 
         async def close() -> None:

@@ -15,7 +15,10 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-__all__ = ["GATEWAY_GROUP", "WORKER_GROUP", "Keys", "ensure_group", "partition_of"]
+from bot.runtime import Job
+from bot.scale.codec import encode_event
+
+__all__ = ["GATEWAY_GROUP", "WORKER_GROUP", "Keys", "ensure_group", "partition_of", "publish"]
 
 WORKER_GROUP = "workers"
 GATEWAY_GROUP = "gateways"
@@ -57,6 +60,15 @@ class Keys:
     def capabilities(self) -> str:
         """Hash platform -> JSON capabilities, published by gateways."""
         return f"{self.prefix}:caps"
+
+
+async def publish(redis: Redis, keys: Keys, partitions: int, job: Job) -> None:
+    """Append a job to its conversation's partition stream (raises ``RedisError``)."""
+    stream = keys.inbound(partition_of(job.event.address.key, partitions))
+    fields = {"ev": encode_event(job.event), "in": str(job.inbound_id or "")}
+    # Capped as a safety net: entries are deleted once handled, and anything ever trimmed
+    # unhandled is still in the database, where the republisher finds it.
+    await redis.xadd(stream, fields, maxlen=100_000, approximate=True)  # type: ignore[arg-type]
 
 
 async def ensure_group(redis: Redis, stream: str, group: str) -> None:

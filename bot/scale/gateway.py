@@ -24,8 +24,7 @@ from redis.exceptions import RedisError
 from bot.events import Address
 from bot.reply import ReplyStream
 from bot.runtime import Job, message_from_row
-from bot.scale.bus import GATEWAY_GROUP, Keys, ensure_group, partition_of
-from bot.scale.codec import encode_event
+from bot.scale.bus import GATEWAY_GROUP, Keys, ensure_group, publish
 
 if TYPE_CHECKING:
     from bot.app import App
@@ -77,12 +76,8 @@ class Gateway:
     # --- inbound -----------------------------------------------------------------------
     async def publish(self, job: Job) -> None:
         """Put an accepted job on its conversation's partition stream."""
-        stream = self.keys.inbound(partition_of(job.event.address.key, self.partitions))
-        fields = {"ev": encode_event(job.event), "in": str(job.inbound_id or "")}
         try:
-            # Capped as a safety net: entries are deleted once handled, and anything ever
-            # trimmed unhandled is still in the database, where the republisher finds it.
-            await self.redis.xadd(stream, fields, maxlen=100_000, approximate=True)  # type: ignore[arg-type]
+            await publish(self.redis, self.keys, self.partitions, job)
         except RedisError as exc:
             if job.inbound_id is None:  # commands are not stored: say so rather than drop
                 logger.warning("Redis unavailable, command /%s not queued: %s", job.event, exc)

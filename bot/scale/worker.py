@@ -27,7 +27,7 @@ from redis.exceptions import RedisError, ResponseError
 from bot.events import Address, Command, Message
 from bot.reply import ReplySink
 from bot.runtime import Job, RuntimeStopped, message_from_row
-from bot.scale.bus import WORKER_GROUP, Keys, ensure_group
+from bot.scale.bus import WORKER_GROUP, Keys, ensure_group, partition_of, publish
 from bot.scale.claims import claim_up_to, touch
 from bot.scale.codec import decode_event
 
@@ -294,6 +294,15 @@ class Worker:
         finally:
             self._answering -= ids
         return claim.complete
+
+    async def route(self, job: Job) -> None:
+        """Jobs made on this worker (a paused turn that ``/approve`` resumes) go to the worker
+        that owns their conversation, so its turns stay one at a time and in order.
+        """
+        if partition_of(job.event.address.key, self.partitions) in self.reading:
+            await self.app.runtime.dispatch(job)
+        else:
+            await publish(self.redis, self.keys, self.partitions, job)
 
     # --- replies through the gateway ---------------------------------------------------
     def open_stream(self, address: Address, reply_to: str | None, key: str | None) -> ReplySink:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from redis.asyncio import Redis
 
 from bot.events import Address, Chat, Command, Reaction, User
+from bot.scale.bus import partition_of
 from bot.scale.changes import Changes
 from bot.testing import FakeOllama
 from bot.tools import Tool
@@ -152,3 +153,40 @@ async def test_a_thumbs_up_at_the_gateway_resumes_the_paused_turn_on_a_worker(
     await _until(lambda: len(cluster.answers()["alice"]) == 2)
     assert cluster.answers()["alice"][1] == "Wiped."
     assert ran == ["/srv"]
+
+
+async def test_approve_from_another_partition_resumes_on_the_conversations_worker(
+    cluster: Cluster, fake_ollama: FakeOllama
+) -> None:
+    """``/approve`` runs on the worker of the admin's chat; the paused turn must resume on the
+    worker that owns the asker's conversation (one turn at a time per conversation)."""
+    admins = [f"boss{i}" for i in range(24)]
+    cluster.env["OC_ADMINS"] = ",".join(f"test:{name}" for name in admins)
+    ran: list[tuple[str, str]] = []
+    params = {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}
+    await cluster.start_gateway()
+    workers = [await cluster.start_worker(), await cluster.start_worker()]
+    for app in workers:
+
+        async def wipe(path: str, name: str = app.extras["worker"].id) -> str:
+            ran.append((name, path))
+            return f"wiped {path}"
+
+        app.tools.add(Tool("wipe", "Delete a folder.", params, wipe, dangerous=True))
+    await _until(lambda: all(len(w.extras["worker"].reading) == 4 for w in workers), timeout=30)
+
+    def owner(chat: str) -> str:
+        p = partition_of(Address("test", chat).key, 8)
+        return next(w.extras["worker"].id for w in workers if p in w.extras["worker"].held)
+
+    boss = next(name for name in admins if owner(name) != owner("alice"))
+    fake_ollama.call_tool("wipe", path="/srv")
+    await cluster.say("alice", "wipe /srv")
+    await _until(lambda: "alice" in cluster.answers())
+    found = re.search(r"/approve (\d+)", cluster.answers()["alice"][0])
+    assert found is not None and ran == []
+    fake_ollama.reply("Wiped.")
+    await _command(cluster, boss, "approve", found.group(1))
+    await _until(lambda: len(cluster.answers()["alice"]) == 2)
+    assert cluster.answers()["alice"][1] == "Wiped."
+    assert ran == [(owner("alice"), "/srv")]
