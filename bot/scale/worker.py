@@ -385,6 +385,7 @@ class RemoteSink:
         # text alone, one operation instead of two (a model's first token rarely comes sooner).
         self._last = time.monotonic()
         self._started = False
+        self._typing: asyncio.Task[None] | None = None
 
     @property
     def started(self) -> bool:
@@ -405,10 +406,20 @@ class RemoteSink:
         self.text = ""
 
     async def typing(self) -> None:
-        """Ask the gateway to show the typing indicator."""
-        await self.worker.cast({**self._base, "op": "typing"}, best_effort=True)
+        """Ask the gateway to show the typing indicator, unless the answer is out by then."""
+        if self._typing is None or self._typing.done():
+            self._typing = asyncio.create_task(self._typing_soon())
+
+    async def _typing_soon(self) -> None:
+        # An answer ready within one interval needs no indicator: that saves a platform call
+        # (Telegram counts chat actions against its limits) and two hops over Redis per turn.
+        await asyncio.sleep(self.interval)
+        if not self._started:
+            await self.worker.cast({**self._base, "op": "typing"}, best_effort=True)
 
     async def finish(self, text: str) -> list[str]:
         """Deliver the final text; returns the platform message ids."""
+        if self._typing is not None:
+            self._typing.cancel()
         answer = await self.worker.call({**self._base, "op": "stream", "x": text, "final": True})
         return [str(i) for i in answer.get("ids", [])]

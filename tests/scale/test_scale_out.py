@@ -136,3 +136,19 @@ async def test_a_worker_joining_under_load_gets_its_share(
         query = text("SELECT owner, count(*) FROM inbound_messages GROUP BY owner")
         owners = {owner: count for owner, count in await conn.execute(query)}
     assert owners.get(worker.id, 0) >= 60, owners
+
+
+async def test_typing_shows_only_when_the_answer_takes_a_moment(
+    cluster: Cluster, fake_ollama: FakeOllama
+) -> None:
+    await cluster.start_gateway()
+    await cluster.start_worker()
+    assert cluster.connector is not None
+    fake_ollama.reply("quick")
+    await cluster.say("fast", "hi")
+    await cluster.wait_answers(1, timeout=30)
+    fake_ollama.reply("slow", delay=1.0)
+    await cluster.say("slow", "hi")
+    await cluster.wait_answers(2, timeout=30)
+    typing = [c.address.chat_id for c in cluster.connector.calls if c.action == "typing"]
+    assert typing == ["slow"]
