@@ -1,4 +1,6 @@
-"""Grants, links and model choices changed on a worker reach the gateway (and back) at once."""
+"""State that crosses processes: grants and model choices changed on a worker reach the gateway
+at once, a schedule made on a worker wakes the gateway's scheduler, and a paused turn resumes
+on the worker that owns its conversation, whichever process saw the decision."""
 
 from __future__ import annotations
 
