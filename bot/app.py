@@ -208,10 +208,10 @@ class App:
     async def _changes(self) -> Changes:
         from redis.asyncio import Redis
 
-        from bot.scale.changes import Changes
+        from bot.scale.changes import Changes, changes_channel
 
         redis = Redis.from_url(self.settings.redis_url or "")
-        changes = Changes(redis, f"{self.settings.redis_prefix}:changes")
+        changes = Changes(redis, changes_channel(self.settings.redis_prefix))
         await changes.start()
         self._stack.push_async_callback(redis.aclose)
         self._stack.push_async_callback(changes.stop)

@@ -147,18 +147,24 @@ def _set(name: str, enabled: bool, chat: str | None) -> None:
         typer.secho(f"no usable plugin named {name} (see `opencomputer plugins list`)", fg="red")
         raise typer.Exit(1)
 
-    async def apply() -> None:
+    async def apply() -> bool:
         store, enablement = await _enablement(settings)
         try:
             await enablement.set(name, enabled, scope=chat or "*")  # type: ignore[attr-defined]
         finally:
             await store.stop()  # type: ignore[attr-defined]
+        if not settings.redis_url:
+            return False
+        from bot.scale.changes import announce_once, changes_channel
 
-    asyncio.run(apply())
+        channel = changes_channel(settings.redis_prefix)
+        return await announce_once(settings.redis_url, channel, "plugins")
+
+    announced = asyncio.run(apply())
     where = f"in {chat}" if chat else "everywhere"
+    when = "at once" if announced else "within 15 s"
     typer.echo(
-        f"{name} {'enabled' if enabled else 'disabled'} {where} "
-        "(a running server picks this up within 15 s)"
+        f"{name} {'enabled' if enabled else 'disabled'} {where} (running servers apply this {when})"
     )
 
 

@@ -186,6 +186,8 @@ async def setup(app: App) -> None:
     _register_hooks(app, system)
     _start_jobs(system)
     system.spawn(_refresh(enablement), "plugin-enablement-refresh", loop=True)
+    if app.changes is not None:  # `opencomputer plugins enable|disable` announces its change
+        app.changes.watch("plugins", enablement.refresh)
 
 
 def _register_commands(app: App, system: PluginSystem) -> None:

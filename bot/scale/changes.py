@@ -18,17 +18,35 @@ from collections.abc import Awaitable, Callable
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-__all__ = ["Changes"]
+__all__ = ["Changes", "announce_once", "changes_channel"]
 
 logger = logging.getLogger(__name__)
 
 Reload = Callable[[], Awaitable[None]]
 
 
+def changes_channel(prefix: str) -> str:
+    """The Redis channel announcements travel on (``OC_REDIS_PREFIX`` + ``:changes``)."""
+    return f"{prefix}:changes"
+
+
+async def announce_once(redis_url: str, channel: str, topic: str) -> bool:
+    """Announce one change from a process without a feed (the CLI); False if Redis is down."""
+    redis = Redis.from_url(redis_url)
+    try:
+        await redis.publish(channel, topic)
+        return True
+    except RedisError:
+        return False
+    finally:
+        await redis.aclose()
+
+
 class Changes:
     """Announces changes to shared tables and reloads the caches others announce."""
 
     def __init__(self, redis: Redis, channel: str, *, interval: float = 60.0) -> None:
+        """``channel`` is ``changes_channel(prefix)``; ``interval`` paces the safety reload."""
         self.redis = redis
         self.channel = channel
         self.interval = interval

@@ -1,6 +1,7 @@
 """State that crosses processes: grants and model choices changed on a worker reach the gateway
 at once, a schedule made on a worker wakes the gateway's scheduler, and a paused turn resumes
-on the worker that owns its conversation, whichever process saw the decision."""
+on the worker that owns its conversation, whichever process saw the decision, and the CLI's
+plugin switches reach running processes."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from redis.asyncio import Redis
+from typer.testing import CliRunner
 
+from bot.cli import app as cli
 from bot.events import Address, Chat, Command, Reaction, User
 from bot.scale.bus import partition_of
 from bot.scale.changes import Changes
@@ -192,3 +195,19 @@ async def test_approve_from_another_partition_resumes_on_the_conversations_worke
     await _until(lambda: len(cluster.answers()["alice"]) == 2)
     assert cluster.answers()["alice"][1] == "Wiped."
     assert ran == [(owner("alice"), "/srv")]
+
+
+async def test_plugins_disable_on_the_cli_applies_at_once_everywhere(cluster: Cluster) -> None:
+    """The CLI announces its change: running processes need not wait for their 15 s refresh."""
+    await cluster.start_gateway()
+    worker = await cluster.start_worker()
+    assert cluster.gateway is not None
+    systems = [app.extras["plugins"] for app in (cluster.gateway, worker)]
+    assert all(system.enabled("web", None) for system in systems)
+    env = {k: str(v) for k, v in cluster.env.items()}
+    result = await asyncio.to_thread(
+        CliRunner().invoke, cli, ["plugins", "disable", "web"], env=env
+    )
+    assert result.exit_code == 0, result.output
+    assert "web disabled everywhere (running servers apply this at once)" in result.output
+    await _until(lambda: not any(system.enabled("web", None) for system in systems), timeout=3)
