@@ -1,5 +1,5 @@
-"""State that crosses processes: grants and model choices changed on a worker reach the gateway
-at once, a schedule made on a worker wakes the gateway's scheduler, and a paused turn resumes
+"""State that crosses processes: grants, account links and model choices changed on a worker
+reach the gateway at once, a schedule made on a worker wakes the gateway's scheduler, and a paused turn resumes
 on the worker that owns its conversation, whichever process saw the decision, and the CLI's
 plugin switches reach running processes."""
 
@@ -211,3 +211,24 @@ async def test_plugins_disable_on_the_cli_applies_at_once_everywhere(cluster: Cl
     assert result.exit_code == 0, result.output
     assert "web disabled everywhere (running servers apply this at once)" in result.output
     await _until(lambda: not any(system.enabled("web", None) for system in systems), timeout=3)
+
+
+async def test_an_account_linked_on_a_worker_is_let_in_at_the_gateway(
+    cluster: Cluster, fake_ollama: FakeOllama
+) -> None:
+    """Linking proves one person: the gateway must know the new link to let the account in."""
+    cluster.env.update(OC_DM_POLICY="allowlist", OC_ADMINS="test:boss")
+    await cluster.start_gateway()
+    await cluster.start_worker()
+    await _command(cluster, "boss", "allow", "test:ann")
+    await _until(lambda: "boss" in cluster.answers())
+    await _command(cluster, "ann", "link")
+    await _until(lambda: "ann" in cluster.answers())
+    code = re.search(r"/link (\w+)`", cluster.answers()["ann"][0])
+    assert code is not None, cluster.answers()["ann"]
+    await _command(cluster, "ann-phone", "link", code.group(1))
+    await _until(lambda: "ann-phone" in cluster.answers())
+    assert cluster.answers()["ann-phone"][0].startswith("Linked:")
+    await cluster.say("ann-phone", "hello from my phone")
+    await _until(lambda: len(cluster.answers()["ann-phone"]) == 2)
+    assert cluster.answers()["ann-phone"][1] == "echo: hello from my phone"
