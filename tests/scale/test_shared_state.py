@@ -1,7 +1,10 @@
-"""State that crosses processes: grants, account links and model choices changed on a worker
-reach the gateway at once, a schedule made on a worker wakes the gateway's scheduler, and a paused turn resumes
-on the worker that owns its conversation, whichever process saw the decision, and the CLI's
-plugin switches reach running processes."""
+"""State that crosses processes, with no restart in between.
+
+Grants, account links and model choices changed on a worker reach the gateway at once; a
+schedule made on a worker wakes the gateway's scheduler; a paused turn resumes on the worker
+that owns its conversation, whichever process saw the decision; the CLI's plugin switches
+reach running processes.
+"""
 
 from __future__ import annotations
 
