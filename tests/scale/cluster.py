@@ -154,6 +154,18 @@ class Cluster:
         )
         await self.gateway.runtime.emit(msg)
 
+    async def send(
+        self, chats: int, count: int, prefix: str, sent: dict[str, list[str]], gap: float = 0.0
+    ) -> None:
+        """``count`` messages round-robin over chats ``c0``.. ``c{chats-1}``, noted in ``sent``."""
+        for n in range(count):
+            chat = f"c{n % chats}"
+            text = f"{prefix}{n}"
+            sent.setdefault(chat, []).append(text)
+            await self.say(chat, text)
+            if gap:
+                await asyncio.sleep(gap)
+
     def answers(self) -> dict[str, list[str]]:
         """Final text of every message the bot posted, per chat, in posting order."""
         assert self.connector is not None

@@ -24,23 +24,6 @@ def _echo_after(delay: float):  # type: ignore[no-untyped-def]
     return respond
 
 
-async def _send(
-    cluster: Cluster,
-    chats: int,
-    count: int,
-    prefix: str,
-    sent: dict[str, list[str]],
-    gap: float = 0.0,
-) -> None:
-    for n in range(count):
-        chat = f"c{n % chats}"
-        text = f"{prefix}{n}"
-        sent.setdefault(chat, []).append(text)
-        await cluster.say(chat, text)
-        if gap:
-            await asyncio.sleep(gap)
-
-
 async def test_worker_killed_mid_turn(
     cluster: Cluster, fake_ollama: FakeOllama, tmp_path: Path
 ) -> None:
@@ -51,7 +34,7 @@ async def test_worker_killed_mid_turn(
     victim = cluster.spawn_worker(tmp_path / "victim")
     await asyncio.sleep(3)  # the subprocess takes its partitions
     sent: dict[str, list[str]] = {}
-    await _send(cluster, 8, 40, "k", sent)
+    await cluster.send(8, 40, "k", sent)
     deadline = time.monotonic() + 20
     while len(fake_ollama.chats) < 3 and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
@@ -72,11 +55,11 @@ async def test_redis_restarted(
     await cluster.start_worker()
     await cluster.start_worker()
     sent: dict[str, list[str]] = {}
-    await _send(cluster, 6, 30, "a", sent, gap=0.01)
+    await cluster.send(6, 30, "a", sent, gap=0.01)
     redis_server.stop()
-    await _send(cluster, 6, 12, "b", sent, gap=0.02)  # accepted while Redis is down
+    await cluster.send(6, 12, "b", sent, gap=0.02)  # accepted while Redis is down
     await redis_server.start()
-    await _send(cluster, 6, 18, "c", sent, gap=0.01)
+    await cluster.send(6, 18, "c", sent, gap=0.01)
     answers = await cluster.wait_answers(60, timeout=120)
     assert_exactly_once_in_order(answers, sent)
 
@@ -93,7 +76,7 @@ async def test_postgresql_connections_dropped(
     name = postgres_url.rsplit("/", 1)[1]
     try:
         for round_ in range(2):
-            await _send(cluster, 5, 15, f"r{round_}-", sent, gap=0.01)
+            await cluster.send(5, 15, f"r{round_}-", sent, gap=0.01)
             killed = await admin.fetchval(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                 "WHERE datname = $1 AND pid <> pg_backend_pid()",
@@ -114,12 +97,12 @@ async def test_ollama_down_30_seconds(cluster: Cluster, fake_ollama: FakeOllama)
     await cluster.start_gateway()
     await cluster.start_worker()
     sent: dict[str, list[str]] = {}
-    await _send(cluster, 4, 8, "before", sent)
+    await cluster.send(4, 8, "before", sent)
     await cluster.wait_answers(8, timeout=30)
     await fake_ollama.stop()
-    await _send(cluster, 4, 8, "during", sent, gap=0.5)
+    await cluster.send(4, 8, "during", sent, gap=0.5)
     await asyncio.sleep(26)
     await fake_ollama.start(port)
-    await _send(cluster, 4, 8, "after", sent)
+    await cluster.send(4, 8, "after", sent)
     answers = await cluster.wait_answers(24, timeout=90)
     assert_exactly_once_in_order(answers, sent)

@@ -51,11 +51,8 @@ async def test_burst_of_1000_messages_two_workers(
     await cluster.start_gateway()
     await cluster.start_worker()
     await cluster.start_worker()
-    sent: dict[str, list[str]] = {f"chat{i}": [] for i in range(40)}
-    for n in range(1000):
-        chat = f"chat{n % 40}"
-        sent[chat].append(f"m{n}")
-        await cluster.say(chat, f"m{n}")
+    sent: dict[str, list[str]] = {}
+    await cluster.send(40, 1000, "m", sent)
     answers = await cluster.wait_answers(1000, timeout=240)
     assert_exactly_once_in_order(answers, sent)
     assert len(fake_ollama.chats) == 1000
@@ -99,13 +96,10 @@ async def test_slow_model_while_a_second_worker_joins(
     )
     await cluster.start_gateway()
     await cluster.start_worker()
-    sent: dict[str, list[str]] = {f"c{i}": [] for i in range(10)}
-    for n in range(100):
-        chat = f"c{n % 10}"
-        sent[chat].append(f"x{n}")
-        await cluster.say(chat, f"x{n}")
-        if n == 30:
-            await cluster.start_worker()  # partitions are rebalanced mid-stream
+    sent: dict[str, list[str]] = {}
+    await cluster.send(10, 31, "x", sent)
+    await cluster.start_worker()  # partitions are rebalanced mid-stream
+    await cluster.send(10, 69, "y", sent)
     assert_exactly_once_in_order(await cluster.wait_answers(100, timeout=120), sent)
 
 
@@ -120,11 +114,8 @@ async def test_a_worker_joining_under_load_gets_its_share(
     cluster.env["OC_MAX_IN_FLIGHT"] = 2  # a short read-ahead: most of the backlog stays queued
     await cluster.start_gateway()
     await cluster.start_worker()
-    sent: dict[str, list[str]] = {f"c{i}": [] for i in range(16)}
-    for n in range(240):
-        chat = f"c{n % 16}"
-        sent[chat].append(f"x{n}")
-        await cluster.say(chat, f"x{n}")
+    sent: dict[str, list[str]] = {}
+    await cluster.send(16, 240, "x", sent)
     newcomer = await cluster.start_worker()
     worker = newcomer.extras["worker"]
     while len(worker.held) < 4:  # half of OC_PARTITIONS=8
