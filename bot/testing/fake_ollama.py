@@ -51,7 +51,35 @@ def _echo(body: dict[str, Any]) -> Reply:
     return Reply(f"echo: {users[-1].get('content', '')}" if users else "hello")
 
 
-class FakeOllama(FakeServer):
+class ScriptedModel(FakeServer):
+    """What both fake model servers share: queued answers (else ``responder``'s), and a record
+    of every request.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.script: deque[Reply] = deque()
+        self.responder: Responder = _echo
+        self.requests: list[dict[str, Any]] = []
+
+    # --- scripting ---------------------------------------------------------------------
+    def reply(self, content: str = "", **kwargs: Any) -> None:
+        """Queue a text answer."""
+        self.script.append(Reply(content, **kwargs))
+
+    def call_tool(self, name: str, **arguments: Any) -> None:
+        """Queue an answer that calls a tool."""
+        self.script.append(Reply.tool(name, **arguments))
+
+    async def next_reply(self, body: dict[str, Any]) -> Reply:
+        """The next queued answer, else the responder's, once its delay has passed."""
+        reply = self.script.popleft() if self.script else self.responder(body)
+        if reply.delay:
+            await asyncio.sleep(reply.delay)
+        return reply
+
+
+class FakeOllama(ScriptedModel):
     """Serve ``/api/chat``, ``/api/show``, ``/api/tags``, ``/api/version``, ``/api/embed``..."""
 
     def __init__(
@@ -66,20 +94,8 @@ class FakeOllama(FakeServer):
         self.capabilities = list(capabilities)
         self.context_length = context_length
         self.embed_dim = embed_dim
-        self.script: deque[Reply] = deque()
-        self.responder: Responder = _echo
         self.embedder: Callable[[str], list[float]] = self._default_embedding
-        self.requests: list[dict[str, Any]] = []
         super().__init__()
-
-    # --- scripting ---------------------------------------------------------------------
-    def reply(self, content: str = "", **kwargs: Any) -> None:
-        """Queue a text answer."""
-        self.script.append(Reply(content, **kwargs))
-
-    def call_tool(self, name: str, **arguments: Any) -> None:
-        """Queue an answer that calls a tool."""
-        self.script.append(Reply.tool(name, **arguments))
 
     @property
     def chats(self) -> list[dict[str, Any]]:
@@ -120,9 +136,7 @@ class FakeOllama(FakeServer):
         missing = self._model_error(str(body.get("model", "")))
         if missing is not None:
             return missing
-        reply = self.script.popleft() if self.script else self.responder(body)
-        if reply.delay:
-            await asyncio.sleep(reply.delay)
+        reply = await self.next_reply(body)
         if reply.status >= 400:
             return _json({"error": reply.error or "internal error"}, status=reply.status)
         model = body.get("model", "")

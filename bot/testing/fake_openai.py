@@ -16,25 +16,18 @@ import asyncio
 import itertools
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from bot.testing.fake_ollama import Reply, Responder
-from bot.testing.fake_server import FakeServer
+from bot.testing.fake_ollama import Reply, ScriptedModel
 
 __all__ = ["FakeOpenAI"]
 
 
-def _echo(body: dict[str, Any]) -> Reply:
-    users = [m for m in body.get("messages", []) if m.get("role") == "user"]
-    return Reply(f"echo: {users[-1].get('content', '')}" if users else "hello")
-
-
-class FakeOpenAI(FakeServer):
+class FakeOpenAI(ScriptedModel):
     """Serve ``/v1/chat/completions``, ``/v1/models`` and ``/v1/embeddings``."""
 
     path = "/v1"  # ``url`` is the API base, ``http://127.0.0.1:<port>/v1``
@@ -53,21 +46,10 @@ class FakeOpenAI(FakeServer):
         self.max_model_len = max_model_len
         """Reported in ``/v1/models`` as vLLM does; ``None`` leaves it out, as OpenAI does."""
         self.embed_dim = embed_dim
-        self.script: deque[Reply] = deque()
-        self.responder: Responder = _echo
-        self.requests: list[dict[str, Any]] = []
         super().__init__()
         self._ids = itertools.count(1)
 
     # --- scripting ---------------------------------------------------------------------
-    def reply(self, content: str = "", **kwargs: Any) -> None:
-        """Queue a text answer."""
-        self.script.append(Reply(content, **kwargs))
-
-    def call_tool(self, name: str, **arguments: Any) -> None:
-        """Queue an answer that calls a tool."""
-        self.script.append(Reply.tool(name, **arguments))
-
     def fail(self, status: int = 500, message: str = "internal error") -> None:
         """Queue an HTTP error answer to the next chat request."""
         self.script.append(Reply(status=status, error=message))
@@ -175,9 +157,7 @@ class FakeOpenAI(FakeServer):
         missing = self._missing(model)
         if missing is not None:
             return missing
-        reply = self.script.popleft() if self.script else self.responder(body)
-        if reply.delay:
-            await asyncio.sleep(reply.delay)
+        reply = await self.next_reply(body)
         if reply.status >= 400:
             return _error(reply.status, reply.error or "internal error", kind="server_error")
         calls = [_wire_call(i, call) for i, call in enumerate(reply.tool_calls)]
