@@ -127,6 +127,8 @@ async def test_a_scheduled_task_runs_the_agent_and_answers_in_the_chat(
             "(Scheduled task) tell me a fun fact"
         )
         scheduler = h.app.extras["scheduler"]
+        # The answer can land before the scheduler records the run (it emits first): wait.
+        await until(lambda: bool(scheduler.fired))
         assert len(scheduler.fired) == 1
         assert await scheduler.active() == []
 
