@@ -1,9 +1,13 @@
 """In-process guard installed by the sandbox worker before any plugin code is imported.
 
-Bubblewrap is the wall (no network namespace, read-only mounts); this is the fine-grained
-layer on top: when a plugin is granted some hosts (the network namespace is then shared), an
-audit hook refuses connections to any other address, and without the ``process`` permission it
-refuses to start programs. Audit hooks cannot be removed once added.
+Not the wall: bubblewrap (no host network, read-only mounts, no capabilities), the egress proxy
+(which enforces network grants after resolving names itself) and the seccomp process filter are.
+ctypes, ``_posixsubprocess`` and C extensions walk past an audit hook; what this layer adds is a
+clear error for ordinary Python code ("no network permission for X", "no permission to start
+programs") instead of a bare "connection refused". Inside the sandbox it lets through exactly
+the worker's own route out: the bridge on ``127.0.0.1:<port>`` and the proxy's Unix socket.
+With ``OC_PLUGIN_SANDBOX=off`` (admin opt-out) it is the only check left. Audit hooks cannot be
+removed once added.
 """
 
 from __future__ import annotations
@@ -77,8 +81,16 @@ class _Guard:
     cloud metadata) stay out of reach unless a grant names them.
     """
 
-    def __init__(self, grants: list[str], process: bool) -> None:
+    def __init__(
+        self,
+        grants: list[str],
+        process: bool,
+        proxy: tuple[str, int] | None = None,
+        egress_socket: str | None = None,
+    ) -> None:
         self.grants = grants
+        self.proxy = proxy
+        self.egress_socket = egress_socket
         self.named = [g for g in grants if g.strip() != "*"]
         self.any_host = len(self.named) < len(grants)
         self.process = process
@@ -113,6 +125,8 @@ class _Guard:
 
     def _resolve(self, host: str, port: Any) -> None:
         number = port if isinstance(port, int) else None
+        if self._is_proxy(host, number):
+            return
         if not host_allowed(self.grants, host, number):
             raise PermissionError(f"this plugin has no network permission for {host}")
         ports = _matches(self.named, host, number)
@@ -136,10 +150,29 @@ class _Guard:
                 continue
         return ports
 
+    def _is_proxy(self, host: str, port: int | None) -> bool:
+        return (
+            self.proxy is not None
+            and host in ("127.0.0.1", "localhost")
+            and (port is None or port == self.proxy[1])
+        )
+
     def _check(self, address: Any) -> None:
+        if self.egress_socket is not None and address == self.egress_socket:
+            return  # the bridge's own connection to the egress proxy
         if isinstance(address, tuple) and address:
             ip, port = str(address[0]), address[1] if len(address) > 1 else None
-            if {(ip, None), (ip, port)} & self.addresses or (self.any_host and not _private(ip)):
+            if self.proxy is not None and (ip, port) == self.proxy:
+                return
+            allowed = {(ip, None), (ip, port)} & self.addresses or (
+                self.any_host and not _private(ip)
+            )
+            if allowed and self.proxy is not None:
+                raise PermissionError(
+                    f"this plugin reaches {ip}:{port} only through its egress proxy"
+                    " (HTTP_PROXY/HTTPS_PROXY are set); the sandbox has no direct network"
+                )
+            if allowed:
                 return
             if port in self._own_ports() and ipaddress.ip_address(ip).is_loopback:
                 return  # a library talking to itself (e.g. paho's socketpair emulation)
@@ -154,6 +187,16 @@ class _Guard:
         raise PermissionError("this plugin may not connect to local sockets")
 
 
-def install_guard(grants: list[str], process: bool) -> None:
-    """Add the audit hook (for the rest of this process's life)."""
-    sys.addaudithook(_Guard(list(grants), process))
+def install_guard(
+    grants: list[str],
+    process: bool,
+    *,
+    proxy: tuple[str, int] | None = None,
+    egress_socket: str | None = None,
+) -> None:
+    """Add the audit hook (for the rest of this process's life).
+
+    ``proxy`` is the bridge's loopback address and ``egress_socket`` the proxy's Unix socket:
+    the only way out of a sandbox with network grants.
+    """
+    sys.addaudithook(_Guard(list(grants), process, proxy, egress_socket))

@@ -1,9 +1,16 @@
 """MCP servers as a plugin source: each configured server's tools, namespaced ``server__tool``.
 
-``OC_MCP_SERVERS`` is JSON: ``{"files": {"command": "npx", "args": [...], "env": {...}},
-"search": {"url": "http://127.0.0.1:9000/mcp", "dangerous": ["delete_index"]}}``. A server's
-tools belong to the plugin ``mcp:<name>`` for enable/disable, and ``dangerous`` (a list of tool
-names, or true for all) routes them through approval like a plugin's dangerous tools.
+``OC_MCP_SERVERS`` is JSON: ``{"files": {"command": "npx", "args": [...], "env": {...},
+"permissions": {"network": ["registry.npmjs.org"], "process": true}}, "search": {"url":
+"http://127.0.0.1:9000/mcp", "dangerous": ["delete_index"]}}``. A server's tools belong to the
+plugin ``mcp:<name>`` for enable/disable, and ``dangerous`` (a list of tool names, or true for
+all) routes them through approval like a plugin's dangerous tools.
+
+A stdio server runs in the plugin sandbox (:mod:`bot.plugins.sandbox`): no server environment
+(only its own ``env``), no server working directory, no ``.env`` or database, no network and no
+new processes unless its ``permissions`` (the manifest's shape: ``network``, ``files.read``,
+``files.write``, ``process``) grant them. Files named in ``command``/``args`` are shown
+read-only, one by one; a folder it needs must be granted in ``files.read``.
 
 Each connection lives in its own task (the MCP SDK's transports are anyio task groups that must
 be entered and left by the same task); tool calls from turns go through the open session. A
@@ -17,9 +24,14 @@ import contextlib
 import json
 import logging
 import re
+import shutil
+import sys
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from bot.plugins.sandbox import CallLimits, Sandbox, SandboxPolicy, egress_proxy
 from bot.tools import Tool, ToolError
 
 __all__ = ["McpServer", "McpServers", "parse_servers"]
@@ -37,6 +49,7 @@ class McpServer:
     env: dict[str, str] | None = None
     url: str | None = None
     dangerous: list[str] | bool = False
+    permissions: dict[str, Any] = field(default_factory=dict)
     tools: list[Tool] = field(default_factory=list)
     error: str | None = None
     session: Any = None
@@ -61,6 +74,12 @@ def parse_servers(raw: str) -> list[McpServer]:
             raise ValueError(f"OC_MCP_SERVERS: bad entry {name!r}")
         if bool(spec.get("command")) == bool(spec.get("url")):
             raise ValueError(f"OC_MCP_SERVERS: {name} needs either 'command' or 'url'")
+        permissions = spec.get("permissions") or {}
+        if not isinstance(permissions, dict) or not _valid_permissions(permissions):
+            raise ValueError(
+                f"OC_MCP_SERVERS: {name}: 'permissions' must look like "
+                '{"network": ["host"], "files": {"read": [], "write": []}, "process": false}'
+            )
         servers.append(
             McpServer(
                 name,
@@ -69,9 +88,22 @@ def parse_servers(raw: str) -> list[McpServer]:
                 spec.get("env"),
                 spec.get("url"),
                 spec.get("dangerous", False),
+                permissions,
             )
         )
     return servers
+
+
+def _valid_permissions(permissions: dict[str, Any]) -> bool:
+    files = permissions.get("files") or {}
+    lists = [permissions.get("network") or [], files.get("read") or [], files.get("write") or []]
+    return (
+        set(permissions) <= {"network", "files", "process"}
+        and isinstance(files, dict)
+        and set(files) <= {"read", "write"}
+        and all(isinstance(v, list) and all(isinstance(x, str) for x in v) for v in lists)
+        and isinstance(permissions.get("process", False), bool)
+    )
 
 
 def _field(obj: Any, *names: str) -> Any:
@@ -97,20 +129,31 @@ def _text(result: Any) -> str:
 class McpServers:
     """Every configured server; :meth:`tools` lists what the connected ones offer."""
 
-    def __init__(self, servers: list[McpServer], *, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        servers: list[McpServer],
+        *,
+        timeout: float = 30.0,
+        sandbox: Sandbox | None = None,
+        limits: CallLimits | None = None,
+    ) -> None:
         self.servers = servers
         self.timeout = timeout
+        self.sandbox = sandbox or Sandbox(mode="on")
+        self.limits = limits or CallLimits()
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
     @classmethod
-    def from_setting(cls, raw: str, *, timeout: float = 30.0) -> McpServers:
+    def from_setting(
+        cls, raw: str, *, timeout: float = 30.0, sandbox: Sandbox | None = None
+    ) -> McpServers:
         """Build from ``OC_MCP_SERVERS`` (a bad setting is logged; no server is used)."""
         try:
-            return cls(parse_servers(raw), timeout=timeout)
+            return cls(parse_servers(raw), timeout=timeout, sandbox=sandbox)
         except ValueError as exc:
             logger.error("%s", exc)
-            return cls([], timeout=timeout)
+            return cls([], timeout=timeout, sandbox=sandbox)
 
     def tools(self) -> list[Tool]:
         """Tools of every connected server."""
@@ -146,7 +189,8 @@ class McpServers:
 
         try:
             async with contextlib.AsyncExitStack() as stack:
-                streams = await stack.enter_async_context(_transport(server))
+                transport = await stack.enter_async_context(self._confined(server))
+                streams = await stack.enter_async_context(transport)
                 session = await stack.enter_async_context(ClientSession(streams[0], streams[1]))
                 await session.initialize()
                 listed = await session.list_tools()
@@ -155,7 +199,10 @@ class McpServers:
                 ready.set()
                 await self._stop.wait()
         except Exception as exc:
-            server.error = f"{type(exc).__name__}: {exc}"
+            leaf: BaseException = exc
+            while isinstance(leaf, BaseExceptionGroup) and leaf.exceptions:
+                leaf = leaf.exceptions[0]  # the SDK's task groups wrap the real reason
+            server.error = f"{type(leaf).__name__}: {leaf}"
         finally:
             server.session = None
             ready.set()
@@ -188,8 +235,61 @@ class McpServers:
             plugin=server.plugin,
         )
 
+    @contextlib.asynccontextmanager
+    async def _confined(self, server: McpServer) -> Any:
+        """The server's transport; a stdio server's command wrapped in the sandbox."""
+        if server.url or not self.sandbox.isolated:  # OC_PLUGIN_SANDBOX=off: as configured
+            yield _transport(server, [str(server.command), *server.args], server.env)
+            return
+        refusal = self.sandbox.refusal()
+        if refusal:
+            raise RuntimeError(refusal)
+        grants = server.permissions
+        files = grants.get("files") or {}
+        network = list(grants.get("network") or [])
+        home = Path(tempfile.mkdtemp(prefix=f"oc-mcp-{server.name}-"))
+        policy = SandboxPolicy(
+            server.plugin,
+            Path(sys.prefix),
+            home,
+            network=network,
+            read=list(files.get("read") or []),
+            write=list(files.get("write") or []),
+            process=bool(grants.get("process")),
+        )
+        try:
+            async with egress_proxy(network if self.sandbox.isolated else []) as socket_path:
+                yield _transport(server, self._argv(server, policy, socket_path), {})
+        finally:
+            shutil.rmtree(home, ignore_errors=True)
 
-def _transport(server: McpServer) -> Any:
+    def _argv(self, server: McpServer, policy: SandboxPolicy, egress: Path | None) -> list[str]:
+        """``bwrap ... python -m bot.plugins.seccomp [limits] -- command args``."""
+        from bot.plugins.sandbox import EGRESS_SOCKET
+
+        command = [str(server.command), *server.args]
+        launcher = [sys.executable, "-X", "utf8", "-B", "-m", "bot.plugins.seccomp"]
+        launcher += ["--memory-mb", str(self.limits.memory_mb)]
+        launcher += ["--nproc", str(self.limits.processes)]
+        if not policy.process:
+            launcher.append("--no-process")
+        if egress is not None:
+            launcher += ["--egress", EGRESS_SOCKET]
+        named = [Path(a) for a in command if a.startswith("/") and Path(a).is_file()]
+        resolved = shutil.which(command[0])
+        if resolved:
+            named.append(Path(resolved))
+        return self.sandbox.argv(
+            policy,
+            command=[*launcher, "--", *command],
+            env={"HOME": str(policy.data_dir), **(server.env or {})},
+            egress=egress,
+            memory_mb=self.limits.memory_mb,
+            files=named,
+        )
+
+
+def _transport(server: McpServer, argv: list[str], env: dict[str, str] | None) -> Any:
     if server.url:
         from mcp.client import streamable_http
 
@@ -198,6 +298,7 @@ def _transport(server: McpServer) -> Any:
         return connect(server.url)
     from mcp.client.stdio import StdioServerParameters, stdio_client
 
-    # env=None gives the server only a minimal safe environment, never our secrets
-    params = StdioServerParameters(command=str(server.command), args=server.args, env=server.env)
+    # the SDK adds only a few safe variables (HOME, PATH, USER...) to ``env``; in the sandbox
+    # bubblewrap clears even those, and the server sees just what argv sets
+    params = StdioServerParameters(command=argv[0], args=argv[1:], env=env, cwd="/")
     return stdio_client(params)

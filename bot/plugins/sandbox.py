@@ -1,27 +1,48 @@
 """Run one plugin call in a bubblewrap sandbox and read its JSON answer.
 
-The sandbox gets a fresh root: read-only system and Python folders, read-only plugin code, its
-own data folder read-write, an empty ``/tmp``, no network namespace unless the manifest grants
-hosts, no environment but what we set. The server's ``.env``, data folder and database are
-never mounted (and are masked if they lie under a mounted folder). Limits: CPU seconds and
-memory are set by the worker on itself; wall-clock time is enforced here by killing it.
+The sandbox is a wall, not a filter. Bubblewrap itself starts with an empty environment (it is
+PID 1 inside, and ``/proc/1/environ`` is readable there), in new namespaces of every kind
+(``--unshare-all``, never ``--share-net``) including a user namespace in which the plugin runs as
+uid 65534 with no capabilities (``--cap-drop ALL``, ``--disable-userns``): a server running as
+root hands the plugin none of root's powers, so read-only binds stay read-only. The plugin gets
+a fresh root: read-only system and Python folders, read-only plugin code, its own data folder
+read-write, a ``/tmp`` sized to its memory limit; the server's ``.env``, data folder and database
+are never mounted (and are masked if they lie under a mounted folder).
+
+There is no host network inside. A plugin with network grants gets an egress proxy
+(:mod:`bot.plugins.egress`) started for the call outside the sandbox, reached through its Unix
+socket bound in at ``/run/oc-egress.sock``; the proxy resolves names itself and enforces the
+grants. Limits: CPU seconds, memory, process count and the seccomp process filter are set by
+the worker on itself before plugin code is imported; wall-clock time is enforced here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
 import shutil
 import signal
+import subprocess
 import sys
+import tempfile
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CallLimits", "Sandbox", "SandboxError", "SandboxPolicy", "SandboxUnavailable"]
+__all__ = [
+    "CallLimits",
+    "Sandbox",
+    "SandboxError",
+    "SandboxPolicy",
+    "SandboxUnavailable",
+    "drops_privileges",
+    "egress_proxy",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -35,13 +56,23 @@ _ETC = [
     "/etc/localtime",
     "/etc/gai.conf",
     "/etc/host.conf",
+    "/etc/passwd",
+    "/etc/group",
 ]
 _MAX_OUTPUT = 4 * 1024 * 1024
 _CODE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding the ``bot`` package
+_NOBODY = "65534"
+EGRESS_SOCKET = "/run/oc-egress.sock"  # where the egress proxy's socket appears inside
+_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 INSTALL_HINT = (
     "bubblewrap (bwrap) is not installed: install it (Debian/Ubuntu: apt-get install bubblewrap) "
     "or set OC_PLUGIN_SANDBOX=off to run plugins without isolation"
+)
+USERNS_HINT = (
+    "the plugin sandbox cannot drop privileges here (bubblewrap could not create a user "
+    "namespace): enable user namespaces (sysctl user.max_user_namespaces=15000) or set "
+    "OC_PLUGIN_SANDBOX=off to run plugins without isolation"
 )
 
 
@@ -50,16 +81,17 @@ class SandboxError(Exception):
 
 
 class SandboxUnavailable(SandboxError):
-    """Isolation is required but bubblewrap is missing."""
+    """Isolation is required but bubblewrap is missing or cannot drop privileges."""
 
 
 @dataclass(frozen=True, slots=True)
 class CallLimits:
-    """Limits of one call."""
+    """Limits of one call (``/tmp`` is sized to ``memory_mb``)."""
 
     timeout: float = 30.0
     memory_mb: int = 512
     cpu_seconds: int = 30
+    processes: int = 64  # processes and threads together, per sandbox
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +105,33 @@ class SandboxPolicy:
     read: list[str] = field(default_factory=list)
     write: list[str] = field(default_factory=list)
     process: bool = False
+
+
+@functools.cache
+def drops_privileges(bwrap: str) -> bool:
+    """Whether bubblewrap can start a sandbox in its own user namespace here (checked once)."""
+    probe = [bwrap, *_isolation_flags(), "--ro-bind", "/", "/", "--", "true"]
+    try:
+        done = subprocess.run(probe, env={"PATH": _PATH}, capture_output=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.returncode == 0
+
+
+def _isolation_flags() -> list[str]:
+    return [
+        "--unshare-all",
+        "--unshare-user",
+        "--uid",
+        _NOBODY,
+        "--gid",
+        _NOBODY,
+        "--disable-userns",
+        "--cap-drop",
+        "ALL",
+        "--die-with-parent",
+        "--new-session",
+    ]
 
 
 class Sandbox:
@@ -90,9 +149,13 @@ class Sandbox:
 
     def refusal(self) -> str | None:
         """Why sandboxed plugins cannot run, or None when they can."""
-        if self.mode == "off" or self.bwrap is not None:
+        if self.mode == "off":
             return None
-        return INSTALL_HINT
+        if self.bwrap is None:
+            return INSTALL_HINT
+        if not drops_privileges(self.bwrap):
+            return USERNS_HINT
+        return None
 
     def _python_paths(self) -> list[Path]:
         paths = {
@@ -103,57 +166,71 @@ class Sandbox:
         }
         return sorted(p.resolve() for p in paths)
 
-    def argv(self, policy: SandboxPolicy) -> list[str]:
-        """Build the full command line of one sandboxed worker."""
-        code_root = str(_CODE_ROOT)
+    def argv(
+        self,
+        policy: SandboxPolicy,
+        *,
+        command: list[str] | None = None,
+        env: dict[str, str] | None = None,
+        egress: Path | None = None,
+        memory_mb: int = 512,
+        files: list[Path] | None = None,
+    ) -> list[str]:
+        """Build the full command line of one sandboxed worker (or of ``command``).
+
+        ``env`` is set inside (bubblewrap itself gets none), ``egress`` is the proxy's socket to
+        bind in, ``files`` are single files to show read-only (an MCP server's script).
+        """
         python = [sys.executable, "-X", "utf8", "-B", "-m", "bot.plugins.worker"]
+        command = command or python
         if not self.isolated:
-            return python
-        args = [self.bwrap or "bwrap", "--unshare-all", "--die-with-parent", "--new-session"]
-        if policy.network:
-            args.append("--share-net")
-        args += [
-            "--clearenv",
-            "--setenv",
-            "PATH",
-            "/usr/local/bin:/usr/bin:/bin",
-            "--setenv",
-            "HOME",
-            "/tmp",
-            "--setenv",
-            "LANG",
-            "C.UTF-8",
-            "--setenv",
-            "PYTHONPATH",
-            code_root,
-            "--setenv",
-            "PYTHONDONTWRITEBYTECODE",
-            "1",
-        ]
+            return command
+        args = [self.bwrap or "bwrap", *_isolation_flags(), "--clearenv"]
+        inside = {
+            "PATH": _PATH,
+            "HOME": "/tmp",
+            "LANG": "C.UTF-8",
+            "PYTHONPATH": str(_CODE_ROOT),
+            "PYTHONDONTWRITEBYTECODE": "1",
+            **(env or {}),
+        }
+        for name, value in inside.items():
+            args += ["--setenv", name, value]
         # /tmp first: binds below may lie under it and must not be hidden by the tmpfs
-        args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+        args += ["--proc", "/proc", "--dev", "/dev"]
+        args += ["--size", str(memory_mb * 2**20), "--tmpfs", "/tmp"]
+        args += ["--size", str(16 * 2**20), "--tmpfs", "/dev/shm", "--remount-ro", "/dev"]
         mounted: list[Path] = []
         for system in _SYSTEM + _ETC:
             args += ["--ro-bind-try", system, system]
         for path in [*self._python_paths(), policy.code_dir.resolve()]:
             args += ["--ro-bind", str(path), str(path)]
             mounted.append(path)
-        for extra in policy.read:
-            target = Path(extra).expanduser()
+        for extra in [*map(Path, policy.read), *(files or [])]:
+            target = extra.expanduser()
+            if any(m == target or m in target.parents for m in mounted):
+                continue  # already visible (a script inside the venv, a repeated grant)
             args += ["--ro-bind-try", str(target), str(target)]
             mounted.append(target)
         for secret in self.protect:  # mask server files that a mounted folder would expose
             if any(secret == m or m in secret.parents for m in mounted) and secret.exists():
                 args += (
-                    ["--tmpfs", str(secret)]
+                    ["--perms", "0555", "--size", "4096", "--tmpfs", str(secret)]
                     if secret.is_dir()
                     else ["--ro-bind", "/dev/null", str(secret)]
                 )
-        for extra in policy.write:
-            target = Path(extra).expanduser()
+        for writable in policy.write:
+            target = Path(writable).expanduser()
             args += ["--bind-try", str(target), str(target)]
-        args += ["--bind", str(policy.data_dir), str(policy.data_dir), "--chdir", "/tmp"]
-        return [*args, *python]
+        args += ["--bind", str(policy.data_dir), str(policy.data_dir)]
+        if egress is not None:
+            args += ["--ro-bind", str(egress), EGRESS_SOCKET]
+        args += ["--remount-ro", "/", "--chdir", "/tmp"]
+        return [*args, "--", *command]
+
+    def environment(self) -> dict[str, str]:
+        """The environment bubblewrap (or, opted out, the bare worker) starts with."""
+        return {} if self.isolated else _clean_env()
 
     async def run(
         self, request: dict[str, Any], policy: SandboxPolicy, limits: CallLimits
@@ -164,17 +241,30 @@ class Sandbox:
             raise SandboxUnavailable(f"plugin {policy.plugin} was not run: {refusal}")
         payload = {
             **request,
-            "limits": {"memory_mb": limits.memory_mb, "cpu_seconds": limits.cpu_seconds},
+            "limits": {
+                "memory_mb": limits.memory_mb,
+                "cpu_seconds": limits.cpu_seconds,
+                "processes": limits.processes,
+            },
+            "confine": self.isolated,
         }
         policy.data_dir.mkdir(parents=True, exist_ok=True)
-        env = None if self.isolated else _clean_env()
+        async with egress_proxy(policy.network if self.isolated else []) as socket_path:
+            if socket_path is not None:
+                payload["egress_socket"] = EGRESS_SOCKET
+            argv = self.argv(policy, egress=socket_path, memory_mb=limits.memory_mb)
+            return await self._call(argv, payload, policy, limits)
+
+    async def _call(
+        self, argv: list[str], payload: dict[str, Any], policy: SandboxPolicy, limits: CallLimits
+    ) -> dict[str, Any]:
         proc = await asyncio.create_subprocess_exec(
-            *self.argv(policy),
+            *argv,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             start_new_session=True,
-            env=env,
+            env=self.environment(),
             cwd=str(policy.data_dir),
         )
         try:
@@ -200,6 +290,25 @@ class Sandbox:
         except ValueError:
             raise SandboxError("the plugin's answer was not valid JSON") from None
         return answer
+
+
+@contextlib.asynccontextmanager
+async def egress_proxy(grants: list[str]) -> AsyncIterator[Path | None]:
+    """An egress proxy for ``grants`` on a private Unix socket (None without grants)."""
+    if not grants:
+        yield None
+        return
+    from bot.plugins.egress import EgressProxy
+
+    folder = Path(tempfile.mkdtemp(prefix="oc-egress-"))  # 0700, ours only
+    socket_path = folder / "proxy.sock"
+    proxy = EgressProxy(list(grants), socket_path)
+    try:
+        await proxy.start()
+        yield socket_path
+    finally:
+        await proxy.stop()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 async def _collect(proc: asyncio.subprocess.Process, payload: bytes) -> tuple[bytes, bytes]:

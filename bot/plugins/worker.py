@@ -1,8 +1,11 @@
 """The process a plugin call runs in: ``python -m bot.plugins.worker`` inside bubblewrap.
 
-It reads one JSON request on stdin, lowers its own resource limits, installs the permission
-guard, and only then imports the plugin. The result goes back as one JSON object on the
-original stdout; the plugin's own prints are redirected to stderr so they cannot corrupt it.
+It reads one JSON request on stdin, lowers its own resource limits (CPU, memory, process
+count), starts the bridge to its egress proxy when it has network grants (``HTTP_PROXY`` and
+friends then point at it), loads the seccomp process filter (kernel-enforced: no ``fork`` or
+``execve`` without the ``process`` permission), installs the audit-hook guard (a second layer
+that gives clear errors), and only then imports the plugin. The result goes back as one JSON
+object on the original stdout; the plugin's own prints go to stderr so they cannot corrupt it.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ import types
 from pathlib import Path
 from typing import Any
 
-__all__ = ["call_handler", "dispatch", "import_plugin", "main"]
+from bot.plugins.api import HttpResponse, PluginHttp
+
+__all__ = ["ProxiedHttp", "call_handler", "confine", "dispatch", "import_plugin", "main"]
 
 
 def _limit(which: int, value: int) -> None:
@@ -40,6 +45,33 @@ def apply_limits(limits: dict[str, Any]) -> None:
         _limit(resource.RLIMIT_AS, int(limits["memory_mb"]) * 1024 * 1024)
     _limit(resource.RLIMIT_CORE, 0)
     _limit(resource.RLIMIT_FSIZE, 256 * 1024 * 1024)
+
+
+def confine(request: dict[str, Any]) -> tuple[str, int] | None:
+    """Process limit, egress bridge and seccomp filter; return the proxy's address if any.
+
+    Raises :class:`~bot.plugins.seccomp.SeccompUnavailable` when the filter cannot be loaded:
+    plugin code must then not run.
+    """
+    from bot.plugins.seccomp import install_process_filter, limit_processes
+
+    processes = int((request.get("limits") or {}).get("processes") or 0)
+    if processes:
+        limit_processes(processes)
+    proxy = None
+    if request.get("egress_socket"):
+        from bot.plugins.bridge import start_bridge
+
+        port = start_bridge(str(request["egress_socket"]))
+        url = f"http://127.0.0.1:{port}"
+        for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+            os.environ[name] = os.environ[name.lower()] = url
+        for name in ("NO_PROXY", "no_proxy"):
+            os.environ.pop(name, None)
+        proxy = ("127.0.0.1", port)
+    if not request.get("process"):
+        install_process_filter()
+    return proxy
 
 
 def import_plugin(request: dict[str, Any]) -> types.ModuleType:
@@ -77,20 +109,35 @@ def find_handler(module: types.ModuleType, kind: str, target: str) -> Any:
     raise LookupError(f"{kind} {target!r} is not defined in {module.__name__}")
 
 
+class ProxiedHttp(PluginHttp):
+    """``ctx.http`` in a sandbox with network grants: every request goes through the proxy."""
+
+    def __init__(self, hosts: list[str], proxy: str) -> None:
+        super().__init__(hosts)
+        self.proxy = proxy
+
+    async def request(self, method: str, url: str, **kwargs: Any) -> HttpResponse:
+        """Send a request through the egress proxy (see :meth:`PluginHttp.request`)."""
+        kwargs.setdefault("proxy", self.proxy)
+        return await super().request(method, url, **kwargs)
+
+
 def make_context(request: dict[str, Any]) -> Any:
     """Build the :class:`~bot.plugins.api.PluginContext` a handler gets."""
     from bot.events import Address, User
-    from bot.plugins.api import KeyValueStore, PluginContext, PluginHttp
+    from bot.plugins.api import KeyValueStore, PluginContext
 
     data_dir = Path(request["data_dir"])
     user = request.get("user")
     address = request.get("address")
+    hosts = list(request.get("network") or [])
+    proxy = os.environ.get("HTTP_PROXY") if request.get("egress_socket") else None
     return PluginContext(
         plugin=request["plugin"],
         settings=dict(request.get("settings") or {}),
         data_dir=data_dir,
         store=KeyValueStore(data_dir / "kv.sqlite3"),
-        http=PluginHttp(list(request.get("network") or [])),
+        http=ProxiedHttp(hosts, proxy) if proxy else PluginHttp(hosts),
         log=logging.getLogger(f"plugin.{request['plugin']}"),
         user=User(**user) if user else None,
         address=Address.parse(address) if address else None,
@@ -148,7 +195,23 @@ def main() -> None:
     apply_limits(request.get("limits") or {})
     from bot.plugins.guard import install_guard
 
-    install_guard(list(request.get("network") or []), bool(request.get("process")))
+    proxy = None
+    if request.get("confine"):
+        from bot.plugins.seccomp import SeccompUnavailable
+
+        try:
+            proxy = confine(request)
+        except SeccompUnavailable as exc:
+            refused = {"ok": False, "error": f"the sandbox could not be sealed: {exc}"}
+            result_out.write(json.dumps(refused).encode())
+            result_out.flush()
+            return
+    install_guard(
+        list(request.get("network") or []),
+        bool(request.get("process")),
+        proxy=proxy,
+        egress_socket=request.get("egress_socket"),
+    )
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s: %(message)s")
     response = asyncio.run(dispatch(request))
     result_out.write(json.dumps(response, default=str).encode())
