@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bot.plugins.pids import pids_limit
 from bot.plugins.sandbox import CallLimits, Sandbox, SandboxPolicy, egress_proxy
 from bot.tools import Tool, ToolError
 
@@ -258,8 +259,12 @@ class McpServers:
             process=bool(grants.get("process")),
         )
         try:
-            async with egress_proxy(network if self.sandbox.isolated else []) as socket_path:
-                yield _transport(server, self._argv(server, policy, socket_path), {})
+            async with (
+                egress_proxy(network) as socket_path,
+                pids_limit(self.limits.processes) as pids,
+            ):
+                argv = self._argv(server, policy, socket_path)
+                yield _transport(server, pids.wrap(argv) if pids else argv, {})
         finally:
             shutil.rmtree(home, ignore_errors=True)
 

@@ -12,8 +12,9 @@ are never mounted (and are masked if they lie under a mounted folder).
 There is no host network inside. A plugin with network grants gets an egress proxy
 (:mod:`bot.plugins.egress`) started for the call outside the sandbox, reached through its Unix
 socket bound in at ``/run/oc-egress.sock``; the proxy resolves names itself and enforces the
-grants. Limits: CPU seconds, memory, process count and the seccomp process filter are set by
-the worker on itself before plugin code is imported; wall-clock time is enforced here.
+grants. Limits: CPU seconds, memory, process count (``RLIMIT_NPROC``, and for a root server a
+``pids`` cgroup: :mod:`bot.plugins.pids`) and the seccomp process filter are set by the worker
+on itself before plugin code is imported; wall-clock time is enforced here.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from bot.plugins.pids import pids_limit
 
 __all__ = [
     "CallLimits",
@@ -249,11 +252,14 @@ class Sandbox:
             "confine": self.isolated,
         }
         policy.data_dir.mkdir(parents=True, exist_ok=True)
-        async with egress_proxy(policy.network if self.isolated else []) as socket_path:
+        async with (
+            egress_proxy(policy.network if self.isolated else []) as socket_path,
+            pids_limit(limits.processes if self.isolated else 0) as pids,
+        ):
             if socket_path is not None:
                 payload["egress_socket"] = EGRESS_SOCKET
             argv = self.argv(policy, egress=socket_path, memory_mb=limits.memory_mb)
-            return await self._call(argv, payload, policy, limits)
+            return await self._call(pids.wrap(argv) if pids else argv, payload, policy, limits)
 
     async def _call(
         self, argv: list[str], payload: dict[str, Any], policy: SandboxPolicy, limits: CallLimits
