@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # System packages the tests and the server need beyond Python: bubblewrap (`bwrap`), the sandbox
-# plugins run in. Idempotent and quiet: does nothing when everything is already installed.
+# plugins run in, and libseccomp2, its process filter.
+# Idempotent and quiet: does nothing when everything is already installed.
 set -euo pipefail
-if command -v bwrap >/dev/null 2>&1; then
+# libseccomp (the sandbox's process filter, loaded through ctypes) usually comes with apt/systemd
+has_seccomp() { ldconfig -p 2>/dev/null | grep 'libseccomp\.so\.2' >/dev/null; }
+if command -v bwrap >/dev/null 2>&1 && has_seccomp; then
   exit 0
 fi
 if ! command -v apt-get >/dev/null 2>&1; then
@@ -12,6 +15,7 @@ fi
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get install -y -qq bubblewrap >/dev/null 2>&1 \
-  || { $SUDO apt-get update -qq >/dev/null && $SUDO apt-get install -y -qq bubblewrap >/dev/null; }
-command -v bwrap >/dev/null 2>&1
+$SUDO apt-get install -y -qq bubblewrap libseccomp2 >/dev/null 2>&1 \
+  || { $SUDO apt-get update -qq >/dev/null \
+    && $SUDO apt-get install -y -qq bubblewrap libseccomp2 >/dev/null; }
+command -v bwrap >/dev/null 2>&1 && has_seccomp
