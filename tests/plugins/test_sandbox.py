@@ -62,9 +62,27 @@ async def test_without_network_permission_no_socket_opens(plugin_dir, tmp_path, 
     assert "--unshare-all" in argv and "--share-net" not in argv  # no network namespace either
 
 
+FETCH = (
+    PROBE
+    + """
+from bot.plugins.api import PluginContext
+
+@tool
+async def fetch(url: str, ctx: PluginContext) -> str:
+    \"\"\"Fetch a URL with ctx.http (through the egress proxy in the sandbox).
+
+    Args:
+        url: URL.
+    \"\"\"
+    return (await ctx.http.get(url)).text
+"""
+)
+FETCH_TOOLS = [*PROBE_TOOLS, {"name": "fetch"}]
+
+
 async def test_granted_host_is_reachable_and_no_other(plugin_dir, tmp_path, web_server):
     make_plugin(
-        plugin_dir, "probe", PROBE, tools=PROBE_TOOLS, permissions={"network": ["127.0.0.1"]}
+        plugin_dir, "probe", FETCH, tools=FETCH_TOOLS, permissions={"network": ["127.0.0.1"]}
     )
     make_plugin(
         plugin_dir,
@@ -74,8 +92,10 @@ async def test_granted_host_is_reachable_and_no_other(plugin_dir, tmp_path, web_
         permissions={"network": ["api.example.org"]},
     )
     host = make_host(plugin_dir, tmp_path / "data")
-    answer = await host.call_tool("probe", "connect", {"host": "127.0.0.1", "port": web_server})
-    assert answer.startswith("connected: HTTP/1.")
+    url = f"http://127.0.0.1:{web_server}/"
+    assert await host.call_tool("probe", "fetch", {"url": url}) == "hello from loopback"
+    with pytest.raises(ToolError, match="only through its egress proxy"):  # no direct route
+        await host.call_tool("probe", "connect", {"host": "127.0.0.1", "port": web_server})
     with pytest.raises(ToolError, match=r"no network permission for 127\.0\.0\.1"):
         await host.call_tool("elsewhere", "connect", {"host": "127.0.0.1", "port": web_server})
     with pytest.raises(ToolError, match="no network permission for localhost"):
@@ -206,7 +226,9 @@ def test_policy_mounts_only_what_is_granted(tmp_path):
     )
     argv = sandbox.argv(policy)
     joined = " ".join(argv)
-    assert "--share-net" in argv and "--clearenv" in argv
+    assert "--share-net" not in argv and "--clearenv" in argv  # network only via the proxy
+    assert "--unshare-all" in argv and "--unshare-user" in argv and "--disable-userns" in argv
+    assert "--cap-drop ALL" in joined and "--uid 65534" in joined
     assert f"--ro-bind {tmp_path / 'code'} {tmp_path / 'code'}" in joined
     assert "--ro-bind-try /srv/photos /srv/photos" in joined
     assert "--bind-try /srv/out /srv/out" in joined
@@ -253,13 +275,15 @@ async def test_a_port_grant_allows_that_port_only(plugin_dir, tmp_path, web_serv
     make_plugin(
         plugin_dir,
         "probe",
-        PROBE,
-        tools=PROBE_TOOLS,
+        FETCH,
+        tools=FETCH_TOOLS,
         permissions={"network": [f"localhost:{web_server}"]},
     )
     host = make_host(plugin_dir, tmp_path / "data")
-    answer = await host.call_tool("probe", "connect", {"host": "localhost", "port": web_server})
-    assert answer.startswith("connected: HTTP/1.")
+    url = f"http://localhost:{web_server}/"
+    assert await host.call_tool("probe", "fetch", {"url": url}) == "hello from loopback"
+    with pytest.raises(ToolError, match="no network permission"):
+        await host.call_tool("probe", "fetch", {"url": f"http://localhost:{site_port}/"})
     with pytest.raises(ToolError, match="no network permission"):
         await host.call_tool("probe", "connect", {"host": "localhost", "port": site_port})
     with pytest.raises(ToolError, match="no network permission"):
