@@ -1,22 +1,42 @@
-"""The audit log: an append-only, hash-chained record of admin actions and approvals.
+"""The audit log: an append-only, keyed hash chain of admin actions and approvals.
 
-Each row stores the hash of the row before it and a hash over its own content plus that
-previous hash, so editing a row, deleting one in the middle or reordering them breaks the chain
-and :func:`verify` reports the first broken row. Deleting the newest rows is caught only against
-a head (count and hash) noted earlier: ``opencomputer audit verify`` prints it for that purpose.
+Each row stores the MAC of the row before it and an HMAC-SHA256 over its own content plus that
+previous MAC. The key lives outside the database (``audit.key`` in the data directory, mode
+0600, made on first use), so whoever can write the database but not read that file cannot
+recompute the chain after editing, inserting or deleting rows. Deleting the newest rows leaves
+a valid chain behind, so the newest sequence number and MAC are also written outside the
+database after every append (``audit.head``, 0600, replaced atomically): :func:`verify` reports
+a log shorter than its head, or whose newest row does not match it.
+
+Rows written before the key existed (plain SHA-256, the old format) are kept as they were: when
+the key is made, the existing chain's length and last hash are recorded in the head
+(``legacy``), and :func:`verify` checks those rows with SHA-256 and their last hash against the
+recorded one. So the old rows are anchored from that moment on; what happened to them before
+cannot be known.
 
 Writers from several processes are safe without locks: ``seq`` is unique, so two writers racing
-for the same position cannot both win; the loser re-reads the head and tries again.
+for the same position cannot both win; the loser re-reads the head and tries again. The head file
+is updated under an advisory lock and only ever moves forward.
+
+Where the files live: the folder of the SQLite database (the data directory by default), or, for
+other databases, ``OC_DATA_DIR`` (processes on several machines must share the same key file;
+each machine's head then anchors the rows that machine wrote).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import fcntl
 import hashlib
+import hmac
 import logging
+import os
+import secrets
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -25,7 +45,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import Field, SQLModel
 
-__all__ = ["AuditEntry", "AuditRow", "Verification", "audit", "export", "recent", "verify"]
+__all__ = [
+    "AuditAnchorError",
+    "AuditEntry",
+    "AuditRow",
+    "Verification",
+    "anchor_of",
+    "audit",
+    "export",
+    "recent",
+    "verify",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -72,9 +102,142 @@ class Verification:
     problem: str = ""
 
 
+def _body(seq: int, at: float, actor: str, action: str, detail: str, prev: str) -> bytes:
+    return orjson.dumps([seq, repr(at), actor, action, detail, prev])
+
+
 def _digest(seq: int, at: float, actor: str, action: str, detail: str, prev: str) -> str:
-    body = orjson.dumps([seq, repr(at), actor, action, detail, prev])
-    return hashlib.sha256(body).hexdigest()
+    """The old, unkeyed row hash (rows written before the key existed)."""
+    return hashlib.sha256(_body(seq, at, actor, action, detail, prev)).hexdigest()
+
+
+def _mac(key: bytes, seq: int, at: float, actor: str, action: str, detail: str, prev: str) -> str:
+    """The keyed row MAC: HMAC-SHA256 under the key kept outside the database."""
+    return hmac.new(key, _body(seq, at, actor, action, detail, prev), hashlib.sha256).hexdigest()
+
+
+KEY_FILE = "audit.key"
+HEAD_FILE = "audit.head"
+_LOCK_FILE = "audit.lock"
+
+
+class AuditAnchorError(RuntimeError):
+    """The key or head outside the database is missing or unreadable."""
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """What is recorded outside the database: the newest entry, and the legacy prefix."""
+
+    seq: int = 0
+    mac: str = GENESIS
+    legacy: int = 0
+    legacy_hash: str = GENESIS
+
+
+class Anchor:
+    """The key and head files of one audit log (one folder)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.key_path = folder / KEY_FILE
+        self.head_path = folder / HEAD_FILE
+        self._key: bytes | None = None
+
+    def key(self) -> bytes | None:
+        """The key, or None when none was made yet."""
+        if self._key is None:
+            try:
+                raw = self.key_path.read_bytes()
+            except FileNotFoundError:
+                return None
+            if len(raw) < 32:
+                raise AuditAnchorError(f"{self.key_path} is too short to be an audit key")
+            self._key = raw
+        return self._key
+
+    def create(self, legacy: int, legacy_hash: str) -> bytes:
+        """Make the key (0600) and the first head, recording the unkeyed rows present now."""
+        from bot.storage.engine import private_dir, private_file_open
+
+        private_dir(self.folder)
+        with self._locked():
+            key = self.key()
+            if key is not None:  # another process made it meanwhile
+                return key
+            with private_file_open(self.key_path, exclusive=True) as out:
+                out.write(secrets.token_bytes(32))
+                out.flush()
+                os.fsync(out.fileno())
+            self._write_head(Head(legacy, legacy_hash, legacy, legacy_hash))
+        key = self.key()
+        assert key is not None
+        return key
+
+    def head(self) -> Head | None:
+        """The recorded head, or None when the file is absent."""
+        try:
+            data = orjson.loads(self.head_path.read_bytes())
+        except FileNotFoundError:
+            return None
+        except orjson.JSONDecodeError as exc:
+            raise AuditAnchorError(f"{self.head_path} is not valid JSON") from exc
+        return Head(
+            int(data["seq"]), str(data["mac"]), int(data["legacy"]), str(data["legacy_hash"])
+        )
+
+    def advance(self, seq: int, mac: str) -> None:
+        """Record a newer entry as the head (never moves backwards)."""
+        with self._locked():
+            current = self.head() or Head()
+            if seq > current.seq:
+                self._write_head(Head(seq, mac, current.legacy, current.legacy_hash))
+
+    def _write_head(self, head: Head) -> None:
+        from bot.storage.engine import private_file_open
+
+        tmp = self.head_path.with_name(f".{HEAD_FILE}.{os.getpid()}.tmp")
+        body = {"seq": head.seq, "mac": head.mac, "legacy": head.legacy}
+        body["legacy_hash"] = head.legacy_hash
+        with private_file_open(tmp) as out:
+            out.write(orjson.dumps(body))
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, self.head_path)
+        fd = os.open(self.folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)  # the rename itself survives a crash
+        finally:
+            os.close(fd)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Any:
+        from bot.storage.engine import private_file_open
+
+        with private_file_open(self.folder / _LOCK_FILE, append=True) as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+
+_ANCHORS: dict[str, Anchor] = {}
+
+
+def anchor_of(engine: AsyncEngine) -> Anchor:
+    """The anchor folder of this engine's audit log (see the module docstring)."""
+    url = engine.url
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        folder = Path(str(url.database)).resolve().parent
+    else:
+        from bot.config import _default_data_dir
+
+        folder = Path(os.environ.get("OC_DATA_DIR") or _default_data_dir()).resolve()
+    found = _ANCHORS.get(str(folder))
+    if found is None:
+        found = _ANCHORS[str(folder)] = Anchor(folder)
+    return found
 
 
 def _engine(target: Any) -> AsyncEngine:
@@ -87,6 +250,29 @@ def _engine(target: Any) -> AsyncEngine:
     return target
 
 
+async def _newest(engine: AsyncEngine) -> Any:
+    async with engine.connect() as conn:
+        return (
+            await conn.execute(select(_T.c.seq, _T.c.hash).order_by(_T.c.seq.desc()).limit(1))
+        ).first()
+
+
+async def _key(engine: AsyncEngine, anchor: Anchor) -> bytes:
+    """The key; made on first use, anchoring the unkeyed rows already in the log."""
+    key = await asyncio.to_thread(anchor.key)
+    if key is not None:
+        return key
+    newest = await _newest(engine)
+    legacy, legacy_hash = (int(newest.seq), str(newest.hash)) if newest else (0, GENESIS)
+    if legacy:
+        logger.warning(
+            "audit key created; the %d existing entries are kept as unkeyed (SHA-256) entries, "
+            "anchored from now on",
+            legacy,
+        )
+    return await asyncio.to_thread(anchor.create, legacy, legacy_hash)
+
+
 async def audit(target: Any, actor: str, action: str, detail: dict[str, Any] | None = None) -> int:
     """Append one entry; return its sequence number.
 
@@ -94,14 +280,14 @@ async def audit(target: Any, actor: str, action: str, detail: dict[str, Any] | N
     (``platform:id``) or ``system``. Keep message text and secrets out of ``detail``.
     """
     engine = _engine(target)
+    anchor = anchor_of(engine)
+    key = await _key(engine, anchor)
     payload = orjson.dumps(detail or {}, option=orjson.OPT_SORT_KEYS, default=str).decode()
     for _attempt in range(20):
-        async with engine.connect() as conn:
-            head = (
-                await conn.execute(select(_T.c.seq, _T.c.hash).order_by(_T.c.seq.desc()).limit(1))
-            ).first()
+        head = await _newest(engine)
         seq, prev = (int(head.seq) + 1, str(head.hash)) if head else (1, GENESIS)
         at = time.time()
+        mac = _mac(key, seq, at, actor, action, payload, prev)
         row = {
             "seq": seq,
             "at": at,
@@ -109,13 +295,14 @@ async def audit(target: Any, actor: str, action: str, detail: dict[str, Any] | N
             "action": action,
             "detail": payload,
             "prev_hash": prev,
-            "hash": _digest(seq, at, actor, action, payload, prev),
+            "hash": mac,
         }
         try:
             async with engine.begin() as conn:
                 await conn.execute(insert(_T).values(**row))
         except IntegrityError:
             continue  # another writer took this position; chain onto theirs
+        await asyncio.to_thread(anchor.advance, seq, mac)
         logger.info("audit #%d %s by %s", seq, action, actor)
         return seq
     raise RuntimeError("could not append to the audit log (too much contention)")
@@ -129,12 +316,40 @@ async def _rows(engine: AsyncEngine) -> AsyncGenerator[Any, None]:
 
 
 async def verify(target: Any) -> Verification:
-    """Walk the chain from the first row; report the first edited, missing or moved row."""
-    async with contextlib.aclosing(_rows(_engine(target))) as rows:
-        return await _walk(rows)
+    """Walk the chain from the first row and compare its end with the head outside the
+    database; report the first edited, missing, inserted or moved row, or a truncation.
+    """
+    engine = _engine(target)
+    anchor = anchor_of(engine)
+    try:
+        key, head = await asyncio.to_thread(lambda: (anchor.key(), anchor.head()))
+    except (AuditAnchorError, OSError) as exc:
+        return Verification(False, 0, GENESIS, f"cannot read the audit anchor: {exc}")
+    if key is None or head is None:
+        if await _newest(engine) is None:
+            return Verification(True, 0, GENESIS)
+        missing = anchor.key_path if key is None else anchor.head_path
+        return Verification(
+            False, 0, GENESIS, f"{missing} is missing: the log cannot be checked against it"
+        )
+    async with contextlib.aclosing(_rows(engine)) as rows:
+        result = await _walk(rows, key, head)
+    if not result.ok:
+        return result
+    if result.count < head.seq:
+        first = result.count + 1
+        gone = f"entry #{first} is" if first == head.seq else f"entries #{first}-#{head.seq} are"
+        return Verification(
+            False,
+            result.count,
+            result.head,
+            f"{gone} missing "
+            f"(the log ends at #{result.count}, its head outside the database says #{head.seq})",
+        )
+    return result
 
 
-async def _walk(rows: AsyncIterator[Any]) -> Verification:
+async def _walk(rows: AsyncIterator[Any], key: bytes, head: Head) -> Verification:
     prev, expected, count = GENESIS, 1, 0
     async for row in rows:
         if row.seq != expected:
@@ -143,9 +358,19 @@ async def _walk(rows: AsyncIterator[Any]) -> Verification:
             return Verification(
                 False, count, prev, f"entry #{row.seq} does not follow its predecessor"
             )
-        digest = _digest(row.seq, row.at, row.actor, row.action, row.detail, row.prev_hash)
-        if digest != row.hash:
+        fields = (row.seq, row.at, row.actor, row.action, row.detail, row.prev_hash)
+        if row.seq <= head.legacy:
+            digest = _digest(*fields)
+            if row.seq == head.legacy and digest != head.legacy_hash:
+                digest = ""  # the unkeyed rows were rewritten after the key was made
+        else:
+            digest = _mac(key, *fields)
+        if not hmac.compare_digest(digest, row.hash):
             return Verification(False, count, prev, f"entry #{row.seq} was modified")
+        if row.seq == head.seq and row.hash != head.mac:
+            return Verification(
+                False, count, prev, f"entry #{row.seq} does not match the head outside the database"
+            )
         prev, expected, count = row.hash, expected + 1, count + 1
     return Verification(True, count, prev)
 

@@ -24,7 +24,9 @@ async def _open_store() -> object:
 
 @audit_app.command("verify")
 def verify() -> None:
-    """Check the hash chain; exit 1 if any entry was edited, deleted or reordered."""
+    """Check the keyed chain and its head; exit 1 if any entry was edited, deleted, inserted
+    or reordered, or the newest entries were removed.
+    """
     from bot.audit import verify as check
 
     async def run() -> int:
@@ -35,7 +37,6 @@ def verify() -> None:
             await store.stop()  # type: ignore[attr-defined]
         if result.ok:
             typer.echo(f"audit log OK: {result.count} entries, head {result.head}")
-            typer.echo("Note the head: deleting the newest entries is caught only against it.")
             return 0
         typer.secho(
             f"audit log BROKEN after {result.count} good entries: {result.problem}", fg="red"

@@ -1,10 +1,19 @@
-"""One async SQLAlchemy engine per process, tuned for each backend."""
+"""One async SQLAlchemy engine per process, tuned for each backend.
+
+A SQLite database is private to the service's user: its folder is made 0700 and the database
+file 0600 before the first connection (SQLite gives the ``-wal`` and ``-shm`` files the
+database file's mode), and looser modes left by older versions are tightened at every start.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import stat
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from sqlalchemy import event
 from sqlalchemy.exc import DisconnectionError
@@ -14,6 +23,9 @@ __all__ = [
     "async_url",
     "create_engine",
     "is_transient",
+    "private_dir",
+    "private_file_open",
+    "secure_sqlite_files",
     "sqlite_path",
 ]
 
@@ -47,7 +59,7 @@ def create_engine(url: str) -> AsyncEngine:
     kwargs: dict[str, Any] = {}
     path = sqlite_path(url)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        secure_sqlite_files(path)
         kwargs["connect_args"] = {"timeout": 30}
     else:
         kwargs.update(pool_size=10, max_overflow=20)
@@ -59,6 +71,58 @@ def create_engine(url: str) -> AsyncEngine:
         event.listen(engine.sync_engine, "checkin", _note_use)
         event.listen(engine.sync_engine, "handle_error", _broken_connection)
     return engine
+
+
+@contextlib.contextmanager
+def _umask(mask: int) -> Iterator[None]:
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def _tighten(path: Path, allowed: int) -> None:
+    """Drop mode bits outside ``allowed`` on a path we own (never on a shared, sticky folder
+    such as /tmp, nor on someone else's folder, even as root).
+    """
+    st = path.lstat()
+    if stat.S_ISLNK(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & stat.S_ISVTX:
+        return
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & ~allowed:
+        os.chmod(path, mode & allowed)
+
+
+def private_dir(path: Path) -> None:
+    """Create ``path`` (with parents) as 0700, or tighten it to 0700 if it exists."""
+    with _umask(0o077):
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _tighten(path, 0o700)
+
+
+@contextlib.contextmanager
+def private_file_open(
+    path: Path, *, exclusive: bool = False, append: bool = False
+) -> Iterator[IO[bytes]]:
+    """Open ``path`` for binary writing, created 0600 (an existing file is tightened)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+    flags |= os.O_EXCL if exclusive else (os.O_APPEND if append else os.O_TRUNC)
+    with _umask(0o077):
+        fd = os.open(path, flags, 0o600)
+    _tighten(path, 0o600)
+    with os.fdopen(fd, "ab" if append else "wb") as out:
+        yield out
+
+
+def secure_sqlite_files(path: Path) -> None:
+    """Make the database's folder 0700 and the database and its side files 0600."""
+    private_dir(path.parent)
+    with _umask(0o077):
+        os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        with contextlib.suppress(FileNotFoundError):
+            _tighten(path.with_name(path.name + suffix), 0o600)
 
 
 _IDLE_PING_AFTER = 1.0

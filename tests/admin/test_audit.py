@@ -53,13 +53,16 @@ async def test_edited_row_is_caught(store: SqlStore) -> None:
 
 
 async def test_edited_row_with_recomputed_hash_is_caught(store: SqlStore) -> None:
-    """Rewriting a row's own hash too still breaks the link from the next row."""
+    """Rewriting a row's own MAC too (even with the key) still breaks the link from the next
+    row; tests/security/test_audit_tamper.py covers forgers without the key."""
     await _fill(store)
-    from bot.audit import _digest
+    from bot.audit import _mac, anchor_of
 
+    key = anchor_of(store.engine).key()
+    assert key is not None
     async with store.engine.begin() as conn:
         row = (await conn.execute(_T.select().where(_T.c.seq == 2))).one()
-        forged = _digest(2, row.at, row.actor, "access.deny", row.detail, row.prev_hash)
+        forged = _mac(key, 2, row.at, row.actor, "access.deny", row.detail, row.prev_hash)
         await conn.execute(
             update(_T).where(_T.c.seq == 2).values(action="access.deny", hash=forged)
         )
@@ -81,7 +84,10 @@ async def test_concurrent_writers_keep_one_chain(store: SqlStore) -> None:
     assert result.ok and result.count == 12
 
 
-async def test_audit_log_on_postgres(postgres_url: str) -> None:
+async def test_audit_log_on_postgres(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OC_DATA_DIR", str(tmp_path))  # the key and head live in the data dir
     pg = SqlStore(postgres_url)
     await pg.start()
     try:
