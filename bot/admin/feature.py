@@ -61,8 +61,8 @@ class AdminServices:
         row = await self.approvals.get(approval_id)
         if row is None or row.status not in ("pending", "approved", "rejected"):
             return f"There is no open approval #{approval_id}."
-        same_person = self.identity.person_key(by.key) == self.identity.person_key(row.user_key)
-        if not (same_person or self.app.runtime.is_admin(by)):
+        # The very account that asked (not any account linked to it), or an admin.
+        if not (by.key == row.user_key or self.app.runtime.is_admin(by)):
             await self.audit(by.key, "approval.denied", {"approval": approval_id})
             return "Only the person who asked, or an admin, can decide this."
         status = "approved" if approved else "rejected"

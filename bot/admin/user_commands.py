@@ -1,4 +1,8 @@
-"""Commands everyone may use: data rights (``/forget``, ``/export``), linking, approvals."""
+"""Commands everyone may use: data rights (``/forget``, ``/export``), linking, approvals.
+
+``/forget`` and ``/export`` answer only in a direct chat: in a group everyone would read the
+answer (see :mod:`bot.admin.linking` for ``/link``).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from typing import TYPE_CHECKING
 import orjson
 
 from bot.admin.data import export_person, forget_person
+from bot.admin.linking import dm_only, in_direct_chat, register_link_commands
 from bot.commands import CommandContext, CommandRouter
 
 if TYPE_CHECKING:
@@ -29,14 +34,17 @@ def register_user_commands(router: CommandRouter, services: AdminServices) -> No
     @router.command("forget", args="[confirm]")
     async def forget(ctx: CommandContext) -> str:
         """Delete everything stored about you (asks for confirmation)."""
+        if not in_direct_chat(ctx):
+            return dm_only("forget")
         user = ctx.event.user
         deadline = services.forget_pending.get(user.key, 0.0)
         if ctx.args.strip().lower() != "confirm" or deadline < time.time():
             services.forget_pending[user.key] = time.time() + CONFIRM_WINDOW
             return (
                 "This deletes your messages, my replies to them, your reactions, feedback, "
-                "memories and conversation history, on every linked account. It cannot be "
-                "undone. Send `/forget confirm` within 5 minutes to go ahead."
+                "memories, plugin data (such as notes) and conversation history, on every "
+                "linked account. It cannot be undone. Send `/forget confirm` within 5 minutes "
+                "to go ahead."
             )
         services.forget_pending.pop(user.key, None)
         person, accounts = await services.person_accounts(user)
@@ -47,38 +55,15 @@ def register_user_commands(router: CommandRouter, services: AdminServices) -> No
     @router.command("export")
     async def export(ctx: CommandContext) -> str:
         """Get everything stored about you, as JSON."""
+        if not in_direct_chat(ctx):
+            return dm_only("export")
         person, accounts = await services.person_accounts(ctx.event.user)
         data = await export_person(app, person, accounts)
         await services.audit(ctx.event.user.key, "data.export", {"accounts": len(accounts)})
         body = orjson.dumps(data, option=orjson.OPT_INDENT_2).decode()
         return f"Everything stored about you:\n```json\n{body}\n```"
 
-    @router.command("link", args="[code]")
-    async def link(ctx: CommandContext) -> str:
-        """Link your accounts on several apps, so I know they are one person."""
-        user, code = ctx.event.user, ctx.args.strip()
-        if not code:
-            new = await services.identity.new_code(user)
-            return (
-                f"Your link code is `{new}`. Within 10 minutes, send `/link {new}` from your "
-                "other account (on any app) to join the two. The code works once."
-            )
-        other = await services.identity.redeem(code, user)
-        if other is None:
-            return (
-                "That code is unknown, expired or already used. "
-                "Send /link on your other account for a new one."
-            )
-        await services.audit(user.key, "identity.link", {"with": other})
-        return f"Linked: this account and {other} are now one person (shared memory and settings)."
-
-    @router.command("unlink")
-    async def unlink(ctx: CommandContext) -> str:
-        """Separate this account from your other linked accounts."""
-        if not await services.identity.unlink(ctx.event.user.key):
-            return "This account is not linked to any other."
-        await services.audit(ctx.event.user.key, "identity.unlink")
-        return "Unlinked: this account is on its own again."
+    register_link_commands(router, services)
 
     async def _decide(ctx: CommandContext, approved: bool) -> str | None:
         arg = ctx.args.strip().lstrip("#")

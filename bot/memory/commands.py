@@ -1,10 +1,15 @@
-"""``/memory``: the owner lists, adds, edits and deletes their memories."""
+"""``/memory``: the owner lists, adds, edits and deletes their memories.
+
+Only in a direct chat: in a group the listing would show everyone what the person told the
+bot in private, so there it answers one line and reveals nothing.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
 from bot.commands import CommandContext, CommandRouter
+from bot.events import ChatKind
 from bot.memory.store import MemoryStore
 
 __all__ = ["register_memory_commands"]
@@ -21,6 +26,8 @@ def register_memory_commands(router: CommandRouter, store: MemoryStore) -> None:
     @router.command("memory", args="[list|add|edit|delete|clear] ...", aliases=("memories",))
     async def memory(ctx: CommandContext) -> str:
         """See, edit or delete what I remember about you."""
+        if ctx.event.chat.kind != ChatKind.DIRECT:
+            return "/memory works only in a direct message: send it to me privately."
         person = await ctx.runtime.person_of(ctx.event.user)
         verb, _, rest = ctx.args.strip().partition(" ")
         verb = verb.lower() or "list"

@@ -19,6 +19,7 @@ from bot.memory.models import MemoryCitationRow, MemoryRow
 from bot.memory.store import MemoryStore
 from bot.memory.tools import make_memory_tools
 from bot.memory.vectors import SqliteVecIndex, open_index
+from bot.storage.columns import add_missing_columns
 from graphs.agent.compaction import CompactionConfig, WindowProbe
 from graphs.agent.planning import PlannerConfig, format_plan
 
@@ -41,6 +42,7 @@ async def setup(app: Any) -> None:
     settings = app.settings
     runtime = app.runtime
     await create_tables(app, MemoryRow, MemoryCitationRow)
+    await add_missing_columns(app.store.engine, _MEM)  # origin: older rows read as private
     store = MemoryStore(
         app.store.engine,
         app.llm,

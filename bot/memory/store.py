@@ -3,6 +3,10 @@
 Rows live in the main database (SQLite or PostgreSQL, through the shared engine); the vector
 index answers "which memories are nearest in meaning". Recall is bounded twice: at most
 ``top_k`` memories, and no more than ``token_budget`` estimated tokens of them.
+
+Every memory carries its :class:`Origin`: what a person said in a direct chat is recalled
+only in direct chats, never into a group; what they said in a group may come back in that
+same group (everyone there heard it) and in their direct chats.
 """
 
 from __future__ import annotations
@@ -17,11 +21,12 @@ import numpy as np
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.events import Address
 from bot.memory.models import MemoryCitationRow, MemoryRow
 from bot.memory.vectors import VectorIndex, normalise
 from bot.ollama import ModelClient
 
-__all__ = ["Memory", "MemoryStore"]
+__all__ = ["Memory", "MemoryStore", "Origin"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +43,33 @@ class Memory:
     text: str
     score: float = 0.0
     created_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a memory was learned, or where the turn that recalls memories speaks.
+
+    ``kind`` is ``"direct"`` (one person and the bot) or ``"group"``; any other value counts
+    as a group, the stricter reading. ``chat`` is ``platform:chat_id`` (threads of one group
+    chat are one place).
+    """
+
+    kind: str = "direct"
+    chat: str = ""
+
+    @property
+    def private(self) -> bool:
+        """A direct chat: everything of the person may be recalled here."""
+        return self.kind == "direct"
+
+    @classmethod
+    def of(cls, address: Address | None, kind: str) -> Origin:
+        """The origin of a chat message at ``address`` in a chat of ``kind``."""
+        chat = f"{address.platform}:{address.chat_id}" if address is not None else ""
+        return cls("direct" if kind == "direct" else "group", chat)
+
+
+PRIVATE = Origin()
 
 
 def _tokens(text: str) -> int:
@@ -101,8 +133,14 @@ class MemoryStore:
         self._counts.pop(person, None)
 
     # --- owner operations --------------------------------------------------------------
-    async def add(self, person: str, text: str, *, source: str = "") -> Memory:
-        """Remember a fact for ``person`` (an identical fact is not stored twice)."""
+    async def add(
+        self, person: str, text: str, *, source: str = "", origin: Origin = PRIVATE
+    ) -> Memory:
+        """Remember a fact for ``person``, learned at ``origin`` (stored once per text).
+
+        A fact already known keeps its first origin: a private fact said again in a group
+        stays private, which errs on the safe side.
+        """
         text = text.strip()
         async with self.engine.connect() as conn:
             same = await conn.scalar(
@@ -120,6 +158,8 @@ class MemoryStore:
                     vector=vector.tobytes(),
                     dim=int(vector.shape[0]),
                     source=source,
+                    origin=origin.kind,
+                    origin_chat=origin.chat,
                     created_at=now,
                     updated_at=now,
                 )
@@ -129,12 +169,12 @@ class MemoryStore:
         await self._index().add(person, memory_id, vector)
         return Memory(memory_id, person, text, created_at=now)
 
-    async def list_of(self, person: str) -> list[Memory]:
-        """Every memory of a person, oldest first."""
+    async def list_of(self, person: str, *, where: Origin = PRIVATE) -> list[Memory]:
+        """The memories of a person that may be shown ``where`` (default: all), oldest first."""
         async with self.engine.connect() as conn:
             rows = await conn.execute(
                 select(_MEM.c.id, _MEM.c.text, _MEM.c.created_at)
-                .where(_MEM.c.person == person)
+                .where(_MEM.c.person == person, *_visible(where))
                 .order_by(_MEM.c.id)
             )
             return [Memory(int(r.id), person, r.text, created_at=r.created_at) for r in rows]
@@ -181,22 +221,30 @@ class MemoryStore:
         return await self.delete(person, ids) if ids else 0
 
     # --- recall ------------------------------------------------------------------------
-    async def recall(self, person: str, query: str, *, run_id: str = "") -> list[Memory]:
-        """The person's memories nearest ``query``, within top-k and the token budget.
+    async def recall(
+        self, person: str, query: str, *, where: Origin, run_id: str = ""
+    ) -> list[Memory]:
+        """The person's memories nearest ``query`` that may be shown ``where``.
 
-        When ``run_id`` is given the chosen memories are recorded as that run's citations.
+        Within top-k and the token budget. In a direct chat the vector index searches all of
+        them; in a group only that group's memories are candidates, scored exactly (they are
+        few), so a private memory can neither be shown nor crowd the group's ones out. When
+        ``run_id`` is given the chosen memories are recorded as that run's citations.
         """
         if not query.strip() or await self.count(person) == 0:
             return []  # nothing to find: spare the embedding call
-        vector = await self.embed(query)
-        hits = await self._index().search(person, vector, self.top_k)
+        if where.private:
+            vector = await self.embed(query)
+            hits = await self._index().search(person, vector, self.top_k)
+        else:
+            hits = await self._search_group(person, query, where)
         hits = [(i, s) for i, s in hits if s >= self.min_score]
         if not hits:
             return []
         async with self.engine.connect() as conn:
             rows = await conn.execute(
                 select(_MEM.c.id, _MEM.c.text, _MEM.c.created_at).where(
-                    _MEM.c.id.in_([i for i, _ in hits]), _MEM.c.person == person
+                    _MEM.c.id.in_([i for i, _ in hits]), _MEM.c.person == person, *_visible(where)
                 )
             )
             texts = {int(r.id): (r.text, r.created_at) for r in rows}
@@ -214,6 +262,29 @@ class MemoryStore:
         if run_id and chosen:
             await self.cite(run_id, chosen)
         return chosen
+
+    async def _search_group(
+        self, person: str, query: str, where: Origin
+    ) -> list[tuple[int, float]]:
+        """Exact cosine over the person's memories learned in this group chat."""
+        async with self.engine.connect() as conn:
+            rows = list(
+                await conn.execute(
+                    select(_MEM.c.id, _MEM.c.vector).where(
+                        _MEM.c.person == person, *_visible(where)
+                    )
+                )
+            )
+        if not rows:
+            return []  # nothing learned here: spare the embedding call
+        vector = await self.embed(query)
+        scored = []
+        for row in rows:
+            stored = np.frombuffer(bytes(row.vector), dtype=np.float32)
+            if stored.shape == vector.shape:
+                scored.append((int(row.id), float(stored @ vector)))
+        scored.sort(key=lambda hit: -hit[1])
+        return scored[: self.top_k]
 
     async def cite(self, run_id: str, memories: Sequence[Memory]) -> None:
         """Record that a run's prompt used these memories."""
@@ -254,3 +325,10 @@ class MemoryStore:
         if self.index is None:
             raise RuntimeError("MemoryStore has no vector index")
         return self.index
+
+
+def _visible(where: Origin) -> list[Any]:
+    """SQL conditions for the memories that may be shown ``where``."""
+    if where.private:
+        return []
+    return [_MEM.c.origin == "group", _MEM.c.origin_chat == where.chat]

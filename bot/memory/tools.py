@@ -11,7 +11,7 @@ from typing import Any
 
 from langgraph.runtime import get_runtime
 
-from bot.memory.store import MemoryStore
+from bot.memory.store import MemoryStore, Origin
 from bot.tools import Tool, ToolError, tool
 from graphs.agent.state import TurnContext
 
@@ -55,7 +55,8 @@ def make_memory_tools(store: MemoryStore) -> list[Tool]:
         ctx = current_turn()
         person = await person_of_turn(ctx)
         source = ctx.address.key if ctx.address is not None else ""
-        memory = await store.add(person, fact, source=source)
+        origin = Origin.of(ctx.address, ctx.chat_kind)  # a DM fact never reaches a group
+        memory = await store.add(person, fact, source=source, origin=origin)
         return f"remembered (memory {memory.id})"
 
     return [remember.__oc_tool__]

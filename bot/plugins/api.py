@@ -29,6 +29,7 @@ __all__ = [
     "ToolError",
     "command",
     "every",
+    "on_forget",
     "on_message",
     "on_reaction",
     "tool",
@@ -60,6 +61,18 @@ def on_message(fn: F) -> F:
 def on_reaction(fn: F) -> F:
     """Call ``fn(event: dict, ctx)`` for every reaction in chats where the plugin is enabled."""
     fn.__oc_hook__ = "on_reaction"  # type: ignore[attr-defined]
+    return fn
+
+
+def on_forget(fn: F) -> F:
+    """Call ``fn(event: dict, ctx)`` when a person asks ``/forget``: delete their data.
+
+    Called once per linked account of the person, with ``ctx.user`` that account;
+    ``event`` is ``{"type": "forget", "person": ..., "accounts": [...]}``. It runs whether or
+    not the plugin is enabled in any chat (data outlives enablement). Keys of ``ctx.store``
+    that name an account (``...:platform:id...``) are swept afterwards anyway.
+    """
+    fn.__oc_hook__ = "on_forget"  # type: ignore[attr-defined]
     return fn
 
 

@@ -23,6 +23,7 @@ from bot.connector import CommandSpec
 from bot.events import Address, Message, Reaction, User
 from bot.plugins.discovery import discover, plugin_environ
 from bot.plugins.enablement import Enablement
+from bot.plugins.forget import register_forget
 from bot.plugins.loader import PluginHost
 from bot.plugins.sandbox import CallLimits, Sandbox
 from bot.tools import Tool, ToolError
@@ -184,6 +185,7 @@ async def setup(app: App) -> None:
     runtime.choose_tools = choose_tools
     _register_commands(app, system)
     _register_hooks(app, system)
+    register_forget(app, system)  # /forget reaches plugin data (bot/plugins/forget.py)
     _start_jobs(system)
     system.spawn(_refresh(enablement), "plugin-enablement-refresh", loop=True)
     if app.changes is not None:  # `opencomputer plugins enable|disable` announces its change

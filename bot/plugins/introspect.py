@@ -183,7 +183,7 @@ def describe_source(source: str, filename: str = "<plugin>") -> Described:
                 )
             elif kind == "command" and args:
                 out.commands[str(_literal(args[0]))] = fn.name
-            elif kind in ("on_message", "on_reaction"):
+            elif kind in ("on_message", "on_reaction", "on_forget"):
                 out.hooks.setdefault(kind, []).append(fn.name)
             elif kind == "every":
                 out.jobs[fn.name] = fn.name

@@ -113,7 +113,7 @@ class Manifest(_Strict):
     settings: dict[str, SettingSpec] = Field(default_factory=dict)
     tools: list[ToolDecl] = Field(default_factory=list)
     commands: list[CommandDecl] = Field(default_factory=list)
-    hooks: list[Literal["on_message", "on_reaction"]] = Field(default_factory=list)
+    hooks: list[Literal["on_message", "on_reaction", "on_forget"]] = Field(default_factory=list)
     jobs: list[JobDecl] = Field(default_factory=list)
     limits: Limits = Field(default_factory=Limits)
 

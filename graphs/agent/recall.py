@@ -1,9 +1,11 @@
 """The recall node: before the model answers, find what we remember about this person.
 
 The memory service comes from ``TurnContext.services["memory"]`` (set by ``bot.memory``);
-without it the node does nothing. The memories found are written to the state (``recalled``,
-checkpointed with the turn: the trace of which memories the answer could use) and shown to the
-model by :mod:`graphs.agent.compose`.
+without it the node does nothing. It is told where the turn speaks (``Origin``): in a group,
+memories learned in direct chats are never candidates (see ``bot.memory.store``). The
+memories found are written to the state (``recalled``, checkpointed with the turn: the trace
+of which memories the answer could use) and shown to the model by
+:mod:`graphs.agent.compose`.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
+from bot.memory.store import Origin
 from graphs.agent.state import AgentState, TurnContext
 
 __all__ = ["recall", "recall_due", "recalled_block"]
@@ -59,7 +62,8 @@ async def recall(state: AgentState, runtime: Runtime[TurnContext]) -> dict[str, 
         return {"recalled": []}
     try:
         person = await person_of(ctx.user)
-        found = await memory.recall(person, _last_user_text(state))
+        where = Origin.of(ctx.address, ctx.chat_kind)
+        found = await memory.recall(person, _last_user_text(state), where=where)
     except Exception as exc:  # an embedding outage must not cost the user an answer
         logger.warning("memory recall failed: %s", exc)
         return {"recalled": []}

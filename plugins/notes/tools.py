@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from bot.plugins.api import PluginContext, ToolError, command, tool
+from bot.plugins.api import PluginContext, ToolError, command, on_forget, tool
 
 
 def _key(ctx: PluginContext) -> str:
@@ -91,3 +91,10 @@ async def delete_note(number: int, ctx: PluginContext) -> str:
 async def notes_command(args: str, ctx: PluginContext) -> str:
     """Show your notes and to-do list."""
     return _render(await _load(ctx))
+
+
+@on_forget
+async def forget_notes(event: dict[str, Any], ctx: PluginContext) -> None:
+    """``/forget``: delete the notes of the account being forgotten."""
+    if ctx.user is not None:
+        await ctx.store.delete(f"notes:{ctx.user.key}")

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlmodel import SQLModel
 
 from bot.events import User
-from bot.identity import IdentityLinks
+from bot.identity import IdentityLinks, Redeemed
 from bot.testing.harness import Harness
 from connectors.terminal import TerminalConnector
 
@@ -47,9 +47,16 @@ async def test_link_terminal_and_messenger_to_one_person(harness: Harness) -> No
     zoe, owner = User("test", "zoe"), User("terminal", "owner")
     assert await runtime.person_of(zoe) != await runtime.person_of(owner)
 
-    # zoe is a stranger here, but a valid code from an allowed account lets her in.
-    linked = await harness.command("link", code.group(1), user="zoe")
-    assert "terminal:owner" in linked and "one person" in linked
+    # zoe is a stranger here: a valid code only asks the owner, who confirms on the terminal.
+    asked = await harness.command("link", code.group(1), user="zoe")
+    assert "asked the account that made this code to confirm" in asked
+    assert "terminal:owner" not in asked  # the code's maker stays unnamed until confirmed
+    assert await runtime.person_of(zoe) == "test:zoe"
+    printed = await _terminal(harness, "/link confirm")
+    assert "Linked: this account and test:zoe" in printed, printed
+    assert harness.last_text().endswith(
+        "Linked: this account and terminal:owner are now one person (shared memory and settings)."
+    )
     assert await runtime.person_of(zoe) == await runtime.person_of(owner) == "terminal:owner"
     assert await harness.say("hi", user="zoe") == "echo: hi"
     # Linking does not make zoe an admin.
@@ -67,9 +74,9 @@ async def test_link_terminal_and_messenger_to_one_person(harness: Harness) -> No
 async def test_link_codes_expire(harness: Harness) -> None:
     links = IdentityLinks(harness.app.store.engine, code_ttl=-1)
     code = await links.new_code(User("test", "a"))
-    assert await links.redeem(code, User("test", "b")) is None
+    assert await links.redeem(code, User("test", "b")) == (Redeemed.UNKNOWN, None)
     own = await IdentityLinks(harness.app.store.engine).new_code(User("test", "a"))
-    assert await links.redeem(own, User("test", "a")) is None  # not with yourself
+    assert await links.redeem(own, User("test", "a")) == (Redeemed.OWN, None)  # not yourself
 
 
 async def _everything(h: Harness) -> dict[str, str]:
@@ -163,12 +170,20 @@ async def test_terminal_owner_is_admin(harness: Harness) -> None:
     assert await harness.say("thanks", user="quinn") == "echo: thanks"
 
 
+async def _link(links: IdentityLinks, issuer: User, joiner: User) -> str | None:
+    """Code, redemption and the issuer's confirmation; the joiner's key once linked."""
+    outcome, _request = await links.redeem(await links.new_code(issuer), joiner)
+    assert outcome is Redeemed.ASKED
+    request = await links.confirm(issuer)
+    return request.joiner if request is not None else None
+
+
 async def test_persons_merge_and_unlink_keeps_the_others_together(harness: Harness) -> None:
     links = IdentityLinks(harness.app.store.engine)
     a, b, c, d = (User("test", x) for x in "abcd")
-    assert await links.redeem(await links.new_code(a), b) == "test:a"  # b joins a
-    assert await links.redeem(await links.new_code(c), d) == "test:c"  # d joins c
-    assert await links.redeem(await links.new_code(a), c) == "test:a"  # c (with d) joins a
+    assert await _link(links, a, b) == "test:b"  # b joins a
+    assert await _link(links, c, d) == "test:d"  # d joins c
+    assert await _link(links, a, c) == "test:c"  # c (with d) joins a
     assert {links.person_key(u.key) for u in (a, b, c, d)} == {"test:a"}
     assert links.accounts_of("test:d") == ["test:d", "test:a", "test:b", "test:c"]
     # a is the person id the others hang on; unlinking it keeps b, c, d together.

@@ -80,8 +80,14 @@ async def test_fact_told_on_telegram_is_used_on_linked_slack_after_a_restart(
         answer = await bot.command("telegram", "link")
         code = re.search(r"`/link (\w+)`", answer)
         assert code is not None, answer
-        linked = await bot.command("slack", "link", code.group(1))
-        assert linked.startswith("Linked: this account and telegram:1001")
+        asked = await bot.command("slack", "link", code.group(1))
+        assert "asked the account that made this code to confirm" in asked
+        question = bot.conns["telegram"].messages[bot.conns["telegram"].calls[-1].message_id]
+        assert "slack:U42, on slack" in question
+        confirmed = await bot.command("telegram", "link", "confirm")
+        assert confirmed.startswith("Linked: this account and slack:U42")
+        told = bot.conns["slack"].messages[bot.conns["slack"].calls[-1].message_id]
+        assert told.startswith("Linked: this account and telegram:1001")
 
         fake_ollama.call_tool("remember", fact="Their daughter Mia was born in 2019")
         fake_ollama.reply("I'll remember Mia's birth year.")

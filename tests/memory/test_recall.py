@@ -33,10 +33,9 @@ async def test_fact_remembered_in_one_chat_is_recalled_in_another(
         tool_turn = fake_ollama.chats[-1]["messages"][-1]
         assert tool_turn["role"] == "tool" and tool_turn["content"].startswith("remembered (memory")
 
+        # Another direct chat of hers (a DM fact stays out of groups: tests/security).
         fake_ollama.reply("How about a margherita?")
-        answer = await h.say(
-            "What should I eat for dinner?", user="alice", chat="kitchen", group=True
-        )
+        answer = await h.say("What should I eat for dinner?", user="alice", chat="kitchen")
         assert answer == "How about a margherita?"
         prompt = system_prompt(fake_ollama.chats[-1])
         assert "Their favourite food is pizza" in prompt

@@ -81,6 +81,6 @@ async def test_memory_on_postgresql(
         fake_ollama.reply("Noted.")
         await h.say("my cat is Zorro")
         fake_ollama.reply("Zorro!")
-        await h.say("what is my pet called?", chat="other", group=True)
+        await h.say("what is my pet called?", chat="other")  # another DM: a DM fact
         assert "Their cat is called Zorro" in system_prompt(fake_ollama.chats[-1])
         assert await store.forget("test:alice") == 1
