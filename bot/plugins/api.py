@@ -148,7 +148,13 @@ class HttpResponse:
 
 
 class PluginHttp:
-    """An HTTP client that refuses hosts the manifest does not grant (one session per call)."""
+    """An HTTP client that refuses hosts the manifest does not grant (one session per call).
+
+    It honours ``HTTP_PROXY``/``HTTPS_PROXY`` (``trust_env``): in the sandbox they lead to the
+    egress proxy, which is what really enforces the grants (after resolving names itself, on
+    every redirect too). The host check here is only a friendly early error, and the proxy's
+    refusals come back as :class:`PermissionDenied` with its one-line reason.
+    """
 
     def __init__(self, hosts: list[str], timeout: float = 20.0) -> None:
         self.hosts = hosts
@@ -160,17 +166,29 @@ class PluginHttp:
         import aiohttp
         from yarl import URL
 
+        from bot.plugins.egress import refusal_from_headers
+
         target = URL(url)
         if target.scheme not in ("http", "https") or not target.host:
             raise PermissionDenied(f"only http(s) URLs can be fetched, not {url!r}")
         if not host_allowed(self.hosts, target.host, target.port):
             raise PermissionDenied(f"this plugin has no network permission for {target.host}")
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.timeout), trust_env=True
+            )
         try:
             async with self._session.request(method, target, **kwargs) as resp:
+                refused = refusal_from_headers(resp.headers) if resp.status == 403 else None
+                if refused is not None:  # plain http: the egress proxy answered, not the site
+                    raise PermissionDenied(f"the egress proxy refused: {refused}")
                 text = await resp.text(errors="replace")
                 return HttpResponse(resp.status, text, dict(resp.headers), str(resp.url))
+        except aiohttp.ClientHttpProxyError as exc:  # https: the proxy refused the CONNECT
+            refused = refusal_from_headers(exc.headers) if exc.status == 403 else None
+            if refused is not None:
+                raise PermissionDenied(f"the egress proxy refused: {refused}") from None
+            raise
         except aiohttp.ClientConnectorError as exc:
             refused = _permission_error(exc)
             if refused is not None:  # the sandbox's guard said no: say why, not 'cannot connect'

@@ -228,12 +228,13 @@ class EgressProxy:
     async def _open(
         self, host: str, port: int, what: str
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        refusal = name_refusal(self.grants, host, port)
+        refusal, error = name_refusal(self.grants, host, port), "http_request_denied"
         if refusal is None:
             addresses, refusal = await self._addresses(host, port)
+            error = "destination_ip_prohibited"
         if refusal is not None:
             logger.info("egress proxy refused %s: %s", what, refusal)
-            raise _Reply(403, refusal, "destination_ip_prohibited")
+            raise _Reply(403, refusal, error)
         failure = "no address"
         for address in addresses[:4]:  # only addresses checked above: never resolve again
             family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
