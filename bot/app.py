@@ -57,6 +57,7 @@ _ENABLE = {
 
 # --- features: "module:setup" coroutines run with the App once the runtime exists ---------
 FEATURES: list[str] = [
+    "bot.dedupe:setup",  # a command runs once per platform event id (replayed requests)
     "bot.admin.feature:setup",  # access, rate limits, identity, approvals, audit, admin commands
     "bot.plugins.feature:setup",  # plugins: discovery, sandboxed tools, enablement, MCP
     "bot.memory.feature:setup",  # memory, compaction, planning, schedules (issue 8)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import hashlib
 import logging
 import re
 from collections.abc import Sequence
@@ -45,6 +47,13 @@ __all__ = ["EVENTS_PATH", "SlackConnector"]
 logger = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
+
+
+def _request_id(request: Any) -> str:
+    """``cmd:`` and a hash of the request's timestamp header and raw body."""
+    stamp = (request.headers.get("x-slack-request-timestamp") or [""])[0]
+    raw = request.raw_body if isinstance(request.raw_body, str) else str(request.body)
+    return "cmd:" + hashlib.sha256(f"{stamp}\n{raw}".encode()).hexdigest()
 
 
 class _NotReady(RuntimeError):
@@ -262,11 +271,16 @@ class SlackConnector:
                 return None
             return await self._deliver(event)
 
-        async def on_command(ack: Any, body: dict[str, Any]) -> BoltResponse | None:
+        async def on_command(ack: Any, body: dict[str, Any], request: Any) -> BoltResponse | None:
             await ack()
             if body.get("response_url") and body.get("channel_id"):
                 self._outbound.remember_response_url(body["channel_id"], body["response_url"])
-            return await self._deliver(translate_command(body))
+            command = translate_command(body)
+            if not body.get("trigger_id"):
+                # Slash commands carry no event id; without a trigger id, the signed request
+                # itself is the id, so a replay of it is the same command (bot/dedupe.py).
+                command = dataclasses.replace(command, event_id=_request_id(request))
+            return await self._deliver(command)
 
         async def ignore() -> None:
             return None
