@@ -44,7 +44,12 @@ def settings_or_exit() -> Settings:
 def _logging(settings: Settings, level: str | None = None) -> None:
     from bot.logs import setup_logging
 
-    setup_logging(level or settings.log_level, settings.secret_values(), fmt=settings.log_format)
+    setup_logging(
+        level or settings.log_level,
+        settings.secret_values(),
+        fmt=settings.log_format,
+        sdk_debug=settings.log_sdk_debug,
+    )
 
 
 async def _wait_for_signal() -> None:

@@ -155,6 +155,12 @@ class Settings(BaseSettings):
         "text",
         pattern=r"^(text|json)$",
     )
+    log_sdk_debug: bool = _env(
+        "OC_LOG_SDK_DEBUG",
+        "Let library loggers (httpx, telegram, slack_sdk...) log DEBUG when OC_LOG_LEVEL=DEBUG; "
+        "their DEBUG lines can carry tokens, so they stay at INFO unless this is set.",
+        False,
+    )
     shutdown_grace: float = _env(
         "OC_SHUTDOWN_GRACE", "Seconds to let in-flight turns finish on shutdown.", 10.0, ge=0
     )
@@ -346,12 +352,24 @@ class Settings(BaseSettings):
         return self.resolved_database_url.startswith("postgresql")
 
     def secret_values(self) -> list[str]:
-        """Every secret's value, for log redaction."""
-        return [
+        """Every secret's value, for log redaction: secret fields and passwords in URLs."""
+        from urllib.parse import unquote, urlsplit
+
+        values = [
             v.get_secret_value()
             for v in self.__dict__.values()
             if isinstance(v, SecretStr) and v.get_secret_value()
         ]
+        for value in self.__dict__.values():  # OC_DATABASE_URL, OC_REDIS_URL, model hosts...
+            for url in value if isinstance(value, list) else [value]:
+                if isinstance(url, str) and "://" in url and "@" in url:
+                    try:
+                        password = urlsplit(url.removeprefix(OPENAI_PREFIX)).password
+                    except ValueError:
+                        continue
+                    if password:
+                        values += [password, unquote(password)]
+        return values
 
 
 OPENAI_PREFIX = "openai:"

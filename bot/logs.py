@@ -13,6 +13,7 @@ import contextlib
 import contextvars
 import hashlib
 import logging
+import re
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -22,10 +23,15 @@ from urllib.parse import quote, quote_plus
 import orjson
 
 __all__ = [
+    "SDK_LOGGERS",
+    "SECRETS",
     "JsonFormatter",
     "RedactingFilter",
+    "SecretRegistry",
     "TurnIdFilter",
+    "add_secrets",
     "current_turn_id",
+    "mask",
     "setup_logging",
     "turn_context",
     "turn_id_for",
@@ -69,30 +75,91 @@ class TurnIdFilter(logging.Filter):
         return True
 
 
-class RedactingFilter(logging.Filter):
-    """Replaces every known secret value in a record's final text with ``***``."""
+# ``scheme://user:PASSWORD@host``: the password part of any URL (database, Redis, proxies...).
+_URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@]*:)([^\s@/]+)(@)")
+_MIN_SECRET = 6  # shorter values would mask ordinary words everywhere
 
-    def __init__(self, secrets: Iterable[str]) -> None:
+
+class SecretRegistry:
+    """The secret values to mask, which grows as they become known.
+
+    The server's own secrets are added when logging is set up, each plugin's secrets when the
+    loader reads its settings. Logging is process-wide, and so is :data:`SECRETS`.
+    """
+
+    def __init__(self) -> None:
+        self._values: set[str] = set()
+        self._ordered: list[str] = []
+
+    def add(self, values: Iterable[str]) -> None:
+        """Mask ``values`` (and their URL-encoded forms) from now on."""
+        new = {
+            v
+            for s in values
+            if s and len(s) >= _MIN_SECRET
+            for v in (s, quote(s, safe=""), quote_plus(s))
+        } - self._values
+        if new:
+            self._values |= new
+            self._ordered = sorted(self._values, key=len, reverse=True)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._ordered)
+
+    def __len__(self) -> int:
+        return len(self._ordered)
+
+
+SECRETS = SecretRegistry()
+"""Every secret this process knows of; :func:`mask` hides them."""
+
+
+def add_secrets(values: Iterable[str]) -> None:
+    """Register secret values (a plugin's, the server's) to mask in logs and prompts."""
+    SECRETS.add(values)
+
+
+def mask(text: str, secrets: Iterable[str] | None = None) -> str:
+    """``text`` with URL passwords and every known secret value replaced by ``***``.
+
+    Used for log lines and for tool output before the model reads it: one rule for both.
+    """
+    text = _URL_PASSWORD.sub(r"\1***\3", text)
+    for secret in SECRETS if secrets is None else secrets:
+        if secret in text:
+            text = text.replace(secret, "***")
+    return text
+
+
+class RedactingFilter(logging.Filter):
+    """Masks URL passwords and every known secret value in a record's text and traceback."""
+
+    def __init__(self, secrets: Iterable[str] = (), registry: SecretRegistry | None = None) -> None:
         super().__init__()
-        # Also the URL-encoded forms: a token inside a logged URL is often percent-encoded.
-        variants = {
-            v for s in secrets if len(s) >= 6 for v in (s, quote(s, safe=""), quote_plus(s))
-        }
-        self.secrets = sorted(variants, key=len, reverse=True)
+        self.registry = SECRETS if registry is None else registry
+        self.registry.add(secrets)
+
+    @property
+    def secrets(self) -> list[str]:
+        """The values masked now (longest first)."""
+        return list(self.registry)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """Mask secrets in the message and the traceback; never drops the record."""
-        if not self.secrets:
-            return True
-        text = record.getMessage()
+        """Mask the message, its arguments, extras and traceback; never drops the record."""
+        try:
+            text = record.getMessage()
+        except Exception:  # a broken format string: keep what there is, masked
+            text = f"{record.msg} {record.args!r}"
+        record.msg, record.args = mask(text, self.registry), None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
-        exc = record.exc_text or ""
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-            exc = exc.replace(secret, "***")
-        record.msg, record.args = text, None
-        record.exc_text = exc or None
+        if record.exc_text:
+            record.exc_text = mask(record.exc_text, self.registry)
+        if record.stack_info:
+            record.stack_info = mask(record.stack_info, self.registry)
+        for key, value in list(vars(record).items()):
+            if key not in _STANDARD and isinstance(value, str):
+                setattr(record, key, mask(value, self.registry))
         return True
 
 
@@ -128,10 +195,42 @@ def _iso(created: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{millis:03d}Z"
 
 
+SDK_LOGGERS = (
+    "httpx",
+    "httpcore",
+    "aiohttp",
+    "telegram",
+    "discord",
+    "slack_sdk",
+    "slack_bolt",
+    "nio",
+    "asyncio",
+    "urllib3",
+    "websockets",
+    "openai",
+    "sqlalchemy.engine",
+    "aiosqlite",
+    "redis",
+    "mcp",
+)
+"""Libraries that log request bodies, headers and connection strings at DEBUG."""
+_QUIET = ("httpx", "httpcore", "aiosqlite", "asyncio")  # chatty even at INFO
+
+
 def setup_logging(
-    level: str, secrets: Iterable[str] = (), stream: object = None, *, fmt: str = "text"
+    level: str,
+    secrets: Iterable[str] = (),
+    stream: object = None,
+    *,
+    fmt: str = "text",
+    sdk_debug: bool = False,
 ) -> None:
-    """Configure the root logger once: ``text`` (time, level, module, turn, message) or ``json``."""
+    """Configure the root logger once: ``text`` (time, level, module, turn, message) or ``json``.
+
+    Every line is masked (:func:`mask`). Library loggers (:data:`SDK_LOGGERS`) stay at INFO or
+    above even when ``level`` is DEBUG, because their DEBUG lines carry tokens in URLs and
+    headers; ``sdk_debug`` (``OC_LOG_SDK_DEBUG=1``) lets them log DEBUG when ``level`` is DEBUG.
+    """
     handler = logging.StreamHandler(stream or sys.stderr)  # type: ignore[arg-type]
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
@@ -144,5 +243,10 @@ def setup_logging(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
-    for noisy in ("httpx", "httpcore", "aiosqlite", "asyncio"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    wanted = logging.getLevelName(level)
+    numeric = wanted if isinstance(wanted, int) else logging.INFO
+    for name in SDK_LOGGERS:
+        floor = logging.WARNING if name in _QUIET else logging.INFO
+        if sdk_debug and numeric <= logging.DEBUG:
+            floor = logging.DEBUG
+        logging.getLogger(name).setLevel(max(floor, numeric))

@@ -1,4 +1,4 @@
-"""``opencomputer plugins new|list|info|enable|disable|install``."""
+"""``opencomputer plugins new|list|info|enable|disable|grant|revoke|install``."""
 
 from __future__ import annotations
 
@@ -6,13 +6,15 @@ import asyncio
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 if TYPE_CHECKING:
     from bot.config import Settings
     from bot.plugins.discovery import Discovery, Plugin
+    from bot.plugins.enablement import Enablement
+    from bot.plugins.grants import Received
 
 __all__ = ["plugins_app"]
 
@@ -40,20 +42,24 @@ def _discover(settings: Settings) -> Discovery:
     return discover(settings.plugin_dirs)
 
 
-async def _enablement(settings: Settings) -> tuple[object, object]:
+async def _enablement(settings: Settings, found: Discovery | None = None) -> tuple[Any, Enablement]:
     from bot.plugins.enablement import Enablement
     from bot.storage import SqlStore
 
     store = SqlStore(settings.resolved_database_url)
     await store.start()
-    enablement = Enablement(store.engine)
+    plugins = found.plugins if found is not None else {}
+    enablement = Enablement(
+        store.engine,
+        {n: p.on_by_default for n, p in plugins.items()},
+        {n: p.source == "builtin" for n, p in plugins.items()},
+    )
     await enablement.start()
     return store, enablement
 
 
 def _state(plugin: Plugin, decisions: dict[str, bool]) -> str:
-    default = plugin.manifest.enabled_by_default and plugin.source != "package"
-    on = decisions.get("*", default)
+    on = decisions.get("*", plugin.on_by_default)
     chats = [f"{scope}={'on' if v else 'off'}" for scope, v in decisions.items() if scope != "*"]
     return ("on" if on else "off") + (f" ({', '.join(chats)})" if chats else "")
 
@@ -86,9 +92,9 @@ def list_() -> None:
     async def decisions() -> dict[str, dict[str, bool]]:
         store, enablement = await _enablement(settings)
         try:
-            return {n: enablement.decisions(n) for n in found.plugins}  # type: ignore[attr-defined]
+            return {n: enablement.decisions(n) for n in found.plugins}
         finally:
-            await store.stop()  # type: ignore[attr-defined]
+            await store.stop()
 
     states = asyncio.run(decisions())
     for name, plugin in sorted(found.plugins.items()):
@@ -100,25 +106,62 @@ def list_() -> None:
         typer.secho(f"{broken.name:<16} {'-':<9} {'-':<8} DISABLED: {broken.reason}", fg="yellow")
 
 
-def _describe(plugin: Plugin) -> list[str]:
+def _received(settings: Settings, found: Discovery, name: str) -> tuple[Received, str]:
+    """What plugin ``name`` would be handed now, and whether it is on (from the database)."""
+    from bot.plugins.discovery import plugin_environ
+    from bot.plugins.grants import receives, server_secrets
+
+    plugin = found.plugins[name]
+
+    async def read() -> tuple[Received, str]:
+        store, enablement = await _enablement(settings, found)
+        try:
+            secrets = server_secrets(settings, plugin_environ())
+            got = receives(plugin, enablement.is_granted, secrets)
+            return got, _state(plugin, enablement.decisions(name))
+        finally:
+            await store.stop()
+
+    return asyncio.run(read())
+
+
+def _describe(plugin: Plugin, received: Received, state: str) -> list[str]:
+    """Everything the plugin gets: settings (secrets masked), grants, hosts, files, programs."""
     m, perms = plugin.manifest, plugin.manifest.permissions
+    hosts = m.network_hosts(received.settings)
+    declared = ", ".join(perms.network) or "none"
+    secrets = [f"{s} (granted)" for s in received.granted]
+    secrets += [f"{s} (NOT granted)" for s in received.ungranted]
     lines = [
         f"{m.name} {m.version} — {m.description}",
         f"  author: {m.author or '-'}; source: {plugin.source} ({plugin.folder})",
         f"  supports opencomputer {m.opencomputer}; runs "
         + ("in the server (trusted built-in)" if plugin.in_process else "in a sandbox"),
+        f"  state: {state}",
         "  permissions:",
-        f"    network: {', '.join(perms.network) or 'none'}",
+        f"    network: {declared}"
+        + (f" (now: {', '.join(hosts) or 'none'})" if "${" in declared else ""),
         f"    files read: {', '.join(perms.files.read) or 'none'}; "
         f"write: {', '.join(perms.files.write) or 'none (its data folder only)'}",
         f"    start programs: {'yes' if perms.process else 'no'}",
-        f"    secrets: {', '.join(perms.secrets) or 'none'}",
+        f"    secrets: {', '.join(secrets) or 'none'}",
+        "  receives:" if m.settings else "  receives: no settings",
     ]
     for key, spec in m.settings.items():
-        need = "required" if spec.required else f"default {spec.default!r}"
-        lines.append(f"  setting {key} ({need}): {spec.description}")
+        secret = key in m.secret_names
+        if key in received.settings:
+            shown = "*** (secret, set)" if secret else repr(received.settings[key])
+        elif key in received.withheld:
+            shown = "nothing: " + received.withheld[key]
+        else:
+            shown = "nothing: not set" + (" (required)" if spec.required else "")
+        lines.append(f"    {'secret' if secret else 'setting'} {key} = {shown}")
+        if spec.description:
+            lines.append(f"      {spec.description}")
     for decl in m.tools:
         flag = " [dangerous: needs approval]" if decl.dangerous else ""
+        effects = getattr(decl, "effects", None)
+        flag += f" [effects: {', '.join(effects) or 'none'}]" if effects is not None else ""
         lines.append(f"  tool {decl.name}{flag}: {decl.description}")
     lines += [f"  command /{c.name} {c.args}".rstrip() + f": {c.description}" for c in m.commands]
     lines += [f"  hook {h}" for h in m.hooks] + [
@@ -129,15 +172,26 @@ def _describe(plugin: Plugin) -> list[str]:
 
 @plugins_app.command("info")
 def info(name: str) -> None:
-    """Show a plugin's manifest: permissions, settings, tools, commands."""
-    found = _discover(_settings())
+    """Show exactly what a plugin gets: settings, secrets and grants, hosts, files, tools."""
+    settings = _settings()
+    found = _discover(settings)
     plugin = found.plugins.get(name)
     if plugin is None:
         reasons = [b.reason for b in found.broken if b.name == name]
         typer.secho(f"plugin {name}: " + (reasons[0] if reasons else "not found"), fg="red")
         raise typer.Exit(1)
-    for line in _describe(plugin):
+    for line in _describe(plugin, *_received(settings, found, name)):
         typer.echo(line)
+
+
+async def _announce(settings: Settings) -> bool:
+    """Tell running servers (through Redis) that plugin decisions changed."""
+    if not settings.redis_url:
+        return False
+    from bot.scale.changes import announce_once, changes_channel
+
+    channel = changes_channel(settings.redis_prefix)
+    return await announce_once(settings.redis_url, channel, "plugins")
 
 
 def _set(name: str, enabled: bool, chat: str | None) -> None:
@@ -150,15 +204,10 @@ def _set(name: str, enabled: bool, chat: str | None) -> None:
     async def apply() -> bool:
         store, enablement = await _enablement(settings)
         try:
-            await enablement.set(name, enabled, scope=chat or "*")  # type: ignore[attr-defined]
+            await enablement.set(name, enabled, scope=chat or "*")
         finally:
-            await store.stop()  # type: ignore[attr-defined]
-        if not settings.redis_url:
-            return False
-        from bot.scale.changes import announce_once, changes_channel
-
-        channel = changes_channel(settings.redis_prefix)
-        return await announce_once(settings.redis_url, channel, "plugins")
+            await store.stop()
+        return await _announce(settings)
 
     announced = asyncio.run(apply())
     where = f"in {chat}" if chat else "everywhere"
@@ -178,6 +227,47 @@ def enable(name: str, chat: ChatOption = None) -> None:
 def disable(name: str, chat: ChatOption = None) -> None:
     """Turn a plugin off, everywhere or in one chat."""
     _set(name, False, chat)
+
+
+def _grant(name: str, secret: str, granted: bool) -> None:
+    settings = _settings()
+    found = _discover(settings)
+    plugin = found.plugins.get(name)
+    if plugin is None:
+        typer.secho(f"no usable plugin named {name} (see `opencomputer plugins list`)", fg="red")
+        raise typer.Exit(1)
+    if secret not in plugin.manifest.secret_names:
+        known = ", ".join(plugin.manifest.secret_names) or "none"
+        typer.secho(f"{secret} is not a secret of plugin {name} (its secrets: {known})", fg="red")
+        raise typer.Exit(1)
+
+    async def apply() -> bool:
+        store, enablement = await _enablement(settings, found)
+        try:
+            await enablement.grant(name, secret, granted)
+        finally:
+            await store.stop()
+        return await _announce(settings)
+
+    when = "at once" if asyncio.run(apply()) else "within 15 s"
+    done = f"{name} {'may now receive' if granted else 'no longer receives'} {secret}"
+    typer.echo(f"{done} (running servers apply this {when})")
+    if granted:
+        withheld = _received(settings, found, name)[0].withheld.get(secret)
+        if withheld:
+            typer.secho(f"but it still gets nothing: {secret} {withheld}", fg="yellow")
+
+
+@plugins_app.command("grant")
+def grant(name: str, secret: str) -> None:
+    """Let a plugin receive one of its secret settings (see `plugins info NAME`)."""
+    _grant(name, secret, True)
+
+
+@plugins_app.command("revoke")
+def revoke(name: str, secret: str) -> None:
+    """Withhold one of a plugin's secret settings from it again."""
+    _grant(name, secret, False)
 
 
 @plugins_app.command("install")
@@ -206,10 +296,16 @@ def install(
         )
         raise typer.Exit(1)
     for plugin in new:
-        for line in _describe(plugin):
+        for line in _describe(plugin, *_received(settings, found, plugin.name)):
             typer.echo(line)
-        if yes or typer.confirm(f"Enable {plugin.name} with these permissions?", default=False):
+        secrets = plugin.manifest.secret_names
+        ask = f"Enable {plugin.name} with these permissions" + (
+            f" and grant it {', '.join(secrets)}?" if secrets else "?"
+        )
+        if yes or typer.confirm(ask, default=False):
             _set(plugin.name, True, None)
+            for secret in secrets:
+                _grant(plugin.name, secret, True)
         else:
             typer.echo(
                 f"{plugin.name} installed but left off; `opencomputer plugins enable "

@@ -48,6 +48,16 @@ class Plugin:
         return self.manifest.name
 
     @property
+    def on_by_default(self) -> bool:
+        """Built-ins follow their manifest; plugins from folders and packages wait for consent.
+
+        A folder in ``OC_PLUGIN_DIRS`` or a pip package can be put there by someone other than
+        the admin (a shared drive, a dependency), so it stays off until
+        ``opencomputer plugins enable``.
+        """
+        return self.source == "builtin" and self.manifest.enabled_by_default
+
+    @property
     def in_process(self) -> bool:
         """Trusted built-ins may run in the server; everything else runs sandboxed."""
         return self.source == "builtin" and self.manifest.isolation == "none"
@@ -150,6 +160,7 @@ def discover(
             (folder, "package", module, f"package {module} ({name})")
             for name, folder, module in _packages()
         ]
+    claimed: dict[str, str] = {}  # setting name -> the plugin that declared it
     for folder, source, package, where in candidates:
         if folder is None:
             result.broken.append(Broken(where, where, "package not found (is it installed?)"))
@@ -164,12 +175,16 @@ def discover(
             result.broken.append(Broken(manifest.name, where, f"name already used by {other}"))
             continue
         values, problem = _check(manifest, environ)
+        taken = [s for s in manifest.settings if s in claimed]
+        if taken and not problem:  # namespaces nest (home, home_mqtt): first come keeps it
+            problem = f"setting {taken[0]} is already plugin {claimed[taken[0]]}'s"
         if problem:
             result.broken.append(
                 Broken(manifest.name, where, problem, optional=source == "builtin")
             )
             continue
         result.plugins[manifest.name] = Plugin(manifest, folder, source, package, values)
+        claimed.update(dict.fromkeys(manifest.settings, manifest.name))
     for broken in result.broken:
         # A built-in plugin left unconfigured is a choice, not a fault: `doctor` still lists it.
         logger.log(logging.INFO if broken.optional else logging.WARNING, "%s", broken)

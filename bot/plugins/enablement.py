@@ -1,4 +1,4 @@
-"""Which plugins are on, globally or per chat, stored in the database.
+"""Which plugins are on, globally or per chat, and which secrets each may have, in the database.
 
 The agent's tool list is chosen synchronously for every turn, so the rows are cached in memory;
 changes made through this object apply at once, changes made by another process (the CLI) are
@@ -14,7 +14,7 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import Field, SQLModel, UniqueConstraint
 
-__all__ = ["GLOBAL", "Enablement", "PluginStateRow"]
+__all__ = ["GLOBAL", "Enablement", "PluginGrantRow", "PluginStateRow"]
 
 GLOBAL = "*"
 
@@ -32,28 +32,74 @@ class PluginStateRow(SQLModel, table=True):
     updated_at: float
 
 
+class PluginGrantRow(SQLModel, table=True):
+    """An admin's decision: ``plugin`` may (or may not) receive its secret setting ``secret``."""
+
+    __tablename__ = "plugin_grant"
+    __table_args__ = (UniqueConstraint("plugin", "secret"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    plugin: str = Field(index=True, max_length=80)
+    secret: str = Field(max_length=200)
+    granted: bool
+    updated_at: float
+
+
 _T = PluginStateRow.__table__  # type: ignore[attr-defined]
+_G = PluginGrantRow.__table__  # type: ignore[attr-defined]
 
 
 class Enablement:
     """Chat setting beats global setting beats the plugin's own default."""
 
-    def __init__(self, engine: AsyncEngine, defaults: Mapping[str, bool] | None = None) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        defaults: Mapping[str, bool] | None = None,
+        grant_defaults: Mapping[str, bool] | None = None,
+    ) -> None:
         self.engine = engine
         self.defaults = dict(defaults or {})
+        self.grant_defaults = dict(grant_defaults or {})
+        """Per plugin: whether its secrets are granted until decided (built-ins: yes)."""
         self._rows: dict[tuple[str, str], bool] = {}
+        self._grants: dict[tuple[str, str], bool] = {}
 
     async def start(self) -> None:
-        """Create the table if needed and load every row."""
+        """Create the tables if needed and load every row."""
         async with self.engine.begin() as conn:
             await conn.run_sync(lambda sync: _T.create(sync, checkfirst=True))
+            await conn.run_sync(lambda sync: _G.create(sync, checkfirst=True))
         await self.refresh()
 
     async def refresh(self) -> None:
         """Re-read the rows (another process may have changed them)."""
         async with self.engine.connect() as conn:
             rows = (await conn.execute(select(_T.c.plugin, _T.c.scope, _T.c.enabled))).all()
+            grants = (await conn.execute(select(_G.c.plugin, _G.c.secret, _G.c.granted))).all()
         self._rows = {(r.plugin, r.scope): bool(r.enabled) for r in rows}
+        self._grants = {(g.plugin, g.secret): bool(g.granted) for g in grants}
+
+    def is_granted(self, plugin: str, secret: str) -> bool:
+        """Whether ``plugin`` may receive its secret setting ``secret``."""
+        if (plugin, secret) in self._grants:
+            return self._grants[(plugin, secret)]
+        return self.grant_defaults.get(plugin, False)
+
+    async def grant(self, plugin: str, secret: str, granted: bool = True) -> None:
+        """Let ``plugin`` receive ``secret`` (or, ``granted=False``, withhold it)."""
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(_G).where(_G.c.plugin == plugin, _G.c.secret == secret))
+            await conn.execute(
+                insert(_G).values(
+                    plugin=plugin, secret=secret, granted=granted, updated_at=time.time()
+                )
+            )
+        self._grants[(plugin, secret)] = granted
+
+    def grants(self, plugin: str) -> dict[str, bool]:
+        """Every stored grant decision for ``plugin`` by secret."""
+        return {secret: on for (name, secret), on in self._grants.items() if name == plugin}
 
     def is_enabled(self, plugin: str, chat_key: str | None = None) -> bool:
         """Whether ``plugin`` is on in the chat ``chat_key`` (``platform:chat_id``)."""

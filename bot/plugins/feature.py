@@ -21,9 +21,11 @@ import orjson
 from bot.commands import CommandContext
 from bot.connector import CommandSpec
 from bot.events import Address, Message, Reaction, User
+from bot.logs import add_secrets, mask
 from bot.plugins.discovery import discover, plugin_environ
 from bot.plugins.enablement import Enablement
 from bot.plugins.forget import register_forget
+from bot.plugins.grants import server_secrets
 from bot.plugins.loader import PluginHost
 from bot.plugins.sandbox import CallLimits, Sandbox
 from bot.tools import Tool, ToolError
@@ -127,8 +129,12 @@ def make_executor(app: App, timeout: float) -> Executor:
                     if isinstance(verdict, str)
                     else f"{tool.name} needs approval and was not approved"
                 )
-        result = await asyncio.wait_for(tool.call(arguments), timeout=timeout)
-        return result if isinstance(result, str) else orjson.dumps(result, default=str).decode()
+        try:
+            result = await asyncio.wait_for(tool.call(arguments), timeout=timeout)
+        except ToolError as exc:  # the model reads the error too: no secret in it either
+            raise ToolError(mask(str(exc))) from None
+        text = result if isinstance(result, str) else orjson.dumps(result, default=str).decode()
+        return mask(text)  # URL passwords and known secrets never enter the prompt
 
     return execute
 
@@ -146,6 +152,8 @@ async def setup(app: App) -> None:
     settings, runtime = app.settings, app.runtime
     environ = app.extras.get("plugin_environ") or plugin_environ()
     discovery = discover(settings.plugin_dirs, environ=environ)
+    secrets = server_secrets(settings, {**plugin_environ(), **environ})
+    add_secrets(secrets)  # masked in logs and in tool output the model reads
     sandbox = Sandbox(mode=settings.plugin_sandbox, protect=_protected(app))
     limits = CallLimits(
         settings.plugin_timeout, settings.plugin_memory_mb, settings.plugin_cpu_seconds
@@ -156,14 +164,16 @@ async def setup(app: App) -> None:
         data_root=settings.data_dir / "plugins",
         limits=limits,
         caller=current_caller,
+        server_secrets=secrets,
     )
     host.send = runtime.say
-    # pip-installed plugins stay off until an admin consents (`plugins install` / `enable`)
-    defaults = {
-        n: p.manifest.enabled_by_default and p.source != "package" for n, p in host.plugins.items()
-    }
-    enablement = Enablement(app.store.engine, defaults)
+    # plugins from OC_PLUGIN_DIRS and pip stay off until an admin consents (`plugins enable`);
+    # their secrets reach them once granted (`plugins grant`), built-ins' unless revoked
+    defaults = {n: p.on_by_default for n, p in host.plugins.items()}
+    builtin = {n: p.source == "builtin" for n, p in host.plugins.items()}
+    enablement = Enablement(app.store.engine, defaults, builtin)
     await enablement.start()
+    host.granted = enablement.is_granted
     system = PluginSystem(host, enablement)
     if settings.mcp_servers:
         from bot.plugins.mcp import McpServers

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from bot.events import Address, User
+from bot.logs import add_secrets
 from bot.plugins.discovery import Broken, Discovery, Plugin
+from bot.plugins.grants import SERVER_SECRET, Granted, Received, receives
 from bot.plugins.sandbox import CallLimits, Sandbox, SandboxError, SandboxPolicy
 from bot.tools import Tool, ToolError
 
@@ -38,8 +40,15 @@ class PluginHost:
         data_root: Path,
         limits: CallLimits,
         caller: Caller = lambda: (None, None),
+        granted: Granted | None = None,
+        server_secrets: Iterable[str] = (),
     ) -> None:
         self.plugins: dict[str, Plugin] = dict(discovery.plugins)
+        # Who may have which secret; until told (the plugin feature hands over the admin's
+        # grants), only built-ins get theirs.
+        self.granted: Granted = granted or self._builtin_grants
+        self.server_secrets = frozenset(server_secrets)
+        self._told: set[tuple[str, str, str]] = set()
         self.broken: list[Broken] = list(discovery.broken)
         self.sandbox = sandbox
         self.data_root = data_root
@@ -48,6 +57,18 @@ class PluginHost:
         self.send: Sender | None = None
         self._tools: dict[str, list[Tool]] = {}
         self._tool_owner: dict[str, str] = {}
+        add_secrets(  # a plugin's secrets never reach a log line, granted or not
+            v
+            for p in self.plugins.values()
+            for n, v in p.settings.items()
+            if n in p.manifest.secret_names
+        )
+        for plugin in list(self.plugins.values()):
+            withheld = self.received(plugin.name).withheld
+            for setting, spec in plugin.manifest.settings.items():
+                if spec.required and SERVER_SECRET in withheld.get(setting, ""):
+                    self.disable(plugin.name, f"setting {setting} {withheld[setting]}")
+                    break
         refusal = sandbox.refusal()
         if refusal:
             for plugin in [p for p in self.plugins.values() if not p.in_process]:
@@ -56,6 +77,20 @@ class PluginHost:
             logger.warning("OC_PLUGIN_SANDBOX=off: plugins run WITHOUT isolation")
 
     # --- state -------------------------------------------------------------------------
+    def _builtin_grants(self, plugin: str, secret: str) -> bool:
+        found = self.plugins.get(plugin)
+        return found is not None and found.source == "builtin"
+
+    def received(self, name: str) -> Received:
+        """What plugin ``name`` is handed now; each withheld setting is logged once, by name."""
+        plugin = self.plugins[name]
+        got = receives(plugin, self.granted, self.server_secrets)
+        for setting, why in got.withheld.items():
+            if (name, setting, why) not in self._told:
+                self._told.add((name, setting, why))
+                logger.warning("plugin %s: setting %s %s", name, setting, why)
+        return got
+
     def disable(self, name: str, reason: str) -> None:
         """Set a plugin aside for the rest of this run, with one line saying why."""
         plugin = self.plugins.pop(name, None)
@@ -180,6 +215,9 @@ class PluginHost:
         plugin = self.plugins.get(name)
         if plugin is None:
             raise ToolError(f"plugin {name} is not available")
+        received = self.received(name)
+        if kind != "check" and (missing := received.missing(plugin)):
+            raise ToolError(missing)
         request = {
             "plugin": name,
             "package": plugin.package,
@@ -187,9 +225,9 @@ class PluginHost:
             "module": plugin.manifest.module,
             "kind": kind,
             "target": target,
-            "settings": plugin.settings,
+            "settings": received.settings,
             "data_dir": str(self.data_dir(name)),
-            "network": plugin.manifest.network_hosts(plugin.settings),
+            "network": plugin.manifest.network_hosts(received.settings),
             "process": plugin.manifest.permissions.process,
             "user": {"platform": user.platform, "id": user.id, "name": user.name} if user else None,
             "address": address.key if address else None,

@@ -6,6 +6,7 @@ the sandbox grants, and settings not declared here never reach the plugin.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from pathlib import Path
@@ -24,6 +25,8 @@ __all__ = [
     "SettingSpec",
     "ToolDecl",
     "load_manifest",
+    "server_setting_names",
+    "setting_prefix",
     "version_supported",
 ]
 
@@ -134,13 +137,91 @@ class Manifest(_Strict):
             raise ValueError("a tool name is declared twice")
         return self
 
+    @model_validator(mode="after")
+    def _settings_in_namespace(self) -> Manifest:
+        """A plugin's settings are ``OC_<NAME>_*`` and never one of the server's own names.
+
+        Names are compared in capitals because the server reads its settings case-blind
+        (``telegram_bot_token`` is ``TELEGRAM_BOT_TOKEN`` to it).
+        """
+        prefix = setting_prefix(self.name)
+        server = server_setting_names()
+        for name in self.settings:
+            if name.upper() in server:
+                raise ValueError(
+                    f"setting {name} is one of the server's own settings; a plugin never "
+                    f"receives those (name its own settings {prefix}...)"
+                )
+            if not re.fullmatch(r"[A-Z][A-Z0-9_]*", name) or not name.startswith(prefix):
+                raise ValueError(
+                    f"setting {name} is outside this plugin's namespace: plugin {self.name}'s "
+                    f"settings are named {prefix}<NAME> in capitals"
+                )
+        for name in self.permissions.secrets:
+            if name not in self.settings:
+                raise ValueError(
+                    f"permissions.secrets lists {name}, which is not one of its settings "
+                    f'(declare it under settings with "secret": true)'
+                )
+        for entry in self.permissions.network:
+            for ref in _REFERENCE.findall(entry):
+                if ref not in self.settings:
+                    raise ValueError(
+                        f"permissions.network refers to ${{{ref}}}, which is not one of its "
+                        "settings"
+                    )
+                if ref in self.secret_names:
+                    raise ValueError(
+                        f"permissions.network refers to ${{{ref}}}, a secret setting; a host "
+                        "grant must come from a plain setting"
+                    )
+        return self
+
+    @property
+    def secret_names(self) -> list[str]:
+        """Settings that are secrets (marked ``secret`` or listed in ``permissions.secrets``)."""
+        listed = set(self.permissions.secrets)
+        return [n for n, spec in self.settings.items() if spec.secret or n in listed]
+
     def network_hosts(self, values: dict[str, str]) -> list[str]:
-        """Granted hosts, ``${SETTING}`` references filled in (a setting may list several)."""
+        """Granted hosts, ``${SETTING}`` references filled in (a setting may list several).
+
+        Only the plugin's own plain settings are looked up, whatever ``values`` holds.
+        """
+        own = set(self.settings) - set(self.secret_names)
         hosts = []
         for entry in self.permissions.network:
-            filled = re.sub(r"\$\{(\w+)\}", lambda m: values.get(m.group(1), ""), entry)
+            filled = _REFERENCE.sub(
+                lambda m: values.get(m.group(1), "") if m.group(1) in own else "", entry
+            )
             hosts += [part.strip() for part in filled.split(",") if part.strip()]
         return hosts
+
+
+_REFERENCE = re.compile(r"\$\{([^}]*)\}")
+
+
+def setting_prefix(plugin: str) -> str:
+    """The namespace of a plugin's settings: ``weather`` -> ``OC_WEATHER_``."""
+    return "OC_" + plugin.upper().replace("-", "_") + "_"
+
+
+@functools.cache
+def server_setting_names() -> frozenset[str]:
+    """Every variable the server reads (each alias of every field), in capitals."""
+    from pydantic import AliasChoices
+
+    from bot.config import Settings
+
+    names: set[str] = set()
+    for field_name, info in Settings.model_fields.items():
+        names.add(field_name.upper())
+        alias = info.validation_alias
+        choices = alias.choices if isinstance(alias, AliasChoices) else [alias]
+        names |= {str(c).upper() for c in choices if isinstance(c, str)}
+        if isinstance(info.alias, str):
+            names.add(info.alias.upper())
+    return frozenset(names)
 
 
 def load_manifest(folder: Path) -> Manifest:

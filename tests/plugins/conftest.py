@@ -47,6 +47,17 @@ def write_plugin(plugin_dir: Path) -> Callable[..., Path]:
     return write
 
 
+async def enable_dir_plugins(harness: Any) -> None:
+    """Consent to every plugin from OC_PLUGIN_DIRS, as `opencomputer plugins enable` would.
+
+    Such plugins are off until an admin enables them (issue 13).
+    """
+    system = harness.app.extras["plugins"]
+    for name, plugin in system.host.plugins.items():
+        if plugin.source != "builtin":
+            await system.enablement.set(name, True)
+
+
 def tool_results(fake: FakeOllama) -> list[str]:
     """Tool messages the model saw in its last request."""
     return [m["content"] for m in fake.chats[-1]["messages"] if m.get("role") == "tool"]

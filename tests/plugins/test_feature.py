@@ -6,7 +6,7 @@ import logging
 
 from bot.plugins.feature import PluginSystem
 from bot.testing.harness import Harness
-from tests.plugins.conftest import offered, tool_results
+from tests.plugins.conftest import enable_dir_plugins, offered, tool_results
 
 GOOD = '''
 from bot.plugins.api import tool, PluginContext
@@ -50,6 +50,7 @@ async def test_broken_plugins_leave_working_ones_usable(
     fake_ollama.reply("done")
     with caplog.at_level(logging.WARNING):
         async with Harness(make_settings(OC_PLUGIN_DIRS=str(plugin_dir))) as h:
+            await enable_dir_plugins(h)  # off until an admin consents
             answer = await h.say("go")
             results = tool_results(fake_ollama)
             await h.say("again")  # the next turn is no longer offered the broken plugin's tool
@@ -149,6 +150,7 @@ async def test_hooks_and_commands_run_in_the_plugin(
         commands=[{"name": "seen", "description": "How many messages I saw."}],
     )
     async with Harness(make_settings(OC_PLUGIN_DIRS=str(plugin_dir))) as h:
+        await enable_dir_plugins(h)  # off until an admin consents
         await h.say("hello")
         await h.say("ping")
         await h.app.extras["plugins"].wait_idle()
@@ -180,6 +182,7 @@ async def test_scheduled_jobs_run_and_can_message_a_chat(
 
     write_plugin("ticker", TICKER, jobs=[{"name": "tick", "every": 0.2}])
     async with Harness(make_settings(OC_PLUGIN_DIRS=str(plugin_dir))) as h:
+        await enable_dir_plugins(h)  # off until an admin consents
         system: PluginSystem = h.app.extras["plugins"]
         got: list[str] = []
         two = asyncio.Event()
@@ -212,6 +215,7 @@ async def thanks(event: dict, ctx: PluginContext) -> None:
 async def test_reaction_hooks(make_settings, fake_ollama, plugin_dir, write_plugin):
     write_plugin("reactor", REACTOR, hooks=["on_reaction"])
     async with Harness(make_settings(OC_PLUGIN_DIRS=str(plugin_dir))) as h:
+        await enable_dir_plugins(h)  # off until an admin consents
         await h.say("hello")
         await h.react(h.last_message_id, "👍")
         await h.app.extras["plugins"].wait_idle()

@@ -87,19 +87,22 @@ def test_list_info_enable_disable(tmp_path, monkeypatch, plugin_dir):
         "probe",
         "from bot.plugins.api import tool\n",
         tools=[],
-        permissions={"network": ["api.example.org"], "secrets": ["PROBE_KEY"]},
-        settings={"PROBE_KEY": {"secret": True, "description": "API key"}},
+        permissions={"network": ["api.example.org"], "secrets": ["OC_PROBE_KEY"]},
+        settings={"OC_PROBE_KEY": {"secret": True, "description": "API key"}},
     )
-    make_plugin(plugin_dir, "needy", "", settings={"NEEDY_TOKEN": {"required": True}})
+    make_plugin(plugin_dir, "needy", "", settings={"OC_NEEDY_TOKEN": {"required": True}})
     monkeypatch.setenv("OC_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("OC_PLUGIN_DIRS", str(plugin_dir))
     listed = runner.invoke(app, ["plugins", "list"])
     assert listed.exit_code == 0, listed.output
-    assert "probe            0.1.0     dir      on" in listed.output
-    assert "needy" in listed.output and "DISABLED: missing setting NEEDY_TOKEN" in listed.output
+    # a plugin from OC_PLUGIN_DIRS is off until an admin enables it (issue 13)
+    assert "probe            0.1.0     dir      off" in listed.output
+    assert "needy" in listed.output and "DISABLED: missing setting OC_NEEDY_TOKEN" in listed.output
     info = runner.invoke(app, ["plugins", "info", "probe"])
-    assert "network: api.example.org" in info.output and "secrets: PROBE_KEY" in info.output
-    assert "runs in a sandbox" in info.output
+    assert "network: api.example.org" in info.output
+    assert "secrets: OC_PROBE_KEY (NOT granted)" in info.output
+    assert "runs in a sandbox" in info.output and "state: off" in info.output
+    assert runner.invoke(app, ["plugins", "enable", "probe"]).exit_code == 0
     off = runner.invoke(app, ["plugins", "disable", "probe", "--chat", "telegram:42"])
     assert off.exit_code == 0 and "disabled in telegram:42" in off.output
     assert runner.invoke(app, ["plugins", "disable", "web"]).exit_code == 0
