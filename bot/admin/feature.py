@@ -19,7 +19,7 @@ from bot.access.models import GrantRow, PairingRow  # noqa: F401  (tables)
 from bot.admin.model_choice import ModelChoice
 from bot.approvals import NO, YES, ApprovalAgent, Approvals
 from bot.commands import CommandContext
-from bot.events import Address, Chat, Message, Reaction, User
+from bot.events import Address, Chat, ChatKind, Message, Reaction, User
 from bot.identity import IdentityLinks
 from bot.ratelimit import LocalLimiter, RedisLimiter, parse_rate, rate_limit_middleware
 from bot.runtime import Job, ReplyRecord, Runtime
@@ -73,18 +73,26 @@ class AdminServices:
             await self.audit(
                 row.user_key, "tool.dangerous", {"approval": approval_id, "tools": tools}
             )
-        await _requeue(self.app.runtime, row)
+        await _requeue(self.app.runtime, row, await _chat_kind(self.app, row.conversation))
         return None if approved else "Rejected; the action will not run."
 
 
-async def _requeue(runtime: Runtime, row: Any) -> None:
+async def _chat_kind(app: App, conversation: str) -> ChatKind:
+    """A group stays a group when its turn resumes (memories it learns are not private)."""
+    from bot.schedules.feature import chat_kind
+
+    kind = await chat_kind(app, conversation)
+    return ChatKind.DIRECT if kind == ChatKind.DIRECT else ChatKind.GROUP
+
+
+async def _requeue(runtime: Runtime, row: Any, kind: ChatKind = ChatKind.GROUP) -> None:
     """Queue the paused conversation; its next turn resumes the thread (see ApprovalAgent)."""
     address = Address.parse(row.conversation)
     platform, _, user_id = row.user_key.partition(":")
     message = Message(
         platform=address.platform,
         event_id=f"approval-{row.id}-{time.time_ns()}",
-        chat=Chat(address.platform, address.chat_id),
+        chat=Chat(address.platform, address.chat_id, kind),
         user=User(platform, user_id, row.user_name),
         thread_id=address.thread_id,
         text="",

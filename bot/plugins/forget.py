@@ -76,7 +76,7 @@ async def forget_in_plugins(system: PluginSystem, person: str, accounts: list[st
                     logger.warning("plugin store %s not swept: %s", folder.name, exc)
     if not hooked and not swept:
         return ""
-    done = f"plugin data ({', '.join(hooked)})" if hooked else "plugin data"
+    done = f"plugin data ({', '.join(sorted(hooked))})" if hooked else "plugin data"
     return done + (f", {swept} stored entries" if swept else "")
 
 
