@@ -230,8 +230,12 @@ async def test_an_account_linked_on_a_worker_is_let_in_at_the_gateway(
     code = re.search(r"/link (\w+)`", cluster.answers()["ann"][0])
     assert code is not None, cluster.answers()["ann"]
     await _command(cluster, "ann-phone", "link", code.group(1))
-    await _until(lambda: "ann-phone" in cluster.answers())
-    assert cluster.answers()["ann-phone"][0].startswith("Linked:")
-    await cluster.say("ann-phone", "hello from my phone")
+    await _until(lambda: "ann-phone" in cluster.answers() and len(cluster.answers()["ann"]) == 2)
+    assert "asked the account that made this code" in cluster.answers()["ann-phone"][0]
+    assert "test:ann-phone, on test" in cluster.answers()["ann"][1]  # ann is asked to confirm
+    await _command(cluster, "ann", "link", "confirm")
     await _until(lambda: len(cluster.answers()["ann-phone"]) == 2)
-    assert cluster.answers()["ann-phone"][1] == "echo: hello from my phone"
+    assert cluster.answers()["ann-phone"][1].startswith("Linked:")
+    await cluster.say("ann-phone", "hello from my phone")
+    await _until(lambda: len(cluster.answers()["ann-phone"]) == 3)
+    assert cluster.answers()["ann-phone"][2] == "echo: hello from my phone"
