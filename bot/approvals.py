@@ -24,6 +24,8 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import Field, SQLModel
 
+from bot.effects import OUTWARD, UNKNOWN, ApprovalPolicy, effects_of
+from bot.events import User
 from bot.tools import Tool, ToolError
 from graphs.agent.approval import APPROVAL_KIND
 from graphs.agent.runner import TurnOutcome
@@ -36,6 +38,7 @@ logger = logging.getLogger(__name__)
 OPEN = ("pending", "approved", "rejected")  # not yet resumed
 YES = frozenset({"👍", "+1", "thumbsup", "✅", "white_check_mark"})
 NO = frozenset({"👎", "-1", "thumbsdown", "❌", "x"})
+ASKING = OUTWARD | {UNKNOWN}
 
 
 class ApprovalRow(SQLModel, table=True):
@@ -60,16 +63,45 @@ class ApprovalRow(SQLModel, table=True):
 _T = ApprovalRow.__table__  # type: ignore[attr-defined]
 
 
-def request_text(approval_id: int, calls: list[dict[str, Any]]) -> str:
-    """The question shown in the chat."""
+INLINE = 200  # arguments up to this long (one line, no backticks) are shown inline
+
+
+def request_text(
+    approval_id: int, calls: list[dict[str, Any]], taint: list[str] | None = None
+) -> str:
+    """The question shown in the chat, with every call's COMPLETE arguments.
+
+    Short arguments are shown inline; longer ones in a fenced block (pretty JSON), never cut:
+    a reply longer than the platform allows is split across messages by the reply stream, and
+    the block says how many characters it holds so a missing part would show.
+    """
     lines = []
     for call in calls:
-        args = orjson.dumps(call.get("arguments") or {}).decode()
-        lines.append(f"- `{call.get('name')}` {args[:300]}")
+        arguments = call.get("arguments") or {}
+        args = orjson.dumps(arguments).decode()
+        why = f" ({call['why']})" if call.get("why") else ""
+        if len(args) <= INLINE and "`" not in args and "\n" not in args:
+            lines.append(f"- `{call.get('name')}` {args}{why}")
+            continue
+        full = orjson.dumps(arguments, option=orjson.OPT_INDENT_2).decode()
+        fence = "```"
+        while fence in full:
+            fence += "`"
+        lines.append(
+            f"- `{call.get('name')}`{why}, arguments in full ({len(full)} characters):\n"
+            f"{fence}json\n{full}\n{fence}"
+        )
+    origin = ""
+    if taint:
+        origin = "\nThis conversation has read outside content (" + ", ".join(taint[:5])
+        origin += f" and {len(taint) - 5} more)" if len(taint) > 5 else ")"
+        origin += ", which may be trying to steer me: check before you approve.\n"
     return (
         "⚠️ I want to run an action that needs your approval:\n"
         + "\n".join(lines)
-        + f"\n\nSend /approve {approval_id} or /reject {approval_id} "
+        + "\n"
+        + origin
+        + f"\nSend /approve {approval_id} or /reject {approval_id} "
         "(or react 👍 / 👎 to this message)."
     )
 
@@ -159,8 +191,14 @@ class ApprovalAgent:
         approvals: Approvals,
         on_request: Any = None,
         secrets: list[str] | None = None,
+        *,
+        policy: ApprovalPolicy | None = None,
+        is_owner: Callable[[User], bool] | None = None,
     ) -> None:
         self.inner = inner
+        self.policy = policy or ApprovalPolicy()
+        # Who may steer the agent in a group: anyone else's message is outside content.
+        self.is_owner = is_owner or (lambda _user: False)
         # Secret values (tokens) never enter a prompt, even if someone pastes or configures one.
         self.secrets = sorted({s for s in secrets or [] if len(s) >= 6}, key=len, reverse=True)
         self.graph = inner.graph
@@ -180,6 +218,8 @@ class ApprovalAgent:
         if self.secrets:
             text, ctx.system_prompt = self.redact(text), self.redact(ctx.system_prompt)
             ctx.tools = [_redacting(t, self.redact) for t in ctx.tools]
+        ctx.approval_policy = self.policy
+        ctx.taint = self.turn_taint(ctx)
         open_id = self.approvals.open_id(thread_id)
         if open_id is None and not text:
             # A resume queued by another process (scaled out) carries no text: re-read.
@@ -194,6 +234,13 @@ class ApprovalAgent:
         outcome = await self.inner.run_turn(thread_id, text, ctx, **kw)
         return await self._after(thread_id, outcome, ctx)
 
+    def turn_taint(self, ctx: TurnContext) -> list[str]:
+        """Outside content a turn starts with: a message in a group from someone not an owner."""
+        user = ctx.user
+        if ctx.chat_kind != "group" or user is None or self.is_owner(user):
+            return []
+        return [f"a group message from {user.key}"]
+
     def redact(self, text: str) -> str:
         """Replace every secret value in ``text`` with ``***``."""
         for secret in self.secrets:
@@ -203,7 +250,16 @@ class ApprovalAgent:
     async def _resume(self, thread_id: str, row: Any, ctx: TurnContext) -> Any:
         run_id = uuid.uuid4().hex
         config = {"configurable": {"thread_id": thread_id}, "run_id": run_id}
-        decision = {"approved": row.status == "approved", "by": row.decided_by}
+        ctx.taint = []  # the paused turn's taint is in its checkpoint; the resume adds none
+        approved = row.status == "approved"
+        if approved and not await self._decider_may_approve(thread_id, row):
+            # Outside content came from someone in the group who is not an owner: their own
+            # yes is no yes (they wrote the instructions). Only an owner may approve.
+            logger.warning(
+                "approval %s: approved by %s, who is not an owner", row.id, row.decided_by
+            )
+            approved = False
+        decision = {"approved": approved, "by": row.decided_by}
         try:
             state = await self.graph.ainvoke(
                 Resume(resume=decision), config=config, context=ctx, durability="exit"
@@ -216,19 +272,44 @@ class ApprovalAgent:
         answer = messages[-1].get("content", "") if messages else ""
         return await self._after(thread_id, TurnOutcome(answer, run_id), ctx)
 
-    async def _after(self, thread_id: str, outcome: Any, ctx: TurnContext) -> Any:
-        if not any(t.dangerous for t in ctx.tools):
-            return outcome  # nothing could have paused: skip the checkpoint read
+    async def _decider_may_approve(self, thread_id: str, row: Any) -> bool:
+        """Whether the person who said yes may: owners always, others unless a stranger's
+        group message is among the paused turn's outside content.
+        """
+        platform, _, user_id = str(row.decided_by).partition(":")
+        if not row.decided_by or self.is_owner(User(platform, user_id, "")):
+            return True
+        request = await self._paused_request(thread_id)
+        taint = request.get("taint") or [] if request is not None else []
+        return not any(str(t).startswith("a group message from") for t in taint)
+
+    async def _paused_request(self, thread_id: str) -> dict[str, Any] | None:
         snapshot = await self.graph.aget_state({"configurable": {"thread_id": thread_id}})
         for pause in getattr(snapshot, "interrupts", ()) or ():
             value = pause.value
             if isinstance(value, dict) and value.get("kind") == APPROVAL_KIND:
-                calls = list(value.get("calls") or [])
-                approval_id = await self.approvals.create(thread_id, ctx, calls, outcome.run_id)
-                if self.on_request is not None:
-                    await self.on_request(approval_id, ctx, calls)
-                return TurnOutcome(request_text(approval_id, calls), outcome.run_id)
-        return outcome
+                return value
+        return None
+
+    def _may_pause(self, ctx: TurnContext) -> bool:
+        if any(t.dangerous for t in ctx.tools):
+            return True
+        if self.policy.mode == "off":
+            return False
+        return any(effects_of(t) & ASKING for t in ctx.tools)
+
+    async def _after(self, thread_id: str, outcome: Any, ctx: TurnContext) -> Any:
+        if not self._may_pause(ctx):
+            return outcome  # nothing could have paused: skip the checkpoint read
+        request = await self._paused_request(thread_id)
+        if request is None:
+            return outcome
+        calls = list(request.get("calls") or [])
+        approval_id = await self.approvals.create(thread_id, ctx, calls, outcome.run_id)
+        if self.on_request is not None:
+            await self.on_request(approval_id, ctx, calls)
+        text = request_text(approval_id, calls, list(request.get("taint") or []))
+        return TurnOutcome(text, outcome.run_id)
 
 
 def _redacting(tool: Tool, redact: Callable[[str], str]) -> Tool:

@@ -195,6 +195,22 @@ class Settings(BaseSettings):
         "OC_MCP_SERVERS",
         'MCP servers as JSON: {"name": {"command": "...", "args": [...]} or {"url": "http..."}}.',
     )
+    # --- approvals that follow the data (issue 13, bot/effects.py) ----------------------
+    approval_policy: str = _env(
+        "OC_APPROVAL_POLICY",
+        "'taint': once a conversation read outside content (web, notes, tool output, a "
+        "stranger in a group), effects that leave the sandbox ask first; 'strict': they always "
+        "ask; 'off': only tools marked dangerous ask.",
+        "taint",
+        pattern=r"^(strict|taint|off)$",
+    )
+    approval_always: str = _env(
+        "OC_APPROVAL_ALWAYS",
+        "Effects that ask in every conversation, comma-separated (e.g. 'delete,install').",
+        "",
+        pattern=r"^\s*((network|send|persist|schedule|device|delete|install|unknown)"
+        r"\s*(,\s*|$))*$",
+    )
     # --- access: rate limits (issue 7) ---------------------------------------------------
     rate_limit_user: str = _env(
         "OC_RATE_LIMIT_USER", "Messages per account: 'count/seconds'; 0 turns it off.", "20/60"

@@ -279,6 +279,7 @@ class Runtime:
             keep_alive=self.settings.keep_alive,
             user=msg.user,
             address=address,
+            chat_kind=str(msg.chat.kind),
             services=self.turn_services,
         )
         thread = self.thread_id(address, await self.store.epoch(address.key))

@@ -34,6 +34,11 @@ class Tool:
     fn: ToolFn
     dangerous: bool = False
     plugin: str = "core"
+    # What the call does beyond answering (see bot/effects.py); None = undeclared (anything).
+    effects: frozenset[str] | None = None
+    # True when the result is computed by trusted code from the arguments alone (a clock, a
+    # receipt like "remembered"): reading it does not taint the turn. Default: it does.
+    trusted_output: bool = False
     _spec: dict[str, Any] | None = field(default=None, repr=False)
 
     @property
@@ -126,13 +131,29 @@ def schema_for(fn: ToolFn) -> tuple[str, dict[str, Any]]:
     return summary, {"type": "object", "properties": props, "required": required}
 
 
-def tool(fn: ToolFn | None = None, *, name: str | None = None, dangerous: bool = False) -> Any:
-    """Mark a function as a tool: ``@tool`` or ``@tool(name=..., dangerous=True)``."""
+def tool(
+    fn: ToolFn | None = None,
+    *,
+    name: str | None = None,
+    dangerous: bool = False,
+    effects: Iterable[str] | None = None,
+    trusted_output: bool = False,
+) -> Any:
+    """Mark a function as a tool: ``@tool`` or ``@tool(name=..., effects=["persist"])``.
+
+    ``effects`` uses the vocabulary of :mod:`bot.effects`; ``dangerous=True`` always asks.
+    """
 
     def wrap(f: ToolFn) -> ToolFn:
         description, params = schema_for(f)
         f.__oc_tool__ = Tool(  # type: ignore[attr-defined]
-            name or f.__name__, description, params, f, dangerous=dangerous
+            name or f.__name__,
+            description,
+            params,
+            f,
+            dangerous=dangerous,
+            effects=None if effects is None else frozenset(effects),
+            trusted_output=trusted_output,
         )
         return f
 

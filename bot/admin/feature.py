@@ -19,6 +19,7 @@ from bot.access.models import GrantRow, PairingRow  # noqa: F401  (tables)
 from bot.admin.model_choice import ModelChoice
 from bot.approvals import NO, YES, ApprovalAgent, Approvals
 from bot.commands import CommandContext
+from bot.effects import ApprovalPolicy
 from bot.events import Address, Chat, ChatKind, Message, Reaction, User
 from bot.identity import IdentityLinks
 from bot.ratelimit import LocalLimiter, RedisLimiter, parse_rate, rate_limit_middleware
@@ -140,7 +141,14 @@ async def setup(app: App) -> None:
         tools = [c.get("name") for c in calls]
         await services.audit(actor, "approval.requested", {"approval": approval_id, "tools": tools})
 
-    runtime.agent = ApprovalAgent(runtime.agent, approvals, on_request, settings.secret_values())
+    runtime.agent = ApprovalAgent(
+        runtime.agent,
+        approvals,
+        on_request,
+        settings.secret_values(),
+        policy=ApprovalPolicy.from_settings(settings),
+        is_owner=lambda user: runtime.is_admin(user),  # looked up per call: it may be replaced
+    )
 
     async def on_reply(record: ReplyRecord) -> None:
         if approvals.asked_in(record.meta.run_id):

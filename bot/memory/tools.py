@@ -40,7 +40,8 @@ async def person_of_turn(ctx: TurnContext) -> str:
 def make_memory_tools(store: MemoryStore) -> list[Tool]:
     """Tools bound to one memory store."""
 
-    @tool
+    # persist: a memory is shown in later prompts; the receipt is ours, not outside content
+    @tool(effects=["persist"], trusted_output=True)
     async def remember(fact: str) -> str:
         """Save a lasting fact or preference about the user, for later conversations on any app.
 

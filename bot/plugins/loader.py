@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from bot.effects import derived_effects
 from bot.events import Address, User
 from bot.logs import add_secrets
 from bot.plugins.discovery import Broken, Discovery, Plugin
@@ -136,6 +137,8 @@ class PluginHost:
                     self._caller(name, decl.name),
                     dangerous=decl.dangerous or found.dangerous,
                     plugin=name,
+                    effects=_effects(plugin, decl, self.sandbox.isolated),
+                    trusted_output=decl.trusted_output,
                 )
             )
         for tool in tools:
@@ -276,15 +279,69 @@ class PluginHost:
             process=perms.process,
         )
 
-    async def _deliver(self, name: str, outbox: list[dict[str, Any]]) -> None:
+    def may_send_elsewhere(self, name: str, kind: str, target: str) -> bool:
+        """Whether a call may message chats other than its own conversation.
+
+        A tool may if it declares the ``send`` effect (so a tainted turn asks the owner before
+        it runs); a scheduled job may (it has no conversation of its own and no model chose
+        its arguments); commands and hooks answer only where they were called.
+        """
+        if kind == "job":
+            return True
+        if kind != "tool":
+            return False
+        tool = next((t for t in self._tools.get(name, []) if t.name == target), None)
+        return tool is not None and "send" in (tool.effects or ())
+
+    async def _deliver(
+        self,
+        name: str,
+        outbox: list[dict[str, Any]],
+        kind: str = "job",
+        target: str = "",
+        origin: Address | None = None,
+    ) -> list[str]:
+        refused: list[str] = []
         for item in outbox:
             if self.send is None:
                 logger.warning("plugin %s sent a message but no chat is connected", name)
-                return
+                return refused
+            where = str(item["address"])
+            if not _same_chat(where, origin) and not self.may_send_elsewhere(name, kind, target):
+                logger.warning("plugin %s: message to %s refused (another chat)", name, where)
+                refused.append(
+                    f"the message to {where} was not sent: {target or name} may only message "
+                    "this conversation (declare the send effect to message other chats)"
+                )
+                continue
             try:
                 await self.send(Address.parse(str(item["address"])), str(item["text"]))
             except Exception as exc:
                 logger.warning("plugin %s: message to %s failed: %s", name, item["address"], exc)
+        return refused
+
+
+def _same_chat(key: str, origin: Address | None) -> bool:
+    """Whether an outbox address is the chat of the call (any thread of it)."""
+    if origin is None:
+        return False
+    try:
+        target = Address.parse(key)
+    except ValueError:
+        return False
+    return (target.platform, target.chat_id) == (origin.platform, origin.chat_id)
+
+
+def _effects(plugin: Plugin, decl: Any, isolated: bool) -> frozenset[str] | None:
+    """A tool's effects: declared, or what its plugin's grants make possible."""
+    perms = plugin.manifest.permissions
+    return derived_effects(
+        decl.effects,
+        network=bool(perms.network),
+        write=bool(perms.files.write),
+        process=perms.process,
+        isolated=isolated and not plugin.in_process,
+    )
 
 
 def coerce_arguments(arguments: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:

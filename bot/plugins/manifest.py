@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bot.effects import Effect
+
 __all__ = [
     "CommandDecl",
     "FileGrants",
@@ -75,6 +77,16 @@ class ToolDecl(_Strict):
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
     description: str = ""
     dangerous: bool = False
+    effects: list[Effect] | None = Field(
+        default=None,
+        description="What a call does beyond answering (bot/effects.py); omitted: what the "
+        "plugin's grants allow.",
+    )
+    trusted_output: bool = Field(
+        default=False,
+        description="Its result is computed from the arguments alone, never outside content, "
+        "so reading it does not make the turn ask before effects.",
+    )
 
 
 class CommandDecl(_Strict):

@@ -63,7 +63,8 @@ async def setup_schedules(app: Any) -> None:
     if app.changes is not None:  # a schedule made on a worker wakes the gateway's scheduler
         scheduler.announce = app.changes.watch("schedules", scheduler.woken)
 
-    @tool
+    # schedule: it runs later on its own (a "run" task acts with no one watching)
+    @tool(effects=["schedule"], trusted_output=True)
     async def schedule(
         what: str,
         when: str = "",

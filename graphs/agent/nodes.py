@@ -12,6 +12,7 @@ from langgraph.runtime import Runtime
 from bot.ollama import ModelClient
 from bot.tools import Tool, ToolError
 from graphs.agent.approval import review_calls
+from graphs.agent.reducer import merge_taint
 from graphs.agent.state import AgentState, ToolExecutor, TurnContext
 from graphs.agent.trim import trim_history
 
@@ -67,22 +68,38 @@ class ToolNode:
 
     async def __call__(self, state: AgentState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
         """Run the calls (in parallel, after any approval); results become tool messages."""
+        ctx = runtime.context
         calls = state["messages"][-1].get("tool_calls") or []
-        available = {t.name: t for t in runtime.context.tools}
+        available = {t.name: t for t in ctx.tools}
         fns = [call.get("function") or {} for call in calls]
-        refused = review_calls(fns, available)  # may pause the graph for a person's approval
+        taint = merge_taint(state.get("taint"), ctx.taint)
+        # may pause the graph for a person's approval
+        refused = review_calls(
+            fns, available, taint=taint, messages=state["messages"], policy=ctx.approval_policy
+        )
         results = await asyncio.gather(
             *(
                 _refuse(fn, refused[i]) if i in refused else self._run(available, fn)
                 for i, fn in enumerate(fns)
             )
         )
-        return {
+        # Output of a tool that read outside content taints the rest of the conversation.
+        read = [
+            name
+            for i, (name, _content) in enumerate(results)
+            if i not in refused
+            and (tool := available.get(name)) is not None
+            and not tool.trusted_output
+        ]
+        update: dict[str, Any] = {
             "messages": [
                 {"role": "tool", "tool_name": name, "content": content} for name, content in results
             ],
             "tool_rounds": state.get("tool_rounds", 0) + 1,
         }
+        if read or ctx.taint:
+            update["taint"] = [*ctx.taint, *(f"tool {name}" for name in read)]
+        return update
 
     async def _run(self, available: dict[str, Tool], fn: dict[str, Any]) -> tuple[str, str]:
         name = str(fn.get("name", ""))

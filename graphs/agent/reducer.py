@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["DROP_ROLE", "drop_marker", "merge_messages"]
+__all__ = ["DROP_ROLE", "drop_marker", "merge_messages", "merge_taint"]
 
 DROP_ROLE = "__drop__"
 
@@ -30,4 +30,11 @@ def merge_messages(
             del merged[: max(0, int(item.get("count", 0)))]
         else:
             merged.append(item)
+    return merged
+
+
+def merge_taint(current: Sequence[str] | None, update: Sequence[str] | None) -> list[str]:
+    """Union of taint sources, in first-seen order (taint is never removed, only a new thread)."""
+    merged = list(current or [])
+    merged += [s for s in dict.fromkeys(update or ()) if s not in merged]
     return merged

@@ -38,10 +38,10 @@ class GraphAgent:
         """
         run_id = uuid.uuid4().hex
         config = {"configurable": {"thread_id": thread_id}, "run_id": run_id}
-        payload: dict[str, Any] | None = {
-            "messages": [{"role": "user", "content": text}],
-            "tool_rounds": 0,
-        }
+        fresh: dict[str, Any] = {"messages": [{"role": "user", "content": text}], "tool_rounds": 0}
+        if ctx.taint:  # stored with the message, so a pause and resume see the same taint
+            fresh["taint"] = list(ctx.taint)
+        payload: dict[str, Any] | None = fresh
         if retry:
             snapshot = await self.graph.aget_state(config)
             pending = snapshot.values.get("messages", []) if snapshot.next else []

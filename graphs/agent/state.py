@@ -10,9 +10,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Protocol, TypedDict
 
+from bot.effects import ApprovalPolicy
 from bot.events import Address, User
 from bot.tools import Tool
-from graphs.agent.reducer import merge_messages
+from graphs.agent.reducer import merge_messages, merge_taint
 
 __all__ = ["AgentState", "ChatMessage", "TurnContext", "TurnStream"]
 
@@ -28,6 +29,9 @@ class AgentState(TypedDict, total=False):
     summary: str  # older turns, compacted (graphs/agent/compaction.py)
     recalled: list[dict[str, Any]]  # memories used in this turn, cited by id
     plan: dict[str, Any]  # the newest plan and its progress (graphs/agent/planning.py)
+    # Where outside content entered this conversation (tool names, "group message from ...").
+    # Sticky for the thread: what was read stays in the history the model sees (bot/effects.py).
+    taint: Annotated[list[str], merge_taint]
 
 
 class TurnStream(Protocol):
@@ -58,5 +62,10 @@ class TurnContext:
     # Who is talking and where (memory is per person, schedules deliver to the chat).
     user: User | None = None
     address: Address | None = None
+    chat_kind: str = "direct"  # "group": others' messages may be outside content
     # Run-scoped services features put on ``Runtime.turn_services`` (memory, planner...).
     services: dict[str, Any] = field(default_factory=dict)
+    # Outside content the turn starts with (a stranger's message in a group), written into
+    # ``AgentState.taint`` with the message; and when effects ask the owner (bot/effects.py).
+    taint: list[str] = field(default_factory=list)
+    approval_policy: ApprovalPolicy = field(default_factory=ApprovalPolicy)
