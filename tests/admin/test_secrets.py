@@ -53,7 +53,8 @@ async def test_full_run_leaks_no_secret(
 
     params = {"type": "object", "properties": {"url": {"type": "string"}}, "required": ["url"]}
     async with Harness(settings) as h:
-        h.app.tools.add(Tool("leaky", "Fetch a URL.", params, leaky))
+        # a test double with no real effect: its second call must not stop at an approval
+        h.app.tools.add(Tool("leaky", "Fetch a URL.", params, leaky, effects=frozenset()))
         fake_ollama.call_tool("leaky", url="https://example.org/1")
         fake_ollama.call_tool("leaky", url="https://example.org/2")
         fake_ollama.reply("done")

@@ -17,13 +17,13 @@ from tests.memory.helpers import open_settings, system_prompt
 REQUEST = "Look up the value, then double it, and then tell me the result."
 
 
-@tool
+@tool(effects=[])  # a lookup: no effect beyond answering (bot/effects.py)
 async def flaky_lookup() -> str:
     """Look up the value (primary service)."""
     raise ToolError("primary service is down")
 
 
-@tool
+@tool(effects=[])
 async def backup_lookup() -> str:
     """Look up the value (backup service)."""
     return "42"

@@ -39,7 +39,8 @@ def _reminders(h: Harness) -> list[str]:
 async def test_reminder_made_before_a_restart_fires_once_on_time_after_it(
     make_settings: Callable[..., Settings], fake_ollama: FakeOllama
 ) -> None:
-    settings = make_settings(**open_settings())
+    # alice owns the bot: in a group, a stranger's request to schedule would ask for approval
+    settings = make_settings(**open_settings(OC_ADMINS="test:alice"))
     due = datetime.now(ZoneInfo(PARIS)) + timedelta(seconds=4)
     local = due.replace(tzinfo=None).isoformat(timespec="milliseconds")
     async with Harness(settings) as h:

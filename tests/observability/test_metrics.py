@@ -22,8 +22,10 @@ def _add_tools(h: HttpHarness) -> None:
     async def broken(x: int) -> str:
         raise ToolError(f"cannot handle {x}")
 
-    h.app.tools.add(Tool("double", "Double a number.", PARAMS, double), plugin="maths")
-    h.app.tools.add(Tool("broken", "Always fails.", PARAMS, broken), plugin="faulty")
+    # declared without effects: a second round after reading a result asks no approval
+    no = frozenset[str]()
+    h.app.tools.add(Tool("double", "Double a number.", PARAMS, double, effects=no), plugin="maths")
+    h.app.tools.add(Tool("broken", "Always fails.", PARAMS, broken, effects=no), plugin="faulty")
 
 
 async def test_turn_with_tools_exports_model_tool_and_connector_series(

@@ -28,7 +28,11 @@ async def test_agent_calls_mcp_tools(make_settings, fake_ollama):
     fake_ollama.call_tool("calc__fail")
     fake_ollama.reply("The answer is 42.")
     async with Harness(make_settings(OC_MCP_SERVERS=_setting())) as h:
-        answer = await h.say("add 2 and 40")
+        question = await h.say("add 2 and 40")
+        # An MCP result is outside content, and an MCP tool's effects are undeclared: the
+        # second call waits for the person's yes (bot/effects.py).
+        assert "`calc__fail` {} (undeclared effects after outside content)" in question
+        answer = await h.command("approve")
         system: PluginSystem = h.app.extras["plugins"]
         assert system.mcp is not None
         errors = {s.name: s.error for s in system.mcp.servers}
