@@ -73,7 +73,9 @@ def register_user_commands(router: CommandRouter, services: AdminServices) -> No
             rows = await services.approvals.find(
                 conversation=ctx.event.address.key, status="pending"
             )
-            approval_id = int(rows[0].id) if rows else None
+            # In a group several people may be waiting: the caller's own request comes first.
+            own = [r for r in rows if r.user_key == ctx.event.user.key]
+            approval_id = int((own or rows)[0].id) if rows else None
         if approval_id is None:
             return "There is nothing waiting for approval here."
         return await services.decide(approval_id, approved, ctx.event.user)
