@@ -7,14 +7,15 @@ the group); a memory store from before memories had an origin.
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
+from bot.config import Settings
 from bot.identity import LinkCodeRow
 from bot.memory.models import MemoryRow
+from bot.storage.engine import create_engine
 from bot.testing import FakeOllama
 from bot.testing.harness import Harness
 from tests.memory.helpers import system_prompt
@@ -105,21 +106,32 @@ async def test_dm_memory_never_reaches_a_group_prompt(
 async def test_memories_from_before_the_origin_column_count_as_private(
     make_settings: Any, fake_ollama: FakeOllama
 ) -> None:
+    await _older_store_reads_as_private(privacy_settings(make_settings), fake_ollama)
+
+
+@pytest.mark.postgres
+async def test_older_store_on_postgresql_gets_the_columns_and_reads_as_private(
+    make_settings: Any, fake_ollama: FakeOllama, postgres_url: str
+) -> None:
+    settings = privacy_settings(make_settings, OC_DATABASE_URL=postgres_url)
+    await _older_store_reads_as_private(settings, fake_ollama)
+
+
+async def _older_store_reads_as_private(settings: Settings, fake_ollama: FakeOllama) -> None:
     fake_ollama.embedder = topic_embedding
-    settings = privacy_settings(make_settings)
     async with Harness(settings) as h:
         await _remember(h, fake_ollama, SECRET, chat=GROUP, group=True)  # even from a group
     # Turn the store into one an older release made: no origin columns, no new link columns.
-    db = sqlite3.connect(settings.data_dir / "opencomputer.db")
-    for table, column in [
-        ("memories", "origin"),
-        ("memories", "origin_chat"),
-        ("identity_link_codes", "joiner_key"),
-        ("identity_link_codes", "address"),
-    ]:
-        db.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
-    db.commit()
-    db.close()
+    engine = create_engine(settings.resolved_database_url)
+    async with engine.begin() as conn:
+        for table, column in [
+            ("memories", "origin"),
+            ("memories", "origin_chat"),
+            ("identity_link_codes", "joiner_key"),
+            ("identity_link_codes", "address"),
+        ]:
+            await conn.execute(text(f"ALTER TABLE {table} DROP COLUMN {column}"))
+    await engine.dispose()
 
     async with Harness(settings) as h:  # starts on the old store without crashing
         fake_ollama.reply("ok")
