@@ -103,7 +103,9 @@ async def test_enablement_survives_restart_and_cli_changes_are_picked_up(setting
         assert system.enabled("web", None)
 
 
-async def test_notes_are_per_user_and_have_a_command(settings, fake_ollama):
+async def test_notes_are_per_user_and_have_a_command(make_settings, fake_ollama):
+    # admins: a group message from anyone else is outside content, and notes would ask first
+    settings = make_settings(OC_ADMINS="test:alice,test:bob")
     fake_ollama.call_tool("add_note", text="buy milk", todo=True)
     fake_ollama.reply("noted")
     fake_ollama.call_tool("add_note", text="call mum")
