@@ -82,7 +82,10 @@ async def setup(app: Any) -> None:
     async def export_memories(person: str, _accounts: list[str]) -> dict[str, Any]:
         items = await store.list_of(person)
         return {
-            "memories": [{"id": m.id, "text": m.text, "created_at": m.created_at} for m in items]
+            "memories": [
+                {"id": m.id, "text": m.text, "created_at": m.created_at, "learned_in": m.learned_in}
+                for m in items
+            ]
         }
 
     app.extras.setdefault("forget_hooks", []).append(forget_memories)

@@ -43,6 +43,7 @@ class Memory:
     text: str
     score: float = 0.0
     created_at: float = 0.0
+    learned_in: str = ""  # "direct", or "group platform:chat_id" (listed in /export)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,11 +174,20 @@ class MemoryStore:
         """The memories of a person that may be shown ``where`` (default: all), oldest first."""
         async with self.engine.connect() as conn:
             rows = await conn.execute(
-                select(_MEM.c.id, _MEM.c.text, _MEM.c.created_at)
+                select(_MEM.c.id, _MEM.c.text, _MEM.c.created_at, _MEM.c.origin, _MEM.c.origin_chat)
                 .where(_MEM.c.person == person, *_visible(where))
                 .order_by(_MEM.c.id)
             )
-            return [Memory(int(r.id), person, r.text, created_at=r.created_at) for r in rows]
+            return [
+                Memory(
+                    int(r.id),
+                    person,
+                    r.text,
+                    created_at=r.created_at,
+                    learned_in="direct" if r.origin == "direct" else f"group {r.origin_chat}",
+                )
+                for r in rows
+            ]
 
     async def edit(self, person: str, memory_id: int, text: str) -> bool:
         """Replace a memory's text (re-embedded); False if it is not the person's."""

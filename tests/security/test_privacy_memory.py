@@ -101,6 +101,11 @@ async def test_dm_memory_never_reaches_a_group_prompt(
         await h.say("how much money do I earn?", user=VICTIM)
         assert SECRET in system_prompt(fake_ollama.chats[-1])
         assert "91234" not in sent_to(h, GROUP) + sent_to(h, "office")
+        # Her export says where each memory was learned.
+        exported = await h.command("export", user=VICTIM)
+        assert (
+            '"learned_in": "direct"' in exported and '"learned_in": "group test:lobby"' in exported
+        )
 
 
 async def test_memories_from_before_the_origin_column_count_as_private(
