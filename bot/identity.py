@@ -183,6 +183,9 @@ class IdentityLinks:
         now = time.time()
         self._wrong[user_key].append(now)
         self._wrong_all.append(now)
+        if len(self._wrong) > 1000:  # accounts that stopped guessing long ago: let them go
+            for key in [k for k, seen in self._wrong.items() if seen[-1] < now - self.guess_window]:
+                del self._wrong[key]
 
     async def redeem(
         self, code: str, user: User, address: Address | None = None
