@@ -91,6 +91,11 @@ async def test_dm_memory_never_reaches_a_group_prompt(
         assert "91234" not in group_turns and "order number" not in group_turns
         # A group memory comes back in its own group (the private ones did not crowd it out)...
         assert GROUP_FACT in system_prompt(fake_ollama.chats[-1])
+        # ...in any thread of that group...
+        fake_ollama.reply("ok")
+        await h.say("pizza for dinner?", user=VICTIM, chat=GROUP, group=True, thread="t1")
+        assert GROUP_FACT in system_prompt(fake_ollama.chats[-1])
+        assert "91234" not in system_prompt(fake_ollama.chats[-1])
         # ...but not in another group, and a DM memory not there either.
         fake_ollama.reply("ok")
         await h.say("what pizza do I like? my salary?", user=VICTIM, chat="office", group=True)
