@@ -103,6 +103,10 @@ class SecretRegistry:
             self._values |= new
             self._ordered = sorted(self._values, key=len, reverse=True)
 
+    def clear(self) -> None:
+        """Forget every value (logging is being set up afresh)."""
+        self._values, self._ordered = set(), []
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._ordered)
 
@@ -237,6 +241,7 @@ def setup_logging(
     else:
         handler.setFormatter(logging.Formatter(TEXT_FORMAT, "%H:%M:%S"))
     handler.addFilter(TurnIdFilter())
+    SECRETS.clear()  # set up afresh: these secrets, and the plugins' as they load
     handler.addFilter(RedactingFilter(secrets))
     root = logging.getLogger()
     for old in list(root.handlers):

@@ -38,8 +38,13 @@ def _discover(settings: Settings) -> Discovery:
 
     from bot.plugins.discovery import discover
 
-    logging.getLogger("bot.plugins.discovery").setLevel(logging.ERROR)  # shown in the table
-    return discover(settings.plugin_dirs)
+    quiet = logging.getLogger("bot.plugins.discovery")  # each problem is shown in the table
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        return discover(settings.plugin_dirs)
+    finally:
+        quiet.setLevel(level)
 
 
 async def _enablement(settings: Settings, found: Discovery | None = None) -> tuple[Any, Enablement]:

@@ -174,17 +174,19 @@ def discover(
             other = result.plugins[manifest.name].folder
             result.broken.append(Broken(manifest.name, where, f"name already used by {other}"))
             continue
-        values, problem = _check(manifest, environ)
+        # Namespaces nest (home: OC_HOME_*, home_mqtt: OC_HOME_MQTT_*): a setting belongs to
+        # the first plugin found declaring it (built-ins come first), even one left unusable.
         taken = [s for s in manifest.settings if s in claimed]
-        if taken and not problem:  # namespaces nest (home, home_mqtt): first come keeps it
-            problem = f"setting {taken[0]} is already plugin {claimed[taken[0]]}'s"
+        claimed.update({s: manifest.name for s in manifest.settings if s not in claimed})
+        values, problem = _check(manifest, environ)
+        if taken:
+            problem = f"setting {taken[0]} belongs to plugin {claimed[taken[0]]}"
         if problem:
             result.broken.append(
                 Broken(manifest.name, where, problem, optional=source == "builtin")
             )
             continue
         result.plugins[manifest.name] = Plugin(manifest, folder, source, package, values)
-        claimed.update(dict.fromkeys(manifest.settings, manifest.name))
     for broken in result.broken:
         # A built-in plugin left unconfigured is a choice, not a fault: `doctor` still lists it.
         logger.log(logging.INFO if broken.optional else logging.WARNING, "%s", broken)

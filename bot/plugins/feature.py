@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +21,7 @@ import orjson
 from bot.commands import CommandContext
 from bot.connector import CommandSpec
 from bot.events import Address, Message, Reaction, User
-from bot.logs import add_secrets, mask
+from bot.logs import SecretRegistry, add_secrets, mask
 from bot.plugins.discovery import discover, plugin_environ
 from bot.plugins.enablement import Enablement
 from bot.plugins.forget import register_forget
@@ -112,12 +112,19 @@ class PluginSystem:
             await self.mcp.stop()
 
 
-def make_executor(app: App, timeout: float) -> Executor:
+def make_executor(app: App, timeout: float, secrets: Iterable[str] | None = None) -> Executor:
     """Run a tool: plugin tools go to their sandbox, MCP tools to their server.
+
+    What the model reads back (result or error) is masked: URL passwords and ``secrets`` (by
+    default every secret this process registered) become ``***``.
 
     Approval of dangerous tools happens in the graph before this is called; an extra gate can be
     plugged in as ``app.extras["approve_tool"]`` (``async (tool, arguments) -> bool | str``).
     """
+    hidden: SecretRegistry | None = None
+    if secrets is not None:
+        hidden = SecretRegistry()
+        hidden.add(secrets)
 
     async def execute(tool: Tool, arguments: dict[str, Any]) -> str:
         approve = app.extras.get("approve_tool")
@@ -132,9 +139,9 @@ def make_executor(app: App, timeout: float) -> Executor:
         try:
             result = await asyncio.wait_for(tool.call(arguments), timeout=timeout)
         except ToolError as exc:  # the model reads the error too: no secret in it either
-            raise ToolError(mask(str(exc))) from None
+            raise ToolError(mask(str(exc), hidden)) from None
         text = result if isinstance(result, str) else orjson.dumps(result, default=str).decode()
-        return mask(text)  # URL passwords and known secrets never enter the prompt
+        return mask(text, hidden)  # URL passwords and known secrets never enter the prompt
 
     return execute
 
@@ -181,7 +188,9 @@ async def setup(app: App) -> None:
         system.mcp = McpServers.from_setting(settings.mcp_servers, timeout=settings.plugin_timeout)
         await system.mcp.start()
     app.extras["plugins"] = system
-    app.extras["tool_executor"] = make_executor(app, settings.plugin_timeout + 5)
+    app.extras["tool_executor"] = make_executor(
+        app, settings.plugin_timeout + 5, [*secrets, *host.secret_values]
+    )
     app.on_stop.append(system.stop)
 
     base = runtime.choose_tools

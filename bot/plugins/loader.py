@@ -58,12 +58,13 @@ class PluginHost:
         self.send: Sender | None = None
         self._tools: dict[str, list[Tool]] = {}
         self._tool_owner: dict[str, str] = {}
-        add_secrets(  # a plugin's secrets never reach a log line, granted or not
+        self.secret_values = [  # a plugin's secrets never reach a log line, granted or not
             v
             for p in self.plugins.values()
             for n, v in p.settings.items()
             if n in p.manifest.secret_names
-        )
+        ]
+        add_secrets(self.secret_values)
         for plugin in list(self.plugins.values()):
             withheld = self.received(plugin.name).withheld
             for setting, spec in plugin.manifest.settings.items():

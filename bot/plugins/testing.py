@@ -7,7 +7,7 @@
         assert await kit.say("greet Ada") == "Done."
 
 The plugin runs exactly as in production: sandboxed (bubblewrap must be installed, or pass
-``sandbox="off"``), with only the settings you give the kit.
+``sandbox="off"``), with only the settings you give the kit (its secrets granted, as an admin would).
 """
 
 from __future__ import annotations
@@ -77,6 +77,8 @@ class PluginTestKit:
             await self.stop()
             raise AssertionError(f"plugin {self.name} did not load: {'; '.join(problems)}")
         await system.enablement.set(self.name, True)
+        for secret in system.host.plugins[self.name].manifest.secret_names:
+            await system.enablement.grant(self.name, secret)  # the author's own test values
         system.host.tools(self.name)  # parse the code now: a mismatch fails here, not later
         if self.name not in system.host.plugins:
             reasons = [b.reason for b in system.host.broken if b.name == self.name]
