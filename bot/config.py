@@ -11,7 +11,14 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = [
@@ -121,6 +128,14 @@ class Settings(BaseSettings):
         "OC_DATABASE_URL", "SQLAlchemy URL; default: SQLite file in OC_DATA_DIR."
     )
     redis_url: str | None = _env("OC_REDIS_URL", "Redis URL for shared state (optional).")
+    database_key: SecretStr | None = _env(
+        "OC_DATABASE_KEY",
+        "Encrypt the SQLite database with SQLCipher under this passphrase (or 64 hex digits: a "
+        "raw key); needs the sqlcipher3-binary package. Not for PostgreSQL.",
+    )
+    database_key_file: Path | None = _env(
+        "OC_DATABASE_KEY_FILE", "A file holding OC_DATABASE_KEY (first line), e.g. 0600 in /etc."
+    )
     redis_prefix: str = _env("OC_REDIS_PREFIX", "Prefix of every Redis key we use.", "oc")
     partitions: int = _env(
         "OC_PARTITIONS",
@@ -354,6 +369,24 @@ class Settings(BaseSettings):
     @classmethod
     def _normalise_host(cls, value: str) -> str:
         return normalise_model_host(value)
+
+    @model_validator(mode="after")
+    def _register_database_key(self) -> Settings:
+        """Hand the SQLCipher key to the storage layer for this database's files."""
+        from bot.storage.engine import sqlite_path, use_database_key
+
+        key = self.database_key.get_secret_value() if self.database_key else None
+        if self.database_key_file is not None:
+            try:
+                key = self.database_key_file.read_text().splitlines()[0].strip()
+            except (OSError, IndexError) as exc:
+                raise ValueError(f"OC_DATABASE_KEY_FILE cannot be read: {exc}") from None
+        path = sqlite_path(self.resolved_database_url)
+        if key and path is None:
+            raise ValueError("OC_DATABASE_KEY encrypts SQLite only; unset it for PostgreSQL")
+        if path is not None:
+            use_database_key(path, key, siblings=("-checkpoints.db",))
+        return self
 
     @property
     def resolved_database_url(self) -> str:

@@ -3,11 +3,18 @@
 A SQLite database is private to the service's user: its folder is made 0700 and the database
 file 0600 before the first connection (SQLite gives the ``-wal`` and ``-shm`` files the
 database file's mode), and looser modes left by older versions are tightened at every start.
+
+Optionally the SQLite files are encrypted with SQLCipher (``OC_DATABASE_KEY`` or
+``OC_DATABASE_KEY_FILE``, the ``sqlcipher3-binary`` package). Settings register the key for the
+database path when they are validated (:func:`use_database_key`); every connection to that
+path, the engine's and the raw writer's (:func:`connect_sqlite`), then runs ``PRAGMA key`` as
+its very first statement, before SQLAlchemy or anything else reads the file.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import stat
 import time
@@ -20,13 +27,17 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 __all__ = [
+    "DatabaseKeyError",
     "async_url",
+    "connect_sqlite",
     "create_engine",
+    "database_key",
     "is_transient",
     "private_dir",
     "private_file_open",
     "secure_sqlite_files",
     "sqlite_path",
+    "use_database_key",
 ]
 
 
@@ -53,6 +64,150 @@ def sqlite_path(url: str) -> Path | None:
     return Path(path) if path and path != ":memory:" else None
 
 
+# --- SQLCipher ----------------------------------------------------------------------------
+class DatabaseKeyError(RuntimeError):
+    """The database cannot be opened with the configured key (or needs one)."""
+
+
+_KEYS: dict[Path, str] = {}
+
+
+def use_database_key(path: Path, key: str | None, *, siblings: tuple[str, ...] = ()) -> None:
+    """Encrypt (or, with None, stop encrypting) the SQLite file at ``path`` and the files
+    named ``<stem><suffix>`` beside it (the graph checkpoints' ``-checkpoints.db``).
+    """
+    targets = [path, *(path.with_name(path.stem + suffix) for suffix in siblings)]
+    for target in targets:
+        resolved = target.resolve()
+        if key:
+            _KEYS[resolved] = key
+        else:
+            _KEYS.pop(resolved, None)
+
+
+def database_key(path: Path | str) -> str | None:
+    """The key registered for this SQLite file, if any."""
+    if not _KEYS:
+        return None
+    return _KEYS.get(Path(path).resolve())
+
+
+def _cipher() -> Any:
+    try:
+        from sqlcipher3 import dbapi2
+    except ImportError as exc:  # pragma: no cover - depends on the installation
+        raise DatabaseKeyError(
+            "OC_DATABASE_KEY needs SQLCipher: pip install 'opencomputer[encryption]' "
+            "(the sqlcipher3-binary package)"
+        ) from exc
+    return dbapi2
+
+
+def _key_pragma(key: str) -> str:
+    """``PRAGMA key`` for a passphrase, or a raw 256-bit key given as 64 hex digits (no KDF)."""
+    if len(key) == 64 and all(c in "0123456789abcdefABCDEF" for c in key):
+        return f"PRAGMA key = \"x'{key}'\""
+    return "PRAGMA key = '" + key.replace("'", "''") + "'"
+
+
+def connect_sqlite(path: Path | str, **kwargs: Any) -> Any:
+    """``sqlite3.connect``, or SQLCipher's with the key applied first when one is registered.
+
+    A SQLCipher connection is wrapped so that it raises :mod:`sqlite3`'s exception classes:
+    SQLAlchemy, aiosqlite, LangGraph and our store all catch those (``IntegrityError`` for a
+    duplicate event, ``OperationalError`` for a busy database), not SQLCipher's twins.
+    """
+    if str(path) != ":memory:":
+        secure_sqlite_files(Path(path))
+    key = database_key(path)
+    if key is None:
+        import sqlite3
+
+        return sqlite3.connect(path, **kwargs)
+    dbapi2 = _cipher()
+    conn = dbapi2.connect(str(path), **kwargs)
+    try:
+        conn.execute(_key_pragma(key))
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except dbapi2.DatabaseError as exc:
+        conn.close()
+        raise DatabaseKeyError(
+            f"{path}: cannot open the database with OC_DATABASE_KEY ({exc}); "
+            "a plaintext database must be exported to an encrypted one first (docs/deploy.md)"
+        ) from exc
+    return _SqliteErrors(conn)
+
+
+def _as_sqlite3_error(exc: BaseException) -> BaseException:
+    import sqlite3
+
+    cls = getattr(sqlite3, type(exc).__name__, sqlite3.Error)
+    if not (isinstance(cls, type) and issubclass(cls, sqlite3.Error)):
+        cls = sqlite3.Error
+    new = cls(*exc.args)
+    for attr in ("sqlite_errorcode", "sqlite_errorname"):
+        if hasattr(exc, attr):
+            setattr(new, attr, getattr(exc, attr))
+    return new
+
+
+class _SqliteErrors:
+    """A SQLCipher connection or cursor that raises :mod:`sqlite3`'s exceptions."""
+
+    __slots__ = ("_target",)
+
+    def __init__(self, target: Any) -> None:
+        object.__setattr__(self, "_target", target)
+
+    @property
+    def cipher_row(self) -> Any:
+        """SQLCipher's ``Row`` (``sqlite3.Row`` only accepts sqlite3 cursors)."""
+        return _cipher().Row
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._target, name)
+        if not callable(value):
+            return value
+        error = _cipher().Error
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                result = value(*args, **kwargs)
+            except error as exc:
+                raise _as_sqlite3_error(exc) from exc
+            if isinstance(result, _wrapped()):
+                return _SqliteErrors(result)
+            return result
+
+        return call
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._target, name, value)
+
+    def __iter__(self) -> Any:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            return next(self._target)
+        except _cipher().Error as exc:
+            raise _as_sqlite3_error(exc) from exc
+
+
+def _wrapped() -> tuple[type, ...]:
+    dbapi2 = _cipher()
+    return (dbapi2.Connection, dbapi2.Cursor)
+
+
+async def _cipher_connection(path: str) -> Any:
+    """An aiosqlite connection over :func:`connect_sqlite` (for SQLAlchemy's ``async_creator``)."""
+    import aiosqlite
+
+    conn = aiosqlite.Connection(lambda: connect_sqlite(path, timeout=30), 64)
+    conn._thread.daemon = True  # as SQLAlchemy does for aiosqlite's own connections
+    return await conn
+
+
 def create_engine(url: str) -> AsyncEngine:
     """Create the engine; SQLite gets WAL and ``synchronous=NORMAL`` (durable, few fsyncs)."""
     url = async_url(url)
@@ -61,6 +216,8 @@ def create_engine(url: str) -> AsyncEngine:
     if path is not None:
         secure_sqlite_files(path)
         kwargs["connect_args"] = {"timeout": 30}
+        if database_key(path) is not None:
+            kwargs["async_creator"] = functools.partial(_cipher_connection, str(path))
     else:
         kwargs.update(pool_size=10, max_overflow=20)
     engine = create_async_engine(url, **kwargs)

@@ -21,6 +21,8 @@ from sqlalchemy import Connection, Table, insert
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.sql import Executable
 
+from bot.storage.engine import connect_sqlite
+
 __all__ = ["CoreTx", "SqliteTx", "SqliteWriter", "Tx"]
 
 T = TypeVar("T")
@@ -168,8 +170,9 @@ class SqliteWriter:
         return result
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        conn.row_factory = sqlite3.Row
+        # connect_sqlite: SQLCipher with the key first when the database is encrypted.
+        conn: sqlite3.Connection = connect_sqlite(self.path, timeout=30, isolation_level=None)
+        conn.row_factory = getattr(conn, "cipher_row", sqlite3.Row)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")

@@ -38,10 +38,12 @@ async def open_checkpointer(database_url: str) -> AsyncIterator[BaseCheckpointSa
         return
     import aiosqlite
 
+    from bot.storage.engine import connect_sqlite
     from graphs.agent.sqlite_saver import LeanSqliteSaver
 
     target = ":memory:" if path is None else str(path.with_name(path.stem + "-checkpoints.db"))
-    async with aiosqlite.connect(target) as conn:
+    # connect_sqlite: SQLCipher with the key first when the database is encrypted.
+    async with aiosqlite.Connection(lambda: connect_sqlite(target), 64) as conn:
         # WAL + NORMAL: a commit no longer waits for fsync, the write-ahead log keeps it safe.
         await conn.execute("PRAGMA journal_mode=WAL")
         await conn.execute("PRAGMA synchronous=NORMAL")
