@@ -186,11 +186,12 @@ class EgressProxy:
         busy = len(self._tasks) >= self.max_connections
         self._tasks.add(task)
         try:
-            if busy:
-                raise _Reply(503, "too many connections through the egress proxy", "proxy_busy")
-            await self._serve(reader, writer)
-        except _Reply as reply:
-            await _answer(writer, reply)
+            try:
+                if busy:
+                    raise _Reply(503, "too many connections through the egress proxy", "proxy_busy")
+                await self._serve(reader, writer)
+            except _Reply as reply:
+                await _answer(reader, writer, reply)
         except (ConnectionError, OSError, asyncio.IncompleteReadError, asyncio.CancelledError):
             pass  # the client went away, or the proxy is stopping
         finally:
@@ -247,6 +248,9 @@ class EgressProxy:
             except (OSError, TimeoutError) as exc:
                 sock.close()
                 failure = "timed out" if isinstance(exc, TimeoutError) else exc.strerror or "error"
+            except BaseException:
+                sock.close()
+                raise
         raise _Reply(502, f"cannot connect to {host}:{port}: {failure}", "connection_refused")
 
     async def _addresses(self, host: str, port: int) -> tuple[list[Address], str | None]:
@@ -347,7 +351,13 @@ def _rewrite_response_head(head: bytes) -> bytes:
     return b"\r\n".join([lines[0], *kept, b"Connection: close"]) + b"\r\n\r\n"
 
 
-async def _answer(writer: asyncio.StreamWriter, reply: _Reply) -> None:
+async def _answer(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, reply: _Reply
+) -> None:
+    """Send the reply, then discard input for a moment.
+
+    Closing with unread input would reset the connection, and the client could lose the reply.
+    """
     body = (reply.reason + "\n").encode("ascii", "replace")
     details = reply.reason.replace("\\", "\\\\").replace('"', '\\"')
     head = (
@@ -359,8 +369,12 @@ async def _answer(writer: asyncio.StreamWriter, reply: _Reply) -> None:
     )
     with contextlib.suppress(ConnectionError, OSError, TimeoutError):
         writer.write(head.encode("ascii", "replace") + body)
-        async with asyncio.timeout(5):
+        async with asyncio.timeout(1):
             await writer.drain()
+            writer.write_eof()
+            discarded = 0
+            while discarded < 1 << 20 and (data := await reader.read(_CHUNK)):
+                discarded += len(data)
 
 
 async def _relay(
