@@ -6,8 +6,10 @@ bot token, and any folder in ``OC_PLUGIN_DIRS`` was on at once).
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -101,3 +103,24 @@ def test_a_plugin_dirs_plugin_is_off_until_enabled(weather: dict[str, str]) -> N
     assert (
         "weather          0.1.0     dir      on" in runner.invoke(app, ["plugins", "list"]).output
     )
+
+
+async def test_doctor_names_each_withheld_secret_without_its_value(
+    weather: dict[str, str], make_settings: Any
+) -> None:
+    from bot.doctor import run_doctor
+
+    lines: list[str] = []
+    # No Telegram check (no live network): the token stays in the environment only, which is
+    # enough for it to count as the server's.
+    settings = make_settings(OC_PLUGIN_DIRS=os.environ["OC_PLUGIN_DIRS"], TELEGRAM_BOT_TOKEN=None)
+    await run_doctor(settings, echo=lines.append)
+    assert (
+        "[warn] plugin weather: OC_WEATHER_KEY withheld: secret not granted (an admin grants it "
+        "with `opencomputer plugins grant weather OC_WEATHER_KEY`)"
+    ) in lines
+    assert (
+        "[warn] plugin weather: OC_WEATHER_TOKEN withheld: its value is one of the server's own "
+        "secrets"
+    ) in lines
+    assert all(value not in "\n".join(lines) for value in weather.values())
