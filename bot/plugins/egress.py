@@ -206,7 +206,7 @@ class EgressProxy:
             raise _Reply(408, "request headers took too long", "http_request_error") from None
         except asyncio.LimitOverrunError:
             raise _Reply(400, "request headers too large", "http_request_error") from None
-        method, target, headers = _parse_head(head)
+        method, target, version, headers = _parse_head(head)
         if method == "CONNECT":
             host, port = _authority(target, default_port=None)
             upstream = await self._open(host, port, f"CONNECT {_hostport(host, port)}")
@@ -223,7 +223,7 @@ class EgressProxy:
         host, port = _authority(authority, default_port=80)
         path = path if path.startswith("/") else "/" + path
         upstream = await self._open(host, port, f"{method} http://{_hostport(host, port)}")
-        upstream[1].write(_forward_head(method, path, authority, headers))
+        upstream[1].write(_forward_head(f"{method} {path} {version}", authority, headers))
         await _relay(reader, writer, *upstream, self.idle_timeout, rewrite=True)
 
     async def _open(
@@ -281,7 +281,7 @@ class EgressProxy:
         return allowed, None if allowed else refusal
 
 
-def _parse_head(head: bytes) -> tuple[str, str, list[tuple[str, str]]]:
+def _parse_head(head: bytes) -> tuple[str, str, str, list[tuple[str, str]]]:
     """Request line and headers, strictly (anything odd is a 400, not a guess)."""
     try:
         text = head.decode("ascii")
@@ -303,7 +303,7 @@ def _parse_head(head: bytes) -> tuple[str, str, list[tuple[str, str]]]:
         headers.append((name, value.strip(" \t")))
     if any(not 32 <= ord(c) < 127 for c in parts[1]):
         raise _Reply(400, "malformed request target", "http_request_error")
-    return parts[0].upper(), parts[1], headers
+    return parts[0].upper(), parts[1], parts[2], headers
 
 
 def _authority(text: str, *, default_port: int | None) -> tuple[str, int]:
@@ -331,13 +331,13 @@ def _authority(text: str, *, default_port: int | None) -> tuple[str, int]:
     return normalize_host(host), int(port_text)
 
 
-def _forward_head(method: str, path: str, authority: str, headers: list[tuple[str, str]]) -> bytes:
+def _forward_head(request_line: str, authority: str, headers: list[tuple[str, str]]) -> bytes:
     """The request as the origin server should get it: origin-form, no hop-by-hop headers."""
     drop = set(_HOP_BY_HOP) | {"host"}
     for name, value in headers:
         if name.lower() in ("connection", "proxy-connection"):
             drop.update(t.strip().lower() for t in value.split(","))
-    lines = [f"{method} {path} HTTP/1.1", f"Host: {authority}"]
+    lines = [request_line, f"Host: {authority}"]  # the client's HTTP version: it reads the answer
     lines += [f"{n}: {v}" for n, v in headers if n.lower() not in drop]
     lines.append("Connection: close")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")

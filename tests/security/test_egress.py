@@ -39,6 +39,7 @@ from tests.security.egress_kit import (
     running_proxy,
     status_of,
 )
+from tests.security.sandbox_kit import _python_reachable
 
 ROOT = Path(__file__).resolve().parents[2]
 NETNS = ["unshare", "--user", "--map-root-user", "--net"]
@@ -57,7 +58,10 @@ async def test_a_literal_grant_reaches_a_local_server_by_connect_and_by_absolute
         forwarded = origin.requests[-1].lower()
         assert f"host: 127.0.0.1:{origin.port}\r\n" in forwarded  # not the client's Host
         assert "ignored.example" not in forwarded and "proxy-connection" not in forwarded
-        assert len(origin.accepted) == 2
+        old = get(f"http://127.0.0.1:{origin.port}/v10").replace(b"HTTP/1.1", b"HTTP/1.0")
+        assert status_of(await exchange(proxy, old))[0] == 200
+        assert origin.requests[-1].startswith("GET /v10 HTTP/1.0\r\n")  # its version, kept
+        assert len(origin.accepted) == 3
 
 
 @pytest.fixture
@@ -279,6 +283,42 @@ def test_the_public_address_scenarios_in_a_private_network_namespace():
         "mixed-answer-skips-the-loopback-address",
         "exact-name-reaches-a-private-address",
     ]
+
+
+@pytest.mark.parametrize("server", ["this user", "uid 65534"])
+def test_only_the_sandbox_reaches_the_private_socket(server):
+    """The socket is 0600 in a 0700 folder, yet bubblewrap's uid 65534 connects (see module)."""
+    if shutil.which("bwrap") is None:
+        pytest.skip("bubblewrap is not installed (scripts/system-deps.sh installs it)")
+    prefix: list[str] = []
+    if server == "uid 65534":
+        if os.getuid() != 0:
+            pytest.skip("becoming uid 65534 needs root")
+        drop = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        prefix = [*_python_reachable(), *drop]
+    done = subprocess.run(
+        [
+            *prefix,
+            sys.executable,
+            "-X",
+            "dev",
+            "-W",
+            "error",
+            "-m",
+            "tests.security.egress_sandboxed",
+        ],
+        cwd=ROOT,
+        env={"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT), "HOME": "/tmp"},
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    expected = ["sandbox-reaches-the-socket"]
+    if os.getuid() == 0 and not prefix:
+        expected.append("other-users-cannot-connect")
+    assert done.stdout.split() == expected
 
 
 @pytest.fixture
