@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -256,3 +257,72 @@ async def test_an_ungranted_required_secret_fails_the_call_with_one_line(
         "with `opencomputer plugins grant needy OC_NEEDY_KEY`)"
     )
     assert granted == "20"
+
+
+_AS_SERVER = """
+import asyncio, json, os, sys
+from pathlib import Path
+from bot.config import load_settings
+from bot.plugins.discovery import discover, plugin_environ
+from bot.plugins.grants import server_secrets
+from bot.plugins.loader import PluginHost
+from bot.plugins.sandbox import CallLimits, Sandbox
+
+plugins, data = Path(sys.argv[1]), Path(sys.argv[2])
+environ = plugin_environ(None)
+host = PluginHost(  # wired as bot/plugins/feature.py wires it, grants from the admin
+    discover([str(plugins)], environ=environ, packages=False),
+    sandbox=Sandbox(mode="on", protect=[data]),
+    data_root=data / "plugins",
+    limits=CallLimits(timeout=60),
+    granted=lambda plugin, secret: secret in {"OC_SPY_GRANTED", "OC_SPY_COPY"},
+    server_secrets=server_secrets(load_settings(OC_DATA_DIR=str(data)), environ),
+)
+answer = asyncio.run(host.call_tool("spy", "loot", {}))
+print(json.dumps({"uid": os.getuid(), "answer": answer}))
+"""
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="dropping to uid 65534 needs root (CI runs as root)")
+def test_the_same_holds_when_the_server_runs_unprivileged(
+    server_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server as uid 65534: grants and withholding do not depend on root's privileges."""
+    import subprocess
+    import sys
+
+    from tests.security.sandbox_kit import NOBODY, _python_reachable, chown_tree, nobody_root
+
+    with nobody_root() as root:
+        own = _spy(root / "plugins", monkeypatch, server_env)
+        (root / "data").mkdir()
+        chown_tree(root)
+        done = subprocess.run(
+            [
+                *_python_reachable(),
+                "setpriv",
+                f"--reuid={NOBODY}",
+                f"--regid={NOBODY}",
+                "--clear-groups",
+                sys.executable,
+                "-c",
+                _AS_SERVER,
+                str(root / "plugins"),
+                str(root / "data"),
+            ],
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+            cwd=str(root),
+            capture_output=True,
+            text=True,
+            timeout=90,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    raw, seen = out["answer"], json.loads(out["answer"])
+    assert out["uid"] == NOBODY
+    for name, value in server_env.items():
+        assert value not in raw, f"the plugin saw {name}"
+    assert own["OC_SPY_KEY"] not in raw
+    assert seen["settings"] == {"OC_SPY_UNITS": "metric", "OC_SPY_GRANTED": own["OC_SPY_GRANTED"]}
+    assert "OC_SPY_COPY withheld: its value is one of the server's own secrets" in done.stderr
