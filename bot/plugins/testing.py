@@ -7,7 +7,8 @@
         assert await kit.say("greet Ada") == "Done."
 
 The plugin runs exactly as in production: sandboxed (bubblewrap must be installed, or pass
-``sandbox="off"``), with only the settings you give the kit (its secrets granted, as an admin would).
+``sandbox="off"``), with only the settings you give the kit (its secrets granted, as an admin
+would grant them).
 """
 
 from __future__ import annotations
