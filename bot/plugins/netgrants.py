@@ -174,7 +174,7 @@ def address_class(address: Address) -> str | None:
     if address.is_multicast:
         return "multicast"
     if isinstance(address, ipaddress.IPv4Address) and address in _CGNAT:
-        return "shared (CGNAT)"
+        return "CGNAT"
     if not address.is_global:
         return "private"
     return None
@@ -200,11 +200,11 @@ def address_refusal(grants: list[Grant], host: str, port: int, address: Address)
     kind = address_class(address)
     if kind is None:
         return None
-    what = f"{host} resolves to the {kind} address {address}"
-    if literal_address(host) == address:
-        what = f"{address} is a {kind} address"
+    what = f"the private address {address}" + ("" if kind == "private" else f" ({kind})")
+    if literal_address(host) != address:
+        what = f"{host} resolves to {what}"
     if kind in LITERAL_ONLY:
-        return f"{what}: only a grant of that literal address reaches it"
+        return f"{what}, reached only by a grant of that literal address"
     if any(g.exact_name and g.covers_port(port) and g.covers_host(host) for g in grants):
         return None
-    return f"{what}: only a grant of that exact name or address reaches it"
+    return f"{what}, reached only by a grant of that exact name or address"

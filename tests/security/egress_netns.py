@@ -76,7 +76,7 @@ async def rebinding_connects_only_to_the_checked_address() -> None:
             )
             assert hosts.calls == ["rebind.example"]  # resolved once, connected to what it checked
             status, _, body = status_of(await exchange(proxy, get(f"http://{target}/")))
-            assert status == 403 and "loopback address 127.0.0.1" in body, body
+            assert status == 403 and "private address 127.0.0.1 (loopback)" in body, body
         assert len(origin.accepted) == 1 and bait.accepted == []
 
 
