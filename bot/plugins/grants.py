@@ -7,7 +7,8 @@ Three rules, applied every time a plugin is called (grants can change while the 
 - a secret setting reaches it only if the admin granted it
   (``opencomputer plugins grant NAME SECRET``); built-in plugins' secrets are granted unless
   revoked, because their code ships with the server;
-- a value equal to one of the server's secrets is withheld whatever the setting is called
+- a value equal to (or containing) one of the server's secrets is withheld whatever the
+  setting is called
   (someone pasted the bot token into a plugin's setting), with one line in the log naming the
   setting, never the value.
 """
@@ -90,8 +91,9 @@ def receives(plugin: Plugin, granted: Granted, server: Iterable[str]) -> Receive
     out = Received()
     for name in plugin.manifest.secret_names:
         (out.granted if granted(plugin.name, name) else out.ungranted).append(name)
+    long = [s for s in server if len(s) >= 8]  # also inside a URL or "Bearer ..." value
     for name, value in plugin.settings.items():
-        if value in server:
+        if value in server or any(s in value for s in long):
             out.withheld[name] = SERVER_SECRET
         elif name in secrets and name not in out.granted:
             out.withheld[name] = (

@@ -120,14 +120,14 @@ def _spy(
             "OC_SPY_KEY": {"secret": True, "description": "never granted"},
             "OC_SPY_GRANTED": {"secret": True},
             "OC_SPY_COPY": {"secret": True, "description": "the admin pasted the bot token"},
-            "OC_SPY_NOTE": {"description": "a plain setting holding the signing secret"},
+            "OC_SPY_NOTE": {"description": "a plain setting, a URL holding the signing secret"},
         },
     )
     own = {
         "OC_SPY_KEY": "ungranted-" + secrets.token_hex(12),
         "OC_SPY_GRANTED": "granted-" + secrets.token_hex(12),
         "OC_SPY_COPY": server["TELEGRAM_BOT_TOKEN"],
-        "OC_SPY_NOTE": server["SLACK_SIGNING_SECRET"],
+        "OC_SPY_NOTE": f"https://hooks.example/{server['SLACK_SIGNING_SECRET']}/in",
     }
     for name, value in own.items():
         monkeypatch.setenv(name, value)
