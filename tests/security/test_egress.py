@@ -163,6 +163,22 @@ async def test_ports_and_hosts_outside_the_grants_are_refused(bait):
     assert v4.accepted == []
 
 
+async def test_malformed_grants_grant_nothing_and_bracketed_ipv6_grants_work(bait, caplog):
+    """``127.0.0.1:abc`` must not widen to every port of 127.0.0.1 (it grants nothing)."""
+    v4, v6 = bait
+    grants = ["127.0.0.1:abc", "127.0.0.1:0", "127.0.0.1:99999", "bad host!", "[::1]:x"]
+    async with running_proxy(grants) as proxy:
+        for target in (f"127.0.0.1:{v4.port}", f"[::1]:{v4.port}"):
+            status, _, body = status_of(await exchange(proxy, connect(target)))
+            assert status == 403 and "no network grant covers" in body
+    assert v4.accepted == [] and (v6 is None or v6.accepted == [])
+    assert sum("malformed network grant" in r.getMessage() for r in caplog.records) == 5
+    if v6 is not None:
+        async with running_proxy([f"[::1]:{v6.port}"]) as proxy:
+            status, _, _ = status_of(await exchange(proxy, get(f"http://[::1]:{v6.port}/")))
+            assert status == 200 and len(v6.accepted) == 1 and v4.accepted == []
+
+
 @pytest.mark.parametrize(
     "request_bytes",
     [
