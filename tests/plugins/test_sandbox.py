@@ -277,13 +277,23 @@ async def test_a_port_grant_allows_that_port_only(plugin_dir, tmp_path, web_serv
         "probe",
         FETCH,
         tools=FETCH_TOOLS,
+        permissions={"network": [f"127.0.0.1:{web_server}"]},
+    )
+    make_plugin(
+        plugin_dir,
+        "named",
+        FETCH,
+        tools=FETCH_TOOLS,
         permissions={"network": [f"localhost:{web_server}"]},
     )
     host = make_host(plugin_dir, tmp_path / "data")
-    url = f"http://localhost:{web_server}/"
+    url = f"http://127.0.0.1:{web_server}/"
     assert await host.call_tool("probe", "fetch", {"url": url}) == "hello from loopback"
     with pytest.raises(ToolError, match="no network permission"):
-        await host.call_tool("probe", "fetch", {"url": f"http://localhost:{site_port}/"})
+        await host.call_tool("probe", "fetch", {"url": f"http://127.0.0.1:{site_port}/"})
+    # a name that resolves to loopback is not a grant of loopback: the proxy resolves it itself
+    with pytest.raises(ToolError, match=r"resolves to the private address 127\.0\.0\.1"):
+        await host.call_tool("named", "fetch", {"url": f"http://localhost:{web_server}/"})
     with pytest.raises(ToolError, match="no network permission"):
         await host.call_tool("probe", "connect", {"host": "localhost", "port": site_port})
     with pytest.raises(ToolError, match="no network permission"):
