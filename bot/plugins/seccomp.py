@@ -179,7 +179,7 @@ def _serve_with_bridge(socket_path: str, options: list[str], command: list[str])
     ctypes.CDLL(None).prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
     port = start_bridge(socket_path)
     env = dict(os.environ)
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "MQTT_PROXY"):
         env[name] = env[name.lower()] = f"http://127.0.0.1:{port}"
     env.pop("NO_PROXY", None)
     env.pop("no_proxy", None)

@@ -64,7 +64,8 @@ def confine(request: dict[str, Any]) -> tuple[str, int] | None:
 
         port = start_bridge(str(request["egress_socket"]))
         url = f"http://127.0.0.1:{port}"
-        for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        # MQTT_PROXY: paho-mqtt's own variable (it tunnels through CONNECT with PySocks)
+        for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "MQTT_PROXY"):
             os.environ[name] = os.environ[name.lower()] = url
         for name in ("NO_PROXY", "no_proxy"):
             os.environ.pop(name, None)
