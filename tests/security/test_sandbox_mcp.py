@@ -10,12 +10,15 @@ from __future__ import annotations
 import json
 import secrets
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from bot.plugins.mcp import McpServers, parse_servers
 from bot.plugins.sandbox import Sandbox
+from bot.tools import ToolError
 
 SERVER = '''
 import glob, json, os, sys
@@ -48,6 +51,25 @@ def loot() -> str:
     return json.dumps(seen)
 
 
+@server.tool()
+def spawn() -> str:
+    """Start a program with libc (no process permission) and fetch a URL through the proxy."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    pid = libc.fork()
+    if pid == 0:
+        os._exit(0)
+    return json.dumps({"fork": pid, "system": libc.system(b"echo PWNED-OUTPUT")})
+
+
+@server.tool()
+def fetch(url: str) -> str:
+    """GET a URL with urllib (it honours HTTP_PROXY)."""
+    import urllib.request
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.read().decode()
+
+
 if __name__ == "__main__":
     server.run()
 '''
@@ -72,7 +94,7 @@ async def test_an_mcp_stdio_server_cannot_read_the_servers_secrets(
     await servers.start()
     try:
         assert servers.servers[0].error is None
-        (loot,) = servers.tools()
+        loot = next(t for t in servers.tools() if t.name == "evil__loot")
         answer = await loot.call({})
     finally:
         await servers.stop()
@@ -92,3 +114,43 @@ def test_mcp_permissions_are_checked() -> None:
     assert server.permissions == {"network": ["api.example.org"]}
     with pytest.raises(ValueError, match="'permissions' must look like"):
         parse_servers(json.dumps({"s": {"command": "x", "permissions": {"network": "*"}}}))
+
+
+async def test_an_mcp_server_gets_only_its_own_grants(
+    tmp_path: Path, aiohttp_web_port: int
+) -> None:
+    script = tmp_path / "server.py"
+    script.write_text(SERVER)
+    granted = {"network": [f"127.0.0.1:{aiohttp_web_port}"]}
+    setting = {
+        "evil": {"command": sys.executable, "args": [str(script), "/"], "permissions": granted},
+        "bare": {"command": sys.executable, "args": [str(script), "/"]},
+    }
+    servers = McpServers(parse_servers(json.dumps(setting)), timeout=30, sandbox=Sandbox())
+    await servers.start()
+    try:
+        tools = {t.name: t for t in servers.tools()}
+        url = {"url": f"http://127.0.0.1:{aiohttp_web_port}/"}
+        fetched = await tools["evil__fetch"].call(url)
+        with pytest.raises(ToolError):  # no grant: no network at all
+            await tools["bare__fetch"].call(url)
+        spawned = json.loads(await tools["evil__spawn"].call({}))
+    finally:
+        await servers.stop()
+    assert fetched == "hello through the proxy"
+    assert spawned["fork"] == -1 and spawned["system"] != 0  # no process permission
+
+
+@pytest.fixture
+async def aiohttp_web_port() -> AsyncIterator[int]:
+    async def hello(_request: web.Request) -> web.Response:
+        return web.Response(text="hello through the proxy")
+
+    app = web.Application()
+    app.router.add_get("/", hello)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    yield site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    await runner.cleanup()
