@@ -1,5 +1,5 @@
 """Schedules: reminders and recurring tasks, stored in the database, fired in the user's zone."""
 
-from bot.schedules.spec import Cron, ScheduleError, next_run, parse_repeat, parse_when
+from bot.schedules.spec import ScheduleError, first_run, next_run, parse_repeat, parse_when
 
-__all__ = ["Cron", "ScheduleError", "next_run", "parse_repeat", "parse_when"]
+__all__ = ["ScheduleError", "first_run", "next_run", "parse_repeat", "parse_when"]

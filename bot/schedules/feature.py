@@ -12,7 +12,14 @@ from bot.commands import CommandContext, CommandRouter
 from bot.memory.tools import current_turn, person_of_turn
 from bot.schedules.models import ScheduleRow
 from bot.schedules.scheduler import Scheduler
-from bot.schedules.spec import ScheduleError, next_run, parse_repeat, parse_when, zone
+from bot.schedules.spec import (
+    ScheduleError,
+    describe_repeat,
+    first_run,
+    parse_repeat,
+    parse_when,
+    zone,
+)
 from bot.storage.models import InboundRow
 from bot.tools import ToolError, tool
 
@@ -43,7 +50,7 @@ async def chat_kind(app: Any, conversation: str) -> str:
 def describe(row: Any) -> str:
     """One line for ``/schedules``: id, next time in the user's zone, repeat, text."""
     when = datetime.fromtimestamp(row.next_run, zone(row.tz)).strftime("%a %Y-%m-%d %H:%M %Z")
-    repeat = f" (repeats: {row.repeat})" if row.repeat else ""
+    repeat = f" (repeats: {describe_repeat(row.repeat)})" if row.repeat else ""
     kind = "task" if row.action == "run" else "reminder"
     return f"#{row.id} {when}{repeat} — {kind}: {row.text}"
 
@@ -91,8 +98,13 @@ async def setup_schedules(app: Any) -> None:
         try:
             zone(tz)
             if repeat.strip():
-                spec = parse_repeat(repeat)
-                first = parse_when(when, tz) if when.strip() else next_run(spec, tz, now)
+                start = parse_when(when, tz) if when.strip() else None
+                spec = parse_repeat(repeat, tz, start=start, now=now)
+                # the first run matching the spec, not the given start if it does not match
+                soonest = first_run(spec, tz, max(start if start is not None else now, now))
+                if soonest is None:
+                    raise ScheduleError(f"{repeat.strip()} never fires after now")
+                first = soonest
             elif when.strip():
                 spec, first = "", parse_when(when, tz)
                 if first < now - 60:
@@ -121,7 +133,7 @@ async def setup_schedules(app: Any) -> None:
         )
         local = datetime.fromtimestamp(first, zone(tz)).strftime("%a %Y-%m-%d %H:%M %Z")
         return f"scheduled #{schedule_id}: first at {local}" + (
-            f", repeating {spec}" if spec else ""
+            f", repeating {describe_repeat(spec)}" if spec else ""
         )
 
     app.tools.add(schedule, plugin="core")

@@ -27,7 +27,7 @@ from sqlalchemy import func, insert, select, update
 
 from bot.events import Address, Chat, ChatKind, Message, User
 from bot.schedules.models import ScheduleRow
-from bot.schedules.spec import next_run, zone
+from bot.schedules.spec import catch_up, zone
 from bot.storage.models import ReplyRow
 
 __all__ = ["Scheduler"]
@@ -160,11 +160,8 @@ class Scheduler:
         occurrence = float(row.next_run)
         skipped = 0
         following: float | None = None
-        if row.repeat:
-            following = next_run(row.repeat, row.tz, occurrence)
-            while following <= now:  # count the runs lost while down; fire only once
-                skipped += 1
-                following = next_run(row.repeat, row.tz, following)
+        if row.repeat:  # count the runs lost while down; fire only once; None: series over
+            following, skipped = catch_up(row.repeat, row.tz, occurrence, now)
         note = ""
         if missed:
             when = datetime.fromtimestamp(occurrence, zone(row.tz)).strftime("%a %d %b %H:%M %Z")

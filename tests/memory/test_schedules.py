@@ -12,7 +12,14 @@ from sqlalchemy import select, update
 
 from bot.config import Settings
 from bot.schedules.models import ScheduleRow
-from bot.schedules.spec import Cron, ScheduleError, next_run, parse_repeat, parse_when
+from bot.schedules.spec import (
+    ScheduleError,
+    describe_repeat,
+    first_run,
+    next_run,
+    parse_repeat,
+    parse_when,
+)
 from bot.testing import FakeOllama
 from bot.testing.harness import Harness
 from tests.memory.helpers import open_settings, until
@@ -81,10 +88,12 @@ async def test_runs_missed_while_down_are_reported_once_then_the_schedule_goes_o
         )
         fake_ollama.reply("Every Monday at 9.")
         await h.say("every Monday at 9 remind me to water the plants")
+        # as if made three weeks ago: the series starts then, its first run is long past
         three_weeks_ago = time.time() - 21 * 86400
-        first = next_run("0 9 * * 1", PARIS, three_weeks_ago)
+        spec = parse_repeat("FREQ=WEEKLY;BYDAY=MO;BYHOUR=9", PARIS, now=three_weeks_ago)
+        first = first_run(spec, PARIS, three_weeks_ago)
         async with h.app.store.engine.begin() as conn:
-            await conn.execute(update(ScheduleRow.__table__).values(next_run=first))
+            await conn.execute(update(ScheduleRow.__table__).values(next_run=first, repeat=spec))
 
     async with Harness(settings) as h2:
         _restarted(h2, 100)
@@ -105,7 +114,8 @@ async def test_runs_missed_while_down_are_reported_once_then_the_schedule_goes_o
         await h3.app.extras["scheduler"].run_due(startup=True)
         assert _reminders(h3) == []
         listing = await h3.command("schedules")
-        assert "(repeats: 0 9 * * 1) — reminder: water the plants" in listing
+        assert "(repeats: FREQ=WEEKLY;BYDAY=MO;BYHOUR=9;BYMINUTE=0 from " in listing
+        assert listing.endswith(" — reminder: water the plants")
         assert await h3.command("schedules", "cancel 1", user="mallory") == (
             "You have no active schedule #1."
         )
@@ -145,7 +155,7 @@ async def test_schedule_tool_rejects_bad_input(
         await h.say("remind me")
         errors = [m["content"] for m in fake_ollama.chats[-1]["messages"] if m["role"] == "tool"]
         assert errors[0] == "error: 2001-01-01T09:00 is in the past"
-        assert errors[1].startswith("error: bad cron field")
+        assert errors[1] == "error: bad cron spec '0 25 * * *': bad hour"
         assert errors[2].startswith("error: unknown time zone 'Mars/Base'")
         assert await h.app.extras["scheduler"].active() == []
 
@@ -154,20 +164,205 @@ def test_cron_and_rrule_in_a_time_zone_across_daylight_saving() -> None:
     # Every day at 09:00 Paris: 08:00 UTC in winter, 07:00 UTC in summer.
     march = datetime(2026, 3, 27, 12, tzinfo=UTC).timestamp()
     first = next_run("0 9 * * *", PARIS, march)
+    assert first is not None
     second = next_run("0 9 * * *", PARIS, first)
+    assert second is not None
     assert datetime.fromtimestamp(first, UTC).hour == 8
     assert datetime.fromtimestamp(second, UTC).hour == 7  # clocks went forward on the 29th
-    assert parse_repeat("FREQ=WEEKLY;BYDAY=MO,FR;BYHOUR=18;BYMINUTE=30") == "30 18 * * 1,5"
+    # the same through an RRULE, whose start is in winter
+    daily = parse_repeat("FREQ=DAILY", PARIS, now=march)
+    assert [datetime.fromtimestamp(t, UTC).hour for t in _runs(daily, PARIS, march, 3)] == [
+        8,  # Saturday 28 March, winter time
+        7,  # Sunday 29 March: clocks went forward at 02:00, still 09:00 in Paris
+        7,
+    ]
     assert parse_repeat("*/15 8-17 * * 1-5") == "*/15 8-17 * * 1-5"
-    cron = Cron.parse("0 12 1 * 0")  # the 1st of the month OR a Sunday, as cron has it
     sunday = next_run("0 12 1 * 0", "UTC", datetime(2026, 11, 21, tzinfo=UTC).timestamp())
+    assert sunday is not None  # the 1st of the month OR a Sunday, as cron has it
     assert datetime.fromtimestamp(sunday, UTC).date().isoformat() == "2026-11-22"
-    assert cron.minutes == {0}
     assert (
         parse_when("2026-11-22T09:00", "America/New_York")
         == datetime(2026, 11, 22, 14, tzinfo=UTC).timestamp()
     )
-    with pytest.raises(ScheduleError):
-        parse_repeat("FREQ=WEEKLY;INTERVAL=2")
-    with pytest.raises(ScheduleError):
-        Cron.parse("61 * * * *")
+
+
+def _runs(spec: str, tz: str, start: float, limit: int = 50) -> list[float]:
+    """Every run of ``spec`` from ``start`` on (at most ``limit``), as the scheduler walks it."""
+    runs: list[float] = []
+    moment = first_run(spec, tz, start)
+    while moment is not None and len(runs) < limit:
+        runs.append(moment)
+        moment = next_run(spec, tz, moment)
+    return runs
+
+
+def _days(runs: list[float], tz: str = PARIS) -> list[str]:
+    return [datetime.fromtimestamp(t, ZoneInfo(tz)).strftime("%a %Y-%m-%d %H:%M") for t in runs]
+
+
+FRIDAY = datetime(2026, 11, 20, 10, 30, tzinfo=ZoneInfo(PARIS)).timestamp()
+
+
+def test_rrule_count_until_ordinals_and_interval_follow_rfc_5545() -> None:
+    count = parse_repeat("FREQ=DAILY;COUNT=3;BYHOUR=8", PARIS, now=FRIDAY)
+    assert _days(_runs(count, PARIS, FRIDAY)) == [
+        "Sat 2026-11-21 08:00",
+        "Sun 2026-11-22 08:00",
+        "Mon 2026-11-23 08:00",
+    ]
+    # COUNT counts from the series' start: asked again later, the same three and no more
+    assert next_run(count, PARIS, FRIDAY + 30 * 86400) is None
+    # UNTIL in UTC, and a bare date meaning that whole day (local)
+    until_utc = parse_repeat("FREQ=DAILY;UNTIL=20261122T080000Z", PARIS, now=FRIDAY)
+    assert _days(_runs(until_utc, PARIS, FRIDAY)) == [
+        "Sat 2026-11-21 09:00",
+        "Sun 2026-11-22 09:00",
+    ]
+    until_day = parse_repeat("FREQ=DAILY;UNTIL=20261122;BYHOUR=23", PARIS, now=FRIDAY)
+    assert _days(_runs(until_day, PARIS, FRIDAY)) == [
+        "Fri 2026-11-20 23:00",
+        "Sat 2026-11-21 23:00",
+        "Sun 2026-11-22 23:00",
+    ]
+    first_monday = parse_repeat("FREQ=MONTHLY;BYDAY=1MO;BYHOUR=9", PARIS, now=FRIDAY)
+    runs = _runs(first_monday, PARIS, FRIDAY, limit=12)
+    assert len(runs) == 12
+    for moment in (datetime.fromtimestamp(t, ZoneInfo(PARIS)) for t in runs):
+        assert (moment.weekday(), moment.day <= 7, moment.hour) == (0, True, 9)
+    assert _days(runs[:2]) == ["Mon 2026-12-07 09:00", "Mon 2027-01-04 09:00"]
+    fortnightly = parse_repeat("FREQ=WEEKLY;INTERVAL=2;BYDAY=MO;BYHOUR=9", PARIS, now=FRIDAY)
+    assert _days(_runs(fortnightly, PARIS, FRIDAY, limit=3)) == [
+        "Mon 2026-11-30 09:00",
+        "Mon 2026-12-14 09:00",
+        "Mon 2026-12-28 09:00",
+    ]
+    # a start given by the user (`when`) anchors the series and its time of day
+    anchored = parse_repeat("FREQ=DAILY;COUNT=2", PARIS, start=FRIDAY + 86400)
+    assert _days(_runs(anchored, PARIS, FRIDAY)) == ["Sat 2026-11-21 10:30", "Sun 2026-11-22 10:30"]
+    assert describe_repeat(count) == "FREQ=DAILY;COUNT=3;BYHOUR=8;BYMINUTE=0 from 2026-11-20 10:30"
+
+
+def test_cron_names_nth_weekday_and_nicknames() -> None:
+    assert _days(_runs(parse_repeat("0 9 * * MON"), PARIS, FRIDAY, limit=2)) == [
+        "Mon 2026-11-23 09:00",
+        "Mon 2026-11-30 09:00",
+    ]
+    assert _days(_runs(parse_repeat("0 9 * * 1#1"), PARIS, FRIDAY, limit=3)) == [
+        "Mon 2026-12-07 09:00",
+        "Mon 2027-01-04 09:00",
+        "Mon 2027-02-01 09:00",
+    ]
+    daily = parse_repeat("@daily")
+    assert daily == "0 0 * * *"
+    assert _days(_runs(daily, PARIS, FRIDAY, limit=2)) == [
+        "Sat 2026-11-21 00:00",
+        "Sun 2026-11-22 00:00",
+    ]
+    assert parse_repeat("0 9 * * 7") == "0 9 * * 7"  # Sunday as 7: older stored specs stay valid
+    with pytest.raises(ScheduleError, match=r"^bad cron spec '0 0 30 2 \*': bad day-of-month$"):
+        parse_repeat("0 0 30 2 *")  # never fires: refused up front, not a hang later
+
+
+@pytest.mark.parametrize(
+    ("spec", "line"),
+    [
+        ("0 25 * * *", "bad cron spec '0 25 * * *': bad hour"),
+        (
+            "0 9 * * * *",  # croniter would read a sixth field as seconds: a reminder a second
+            "bad cron spec '0 9 * * * *': give 5 fields (minute hour day month weekday) like "
+            "'0 9 * * MON', or @hourly/@daily/@weekly/@monthly/@yearly",
+        ),
+        (
+            "FREQ=SECONDLY",
+            "bad RRULE 'FREQ=SECONDLY': FREQ must be one of YEARLY, MONTHLY, "
+            "WEEKLY, DAILY, HOURLY, MINUTELY",
+        ),
+        ("FREQ=DAILY;BYDAY=XX", "bad RRULE 'FREQ=DAILY;BYDAY=XX': invalid 'BYDAY': XX"),
+        ("FREQ=DAILY;FOO=1", "bad RRULE 'FREQ=DAILY;FOO=1': unknown parameter 'FOO'"),
+        (
+            "FREQ=DAILY;COUNT=3;UNTIL=20261201",
+            "bad RRULE 'FREQ=DAILY;COUNT=3;UNTIL=20261201': give COUNT or UNTIL, not both",
+        ),
+        (
+            "FREQ=DAILY;UNTIL=2026",
+            "bad RRULE UNTIL '2026': give a date like 20261231 or 20261231T090000Z",
+        ),
+        (
+            "DTSTART:20200101T000000\nRRULE:FREQ=DAILY",
+            "give the start of a repeat as `when`, not as an RRULE DTSTART",
+        ),
+        ("FREQ=DAILY;BYMONTHDAY=" + ",".join(["1"] * 120), None),
+    ],
+)
+def test_a_bad_repeat_spec_is_one_clear_line(spec: str, line: str | None) -> None:
+    with pytest.raises(ScheduleError) as caught:
+        parse_repeat(spec, PARIS, now=FRIDAY)
+    message = str(caught.value)
+    assert "\n" not in message
+    if line is not None:
+        assert message == line
+    else:  # longer than the column holds: refused before PostgreSQL would
+        assert message.endswith("characters)") and "too long" in message
+
+
+async def test_count_3_fires_three_times_across_restarts_then_stops(
+    make_settings: Callable[..., Settings], fake_ollama: FakeOllama
+) -> None:
+    """COUNT is honoured from the stored DTSTART: no counter column, restarts in between."""
+    settings = make_settings(**open_settings(OC_TIMEZONE=PARIS))
+    start = time.time()
+    async with Harness(settings) as h:
+        fake_ollama.call_tool("schedule", what="stretch", repeat="FREQ=DAILY;COUNT=3")
+        fake_ollama.reply("Three days.")
+        await h.say("remind me to stretch each day, three times")
+        assert (
+            "repeating FREQ=DAILY;COUNT=3;BYHOUR=9;BYMINUTE=0 from "
+            in (fake_ollama.chats[-1]["messages"][-1]["content"])
+        )
+        [row] = await _all_schedules(h)
+    expected = _runs(row.repeat, PARIS, start)
+    assert len(expected) == 3 and row.next_run == expected[0]
+
+    fired: list[str] = []
+    for n, moment in enumerate(expected):  # one process per day, each fires its day's run
+        async with Harness(settings) as hn:
+            _restarted(hn, 100 * (n + 1))
+            scheduler = hn.app.extras["scheduler"]
+            scheduler.clock = lambda m=moment: m + 1.0
+            assert await scheduler.run_due() == 1
+            fired += _reminders(hn)
+            assert await scheduler.run_due() == 0  # the same run never fires twice
+            [row] = await _all_schedules(hn)
+            assert row.runs == n + 1
+    assert fired == ["⏰ Reminder: stretch"] * 3
+    assert (row.status, row.next_run) == ("done", expected[-1])
+
+    async with Harness(settings) as last:  # a week later: over, nothing fires
+        _restarted(last, 900)
+        scheduler = last.app.extras["scheduler"]
+        scheduler.clock = lambda: expected[-1] + 7 * 86400
+        assert await scheduler.run_due(startup=True) == 0
+        assert _reminders(last) == []
+        assert await last.command("schedules") == "You have no reminders or scheduled tasks."
+
+
+async def test_runs_missed_past_until_are_reported_and_the_series_ends(
+    make_settings: Callable[..., Settings], fake_ollama: FakeOllama
+) -> None:
+    settings = make_settings(**open_settings(OC_TIMEZONE=PARIS))
+    async with Harness(settings) as h:
+        fake_ollama.call_tool("schedule", what="pills", repeat="FREQ=DAILY;COUNT=10;BYHOUR=20")
+        fake_ollama.reply("OK.")
+        await h.say("pills at 8pm for ten days")
+        [row] = await _all_schedules(h)
+    runs = _runs(row.repeat, PARIS, row.next_run)
+    assert len(runs) == 10
+    async with Harness(settings) as h2:  # down for the whole series: one late notice, done
+        _restarted(h2, 100)
+        scheduler = h2.app.extras["scheduler"]
+        scheduler.clock = lambda: runs[-1] + 3600
+        assert await scheduler.run_due(startup=True) == 1
+        [text] = _reminders(h2)
+        assert text.endswith("while I was offline; 10 runs were missed)")
+        [row] = await _all_schedules(h2)
+        assert row.status == "done"
