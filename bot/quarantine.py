@@ -24,9 +24,16 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FailureCounter", "Quarantine", "payload_of"]
+__all__ = ["FailureCounter", "PoisonEvent", "Quarantine", "payload_of"]
 
 logger = logging.getLogger(__name__)
+
+
+class PoisonEvent(Exception):
+    """A raw platform event that cannot become core events: quarantine it and go on.
+
+    The one documented outcome of a connector's translation besides a list of events.
+    """
 
 
 def payload_of(raw: Any) -> Any:

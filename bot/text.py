@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-__all__ = ["REPLACEMENT", "clean_event", "clean_text", "split_markdown"]
+__all__ = ["REPLACEMENT", "clean_event", "clean_payload", "clean_text", "split_markdown"]
 
 _FENCE = "```"
 REPLACEMENT = "\ufffd"
@@ -36,6 +36,21 @@ def clean_text(text: str) -> str:
         return text  # the common case: no copy
     joined = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
     return joined.replace("\x00", REPLACEMENT)
+
+
+def clean_payload(value: Any) -> Any:
+    """Return a parsed JSON value with every string (keys too) cleaned by :func:`clean_text`.
+
+    U+FFFD is one UTF-16 unit, like the surrogate it replaces, so entity offsets counted in
+    UTF-16 (Telegram) still point at the same text.
+    """
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, dict):
+        return {clean_payload(k): clean_payload(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [clean_payload(v) for v in value]
+    return value
 
 
 def _clean_value(value: Any) -> Any:

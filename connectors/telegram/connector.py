@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import json
 import logging
 import random
 from collections.abc import Sequence
@@ -23,13 +24,24 @@ from telegram.error import Conflict, InvalidToken, NetworkError
 from telegram.request import HTTPXRequest
 
 from bot.config import Settings
-from bot.connector import Capabilities, CommandSpec, ConnectorState, Emit, Formatting
+from bot.connector import (
+    Capabilities,
+    CommandSpec,
+    ConnectorState,
+    Emit,
+    Formatting,
+    RuntimeStopped,
+)
 from bot.events import Address, Command, Message, Reaction
+from bot.quarantine import FailureCounter, PoisonEvent, Quarantine
+from bot.storage.engine import is_transient
+from bot.text import clean_event, clean_text
 from connectors.telegram.chunks import render_chunks
 from connectors.telegram.joiner import SplitJoiner
 from connectors.telegram.limiter import LimiterConfig, OutboundLimiter
 from connectors.telegram.offsets import OffsetFile
 from connectors.telegram.outbound import TelegramOutbound
+from connectors.telegram.parsing import UpdatesRequest, parse_update
 from connectors.telegram.render import TELEGRAM_LIMIT
 from connectors.telegram.translate import (
     ALLOWED_UPDATES,
@@ -109,6 +121,9 @@ class TelegramConnector:
         self._last_update: int | None = None
         self._saved_update: int | None = None
         self._recent: dict[int, None] = {}  # insertion-ordered set of recent update ids
+        self.quarantine = Quarantine(settings.data_dir, PLATFORM)
+        self._failures = FailureCounter(limit=3)
+        self._updates_request: UpdatesRequest | None = None
         self.connected = asyncio.Event()
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -119,15 +134,17 @@ class TelegramConnector:
         self.state = ConnectorState.STARTING
         timeout = self.options.request_timeout
         base = api_base_url(self._settings.telegram_base_url)
+        self._updates_request = UpdatesRequest(
+            connection_pool_size=1, read_timeout=self.options.poll_timeout + timeout
+        )
         self._bot = Bot(
             self._token,
             base_url=base,
             base_file_url=base[: -len("bot")] + "file/bot" if base.endswith("/bot") else base,
             request=HTTPXRequest(connection_pool_size=16, read_timeout=timeout),
-            get_updates_request=HTTPXRequest(
-                connection_pool_size=1, read_timeout=self.options.poll_timeout + timeout
-            ),
+            get_updates_request=self._updates_request,
         )
+        self._updates_request.bot = self._bot
         self.outbound.bot = self._bot
         self._saved_update = self._last_update = await self._offsets.load()
         self._task = asyncio.create_task(self._run(), name="telegram-connector")
@@ -194,9 +211,17 @@ class TelegramConnector:
             offset=offset, timeout=self.options.poll_timeout, allowed_updates=ALLOWED_UPDATES
         )
         self.state = ConnectorState.CONNECTED
+        poisoned = self._updates_request.poisoned if self._updates_request else {}
         try:
+            for key in [k for k in poisoned if isinstance(k, str)]:  # no update_id at all
+                await self.quarantine.hold(key, *poisoned[key])
+                del poisoned[key]
             for update in updates:
-                await self._handle(update)
+                bad = poisoned.pop(update.update_id, None)
+                if bad is not None:
+                    await self.quarantine.hold(str(update.update_id), *bad)
+                else:
+                    await self._handle(update)
                 self._last_update = update.update_id
         finally:
             await self._save_offset()
@@ -244,12 +269,10 @@ class TelegramConnector:
             del self._recent[next(iter(self._recent))]
         assert self.me is not None
         try:
-            events = translate_update(update, self.me)
-        except Exception:  # a bug or an odd update must not block the ones after it
-            logger.exception(
-                "telegram update %s could not be translated; skipped", update.update_id
-            )
-            events = []
+            events = [clean_event(e) for e in translate_update(update, self.me)]
+        except Exception as exc:  # a bug or an odd update must not block the ones after it
+            await self.quarantine.hold(str(uid), update, f"translation failed: {exc!r}")
+            return
         try:
             for event in events:
                 if isinstance(event, Message):
@@ -260,7 +283,24 @@ class TelegramConnector:
                     await self._deliver(event)
         except Exception as exc:
             self._recent.pop(uid, None)  # not handled: let its next delivery through
+            if self._poison(exc, uid):
+                reason = f"not taken {self._failures.limit} times: {type(exc).__name__}: {exc}"
+                await self.quarantine.hold(str(uid), update, reason)
+                self._recent[uid] = None
+                return
             raise _Handover(f"update {uid}: {exc}") from exc
+        self._failures.forget(str(uid))
+
+    def _poison(self, exc: Exception, uid: int) -> bool:
+        """Whether this failure makes the update poison: only the update's own failures count,
+        not a shutdown or a database that cannot be reached (those are retried, never dropped).
+        """
+        if isinstance(exc, RuntimeStopped) or is_transient(exc):
+            return False
+        if self._failures.failed(str(uid)):
+            self._failures.forget(str(uid))
+            return True
+        return False
 
     async def _deliver(self, event: Message | Reaction | Command) -> None:
         await self._emit(event)
@@ -284,10 +324,22 @@ class TelegramConnector:
             return web.Response(status=401, text="wrong secret token")
         if self._bot is None or self.me is None:
             return web.Response(status=503, text="not connected yet")  # Telegram retries
+        body = await request.read()
         try:
-            update = Update.de_json(await request.json(), self._bot)
-        except Exception:
-            return web.Response(status=400, text="bad update")
+            data = json.loads(body)
+        except ValueError:
+            data = body.decode("utf-8", "backslashreplace")
+        try:
+            update = parse_update(data, self._bot)
+        except PoisonEvent as exc:
+            # Acknowledged (200) once kept: Telegram would otherwise send it again and again.
+            key = str(data.get("update_id")) if isinstance(data, dict) else "webhook-body"
+            try:
+                await self.quarantine.hold(key, data, str(exc))
+            except OSError as err:
+                logger.error("telegram: cannot keep a poisoned update (%s); not acknowledged", err)
+                return web.Response(status=503, text="try again")
+            return web.Response(text="ok")
         try:
             await self._handle(update)
         except _Handover as exc:
@@ -298,7 +350,7 @@ class TelegramConnector:
     # --- outbound ----------------------------------------------------------------------
     def render(self, markdown: str) -> list[str]:
         """Markdown to Telegram HTML chunks of at most 4096 characters."""
-        return render_chunks(markdown, TELEGRAM_LIMIT)
+        return render_chunks(clean_text(markdown), TELEGRAM_LIMIT)
 
     async def send(self, address: Address, text: str, *, reply_to: str | None = None) -> str:
         """Post one rendered chunk (HTML) and return its message id."""
