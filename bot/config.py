@@ -96,6 +96,11 @@ class Settings(BaseSettings):
         "OC_MODEL_TIMEOUT", "Seconds to wait for one model reply before giving up.", 300.0, gt=0
     )
     temperature: float | None = _env("OC_TEMPERATURE", "Sampling temperature (unset: model's).")
+    num_predict: int | None = _env(
+        "OC_NUM_PREDICT",
+        "Most tokens in one answer (Ollama num_predict, OpenAI max_tokens); unset: no cap.",
+        ge=1,
+    )
     embed_model: str = _env("OC_EMBED_MODEL", "Ollama model for embeddings.", "nomic-embed-text")
     system_prompt: str | None = _env("OC_SYSTEM_PROMPT", "Replaces the default system prompt.")
 

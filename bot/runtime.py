@@ -257,6 +257,15 @@ class Runtime:
             logger.exception("handling %s in %s failed", type(job.event).__name__, key)
 
     # --- turns -------------------------------------------------------------------------
+    def model_options(self) -> dict[str, Any]:
+        """Ollama options from the settings: only the ones set, so the model keeps its own."""
+        options: dict[str, Any] = {}
+        if self.settings.temperature is not None:
+            options["temperature"] = self.settings.temperature
+        if self.settings.num_predict is not None:  # the answer's cap (OpenAI: max_tokens)
+            options["num_predict"] = self.settings.num_predict
+        return options
+
     async def run_turn(self, msg: Message, inbound_id: int | None, *, retry: bool = False) -> None:
         """Answer one stored message: run the agent, stream and record the reply."""
         address = msg.address
@@ -273,9 +282,7 @@ class Runtime:
             num_ctx=self.settings.num_ctx,
             tools=self.choose_tools(address),
             stream=stream,
-            options={}
-            if self.settings.temperature is None
-            else {"temperature": self.settings.temperature},
+            options=self.model_options(),
             keep_alive=self.settings.keep_alive,
             user=msg.user,
             address=address,
