@@ -22,12 +22,36 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # -h as well as --help, on every command (click hands the names down to sub-commands)
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(__import__("bot.admin.cli", fromlist=["audit_app"]).audit_app, name="audit")
 app.add_typer(__import__("bot.plugins.cli", fromlist=["plugins_app"]).plugins_app, name="plugins")
 app.add_typer(__import__("bot.feedback.cli", fromlist=["prompts_app"]).prompts_app, name="prompts")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from bot import __version__
+
+        typer.echo(f"opencomputer {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    show_version: bool = typer.Option(
+        False,
+        "--version",
+        "-V",
+        help="Print the version and exit.",
+        is_eager=True,
+        callback=_print_version,
+    ),
+) -> None:
+    """Top-level options (``--version``); the commands follow."""
 
 
 def settings_or_exit() -> Settings:
@@ -202,7 +226,12 @@ def version() -> None:
 
 def main() -> None:
     """Console-script entry point."""
+    from bot.storage.engine import DatabaseKeyError
+
     try:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+    except DatabaseKeyError as exc:  # a wrong or missing OC_DATABASE_KEY: one line, no traceback
+        typer.secho(str(exc), fg="red", err=True)
+        sys.exit(2)

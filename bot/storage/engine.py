@@ -127,13 +127,14 @@ def connect_sqlite(path: Path | str, **kwargs: Any) -> Any:
     dbapi2 = _cipher()
     conn = dbapi2.connect(str(path), **kwargs)
     try:
+        conn.execute("PRAGMA cipher_log_level = NONE")  # a wrong key is our one-line error
         conn.execute(_key_pragma(key))
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except dbapi2.DatabaseError as exc:
         conn.close()
         raise DatabaseKeyError(
-            f"{path}: cannot open the database with OC_DATABASE_KEY ({exc}); "
-            "a plaintext database must be exported to an encrypted one first (docs/deploy.md)"
+            f"{path}: cannot open the database with OC_DATABASE_KEY ({exc}): the key is wrong, "
+            "or the database is plaintext (export it to an encrypted one, docs/deploy.md)"
         ) from exc
     return _SqliteErrors(conn)
 
@@ -199,10 +200,34 @@ def _wrapped() -> tuple[type, ...]:
     return (dbapi2.Connection, dbapi2.Cursor)
 
 
+def _refuse_unreadable(path: Path) -> None:
+    """Without a key, a file that is not plain SQLite is most likely an encrypted database."""
+    with path.open("rb") as db:
+        header = db.read(16)
+    if header and header != b"SQLite format 3\x00":
+        raise DatabaseKeyError(
+            f"{path} is not a plain SQLite database (encrypted?): set OC_DATABASE_KEY or "
+            "OC_DATABASE_KEY_FILE to open it"
+        )
+
+
+_OPENED: set[tuple[str, str]] = set()
+
+
 async def _cipher_connection(path: str) -> Any:
-    """An aiosqlite connection over :func:`connect_sqlite` (for SQLAlchemy's ``async_creator``)."""
+    """An aiosqlite connection over :func:`connect_sqlite` (for SQLAlchemy's ``async_creator``).
+
+    The key is tried once in a plain thread first: aiosqlite leaves its worker thread behind
+    when the first connect fails, which then dies noisily as the event loop closes.
+    """
+    import asyncio
+
     import aiosqlite
 
+    tried = (path, database_key(path) or "")
+    if tried not in _OPENED:
+        await asyncio.to_thread(lambda: connect_sqlite(path).close())
+        _OPENED.add(tried)
     conn = aiosqlite.Connection(lambda: connect_sqlite(path, timeout=30), 64)
     conn._thread.daemon = True  # as SQLAlchemy does for aiosqlite's own connections
     return await conn
@@ -218,6 +243,8 @@ def create_engine(url: str) -> AsyncEngine:
         kwargs["connect_args"] = {"timeout": 30}
         if database_key(path) is not None:
             kwargs["async_creator"] = functools.partial(_cipher_connection, str(path))
+        else:
+            _refuse_unreadable(path)
     else:
         kwargs.update(pool_size=10, max_overflow=20)
     engine = create_async_engine(url, **kwargs)

@@ -157,6 +157,21 @@ async def test_encrypted_database_holds_no_plaintext_and_needs_the_key(
     # Read back with the key: the turn's whole bookkeeping ran on the encrypted files.
     assert [(status, MARKER in text) for status, text in inbound] == [("answered", True)]
     assert [status for status, _text in replies] == ["sent"]
+    # From the command line, a wrong or missing key is one line and exit 2, not a traceback.
+    for key, says in (("wrong horse", "the key is wrong"), ("", "set OC_DATABASE_KEY")):
+        env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT)}
+        env |= {"OC_DATA_DIR": str(data), "OC_DATABASE_KEY": key}
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "bot", "db", "upgrade"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 2 and says in done.stderr, done
+        assert done.stderr.strip().count("\n") == 0 and "Traceback" not in done.stderr
     # Control: the same turn without a key leaves the marker readable on disk.
     plain_dir = tmp_path / "plain"
     async with Harness(make_settings(OC_DATA_DIR=plain_dir)) as h:
@@ -184,6 +199,3 @@ def test_database_key_with_postgres_is_refused_in_one_line(
 
     with pytest.raises(ConfigError, match="OC_DATABASE_KEY encrypts SQLite only"):
         make_settings(OC_DATABASE_URL="postgresql://u@127.0.0.1/db", OC_DATABASE_KEY="k")
-
-
-_ = asyncio  # the module's async tests run on pytest-asyncio's loop
