@@ -16,7 +16,6 @@ seccomp filter refuses).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import logging
@@ -86,37 +85,63 @@ def _hierarchy() -> Path | None:
 
 @contextlib.asynccontextmanager
 async def pids_limit(count: int) -> AsyncIterator[PidsLimit | None]:
-    """A fresh cgroup allowing ``count`` tasks, when root starts the sandbox; else None."""
+    """A cgroup allowing ``count`` tasks, when root starts the sandbox; else None.
+
+    Cgroups are kept and reused once empty (removing one must wait for the sandbox's pid
+    namespace to be torn down, which would add milliseconds to every call); those of a server
+    that is no longer running are removed the first time one is needed.
+    """
     root = _hierarchy() if os.geteuid() == 0 and count > 0 else None
     if root is None:
         yield None
         return
-    folder = root / f"oc-sandbox-{uuid.uuid4().hex}"
-    folder.mkdir()
+    folder = _take(root)
+    (folder / "pids.max").write_text(str(count))
     try:
-        (folder / "pids.max").write_text(str(count))
         yield PidsLimit(folder)
     finally:
-        await _remove(folder)
+        _idle.append(folder)
 
 
-async def _remove(folder: Path) -> None:
-    """Remove the cgroup once the sandbox's last process is gone (killing stragglers)."""
-    for attempt in range(200):
-        try:
-            os.rmdir(folder)  # cgroupfs: immediate, no disk behind it
-            return
-        except FileNotFoundError:
-            return
-        except OSError:  # still populated: the pid namespace is being torn down
-            if attempt == 50:
-                _kill_all(folder)
-            await asyncio.sleep(0.01)
-    logger.warning("could not remove %s (processes left in it)", folder)
+_idle: list[Path] = []  # this process's cgroups, free for reuse once empty
+_swept: set[Path] = set()
 
 
-def _kill_all(folder: Path) -> None:
-    with contextlib.suppress(OSError):
-        for pid in (folder / "cgroup.procs").read_text().split():
-            with contextlib.suppress(OSError):
-                os.kill(int(pid), 9)
+def _take(root: Path) -> Path:
+    for folder in list(_idle):
+        if folder.parent == root and not _populated(folder):
+            _idle.remove(folder)
+            return folder
+    if root not in _swept:
+        _swept.add(root)
+        _sweep(root)
+    folder = root / f"oc-sandbox-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+    folder.mkdir()
+    return folder
+
+
+def _populated(folder: Path) -> bool:
+    try:
+        return bool((folder / "cgroup.procs").read_text().strip())
+    except OSError:
+        return True
+
+
+def _sweep(root: Path) -> None:
+    """Remove empty cgroups left by servers that are gone."""
+    for folder in root.glob("oc-sandbox-*-*"):
+        owner = folder.name.split("-")[2]
+        if not owner.isdigit() or _alive(int(owner)) or _populated(folder):
+            continue
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

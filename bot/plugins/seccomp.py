@@ -64,13 +64,17 @@ class _ArgCmp(ctypes.Structure):
 
 
 def _library() -> ctypes.CDLL:
-    name = ctypes.util.find_library("seccomp") or "libseccomp.so.2"
-    try:
-        lib = ctypes.CDLL(name, use_errno=True)
+    try:  # the soname first: find_library runs ldconfig, a process we would rather not start
+        lib = ctypes.CDLL("libseccomp.so.2", use_errno=True)
     except OSError:
-        raise SeccompUnavailable(
-            "libseccomp is not installed (Debian/Ubuntu: apt-get install libseccomp2)"
-        ) from None
+        try:
+            lib = ctypes.CDLL(
+                ctypes.util.find_library("seccomp") or "libseccomp.so", use_errno=True
+            )
+        except OSError:
+            raise SeccompUnavailable(
+                "libseccomp is not installed (Debian/Ubuntu: apt-get install libseccomp2)"
+            ) from None
     lib.seccomp_init.restype = ctypes.c_void_p
     lib.seccomp_init.argtypes = [ctypes.c_uint32]
     lib.seccomp_syscall_resolve_name.restype = ctypes.c_int
