@@ -16,6 +16,7 @@ seccomp filter refuses).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import logging
@@ -105,6 +106,13 @@ async def pids_limit(count: int) -> AsyncIterator[PidsLimit | None]:
 
 _idle: list[Path] = []  # this process's cgroups, free for reuse once empty
 _swept: set[Path] = set()
+
+
+@atexit.register
+def _release() -> None:
+    for folder in _idle:
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)
 
 
 def _take(root: Path) -> Path:
