@@ -20,6 +20,7 @@ __all__ = [
     "HttpModelClient",
     "ModelCheck",
     "ModelClient",
+    "ModelStalled",
     "OllamaClient",
     "OllamaError",
     "OllamaUnavailable",
@@ -45,6 +46,27 @@ class OllamaError(Exception):
 
 class OllamaUnavailable(OllamaError):
     """Ollama could not be reached at all (down, wrong host, timed out)."""
+
+
+class ModelStalled(OllamaUnavailable):
+    """The model server sent no byte for ``stall_timeout`` seconds (``OC_MODEL_STALL_TIMEOUT``).
+
+    A server that hangs mid-answer would otherwise hold the call, and with it one of the
+    ``OC_MAX_IN_FLIGHT`` slots, until the total timeout. It is a model failure like a server
+    that died mid-answer: the user gets the apology and can ``/retry``.
+    """
+
+
+STALL_ERRORS = (aiohttp.SocketTimeoutError,)
+"""aiohttp's ``sock_read`` timeout: no bytes for that long (not the total timeout)."""
+
+
+def stalled(host: str, stall_timeout: float | None) -> ModelStalled:
+    """The error for a call that made no progress for ``stall_timeout`` seconds."""
+    return ModelStalled(
+        f"the model server at {host} sent nothing for {stall_timeout or 0:g} s; call abandoned",
+        hint="Check the model server's load and logs; OC_MODEL_STALL_TIMEOUT sets the limit.",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,9 +126,15 @@ class HttpModelClient:
     """One long-lived aiohttp session to one model server: ``start`` opens it, ``stop`` closes."""
 
     def __init__(
-        self, *, timeout: float, max_connections: int, headers: dict[str, str] | None = None
+        self,
+        *,
+        timeout: float,
+        max_connections: int,
+        headers: dict[str, str] | None = None,
+        stall_timeout: float | None = None,
     ) -> None:
         self._timeout = timeout
+        self.stall_timeout = stall_timeout
         self._max_connections = max_connections
         self._headers = headers or {}
         self._session: aiohttp.ClientSession | None = None
@@ -116,7 +144,10 @@ class HttpModelClient:
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300),
-                timeout=aiohttp.ClientTimeout(total=self._timeout, connect=5),
+                # sock_read is the progress timeout: it restarts with every chunk received.
+                timeout=aiohttp.ClientTimeout(
+                    total=self._timeout, connect=5, sock_read=self.stall_timeout
+                ),
                 headers=self._headers,
                 json_serialize=lambda obj: orjson.dumps(obj).decode(),
             )
@@ -145,8 +176,17 @@ class HttpModelClient:
 class OllamaClient(HttpModelClient):
     """Talks to one Ollama server."""
 
-    def __init__(self, host: str, *, timeout: float = 300.0, max_connections: int = 64) -> None:
-        super().__init__(timeout=timeout, max_connections=max_connections)
+    def __init__(
+        self,
+        host: str,
+        *,
+        timeout: float = 300.0,
+        max_connections: int = 64,
+        stall_timeout: float | None = None,
+    ) -> None:
+        super().__init__(
+            timeout=timeout, max_connections=max_connections, stall_timeout=stall_timeout
+        )
         self.host = host.rstrip("/")
 
     # --- calls -------------------------------------------------------------------------
@@ -202,6 +242,8 @@ class OllamaClient(HttpModelClient):
                         result.prompt_tokens = int(chunk.get("prompt_eval_count") or 0)
                         result.completion_tokens = int(chunk.get("eval_count") or 0)
                         result.done_reason = str(chunk.get("done_reason") or "stop")
+        except STALL_ERRORS as exc:
+            raise stalled(self.host, self.stall_timeout) from exc
         except NETWORK_ERRORS as exc:
             raise self._unavailable(exc) from exc
         result.content = "".join(parts)

@@ -85,18 +85,25 @@ class ServerClient(Protocol):
 
 
 def server_client(
-    entry: str, *, timeout: float = 300.0, api_key: SecretStr | None = None
+    entry: str,
+    *,
+    timeout: float = 300.0,
+    api_key: SecretStr | None = None,
+    stall_timeout: float | None = None,
 ) -> ServerClient:
     """The client for one model-host entry: ``openai:URL`` or an Ollama host."""
     if entry.startswith(OPENAI_PREFIX):
-        return OpenAIClient(entry.removeprefix(OPENAI_PREFIX), api_key=api_key, timeout=timeout)
-    return OllamaClient(entry, timeout=timeout)
+        url = entry.removeprefix(OPENAI_PREFIX)
+        return OpenAIClient(url, api_key=api_key, timeout=timeout, stall_timeout=stall_timeout)
+    return OllamaClient(entry, timeout=timeout, stall_timeout=stall_timeout)
 
 
 class OllamaPool:
     """Drop-in for :class:`~bot.ollama.OllamaClient` over one or more servers of either kind.
 
-    ``api_key`` is sent to the ``openai:`` servers only.
+    ``api_key`` is sent to the ``openai:`` servers only. ``stall_timeout`` ends a call that
+    received no byte for that long (:class:`~bot.ollama.ModelStalled`): it fails over like an
+    unreachable server while nothing was streamed, and fails the turn once something was.
     """
 
     def __init__(
@@ -107,10 +114,14 @@ class OllamaPool:
         retry_seconds: float = 0.0,
         probe_interval: float = 5.0,
         api_key: SecretStr | None = None,
+        stall_timeout: float | None = None,
     ) -> None:
         if not hosts:
             raise ValueError("at least one model host is needed")
-        self.clients = [server_client(h, timeout=timeout, api_key=api_key) for h in hosts]
+        self.clients = [
+            server_client(h, timeout=timeout, api_key=api_key, stall_timeout=stall_timeout)
+            for h in hosts
+        ]
         self.host = ",".join(c.host for c in self.clients)
         self.retry_seconds = retry_seconds
         self.probe_interval = probe_interval

@@ -19,6 +19,7 @@ from pydantic import SecretStr
 
 from bot.ollama import (
     NETWORK_ERRORS,
+    STALL_ERRORS,
     ChatResult,
     HttpModelClient,
     ModelCheck,
@@ -26,6 +27,7 @@ from bot.ollama import (
     OllamaUnavailable,
     OnToken,
     ToolCall,
+    stalled,
 )
 
 __all__ = ["OpenAIClient", "openai_messages", "openai_params"]
@@ -48,11 +50,17 @@ class OpenAIClient(HttpModelClient):
         api_key: SecretStr | None = None,
         timeout: float = 300.0,
         max_connections: int = 64,
+        stall_timeout: float | None = None,
     ) -> None:
         headers = {"Content-Type": "application/json"}
         if api_key is not None and api_key.get_secret_value():
             headers["Authorization"] = f"Bearer {api_key.get_secret_value()}"
-        super().__init__(timeout=timeout, max_connections=max_connections, headers=headers)
+        super().__init__(
+            timeout=timeout,
+            max_connections=max_connections,
+            headers=headers,
+            stall_timeout=stall_timeout,
+        )
         self.base_url = base_url.rstrip("/")
         self.host = f"openai:{self.base_url}"  # as written in OC_OLLAMA_HOSTS; the pool's key
 
@@ -97,6 +105,8 @@ class OpenAIClient(HttpModelClient):
                         data = []
                 if data:
                     await stream.event(b"\n".join(data), self)
+        except STALL_ERRORS as exc:
+            raise stalled(self.host, self.stall_timeout) from exc
         except NETWORK_ERRORS as exc:
             raise self._unavailable(exc) from exc
         return stream.result(self)

@@ -36,6 +36,9 @@ class Reply:
     status: int = 200
     hang_up: bool = False
     """Drop the connection after the streamed text, before the final line (a crashed server)."""
+    stall: bool = False
+    """Send nothing more after the streamed text, keeping the connection open (a hung server),
+    until :meth:`ScriptedModel.release_stalls` or the server stops."""
 
     @classmethod
     def tool(cls, name: str, **arguments: Any) -> Reply:
@@ -61,6 +64,28 @@ class ScriptedModel(FakeServer):
         self.script: deque[Reply] = deque()
         self.responder: Responder = _echo
         self.requests: list[dict[str, Any]] = []
+        self.stalled = 0  # streams now hanging (``Reply.stall``)
+        self._release = asyncio.Event()
+
+    async def stall_here(self, request: web.Request) -> None:
+        """Hang a stream (``Reply.stall``) without a byte until released, then drop it."""
+        self.stalled += 1
+        try:
+            await self._release.wait()
+        finally:
+            self.stalled -= 1
+            if request.transport is not None:
+                request.transport.close()
+
+    def release_stalls(self) -> None:
+        """End every hanging stream (they drop the connection)."""
+        self._release.set()
+
+    async def stop(self) -> None:
+        """Release hanging streams, then stop serving."""
+        self.release_stalls()
+        await super().stop()
+        self._release = asyncio.Event()  # a restarted server hangs again
 
     # --- scripting ---------------------------------------------------------------------
     def reply(self, content: str = "", **kwargs: Any) -> None:
@@ -161,6 +186,9 @@ class FakeOllama(ScriptedModel):
             await resp.write(orjson.dumps(line) + b"\n")
         if reply.hang_up and request.transport is not None:
             request.transport.close()
+            return resp
+        if reply.stall:
+            await self.stall_here(request)
             return resp
         if reply.tool_calls:
             line = {

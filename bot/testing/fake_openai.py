@@ -204,6 +204,9 @@ class FakeOpenAI(ScriptedModel):
             if reply.pace and i:
                 await asyncio.sleep(reply.pace)
             await resp.write(chunk({"content": piece}))
+        if reply.stall:
+            await self.stall_here(request)
+            return resp
         for call in calls:
             name = call["function"]["name"]
             opening = {"index": call["index"], "id": call["id"], "type": "function"}
