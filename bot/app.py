@@ -105,6 +105,7 @@ class App:
         self.llm = OllamaPool(
             settings.model_hosts,
             timeout=settings.model_timeout,
+            stall_timeout=settings.model_stall_timeout,
             retry_seconds=settings.model_retry_seconds,
             api_key=settings.openai_api_key,
         )

@@ -95,6 +95,13 @@ class Settings(BaseSettings):
     model_timeout: float = _env(
         "OC_MODEL_TIMEOUT", "Seconds to wait for one model reply before giving up.", 300.0, gt=0
     )
+    model_stall_timeout: float = _env(
+        "OC_MODEL_STALL_TIMEOUT",
+        "Seconds without a byte from the model server (a cold model load included) before the "
+        "call fails: the user gets the apology and /retry, and the slot is freed.",
+        60.0,
+        gt=0,
+    )
     temperature: float | None = _env("OC_TEMPERATURE", "Sampling temperature (unset: model's).")
     num_predict: int | None = _env(
         "OC_NUM_PREDICT",
