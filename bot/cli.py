@@ -229,7 +229,7 @@ def main() -> None:
     from bot.storage.engine import DatabaseKeyError
 
     try:
-        app()
+        app(prog_name="opencomputer")  # the same usage line under `python -m bot`
     except KeyboardInterrupt:
         sys.exit(130)
     except DatabaseKeyError as exc:  # a wrong or missing OC_DATABASE_KEY: one line, no traceback

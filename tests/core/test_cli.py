@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import socket
 import sys
 from pathlib import Path
@@ -128,3 +129,60 @@ async def test_help_lists_every_command(tmp_path: Path) -> None:
     code, out, _ = await _run(["db", "upgrade"], {"OC_DATA_DIR": str(tmp_path / "d")})
     assert code == 0 and "up to date" in out
     assert (tmp_path / "d" / "opencomputer.db").exists()
+
+
+async def test_short_help_and_version_flags() -> None:
+    from bot import __version__
+
+    code, out, err = await _run(["-h"], {})
+    assert code == 0, err
+    assert "Usage: opencomputer" in out and "--version" in out
+    code, out, err = await _run(["db", "upgrade", "-h"], {})  # handed down to sub-commands
+    assert code == 0, err
+    assert "Usage: opencomputer db upgrade" in out
+    for flag in ("--version", "-V"):
+        code, out, err = await _run([flag], {})
+        assert (code, out, err) == (0, f"opencomputer {__version__}\n", "")
+    code, _out, err = await _run(["--versoin"], {})
+    assert code == 2 and "No such option: --versoin" in err
+
+
+def _documented_commands() -> set[tuple[str, ...]]:
+    """``opencomputer <command> [<sub-command>]`` as written in code in the README and docs."""
+    root = Path(__file__).resolve().parents[2]
+    found: set[tuple[str, ...]] = set()
+    for page in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
+        text = page.read_text(encoding="utf-8")
+        code = re.findall(r"```[^\n]*\n(.*?)```", text, re.S) + re.findall(r"`([^`\n]+)`", text)
+        for snippet in code:
+            for words in re.findall(
+                r"(?m)(?:^|[|;&($])\s*opencomputer((?: [a-z][a-z-]*)+)", snippet
+            ):
+                found.add(tuple(words.split()[:2]))
+    return found
+
+
+def test_every_command_the_docs_show_exists() -> None:
+    """A renamed or removed command must take its README/docs examples with it."""
+    import typer.main
+
+    from bot.cli import app
+
+    commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+    documented = _documented_commands()
+    assert ("plugins", "list") in documented and ("db", "upgrade") in documented
+    for words in sorted(documented):
+        command = commands.get(words[0])
+        assert command is not None, f"docs show `opencomputer {words[0]}`, which does not exist"
+        subcommands = getattr(command, "commands", None)  # a group: the docs name one of them
+        if subcommands is not None and len(words) == 2:  # one word alone names the group
+            assert words[1] in subcommands, (
+                f"docs show `opencomputer {' '.join(words)}`, which does not exist"
+            )
+
+
+def test_readme_says_how_to_put_the_command_on_path_before_using_it() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    first_bare = re.search(r"(?m)(?:^|[`$|] ?)opencomputer [a-z]", readme)
+    path_note = readme.find("source .venv/bin/activate")
+    assert first_bare is not None and 0 <= path_note < first_bare.start()
