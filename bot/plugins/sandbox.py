@@ -72,6 +72,10 @@ INSTALL_HINT = (
     "bubblewrap (bwrap) is not installed: install it (Debian/Ubuntu: apt-get install bubblewrap) "
     "or set OC_PLUGIN_SANDBOX=off to run plugins without isolation"
 )
+OLD_BWRAP_HINT = (
+    "bubblewrap 0.8 or later is needed for the plugin sandbox (found {version}): upgrade it "
+    "or set OC_PLUGIN_SANDBOX=off to run plugins without isolation"
+)
 USERNS_HINT = (
     "the plugin sandbox cannot drop privileges here (bubblewrap could not create a user "
     "namespace): enable user namespaces (sysctl user.max_user_namespaces=15000) or set "
@@ -111,14 +115,24 @@ class SandboxPolicy:
 
 
 @functools.cache
-def drops_privileges(bwrap: str) -> bool:
-    """Whether bubblewrap can start a sandbox in its own user namespace here (checked once)."""
-    probe = [bwrap, *_isolation_flags(), "--ro-bind", "/", "/", "--", "true"]
+def drops_privileges(bwrap: str) -> str | None:
+    """Why bubblewrap cannot start our sandbox here (None: it can). Checked once, by trying."""
+    try:
+        version = subprocess.run(
+            [bwrap, "--version"], env={}, capture_output=True, text=True, timeout=10
+        ).stdout.split()
+        found = tuple(int(x) for x in version[-1].split(".")[:2]) if version else (0, 0)
+    except (OSError, subprocess.SubprocessError, ValueError):
+        found = (0, 0)
+    if found < (0, 8):  # --size, --perms on tmpfs, --disable-userns
+        return OLD_BWRAP_HINT.format(version=" ".join(version[-1:]) or "an unknown version")
+    probe = [bwrap, *_isolation_flags(), "--ro-bind", "/", "/"]
+    probe += ["--size", "1048576", "--tmpfs", "/tmp", "--", "true"]
     try:
         done = subprocess.run(probe, env={"PATH": _PATH}, capture_output=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
-        return False
-    return done.returncode == 0
+        return USERNS_HINT
+    return None if done.returncode == 0 else USERNS_HINT
 
 
 def _isolation_flags() -> list[str]:
@@ -156,9 +170,7 @@ class Sandbox:
             return None
         if self.bwrap is None:
             return INSTALL_HINT
-        if not drops_privileges(self.bwrap):
-            return USERNS_HINT
-        return None
+        return drops_privileges(self.bwrap)
 
     def _python_paths(self) -> list[Path]:
         paths = {
