@@ -146,6 +146,23 @@ def fill_tmp(total_mb: int) -> str:
 
 
 @tool
+def via_proxy(port: int) -> str:
+    """Ask the sandbox's own proxy for 127.0.0.1:port: absolute-form GET, then CONNECT."""
+    import urllib.request
+    report = {"proxy": os.environ.get("HTTP_PROXY")}
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as response:
+            report["get"] = response.status
+    except Exception as exc:
+        report["get"] = f"{type(exc).__name__}: {exc}"
+    host, _, proxy_port = report["proxy"].rpartition(":")
+    with socket.create_connection(("127.0.0.1", int(proxy_port)), timeout=10) as s:
+        s.sendall(f"CONNECT 127.0.0.1:{port} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+        report["connect"] = s.recv(200).decode(errors="replace").splitlines()[0]
+    return json.dumps(report)
+
+
+@tool
 def raw_connect(port: int) -> str:
     """Connect to 127.0.0.1:port with libc's socket() and connect(), past any Python hook."""
     fd = libc.socket(socket.AF_INET, socket.SOCK_STREAM, 0)

@@ -8,6 +8,7 @@ listener on 127.0.0.1 and asserts it never sees a connection (nothing in its acc
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,3 +54,18 @@ def test_libc_connect_to_loopback_gets_no_accept_as_nobody(listener: socket.sock
             root / "plugins", root / "data", "hostile", "raw_connect", port=port
         )
     _assert_no_accept(listener, answer)
+
+
+async def test_the_proxy_refuses_loopback_to_a_plugin_granted_any_public_host(
+    tmp_path: Path, listener: socket.socket
+) -> None:
+    """The way out that remains, the egress proxy, asked for loopback in both of its forms."""
+    write_hostile(tmp_path / "plugins", network=["*"])
+    port = listener.getsockname()[1]
+    answer = await call(tmp_path / "plugins", tmp_path / "data", "hostile", "via_proxy", port=port)
+    report = json.loads(answer)
+    assert report["proxy"].startswith("http://127.0.0.1:")  # the bridge, set before import
+    assert str(report["get"]).startswith("HTTPError: HTTP Error 403")
+    assert report["connect"].startswith("HTTP/1.1 403")
+    with pytest.raises(BlockingIOError):
+        listener.accept()
