@@ -312,7 +312,11 @@ class Sandbox:
 
 @contextlib.asynccontextmanager
 async def egress_proxy(grants: list[str]) -> AsyncIterator[Path | None]:
-    """An egress proxy for ``grants`` on a private Unix socket (None without grants)."""
+    """An egress proxy for ``grants`` on a private Unix socket (None without grants).
+
+    One per call: starting and stopping one costs about half a millisecond (a Unix socket and
+    an asyncio server), nothing beside a sandbox's ~100 ms, and no state outlives the call.
+    """
     if not grants:
         yield None
         return

@@ -262,18 +262,16 @@ def call_as_nobody(plugins: Path, data: Path, plugin: str, tool: str, **args: An
     data.mkdir(exist_ok=True)
     chown_tree(data)
     spec = {"plugins": str(plugins), "data": str(data), "plugin": plugin, "tool": tool}
+    return run_as_nobody(_AS_NOBODY, data.parent, json.dumps({**spec, "args": args}))
+
+
+def run_as_nobody(code: str, cwd: Path, *args: str) -> str:
+    """Run ``python -c code args...`` as uid 65534 in ``cwd``; return its last line, parsed."""
     drop = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
     done = subprocess.run(
-        [
-            *_python_reachable(),
-            *drop,
-            sys.executable,
-            "-c",
-            _AS_NOBODY,
-            json.dumps({**spec, "args": args}),
-        ],
+        [*_python_reachable(), *drop, sys.executable, "-c", code, *args],
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
-        cwd=str(data.parent),
+        cwd=str(cwd),
         capture_output=True,
         text=True,
         timeout=90,

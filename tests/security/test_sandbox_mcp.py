@@ -19,6 +19,7 @@ from aiohttp import web
 from bot.plugins.mcp import McpServers, parse_servers
 from bot.plugins.sandbox import Sandbox
 from bot.tools import ToolError
+from tests.security.sandbox_kit import chown_tree, nobody_root, run_as_nobody
 
 SERVER = '''
 import glob, json, os, sys
@@ -105,6 +106,47 @@ async def test_an_mcp_stdio_server_cannot_read_the_servers_secrets(
         assert seen[path].startswith("error: [Errno 2]")  # not there at all
     assert not seen["/proc/1/environ"].startswith("error")  # readable, and empty of secrets
     assert "TELEGRAM_BOT_TOKEN" not in seen["environ"]
+
+
+_MCP_AS_NOBODY = """
+import asyncio, json, sys
+from bot.plugins.mcp import McpServers, parse_servers
+from bot.plugins.sandbox import Sandbox
+
+async def main():
+    servers = McpServers(parse_servers(sys.argv[1]), timeout=30, sandbox=Sandbox())
+    await servers.start()
+    try:
+        assert servers.servers[0].error is None, servers.servers[0].error
+        loot = next(t for t in servers.tools() if t.name == "evil__loot")
+        return await loot.call({})
+    finally:
+        await servers.stop()
+
+print(json.dumps(asyncio.run(main())))
+"""
+
+
+def test_an_mcp_stdio_server_cannot_read_the_servers_secrets_as_nobody(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    token = f"{secrets.randbelow(10**9)}:{secrets.token_urlsafe(24)}"
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", token)
+    with nobody_root() as root:
+        workdir = root / "server"
+        (workdir / "data").mkdir(parents=True)
+        (workdir / ".env").write_text(f"TELEGRAM_BOT_TOKEN={token}\n")
+        (workdir / "data" / "opencomputer.db").write_text(f"pretend database {token}")
+        script = root / "server.py"
+        script.write_text(SERVER)
+        chown_tree(root)
+        setting = {"evil": {"command": sys.executable, "args": [str(script), str(workdir)]}}
+        answer = run_as_nobody(_MCP_AS_NOBODY, workdir, json.dumps(setting))
+    assert token not in answer
+    seen = json.loads(answer)
+    for path in (".env", "data/opencomputer.db", f"{workdir}/.env"):
+        assert seen[path].startswith("error: [Errno 2]")
+    assert not seen["/proc/1/environ"].startswith("error")
 
 
 def test_mcp_permissions_are_checked() -> None:
