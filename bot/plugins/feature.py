@@ -185,7 +185,9 @@ async def setup(app: App) -> None:
     if settings.mcp_servers:
         from bot.plugins.mcp import McpServers
 
-        system.mcp = McpServers.from_setting(settings.mcp_servers, timeout=settings.plugin_timeout)
+        system.mcp = McpServers.from_setting(
+            settings.mcp_servers, timeout=settings.plugin_timeout, sandbox=sandbox
+        )
         await system.mcp.start()
     app.extras["plugins"] = system
     app.extras["tool_executor"] = make_executor(
