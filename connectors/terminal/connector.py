@@ -1,9 +1,15 @@
 """Chat with the agent in a terminal.
 
-Interactive (a TTY): a prompt, answers streamed as they are written. Scripted (stdin is a pipe
-or file): each line is one message, each answer is printed once complete, and the session ends
-at end of input, so ``echo "hi" | opencomputer chat`` works in scripts and tests.
-``/good`` and ``/bad`` rate the last answer (the terminal has no emoji reactions).
+Interactive (a TTY): a prompt, answers streamed as they are written and rendered as Markdown
+with Rich. Scripted (stdin is a pipe or file): each line is one message, each answer is printed
+once complete as plain text, and the session ends at end of input, so
+``echo "hi" | opencomputer chat`` works in scripts and tests: every input line gets its answer.
+``/good`` and ``/bad`` rate the last answer (the terminal has no emoji reactions) and say so in
+one line.
+
+An answer that the last session never finished showing (Ctrl-C, a crash) is sent again at the
+next start: it is not an answer to anything typed in this session, so it is shown under a note
+on a line of its own (on stderr in a pipe, so stdout keeps one answer per input line).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from typing import TextIO
 
 from bot.connector import Capabilities, CommandSpec, ConnectorState, Emit, Formatting
 from bot.events import Address, Chat, ChatKind, Command, Message, Reaction, User
+from connectors.terminal.screen import Screen
 
 __all__ = ["TerminalConnector"]
 
@@ -25,6 +32,13 @@ logger = logging.getLogger(__name__)
 
 PLATFORM = "terminal"
 _RATINGS = {"good": "👍", "bad": "👎"}
+_LOCAL_HELP = (
+    "In this terminal:",
+    "/good — Rate the last answer as good.",
+    "/bad — Rate the last answer as bad.",
+    "/quit (or /exit, Ctrl-D) — Leave the chat.",
+)
+REPLAYED = "↻ Replayed: an answer the last session did not finish showing"
 
 
 class TerminalConnector:
@@ -39,7 +53,9 @@ class TerminalConnector:
         wait_idle: Callable[[Address], Awaitable[None]],
         stdin: TextIO | None = None,
         stdout: TextIO | None = None,
+        stderr: TextIO | None = None,
         interactive: bool | None = None,
+        pretty: bool | None = None,
         user: str | None = None,
     ) -> None:
         self._emit = emit
@@ -47,6 +63,15 @@ class TerminalConnector:
         self._in = stdin or sys.stdin
         self._out = stdout or sys.stdout
         self.interactive = self._in.isatty() if interactive is None else interactive
+        # Rich only where a person reads a terminal: a pipe gets the text as written
+        pretty = self.interactive and self._out.isatty() if pretty is None else pretty
+        self.screen = Screen(self._out, pretty=pretty, streaming=self.interactive)
+        # replayed answers: beside the prompt on a TTY, apart from the answers in a pipe
+        self._aside = (
+            self.screen
+            if self.interactive
+            else Screen(stderr or sys.stderr, pretty=False, streaming=False)
+        )
         name = user or getpass.getuser()
         self.user = User(PLATFORM, name, name)
         self.chat = Chat(PLATFORM, name, ChatKind.DIRECT, "terminal")
@@ -59,9 +84,12 @@ class TerminalConnector:
             edit_interval=0.03,
         )
         self.state = ConnectorState.STOPPED
-        self._shown: dict[str, str] = {}
         self._last_sent: str | None = None
         self._counter = 0
+        self._mine: set[str] = set()  # ids of the messages typed in this session
+        self._commands: set[str] = set()  # ... of them, the commands (plain-text answers)
+        self._reading = False  # run() has started: sends before it are the last session's
+        self._replayed: set[str] = set()  # ids of answers shown as replayed
 
     @property
     def address(self) -> Address:
@@ -73,16 +101,19 @@ class TerminalConnector:
         self.state = ConnectorState.CONNECTED
 
     async def stop(self) -> None:
-        """Mark the channel closed."""
+        """Mark the channel closed; a live answer cut short (Ctrl-C) is left as shown."""
+        self.screen.settle()  # also gives the cursor back
+        self.screen.fresh_line()
         self.state = ConnectorState.STOPPED
 
     async def run(self) -> None:
         """Read lines until end of input (or ``/quit``), one message per line."""
+        self._reading = True
         if self.interactive:
-            self._write("opencomputer — type a message, /help for commands, Ctrl-D to quit.\n")
+            self.screen.line("opencomputer — type a message, /help for commands, Ctrl-D to quit.")
         while True:
             if self.interactive:
-                self._write("\n› ")
+                self.screen.raw("\n› ")
             line = await asyncio.to_thread(self._in.readline)
             if not line:
                 break
@@ -91,8 +122,28 @@ class TerminalConnector:
                 continue
             if text in ("/quit", "/exit"):
                 break
-            await self._emit(self._event(text))
+            name = text[1:].partition(" ")[0].lower() if text.startswith("/") else ""
+            if name in _RATINGS and self._last_sent is None:
+                self.screen.line(f"Nothing to rate yet: /{name} rates the last answer.")
+                continue
+            event = self._event(text)
+            if not isinstance(event, Reaction):
+                self._mine.add(event.message_id)  # its answer is this session's, not a replay
+            if isinstance(event, Command):
+                self._commands.add(event.message_id)
+            await self._emit(event)
             await self._wait_idle(self.address)
+            self._after(name, event)
+        self.screen.settle()
+        self.screen.fresh_line()
+
+    def _after(self, name: str, event: Message | Command | Reaction) -> None:
+        """What the terminal adds to an answer: the rating's acknowledgement, its own commands."""
+        if isinstance(event, Reaction):
+            word = "good" if event.emoji == _RATINGS["good"] else "bad"
+            self.screen.line(f"{event.emoji} Noted: the last answer was {word}.")
+        elif name == "help":
+            self.screen.line("\n".join(_LOCAL_HELP))
 
     def _event(self, text: str) -> Message | Command | Reaction:
         self._counter += 1
@@ -100,14 +151,14 @@ class TerminalConnector:
         chat, user = self.chat, self.user
         if text.startswith("/") and len(text) > 1:
             name, _, args = text[1:].partition(" ")
-            if name in _RATINGS and self._last_sent:
+            if name.lower() in _RATINGS and self._last_sent:
                 return Reaction(
                     platform=PLATFORM,
                     event_id=event_id,
                     chat=chat,
                     user=user,
                     message_id=self._last_sent,
-                    emoji=_RATINGS[name],
+                    emoji=_RATINGS[name.lower()],
                 )
             return Command(
                 platform=PLATFORM,
@@ -129,23 +180,35 @@ class TerminalConnector:
 
     # --- outbound ----------------------------------------------------------------------
     def render(self, markdown: str) -> list[str]:
-        """The terminal shows Markdown as written."""
+        """The whole answer as one message; :class:`Screen` renders the Markdown (or not)."""
         return [markdown] if markdown else []
+
+    def _is_replay(self, text: str, reply_to: str | None) -> bool:
+        """An answer to nothing typed in this session: the last session's, sent again."""
+        if reply_to is not None:  # a turn run again for a message of the last session
+            return reply_to not in self._mine
+        # the outbox re-sends undelivered answers while the app starts, before run();
+        # reminders come the same way but say what they are
+        return not self._reading and not text.startswith("⏰")
 
     async def send(self, address: Address, text: str, *, reply_to: str | None = None) -> str:
         """Print a new answer (streamed answers continue through :meth:`edit`)."""
         self._counter += 1
         mid = f"out-{time.time_ns()}-{self._counter}"
-        self._shown[mid] = text
+        if self._is_replay(text, reply_to):
+            self._replayed.add(mid)
+            self._last_sent = mid  # /good and /bad rate it like any answer
+            self._aside.line(REPLAYED + ":", note=True)
+            self._aside.answer(mid, text)
+            return mid
         self._last_sent = mid
-        self._write(text if self.interactive else text + "\n")
+        self.screen.answer(mid, text, markdown=reply_to not in self._commands)
         return mid
 
     async def edit(self, address: Address, message_id: str, text: str) -> None:
-        """Print what was added since the last version (streaming appends)."""
-        shown = self._shown.get(message_id, "")
-        self._write(text[len(shown) :] if text.startswith(shown) else "\n" + text)
-        self._shown[message_id] = text
+        """Show the newer version of an answer (streaming: re-rendered, or the added text)."""
+        screen = self._aside if message_id in self._replayed else self.screen
+        screen.update(message_id, text)
 
     async def react(self, address: Address, message_id: str, emoji: str) -> None:
         """The terminal has no reactions."""
@@ -159,7 +222,3 @@ class TerminalConnector:
     def routes(self) -> list[object]:
         """No webhooks."""
         return []
-
-    def _write(self, text: str) -> None:
-        self._out.write(text)
-        self._out.flush()
