@@ -85,8 +85,11 @@ async def setup_schedules(app: Any) -> None:
             what: The reminder text, or the task to carry out then (e.g. "send me the weather").
             when: For a one-off: local date and time in ISO 8601, e.g. "2026-11-22T09:00".
             repeat: For a repeating schedule: cron "minute hour day month weekday" (e.g.
-                "0 9 * * 1" is every Monday at 09:00) or an RRULE like
-                "FREQ=WEEKLY;BYDAY=MO;BYHOUR=9;BYMINUTE=0".
+                "0 9 * * MON" is every Monday at 09:00, "0 9 * * 1#1" the first Monday of
+                each month, "@daily" midnight) or an RRULE like
+                "FREQ=WEEKLY;BYDAY=MO;BYHOUR=9;BYMINUTE=0" (COUNT=3 or UNTIL=20261231 to
+                stop, INTERVAL=2 for every other week, BYDAY=1MO for the first Monday). An
+                RRULE series starts at `when` if given, else now.
             timezone: The user's IANA time zone, e.g. "Europe/Paris".
             action: "remind" sends the text as a reminder; "run" has you do the task then.
         """
