@@ -102,7 +102,9 @@ class Screen:
                 auto_refresh=False,
                 redirect_stdout=False,
                 redirect_stderr=False,
-                vertical_overflow="visible",
+                # taller than the screen: cut while streaming (lines scrolled off could not
+                # be redrawn), shown whole when settled (Live.stop renders it "visible")
+                vertical_overflow="ellipsis",
             )
             self._live_id = message_id
             self._live.start(refresh=True)
