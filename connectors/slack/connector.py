@@ -14,22 +14,34 @@ import asyncio
 import contextlib
 import dataclasses
 import hashlib
+import hmac
 import logging
 import re
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
-from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.connector import Capabilities, CommandSpec, ConnectorState, Emit, Formatting
+from bot.connector import (
+    Capabilities,
+    CommandSpec,
+    ConnectorState,
+    Emit,
+    Formatting,
+    RuntimeStopped,
+)
+from bot.quarantine import FailureCounter, Quarantine
+from bot.storage.engine import is_transient
+from bot.text import clean_event, clean_text
 from connectors.slack.backoff import Backoff
 from connectors.slack.limiter import OutboundLimiter
 from connectors.slack.mrkdwn import HARD_LIMIT, render_chunks
@@ -112,6 +124,8 @@ class SlackConnector:
         self._task: asyncio.Task[None] | None = None
         self._attempted = asyncio.Event()
         self.connected = asyncio.Event()
+        self.quarantine = Quarantine(settings.data_dir, PLATFORM)
+        self._failures = FailureCounter(limit=3)
         """Set while ``auth.test`` (and the Socket Mode connection) succeeded."""
 
     @property
@@ -265,7 +279,13 @@ class SlackConnector:
             )
 
         async def on_event(body: dict[str, Any]) -> BoltResponse | None:
-            event = translate_event(body, self._identity(), self._outbound.threads)
+            me = self._identity()  # not ready: 500, Slack delivers it again later
+            try:
+                event = translate_event(body, me, self._outbound.threads)
+            except Exception as exc:  # an odd event must not be retried for ever
+                key = str(body.get("event_id") or "unknown")
+                await self.quarantine.hold(key, body, f"cannot translate: {exc}")
+                return None
             if event is None:
                 logger.debug("Slack event %s ignored", body.get("event_id"))
                 return None
@@ -303,10 +323,24 @@ class SlackConnector:
         return app
 
     async def _deliver(self, event: Message | Reaction | Command) -> BoltResponse | None:
-        """Hand an event to the sink; if it is not accepted, answer 503 so Slack redelivers."""
+        """Hand an event to the sink; if it is not accepted, answer 503 so Slack redelivers.
+
+        An event refused three times for a reason of its own (not a shutdown, not an
+        unreachable database) is quarantined and acknowledged instead.
+        """
+        event = clean_event(event)
         try:
             await self._emit(event)
         except Exception as exc:
+            if (
+                not isinstance(exc, RuntimeStopped)
+                and not is_transient(exc)
+                and self._failures.failed(event.event_id)
+            ):
+                self._failures.forget(event.event_id)
+                reason = f"not taken {self._failures.limit} times: {describe(exc)}"
+                await self.quarantine.hold(event.event_id, event.raw, reason)
+                return None
             logger.warning(
                 "Slack event %s not accepted (%s); Slack will deliver it again",
                 event.event_id,
@@ -325,21 +359,54 @@ class SlackConnector:
         return [] if self.socket_mode else [web.post(EVENTS_PATH, self._handle_http)]
 
     async def _handle_http(self, request: web.Request) -> web.StreamResponse:
+        # The signature is checked on the raw bytes before anything parses them: junk from
+        # anyone is a 401, never a parser's 500 with a traceback.
+        raw = await request.read()
+        if not self._signed(raw, request.headers.get("X-Slack-Request-Timestamp"), request):
+            return web.Response(status=401, text="invalid signature")
         bolt = self._bolt
         if bolt is None or self.me is None:
-            # Not started, or auth.test has not succeeded yet: refuse forgeries as always,
-            # and tell Slack to redeliver the rest later (it retries non-2xx answers).
-            body = await request.text()
-            verifier = SignatureVerifier(self._signing_secret or "")
-            if not verifier.is_valid_request(body, dict(request.headers)):
-                return web.Response(status=401)
+            # Not started, or auth.test has not succeeded yet: Slack redelivers non-2xx.
             return web.Response(status=503, text="not connected to Slack yet")
-        return await to_aiohttp_response(await bolt.async_dispatch(await to_bolt_request(request)))
+        try:
+            bolt_request = AsyncBoltRequest(
+                body=raw.decode("utf-8"),
+                query=request.query_string,
+                headers=dict(request.headers),  # type: ignore[arg-type]
+            )
+        except Exception as exc:  # signed, yet not UTF-8 JSON / form: nothing to retry
+            logger.warning("Slack: a signed request with an unreadable body (%s); 400", exc)
+            return web.Response(status=400, text="unreadable body")
+        payload = bolt_request.body
+        if not isinstance(payload, dict):
+            return web.Response(status=400, text="not an object")
+        event = payload.get("event")
+        if event is not None and not isinstance(event, dict):
+            # Bolt's own middleware would fail on it (a 500 Slack retries): keep and ack it.
+            key = str(payload.get("event_id") or "unknown")
+            await self.quarantine.hold(key, payload, f"event is a {type(event).__name__}")
+            return web.Response(status=200)
+        return await to_aiohttp_response(await bolt.async_dispatch(bolt_request))
+
+    def _signed(self, raw: bytes, stamp: str | None, request: web.Request) -> bool:
+        """Whether ``raw`` carries a valid Slack v0 signature, computed on the raw bytes.
+
+        slack_sdk's ``SignatureVerifier`` decodes the body as UTF-8 first (and ``int()``s the
+        timestamp unguarded), so junk would raise instead of failing the check.
+        """
+        signature = request.headers.get("X-Slack-Signature", "")
+        if not stamp or not stamp.isdigit() or len(stamp) > 12 or not self._signing_secret:
+            return False
+        if abs(time.time() - int(stamp)) > 5 * 60:
+            return False  # stale: a replay
+        base = b"v0:" + stamp.encode() + b":" + raw
+        digest = hmac.new(self._signing_secret.encode(), base, hashlib.sha256).hexdigest()
+        return hmac.compare_digest(f"v0={digest}".encode(), signature.encode("utf-8", "replace"))
 
     # --- outbound ----------------------------------------------------------------------
     def render(self, markdown: str) -> list[str]:
         """Markdown to mrkdwn, in chunks Slack shows whole (<= ``HARD_LIMIT`` characters)."""
-        return render_chunks(markdown)
+        return render_chunks(clean_text(markdown))
 
     async def send(self, address: Address, text: str, *, reply_to: str | None = None) -> str:
         """Post with ``chat.postMessage``, in the address's thread when it has one.

@@ -1,6 +1,9 @@
 """Slack payloads to core events: a dispatch table keyed on the Events API event type.
 
 Everything here is pure (no I/O), so it is tested with plain dicts shaped like Slack's.
+A payload of the wrong shape raises :class:`~bot.quarantine.PoisonEvent` (the connector keeps
+it aside and acknowledges it); every event that comes out has its text cleaned of lone
+surrogates (``bot.text.clean_event``).
 """
 
 from __future__ import annotations
@@ -10,7 +13,9 @@ from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from bot import text as core_text
 from bot.events import Chat, ChatKind, Command, Message, Reaction, User
+from bot.quarantine import PoisonEvent
 
 __all__ = [
     "HANDLED_EVENTS",
@@ -168,7 +173,7 @@ def _mention(body: Payload, event: Payload, me: BotIdentity, threads: Threads) -
 
 
 def _reaction(body: Payload, event: Payload, me: BotIdentity, threads: Threads) -> SlackEvent:
-    item = event.get("item") or {}
+    item = _object(event.get("item") or {}, "event.item")
     user = event.get("user")
     if item.get("type") != "message" or not user or user == me.user_id:
         return None
@@ -205,19 +210,25 @@ def translate_event(body: Payload, me: BotIdentity, threads: Threads = ()) -> Sl
     ``threads`` holds ``(channel, thread_ts)`` pairs the bot answered in, so follow-ups there
     count as addressed to it without a mention.
     """
-    event = body.get("event") or {}
+    event = _object(_object(body, "the envelope").get("event") or {}, "event")
     handler = _DISPATCH.get(str(event.get("type", "")))
-    return handler(body, event, me, threads) if handler else None
+    return core_text.clean_event(handler(body, event, me, threads)) if handler else None
+
+
+def _object(value: Any, what: str) -> Payload:
+    if not isinstance(value, Mapping):
+        raise PoisonEvent(f"{what} is a {type(value).__name__}, not an object")
+    return value
 
 
 def translate_command(body: Payload) -> Command:
     """Translate a slash command: ``/oc reset now`` is ``Command(name="reset", args="now")``."""
-    words = str(body.get("text") or "").strip().split(maxsplit=1)
+    words = str(_object(body, "the command").get("text") or "").strip().split(maxsplit=1)
     name = words[0].lstrip("/").lower() if words else "help"
     channel = str(body.get("channel_id", ""))
     direct = body.get("channel_name") == "directmessage" or channel.startswith("D")
     trigger = body.get("trigger_id") or f"{channel}:{body.get('user_id')}:{body.get('text')}"
-    return Command(
+    command = Command(
         platform=PLATFORM,
         event_id=f"cmd:{trigger}",
         chat=Chat(PLATFORM, channel, ChatKind.DIRECT if direct else ChatKind.GROUP),
@@ -226,3 +237,4 @@ def translate_command(body: Payload) -> Command:
         args=clean_text(words[1]) if len(words) > 1 else "",
         raw=body,
     )
+    return core_text.clean_event(command)
