@@ -25,6 +25,7 @@ import discord
 
 from bot.connector import Capabilities, CommandSpec, ConnectorState, Emit, Formatting
 from bot.events import Address
+from bot.quarantine import Quarantine
 from bot.text import split_markdown
 from connectors.discord.client import GatewayClient
 from connectors.discord.commands import install, sync
@@ -106,6 +107,8 @@ class DiscordConnector:
         self._client: GatewayClient | None = None
         self._places: Places | None = None
         self._inbound: Inbound | None = None
+        self.quarantine = Quarantine(settings.data_dir, "discord")
+        self._holding: set[asyncio.Task[None]] = set()
         self._supervisor: asyncio.Task[None] | None = None
         self._pump: asyncio.Task[None] | None = None
         self._sent = Lru()  # ids of messages we posted (replies to them address the bot)
@@ -261,6 +264,19 @@ class DiscordConnector:
         if self._specs and self._synced != self._specs:
             await self._sync_commands()
 
+    def poisoned(self, event: str, data: dict[str, Any], reason: str) -> None:
+        """A dispatch discord.py could not parse: keep it aside; the session goes on."""
+        key = f"{event}:{data.get('id', '?')}"
+        task = asyncio.get_running_loop().create_task(self._hold(key, data, reason))
+        self._holding.add(task)
+        task.add_done_callback(self._holding.discard)
+
+    async def _hold(self, key: str, data: dict[str, Any], reason: str) -> None:
+        try:
+            await self.quarantine.hold(key, data, reason)
+        except OSError as exc:  # the gateway cannot redeliver it anyway: say so once
+            logger.error("Discord: malformed event %s skipped, not kept (%s)", key, exc)
+
     def message(self, message: discord.Message) -> None:
         """Queue a MESSAGE_CREATE."""
         self._in().message(message)
@@ -306,7 +322,7 @@ class DiscordConnector:
     # --- outbound ----------------------------------------------------------------------
     def render(self, markdown: str) -> list[str]:
         """Discord renders Markdown itself: only split at 2000, keeping code blocks whole."""
-        return split_markdown(markdown.strip(), self.capabilities.max_length)
+        return split_markdown(markdown.strip(), self.capabilities.max_length)  # cleans text
 
     def _channel(self, address: Address) -> discord.PartialMessageable:
         channel_id = int(address.thread_id or address.chat_id)

@@ -17,6 +17,7 @@ import discord
 
 from bot.connector import Emit, RuntimeStopped
 from bot.events import Command, Message, Reaction
+from bot.text import clean_event
 from connectors.discord.places import Places
 from connectors.discord.translate import (
     is_addressed,
@@ -87,7 +88,7 @@ class Inbound:
                 event = await job()
                 if event is None or (not isinstance(event, Reaction) and self._repeat(event)):
                     continue
-                await self._emit(event)
+                await self._emit(clean_event(event))
             except RuntimeStopped:
                 logger.warning("Discord: an event arrived during shutdown and was not taken")
             except Exception:
