@@ -17,6 +17,8 @@ from telegram import User as TgUser
 from telegram.constants import ChatType
 
 from bot.events import Chat, ChatKind, Command, Message, Reaction, User
+from bot.quarantine import PoisonEvent
+from bot.text import clean_event
 
 __all__ = ["ALLOWED_UPDATES", "PLATFORM", "BotIdentity", "translate_update"]
 
@@ -184,8 +186,17 @@ _DISPATCH: dict[str, Callable[[Update, BotIdentity], list[TgEvent]]] = {
 
 
 def translate_update(update: Update, me: BotIdentity) -> list[TgEvent]:
-    """Return the core events an update stands for (an empty list for anything else)."""
+    """Return the core events an update stands for (an empty list for anything else).
+
+    python-telegram-bot takes fields of the wrong type as they come (a list for a text, no
+    chat): such an update raises :class:`~bot.quarantine.PoisonEvent`. Every text in the
+    events is cleaned of lone surrogates.
+    """
     for kind, handler in _DISPATCH.items():
         if getattr(update, kind, None) is not None:
-            return handler(update, me)
+            try:
+                events = handler(update, me)
+            except (AttributeError, TypeError, ValueError, KeyError, IndexError) as exc:
+                raise PoisonEvent(f"malformed {kind}: {type(exc).__name__}: {exc}") from exc
+            return [clean_event(e) for e in events]
     return []
