@@ -131,6 +131,24 @@ def schema_for(fn: ToolFn) -> tuple[str, dict[str, Any]]:
     return summary, {"type": "object", "properties": props, "required": required}
 
 
+_F = typing.TypeVar("_F", bound=ToolFn)
+
+
+@typing.overload
+def tool(fn: _F) -> _F: ...
+
+
+@typing.overload
+def tool(
+    fn: None = None,
+    *,
+    name: str | None = None,
+    dangerous: bool = False,
+    effects: Iterable[str] | None = None,
+    trusted_output: bool = False,
+) -> Callable[[_F], _F]: ...
+
+
 def tool(
     fn: ToolFn | None = None,
     *,

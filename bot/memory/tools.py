@@ -60,4 +60,4 @@ def make_memory_tools(store: MemoryStore) -> list[Tool]:
         memory = await store.add(person, fact, source=source, origin=origin)
         return f"remembered (memory {memory.id})"
 
-    return [remember.__oc_tool__]
+    return [remember.__oc_tool__]  # type: ignore[attr-defined]
