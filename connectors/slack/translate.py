@@ -212,7 +212,12 @@ def translate_event(body: Payload, me: BotIdentity, threads: Threads = ()) -> Sl
     """
     event = _object(_object(body, "the envelope").get("event") or {}, "event")
     handler = _DISPATCH.get(str(event.get("type", "")))
-    return core_text.clean_event(handler(body, event, me, threads)) if handler else None
+    if handler is None:
+        return None
+    try:
+        return core_text.clean_event(handler(body, event, me, threads))
+    except (AttributeError, TypeError, ValueError, KeyError) as exc:  # fields of wrong types
+        raise PoisonEvent(f"malformed {event.get('type')} event: {exc}") from exc
 
 
 def _object(value: Any, what: str) -> Payload:
