@@ -26,6 +26,7 @@ from nio.crypto import ENCRYPTION_ENABLED
 from bot.config import Settings
 from bot.connector import Capabilities, CommandSpec, ConnectorState, Emit, Formatting
 from bot.events import Address
+from bot.quarantine import Quarantine
 from connectors.matrix.access import may_invite
 from connectors.matrix.inbound import DeliveryError, Inbound
 from connectors.matrix.render import (
@@ -141,6 +142,7 @@ class MatrixConnector:
             may_invite=lambda user: may_invite(self.settings, user),
             on_encrypted=self._on_encrypted,
             command_prefix=self.settings.matrix_command_prefix,
+            quarantine=Quarantine(self.settings.data_dir, "matrix"),
         )
 
     async def stop(self) -> None:

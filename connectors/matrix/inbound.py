@@ -27,8 +27,11 @@ from nio import (
     SyncResponse,
 )
 
-from bot.connector import Emit
+from bot.connector import Emit, RuntimeStopped
 from bot.events import Command, Message, Reaction
+from bot.quarantine import FailureCounter, Quarantine
+from bot.storage.engine import is_transient
+from bot.text import clean_event
 from connectors.matrix.state import SyncState
 from connectors.matrix.translate import PLATFORM, Translator, chat_for
 
@@ -57,8 +60,11 @@ class Inbound:
         may_invite: Callable[[str], bool],
         on_encrypted: Callable[[MatrixRoom, Any], Awaitable[None]],
         command_prefix: str,
+        quarantine: Quarantine | None = None,
     ) -> None:
         self.client = client
+        self.quarantine = quarantine
+        self._failures = FailureCounter(limit=3)
         self.emit = emit
         self.state = state
         self.may_invite = may_invite
@@ -176,14 +182,23 @@ class Inbound:
                 core = await self.translator.translate(room, event)
             except (aiohttp.ClientError, OSError, TimeoutError):
                 raise  # the homeserver is unreachable: retry the batch
-            except Exception:
-                # One malformed event must not block the sync forever: skip it, loudly.
-                logger.exception("matrix: could not translate event %s; skipped", event_id)
+            except Exception as exc:
+                # One malformed event must not block the sync forever: keep it aside.
+                await self._poisoned(event_id, event, f"cannot translate: {exc!r}")
                 core = None
         if core is not None:
             try:
-                await self.emit(core)
+                await self.emit(clean_event(core))
             except Exception as exc:
+                if (
+                    not isinstance(exc, RuntimeStopped)
+                    and not is_transient(exc)
+                    and self._failures.failed(event_id)
+                ):
+                    self._failures.forget(event_id)
+                    await self._poisoned(event_id, event, f"not taken 3 times: {exc!r}")
+                    self.delivered.add(event_id)
+                    return
                 raise DeliveryError(f"{type(core).__name__} {event_id}: {exc!r}") from exc
             if isinstance(core, Reaction) and core.added:
                 self.state.remember_reaction(
@@ -192,6 +207,13 @@ class Inbound:
             elif isinstance(core, Reaction):
                 self.state.reactions.pop(event.redacts, None)
         self.delivered.add(event_id)
+
+    async def _poisoned(self, event_id: str, event: Any, reason: str) -> None:
+        raw = getattr(event, "source", None) or event
+        if self.quarantine is not None:
+            await self.quarantine.hold(event_id, raw, reason)
+        else:
+            logger.warning("matrix: event %s skipped (%s)", event_id, reason)
 
     def _unreaction(self, room: MatrixRoom, event: RedactionEvent) -> Reaction | None:
         """Turn the redaction of a remembered reaction into its removal."""

@@ -13,11 +13,14 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
+from nio import Event as NioEvent
 from nio import MatrixRoom, ReactionEvent, RoomMessageEmote, RoomMessageText
 
 from bot.events import Chat, ChatKind, Command, Message, Reaction, User
+from bot.quarantine import PoisonEvent
+from bot.text import clean_event
 
-__all__ = ["PLATFORM", "Translator", "chat_for", "relation"]
+__all__ = ["PLATFORM", "Translator", "chat_for", "parse_event", "relation"]
 
 PLATFORM = "matrix"
 
@@ -36,6 +39,20 @@ def _str(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def parse_event(source: Any) -> Any:
+    """Parse one raw room event with matrix-nio; :class:`PoisonEvent` if nio cannot.
+
+    nio returns ``BadEvent`` for content that fails its schema (the translator ignores those)
+    but raises on some top-level fields of the wrong type.
+    """
+    if not isinstance(source, dict):
+        raise PoisonEvent(f"an event must be an object, not {type(source).__name__}")
+    try:
+        return NioEvent.parse_event(source)
+    except Exception as exc:
+        raise PoisonEvent(f"matrix-nio cannot parse it: {type(exc).__name__}: {exc}") from exc
+
+
 def chat_for(room: MatrixRoom) -> Chat:
     """Describe a room; one with at most two members (joined or invited) is a DM."""
     kind = ChatKind.DIRECT if room.member_count <= 2 else ChatKind.GROUP
@@ -52,11 +69,21 @@ class Translator:
     display_name: str = ""
 
     async def translate(self, room: MatrixRoom, event: Any) -> Message | Command | Reaction | None:
-        """Return the core event for ``event``, or None when it is not for the core."""
+        """Return the core event for ``event``, or None when it is not for the core.
+
+        Texts come out cleaned of lone surrogates; content of the wrong types raises
+        :class:`~bot.quarantine.PoisonEvent` (the connector quarantines the event).
+        """
         if event.sender == self.user_id:
             return None
         handler = _DISPATCH.get(type(event))
-        return await handler(self, room, event) if handler is not None else None
+        if handler is None:
+            return None
+        try:
+            core = await handler(self, room, event)
+        except (AttributeError, TypeError, ValueError, KeyError) as exc:  # fields of wrong types
+            raise PoisonEvent(f"malformed {type(event).__name__}: {exc}") from exc
+        return clean_event(core)
 
     def user(self, room: MatrixRoom, user_id: str) -> User:
         """Return the core user for ``user_id``, named as the room shows them."""
