@@ -17,6 +17,7 @@ import discord
 
 from bot.connector import Emit, RuntimeStopped
 from bot.events import Command, Message, Reaction
+from bot.quarantine import PoisonEvent
 from bot.text import clean_event
 from connectors.discord.places import Places
 from connectors.discord.translate import (
@@ -91,6 +92,8 @@ class Inbound:
                 await self._emit(clean_event(event))
             except RuntimeStopped:
                 logger.warning("Discord: an event arrived during shutdown and was not taken")
+            except PoisonEvent as exc:  # one line, no traceback: the next event goes on
+                logger.warning("Discord: an inbound event was skipped (%s)", exc)
             except Exception:
                 logger.exception("Discord: an inbound event was dropped")
 

@@ -7,14 +7,39 @@ beforehand (a thread's parent may need a REST lookup) and passed in as a :class:
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, ParamSpec, TypeVar
 
 import discord
 
 from bot.events import Chat, ChatKind, Command, Message, Reaction, User
+from bot.quarantine import PoisonEvent
+from bot.text import clean_event
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _poison_on_bad_shape(fn: Callable[P, R]) -> Callable[P, R]:
+    """discord.py builds half-initialised objects from payloads of the wrong shape (a message
+    without ``author``): reading them raises :class:`PoisonEvent`, the documented skip, and what
+    comes out is cleaned of lone surrogates.
+    """
+
+    @functools.wraps(fn)
+    def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            result: Any = fn(*args, **kwargs)
+        except (AttributeError, TypeError, ValueError, KeyError) as exc:
+            raise PoisonEvent(f"malformed Discord event: {type(exc).__name__}: {exc}") from exc
+        return clean_event(result)  # type: ignore[no-any-return]
+
+    return guarded
+
 
 __all__ = [
     "PLATFORM",
@@ -83,6 +108,7 @@ def is_addressed(
     return is_ours(ref.message_id)
 
 
+@_poison_on_bad_shape
 def wants(message: discord.Message, bot_id: int) -> bool:
     """Whether a message is one a person wrote to be read (not ours, not a bot, not a notice)."""
     author = message.author
@@ -91,6 +117,7 @@ def wants(message: discord.Message, bot_id: int) -> bool:
     return message.type in _CHAT_TYPES
 
 
+@_poison_on_bad_shape
 def to_message(message: discord.Message, place: Place, bot_id: int, addressed: bool) -> Message:
     """Translate a person's message into a core :class:`Message`."""
     ref = message.reference
@@ -108,6 +135,7 @@ def to_message(message: discord.Message, place: Place, bot_id: int, addressed: b
     )
 
 
+@_poison_on_bad_shape
 def to_reaction(payload: discord.RawReactionActionEvent, place: Place, added: bool) -> Reaction:
     """Translate a reaction added or removed.
 
