@@ -261,3 +261,33 @@ async def test_webhook_junk_and_unparseable_updates_are_acknowledged_and_kept(
     finally:
         await conn.stop()
         await runner.cleanup()
+
+
+async def test_through_the_app_poison_never_delays_the_next_chat(
+    tg: FakeBotApi, fake_ollama: Any, make_settings: Callable[..., Settings]
+) -> None:
+    """The real App (runtime, SQLite, fake Ollama): a lone-surrogate message, an unparseable
+    update and a wrong-typed one come first; a message in another chat is answered within 5 s.
+    """
+    from tests.telegram.test_telegram_e2e import running
+
+    settings = make_settings(TELEGRAM_BOT_TOKEN=tg.token, TELEGRAM_BASE_URL=tg.base_url)
+    async with running(settings) as app:
+        odd = tg.message("x", chat_id=61, user_id=61)
+        odd["text"] = f"lone {LONE} surrogate"
+        broken = tg.message("x", chat_id=62, user_id=62)
+        broken["date"] = "yesterday"
+        typed = tg.message("x", chat_id=63, user_id=63)
+        typed["text"] = ["not", "text"]
+        for update in (odd, broken, typed):
+            await tg.push(update)
+        await tg.push(tg.message("hello there", chat_id=64, user_id=64))
+        await tg.wait_for("sendMessage", lambda c: c["chat_id"] == 64, within=5)
+        await tg.wait_for("sendMessage", lambda c: c["chat_id"] == 61, within=5)
+        await app.runtime.wait_idle()
+        conn = app.connectors[0]
+        assert isinstance(conn, TelegramConnector)
+        held = sorted(h["raw"]["message"]["chat"]["id"] for h in conn.quarantine.entries())
+        assert held == [62, 63]
+    final = {k: v for k, v in tg.texts.items() if k[0] == 64}
+    assert any("hello there" in v for v in final.values())  # the echo model answered
