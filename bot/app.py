@@ -160,6 +160,12 @@ class App:
         self.model_status = "ok" if check.ok else check.message
         if not check.ok:
             logger.error("model not ready: %s", check.message)
+        from bot.config import num_ctx_problem
+
+        if (problem := num_ctx_problem(self.settings, check.context_length)) is not None:
+            from bot.config import ConfigError
+
+            raise ConfigError(problem)  # the model would silently truncate every prompt
         saver = await self._stack.enter_async_context(
             open_checkpointer(self.settings.resolved_database_url)
         )

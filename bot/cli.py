@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 from typing import TYPE_CHECKING
@@ -59,10 +60,15 @@ def settings_or_exit() -> Settings:
     from bot.config import ConfigError, load_settings
 
     try:
-        return load_settings()
+        settings = load_settings()
     except ConfigError as exc:
         typer.secho(str(exc), fg="red", err=True)
         raise typer.Exit(2) from None
+    from bot.config import setting_warnings
+
+    for line in setting_warnings(settings):  # a misspelt key would otherwise do nothing
+        typer.secho(f"warning: {line}", fg="yellow", err=True)
+    return settings
 
 
 def _logging(settings: Settings, level: str | None = None) -> None:
@@ -226,12 +232,58 @@ def version() -> None:
 
 def main() -> None:
     """Console-script entry point."""
+    from bot.config import ConfigError
     from bot.storage.engine import DatabaseKeyError
 
     try:
         app(prog_name="opencomputer")  # the same usage line under `python -m bot`
     except KeyboardInterrupt:
         sys.exit(130)
-    except DatabaseKeyError as exc:  # a wrong or missing OC_DATABASE_KEY: one line, no traceback
+    except (DatabaseKeyError, ConfigError) as exc:  # a misconfiguration: one line, no traceback
+        if _debug():
+            raise
         typer.secho(str(exc), fg="red", err=True)
         sys.exit(2)
+    except Exception as exc:
+        line = _known_failure(exc)
+        if line is None or _debug():
+            raise
+        typer.secho(line, fg="red", err=True)
+        sys.exit(2)
+
+
+def _debug() -> bool:
+    return os.environ.get("OC_LOG_LEVEL", "").upper() == "DEBUG"
+
+
+def _known_failure(exc: BaseException) -> str | None:
+    """One line for a common misconfiguration found only when it is used (else None)."""
+    for cause in _chain(exc):
+        if type(cause).__name__ == "InvalidCatalogNameError":  # asyncpg: no such database
+            from sqlalchemy.engine import make_url
+
+            from bot.config import load_settings
+
+            url = make_url(load_settings().resolved_database_url)
+            where = f" -h {url.host}" if url.host else ""
+            where += f" -p {url.port}" if url.port else ""
+            where += f" -U {url.username}" if url.username else ""
+            return (
+                f"PostgreSQL database {url.database!r} does not exist: create it with "
+                f"`createdb{where} {url.database}` (or fix OC_DATABASE_URL)"
+            )
+    return None
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    todo: list[BaseException] = [exc]
+    while todo and len(seen) < 50:
+        cur = todo.pop()
+        if any(cur is s for s in seen):
+            continue
+        seen.append(cur)
+        todo += [e for e in (cur.__cause__, cur.__context__) if e is not None]
+        if isinstance(cur, BaseExceptionGroup):
+            todo += list(cur.exceptions)
+    return seen

@@ -7,6 +7,9 @@ naming the variable, never as a traceback.
 
 from __future__ import annotations
 
+import difflib
+import re
+from collections.abc import Iterable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -29,6 +32,10 @@ __all__ = [
     "load_settings",
     "normalise_model_host",
     "normalise_ollama_host",
+    "num_ctx_problem",
+    "read_env_file",
+    "setting_warnings",
+    "unknown_setting_warnings",
 ]
 
 
@@ -354,6 +361,13 @@ class Settings(BaseSettings):
         """Every model server to use (``OC_OLLAMA_HOSTS``, else ``OLLAMA_HOST``)."""
         return self.ollama_hosts or [self.ollama_host]
 
+    @field_validator("model")
+    @classmethod
+    def _check_required(cls, value: str) -> str:
+        if not value.strip():  # `OC_MODEL=` in .env would otherwise reach Ollama as ""
+            raise ValueError("must not be empty (remove the line to use the default)")
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _check_level(cls, value: str) -> str:
@@ -483,8 +497,98 @@ def _env_name(field_name: str) -> str:
     return field_name.upper()
 
 
+_ENV_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_.]*)\s*=(.*)$")
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """The keys of a ``.env`` file; :class:`ConfigError` naming file and line if it is bad.
+
+    python-dotenv logs a malformed line twice without the file name and then skips it, and
+    raises a bare ``UnicodeDecodeError`` on a non-UTF-8 file: we check first, once.
+    """
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}: not UTF-8 at byte {exc.start} (line {line}); save the file as UTF-8"
+        ) from None
+    keys: dict[str, str] = {}
+    open_quote = ""  # inside a quoted value that spans lines (dotenv allows it)
+    for number, line_text in enumerate(text.splitlines(), 1):
+        stripped = line_text.strip()
+        if open_quote:
+            if open_quote in line_text:
+                open_quote = ""
+            continue
+        if not stripped or stripped.startswith("#"):
+            continue
+        match = _ENV_LINE.match(line_text)
+        if match is None:
+            raise ConfigError(
+                f"{path}:{number}: cannot parse {stripped[:40]!r}; "
+                "expected KEY=value (or a # comment)"
+            )
+        value = match.group(2).strip()
+        if value[:1] in ("'", '"') and value.count(value[0]) == 1:
+            open_quote = value[0]
+        keys[match.group(1)] = value
+    return keys
+
+
+def unknown_setting_warnings(
+    names: Iterable[str], *, extra_prefixes: Iterable[str] = ()
+) -> list[str]:
+    """One line per ``OC_`` name nothing reads, with the closest known name if any."""
+    from bot.plugins.manifest import server_setting_names
+
+    known = sorted(server_setting_names())
+    prefixes = ("OC_TEST_", *extra_prefixes)
+    lines = []
+    for name in sorted(set(names)):
+        upper = name.upper()
+        if not upper.startswith("OC_") or upper in known or upper.startswith(prefixes):
+            continue
+        close = difflib.get_close_matches(upper, known, n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        lines.append(f"unknown setting {name} (ignored){hint}")
+    return lines
+
+
+def setting_warnings(settings: Settings, env_file: Path = Path(".env")) -> list[str]:
+    """Unknown ``OC_`` names in the environment and ``.env`` (plugins' namespaces allowed)."""
+    import os
+
+    from bot.plugins.discovery import discover
+    from bot.plugins.manifest import setting_prefix
+
+    names = set(os.environ)
+    if env_file.is_file():
+        names |= set(read_env_file(env_file))
+    try:
+        found = discover(list(settings.plugin_dirs), environ={})
+        plugins = [*found.plugins, *(b.name for b in found.broken)]
+    except Exception:  # discovery problems are doctor's `plugins` check, not ours
+        plugins = []
+    return unknown_setting_warnings(names, extra_prefixes=[setting_prefix(p) for p in plugins])
+
+
+def num_ctx_problem(settings: Settings, context_length: int | None) -> str | None:
+    """One line if ``OC_NUM_CTX`` exceeds the model's context window (when it is known)."""
+    if context_length is None or settings.num_ctx <= context_length:
+        return None
+    return (
+        f"OC_NUM_CTX={settings.num_ctx} is larger than the context window of "
+        f"{settings.model} ({context_length} tokens); set OC_NUM_CTX={context_length} or less"
+    )
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Read and validate settings; raise :class:`ConfigError` with one line per problem."""
+    env_file = Path(".env")
+    if not overrides and env_file.is_file():
+        read_env_file(env_file)  # a bad file: one line naming it, before pydantic reads it
     try:
         return Settings(**overrides)
     except ValidationError as exc:

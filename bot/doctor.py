@@ -52,6 +52,10 @@ async def _ollama_host(settings: Settings, host: str, *, several: bool) -> list[
         checks = [Check(f"{name}{tag}", True, where)]
         model = await client.check_model(settings.model)
         checks.append(Check(f"model{tag}", model.ok, model.message))
+        from bot.config import num_ctx_problem
+
+        if (problem := num_ctx_problem(settings, model.context_length)) is not None:
+            checks.append(Check(f"context{tag}", False, problem))
         embed = await client.check_model(settings.embed_model, needs_tools=False)
         detail = (
             embed.message if embed.ok else f"{embed.message} (only needed for long-term memory)"
@@ -115,6 +119,16 @@ async def _connectors(settings: Settings) -> list[Check]:
     return [Check("connectors", True, "configured: " + ", ".join(on))]
 
 
+def _env_names(settings: Settings) -> list[Check]:
+    """A misspelt ``OC_`` key is silently ignored at run time: doctor fails on it."""
+    from bot.config import setting_warnings
+
+    lines = setting_warnings(settings)
+    if not lines:
+        return [Check(".env", True, "no unknown OC_ settings")]
+    return [Check(".env", False, line) for line in lines]
+
+
 def _data_dir(settings: Settings) -> list[Check]:
     try:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -170,7 +184,7 @@ CHECKS: list[Callable[[Settings], Awaitable[list[Check]]]] = [
 
 async def run_doctor(settings: Settings, *, echo: Callable[[str], None] = typer.echo) -> int:
     """Run every check, print one line each; 1 if any failed, else 0."""
-    results = [Check("settings", True, "valid"), *_data_dir(settings)]
+    results = [Check("settings", True, "valid"), *_env_names(settings), *_data_dir(settings)]
     for check in CHECKS:
         results.extend(await check(settings))
     for r in results:

@@ -21,6 +21,7 @@ under a per-route size limit (413 when larger, 408 when too slow).
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import resource
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -141,7 +142,18 @@ class HttpServer:
             return _Guard(handlers(), self, cap)
 
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(protocol, self.host, self.port, backlog=1024)
+        try:
+            self._server = await loop.create_server(protocol, self.host, self.port, backlog=1024)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            from bot.config import ConfigError
+
+            await self._runner.cleanup()
+            raise ConfigError(
+                f"cannot listen on {self.host}:{self.port}: address already in use; "
+                "set OC_HTTP_PORT (or OC_HTTP_HOST) to a free one, or stop the other process"
+            ) from None
         sockets = self._server.sockets
         if sockets:
             self.port = sockets[0].getsockname()[1]
