@@ -578,6 +578,8 @@ def num_ctx_problem(settings: Settings, context_length: int | None) -> str | Non
     """One line if ``OC_NUM_CTX`` exceeds the model's context window (when it is known)."""
     if context_length is None or settings.num_ctx <= context_length:
         return None
+    if "num_ctx" not in settings.model_fields_set:
+        return None  # the default: the agent clamps it to the model's window by itself
     return (
         f"OC_NUM_CTX={settings.num_ctx} is larger than the context window of "
         f"{settings.model} ({context_length} tokens); set OC_NUM_CTX={context_length} or less"

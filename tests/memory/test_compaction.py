@@ -127,6 +127,7 @@ async def test_window_comes_from_api_show_when_num_ctx_is_not_set(
         fake_ollama.reply("hi")
         await h.say("hello")
         assert fake_ollama.chats[-1]["options"]["num_ctx"] == 1024
+    fake_ollama.context_length = 8192  # a larger OC_NUM_CTX is refused at start (issue 14)
     async with Harness(make_settings(**open_settings(OC_NUM_CTX=4096))) as h:
         fake_ollama.reply("hi")
         await h.say("hello")
