@@ -1,7 +1,8 @@
-"""``opencomputer plugins new|list|info|enable|disable|grant|revoke|install``."""
+"""``opencomputer plugins new|list|info|enable|disable|grant|revoke|install|uninstall``."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import subprocess
 import sys
@@ -103,6 +104,9 @@ def list_() -> None:
 
     states = asyncio.run(decisions())
     for name, plugin in sorted(found.plugins.items()):
+        if (problem := _syntax_problem(plugin)) is not None:  # it would fail at first import
+            typer.secho(f"{name:<16} {'-':<9} {plugin.source:<8} BROKEN: {problem}", fg="red")
+            continue
         typer.echo(
             f"{name:<16} {plugin.manifest.version:<9} {plugin.source:<8} "
             f"{_state(plugin, states[name])}  {plugin.manifest.description}"
@@ -199,7 +203,38 @@ async def _announce(settings: Settings) -> bool:
     return await announce_once(settings.redis_url, channel, "plugins")
 
 
+PLATFORMS = ("telegram", "discord", "slack", "matrix", "terminal")
+
+
+def _syntax_problem(plugin: Plugin) -> str | None:
+    """The first Python file of the plugin that does not parse, as ``file:line: message``."""
+    for path in sorted(plugin.folder.rglob("*.py")):
+        try:
+            ast.parse(path.read_bytes(), filename=str(path))
+        except SyntaxError as exc:
+            return f"syntax error in {path}:{exc.lineno}: {exc.msg}"
+        except (OSError, ValueError) as exc:
+            return f"cannot read {path}: {exc}"
+    return None
+
+
+def _check_chat(chat: str | None) -> None:
+    """Refuse a ``--chat`` that no chat key can ever equal (it would silently do nothing)."""
+    if chat is None:
+        return
+    platform, sep, chat_id = chat.partition(":")
+    if not sep or platform not in PLATFORMS or not chat_id.strip() or chat != chat.strip():
+        typer.secho(
+            f"--chat {chat!r} is not a chat address: use platform:chat_id with platform one of "
+            f"{', '.join(PLATFORMS)} (e.g. telegram:-1001234)",
+            fg="red",
+            err=True,
+        )
+        raise typer.Exit(2)
+
+
 def _set(name: str, enabled: bool, chat: str | None) -> None:
+    _check_chat(chat)
     settings = _settings()
     found = _discover(settings)
     if name not in found.plugins and not name.startswith("mcp:"):
@@ -316,3 +351,62 @@ def install(
                 f"{plugin.name} installed but left off; `opencomputer plugins enable "
                 f"{plugin.name}` turns it on"
             )
+
+
+def _distribution(plugin: Plugin) -> str | None:
+    """The pip distribution that provides a package plugin's import name."""
+    from importlib.metadata import packages_distributions
+
+    top = (plugin.package or "").split(".", 1)[0]
+    names = packages_distributions().get(top) or []
+    return names[0] if names else None
+
+
+@plugins_app.command("uninstall")
+def uninstall(
+    name: str,
+    purge: Annotated[
+        bool, typer.Option("--purge", help="Also delete the plugin's data folder.")
+    ] = False,
+) -> None:
+    """Remove a pip-installed plugin: turn it off, pip-uninstall it; data kept unless --purge."""
+    import shutil
+
+    settings = _settings()
+    found = _discover(settings)
+    plugin = found.plugins.get(name)
+    if plugin is None:
+        typer.secho(f"no plugin named {name} (see `opencomputer plugins list`)", fg="red", err=True)
+        raise typer.Exit(1)
+    if plugin.source == "builtin":
+        typer.secho(
+            f"{name} is built in and cannot be uninstalled; "
+            f"`opencomputer plugins disable {name}` turns it off",
+            fg="red",
+            err=True,
+        )
+        raise typer.Exit(2)
+    if plugin.source == "dir":
+        typer.secho(
+            f"{name} comes from the folder {plugin.folder} (OC_PLUGIN_DIRS): delete that folder "
+            f"yourself, or `opencomputer plugins disable {name}`",
+            fg="red",
+            err=True,
+        )
+        raise typer.Exit(2)
+    dist = _distribution(plugin)
+    if dist is None:
+        typer.secho(f"cannot tell which pip package provides {name}", fg="red", err=True)
+        raise typer.Exit(1)
+    _set(name, False, None)  # off first: a running server stops offering it at once
+    pip = subprocess.run([sys.executable, "-m", "pip", "uninstall", "-y", dist], check=False)
+    if pip.returncode != 0:
+        typer.secho(f"pip could not uninstall {dist}", fg="red", err=True)
+        raise typer.Exit(1)
+    data = Path(settings.data_dir) / "plugins" / name
+    if purge and data.exists():
+        shutil.rmtree(data)
+        typer.echo(f"{name} uninstalled ({dist}); its data {data} deleted")
+    else:
+        kept = f"; its data is kept in {data} (--purge deletes it)" if data.exists() else ""
+        typer.echo(f"{name} uninstalled ({dist}){kept}")
