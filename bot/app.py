@@ -316,6 +316,16 @@ class App:
         except Exception as exc:
             checks["database"] = f"error: {type(exc).__name__}"
         checks["model"] = self.model_status
+        role = self.extras.get(self.role) if self.role in ("gateway", "worker") else None
+        if role is not None:  # gateways and workers do nothing useful without Redis
+            try:
+                import asyncio
+
+                async with asyncio.timeout(2):
+                    await role.redis.ping()
+                checks["redis"] = "ok"
+            except Exception as exc:
+                checks["redis"] = f"error: {type(exc).__name__}"
         for connector in self.connectors:
             checks[connector.platform] = str(connector.state)
         return checks

@@ -24,6 +24,7 @@ from redis.exceptions import RedisError
 from bot.events import Address
 from bot.reply import ReplyStream
 from bot.runtime import Job, message_from_row
+from bot.scale.backoff import Outage
 from bot.scale.bus import GATEWAY_GROUP, Keys, ensure_group, publish
 
 if TYPE_CHECKING:
@@ -145,6 +146,7 @@ class Gateway:
         consumer = f"gw-{platform}"
         backlog = True  # first our own unacknowledged operations, then new ones
         grouped = False
+        outage = Outage(f"reading {stream}", logger)
         while True:
             try:
                 if not grouped:
@@ -160,10 +162,10 @@ class Gateway:
             except asyncio.CancelledError:
                 raise
             except RedisError as exc:  # includes NOGROUP after a Redis restart
-                logger.warning("reading %s failed (%s); retrying", stream, exc)
                 grouped = backlog = False
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(outage.failed(exc))
                 continue
+            outage.succeeded()
             entries = [e for _s, batch in resp or [] for e in batch]
             if backlog and not entries:
                 backlog = False

@@ -27,6 +27,7 @@ from redis.exceptions import RedisError, ResponseError
 from bot.events import Address, Command, Message
 from bot.reply import ReplySink
 from bot.runtime import Job, RuntimeStopped, message_from_row
+from bot.scale.backoff import Outage
 from bot.scale.bus import WORKER_GROUP, Keys, ensure_group, partition_of, publish
 from bot.scale.claims import claim_up_to, touch
 from bot.scale.codec import decode_event
@@ -121,14 +122,16 @@ class Worker:
 
     # --- leases ------------------------------------------------------------------------
     async def _lease_loop(self) -> None:
+        outage = Outage(f"worker {self.id} renewing leases", logger)
         while True:
             try:
                 await touch(self.app.store, set(self._answering), self.id)
                 await self.rebalance()
+                outage.succeeded()
             except asyncio.CancelledError:
                 raise
             except RedisError as exc:
-                logger.warning("worker %s cannot reach Redis: %s", self.id, exc)
+                outage.failed(exc)  # one line per outage; the lease pace itself is kept
             await asyncio.sleep(self.lease_ms / 3000)
 
     async def rebalance(self) -> None:
@@ -205,6 +208,7 @@ class Worker:
 
     # --- consuming ---------------------------------------------------------------------
     async def _read_loop(self) -> None:
+        outage = Outage(f"worker {self.id} reading inbound streams", logger)
         while True:
             if not self._running or not self.reading or len(self._inflight) >= self.capacity:
                 await asyncio.sleep(0.02)
@@ -219,6 +223,7 @@ class Worker:
                     count=max(1, (self.capacity - len(self._inflight)) // len(streams)),
                     block=200,
                 )
+                outage.succeeded()
                 for stream, entries in resp or []:
                     name = stream.decode() if isinstance(stream, bytes) else stream
                     for entry_id, fields in entries:
@@ -231,11 +236,9 @@ class Worker:
                         with contextlib.suppress(RedisError):
                             await self._ensure_group(p)
                 else:
-                    logger.warning("reading inbound streams failed: %s", exc)
-                    await asyncio.sleep(0.5)
+                    await asyncio.sleep(outage.failed(exc))
             except RedisError as exc:
-                logger.warning("reading inbound streams failed: %s", exc)
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(outage.failed(exc))
             except RuntimeStopped:
                 self._running = False
 
@@ -349,15 +352,16 @@ class Worker:
     async def _answers_loop(self) -> None:
         stream = self.keys.answers(self.id)
         last: Any = "0-0"
+        outage = Outage(f"worker {self.id} reading answers", logger)
         while True:
             try:
                 resp: Any = await self.redis.xread({stream: last}, count=200, block=1000)
             except asyncio.CancelledError:
                 raise
             except RedisError as exc:
-                logger.warning("reading answers failed: %s", exc)
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(outage.failed(exc))
                 continue
+            outage.succeeded()
             for _stream, entries in resp or []:
                 for entry_id, fields in entries:
                     last = entry_id
