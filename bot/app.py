@@ -28,6 +28,18 @@ __all__ = ["CONNECTORS", "FEATURES", "App", "build_connectors", "enable_hints"]
 
 logger = logging.getLogger(__name__)
 
+
+def _one_line_sdk_errors(record: logging.LogRecord) -> bool:
+    """python-telegram-bot logs a third party's HTML error page plus a traceback per retry.
+
+    The connector already reports each failure streak in one line, so the SDK's copy is kept
+    only at DEBUG (``OC_LOG_LEVEL=DEBUG`` shows it whole).
+    """
+    return logging.getLogger().isEnabledFor(logging.DEBUG)
+
+
+logging.getLogger("telegram.request.BaseRequest").addFilter(_one_line_sdk_errors)
+
 # --- connector factory: platform -> ("module:Class", is it configured?) ------------------
 # Each class is built as ``Class(settings, emit)``; modules are imported only when configured,
 # because importing every platform SDK costs seconds of start-up.
