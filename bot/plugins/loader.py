@@ -248,13 +248,16 @@ class PluginHost:
             raise ToolError(stopped) from None
         except SandboxError as exc:
             raise ToolError(f"{target} failed: {exc}") from None
-        await self._deliver(name, answer.get("outbox") or [])
+        refused = await self._deliver(name, answer.get("outbox") or [], kind, target, address)
         if answer.get("import_error"):
             self.disable(name, f"its code failed to import: {answer.get('error')}")
             raise ToolError(f"plugin {name} is broken and was disabled")
         if not answer.get("ok"):
             raise ToolError(str(answer.get("error") or "the plugin failed"))
-        return answer.get("result")
+        result = answer.get("result")
+        if refused and isinstance(result, str):  # the model hears that the message did not go
+            result += "\n(" + "; ".join(refused) + ")"
+        return result
 
     def data_dir(self, name: str) -> Path:
         """Return the plugin's own writable folder."""
