@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from typing import Any
 
 from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -80,6 +81,15 @@ class Enablement:
         self._rows = {(r.plugin, r.scope): bool(r.enabled) for r in rows}
         self._grants = {(g.plugin, g.secret): bool(g.granted) for g in grants}
 
+    async def _replace(self, table: Any, *, plugin: str, **row: Any) -> None:
+        """Store one decision: the row for ``plugin`` and the key column (the first of
+        ``row``) replaces any earlier one.
+        """
+        key, value = next(iter(row.items()))
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(table).where(table.c.plugin == plugin, table.c[key] == value))
+            await conn.execute(insert(table).values(plugin=plugin, **row, updated_at=time.time()))
+
     def is_granted(self, plugin: str, secret: str) -> bool:
         """Whether ``plugin`` may receive its secret setting ``secret``."""
         if (plugin, secret) in self._grants:
@@ -88,13 +98,7 @@ class Enablement:
 
     async def grant(self, plugin: str, secret: str, granted: bool = True) -> None:
         """Let ``plugin`` receive ``secret`` (or, ``granted=False``, withhold it)."""
-        async with self.engine.begin() as conn:
-            await conn.execute(delete(_G).where(_G.c.plugin == plugin, _G.c.secret == secret))
-            await conn.execute(
-                insert(_G).values(
-                    plugin=plugin, secret=secret, granted=granted, updated_at=time.time()
-                )
-            )
+        await self._replace(_G, plugin=plugin, secret=secret, granted=granted)
         self._grants[(plugin, secret)] = granted
 
     def grants(self, plugin: str) -> dict[str, bool]:
@@ -111,13 +115,7 @@ class Enablement:
 
     async def set(self, plugin: str, enabled: bool, scope: str = GLOBAL) -> None:
         """Turn ``plugin`` on or off in ``scope``."""
-        async with self.engine.begin() as conn:
-            await conn.execute(delete(_T).where(_T.c.plugin == plugin, _T.c.scope == scope))
-            await conn.execute(
-                insert(_T).values(
-                    plugin=plugin, scope=scope, enabled=enabled, updated_at=time.time()
-                )
-            )
+        await self._replace(_T, plugin=plugin, scope=scope, enabled=enabled)
         self._rows[(plugin, scope)] = enabled
 
     async def clear(self, plugin: str, scope: str = GLOBAL) -> None:
