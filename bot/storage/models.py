@@ -6,7 +6,14 @@ import time
 
 from sqlmodel import Field, SQLModel, UniqueConstraint
 
-__all__ = ["ConversationRow", "InboundRow", "ReactionRow", "ReplyPartRow", "ReplyRow"]
+__all__ = [
+    "ConversationRow",
+    "InboundRow",
+    "ReactionRow",
+    "ReplyPartRow",
+    "ReplyPostRow",
+    "ReplyRow",
+]
 
 
 def _now() -> float:
@@ -75,6 +82,29 @@ class ReplyPartRow(SQLModel, table=True):
     chat_id: str = Field(max_length=255)
     message_id: str = Field(max_length=255)
     position: int = 0
+
+
+class ReplyPostRow(SQLModel, table=True):
+    """A platform message a reply posted, stored right after the post, before the reply is done.
+
+    Keyed by the reply key (``in<inbound id>``, ``reply<reply id>``) and the part's position, so
+    a turn restarted after a crash, or a gateway restarted mid-reply, edits the messages already
+    posted instead of posting the answer again. ``finished`` marks the parts of a delivered
+    reply: a repeated final operation (a worker resending it to a new gateway) returns them
+    without touching the platform.
+    """
+
+    __tablename__ = "reply_posts"
+    __table_args__ = (UniqueConstraint("key", "position", name="uq_reply_post"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=64)
+    position: int = 0
+    platform: str = Field(max_length=32)
+    chat_id: str = Field(max_length=255)
+    message_id: str = Field(max_length=255)
+    finished: bool = False
+    created_at: float = Field(default_factory=_now)
 
 
 class ReactionRow(SQLModel, table=True):
