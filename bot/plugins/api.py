@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bot.events import Address, User
+from bot.events import Address, ChatKind, User
 from bot.plugins.guard import host_allowed
 from bot.tools import ToolError, tool
 
@@ -27,6 +27,7 @@ __all__ = [
     "PluginContext",
     "PluginHttp",
     "ToolError",
+    "chat_kind_of",
     "command",
     "every",
     "on_forget",
@@ -220,9 +221,29 @@ def _permission_error(exc: BaseException) -> str | None:
     return None
 
 
+def chat_kind_of(value: object) -> ChatKind | None:
+    """The request's chat kind; a value this version does not know counts as a group.
+
+    ``None`` (a job, a hook outside any chat) stays ``None``; anything but ``"direct"`` that
+    is not a known kind is read the stricter way, so a plugin never shows private data to it.
+    """
+    if value is None:
+        return None
+    try:
+        return ChatKind(str(value))
+    except ValueError:
+        return ChatKind.GROUP
+
+
 @dataclass(slots=True)
 class PluginContext:
-    """Everything a plugin handler may use. One per call."""
+    """Everything a plugin handler may use. One per call.
+
+    ``chat_kind`` says where the call was made: :attr:`ChatKind.DIRECT` (the person and the
+    bot alone), :attr:`ChatKind.GROUP` (everyone in the chat reads the answer), or ``None``
+    outside any chat (a scheduled job, the ``/forget`` hook). A handler that shows a person's
+    own data must check :attr:`private` first: the address alone cannot tell a DM from a group.
+    """
 
     plugin: str
     settings: Mapping[str, str]
@@ -233,6 +254,17 @@ class PluginContext:
     user: User | None = None
     address: Address | None = None
     outbox: list[dict[str, Any]] = field(default_factory=list)
+    chat_kind: ChatKind | None = None
+
+    @property
+    def private(self) -> bool:
+        """Whether only the caller reads the answer (a direct chat); unknown counts as not."""
+        return self.chat_kind is ChatKind.DIRECT
+
+    @property
+    def chat(self) -> str:
+        """``platform:chat_id`` of the call's chat (threads of one chat are one place), or ''."""
+        return f"{self.address.platform}:{self.address.chat_id}" if self.address else ""
 
     async def send(self, text: str, address: Address | None = None) -> None:
         """Message a chat (this conversation's unless ``address`` is given) after the call."""

@@ -20,8 +20,9 @@ import orjson
 
 from bot.commands import CommandContext
 from bot.connector import CommandSpec
-from bot.events import Address, Message, Reaction, User
+from bot.events import Address, ChatKind, Message, Reaction, User
 from bot.logs import SecretRegistry, add_secrets, mask
+from bot.plugins.api import chat_kind_of
 from bot.plugins.discovery import discover, plugin_environ
 from bot.plugins.enablement import Enablement
 from bot.plugins.forget import register_forget
@@ -42,15 +43,21 @@ REFRESH_SECONDS = 15.0
 Executor = Callable[[Tool, dict[str, Any]], Awaitable[str]]
 
 
-def current_caller() -> tuple[User | None, Address | None]:
-    """Who is speaking and where, read from the running graph's turn context."""
+def current_caller() -> tuple[User | None, Address | None, ChatKind | None]:
+    """Who is speaking, where, and in what kind of chat, from the running turn's context.
+
+    The kind travels to the plugin (``PluginContext.chat_kind``) so that a tool showing a
+    person's own data can tell a DM from a group; a turn that names no kind counts as a group.
+    """
     from langgraph.runtime import get_runtime
 
     try:
         ctx = get_runtime().context
     except (RuntimeError, KeyError, AttributeError):
-        return None, None
-    return getattr(ctx, "user", None), getattr(ctx, "address", None)
+        return None, None, None
+    address = getattr(ctx, "address", None)
+    kind = chat_kind_of(getattr(ctx, "chat_kind", None) or "group") if address else None
+    return getattr(ctx, "user", None), address, kind
 
 
 @dataclass(slots=True)
@@ -244,6 +251,7 @@ def _event_dict(event: Message | Reaction) -> dict[str, Any]:
         "user_id": event.user.id,
         "user_name": event.user.name,
         "thread_id": event.thread_id,
+        "chat_kind": str(event.chat.kind),
     }
     if isinstance(event, Message):
         data.update(type="message", text=event.text, message_id=event.message_id)
@@ -264,7 +272,14 @@ def _register_hooks(app: App, system: PluginSystem) -> None:
                 system.spawn(
                     _in_order(
                         lock,
-                        host.run_hook(name, hook, _event_dict(event), event.user, event.address),
+                        host.run_hook(
+                            name,
+                            hook,
+                            _event_dict(event),
+                            event.user,
+                            event.address,
+                            event.chat.kind,
+                        ),
                     ),
                     f"plugin {name} {hook}",
                 )

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.effects import derived_effects
-from bot.events import Address, User
+from bot.events import Address, ChatKind, User
 from bot.logs import add_secrets
 from bot.plugins.discovery import Broken, Discovery, Plugin
 from bot.plugins.grants import SERVER_SECRET, Granted, Received, receives
@@ -27,7 +27,8 @@ __all__ = ["PluginHost", "Sender"]
 logger = logging.getLogger(__name__)
 
 Sender = Callable[[Address, str], Awaitable[Any]]
-Caller = Callable[[], tuple[User | None, Address | None]]
+# Who is speaking, where, and in what kind of chat (None outside a conversation).
+Caller = Callable[[], tuple[User | None, Address | None, ChatKind | None]]
 
 
 class PluginHost:
@@ -40,7 +41,7 @@ class PluginHost:
         sandbox: Sandbox,
         data_root: Path,
         limits: CallLimits,
-        caller: Caller = lambda: (None, None),
+        caller: Caller = lambda: (None, None, None),
         granted: Granted | None = None,
         server_secrets: Iterable[str] = (),
     ) -> None:
@@ -149,8 +150,10 @@ class PluginHost:
 
     def _caller(self, plugin: str, tool: str) -> Callable[..., Awaitable[Any]]:
         async def call(**arguments: Any) -> Any:
-            user, address = self.caller()
-            return await self.call_tool(plugin, tool, arguments, user=user, address=address)
+            user, address, kind = self.caller()
+            return await self.call_tool(
+                plugin, tool, arguments, user=user, address=address, chat_kind=kind
+            )
 
         return call
 
@@ -163,19 +166,32 @@ class PluginHost:
         *,
         user: User | None = None,
         address: Address | None = None,
+        chat_kind: ChatKind | None = None,
     ) -> Any:
         """Run a tool; every failure becomes a :class:`ToolError` the model can read."""
         known = {t.name: t for t in self._tools.get(plugin, [])}
         if tool in known:
             arguments = coerce_arguments(arguments, known[tool].parameters)
         return await self.invoke(
-            plugin, "tool", tool, user=user, address=address, arguments=arguments
+            plugin,
+            "tool",
+            tool,
+            user=user,
+            address=address,
+            chat_kind=chat_kind,
+            arguments=arguments,
         )
 
     async def run_command(self, plugin: str, name: str, args: str, event: Any) -> str | None:
         """Run a plugin command for a :class:`~bot.events.Command` event."""
         result = await self.invoke(
-            plugin, "command", name, user=event.user, address=event.address, args=args
+            plugin,
+            "command",
+            name,
+            user=event.user,
+            address=event.address,
+            chat_kind=event.chat.kind,
+            args=args,
         )
         return None if result is None else str(result)
 
@@ -186,10 +202,19 @@ class PluginHost:
         event: dict[str, Any],
         user: User | None,
         address: Address | None,
+        chat_kind: ChatKind | None = None,
     ) -> None:
         """Run every function of ``plugin`` registered for ``hook``."""
         for function in self.plugins[plugin].describe().hooks.get(hook, []):
-            await self.invoke(plugin, "hook", function, user=user, address=address, event=event)
+            await self.invoke(
+                plugin,
+                "hook",
+                function,
+                user=user,
+                address=address,
+                chat_kind=chat_kind,
+                event=event,
+            )
 
     async def check(self, plugin: str) -> str | None:
         """Import the plugin's code where it would run; the reason it is broken, or None."""
@@ -213,9 +238,15 @@ class PluginHost:
         *,
         user: User | None = None,
         address: Address | None = None,
+        chat_kind: ChatKind | None = None,
         **payload: Any,
     ) -> Any:
-        """Call into a plugin and deliver what it asked to send; raise ToolError on failure."""
+        """Call into a plugin and deliver what it asked to send; raise ToolError on failure.
+
+        The request carries the chat's kind beside its address (``PluginContext.chat_kind``):
+        an address cannot tell a DM from a group, and a plugin holding a person's data must
+        know whether everyone in the chat would read its answer.
+        """
         plugin = self.plugins.get(name)
         if plugin is None:
             raise ToolError(f"plugin {name} is not available")
@@ -235,6 +266,7 @@ class PluginHost:
             "process": plugin.manifest.permissions.process,
             "user": {"platform": user.platform, "id": user.id, "name": user.name} if user else None,
             "address": address.key if address else None,
+            "chat_kind": str(chat_kind) if chat_kind is not None else None,
             **payload,
         }
         limits = self._limits(plugin)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.config import load_settings
-from bot.events import Address, Chat, User
+from bot.events import Address, Chat, ChatKind, User
 from bot.plugins.manifest import load_manifest
 from bot.testing import FakeOllama
 from bot.testing.harness import Harness
@@ -115,7 +115,9 @@ class PluginTestKit:
         """
         host = self.harness.app.extras["plugins"].host
         user = User(self.harness.conn.platform, self.user, self.user.title())
-        return await host.call_tool(self.name, name, arguments, user=user, address=self.address)
+        return await host.call_tool(
+            self.name, name, arguments, user=user, address=self.address, chat_kind=ChatKind.DIRECT
+        )
 
     async def say(self, text: str) -> str:
         """Send a chat message through the real agent; return the bot's answer."""

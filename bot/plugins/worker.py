@@ -23,7 +23,7 @@ import types
 from pathlib import Path
 from typing import Any
 
-from bot.plugins.api import HttpResponse, PluginHttp
+from bot.plugins.api import HttpResponse, PluginHttp, chat_kind_of
 
 __all__ = ["ProxiedHttp", "call_handler", "confine", "dispatch", "import_plugin", "main"]
 
@@ -142,6 +142,7 @@ def make_context(request: dict[str, Any]) -> Any:
         log=logging.getLogger(f"plugin.{request['plugin']}"),
         user=User(**user) if user else None,
         address=Address.parse(address) if address else None,
+        chat_kind=chat_kind_of(request.get("chat_kind")),
     )
 
 
