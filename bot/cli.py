@@ -8,7 +8,8 @@ import asyncio
 import os
 import signal
 import sys
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -220,6 +221,45 @@ def db_upgrade() -> None:
 
     asyncio.run(upgrade())
     typer.echo("database is up to date")
+
+
+@app.command()
+def backup(
+    file: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Where to write it (default: backups/<store>-<UTC time>.db in the data dir)."
+        ),
+    ] = None,
+) -> None:
+    """Back up the database and graph checkpoints, safely while the server runs; print the path."""
+    from bot.storage.backup import BackupError, backup_command
+
+    settings = settings_or_exit()
+    try:
+        lines = backup_command(settings.resolved_database_url, settings.data_dir, file)
+    except BackupError as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(2) from None
+    for line in lines:
+        typer.echo(line)
+
+
+@app.command()
+def restore(
+    file: Annotated[Path, typer.Argument(help="A file written by `opencomputer backup`.")],
+) -> None:
+    """Replace the database with a backup (refused while the server runs; the old one is kept)."""
+    from bot.storage.backup import BackupError, restore_command
+
+    settings = settings_or_exit()
+    try:
+        lines = restore_command(settings.resolved_database_url, file)
+    except BackupError as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(2) from None
+    for line in lines:
+        typer.echo(line)
 
 
 @app.command()

@@ -29,8 +29,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shlex
 import sqlite3
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -41,8 +43,10 @@ __all__ = [
     "CHECKPOINTS_SUFFIX",
     "BackupError",
     "ServerRunningError",
+    "backup_command",
     "backup_sqlite",
     "checkpoints_of",
+    "restore_command",
     "restore_sqlite",
     "verify_sqlite",
 ]
@@ -165,6 +169,75 @@ def restore_sqlite(backup: Path, dest: Path, key: str | None) -> list[Path]:
                 if side.exists():
                     os.replace(side, side.with_name(side.name + _BEFORE_RESTORE))
     return kept
+
+
+def backup_command(database_url: str, data_dir: Path, file: Path | None) -> list[str]:
+    """What ``opencomputer backup [FILE]`` does and prints (the lines to print).
+
+    SQLite: back up to ``file`` or ``<data dir>/backups/<store>-<UTC time>.db``; print the paths.
+    PostgreSQL: print the ``pg_dump`` command for the configured database (without its password)
+    and back up nothing: the server's own tool does this better than we could.
+    """
+    from bot.storage.engine import database_key, sqlite_path
+
+    path = sqlite_path(database_url)
+    if path is None:
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        target = file or Path(f"opencomputer-{stamp}.dump")
+        return [
+            "PostgreSQL is backed up with its own tool; run (it asks for the password, or set "
+            "PGPASSWORD):",
+            "  "
+            + shlex.join(["pg_dump", "--format=custom", f"--file={target}", _libpq(database_url)]),
+            "and restore with `opencomputer restore FILE` for the command.",
+        ]
+    if file is None:
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        folder = data_dir / "backups"
+        file = folder / f"{path.stem}-{stamp}.db"
+        n = 1
+        while file.exists() or checkpoints_of(file).exists():
+            n += 1
+            file = folder / f"{path.stem}-{stamp}-{n}.db"
+    written = backup_sqlite(path, file, database_key(path))
+    return [str(p) for p in written]
+
+
+def restore_command(database_url: str, file: Path) -> list[str]:
+    """What ``opencomputer restore FILE`` does and prints (the lines to print)."""
+    from bot.storage.engine import database_key, sqlite_path
+
+    path = sqlite_path(database_url)
+    if path is None:
+        return [
+            "PostgreSQL is restored with its own tool; stop opencomputer, then run (it asks for "
+            "the password, or set PGPASSWORD):",
+            "  "
+            + shlex.join(
+                [
+                    "pg_restore",
+                    "--clean",
+                    "--if-exists",
+                    "--no-owner",
+                    "--dbname",
+                    _libpq(database_url),
+                    str(file),
+                ]
+            ),
+        ]
+    kept = restore_sqlite(file, path, database_key(path))
+    lines = [f"restored {path} from {file}"]
+    lines += [f"the replaced file is kept as {k}" for k in kept]
+    return lines
+
+
+def _libpq(database_url: str) -> str:
+    """The URL as libpq reads it (pg_dump, psql), without the password."""
+    from sqlalchemy.engine import URL, make_url
+
+    url = make_url(database_url)
+    bare = URL.create("postgresql", url.username, None, url.host, url.port, url.database, url.query)
+    return bare.render_as_string(hide_password=False)
 
 
 # --- internals ----------------------------------------------------------------------------------
