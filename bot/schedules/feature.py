@@ -9,6 +9,7 @@ from typing import Any, Literal
 from sqlalchemy import select, update
 
 from bot.commands import CommandContext, CommandRouter
+from bot.events import ChatKind
 from bot.memory.tools import current_turn, person_of_turn
 from bot.schedules.models import ScheduleRow
 from bot.schedules.scheduler import Scheduler
@@ -47,6 +48,17 @@ async def chat_kind(app: Any, conversation: str) -> str:
     return str(kind or "direct")
 
 
+PRIVATE_SCHEDULES = "Your schedules are private: ask me in a direct message."
+OTHER_SCHEDULES = "Your other schedules are private: ask me in a direct message."
+
+
+def _shown_in(row: Any, event: Any) -> bool:
+    """Whether a schedule may be listed where ``event`` came from: all in a DM, else its own."""
+    if event.chat.kind == ChatKind.DIRECT:
+        return True
+    return (row.platform, row.chat_id) == (event.chat.platform, event.chat.id)
+
+
 def describe(row: Any) -> str:
     """One line for ``/schedules``: id, next time in the user's zone, repeat, text."""
     when = datetime.fromtimestamp(row.next_run, zone(row.tz)).strftime("%a %Y-%m-%d %H:%M %Z")
@@ -56,10 +68,7 @@ def describe(row: Any) -> str:
 
 
 async def setup_schedules(app: Any) -> None:
-    """Create the table, start the scheduler once the runtime runs, register tool and command."""
-    from bot.memory.feature import create_tables
-
-    await create_tables(app, ScheduleRow)
+    """Start the scheduler once the runtime runs, register tool and command."""
     runtime = app.runtime
     scheduler = Scheduler(runtime)
     app.extras["scheduler"] = scheduler
@@ -145,19 +154,28 @@ async def setup_schedules(app: Any) -> None:
 
     @router.command("schedules", args="[cancel <id>]", aliases=("reminders",))
     async def schedules(ctx: CommandContext) -> str:
-        """List your reminders and scheduled tasks, or cancel one."""
+        """List your reminders and scheduled tasks, or cancel one.
+
+        In a group only the schedules made in that group are listed or cancelled (they are
+        delivered there anyway); the others stay private, as memories and notes do.
+        """
         person = await ctx.runtime.person_of(ctx.event.user)
+        mine = await scheduler.active(person)
+        rows = [r for r in mine if _shown_in(r, ctx.event)]
+        hidden = len(rows) < len(mine)
         verb, _, rest = ctx.args.strip().partition(" ")
         if verb.lower() in ("cancel", "delete", "rm"):
             ident = rest.strip().lstrip("#")
             if not ident.isdigit():
                 return "Usage: /schedules cancel <id>"
-            ok = await scheduler.cancel(person, int(ident))
-            return f"Cancelled #{ident}." if ok else f"You have no active schedule #{ident}."
-        rows = await scheduler.active(person)
+            shown = any(r.id == int(ident) for r in rows)
+            ok = shown and await scheduler.cancel(person, int(ident))
+            where = " here" if hidden else ""
+            return f"Cancelled #{ident}." if ok else f"You have no active schedule #{ident}{where}."
         if not rows:
-            return "You have no reminders or scheduled tasks."
-        return "Your schedules:\n" + "\n".join(describe(r) for r in rows)
+            return PRIVATE_SCHEDULES if hidden else "You have no reminders or scheduled tasks."
+        listed = "Your schedules:\n" + "\n".join(describe(r) for r in rows)
+        return listed + (f"\n{OTHER_SCHEDULES}" if hidden else "")
 
     async def forget_schedules(person: str, _accounts: list[str]) -> str:
         async with app.store.engine.begin() as conn:

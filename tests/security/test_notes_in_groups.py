@@ -9,6 +9,7 @@ rule under test is the memories' one: in a group only notes made in that group a
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -184,3 +185,38 @@ async def test_a_third_party_plugin_is_told_the_chat_kind(
         assert await h.command("where", user=VICTIM, chat=chat, group=group) == expected
         where = {"user": VICTIM, "chat": chat, "group": group}
         assert await _model_turn(h, fake_ollama, "where", {}, **where) == expected
+
+
+async def test_dm_reminders_stay_out_of_a_group_listing(
+    bot: Harness,  # noqa: F811  (the fixture)
+    fake_ollama: FakeOllama,
+) -> None:
+    """``/schedules`` had the same leak: every reminder of the person, listed in the group."""
+    when = (datetime.now(UTC) + timedelta(days=2)).replace(tzinfo=None).isoformat("T", "minutes")
+    dm = await _model_turn(
+        bot, fake_ollama, "schedule", {"what": LOCKER, "when": when, "timezone": "UTC"}, user=VICTIM
+    )
+    assert dm.startswith("scheduled #1:"), dm
+    in_group = {"user": VICTIM, "chat": GROUP, "group": True}
+    arguments = {"what": PROJECTOR, "when": when, "timezone": "UTC"}
+    made_here = await _model_turn(bot, fake_ollama, "schedule", arguments, **in_group)
+    assert made_here.startswith("scheduled #2:"), made_here
+
+    listed = await bot.command("schedules", **in_group)
+    assert "#2" in listed and PROJECTOR in listed and "#1" not in listed, listed
+    assert listed.endswith("\nYour other schedules are private: ask me in a direct message.")
+    assert await bot.command("schedules", **{**in_group, "chat": "office"}) == (
+        "Your schedules are private: ask me in a direct message."
+    )
+    # A private schedule cannot be cancelled from a group either (its id is no secret).
+    assert await bot.command("schedules", "cancel 1", **in_group) == (
+        "You have no active schedule #1 here."
+    )
+    assert not _leaked(sent_to(bot, GROUP) + sent_to(bot, "office"))
+    assert await bot.command("schedules", user=STRANGER, chat=GROUP, group=True) == (
+        "You have no reminders or scheduled tasks."
+    )
+
+    in_dm = await bot.command("schedules", user=VICTIM)  # her DM: both, still active
+    assert LOCKER in in_dm and PROJECTOR in in_dm, in_dm
+    assert await bot.command("schedules", "cancel 1", user=VICTIM) == "Cancelled #1."
