@@ -327,6 +327,12 @@ class App:
             checks["database"] = "ok"
         except Exception as exc:
             checks["database"] = f"error: {type(exc).__name__}"
+        from bot.storage.disk import DiskFull, guard_for_url
+
+        if (disk := guard_for_url(self.store.url)) is not None:  # a local SQLite file
+            with contextlib.suppress(DiskFull):
+                disk.check()
+            checks["disk"] = disk.status  # "full: ..." while new messages are refused
         checks["model"] = self.model_status
         role = self.extras.get(self.role) if self.role in ("gateway", "worker") else None
         if role is not None:  # gateways and workers do nothing useful without Redis

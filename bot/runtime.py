@@ -25,6 +25,7 @@ from bot.metrics import Metrics
 from bot.middleware import Handler, Middleware, chain, ignore_bots, require_address
 from bot.ollama import OllamaError
 from bot.reply import ReplySink, ReplyStream
+from bot.storage.disk import DiskFull, guard_for_url, refusing
 from bot.storage.engine import is_transient
 from bot.storage.store import ReplyMeta, SqlStore
 from bot.tools import Tool, ToolRegistry
@@ -187,10 +188,27 @@ class Runtime:
 
     # --- inbound -----------------------------------------------------------------------
     async def emit(self, event: Message | Reaction | Command) -> None:
-        """The sink connectors call. Returns once the event is accepted (persisted)."""
+        """The sink connectors call. Returns once the event is accepted (persisted).
+
+        While the data folder's disk is full it raises ``DiskFull`` (a ``RuntimeStopped``):
+        the event is not taken, so the connector leaves it for the platform to deliver again.
+        """
         if not self._accepting:
             raise RuntimeStopped("opencomputer is shutting down; deliver this event later")
-        await self._handler(event)
+        disk = guard_for_url(self.store.url)
+        if disk is None:
+            await self._handler(event)
+            return
+        disk.check()
+        with refusing():  # storage raises DiskFull here rather than wait for space
+            try:
+                await self._handler(event)
+            except RuntimeStopped:
+                raise
+            except Exception as exc:
+                if disk.report(exc):
+                    raise DiskFull(f"the disk is full ({disk.reason})") from exc
+                raise
 
     async def _accept(self, event: Message | Reaction | Command) -> None:
         self.metrics.inbound.labels(event.platform, type(event).__name__.lower()).inc()

@@ -27,6 +27,7 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 __all__ = [
+    "WAL_LIMIT",
     "DatabaseKeyError",
     "async_url",
     "connect_sqlite",
@@ -39,6 +40,13 @@ __all__ = [
     "sqlite_path",
     "use_database_key",
 ]
+
+
+WAL_LIMIT = 4 << 20
+"""Bytes a SQLite write-ahead log is cut back to after a checkpoint (``journal_size_limit``):
+without it the log keeps the size of its largest burst, and on a small disk grows back to fill
+it.
+"""
 
 
 def async_url(url: str) -> str:
@@ -250,6 +258,11 @@ def create_engine(url: str) -> AsyncEngine:
     engine = create_async_engine(url, **kwargs)
     if url.startswith("sqlite"):
         event.listen(engine.sync_engine, "connect", _pragmas)
+        if path is not None:
+            from bot.storage.disk import guard_for
+
+            guard = guard_for(path)  # a write that met a full disk turns the guard to "full"
+            event.listen(engine.sync_engine, "handle_error", lambda ctx: _disk(guard, ctx))
     else:
         event.listen(engine.sync_engine, "checkout", _ping_if_idle)
         event.listen(engine.sync_engine, "checkin", _note_use)
@@ -346,7 +359,13 @@ def _pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute(f"PRAGMA journal_size_limit={WAL_LIMIT}")
     cur.close()
+
+
+def _disk(guard: Any, ctx: Any) -> None:
+    """Tell the folder's disk guard about a statement that failed (it ignores other errors)."""
+    guard.report(ctx.original_exception)
 
 
 def is_transient(exc: BaseException) -> bool:

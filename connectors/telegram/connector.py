@@ -56,6 +56,8 @@ logger = logging.getLogger(__name__)
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 _RECENT = 4096  # update ids remembered to drop redeliveries
+_HANDOVER_CAP = 5.0
+"""Longest wait before offering an update the runtime refused again (cheap: one getUpdates)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +183,8 @@ class TelegramConnector:
             except Exception as exc:
                 attempt += 1
                 delay = self._backoff(attempt)
+                if isinstance(exc, _Handover):  # the runtime (a full disk) comes back on its own
+                    delay = min(delay, _HANDOVER_CAP)
                 self._report(exc, attempt, delay)
                 await asyncio.sleep(delay)
 
@@ -224,7 +228,10 @@ class TelegramConnector:
                     await self._handle(update)
                 self._last_update = update.update_id
         finally:
-            await self._save_offset()
+            try:
+                await self._save_offset()
+            except OSError as exc:  # a full disk: getUpdates' offset confirms it all the same
+                logger.debug("telegram: offset not saved yet: %s", exc)
 
     def _backoff(self, attempt: int) -> float:
         """Capped exponential backoff with jitter (half fixed, half random)."""
