@@ -56,8 +56,6 @@ logger = logging.getLogger(__name__)
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 _RECENT = 4096  # update ids remembered to drop redeliveries
-_HANDOVER_CAP = 5.0
-"""Longest wait before offering an update the runtime refused again (cheap: one getUpdates)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +67,9 @@ class TelegramOptions:
     join_threshold: int = 3500
     retry_base: float = 1.0
     retry_cap: float = 120.0
+    handover_cap: float = 5.0
+    """Longest wait before offering an update the runtime refused (a full disk) again: the
+    runtime recovers by itself, and one more ``getUpdates`` costs little."""
     request_timeout: float = 20.0
     limits: LimiterConfig = field(default_factory=LimiterConfig)
 
@@ -183,8 +184,8 @@ class TelegramConnector:
             except Exception as exc:
                 attempt += 1
                 delay = self._backoff(attempt)
-                if isinstance(exc, _Handover):  # the runtime (a full disk) comes back on its own
-                    delay = min(delay, _HANDOVER_CAP)
+                if isinstance(exc, _Handover):
+                    delay = min(delay, self.options.handover_cap)
                 self._report(exc, attempt, delay)
                 await asyncio.sleep(delay)
 
