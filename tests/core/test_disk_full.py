@@ -169,7 +169,9 @@ def _readyz(port: int) -> tuple[int, dict[str, str]]:
 
 def _slow_echo(body: dict[str, Any]) -> Reply:
     users = [m for m in body.get("messages", []) if m.get("role") == "user"]
-    return Reply(f"echo: {users[-1].get('content', '')}", chunks=4, pace=0.05)
+    text = users[-1].get("content", "")
+    # "inflight" streams for about 3 s: the disk fills while its turn runs.
+    return Reply(f"echo: {text}", chunks=6, pace=0.5 if text == "inflight" else 0.05)
 
 
 def _final_texts(tg: FakeBotApi, chat_id: int) -> list[str]:
@@ -224,6 +226,8 @@ async def test_real_server_refuses_while_full_and_resumes_by_itself(
             )
             wal_before = _wal_sizes(data)
 
+            await tg.push(tg.message("inflight", chat_id=505, user_id=505))
+            await until("the in-flight turn to stream", lambda: bool(_final_texts(tg, 505)))
             filler = fill(disk)
             await until("/readyz to say full", lambda: _readyz(port)[0] == 503)
             _status, checks = _readyz(port)
@@ -258,6 +262,10 @@ async def test_real_server_refuses_while_full_and_resumes_by_itself(
                 ),
             )
             answered_after = time.monotonic() - freed
+            await until(
+                "the in-flight turn to finish", lambda: "echo: inflight" in _final_texts(tg, 505)
+            )
+            assert _final_texts(tg, 505) == ["echo: inflight"]  # once, no second copy
             await until(  # a settled writer truncates the log
                 "the write-ahead log to be truncated",
                 lambda: _wal_sizes(data).get("opencomputer.db-wal", 0) == 0,
