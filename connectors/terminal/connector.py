@@ -22,7 +22,14 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TextIO
 
-from bot.connector import Capabilities, CommandSpec, ConnectorState, Emit, Formatting
+from bot.connector import (
+    Capabilities,
+    CommandSpec,
+    ConnectorState,
+    Emit,
+    Formatting,
+    RuntimeStopped,
+)
 from bot.events import Address, Chat, ChatKind, Command, Message, Reaction, User
 from connectors.terminal.screen import Screen
 
@@ -131,7 +138,11 @@ class TerminalConnector:
                 self._mine.add(event.message_id)  # its answer is this session's, not a replay
             if isinstance(event, Command):
                 self._commands.add(event.message_id)
-            await self._emit(event)
+            try:
+                await self._emit(event)
+            except RuntimeStopped as exc:  # a full disk (or shutting down): not taken
+                self.screen.line(f"Not taken: {exc}. Send it again in a moment.")
+                continue
             await self._wait_idle(self.address)
             self._after(name, event)
         self.screen.settle()

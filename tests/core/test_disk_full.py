@@ -291,3 +291,34 @@ async def test_real_server_refuses_while_full_and_resumes_by_itself(
         f"\ndisk-full figures: readyz ok {ready_after:.1f}s and all 12 answered "
         f"{answered_after:.1f}s after space returned; WAL before {wal_before}, after {wal_after}"
     )
+
+
+async def test_terminal_says_not_taken_in_one_line_and_goes_on() -> None:
+    """``opencomputer chat`` on a full disk: one line for the refused message, no crash."""
+    import io
+
+    from connectors.terminal import TerminalConnector
+
+    taken: list[str] = []
+
+    async def emit(event: Any) -> None:
+        if event.text == "first":
+            raise DiskFull("the disk is full (only 0 KiB free on /data)")
+        taken.append(event.text)
+
+    async def idle(_address: Any) -> None:
+        return None
+
+    out = io.StringIO()
+    term = TerminalConnector(
+        emit, wait_idle=idle, stdin=io.StringIO("first\nsecond\n"), stdout=out,
+        interactive=False, user="me",
+    )  # fmt: skip
+    await term.start()
+    await term.run()
+    await term.stop()
+    assert taken == ["second"]
+    lines = [line for line in out.getvalue().splitlines() if "Not taken" in line]
+    assert lines == [
+        "Not taken: the disk is full (only 0 KiB free on /data). Send it again in a moment."
+    ]
