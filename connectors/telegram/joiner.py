@@ -49,6 +49,7 @@ class SplitJoiner:
         self.window = window
         self.threshold = threshold
         self._held: dict[_Key, _Held] = {}
+        self._failing = False  # handing over failed last time (log once per streak)
 
     @property
     def holding(self) -> int:
@@ -128,8 +129,18 @@ class SplitJoiner:
             return
         try:
             await self.flush(key)
-        except Exception as exc:
-            logger.error("could not hand a joined Telegram message to the runtime: %s", exc)
+        except Exception as exc:  # held again; one line per streak (a full disk may last)
+            if not self._failing:
+                logger.error(
+                    "could not hand a joined Telegram message to the runtime (%s); "
+                    "holding it and trying again",
+                    exc,
+                )
+            self._failing = True
+        else:
+            if self._failing:
+                logger.info("joined Telegram messages are handed to the runtime again")
+            self._failing = False
 
 
 def _joined(parts: list[Message]) -> Message:

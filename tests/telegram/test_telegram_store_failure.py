@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
@@ -98,3 +99,35 @@ async def test_refused_update_keeps_the_offset_and_is_taken_once_soon_after(
         assert taken_after < 2.0, taken_after
     finally:
         await conn.stop()
+
+
+async def test_held_long_message_refused_on_a_full_disk_logs_once_and_is_taken_once(
+    tg: FakeBotApi,
+    tg_settings: Callable[..., Settings],
+    store: SqlStore,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A near-limit message waits in the joiner for its continuation, then is refused."""
+    caplog.set_level(logging.INFO, "connectors.telegram")
+    options = dataclasses.replace(FAST, join_window=0.1)
+    sink = RefusingSink(store)
+    conn = TelegramConnector(tg_settings(), sink, options=options)
+    await conn.start()
+    try:
+        async with asyncio.timeout(5):
+            await conn.connected.wait()
+        sink.refusal = DiskFull("the disk is full")
+        await tg.push(tg.message("b" * 4000, chat_id=63, user_id=63))
+        await _until(lambda: sink.refused >= 5)  # offered again after each window
+        sink.refusal = None
+        await _until(lambda: len(sink.events) == 1)
+        assert await store.count_inbound() == 1
+        await _until(lambda: any("again" in r.getMessage() for r in _joiner(caplog)))
+    finally:
+        await conn.stop()
+    errors = [r for r in _joiner(caplog) if r.levelno >= logging.ERROR]
+    assert len(errors) == 1, [r.getMessage() for r in errors]  # one line for the streak
+
+
+def _joiner(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "connectors.telegram.joiner"]
