@@ -16,12 +16,13 @@ from typing import Any
 
 import discord
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.quarantine import PoisonEvent
 from connectors.discord.client import GatewayClient
 from connectors.discord.translate import dm_place, to_message, to_reaction, wants
+from tests.fuzzing import FUZZ, batches
 
 BOT_ID = 1000
 POISONED: list[str] = []
@@ -130,29 +131,24 @@ def _check(event: Any) -> None:
             value.encode("utf-8")
 
 
-@settings(
-    max_examples=10_000,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[
-        HealthCheck.too_slow,
-        HealthCheck.data_too_large,
-        HealthCheck.function_scoped_fixture,
-    ],
-)
-@given(dispatches)
-def test_dispatch_translation_never_escapes(wired: Any, dispatch: tuple[str, Any]) -> None:
+@FUZZ
+@given(batches(dispatches))
+def test_dispatch_translation_never_escapes(wired: Any, batch: list[tuple[str, Any]]) -> None:
     loop, client, recorder = wired
-    recorder.messages.clear()
-    recorder.reactions.clear()
-    event, data = dispatch
+    for event, data in batch:
+        recorder.messages.clear()
+        recorder.reactions.clear()
 
-    async def run() -> None:
-        client._connection.parsers[event](data)  # the guarded parser, as the gateway calls it
-        for _ in range(10):
-            await asyncio.sleep(0)  # discord.py runs on_message as a task
+        async def run(event: str = event, data: Any = data) -> None:
+            client._connection.parsers[event](data)  # the guarded parser, as the gateway calls it
+            for _ in range(10):
+                await asyncio.sleep(0)  # discord.py runs on_message as a task
 
-    loop.run_until_complete(run())
+        loop.run_until_complete(run())
+        _translate(recorder)
+
+
+def _translate(recorder: Any) -> None:
     place = dm_place(42)
     for message in recorder.messages:
         try:

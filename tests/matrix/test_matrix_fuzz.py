@@ -14,12 +14,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from nio import MatrixRoom
 
 from bot.quarantine import PoisonEvent
 from connectors.matrix.translate import Translator, parse_event
+from tests.fuzzing import FUZZ, batches
 
 surrogate = st.sampled_from(["\ud800", "\udfff", "\udbff"])
 texts = st.one_of(
@@ -100,24 +101,16 @@ def _check(event: Any) -> None:
             value.encode("utf-8")  # storable: no lone surrogate left
 
 
-@settings(
-    max_examples=10_000,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[
-        HealthCheck.too_slow,
-        HealthCheck.data_too_large,
-        HealthCheck.function_scoped_fixture,
-    ],
-)
-@given(sources, st.sampled_from(ROOMS))
+@FUZZ
+@given(batches(st.tuples(sources, st.sampled_from(ROOMS))))
 def test_translation_returns_clean_events_or_poison(
-    loop: asyncio.AbstractEventLoop, source: dict[str, Any], room: MatrixRoom
+    loop: asyncio.AbstractEventLoop, batch: list[tuple[dict[str, Any], MatrixRoom]]
 ) -> None:
-    try:
-        event = parse_event(source)
-        core = loop.run_until_complete(TRANSLATOR.translate(room, event))
-    except PoisonEvent:
-        return
-    if core is not None:
-        _check(core)
+    for source, room in batch:
+        try:
+            event = parse_event(source)
+            core = loop.run_until_complete(TRANSLATOR.translate(room, event))
+        except PoisonEvent:
+            continue
+        if core is not None:
+            _check(core)

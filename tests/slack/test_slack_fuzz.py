@@ -10,11 +10,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.quarantine import PoisonEvent
 from connectors.slack.translate import BotIdentity, translate_command, translate_event
+from tests.fuzzing import FUZZ, batches
 
 ME = BotIdentity(user_id="UBOT", bot_id="BBOT", team_id="T1")
 THREADS = {("C1", "1.0")}
@@ -74,12 +75,6 @@ commands = st.one_of(
     ),
     wrong,
 )
-FAST = settings(
-    max_examples=10_000,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
 
 
 def _check(event: Any) -> None:
@@ -96,21 +91,23 @@ def _check(event: Any) -> None:
             assert "\x00" not in value
 
 
-@FAST
-@given(envelopes)
-def test_event_translation_returns_clean_events_or_poison(body: Any) -> None:
-    try:
-        event = translate_event(body, ME, THREADS)
-    except PoisonEvent:
-        return
-    _check(event)
+@FUZZ
+@given(batches(envelopes))
+def test_event_translation_returns_clean_events_or_poison(batch: list[Any]) -> None:
+    for body in batch:
+        try:
+            event = translate_event(body, ME, THREADS)
+        except PoisonEvent:
+            continue
+        _check(event)
 
 
-@FAST
-@given(commands)
-def test_command_translation_returns_clean_commands_or_poison(body: Any) -> None:
-    try:
-        command = translate_command(body)
-    except PoisonEvent:
-        return
-    _check(command)
+@FUZZ
+@given(batches(commands))
+def test_command_translation_returns_clean_commands_or_poison(batch: list[Any]) -> None:
+    for body in batch:
+        try:
+            command = translate_command(body)
+        except PoisonEvent:
+            continue
+        _check(command)

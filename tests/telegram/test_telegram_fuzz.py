@@ -11,12 +11,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.quarantine import PoisonEvent
 from connectors.telegram.parsing import parse_update
 from connectors.telegram.translate import BotIdentity, translate_update
+from tests.fuzzing import FUZZ, batches
 
 ME = BotIdentity(123456789, "oc_test_bot")
 
@@ -130,19 +131,15 @@ def _strings(value: Any) -> list[str]:
     return []
 
 
-@settings(
-    max_examples=10_000,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
-@given(updates)
-def test_translation_returns_clean_events_or_poison(raw: Any) -> None:
-    try:
-        events = translate_update(parse_update(raw, None), ME)
-    except PoisonEvent:
-        return
-    for event in events:
-        for text in _strings(event):
-            text.encode("utf-8")  # no lone surrogate survives: storable anywhere
-            assert "\x00" not in text
+@FUZZ
+@given(batches(updates))
+def test_translation_returns_clean_events_or_poison(batch: list[Any]) -> None:
+    for raw in batch:
+        try:
+            events = translate_update(parse_update(raw, None), ME)
+        except PoisonEvent:
+            continue
+        for event in events:
+            for text in _strings(event):
+                text.encode("utf-8")  # no lone surrogate survives: storable anywhere
+                assert "\x00" not in text
