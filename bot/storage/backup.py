@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import shlex
 import sqlite3
@@ -149,20 +150,31 @@ def restore_sqlite(backup: Path, dest: Path, key: str | None) -> list[Path]:
         raise BackupError(f"{backup} is the database itself; name a backup file")
     for source, _ in pairs:
         verify_sqlite(source, key)
+    vectors = dest.with_name(dest.stem + _VECTORS_SUFFIX)
+    for path in (dest, checkpoints_of(dest), vectors):  # every file a server keeps open
+        try:
+            running = _in_use(path)
+        except OSError as exc:
+            raise _os_error(exc, path) from None
+        if running:
+            raise ServerRunningError(
+                f"{dest} is in use by a running opencomputer (run, chat, gateway or worker): "
+                "stop it, then restore"
+            )
     kept: list[Path] = []
     with contextlib.ExitStack() as stack:
         held = [
-            (source, stack.enter_context(_exclusive(target, key)), target)
+            (source, stack.enter_context(_exclusive(target, key, dest)), target)
             for source, target in pairs
         ]
         for source, live, target in held:
             if target.stat().st_size > 0:
                 keep = target.with_name(target.name + _BEFORE_RESTORE)
-                _write_copy(live, keep, key)
+                os.replace(_write_copy(live, keep, key), keep)
+                _fsync_dir(keep.parent)
                 kept.append(keep)
             with contextlib.closing(_connect(source, key, mode="ro")) as src:
                 _run_backup(src, live, target)
-        vectors = dest.with_name(dest.stem + _VECTORS_SUFFIX)
         if vectors.exists():
             for suffix in ("", "-wal", "-shm"):
                 side = vectors.with_name(vectors.name + suffix)
@@ -316,16 +328,16 @@ def _sqlite_error(exc: BaseException, where: Path) -> BackupError:
 
 def _copy_to_temp(source: Path, target: Path, key: str | None) -> Path:
     """Back ``source`` up into a new, complete, fsynced temporary file beside ``target``."""
+    with contextlib.closing(_connect(source, key, mode="rw")) as src:
+        return _write_copy(src, target, key)
+
+
+def _write_copy(src: Any, target: Path, key: str | None) -> Path:
+    """Write the database open on ``src`` to a checked, fsynced temporary file beside
+    ``target`` (0600, one self-contained file); return it for the caller to rename.
+    """
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     _remove(tmp)
-    with contextlib.closing(_connect(source, key, mode="rw")) as src:
-        _write_copy(src, tmp, key, rename=False)
-    return tmp
-
-
-def _write_copy(src: Any, target: Path, key: str | None, *, rename: bool = True) -> None:
-    """Write the database open on ``src`` to ``target`` (0600, a single self-contained file)."""
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.part") if rename else target
     try:
         try:
             with private_file_open(tmp, exclusive=True):
@@ -345,14 +357,12 @@ def _write_copy(src: Any, target: Path, key: str | None, *, rename: bool = True)
         try:
             with tmp.open("rb+") as f:
                 os.fsync(f.fileno())
-            if rename:
-                os.replace(tmp, target)
-                _fsync_dir(target.parent)
         except OSError as exc:
             raise _os_error(exc, target) from None
     except BaseException:
         _remove(tmp)
         raise
+    return tmp
 
 
 def _run_backup(src: Any, out: Any, where: Path) -> None:
@@ -363,10 +373,50 @@ def _run_backup(src: Any, out: Any, where: Path) -> None:
         raise _sqlite_error(exc, where) from None
 
 
-@contextlib.contextmanager
-def _exclusive(path: Path, key: str | None) -> Iterator[Any]:
-    """Hold SQLite's exclusive lock on ``path`` (created 0600 if missing) or raise at once."""
+_DMS_BYTE = 128
+"""SQLite's "dead man switch" in ``<db>-shm`` (unix VFS, ``UNIX_SHM_DMS``): every connection
+with the WAL index open holds a read lock on this byte until it closes."""
+
+
+def _in_use(path: Path) -> bool:
+    """Whether another process has the WAL database ``path`` open (a read lock on its DMS byte).
+
+    Checked besides SQLite's own exclusive lock because a process can lose its lock on the
+    database file itself while keeping its connections (POSIX locks are dropped when *any* file
+    descriptor of the process on that file is closed, e.g. by a permission check); the -shm
+    file is touched by SQLite alone.
+    """
+    shm = path.with_name(path.name + "-shm")
     try:
+        fd = os.open(shm, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, _DMS_BYTE, os.SEEK_SET)
+    except OSError as exc:
+        if exc.errno in (errno.EAGAIN, errno.EACCES):
+            return True
+        raise
+    else:
+        fcntl.lockf(fd, fcntl.LOCK_UN, 1, _DMS_BYTE, os.SEEK_SET)
+    finally:
+        os.close(fd)
+    return False
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path, key: str | None, store: Path) -> Iterator[Any]:
+    """Hold SQLite's exclusive lock on ``path`` (created 0600 if missing) or raise at once.
+
+    ``store`` is the database named in the message (``path`` may be its checkpoints file).
+    """
+    running = ServerRunningError(
+        f"{store} is in use by a running opencomputer (run, chat, gateway or worker): "
+        "stop it, then restore"
+    )
+    try:
+        if _in_use(path):
+            raise running
         secure_sqlite_files(path)
     except OSError as exc:
         raise _os_error(exc, path) from None
@@ -378,10 +428,7 @@ def _exclusive(path: Path, key: str | None) -> Iterator[Any]:
             conn.execute("COMMIT")  # exclusive locking mode keeps the lock until close
         except _errors() as exc:
             if "locked" in str(exc) or getattr(exc, "sqlite_errorname", "") == "SQLITE_BUSY":
-                raise ServerRunningError(
-                    f"{path} is in use by a running opencomputer (run, chat, gateway or "
-                    "worker): stop it, then restore"
-                ) from None
+                raise running from None
             raise BackupError(
                 f"{path}: cannot open it{' with OC_DATABASE_KEY' if key else ''} ({exc})"
             ) from None
@@ -399,6 +446,7 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def _remove(path: Path) -> None:
+    """Delete a temporary file and its side files; quietly (an error is already on its way)."""
     for suffix in ("", "-journal", "-wal", "-shm"):
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             path.with_name(path.name + suffix).unlink()
