@@ -196,13 +196,12 @@ class DiskGuard:
             assert self._space is not None
             await self._space.wait()
 
-    async def close(self) -> None:
-        """Stop probing (the store is closing)."""
+    def stop_probing(self) -> None:
+        """Stop the probe (the store is closing); a later wait starts it again."""
         probe, self._probe = self._probe, None
         if probe is not None and not probe.done():
-            probe.cancel()
-            with contextlib.suppress(asyncio.CancelledError, RuntimeError):
-                await probe
+            with contextlib.suppress(RuntimeError):  # its loop is already closed
+                probe.cancel()
 
     def free_bytes(self) -> int | None:
         """Bytes an unprivileged writer may still use on the folder's file system."""

@@ -258,6 +258,7 @@ class SqliteWriter:
             self._settle = None
         with contextlib.suppress(ValueError):
             self.guard.compactors.remove(self.compact)
+        self.guard.stop_probing()
         self._thread.submit(self._close).result()
         self._thread.shutdown(wait=True)
 

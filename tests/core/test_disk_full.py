@@ -179,8 +179,39 @@ def _final_texts(tg: FakeBotApi, chat_id: int) -> list[str]:
     return [tg.texts[key] for key in sorted(k for k in tg.texts if k[0] == chat_id)]
 
 
+def _asked_from(tg: FakeBotApi, since: int, uid: int) -> int:
+    """``getUpdates`` calls after the ``since``-th that confirm nothing from ``uid`` on."""
+    polls = tg.calls_to("getUpdates")[since:]
+    return len([c for c in polls if int(c.get("offset") or 0) in (0, uid)])
+
+
 def _wal_sizes(data: Path) -> dict[str, int]:
     return {p.name: p.stat().st_size for p in data.glob("*-wal")}
+
+
+async def _server(
+    data: Path, tg: FakeBotApi, model: FakeOllama, port: int, log: Path
+) -> asyncio.subprocess.Process:
+    """The real `python -m bot run` with its data on ``data``; stderr appended to ``log``."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(PREFIXES)}
+    env = {
+        **clean,
+        "OC_DATA_DIR": str(data),
+        "OLLAMA_HOST": model.url,
+        "OC_HTTP_HOST": "127.0.0.1",
+        "OC_HTTP_PORT": str(port),
+        "TELEGRAM_BOT_TOKEN": TOKEN,
+        "TELEGRAM_BASE_URL": tg.base_url,
+        "OC_DM_POLICY": "open",
+        "OC_RATE_LIMIT_USER": "0",
+        "OC_RATE_LIMIT_CHAT": "0",
+        "OC_LOG_LEVEL": "INFO",
+    }
+    with log.open("ab") as err:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", "run", env=env, cwd=log.parent,
+            stdout=asyncio.subprocess.DEVNULL, stderr=err,
+        )  # fmt: skip
 
 
 async def test_real_server_refuses_while_full_and_resumes_by_itself(
@@ -189,28 +220,10 @@ async def test_real_server_refuses_while_full_and_resumes_by_itself(
     disk = small_fs(32 * MiB)
     data = disk / "data"
     port = _free_port()
+    log = disk.parent / "server.log"  # outside the full file system
     async with FakeBotApi() as tg, FakeOllama() as model:
         model.responder = _slow_echo
-        clean = {k: v for k, v in os.environ.items() if not k.startswith(PREFIXES)}
-        env = {
-            **clean,
-            "OC_DATA_DIR": str(data),
-            "OLLAMA_HOST": model.url,
-            "OC_HTTP_HOST": "127.0.0.1",
-            "OC_HTTP_PORT": str(port),
-            "TELEGRAM_BOT_TOKEN": TOKEN,
-            "TELEGRAM_BASE_URL": tg.base_url,
-            "OC_DM_POLICY": "open",
-            "OC_RATE_LIMIT_USER": "0",
-            "OC_RATE_LIMIT_CHAT": "0",
-            "OC_LOG_LEVEL": "INFO",
-        }
-        log = disk.parent / "server.log"  # outside the full file system
-        with log.open("wb") as err:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "bot", "run", env=env, cwd=disk.parent,
-                stdout=asyncio.subprocess.DEVNULL, stderr=err,
-            )  # fmt: skip
+        proc = await _server(data, tg, model, port, log)
         chats = [501, 502, 503, 504]
         try:
             await until(
@@ -322,3 +335,40 @@ async def test_terminal_says_not_taken_in_one_line_and_goes_on() -> None:
     assert lines == [
         "Not taken: the disk is full (only 0 KiB free on /data). Send it again in a moment."
     ]
+
+
+async def test_shutdown_on_a_full_disk_is_prompt_and_the_next_start_answers_once(
+    small_fs: Callable[[int], Path],
+) -> None:
+    """An operator restarts the service while the disk is full: it stops cleanly, and the
+    refused message (never confirmed to Telegram) is answered once after the next start.
+    """
+    disk = small_fs(32 * MiB)
+    data = disk / "data"
+    port = _free_port()
+    log = disk.parent / "server.log"
+    async with FakeBotApi() as tg, FakeOllama() as model:
+        proc = await _server(data, tg, model, port, log)
+        try:
+            await until("the server to be ready", lambda: _readyz(port)[0] == 200, timeout=90)
+            filler = fill(disk)
+            await until("/readyz to say full", lambda: _readyz(port)[0] == 503)
+            polls = len(tg.calls_to("getUpdates"))
+            uid = await tg.push(tg.message("during", chat_id=601, user_id=601))
+            # Asked again from the refused update (0: no offset yet, nothing confirmed).
+            await until("the update to be refused", lambda: _asked_from(tg, polls, uid) >= 3)
+            assert _final_texts(tg, 601) == []  # refused, not answered
+            proc.terminate()
+            stopped = await asyncio.wait_for(proc.wait(), 30)
+            assert stopped == 0
+            filler.unlink()
+            proc = await _server(data, tg, model, port, log)
+            await until("the answer", lambda: "echo: during" in _final_texts(tg, 601), timeout=90)
+            await until("the server to be ready", lambda: _readyz(port)[0] == 200)
+            assert _final_texts(tg, 601) == ["echo: during"]
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+            await asyncio.wait_for(proc.wait(), 60)
+    text = log.read_text()
+    assert "Traceback" not in text, text[-4000:]
