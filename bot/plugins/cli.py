@@ -1,4 +1,4 @@
-"""``opencomputer plugins new|list|info|enable|disable|grant|revoke|install|uninstall``."""
+"""``opencomputer plugins new|list|info|enable|disable|grant|revoke|install|uninstall|test``."""
 
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ def new(
         typer.secho(str(exc), fg="red", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"created {created}")
-    typer.echo(f"  test it:   pytest {created}")
+    typer.echo(f"  test it:   opencomputer plugins test {created}")
     typer.echo(f"  use it:    OC_PLUGIN_DIRS={created.resolve().parent} opencomputer chat")
 
 
@@ -410,3 +410,50 @@ def uninstall(
     else:
         kept = f"; its data is kept in {data} (--purge deletes it)" if data.exists() else ""
         typer.echo(f"{name} uninstalled ({dist}){kept}")
+
+
+@plugins_app.command(
+    "test", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
+)
+def test(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="A plugin folder (e.g. hello) or a plugin's name.")],
+) -> None:
+    """Run a plugin's tests with this installation's Python (extra arguments go to pytest)."""
+    import importlib.util
+
+    missing = [m for m in ("pytest", "pytest_asyncio") if importlib.util.find_spec(m) is None]
+    if missing:
+        typer.secho(
+            f"{' and '.join(m.replace('_', '-') for m in missing)} not installed: "
+            f"{_plugin_dev_install()}",
+            fg="red",
+            err=True,
+        )
+        raise typer.Exit(2)
+    folder = Path(name)
+    if not (folder / "plugin.json").is_file():
+        found = _discover(_settings()).plugins.get(name)
+        if found is None:
+            typer.secho(
+                f"no plugin folder {folder} (with a plugin.json) and no plugin named {name!r}; "
+                "`opencomputer plugins list` shows the names",
+                fg="red",
+                err=True,
+            )
+            raise typer.Exit(2)
+        folder = found.folder
+    run = subprocess.run([sys.executable, "-m", "pytest", str(folder), *ctx.args], check=False)
+    raise typer.Exit(run.returncode)
+
+
+def _plugin_dev_install() -> str:
+    """How to add the plugin-dev extra to the Python running us (a checkout or a package)."""
+    import shlex
+
+    checkout = Path(__file__).resolve().parents[2]
+    python = shlex.quote(sys.executable)
+    if (checkout / "pyproject.toml").is_file():
+        spec = shlex.quote(f"{checkout}[plugin-dev]")
+        return f"{python} -m pip install -e {spec}"
+    return f"{python} -m pip install 'opencomputer[plugin-dev]'"
