@@ -85,7 +85,7 @@ def new(
         typer.secho(str(exc), fg="red", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"created {created}")
-    typer.echo(f"  test it:   opencomputer plugins test {created}")
+    typer.echo(f"  test it:   opencomputer plugins test {created}  (or: pytest {created})")
     typer.echo(f"  use it:    OC_PLUGIN_DIRS={created.resolve().parent} opencomputer chat")
 
 
