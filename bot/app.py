@@ -11,9 +11,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from bot.channels import build_connectors, enable_hints
 from bot.commands import CommandRouter
 from bot.config import Settings
-from bot.connector import Connector, ConnectorState, Emit
+from bot.connector import Connector, ConnectorState
 from bot.http import HttpServer
 from bot.metrics import Metrics
 from bot.ollama_pool import OllamaPool
@@ -24,7 +25,7 @@ from bot.tools import Tool, ToolRegistry
 if TYPE_CHECKING:
     from bot.scale.changes import Changes
 
-__all__ = ["CONNECTORS", "FEATURES", "App", "build_connectors", "enable_hints"]
+__all__ = ["FEATURES", "App", "build_connectors", "enable_hints"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,32 +41,8 @@ def _one_line_sdk_errors(record: logging.LogRecord) -> bool:
 
 logging.getLogger("telegram.request.BaseRequest").addFilter(_one_line_sdk_errors)
 
-# --- connector factory: platform -> ("module:Class", is it configured?) ------------------
-# Each class is built as ``Class(settings, emit)``; modules are imported only when configured,
-# because importing every platform SDK costs seconds of start-up.
-CONNECTORS: dict[str, tuple[str, Callable[[Settings], bool]]] = {
-    "telegram": ("connectors.telegram:TelegramConnector", lambda s: bool(s.telegram_bot_token)),
-    "discord": ("connectors.discord:DiscordConnector", lambda s: bool(s.discord_bot_token)),
-    "slack": (
-        "connectors.slack:SlackConnector",
-        lambda s: bool(s.slack_bot_token and (s.slack_signing_secret or s.slack_app_token)),
-    ),
-    "matrix": (
-        "connectors.matrix:MatrixConnector",
-        lambda s: bool(
-            s.matrix_homeserver
-            and s.matrix_user_id
-            and (s.matrix_password or s.matrix_access_token)
-        ),
-    ),
-}
-
-_ENABLE = {
-    "telegram": "TELEGRAM_BOT_TOKEN",
-    "discord": "DISCORD_BOT_TOKEN",
-    "slack": "SLACK_BOT_TOKEN + SLACK_SIGNING_SECRET (HTTP) or SLACK_APP_TOKEN (Socket Mode)",
-    "matrix": "MATRIX_HOMESERVER + MATRIX_USER_ID + MATRIX_PASSWORD or MATRIX_ACCESS_TOKEN",
-}
+# --- connectors: every installed ``opencomputer.channels`` entry point (bot/channels.py) ---
+# Built-in messengers are registered there the same way a third-party package registers one.
 
 # --- features: "module:setup" coroutines run with the App once the runtime exists ---------
 FEATURES: list[str] = [
@@ -78,27 +55,9 @@ FEATURES: list[str] = [
 ]
 
 
-def enable_hints() -> list[str]:
-    """One line per platform: which variables turn its connector on."""
-    return [f"{platform}: set {variables}" for platform, variables in _ENABLE.items()]
-
-
 def _load(path: str) -> Any:
     module, _, name = path.partition(":")
     return getattr(importlib.import_module(module), name)
-
-
-def build_connectors(settings: Settings, emit: Emit) -> list[Connector]:
-    """Every connector whose credentials are present; a broken one is logged and skipped."""
-    built: list[Connector] = []
-    for platform, (path, configured) in CONNECTORS.items():
-        if not configured(settings):
-            continue
-        try:
-            built.append(_load(path)(settings, emit))
-        except Exception as exc:
-            logger.error("%s connector could not be created: %s", platform, exc)
-    return built
 
 
 ConnectorsFactory = Callable[[Settings, Runtime], list[Connector]]

@@ -158,9 +158,9 @@ def worker() -> None:
 
 
 def _any_connector(settings: Settings) -> bool:
-    from bot.app import CONNECTORS
+    from bot.channels import configured_channels
 
-    return any(configured(settings) for _path, configured in CONNECTORS.values())
+    return bool(configured_channels(settings))
 
 
 @app.command()

@@ -103,9 +103,9 @@ async def _redis(settings: Settings) -> list[Check]:
 
 
 async def _connectors(settings: Settings) -> list[Check]:
-    from bot.app import CONNECTORS, enable_hints
+    from bot.channels import configured_channels, enable_hints
 
-    on = [p for p, (_path, configured) in CONNECTORS.items() if configured(settings)]
+    on = [channel.name for channel in configured_channels(settings)]
     if not on:
         return [
             Check(
@@ -155,15 +155,13 @@ async def _plugins(settings: Settings) -> list[Check]:
 
 
 async def _platforms(settings: Settings) -> list[Check]:
-    """Ask each configured platform whether it accepts our credentials (where a check exists)."""
-    import importlib
-
-    from bot.app import CONNECTORS
+    """Ask each configured channel whether the platform accepts our credentials (the checks
+    its :class:`~bot.channels.Channel` declares; a check that crashes is a failed line).
+    """
+    from bot.channels import configured_channels
 
     checks: list[Check] = []
-    for platform, (_path, configured) in CONNECTORS.items():
-        if not configured(settings):
-            continue
+    for channel in configured_channels(settings):
         try:
             module = importlib.import_module(f"connectors.{platform}.doctor")
         except ModuleNotFoundError:

@@ -1,0 +1,105 @@
+"""opencomputer's public API: the supported surface for plugin and channel authors.
+
+Import from here, never from ``bot.*``: the internals behind these names move between
+releases, these names do not (they follow ``__version__``; a removal is announced one minor
+version ahead).
+
+- Plugins: :func:`tool`, :func:`command`, :func:`on_message`, :func:`on_reaction`,
+  :func:`on_forget`, :func:`every`, :class:`PluginContext`, :class:`ToolError` (see
+  ``docs/plugins.md``).
+- The event model every channel speaks: :class:`Message`, :class:`Reaction`,
+  :class:`Command`, :class:`User`, :class:`Chat`, :class:`Address`.
+- Channels (messengers): :class:`Channel` (what an ``opencomputer.channels`` entry point
+  names), the :class:`Connector` protocol and its :class:`Capabilities`, and
+  :func:`split_markdown` for platform limits (see ``examples/opencomputer-irc``).
+- Tests: :mod:`opencomputer.testing` (``PluginTestKit``, ``FakeOllama``, ``Harness``).
+
+``import opencomputer`` is cheap (plugins import it inside their sandbox); :class:`Settings`
+and :class:`Check` load their modules on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from bot import __version__
+from bot.channels import ENTRY_POINT_GROUP, Channel, ConnectorFactory, Diagnose
+from bot.connector import (
+    Capabilities,
+    CommandSpec,
+    Connector,
+    ConnectorState,
+    Emit,
+    Formatting,
+    RuntimeStopped,
+)
+from bot.events import Address, Chat, ChatKind, Command, Event, Message, Reaction, User
+from bot.plugins.api import (
+    HttpResponse,
+    KeyValueStore,
+    PermissionDenied,
+    PluginContext,
+    PluginHttp,
+    command,
+    every,
+    on_forget,
+    on_message,
+    on_reaction,
+)
+from bot.text import split_markdown
+from bot.tools import ToolError, tool
+
+if TYPE_CHECKING:
+    from bot.config import Settings
+    from bot.doctor import Check
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "Address",
+    "Capabilities",
+    "Channel",
+    "Chat",
+    "ChatKind",
+    "Check",
+    "Command",
+    "CommandSpec",
+    "Connector",
+    "ConnectorFactory",
+    "ConnectorState",
+    "Diagnose",
+    "Emit",
+    "Event",
+    "Formatting",
+    "HttpResponse",
+    "KeyValueStore",
+    "Message",
+    "PermissionDenied",
+    "PluginContext",
+    "PluginHttp",
+    "Reaction",
+    "RuntimeStopped",
+    "Settings",
+    "ToolError",
+    "User",
+    "__version__",
+    "command",
+    "every",
+    "on_forget",
+    "on_message",
+    "on_reaction",
+    "split_markdown",
+    "tool",
+]
+
+_LAZY = {"Settings": "bot.config", "Check": "bot.doctor"}
+
+
+def __getattr__(name: str) -> Any:
+    """Load the heavier names (settings, doctor) only when asked for."""
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'opencomputer' has no attribute {name!r}")

@@ -1,0 +1,14 @@
+"""Test tools for plugin and channel authors: the real app against a scripted fake model.
+
+- :class:`PluginTestKit`: run one plugin exactly as in production and talk to it.
+- :class:`FakeOllama`: an Ollama-compatible server on loopback whose answers you script.
+- :class:`Harness` / :class:`RecordingConnector`: the real app behind a pretend platform.
+"""
+
+from __future__ import annotations
+
+from bot.plugins.testing import PluginTestKit
+from bot.testing import FakeOllama, Reply
+from bot.testing.harness import Harness, Outbound, RecordingConnector
+
+__all__ = ["FakeOllama", "Harness", "Outbound", "PluginTestKit", "RecordingConnector", "Reply"]
