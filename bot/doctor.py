@@ -163,10 +163,9 @@ async def _platforms(settings: Settings) -> list[Check]:
     checks: list[Check] = []
     for channel in configured_channels(settings):
         try:
-            module = importlib.import_module(f"connectors.{platform}.doctor")
-        except ModuleNotFoundError:
-            continue
-        checks.extend(await module.diagnose(settings))
+            checks.extend(await channel.diagnose(settings))
+        except Exception as exc:
+            checks.append(Check(channel.name, False, f"its doctor check crashed: {exc}"))
     return checks
 
 
