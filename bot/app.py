@@ -171,12 +171,16 @@ class App:
             )
             await self.http.start()
         scale = await self._scale_out()
+        # Recovery first, before any connector takes input: what a previous run left unanswered
+        # queues first and new messages queue behind it (never a message twice). Lanes run
+        # once connectors are up to deliver. Gateways deliver saved replies themselves.
+        await self.runtime.recover(replies=self.role == "all")
         await self.runtime.start()
         for connector in self.connectors:
             await self._start_connector(connector)
         if scale is not None:
             await scale.start()
-        await self.runtime.recover()
+        self.runtime.open_lanes()
         for hook in self.on_ready:
             await hook()
         # Everything built so far lives as long as the process: keep it out of the collector's

@@ -68,6 +68,9 @@ class Capabilities:
     formatting: Formatting = Formatting.MARKDOWN
     edit_interval: float = 1.0
     """Minimum seconds between two edits of one streamed message (platform rate limits)."""
+    keeps_messages: bool = True
+    """Posted messages outlive this process, so a restarted turn edits them (``bot/reply.py``);
+    false where a new process cannot reach them (the terminal prints and forgets)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,20 @@
 Every accepted message is persisted before ``emit`` returns (so a connector may ack it), and
 handled later by the conversation's lane; a bounded number of turns talk to the model at once.
 Messages a crash or shutdown left unanswered are handled again at the next start.
+
+The delivery protocol, in the order a crash can interrupt it (both modes):
+
+1. ``accept_inbound`` stores the message (``accepted``); only then may the platform be acked.
+2. The lane runs the turn; the reply streams under the key ``in<inbound id>``. Each new platform
+   message is posted as a placeholder, its id stored (``reply_posts``), then edited to the text.
+3. ``record_reply`` stores the final text (reply ``pending``, message ``replying``).
+4. The final text is shown (edits of the stored messages), then ``mark_reply_sent`` (reply
+   ``sent`` with its parts, message ``answered``/``failed``).
+
+A job run again (a restart's recovery, a storage error) first looks where its message stands:
+done -> nothing; reply recorded -> deliver that reply only (never the turn again); otherwise
+the turn runs again, editing the messages step 2 stored. At start, recovery queues unfinished
+messages (oldest first) before connectors take input; lanes run once connectors are up.
 """
 
 from __future__ import annotations
@@ -14,6 +28,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 from bot.commands import CommandContext, CommandRouter
@@ -24,7 +39,7 @@ from bot.logs import turn_context, turn_id_for
 from bot.metrics import Metrics
 from bot.middleware import Handler, Middleware, chain, ignore_bots, require_address
 from bot.ollama import OllamaError
-from bot.reply import ReplySink, ReplyStream
+from bot.reply import ReplySink, ReplyStream, reply_key
 from bot.storage.disk import DiskFull, guard_for_url, refusing
 from bot.storage.engine import is_transient
 from bot.storage.store import ReplyMeta, SqlStore
@@ -129,6 +144,9 @@ class Runtime:
         self._slots = asyncio.Semaphore(settings.max_in_flight)
         self._lanes: dict[str, _Lane] = {}
         self._accepting = False
+        self._stopped = False
+        self._open = asyncio.Event()  # lanes run once connectors are up (open_lanes)
+        self._queued: set[int] = set()  # stored messages queued or running: never twice
         self._register_core_commands()
 
     # --- wiring ------------------------------------------------------------------------
@@ -146,8 +164,12 @@ class Runtime:
 
     # --- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
-        """Accept events (call :meth:`recover` once connectors are up)."""
+        """Accept events from connectors (after :meth:`recover`, before :meth:`open_lanes`)."""
         self._accepting = True
+
+    def open_lanes(self) -> None:
+        """Let lanes run their jobs: connectors are up, so answers can be delivered."""
+        self._open.set()
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop accepting, let running turns finish for ``grace`` seconds, cancel the rest.
@@ -155,6 +177,8 @@ class Runtime:
         Cancelled or queued messages stay ``accepted`` in storage and run at the next start.
         """
         self._accepting = False
+        self._stopped = True
+        self._open.set()  # held lanes wake up, find no jobs and end
         grace = self.settings.shutdown_grace if grace is None else grace
         tasks = [lane.task for lane in self._lanes.values() if lane.task is not None]
         for lane in self._lanes.values():
@@ -165,6 +189,7 @@ class Runtime:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         self._lanes.clear()
+        self._queued.clear()
 
     async def wait_idle(self, address: Address | None = None) -> None:
         """Return once the conversation (or every conversation) has no queued work."""
@@ -228,11 +253,16 @@ class Runtime:
 
     async def dispatch(self, job: Job) -> None:
         """Queue an accepted job on its conversation's lane (one turn at a time, in order)."""
-        if not self._accepting:
+        if self._stopped:
             raise RuntimeStopped("opencomputer is shutting down")
         self._enqueue(job)
 
     def _enqueue(self, job: Job) -> None:
+        if job.work is None and job.inbound_id is not None:
+            if job.inbound_id in self._queued:  # recovery and a redelivery met: once is enough
+                logger.info("message %s is already queued", job.inbound_id)
+                return
+            self._queued.add(job.inbound_id)
         key = job.event.address.key
         lane = self._lanes.get(key)
         if lane is None:
@@ -244,35 +274,56 @@ class Runtime:
 
     async def _drain(self, key: str, lane: _Lane) -> None:
         try:
+            await self._open.wait()
             while lane.jobs:
                 job = lane.jobs.popleft()
                 with turn_context(turn_id_for(job.event.platform, job.event.event_id)):
-                    await self._handle(key, lane, job)
+                    again = await self._handle(key, lane, job)
+                if not again and job.work is None and job.inbound_id is not None:
+                    self._queued.discard(job.inbound_id)
         finally:
             if self._lanes.get(key) is lane:
                 del self._lanes[key]
             self.metrics.queue_depth.set(self.queue_depth)
 
-    async def _handle(self, key: str, lane: _Lane, job: Job) -> None:
+    async def _handle(self, key: str, lane: _Lane, job: Job) -> bool:
+        """Run one job; True when it was queued again (a transient storage error)."""
         try:
             if job.work is not None:
                 await job.work()
             elif isinstance(job.event, Command):
                 await self.run_command(job.event)
             else:
-                await self.run_turn(job.event, job.inbound_id, retry=job.retry)
+                await self.answer(job.event, job.inbound_id, retry=job.retry)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             if is_transient(exc) and job.attempts < 3:
                 await asyncio.sleep(0.5 * 2**job.attempts)
                 job.attempts += 1
-                job.retry = True
+                job.retry = True  # answer() then checks what the failed attempt got done
                 lane.jobs.appendleft(job)  # first again: order in the chat holds
-                return
+                return True
             # Not handled: stored messages run again at the next start, and a scale-out
             # worker's unacknowledged stream entry is claimed again.
             logger.exception("handling %s in %s failed", type(job.event).__name__, key)
+        return False
+
+    async def answer(self, msg: Message, inbound_id: int | None, *, retry: bool = False) -> None:
+        """Answer a stored message once. Run again (``retry``: recovery, a storage error), it
+        first checks what an earlier attempt got done: an answered message is left alone and a
+        recorded reply is only delivered, so a turn whose answer exists never runs twice.
+        """
+        if retry and inbound_id is not None:
+            status = await self.store.inbound_status(inbound_id)
+            if status not in ("accepted", "processing", "replying"):
+                return  # answered (or failed, ignored) by an earlier attempt
+            if status == "replying":
+                reply = await self.store.pending_reply_for(inbound_id)
+                if reply is not None:
+                    await self.deliver_reply(reply, reply_to=msg.message_id or None)
+                    return
+        await self.run_turn(msg, inbound_id, retry=retry, resume=retry)
 
     # --- turns -------------------------------------------------------------------------
     def model_options(self) -> dict[str, Any]:
@@ -284,14 +335,26 @@ class Runtime:
             options["num_predict"] = self.settings.num_predict
         return options
 
-    async def run_turn(self, msg: Message, inbound_id: int | None, *, retry: bool = False) -> None:
-        """Answer one stored message: run the agent, stream and record the reply."""
+    async def run_turn(
+        self,
+        msg: Message,
+        inbound_id: int | None,
+        *,
+        retry: bool = False,
+        resume: bool = False,
+    ) -> None:
+        """Answer one stored message: run the agent, stream and record the reply.
+
+        ``retry`` tells the graph the message may be in its thread already; ``resume`` edits
+        the messages an interrupted run of this reply posted instead of posting new ones.
+        """
         address = msg.address
-        key = f"in{inbound_id}" if inbound_id is not None else None
-        stream = self.open_stream(address, msg.message_id or None, key)
+        stream = self.open_stream(address, msg.message_id or None, reply_key(inbound_id))
         if stream is None:
             logger.warning("no connector for %s; message %s waits", msg.platform, msg.event_id)
             return
+        if resume:
+            await stream.resume()
         prompt, variant_id = await self.choose_prompt(msg)
         model = self.choose_model(address)
         ctx = TurnContext(
@@ -333,11 +396,28 @@ class Runtime:
         self.metrics.turn_seconds.observe(time.perf_counter() - started)
         meta = ReplyMeta(model=model, variant_id=variant_id, run_id=run_id, failure=failure)
         reply_id = await self.store.record_reply(inbound_id, address, text, meta)
-        ids = await stream.finish(text)
-        await self.store.mark_reply_sent(reply_id, address, ids)
+        ids = await self._deliver(stream, reply_id, address, text)
         record = ReplyRecord(reply_id, address, msg, text, meta, tuple(ids))
         for listener in self.reply_listeners:
             await listener(record)
+
+    async def _deliver(
+        self, stream: ReplySink, reply_id: int, address: Address, text: str
+    ) -> list[str]:
+        """Show a recorded reply and mark it sent. A storage error retries only this (the
+        stream keeps its messages, so a repeat edits them): never the turn, never a new post.
+        """
+        for attempt in range(4):
+            try:
+                ids = await stream.finish(text)
+                await self.store.mark_reply_sent(reply_id, address, ids)
+                return ids
+            except Exception as exc:
+                if not is_transient(exc) or attempt == 3:
+                    raise  # the reply stays pending: the next attempt or start delivers it
+                logger.warning("reply %s: storage failed after delivery, again: %s", reply_id, exc)
+                await asyncio.sleep(0.5 * 2**attempt)
+        raise AssertionError("unreachable")
 
     @staticmethod
     async def _keep_typing(stream: ReplySink) -> None:
@@ -350,7 +430,10 @@ class Runtime:
         self, address: Address, reply_to: str | None, _key: str | None
     ) -> ReplySink | None:
         connector = self.connectors.get(address.platform)
-        return None if connector is None else ReplyStream(connector, address, reply_to)
+        if connector is None:
+            return None
+        ledger = self.store if connector.capabilities.keeps_messages else None
+        return ReplyStream(connector, address, reply_to, key=_key, ledger=ledger)
 
     async def say(self, address: Address, text: str, *, reply_to: str | None = None) -> list[str]:
         """Send a plain (non-model) message, e.g. a command's answer."""
@@ -365,34 +448,40 @@ class Runtime:
         await self.commands.dispatch(ctx)
 
     # --- recovery ----------------------------------------------------------------------
-    async def recover(self) -> None:
-        """Pick up work a previous run left unfinished: undelivered replies first (they are
-        older), then unanswered messages.
+    async def recover(self, *, replies: bool = True) -> None:
+        """Queue the work a previous run left unfinished, before connectors take new input
+        (call it before :meth:`start`; lanes run it once :meth:`open_lanes`): new messages then
+        queue behind it, and none is queued twice. Undelivered replies to no stored message
+        (reminders; with ``replies``) come first, then unfinished messages, oldest first: a
+        recorded answer is delivered, never made again.
         """
-        for row in await self.store.pending_replies():
-            if row.platform in self.connectors:
-                try:
-                    await self.deliver_reply(row)
-                except Exception as exc:
-                    logger.warning("could not deliver saved reply %s yet: %s", row.id, exc)
-        for row in await self.store.unfinished_inbound():
+        if replies:
+            for row in await self.store.pending_replies():
+                if row.inbound_id is None and row.platform in self.connectors:
+                    self._enqueue(Job(_reply_event(row), work=partial(self._deliver_saved, row)))
+        for row in await self.store.unfinished_inbound(replying=True):
             if row.platform not in self.connectors:
                 continue
             await self.route(Job(message_from_row(row), int(row.id), retry=True))
 
-    async def deliver_reply(self, row: Any) -> None:
+    async def _deliver_saved(self, row: Any) -> None:
+        try:
+            await self.deliver_reply(row)
+        except Exception as exc:
+            logger.warning("could not deliver saved reply %s yet: %s", row.id, exc)
+
+    async def deliver_reply(self, row: Any, *, reply_to: str | None = None) -> None:
         """Send a reply recorded in the outbox but not confirmed delivered, and mark it sent.
 
-        It goes out under its message's reply key, so if a gateway had already delivered it
-        the same messages are returned instead of new ones.
+        It goes out under its reply key: the messages an earlier attempt posted are edited (a
+        gateway that had delivered it returns the same ones), never posted again.
         """
         address = Address(row.platform, row.chat_id, row.thread_id)
-        key = f"in{row.inbound_id}" if row.inbound_id is not None else None
-        stream = self.open_stream(address, None, key)
+        stream = self.open_stream(address, reply_to, reply_key(row.inbound_id, int(row.id)))
         if stream is None:
             raise LookupError(f"no connector for {row.platform}")
-        ids = await stream.finish(row.text)
-        await self.store.mark_reply_sent(int(row.id), address, ids)
+        await stream.resume()
+        await self._deliver(stream, int(row.id), address, row.text)
 
     # --- defaults ----------------------------------------------------------------------
     async def _default_prompt(self, _msg: Message) -> tuple[str | None, int | None]:
@@ -427,8 +516,21 @@ class Runtime:
             row = await self.store.last_failed(ctx.event.address.key)
             if row is None:
                 return "There is nothing to retry."
+            await self.store.forget_posts(f"in{row.id}")  # a new answer: a new message
             await self.run_turn(message_from_row(row), int(row.id), retry=True)
             return None
+
+
+def _reply_event(row: Any) -> Message:
+    """A stand-in event for a saved reply's lane job (it only names the conversation)."""
+    return Message(
+        platform=row.platform,
+        event_id=f"reply{row.id}",
+        chat=Chat(row.platform, row.chat_id),
+        user=User(row.platform, "", ""),
+        thread_id=row.thread_id,
+        text="",
+    )
 
 
 def message_from_row(row: Any) -> Message:

@@ -4,6 +4,11 @@ Accepted messages are stored in the database first (so ``emit`` can let the plat
 and then published; if Redis is down the message waits in the database and the republisher
 publishes it once Redis is back. Workers never talk to a platform: they send reply operations
 here, and every platform call goes through the connector this process runs.
+
+Replies with a durable key (``in<inbound id>``, ``reply<reply id>``) keep their posted messages
+and whether they were finished in the database (``reply_posts``), not in this process's
+memory: a restarted gateway edits a reply's messages instead of posting them again, and answers
+a repeated final operation with the ids it delivered.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from bot.events import Address
-from bot.reply import ReplyStream
+from bot.reply import ReplyStream, is_durable_key
 from bot.runtime import Job, message_from_row
 from bot.scale.backoff import Outage
 from bot.scale.bus import GATEWAY_GROUP, Keys, ensure_group, publish
@@ -57,7 +62,7 @@ class Gateway:
         self.republish_after = republish_after
         self.stale_after = stale_after
         self._streams: OrderedDict[str, ReplyStream] = OrderedDict()
-        self._finished: OrderedDict[str, list[str]] = OrderedDict()
+        self._finished: OrderedDict[str, list[str]] = OrderedDict()  # keys not stored only
         self._tails: dict[str, asyncio.Task[None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -204,7 +209,9 @@ class Gateway:
             elif op.get("final"):
                 result["ids"] = await self._finish(op["k"], address, op.get("r"), op["x"])
             elif op["k"] not in self._finished:
-                await self._stream(op["k"], address, op.get("r")).show(op["x"])
+                sink = await self._stream(op["k"], address, op.get("r"))
+                if sink.delivered is None:  # a late snapshot never overwrites the answer
+                    await sink.show(op["x"])
         except Exception as exc:
             logger.warning("reply operation on %s failed: %s", address.key, exc)
             result["error"] = f"{type(exc).__name__}: {exc}"
@@ -218,11 +225,18 @@ class Gateway:
                 pipe.xack(stream, GATEWAY_GROUP, entry_id)
                 await pipe.execute()
 
-    def _stream(self, key: str, address: Address, reply_to: str | None) -> ReplyStream:
+    async def _stream(self, key: str, address: Address, reply_to: str | None) -> ReplyStream:
+        """The reply's stream; one this process has not seen yet first reads what an earlier
+        gateway (or an earlier run of the turn) posted for it: one read per reply.
+        """
         stream = self._streams.get(key)
         if stream is None:
             connector = self.app.runtime.connectors[address.platform]
-            stream = self._streams[key] = ReplyStream(connector, address, reply_to)
+            keeps = is_durable_key(key) and connector.capabilities.keeps_messages
+            ledger = self.app.store if keeps else None
+            stream = ReplyStream(connector, address, reply_to, key=key, ledger=ledger)
+            await stream.resume()
+            self._streams[key] = stream
             while len(self._streams) > _KEEP_FINISHED:
                 self._streams.popitem(last=False)
         return stream
@@ -230,12 +244,21 @@ class Gateway:
     async def _finish(
         self, key: str, address: Address, reply_to: str | None, text: str
     ) -> list[str]:
-        """Deliver the final text once per key: a repeated final returns the same message ids."""
+        """Deliver the final text once per key: a repeated final returns the same message ids
+        (from the database for durable keys, so a gateway restart does not answer twice).
+        """
         if key in self._finished:
             return self._finished[key]
-        ids = await self._stream(key, address, reply_to).finish(text)
+        stream = await self._stream(key, address, reply_to)
+        if stream.delivered is not None:
+            ids = stream.delivered
+        else:
+            ids = await stream.finish(text)
+            if stream.key is not None:
+                await self.app.store.finish_posts(stream.key, len(ids))
         self._streams.pop(key, None)
-        self._finished[key] = ids
-        while len(self._finished) > _KEEP_FINISHED:
-            self._finished.popitem(last=False)
+        if stream.key is None:
+            self._finished[key] = ids
+            while len(self._finished) > _KEEP_FINISHED:
+                self._finished.popitem(last=False)
         return ids

@@ -405,6 +405,9 @@ class RemoteSink:
             self._started = True
             await self.worker.cast({**self._base, "op": "stream", "x": self.text}, best_effort=True)
 
+    async def resume(self) -> None:
+        """Nothing to do here: the gateway resumes a reply key it does not hold by itself."""
+
     async def restart(self) -> None:
         """Interim text is replaced by the next model round's."""
         self.text = ""

@@ -26,6 +26,7 @@ from bot.storage.models import (
     InboundRow,
     ReactionRow,
     ReplyPartRow,
+    ReplyPostRow,
     ReplyRow,
 )
 from bot.storage.writer import CoreTx, SqliteWriter, Tx
@@ -35,6 +36,7 @@ __all__ = ["ReplyMeta", "SqlStore"]
 _IN = InboundRow.__table__  # type: ignore[attr-defined]
 _REPLY = ReplyRow.__table__  # type: ignore[attr-defined]
 _PART = ReplyPartRow.__table__  # type: ignore[attr-defined]
+_POST = ReplyPostRow.__table__  # type: ignore[attr-defined]
 _REACT = ReactionRow.__table__  # type: ignore[attr-defined]
 _CONV = ConversationRow.__table__  # type: ignore[attr-defined]
 
@@ -151,6 +153,12 @@ class SqlStore:
             )
             return list(rows)
 
+    async def inbound_status(self, inbound_id: int) -> str | None:
+        """Where a stored message stands (a job run again checks before answering again)."""
+        async with self.engine.connect() as conn:
+            value = await conn.scalar(select(_IN.c.status).where(_IN.c.id == inbound_id))
+            return None if value is None else str(value)
+
     async def pending_reply_for(self, inbound_id: int) -> Any | None:
         """The recorded, undelivered reply to a message."""
         async with self.engine.connect() as conn:
@@ -210,6 +218,49 @@ class SqlStore:
             for i, mid in enumerate(ids)
         ]
         await self.transact(_mark_sent, reply_id, parts)
+
+    # --- posts of replies in progress (see ReplyPostRow) ------------------------------
+    async def record_post(self, key: str, address: Address, position: int, message_id: str) -> None:
+        """Store the platform message a reply just posted at ``position`` (the hot path's one
+        extra write per posted part); a repeat for the same position replaces the id.
+        """
+        values = {
+            "key": key,
+            "position": position,
+            "platform": address.platform,
+            "chat_id": address.chat_id,
+            "message_id": message_id,
+            "finished": False,
+            "created_at": time.time(),
+        }
+        try:
+            await self.transact(_insert_post, values)
+        except (IntegrityError, sqlite3.IntegrityError):
+            await self.transact(_replace_post, values)
+
+    async def reply_posts(self, key: str) -> list[tuple[str, bool]]:
+        """The messages a reply posted so far, by position: (message id, finished)."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(_POST.c.message_id, _POST.c.finished)
+                .where(_POST.c.key == key)
+                .order_by(_POST.c.position)
+            )
+            return [(str(r.message_id), bool(r.finished)) for r in rows]
+
+    async def forget_posts(self, key: str) -> None:
+        """Drop a reply key's posts (``/retry`` answers a failed message in a new message)."""
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(_POST).where(_POST.c.key == key))
+
+    async def finish_posts(self, key: str, count: int) -> None:
+        """Mark a reply's first ``count`` posts as its delivered final answer."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(_POST)
+                .where(_POST.c.key == key, _POST.c.position < count)
+                .values(finished=True)
+            )
 
     async def pending_replies(self) -> Sequence[Any]:
         """Replies recorded but not confirmed sent (the process died in between)."""
@@ -331,6 +382,20 @@ _TO_DONE = (
 
 def _insert_inbound(tx: Tx, values: dict[str, Any]) -> int:
     return tx.insert(_IN, values)
+
+
+def _insert_post(tx: Tx, values: dict[str, Any]) -> None:
+    tx.insert(_POST, values)
+
+
+_DROP_POST = delete(_POST).where(
+    _POST.c.key == bindparam("k"), _POST.c.position == bindparam("pos")
+)
+
+
+def _replace_post(tx: Tx, values: dict[str, Any]) -> None:
+    tx.execute(_DROP_POST, {"k": values["key"], "pos": values["position"]})
+    tx.insert(_POST, values)
 
 
 def _insert_reply(tx: Tx, values: dict[str, Any]) -> int:

@@ -89,6 +89,7 @@ class TerminalConnector:
             can_type=False,
             formatting=Formatting.MARKDOWN,
             edit_interval=0.03,
+            keeps_messages=False,  # a new session replays a cut answer instead of editing it
         )
         self.state = ConnectorState.STOPPED
         self._last_sent: str | None = None

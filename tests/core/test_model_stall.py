@@ -95,12 +95,12 @@ async def test_stalled_stream_frees_its_slot_and_gets_the_apology(
         elapsed = time.monotonic() - started
         assert elapsed < STALL + 4, f"took {elapsed:.1f}s"
         assert fake.stalled == 1  # the server still hangs: the client gave up, not the server
+        await h.app.runtime.wait_idle()  # the answer shows before it is marked sent
         async with h.app.store.engine.connect() as conn:
             rows = {r.chat_id: r for r in await conn.execute(select(InboundRow.__table__))}
         assert rows["alice"].status == "failed"  # kept for /retry
         assert "sent nothing for" in (rows["alice"].error or "")
         assert rows["bob"].status == "answered"
-        await h.app.runtime.wait_idle()
         fake.responder = _hang_on("never")
         retried = await h.command("retry", user="alice", chat="alice")
         assert retried == "echo: please hang"

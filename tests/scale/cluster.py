@@ -17,6 +17,7 @@ from typing import Any
 from bot.app import App
 from bot.config import Settings, load_settings
 from bot.events import Chat, Message, User
+from bot.reply import PLACEHOLDER
 from bot.testing.harness import RecordingConnector
 
 
@@ -165,13 +166,16 @@ class Cluster:
                 await asyncio.sleep(gap)
 
     def answers(self) -> dict[str, list[str]]:
-        """Final text of every message the bot posted, per chat, in posting order."""
+        """Final text of every message the bot posted, per chat, in posting order (a message
+        still showing the placeholder it was posted with carries no answer yet: left out).
+        """
         assert self.connector is not None
+        messages = self.connector.messages
         found: dict[str, list[str]] = defaultdict(list)
         for call in self.connector.calls:
-            if call.action == "send":
+            if call.action == "send" and messages[call.message_id] != PLACEHOLDER:
                 found[call.address.chat_id].append(call.message_id)
-        return {chat: [self.connector.messages[m] for m in ids] for chat, ids in found.items()}
+        return {chat: [messages[m] for m in ids] for chat, ids in found.items()}
 
     async def wait_answers(self, expected: int, timeout: float) -> dict[str, list[str]]:
         deadline = time.monotonic() + timeout

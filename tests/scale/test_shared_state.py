@@ -147,6 +147,10 @@ async def test_a_thumbs_up_at_the_gateway_resumes_the_paused_turn_on_a_worker(
     assert "needs your approval" in cluster.answers()["alice"][0] and ran == []
     assert cluster.connector is not None and cluster.gateway is not None
     question = next(c for c in cluster.connector.calls if c.action == "send")
+    approvals = cluster.gateway.extras["admin"].approvals
+    async with asyncio.timeout(10):  # shown first, then marked sent and linked to the question
+        while not any(row.reply_id for row in await approvals.find(status="pending")):
+            await asyncio.sleep(0.05)
     fake_ollama.reply("Wiped.")
     await cluster.gateway.runtime.emit(
         Reaction(

@@ -229,6 +229,18 @@ class FakeBotApi:
         """Recorded calls of one method, oldest first."""
         return [c for c in self.calls if c.method == method]
 
+    def shown(self, chat_id: int | None = None) -> list[str]:
+        """What each message the bot posted shows now (edits applied), oldest first.
+
+        Replies are posted as a placeholder and edited to their text, so this, not the
+        ``sendMessage`` calls, is what a person reads.
+        """
+        return [
+            text
+            for (chat, _mid), text in sorted(self.texts.items(), key=lambda kv: kv[0][1])
+            if chat_id is None or chat == chat_id
+        ]
+
     async def wait_for(
         self,
         method: str,
