@@ -104,9 +104,12 @@ def backup_sqlite(src: Path, dest: Path, key: str | None) -> list[Path]:
     try:
         for source, target in pairs:
             temps.append((_copy_to_temp(source, target, key), target))
-        for tmp, target in reversed(temps):  # the store last: its presence marks a whole backup
-            os.replace(tmp, target)
-        _fsync_dir(dest.parent)
+        try:
+            for tmp, target in reversed(temps):  # the store last: it marks a whole backup
+                os.replace(tmp, target)
+            _fsync_dir(dest.parent)
+        except OSError as exc:
+            raise _os_error(exc, dest) from None
     finally:
         for tmp, _target in temps:
             _remove(tmp)
@@ -186,7 +189,8 @@ def restore_sqlite(backup: Path, dest: Path, key: str | None) -> list[Path]:
 def backup_command(database_url: str, data_dir: Path, file: Path | None) -> list[str]:
     """What ``opencomputer backup [FILE]`` does and prints (the lines to print).
 
-    SQLite: back up to ``file`` or ``<data dir>/backups/<store>-<UTC time>.db``; print the paths.
+    SQLite: back up to ``file`` or ``<data dir>/backups/<store>-<UTC time>.db`` (that name
+    inside ``file`` when it is a folder); print the paths.
     PostgreSQL: print the ``pg_dump`` command for the configured database (without its password)
     and back up nothing: the server's own tool does this better than we could.
     """
@@ -203,9 +207,9 @@ def backup_command(database_url: str, data_dir: Path, file: Path | None) -> list
             + shlex.join(["pg_dump", "--format=custom", f"--file={target}", _libpq(database_url)]),
             "and restore with `opencomputer restore FILE` for the command.",
         ]
-    if file is None:
+    if file is None or file.is_dir():  # a folder: the default name in it
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-        folder = data_dir / "backups"
+        folder = file or data_dir / "backups"
         file = folder / f"{path.stem}-{stamp}.db"
         n = 1
         while file.exists() or checkpoints_of(file).exists():

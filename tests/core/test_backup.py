@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -303,6 +304,20 @@ async def test_missing_and_non_database_files_are_one_line(tmp_path: Path) -> No
         await cli("backup", str(tmp_path / "x.db"), cwd=tmp_path, env=other),
         f"{text} is not a SQLite database (if it is encrypted, set OC_DATABASE_KEY)",
     )
+
+
+async def test_backup_into_a_folder_takes_the_default_name(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    env = _env(data)
+    assert (await cli("db", "upgrade", cwd=tmp_path, env=env))[0] == 0
+    folder = tmp_path / "usb"
+    folder.mkdir()
+    code, out, err = await cli("backup", str(folder), cwd=tmp_path, env=env)
+    assert code == 0, err
+    made = [Path(p) for p in out.split()]
+    assert [p.parent for p in made] == [folder, folder], out
+    assert re.fullmatch(r"opencomputer-\d{8}-\d{6}\.db", made[0].name), out
+    assert dump(made[0]) == dump(data / "opencomputer.db")
 
 
 async def test_read_only_target_is_one_line(
