@@ -91,6 +91,7 @@ class MatrixConnector:
         self.timeline_limit = 50
         self.backoff_base = 1.0
         self.backoff_cap = 60.0
+        self.refusal_cap = 5.0  # the runtime (a full disk) recovers by itself: re-sync soon
         self.start_timeout = 10.0
         self.client: AsyncClient | None = None
         self.inbound: Inbound | None = None
@@ -189,6 +190,8 @@ class MatrixConnector:
             except Exception as exc:
                 failures += 1
                 delay = self._backoff(failures)
+                if isinstance(exc, DeliveryError):
+                    delay = min(delay, self.refusal_cap)
                 self.state = ConnectorState.RECONNECTING
                 what = (
                     "delivering events failed"

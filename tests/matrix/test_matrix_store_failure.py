@@ -3,12 +3,15 @@
 On a real Synapse: while every emit is refused with ``DiskFull`` (or SQLite's own "database or
 disk is full"), the stored sync token does not move past the message, the message is offered
 again on every sync, and it is never quarantined (a full disk is not the event's fault, so the
-three-strikes rule does not count it). Once storage is back it is taken exactly once.
+three-strikes rule does not count it). Once storage is back it is taken exactly once, within
+seconds (the wait between tries is capped by ``refusal_cap``, not only the minute-long
+``backoff_cap``).
 """
 
 from __future__ import annotations
 
 import sqlite3
+import time
 
 import pytest
 
@@ -42,6 +45,8 @@ async def test_refused_event_keeps_the_sync_token_and_is_never_quarantined(
 ) -> None:
     sink = CountingSink()
     bot = await make_bot(sink)
+    bot.backoff_cap = 60.0  # as in production: the refusal cap alone keeps recovery quick
+    bot.refusal_cap = 0.3
     room = await human.create_room([bot.user_id], direct=True)
     await human.wait_membership(room, bot.user_id, "join")
     warm = await human.say(room, "warm up")
@@ -51,13 +56,16 @@ async def test_refused_event_keeps_the_sync_token_and_is_never_quarantined(
 
     sink.fail_with = refusal
     first = await human.say(room, "stored later")
-    await wait_until(lambda: sink.refused >= 5, within=30)  # past the three-strikes limit
+    # Past the three-strikes limit; uncapped, the 10th wait would be about 25 s.
+    await wait_until(lambda: sink.refused >= 10, within=30)
     assert bot.state is ConnectorState.RECONNECTING
     assert bot.files.load_sync().next_batch == token_before  # not advanced past the event
     assert not quarantine.entries()
 
     sink.fail_with = None
+    freed = time.monotonic()
     await sink.wait_for(lambda e: isinstance(e, Message) and e.event_id == first)
+    assert time.monotonic() - freed < 3.0
     second = await human.say(room, "next")
     await sink.wait_for(lambda e: isinstance(e, Message) and e.event_id == second)
     ids = [m.event_id for m in sink.messages()]
