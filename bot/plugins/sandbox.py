@@ -178,6 +178,7 @@ class Sandbox:
             Path(sys.base_prefix),
             Path(sys.executable).resolve().parent,
             _CODE_ROOT / "bot",
+            _CODE_ROOT / "opencomputer",  # the public API plugins import
         }
         return sorted(p.resolve() for p in paths)
 

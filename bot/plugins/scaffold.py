@@ -14,7 +14,7 @@ TOOLS = '''"""{name}: {description}"""
 
 from __future__ import annotations
 
-from bot.plugins.api import PluginContext, command, tool
+from opencomputer import PluginContext, command, tool
 
 
 @tool
@@ -41,7 +41,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.plugins.testing import PluginTestKit
+from opencomputer.testing import PluginTestKit
 
 PLUGIN = Path(__file__).parent
 

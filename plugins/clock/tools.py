@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from bot.tools import ToolError, tool
+from opencomputer import ToolError, tool
 
 
 @tool

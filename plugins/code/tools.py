@@ -10,7 +10,7 @@ import contextlib
 import io
 import traceback
 
-from bot.plugins.api import tool
+from opencomputer import tool
 
 MAX_OUTPUT = 8000
 

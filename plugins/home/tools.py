@@ -10,7 +10,7 @@ import json
 import threading
 from typing import Any
 
-from bot.plugins.api import PluginContext, ToolError, tool
+from opencomputer import PluginContext, ToolError, tool
 
 
 def _devices(ctx: PluginContext) -> dict[str, dict[str, str]]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from bot.plugins.api import PluginContext, ToolError, command, on_forget, tool
+from opencomputer import PluginContext, ToolError, command, on_forget, tool
 
 PRIVATE = "Your notes are private: ask me in a direct message."
 OTHERS_PRIVATE = "Your other notes are private: ask me in a direct message."

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
-from bot.plugins.api import PluginContext, ToolError, tool
+from opencomputer import PluginContext, ToolError, tool
 
 _SKIP = {"script", "style", "noscript", "template", "svg", "head"}
 _BLOCK = {
