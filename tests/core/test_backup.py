@@ -212,6 +212,54 @@ async def test_backup_under_a_running_server_and_restore_refused_until_it_stops(
     assert "Traceback" not in (tmp_path / "server.log").read_text()
 
 
+HOLDER = """
+import os, sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("PRAGMA journal_mode=WAL")
+conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+os.close(os.open(sys.argv[1], os.O_RDONLY))  # drops this process's POSIX locks on the file
+print("holding", flush=True)
+sys.stdin.read()
+"""
+
+
+async def test_restore_refused_while_a_process_holds_the_store_without_its_file_lock(
+    tmp_path: Path,
+) -> None:
+    """A process can lose its lock on the database file and keep its connection (closing any
+    descriptor of the file drops them; the engine's permission check does that): SQLite's
+    exclusive lock then succeeds, yet the store is in use. The WAL index lock still tells.
+    """
+    data = tmp_path / "data"
+    env = _env(data)
+    assert (await cli("db", "upgrade", cwd=tmp_path, env=env))[0] == 0
+    live = data / "opencomputer.db"
+    code, _out, err = await cli("backup", str(tmp_path / "b.db"), cwd=tmp_path, env=env)
+    assert code == 0, err
+    (data / "opencomputer-checkpoints.db").unlink()  # only the store itself is held
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(live)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "holding\n"
+        _one_line_exit_2(
+            await cli("restore", str(tmp_path / "b.db"), cwd=tmp_path, env=env),
+            f"{live} is in use by a running opencomputer (run, chat, gateway or worker): "
+            "stop it, then restore",
+        )
+        assert not list(data.glob("*.before-restore"))
+    finally:
+        assert holder.stdin is not None and holder.stdout is not None
+        holder.stdin.close()
+        holder.wait()
+        holder.stdout.close()
+    code, _out, err = await cli("restore", str(tmp_path / "b.db"), cwd=tmp_path, env=env)
+    assert code == 0, err  # once it is gone, the restore goes ahead
+
+
 # --- SQLCipher ------------------------------------------------------------------------------------
 async def test_encrypted_store_backup_stays_encrypted_and_restores(tmp_path: Path) -> None:
     data = tmp_path / "data"
