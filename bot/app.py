@@ -119,10 +119,15 @@ class App:
 
     async def _start(self, connectors: ConnectorsFactory | None, *, http: bool) -> Runtime:
         from bot.observability import MeteredModel
+        from bot.storage.disk import full_at_start
         from graphs.agent.checkpointer import open_checkpointer
         from graphs.agent.graph import build_graph
         from graphs.agent.runner import GraphAgent
 
+        if (no_space := full_at_start(self.store.url)) is not None:
+            from bot.config import ConfigError
+
+            raise ConfigError(no_space)  # one line, not SQLite's "disk I/O error" traceback
         await self.store.start()
         self._stack.push_async_callback(self.store.stop)
         await self.llm.start()

@@ -38,6 +38,7 @@ __all__ = [
     "RESUME_AT",
     "DiskFull",
     "DiskGuard",
+    "full_at_start",
     "guard_for_url",
     "is_disk_full",
     "may_wait",
@@ -164,8 +165,12 @@ class DiskGuard:
             raise DiskFull(f"the disk is full ({self.reason}); deliver this event later")
 
     def report(self, exc: BaseException) -> bool:
-        """Note a failed write: True (and the state is full) when the disk caused it."""
-        if not is_disk_full(exc):
+        """Note a failed write: True (and the state is full) when the disk caused it.
+
+        SQLite says "disk I/O error" rather than "full" when growing its shared-memory file
+        fails: on a folder below the low-water mark that is a full disk too.
+        """
+        if not is_disk_full(exc) and not (_io_error(exc) and self._low()):
             return False
         if not self.reason:
             self.mark_full(f"{_describe(exc)} on {self.folder}")
@@ -202,6 +207,10 @@ class DiskGuard:
         if probe is not None and not probe.done():
             with contextlib.suppress(RuntimeError):  # its loop is already closed
                 probe.cancel()
+
+    def _low(self) -> bool:
+        free = self.free_bytes()
+        return free is not None and free < self.low_water
 
     def free_bytes(self) -> int | None:
         """Bytes an unprivileged writer may still use on the folder's file system."""
@@ -266,6 +275,17 @@ class DiskGuard:
                 os.unlink(probe)
 
 
+def _io_error(exc: BaseException | None) -> bool:
+    seen: list[BaseException] = []
+    while exc is not None and exc not in seen:
+        seen.append(exc)
+        if isinstance(exc, sqlite3.Error) and "disk I/O error" in str(exc):
+            return True
+        orig = getattr(exc, "orig", None)
+        exc = orig if isinstance(orig, BaseException) else (exc.__cause__ or exc.__context__)
+    return False
+
+
 def _describe(exc: BaseException) -> str:
     seen: list[BaseException] = []
     current: BaseException | None = exc
@@ -276,6 +296,22 @@ def _describe(exc: BaseException) -> str:
         orig = getattr(current, "orig", None)
         current = orig if isinstance(orig, BaseException) else current.__cause__
     return str(exc) or type(exc).__name__
+
+
+def full_at_start(url: str) -> str | None:
+    """Why the database cannot be opened for lack of space (None when it can, or not local).
+
+    SQLite opening a database on a full disk fails with "disk I/O error" and a traceback; the
+    command line says this instead, in one line.
+    """
+    guard = guard_for_url(url)
+    free = None if guard is None else guard.free_bytes()  # None: the folder does not exist yet
+    if guard is None or free is None or free >= guard.low_water:
+        return None
+    return (
+        f"the disk holding {guard.folder} is full ({free // 1024} KiB free): "
+        "free some space, then start again"
+    )
 
 
 # --- one guard per folder ------------------------------------------------------------------

@@ -372,3 +372,29 @@ async def test_shutdown_on_a_full_disk_is_prompt_and_the_next_start_answers_once
             await asyncio.wait_for(proc.wait(), 60)
     text = log.read_text()
     assert "Traceback" not in text, text[-4000:]
+
+
+async def test_start_on_a_full_disk_is_one_line_and_exit_2(
+    small_fs: Callable[[int], Path],
+) -> None:
+    """SQLite would fail with "disk I/O error" and a traceback; the operator gets one line."""
+    disk = small_fs(16 * MiB)
+    data = disk / "data"
+    port = _free_port()
+    log = disk.parent / "server.log"
+    async with FakeBotApi() as tg, FakeOllama() as model:
+        proc = await _server(data, tg, model, port, log)  # a first run makes the database
+        try:
+            await until("the server to be ready", lambda: _readyz(port)[0] == 200, timeout=90)
+        finally:
+            proc.terminate()
+            assert await asyncio.wait_for(proc.wait(), 60) == 0
+        fill(disk)
+        log.write_text("")
+        proc = await _server(data, tg, model, port, log)
+        assert await asyncio.wait_for(proc.wait(), 60) == 2
+    lines = [line for line in log.read_text().splitlines() if line.strip()]
+    assert "Traceback" not in log.read_text()
+    assert lines[-1] == (
+        f"the disk holding {data} is full (0 KiB free): free some space, then start again"
+    ), lines[-5:]
