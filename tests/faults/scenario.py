@@ -10,16 +10,19 @@ not reproducible, which is why many seeds are worth running.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from tests.faults.crash_model import answer_for, tag_for
 from tests.faults.crash_platform import CrashBotApi
 from tests.faults.figures import Figures, measure
+from tests.faults.processes import ServerProcess
 
 __all__ = ["CHAT0", "Plan", "Scenario"]
 
@@ -34,8 +37,8 @@ class Plan:
     seed: int
     chats: int = 20
     per_chat: int = 15
-    feed_seconds: float = 24.0
-    gap: tuple[float, float] = (0.4, 2.4)
+    feed_seconds: float = 12.0
+    gap: tuple[float, float] = (0.3, 2.0)
     """Seconds between a restart (or the start) and the next kill."""
 
 
@@ -49,6 +52,8 @@ class Scenario:
     log: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
     kills: int = 0
+    hung: list[str] = field(default_factory=list)
+    """Processes that did not stop within the limit on SIGTERM."""
 
     def rng(self, purpose: str) -> random.Random:
         """An independent random stream per purpose (feeding and killing do not interfere)."""
@@ -108,6 +113,14 @@ class Scenario:
             self.note(f"kill {what}: no {sorted(methods)} within {within:.0f}s, killed anyway")
         self.kills += 1
 
+    async def stop_all(self, processes: list[ServerProcess]) -> None:
+        """Stop gracefully (SIGTERM), all at once; note any that hangs (it is then killed)."""
+        stopped = await asyncio.gather(*(p.stop() for p in processes))
+        for process, ok in zip(processes, stopped, strict=True):
+            if not ok:
+                self.hung.append(process.name)
+                self.note(f"{process.name} did not stop on SIGTERM in time; killed")
+
     def kill_now(self, kill: Callable[[], bool], what: str) -> None:
         """Kill at this moment."""
         kill()
@@ -161,11 +174,34 @@ class Scenario:
             {c: self.platform.messages_in(CHAT0 + c) for c in self.sent},
         )
 
-    def report(self, mode: str, fig: Figures, errors: list[str]) -> str:
+    def dump(self, path: Path) -> None:
+        """Write what the platform saw (every bot message with its edit history), the
+        messages sent and the timeline, to study a failure after the run.
+        """
+        chats = {
+            CHAT0 + c: {
+                "sent": tags,
+                "bot": [
+                    {"id": m.message_id, "history": m.history}
+                    for m in self.platform.messages_in(CHAT0 + c)
+                ],
+            }
+            for c, tags in self.sent.items()
+        }
+        state = {"seed": self.plan.seed, "timeline": self.log, "chats": chats}
+        path.write_text(json.dumps(state, indent=1, ensure_ascii=False))
+
+    def report(self, mode: str, fig: Figures, errors: list[str], dump: Path | None = None) -> str:
         """The per-mode line, then (for a failure) examples, the kill log and server errors."""
         took = time.monotonic() - self.started
         head = f"[crash {mode} seed={self.plan.seed}] kills={self.kills} {fig.line()} s={took:.0f}"
-        lines = [head]
+        lines = [
+            head,
+            f"  again: OC_TEST_CRASH_SEEDS={self.plan.seed} (and OC_TEST_CRASH_VERBOSE=1)",
+        ]
+        if dump is not None:
+            self.dump(dump)
+            lines.append(f"  platform state: {dump}")
         for kind, examples in fig.examples.items():
             lines.append(f"  {kind}: " + "; ".join(examples))
         lines += ["  timeline:", *(f"    {x}" for x in self.log)]

@@ -1,6 +1,6 @@
 """Crash suite, scale-out: ``opencomputer gateway`` and two ``opencomputer worker`` processes on
 real PostgreSQL and a private Redis. Gateways and workers are killed with SIGKILL at random
-moments (some right after the platform accepted a post), Redis loses everything once or twice,
+moments (some right after the platform accepted a post), Redis loses everything once,
 while 300 messages in 20 chats come in.
 """
 
@@ -23,14 +23,12 @@ from tests.faults.scenario import Plan, Scenario
 POSTS = {"sendMessage", "editMessageText"}
 EVENTS = [
     ("gateway", "now"),
-    ("gateway", "now"),
     ("gateway", "sendMessage"),
     ("gateway", "sendMessage"),
     ("gateway", "editMessageText"),
     ("worker", "now"),
     ("worker", "now"),
     ("worker", "post"),
-    ("redis", "restart"),
     ("redis", "restart"),
 ]
 
@@ -58,7 +56,7 @@ async def test_gateway_and_workers_survive_sigkill(
     private_redis: RedisProcess,
     tmp_path: Path,
 ) -> None:
-    """0 lost, 0 answered twice, 0 out of order, 0 partial answers left after ten faults."""
+    """0 lost, 0 answered twice, 0 out of order, 0 partial answers left after eight faults."""
     scn = Scenario(Plan(seed=crash_seed), crash_platform)
     common = {
         "TELEGRAM_BOT_TOKEN": crash_platform.token,
@@ -92,18 +90,21 @@ async def test_gateway_and_workers_survive_sigkill(
     try:
         # The gateway first: processes creating the schema of an empty database at the same
         # moment collide (a separate defect, not what this suite measures).
+        await asyncio.gather(*(w.prepare() for w in workers))  # importing meanwhile
         await gateway.start()
         await asyncio.gather(*(w.start() for w in workers))
         scn.note("gateway and workers ready")
         feeding = asyncio.create_task(scn.feed())
         for victim, kind in events:
+            target = gateway if victim == "gateway" else pick.choice(workers)
+            if victim != "redis":
+                await target.prepare()
             await scn.pause()
             if victim == "redis":
                 scn.note("redis restart (every key lost)")
                 await private_redis.restart()
                 scn.kills += 1
                 continue
-            target = gateway if victim == "gateway" else pick.choice(workers)
             if kind == "now":
                 scn.kill_now(target.kill, target.name)
             else:
@@ -114,16 +115,22 @@ async def test_gateway_and_workers_survive_sigkill(
             scn.note(f"{target.name} ready")
         await feeding
         await scn.until_answered(within=90)
+        await asyncio.gather(*(p.prepare() for p in everyone))
         await scn.until_quiet()
         scn.note("graceful stop and one more start: recovery must find nothing to do")
-        await asyncio.gather(*(p.stop() for p in everyone))
+        await scn.stop_all(everyone)
         await asyncio.gather(*(p.start() for p in everyone))
         await scn.until_quiet()
-        await asyncio.gather(*(p.stop() for p in everyone))
+        await scn.stop_all(everyone)
     finally:
         await asyncio.gather(*(p.close() for p in everyone))
     fig = scn.figures()
-    report = scn.report("gateway+2workers-postgres", fig, [e for p in everyone for e in p.errors()])
+    report = scn.report(
+        "gateway+2workers-postgres",
+        fig,
+        [e for p in everyone for e in p.errors()],
+        tmp_path / "platform.json",
+    )
     crash_figures(report.splitlines()[0])
     print(report)
-    assert fig.failures == 0, report
+    assert fig.failures == 0 and not scn.hung, report
