@@ -182,7 +182,9 @@ def restore_sqlite(backup: Path, dest: Path, key: str | None) -> list[Path]:
             for suffix in ("", "-wal", "-shm"):
                 side = vectors.with_name(vectors.name + suffix)
                 if side.exists():
-                    os.replace(side, side.with_name(side.name + _BEFORE_RESTORE))
+                    kept_side = side.with_name(side.name + _BEFORE_RESTORE)
+                    os.replace(side, kept_side)
+                    os.chmod(kept_side, 0o600)  # made by sqlite-vec with the umask's mode
     return kept
 
 

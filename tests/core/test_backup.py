@@ -308,6 +308,28 @@ async def test_encrypted_store_backup_stays_encrypted_and_restores(tmp_path: Pat
             assert SECRET_TEXT.encode() not in path.read_bytes(), path
 
 
+# --- PostgreSQL ---------------------------------------------------------------------------------
+async def test_postgresql_prints_the_commands_without_the_password(tmp_path: Path) -> None:
+    url = "postgresql://oc:s3cret-pw@db.example:5433/ocdb?sslmode=require"
+    env = _env(tmp_path / "data", OC_DATABASE_URL=url)
+    code, out, err = await cli("backup", "nightly.dump", cwd=tmp_path, env=env)
+    assert (code, err) == (0, ""), err
+    assert out.splitlines() == [
+        "PostgreSQL is backed up with its own tool; run (it asks for the password, or set "
+        "PGPASSWORD):",
+        "  pg_dump --format=custom --file=nightly.dump "
+        "'postgresql://oc@db.example:5433/ocdb?sslmode=require'",
+        "and restore with `opencomputer restore FILE` for the command.",
+    ]
+    code, out, err = await cli("restore", "nightly.dump", cwd=tmp_path, env=env)
+    assert (code, err) == (0, ""), err
+    assert out.splitlines()[1] == (
+        "  pg_restore --clean --if-exists --no-owner --dbname "
+        "'postgresql://oc@db.example:5433/ocdb?sslmode=require' nightly.dump"
+    )
+    assert os.listdir(tmp_path) == []  # nothing pretended, nothing made
+
+
 # --- one-line errors ------------------------------------------------------------------------------
 @pytest.fixture
 def mount_tmpfs(tmp_path: Path) -> Iterator[Callable[..., Path]]:
