@@ -13,10 +13,13 @@ import asyncio
 import contextlib
 import os
 import re
+import socket
 import sqlite3
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,12 +27,35 @@ from typing import Any
 import pytest
 
 from bot.testing import FakeOllama
-from tests.core.test_disk_full import _free_port, _readyz, until
 from tests.telegram.fake_bot_api import TOKEN, FakeBotApi
 
 PREFIXES = ("OC_", "OLLAMA_", "TELEGRAM_", "DISCORD_", "SLACK_", "MATRIX_")
 KEY = "correct horse battery staple"
 SECRET_TEXT = "KNOWN-PLAINTEXT-7d1f3c"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _readyz(port: int) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:  # 503: not ready
+        return int(exc.code)
+    except OSError:
+        return 0
+
+
+async def until(what: str, check: Callable[[], bool], timeout: float = 60) -> None:
+    """Poll ``check`` until it holds."""
+    start = time.monotonic()
+    while not check():
+        assert time.monotonic() - start < timeout, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
 
 
 def _env(data: Path, **extra: str) -> dict[str, str]:
@@ -157,7 +183,7 @@ async def test_backup_under_a_running_server_and_restore_refused_until_it_stops(
             stdout=asyncio.subprocess.DEVNULL, stderr=log,
         )  # fmt: skip
         try:
-            await until("the server to be ready", lambda: _readyz(port)[0] == 200, timeout=90)
+            await until("the server to be ready", lambda: _readyz(port) == 200, timeout=90)
 
             def answered(n: int) -> bool:
                 return len([k for k in tg.texts if k[0] == 77]) >= n
@@ -185,7 +211,7 @@ async def test_backup_under_a_running_server_and_restore_refused_until_it_stops(
                 "stop it, then restore",
             )
             assert not list(data.glob("*.before-restore"))
-            assert _readyz(port)[0] == 200 and proc.returncode is None
+            assert _readyz(port) == 200 and proc.returncode is None
         finally:
             with contextlib.suppress(ProcessLookupError):
                 proc.terminate()
