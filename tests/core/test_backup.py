@@ -126,6 +126,7 @@ while True:  # one row and the counter in each transaction: count(ledger) == tot
 """
 
 
+@pytest.mark.timeout(400)  # several CLI processes; slow on a loaded machine
 async def test_backups_taken_during_continuous_writes_are_consistent(tmp_path: Path) -> None:
     data = tmp_path / "data"
     env = _env(data)
@@ -160,6 +161,7 @@ async def test_backups_taken_during_continuous_writes_are_consistent(tmp_path: P
 
 
 # --- a running server ---------------------------------------------------------------------------
+@pytest.mark.timeout(400)  # several CLI processes; slow on a loaded machine
 async def test_backup_under_a_running_server_and_restore_refused_until_it_stops(
     tmp_path: Path,
 ) -> None:
@@ -249,6 +251,7 @@ sys.stdin.read()
 """
 
 
+@pytest.mark.timeout(400)  # several CLI processes; slow on a loaded machine
 async def test_restore_refused_while_a_process_holds_the_store_without_its_file_lock(
     tmp_path: Path,
 ) -> None:
@@ -287,6 +290,7 @@ async def test_restore_refused_while_a_process_holds_the_store_without_its_file_
 
 
 # --- SQLCipher ------------------------------------------------------------------------------------
+@pytest.mark.timeout(400)  # several CLI processes; slow on a loaded machine
 async def test_encrypted_store_backup_stays_encrypted_and_restores(tmp_path: Path) -> None:
     data = tmp_path / "data"
     async with FakeOllama() as model:
@@ -429,6 +433,7 @@ async def test_read_only_target_is_one_line(
     )
 
 
+@pytest.mark.timeout(400)  # several CLI processes; slow on a loaded machine
 async def test_full_disk_leaves_no_partial_file_and_older_backups_intact(
     tmp_path: Path, mount_tmpfs: Callable[..., Path]
 ) -> None:
