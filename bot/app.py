@@ -128,7 +128,9 @@ class App:
             from bot.config import ConfigError
 
             raise ConfigError(no_space)  # one line, not SQLite's "disk I/O error" traceback
-        await self.store.start()
+        # Only the embedded default store migrates itself (after a backup); a configured
+        # database is migrated by `opencomputer db upgrade` (deployments run it first).
+        await self.store.start(upgrade=self.settings.database_url is None)
         self._stack.push_async_callback(self.store.stop)
         await self.llm.start()
         self._stack.push_async_callback(self.llm.stop)

@@ -206,21 +206,29 @@ def doctor() -> None:
 
 @db_app.command("upgrade")
 def db_upgrade() -> None:
-    """Create or update the database tables and the graph checkpoint tables."""
-    from bot.storage import SqlStore
+    """Apply the schema migrations (one process at a time; a SQLite store is backed up first)
+    and create the graph checkpoint tables. Safe to run at every deployment.
+    """
+    from bot.storage.migrate import Upgrade, upgrade
     from graphs.agent.checkpointer import open_checkpointer
 
     settings = settings_or_exit()
+    url = settings.resolved_database_url
 
-    async def upgrade() -> None:
-        store = SqlStore(settings.resolved_database_url)
-        await store.start()
-        await store.stop()
-        async with open_checkpointer(settings.resolved_database_url):
+    async def run_upgrade() -> Upgrade:
+        done = await upgrade(url)
+        async with open_checkpointer(url):
             pass
+        return done
 
-    asyncio.run(upgrade())
-    typer.echo("database is up to date")
+    done = asyncio.run(run_upgrade())
+    if done.backup is not None:
+        typer.echo(f"backup of the database before migrating: {done.backup}")
+    if done.changed:
+        was = done.before.current or ("empty" if done.before.empty else "incomplete")
+        made = " (made before migrations)" if done.before.legacy else ""
+        typer.echo(f"database upgraded from {was}{made} to {done.before.head}")
+    typer.echo(f"database is up to date ({done.before.head})")
 
 
 @app.command()
@@ -298,7 +306,12 @@ def _debug() -> bool:
 
 def _known_failure(exc: BaseException) -> str | None:
     """One line for a common misconfiguration found only when it is used (else None)."""
+    from bot.storage.backup import BackupError
+    from bot.storage.migrate import SchemaError
+
     for cause in _chain(exc):
+        if isinstance(cause, SchemaError | BackupError):  # what to run, or what is wrong
+            return str(cause)
         if type(cause).__name__ == "InvalidCatalogNameError":  # asyncpg: no such database
             from sqlalchemy.engine import make_url
 

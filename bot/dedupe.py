@@ -91,6 +91,4 @@ def dedupe_commands(store: SqlStore, *, keep: float = KEEP) -> Middleware:
 
 async def setup(app: App) -> None:
     """Feature hook: the rule runs before access control (a replay is not even refused twice)."""
-    async with app.store.engine.begin() as conn:  # this module is imported after the store began
-        await conn.run_sync(lambda sync: SQLModel.metadata.create_all(sync, tables=[_T]))
     app.runtime.add_middleware(dedupe_commands(app.store))

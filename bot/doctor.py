@@ -68,11 +68,15 @@ async def _ollama_host(settings: Settings, host: str, *, several: bool) -> list[
 
 async def _database(settings: Settings) -> list[Check]:
     from bot.storage import SqlStore
+    from bot.storage.migrate import SchemaError
 
     store = SqlStore(settings.resolved_database_url)
     try:
         await store.start()
         await store.ping()
+    except SchemaError as exc:
+        embedded = " (`run` and `chat` do it themselves for this store)"
+        return [Check("database", False, f"{exc}{embedded if not settings.database_url else ''}")]
     except Exception as exc:
         return [
             Check(

@@ -24,7 +24,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import Field, SQLModel
 
 from bot.events import Address, User
-from bot.storage.columns import add_missing_columns
 
 __all__ = ["IdentityLinks", "LinkCodeRow", "LinkRequest", "LinkRow", "Redeemed"]
 
@@ -112,15 +111,11 @@ class IdentityLinks:
         # meets each worker's limit, still far from the 32**8 codes there are).
         self._wrong: dict[str, deque[float]] = defaultdict(deque)
         self._wrong_all: deque[float] = deque()
-        self._columns_checked = False
         self.announce: Callable[[], Awaitable[None]] | None = None
         """Called after a change, so other processes reload their copy (bot/scale/changes.py)."""
 
     async def load(self) -> None:
-        """Read every link into the cache (first adding columns an older store lacks)."""
-        if not self._columns_checked:
-            await add_missing_columns(self.engine, _CODE)
-            self._columns_checked = True
+        """Read every link into the cache."""
         async with self.engine.connect() as conn:
             rows = await conn.execute(select(_LINK.c.user_key, _LINK.c.person_id))
             self._person = {row.user_key: row.person_id for row in rows}

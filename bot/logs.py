@@ -216,9 +216,11 @@ SDK_LOGGERS = (
     "aiosqlite",
     "redis",
     "mcp",
+    "alembic",
 )
 """Libraries that log request bodies, headers and connection strings at DEBUG."""
-_QUIET = ("httpx", "httpcore", "aiosqlite", "asyncio")  # chatty even at INFO
+# chatty even at INFO (sqlalchemy.engine: every statement; alembic: each migration step)
+_QUIET = ("httpx", "httpcore", "aiosqlite", "asyncio", "sqlalchemy.engine", "alembic")
 
 
 def setup_logging(

@@ -11,8 +11,6 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlmodel import SQLModel
-
 from bot import audit as audit_log
 from bot.access import AccessPolicy, access_middleware
 from bot.access.models import GrantRow, PairingRow  # noqa: F401  (tables)
@@ -113,8 +111,6 @@ async def setup(app: App) -> None:
     from bot.admin.user_commands import register_user_commands
 
     runtime, engine, settings = app.runtime, app.store.engine, app.settings
-    async with engine.begin() as conn:  # our tables were imported after the store created its own
-        await conn.run_sync(SQLModel.metadata.create_all)
     identity = IdentityLinks(engine)
     policy = AccessPolicy(settings, engine, accounts_of=identity.accounts_of)
     approvals = Approvals(engine)

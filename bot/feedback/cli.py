@@ -46,11 +46,10 @@ def _run(work: Callable[[FeedbackRepo, Tuner], Awaitable[T]]) -> T:
 
     async def go() -> T:
         store = SqlStore(settings.resolved_database_url)
-        hook = audit_hook(store)  # imports the audit table before the store creates tables
+        hook = audit_hook(store)
         await store.start()
         try:
             repo = FeedbackRepo(store.engine)
-            await repo.create_tables()
             tuner = Tuner(settings, repo)
             if hook is not None:
                 tuner.audit_hooks.append(hook)

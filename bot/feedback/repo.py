@@ -9,7 +9,6 @@ from typing import Any
 
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlmodel import SQLModel
 
 from bot.feedback.cache import LiveVariants, Tallies
 from bot.feedback.models import (
@@ -44,11 +43,6 @@ class FeedbackRepo(VoteQueries):
         self.engine = engine
         self.live = LiveVariants(self.variants_live)
         self.tallies = Tallies(self.posteriors)
-
-    async def create_tables(self) -> None:
-        """Create missing tables: ours (imported after the store started) and the audit log's."""
-        async with self.engine.begin() as conn:
-            await conn.run_sync(SQLModel.metadata.create_all)
 
     # --- variants ----------------------------------------------------------------------
     async def add_variant(self, **values: Any) -> Any:

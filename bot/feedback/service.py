@@ -54,8 +54,7 @@ class FeedbackService:
         self.tools_tap: ToolFailureTap | None = None  # set by the feature's setup
 
     async def start(self) -> None:
-        """Create tables, seed the default variant, start the proposal schedule if set."""
-        await self.repo.create_tables()
+        """Seed the default variant, start the proposal schedule if set."""
         await self.tuner.ensure_default()
         hours = self.settings.tuning_propose_hours
         if hours > 0 and self.llm is not None:

@@ -1,8 +1,9 @@
 """Feature setup for issue 8: memory, compaction, planning and schedules on the agent graph.
 
-``setup`` creates the memory tables and index, puts the services the graph nodes use on
-``runtime.turn_services``, registers the core tools (``remember``, ``schedule``) and the
-commands (``/memory``, ``/plan``, ``/schedules``), the data-rights hooks and the scheduler.
+``setup`` opens the memory index (the tables come with the schema), puts the services the
+graph nodes use on ``runtime.turn_services``, registers the core tools (``remember``,
+``schedule``) and the commands (``/memory``, ``/plan``, ``/schedules``), the data-rights hooks
+and the scheduler.
 """
 
 from __future__ import annotations
@@ -11,38 +12,27 @@ import logging
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlmodel import SQLModel
 
 from bot.commands import CommandContext, CommandRouter
 from bot.memory.commands import register_memory_commands
-from bot.memory.models import MemoryCitationRow, MemoryRow
+from bot.memory.models import MemoryRow
 from bot.memory.store import MemoryStore
 from bot.memory.tools import make_memory_tools
 from bot.memory.vectors import SqliteVecIndex, open_index
-from bot.storage.columns import add_missing_columns
 from graphs.agent.compaction import CompactionConfig, WindowProbe
 from graphs.agent.planning import PlannerConfig, format_plan
 
-__all__ = ["create_tables", "setup"]
+__all__ = ["setup"]
 
 logger = logging.getLogger(__name__)
 
 _MEM = MemoryRow.__table__  # type: ignore[attr-defined]
 
 
-async def create_tables(app: Any, *models: Any) -> None:
-    """Create feature tables (the store created the core ones before features loaded)."""
-    tables = [m.__table__ for m in models]
-    async with app.store.engine.begin() as conn:
-        await conn.run_sync(lambda c: SQLModel.metadata.create_all(c, tables=tables))
-
-
 async def setup(app: Any) -> None:
     """Wire memory, compaction, planning and schedules into the running app."""
     settings = app.settings
     runtime = app.runtime
-    await create_tables(app, MemoryRow, MemoryCitationRow)
-    await add_missing_columns(app.store.engine, _MEM)  # origin: older rows read as private
     store = MemoryStore(
         app.store.engine,
         app.llm,

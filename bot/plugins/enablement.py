@@ -67,10 +67,7 @@ class Enablement:
         self._grants: dict[tuple[str, str], bool] = {}
 
     async def start(self) -> None:
-        """Create the tables if needed and load every row."""
-        async with self.engine.begin() as conn:
-            await conn.run_sync(lambda sync: _T.create(sync, checkfirst=True))
-            await conn.run_sync(lambda sync: _G.create(sync, checkfirst=True))
+        """Load every row (the tables come with the schema: ``opencomputer db upgrade``)."""
         await self.refresh()
 
     async def refresh(self) -> None:

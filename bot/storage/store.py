@@ -17,7 +17,6 @@ from typing import Any, TypeVar
 from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlmodel import SQLModel
 
 from bot.events import Address, Message, Reaction
 from bot.storage.engine import async_url, create_engine, is_transient, sqlite_path
@@ -81,11 +80,19 @@ class SqlStore:
             raise RuntimeError("SqlStore.start() was not called")
         return self._engine
 
-    async def start(self) -> None:
-        """Open the engine and create missing tables (``opencomputer db upgrade`` does the same)."""
+    async def start(self, *, upgrade: bool = False) -> None:
+        """Open the engine and check the schema (``bot/storage/migrate.py``): an empty database
+        gets every table, an older one is migrated only with ``upgrade`` (a backup first), else
+        :class:`~bot.storage.migrate.SchemaError` says to run ``opencomputer db upgrade``.
+        """
+        from bot.storage.migrate import prepare
+
         self._engine = create_engine(self.url)
-        async with self._engine.begin() as conn:
-            await conn.run_sync(SQLModel.metadata.create_all)
+        try:
+            await prepare(self._engine, allow_upgrade=upgrade)
+        except BaseException:
+            await self.stop()
+            raise
         path = sqlite_path(async_url(self.url))
         if path is not None:
             self._writer = SqliteWriter(path)

@@ -27,7 +27,6 @@ async def tuner(fb_settings: Callable[..., Settings]) -> AsyncIterator[Tuner]:
     store = SqlStore(settings.resolved_database_url)
     await store.start()
     repo = FeedbackRepo(store.engine)
-    await repo.create_tables()
     t = Tuner(settings, repo)
     await t.ensure_default()
     yield t
@@ -121,7 +120,6 @@ async def test_auto_tuning_can_be_turned_off(fb_settings: Callable[..., Settings
     await store.start()
     try:
         t = Tuner(settings, FeedbackRepo(store.engine))
-        await t.repo.create_tables()
         await t.ensure_default()
         cand = int((await t.add("Ramble.", actor="x")).id)
         await vote(t, 1, 10, 0)
@@ -176,7 +174,6 @@ async def test_changed_system_prompt_becomes_a_new_version(
     await store.start()
     try:
         repo = FeedbackRepo(store.engine)
-        await repo.create_tables()
         await Tuner(first, repo).ensure_default()
         await Tuner(first, repo).ensure_default()  # unchanged: nothing new
         second = fb_settings(OC_SYSTEM_PROMPT="Version two.")
@@ -199,7 +196,6 @@ async def test_votes_promotion_and_forget_on_postgresql(
     await store.start()
     try:
         repo = FeedbackRepo(store.engine)
-        await repo.create_tables()
         t = Tuner(settings, repo)
         await t.ensure_default()
         cand = int((await t.add("Be brief.", actor="test:root")).id)

@@ -1,0 +1,1 @@
+"""Revision files (a package so that a non-editable install ships them)."""
