@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # System packages the tests and the server need beyond Python: bubblewrap (`bwrap`), the sandbox
-# plugins run in, and libseccomp2, its process filter.
+# plugins run in, and libseccomp2, its process filter; for the tests, ngircd, the real IRC server
+# tests/channels runs the example IRC channel (examples/opencomputer-irc) against.
 # Idempotent and quiet: does nothing when everything is already installed.
 set -euo pipefail
 # libseccomp (the sandbox's process filter, loaded through ctypes) usually comes with apt/systemd
 has_seccomp() { ldconfig -p 2>/dev/null | grep 'libseccomp\.so\.2' >/dev/null; }
-if command -v bwrap >/dev/null 2>&1 && has_seccomp; then
+has_ngircd() { command -v ngircd >/dev/null 2>&1 || [ -x /usr/sbin/ngircd ]; }
+if command -v bwrap >/dev/null 2>&1 && has_seccomp && has_ngircd; then
   exit 0
 fi
 if ! command -v apt-get >/dev/null 2>&1; then
@@ -15,7 +17,11 @@ fi
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get install -y -qq bubblewrap libseccomp2 >/dev/null 2>&1 \
+$SUDO apt-get install -y -qq bubblewrap libseccomp2 ngircd >/dev/null 2>&1 \
   || { $SUDO apt-get update -qq >/dev/null \
-    && $SUDO apt-get install -y -qq bubblewrap libseccomp2 >/dev/null; }
-command -v bwrap >/dev/null 2>&1 && has_seccomp
+    && $SUDO apt-get install -y -qq bubblewrap libseccomp2 ngircd >/dev/null; }
+# The tests start their own ngircd on a free port: no system IRC daemon on 6667, please.
+if command -v systemctl >/dev/null 2>&1; then
+  $SUDO systemctl disable --now ngircd >/dev/null 2>&1 || true
+fi
+command -v bwrap >/dev/null 2>&1 && has_seccomp && has_ngircd
