@@ -9,6 +9,7 @@ window bookkeeping cannot close: "the platform accepted a post, the process neve
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +46,8 @@ class CrashBotApi(FakeBotApi):
         self.after_post: PostHook | None = None
         """Run once per accepted post; cleared by the hook itself if it wants one shot."""
         self.posts = 0
+        self.timeline: list[tuple[float, str, int, int, str]] = []
+        """(monotonic time, method, chat, message id, text) of every accepted post."""
         self.changed = asyncio.Event()
         """Set at every accepted post (waiters clear it)."""
 
@@ -58,6 +61,7 @@ class CrashBotApi(FakeBotApi):
         else:
             self.posted[key] = BotMessage(chat_id, message_id, [visible])
         self.posts += 1
+        self.timeline.append((time.monotonic(), method, chat_id, message_id, visible))
         self.changed.set()
         if self.after_post is not None:
             self.after_post(method, chat_id, message_id, visible)

@@ -12,6 +12,12 @@ from __future__ import annotations
 
 import importlib
 import sys
+import time
+
+
+def _say(line: str) -> None:
+    """A line in the process's log, in its format (to tell import time from start-up time)."""
+    print(f"{time.strftime('%H:%M:%S')} LAUNCH  {line}", file=sys.stderr, flush=True)
 
 
 def _warm(role: str) -> None:
@@ -31,9 +37,12 @@ def _warm(role: str) -> None:
 def main() -> None:
     """``launch.py ROLE``: warm up, wait for a line on stdin, then run the CLI."""
     role = sys.argv[1]
+    began = time.monotonic()
     _warm(role)
+    _say(f"warm spare of `opencomputer {role}`: imported in {time.monotonic() - began:.1f} s")
     if not sys.stdin.readline():  # the test went away before saying go
         return
+    _say("go")
     from bot.cli import main as cli
 
     sys.argv = ["opencomputer", role]

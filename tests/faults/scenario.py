@@ -52,6 +52,9 @@ class Scenario:
     log: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
     kills: int = 0
+    stalled: int = 0
+    """Messages still unanswered when :meth:`until_answered` gave up (before the final restart
+    rescued them, if it did): a stall is a failure even if nothing is lost in the end."""
     hung: list[str] = field(default_factory=list)
     """Processes that did not stop within the limit on SIGTERM."""
 
@@ -130,8 +133,12 @@ class Scenario:
     # --- waiting -------------------------------------------------------------------------
     def unanswered(self) -> int:
         """User messages the platform does not show a complete answer to (yet)."""
+        return len(self.missing())
+
+    def missing(self) -> list[str]:
+        """The tags of those messages."""
         shown = {m.text.strip() for m in self.platform.posted.values()}
-        return sum(answer_for(t) not in shown for tags in self.sent.values() for t in tags)
+        return [t for tags in self.sent.values() for t in tags if answer_for(t) not in shown]
 
     async def until_answered(self, within: float) -> bool:
         """Wait (on platform posts) until every message has its complete answer."""
@@ -139,7 +146,8 @@ class Scenario:
         while self.unanswered():
             left = deadline - time.monotonic()
             if left <= 0:
-                self.note(f"{self.unanswered()} messages still unanswered; giving up waiting")
+                self.stalled = self.unanswered()
+                self.note(f"{self.stalled} messages still unanswered, giving up: {self.missing()}")
                 return False
             self.platform.changed.clear()
             try:
@@ -188,7 +196,11 @@ class Scenario:
             }
             for c, tags in self.sent.items()
         }
-        state = {"seed": self.plan.seed, "timeline": self.log, "chats": chats}
+        posts = [
+            f"{at - self.started:7.2f}s {method} {chat}/{mid} {text[:40]!r}"
+            for at, method, chat, mid, text in self.platform.timeline
+        ]
+        state = {"seed": self.plan.seed, "timeline": self.log, "chats": chats, "posts": posts}
         path.write_text(json.dumps(state, indent=1, ensure_ascii=False))
 
     def report(self, mode: str, fig: Figures, errors: list[str], dump: Path | None = None) -> str:

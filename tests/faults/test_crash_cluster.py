@@ -17,7 +17,7 @@ import pytest
 
 from bot.testing import FakeOllama
 from tests.faults.crash_platform import CrashBotApi
-from tests.faults.processes import RedisProcess, ServerProcess, clean_environ
+from tests.faults.processes import RedisProcess, ServerProcess, clean_environ, prepare_spares
 from tests.faults.scenario import Plan, Scenario
 
 POSTS = {"sendMessage", "editMessageText"}
@@ -87,6 +87,9 @@ async def test_gateway_and_workers_survive_sigkill(
     events = list(EVENTS)
     scn.rng("kinds").shuffle(events)
     pick = scn.rng("victims")
+    targets = [gateway if v == "gateway" else pick.choice(workers) for v, _kind in events]
+    upcoming = [t for t, (v, _k) in zip(targets, events, strict=True) if v != "redis"]
+    upcoming += everyone  # the final restart
     try:
         # The gateway first: processes creating the schema of an empty database at the same
         # moment collide (a separate defect, not what this suite measures).
@@ -95,10 +98,8 @@ async def test_gateway_and_workers_survive_sigkill(
         await asyncio.gather(*(w.start() for w in workers))
         scn.note("gateway and workers ready")
         feeding = asyncio.create_task(scn.feed())
-        for victim, kind in events:
-            target = gateway if victim == "gateway" else pick.choice(workers)
-            if victim != "redis":
-                await target.prepare()
+        for target, (victim, kind) in zip(targets, events, strict=True):
+            await prepare_spares(upcoming)
             await scn.pause()
             if victim == "redis":
                 scn.note("redis restart (every key lost)")
@@ -112,10 +113,11 @@ async def test_gateway_and_workers_survive_sigkill(
                 await scn.kill_after_post(target.kill, methods, target.name)
             await target.exited()
             await target.start()
-            scn.note(f"{target.name} ready")
+            upcoming.pop(0)
+            scn.note(f"{target.name} ready ({target.ready_after:.1f} s)")
         await feeding
         await scn.until_answered(within=90)
-        await asyncio.gather(*(p.prepare() for p in everyone))
+        await prepare_spares(upcoming, ahead=len(upcoming))
         await scn.until_quiet()
         scn.note("graceful stop and one more start: recovery must find nothing to do")
         await scn.stop_all(everyone)
@@ -133,4 +135,4 @@ async def test_gateway_and_workers_survive_sigkill(
     )
     crash_figures(report.splitlines()[0])
     print(report)
-    assert fig.failures == 0 and not scn.hung, report
+    assert fig.failures == 0 and not scn.stalled and not scn.hung, report
