@@ -254,3 +254,27 @@ async def turns_finished(bot: BotProcess, count: int, timeout: float = 60) -> No
             if done >= count:
                 return
             await asyncio.sleep(0.05)
+
+
+def test_split_text_never_cuts_a_character_and_keeps_every_word(irc_python: Path) -> None:
+    """Every budget from the smallest allowed up, over text mixing 1- to 4-byte characters,
+    words longer than a line, blank lines and CR/LF (IRC lines carry neither).
+    """
+    code = """
+from opencomputer_irc.protocol import split_text
+text = "a\\r\\nnaïve 日本語の文章 😀😀😀😀 " + "z" * 90 + "\\n\\n  end é"
+for budget in range(16, 120):
+    lines = split_text(text, budget)
+    assert all(0 < len(x.encode()) <= budget for x in lines), budget
+    assert all("\\n" not in x and "\\r" not in x and x == x.strip() for x in lines), budget
+    assert "".join("".join(lines).split()) == "".join(text.split()), budget
+try:
+    split_text("x", 15)
+except ValueError:
+    pass
+else:
+    raise AssertionError("a budget too small to hold a 4-byte character must be refused")
+print("ok")
+"""
+    done = subprocess.run([str(irc_python), "-c", code], capture_output=True, text=True)
+    assert done.stdout.strip() == "ok", done.stderr

@@ -118,6 +118,9 @@ class IrcConnector:
                 failures += 1
                 log = logger.warning if failures == 1 else logger.debug
                 log("IRC connection to %s failed (retrying): %s", self.settings.server, exc)
+            except Exception:  # a bug here must not end the connection for good
+                failures += 1
+                logger.exception("IRC connection to %s broke (retrying)", self.settings.server)
             finally:
                 self._ready.clear()
                 self._writer = None
@@ -181,19 +184,23 @@ class IrcConnector:
         elif command == "433":  # nick in use (a ghost of our last connection): take another
             self.nick = f"{self.nick}_"
             await self._raw("NICK", self.nick)
-        elif command == "JOIN" and line.nick == self.nick:
+        elif command == "JOIN" and line.nick.lower() == self.nick.lower():
             self.mask = line.prefix or self.mask  # exactly what others see in front of our lines
-            joined = params[0] if params else ""
-            if joined.lower() == self.settings.channel_list[-1].lower():
+            if params and self._last_channel(params[0]):
                 self._connected()
         elif command in ("403", "405", "471", "473", "474", "475"):  # could not join
             logger.error("IRC: cannot join %s: %s", params[1:2], params[-1:])
-            if params[1:2] and params[1].lower() == self.settings.channel_list[-1].lower():
+            if params[1:2] and self._last_channel(params[1]):
                 self._connected()
         elif command == "PRIVMSG" and len(params) == 2:
             await self._privmsg(line)
         elif command == "ERROR":
             logger.warning("IRC server says: %s", params[-1] if params else "")
+
+    def _last_channel(self, channel: str) -> bool:
+        """Whether ``channel`` is the last one we join (then we are ready to talk)."""
+        wanted = self.settings.channel_list
+        return bool(wanted) and channel.lower() == wanted[-1].lower()
 
     # --- inbound -----------------------------------------------------------------------
     async def _privmsg(self, line: IrcLine) -> None:
