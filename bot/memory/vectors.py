@@ -17,7 +17,6 @@ import asyncio
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Sequence
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -277,12 +276,20 @@ class SqliteVecIndex:
 def open_index(backend: str, database_url: str, loader: Loader) -> VectorIndex:
     """The index for ``backend`` (auto, sqlite-vec or exact) next to the database."""
     if backend in ("auto", "sqlite-vec") and database_url.startswith("sqlite"):
-        from bot.storage.engine import sqlite_path
+        from bot.storage.engine import database_key, secure_sqlite_files, sqlite_path
 
         path = sqlite_path(database_url)
-        target = (
-            ":memory:" if path is None else str(Path(path).with_name(path.stem + "-vectors.db"))
-        )
+        target = ":memory:"
+        if path is not None:
+            file = path.with_name(path.stem + "-vectors.db")
+            if database_key(path) is None:
+                secure_sqlite_files(file)  # 0600, like the store it is derived from
+                target = str(file)
+            else:
+                # sqlite-vec cannot be loaded into SQLCipher: an encrypted store keeps its
+                # index in memory (rebuilt from the memory rows at start), never in plain text.
+                for stale in (file, *(file.with_name(file.name + s) for s in ("-wal", "-shm"))):
+                    stale.unlink(missing_ok=True)
         conn = load_sqlite_vec(target)
         if conn is not None:
             return SqliteVecIndex(conn)

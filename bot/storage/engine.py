@@ -209,10 +209,25 @@ def _wrapped() -> tuple[type, ...]:
 
 
 def _refuse_unreadable(path: Path) -> None:
-    """Without a key, a file that is not plain SQLite is most likely an encrypted database."""
-    with path.open("rb") as db:
-        header = db.read(16)
-    if header and header != b"SQLite format 3\x00":
+    """Without a key, a file that is not plain SQLite is most likely an encrypted database.
+
+    The header is read through SQLite itself (``sqlite3`` is what the engine's connections
+    use): its VFS keeps a descriptor open while the process holds locks on the file, where a
+    plain ``open()``/``close()`` here would drop the locks of the store's other connections.
+    """
+    import sqlite3
+
+    conn = sqlite3.connect(path, timeout=30)
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        readable = True
+    except sqlite3.DatabaseError as exc:
+        if "not a database" not in str(exc):
+            raise
+        readable = False
+    finally:
+        conn.close()
+    if not readable:
         raise DatabaseKeyError(
             f"{path} is not a plain SQLite database (encrypted?): set OC_DATABASE_KEY or "
             "OC_DATABASE_KEY_FILE to open it"
@@ -313,10 +328,15 @@ def private_file_open(
 
 
 def secure_sqlite_files(path: Path) -> None:
-    """Make the database's folder 0700 and the database and its side files 0600."""
+    """Make the database's folder 0700 and the database and its side files 0600.
+
+    An existing store is never opened here: on Linux, closing any descriptor of a file drops
+    every POSIX lock the process holds on it, and SQLite's locks on a store this process already
+    uses would silently vanish (a corruption risk). Only a missing file is created, 0600.
+    """
     private_dir(path.parent)
-    with _umask(0o077):
-        os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+    with _umask(0o077), contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
     for suffix in ("", "-wal", "-shm", "-journal"):
         with contextlib.suppress(FileNotFoundError):
             _tighten(path.with_name(path.name + suffix), 0o600)

@@ -134,6 +134,8 @@ async def test_encrypted_database_holds_no_plaintext_and_needs_the_key(
         assert MARKER in h.last_text()  # the fake model echoes it: the turn ran end to end
     files = {p.name for p in data.iterdir()}
     assert {"opencomputer.db", "opencomputer-checkpoints.db"} <= files
+    # The memory index (embeddings: text can be recovered from them) stays in memory.
+    assert not [name for name in files if "vectors" in name]
     assert _scan(data) == []
     for name in ("opencomputer.db", "opencomputer-checkpoints.db"):
         with pytest.raises(sqlite3.DatabaseError, match="file is not a database"):
@@ -177,6 +179,8 @@ async def test_encrypted_database_holds_no_plaintext_and_needs_the_key(
     async with Harness(make_settings(OC_DATA_DIR=plain_dir)) as h:
         await h.say(f"remember {MARKER} please")
     assert "opencomputer.db" in " ".join(_scan(plain_dir))
+    vectors = plain_dir / "opencomputer-vectors.db"  # without a key the index is a file, 0600
+    assert vectors.exists() and stat.S_IMODE(vectors.stat().st_mode) == 0o600
 
 
 async def _rows(store: SqlStore) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
