@@ -200,6 +200,7 @@ class BotProcess:
         self.folder = folder
         self.env = env
         self.log = folder / "bot.log"
+        self.args: tuple[str, ...] = ("run",)
         self.proc: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
@@ -214,7 +215,7 @@ class BotProcess:
                 str(self.python),
                 "-m",
                 "bot",
-                "run",
+                *self.args,
                 cwd=self.folder,
                 env={**base, **self.env},
                 stdout=log,
@@ -223,6 +224,11 @@ class BotProcess:
 
     def output(self) -> str:
         return self.log.read_text(encoding="utf-8", errors="replace")
+
+    async def stop_when_done(self, timeout: float = 120) -> int:
+        """Wait for a command that ends by itself (``doctor``)."""
+        assert self.proc is not None
+        return await asyncio.wait_for(self.proc.wait(), timeout)
 
     async def stop(self) -> int:
         if self.proc is None:

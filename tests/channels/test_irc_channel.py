@@ -278,3 +278,26 @@ print("ok")
 """
     done = subprocess.run([str(irc_python), "-c", code], capture_output=True, text=True)
     assert done.stdout.strip() == "ok", done.stderr
+
+
+async def test_doctor_lists_and_runs_the_installed_channels_check(
+    irc_python: Path, ircd: IrcServer, model: GatedOllama, tmp_path: Path
+) -> None:
+    async def doctor(**env: str) -> str:
+        proc = BotProcess(irc_python, tmp_path, {"OLLAMA_HOST": model.url, **env})
+        proc.args = ("doctor",)
+        await proc.start()
+        await proc.stop_when_done()
+        return proc.output()
+
+    off = await doctor(OC_DATA_DIR=str(tmp_path / "d1"))
+    assert "irc: set IRC_SERVER (+ IRC_NICK, IRC_CHANNELS)" in off  # how to turn it on
+
+    server = f"127.0.0.1:{ircd.port}"
+    on = await doctor(OC_DATA_DIR=str(tmp_path / "d2"), IRC_SERVER=server, IRC_CHANNELS=CHANNEL)
+    assert f"[ok  ] irc: {server} accepts us; joins {CHANNEL}" in on
+    assert "configured: irc" in on
+
+    await ircd.stop()
+    down = await doctor(OC_DATA_DIR=str(tmp_path / "d3"), IRC_SERVER=server)
+    assert f"[FAIL] irc: cannot reach IRC_SERVER {server}" in down

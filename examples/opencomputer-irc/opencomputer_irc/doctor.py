@@ -35,6 +35,9 @@ async def check(_settings: Settings) -> list[Check]:
                 writer.write(format_line("QUIT", "doctor"))
                 channels = irc.channel_list or ["no IRC_CHANNELS: DMs only"]
                 return [Check("irc", True, f"{irc.server} accepts us; joins {', '.join(channels)}")]
+            if line.command in ("432", "433"):  # the probe's nick, not the bot's, was refused
+                detail = f"{irc.server} answers; it refused the probe nick {probe}"
+                return [Check("irc", True, detail, warning=True)]
             if line.command == "ERROR" or line.command in ("464", "465"):
                 return [Check("irc", False, f"{irc.server} refused: {line.params[-1:]}")]
             if line.command == "PING":
