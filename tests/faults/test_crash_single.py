@@ -18,7 +18,7 @@ from tests.faults.scenario import Plan, Scenario
 KILLS = ["now"] * 4 + ["sendMessage"] * 2 + ["editMessageText"] * 2
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(420)
 async def test_single_process_survives_sigkill(
     crash_seed: int,
     crash_platform: CrashBotApi,
