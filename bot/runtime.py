@@ -415,7 +415,7 @@ class Runtime:
             except Exception as exc:
                 if not is_transient(exc) or attempt == 3:
                     raise  # the reply stays pending: the next attempt or start delivers it
-                logger.warning("reply %s: storage failed after delivery, again: %s", reply_id, exc)
+                logger.warning("reply %s: delivery interrupted, again: %s", reply_id, exc)
                 await asyncio.sleep(0.5 * 2**attempt)
         raise AssertionError("unreachable")
 

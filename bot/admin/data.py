@@ -18,7 +18,14 @@ from sqlalchemy import and_, delete, or_, select
 from bot.approvals import ApprovalRow
 from bot.events import Address
 from bot.identity import LinkCodeRow
-from bot.storage.models import ConversationRow, InboundRow, ReactionRow, ReplyPartRow, ReplyRow
+from bot.storage.models import (
+    ConversationRow,
+    InboundRow,
+    ReactionRow,
+    ReplyPartRow,
+    ReplyPostRow,
+    ReplyRow,
+)
 
 __all__ = ["ExportHook", "ForgetHook", "export_person", "forget_person"]
 
@@ -30,6 +37,7 @@ ForgetHook = Callable[[str, list[str]], Awaitable[str]]
 _IN = InboundRow.__table__  # type: ignore[attr-defined]
 _REPLY = ReplyRow.__table__  # type: ignore[attr-defined]
 _PART = ReplyPartRow.__table__  # type: ignore[attr-defined]
+_POST = ReplyPostRow.__table__  # type: ignore[attr-defined]
 _REACT = ReactionRow.__table__  # type: ignore[attr-defined]
 _CONV = ConversationRow.__table__  # type: ignore[attr-defined]
 _APPROVAL = ApprovalRow.__table__  # type: ignore[attr-defined]
@@ -132,6 +140,8 @@ async def forget_person(app: Any, person: str, accounts: list[str]) -> list[str]
             )
         )
         await conn.execute(delete(_PART).where(_PART.c.reply_id.in_(reply_ids)))
+        keys = [f"in{i}" for i in inbound_ids] + [f"reply{r}" for r in reply_ids]
+        await conn.execute(delete(_POST).where(_POST.c.key.in_(keys)))  # the delivery ledger
         await conn.execute(delete(_REPLY).where(_REPLY.c.id.in_(reply_ids)))
         await conn.execute(delete(_IN).where(_IN.c.id.in_(inbound_ids)))
         await conn.execute(delete(_CONV).where(_CONV.c.key.in_(direct)))

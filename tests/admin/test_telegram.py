@@ -51,10 +51,11 @@ async def running(settings: Settings) -> AsyncIterator[App]:
 async def _say(tg: FakeBotApi, app: App, text: str, user_id: int, sends: int = 1) -> list[str]:
     """Push a private message, wait for ``sends`` new messages, return their texts."""
     before = len(tg.calls_to("sendMessage"))
+    shown = len(tg.shown())
     await tg.push(tg.message(text, chat_id=user_id, user_id=user_id))
     await tg.wait_for("sendMessage", count=before + sends)
     await app.runtime.wait_idle()
-    return [validate_html(c["text"]) for c in tg.calls_to("sendMessage")[before:]]
+    return [validate_html(text) for text in tg.shown()[shown:]]  # answers are edited in
 
 
 async def test_pairing_scopes_and_reaction_approval_on_telegram(

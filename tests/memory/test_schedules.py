@@ -40,7 +40,9 @@ async def _all_schedules(h: Harness) -> list[Any]:
 
 
 def _reminders(h: Harness) -> list[str]:
-    return [c.text for c in h.conn.calls if c.action == "send" and "Reminder" in c.text]
+    """What the posted reminders show (posted as a placeholder, then edited: bot/reply.py)."""
+    shown = [h.conn.messages[c.message_id] for c in h.conn.calls if c.action == "send"]
+    return [text for text in shown if "Reminder" in text]
 
 
 async def test_reminder_made_before_a_restart_fires_once_on_time_after_it(
@@ -65,7 +67,7 @@ async def test_reminder_made_before_a_restart_fires_once_on_time_after_it(
         await until(lambda: bool(_reminders(h2)), limit=10)
         fired_at = time.time()
         [sent] = [c for c in h2.conn.calls if c.action == "send"]
-        assert sent.text == "⏰ Reminder: call mom"
+        assert h2.conn.messages[sent.message_id] == "⏰ Reminder: call mom"
         assert sent.address.chat_id == "family"
         assert due.timestamp() <= fired_at < due.timestamp() + 2.0
         assert await h2.command("schedules") == "You have no reminders or scheduled tasks."

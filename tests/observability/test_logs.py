@@ -145,7 +145,8 @@ async def test_queued_turns_in_one_conversation_log_under_their_own_ids(
                 )
             )
         await h.app.runtime.wait_idle()
-        assert [c.text for c in h.conn.calls if c.action == "send"] == ["one", "two"]
+        posts = [c.message_id for c in h.conn.calls if c.action == "send"]
+        assert [h.conn.messages[m] for m in posts] == ["one", "two"]
 
     model_lines = [r for r in _records(log_stream) if r["logger"] == "bot.observability"]
     assert [r["turn_id"] for r in model_lines] == [

@@ -193,8 +193,8 @@ class Bench:
         if notes.exists():
             with sqlite3.connect(notes) as db:
                 note_rows = sorted(db.execute("SELECT key, value FROM kv"))
-        sent = [
-            c.text
+        sent = [  # what each post shows (replies are posted as a placeholder, then edited)
+            self.h.conn.messages[c.message_id]
             for c in self.h.conn.calls
             if c.action == "send" and c.address.chat_id == VICTIM_CHAT
         ]

@@ -139,7 +139,9 @@ def _question_id(h: Harness) -> str:
     return next(
         c.message_id
         for c in h.conn.calls
-        if c.action == "send" and c.address.chat_id == VICTIM and "/approve" in c.text
+        if c.action == "send"
+        and c.address.chat_id == VICTIM
+        and "/approve" in h.conn.messages[c.message_id]  # posted as a placeholder, then edited
     )
 
 

@@ -16,6 +16,7 @@ import pytest
 from bot.app import App
 from bot.config import Settings
 from bot.connector import ConnectorState
+from bot.reply import PLACEHOLDER
 from bot.testing import FakeOllama
 from connectors.slack import SlackConnector
 from connectors.slack.mrkdwn import HARD_LIMIT, to_mrkdwn
@@ -159,7 +160,8 @@ async def test_ten_thousand_chars_with_429_mid_stream(
     assert all(m.text.endswith("one chunk at a time.") for m in messages)  # paragraph cuts
     posts = fake_slack.calls_of("chat.postMessage")
     assert len(posts) == len(messages) + 1  # the refused one was retried
-    assert posts[2].args["text"] == posts[1].args["text"] == messages[1].text
+    # a reply's messages are posted as a placeholder, then edited (bot/reply.py)
+    assert posts[2].args["text"] == posts[1].args["text"] == PLACEHOLDER
     assert posts[2].at - posts[1].at >= 0.95  # Retry-After honoured
     limiter = running.app.connectors[0].limiter  # type: ignore[attr-defined]
     assert limiter.waits == [1.0]
@@ -338,7 +340,8 @@ async def test_reply_that_could_not_be_posted_is_delivered_after_restart(
     await first.app.stop()
 
     fake_slack.clear_failures()  # Slack is healthy again
-    await start_app(app_settings)
+    second = await start_app(app_settings)
+    await second.app.runtime.wait_idle()  # recovery runs in the lanes once connectors are up
     (message,) = fake_slack.posted("C1")
     assert (message.text, message.thread_ts) == ("Saved for later.", thread)
     assert len(fake_ollama.chats) == 1  # delivered from the outbox, not answered again
