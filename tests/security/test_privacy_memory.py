@@ -16,6 +16,7 @@ from bot.config import Settings
 from bot.identity import LinkCodeRow
 from bot.memory.models import MemoryRow
 from bot.storage.engine import create_engine
+from bot.storage.migrate import upgrade
 from bot.testing import FakeOllama
 from bot.testing.harness import Harness
 from tests.memory.helpers import system_prompt
@@ -131,7 +132,8 @@ async def _older_store_reads_as_private(settings: Settings, fake_ollama: FakeOll
     fake_ollama.embedder = topic_embedding
     async with Harness(settings) as h:
         await _remember(h, fake_ollama, SECRET, chat=GROUP, group=True)  # even from a group
-    # Turn the store into one an older release made: no origin columns, no new link columns.
+    # Turn the store into one an older release made: no origin columns, no new link columns,
+    # no migrations yet.
     engine = create_engine(settings.resolved_database_url)
     async with engine.begin() as conn:
         for table, column in [
@@ -141,9 +143,12 @@ async def _older_store_reads_as_private(settings: Settings, fake_ollama: FakeOll
             ("identity_link_codes", "address"),
         ]:
             await conn.execute(text(f"ALTER TABLE {table} DROP COLUMN {column}"))
+        await conn.execute(text("DROP TABLE alembic_version"))
     await engine.dispose()
+    if settings.database_url:  # a configured database: `opencomputer db upgrade` migrates it
+        await upgrade(settings.resolved_database_url)  # (the embedded default does it at start)
 
-    async with Harness(settings) as h:  # starts on the old store without crashing
+    async with Harness(settings) as h:  # starts on the upgraded store
         fake_ollama.reply("ok")
         await h.say("what do I earn at the bank?", user=VICTIM, chat=GROUP, group=True)
         assert "91234" not in system_prompt(fake_ollama.chats[-1])  # unknown origin: private
