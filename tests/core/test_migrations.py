@@ -359,6 +359,42 @@ async def test_store_older_than_the_baseline_is_refused_unchanged(
     assert _read(engine, written) == ROWS * len(BASELINE)
 
 
+async def test_encrypted_baseline_store_upgrades_and_its_backup_stays_encrypted(
+    tmp_path: Path,
+) -> None:
+    """SQLCipher (OC_DATABASE_KEY): the migration engine and the backup both use the key."""
+    pytest.importorskip("sqlcipher3", reason="SQLCipher (sqlcipher3-binary) is not installed")
+    from bot.storage.engine import connect_sqlite, use_database_key
+    from bot.storage.migrate import upgrade
+
+    db = tmp_path / "data" / "opencomputer.db"
+    db.parent.mkdir()
+    use_database_key(db, "correct horse battery staple")
+    try:
+        conn = connect_sqlite(db)
+        conn.executescript((FIXTURES / "schema_0aa9263_sqlite.sql").read_text())
+        for i in range(ROWS):
+            conn.execute(
+                "INSERT INTO memories (person, text, vector, dim, source, created_at, updated_at)"
+                " VALUES (?, ?, x'00', 1, '', ?, ?)",
+                (f"p{i}", f"secret fact {i}", i, i),
+            )
+        conn.commit()
+        conn.close()
+        done = await upgrade(f"sqlite:///{db}")
+        assert done.changed and done.backup is not None
+        for path in (db, done.backup):  # neither the store nor its backup is plain SQLite
+            assert not path.read_bytes().startswith(b"SQLite format 3")
+        conn = connect_sqlite(db)
+        rows = conn.execute("SELECT text, origin FROM memories ORDER BY id").fetchall()
+        version = conn.execute("SELECT version_num FROM alembic_version").fetchall()
+        conn.close()
+        assert [tuple(r) for r in rows] == [(f"secret fact {i}", "direct") for i in range(ROWS)]
+        assert [tuple(v) for v in version] == [(HEAD,)]
+    finally:
+        use_database_key(db, None)
+
+
 # --- refusing to serve an unmigrated or newer store ------------------------------------------
 SERVE = {
     "run": {"TELEGRAM_BOT_TOKEN": "1:x", "TELEGRAM_BASE_URL": "http://127.0.0.1:9"},
