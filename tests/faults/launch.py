@@ -10,7 +10,9 @@ import, which the style guide requires anyway.)
 
 from __future__ import annotations
 
+import asyncio
 import importlib
+import signal
 import sys
 import time
 
@@ -34,6 +36,18 @@ def _warm(role: str) -> None:
     del bot.cli
 
 
+def _dump_tasks(_signum: int, _frame: object) -> None:
+    """SIGUSR1: print every asyncio task's stack (why a process does not stop on SIGTERM)."""
+    try:
+        tasks = asyncio.all_tasks(asyncio.get_running_loop())
+    except RuntimeError:
+        tasks = set()
+    _say(f"SIGUSR1: {len(tasks)} asyncio tasks")
+    for task in tasks:
+        task.print_stack(file=sys.stderr)
+    _say("tasks dumped")
+
+
 def main() -> None:
     """``launch.py ROLE``: warm up, wait for a line on stdin, then run the CLI."""
     role = sys.argv[1]
@@ -43,6 +57,7 @@ def main() -> None:
     if not sys.stdin.readline():  # the test went away before saying go
         return
     _say("go")
+    signal.signal(signal.SIGUSR1, _dump_tasks)
     from bot.cli import main as cli
 
     sys.argv = ["opencomputer", role]

@@ -135,9 +135,18 @@ class ServerProcess:
                 await self.proc.wait()
             return True
         except TimeoutError:
+            await self._dump_tasks()
             self.kill()
             await self.proc.wait()
             return False
+
+    async def _dump_tasks(self, within: float = 5.0) -> None:
+        """Have a hung incarnation print its asyncio tasks into its log (``launch.py``)."""
+        assert self.proc is not None and self.log is not None
+        self.proc.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline and b"LAUNCH  tasks dumped" not in self.log.read_bytes():
+            await asyncio.sleep(0.1)
 
     def tail(self, lines: int = 30) -> str:
         """The end of the current incarnation's log."""
