@@ -279,8 +279,8 @@ def _apply(conn: Any, before: SchemaState) -> None:
     if diffs:
         raise SchemaError(
             f"database schema still differs from this version's tables after migrating "
-            f"from {before.current} ({_describe(diffs)}); nothing was changed: it was made by a "
-            "release older than 0aa9263 or altered by hand"
+            f"from {before.current or 'an incomplete baseline'} ({_describe(diffs)}); nothing was "
+            "changed: it was made by a release older than 0aa9263 or altered by hand"
         )
 
 
@@ -300,9 +300,8 @@ async def upgrade(url: str, *, backup_dir: Path | None = None) -> Upgrade:
     """Bring the database at ``url`` to the head under the migration lock.
 
     A non-empty SQLite store is backed up first (into ``backup_dir``, default: ``backups/``
-    beside it).
-    On PostgreSQL the LangGraph checkpoint tables are created under the same lock (their own
-    setup, racing in several processes, would otherwise fail in all but one).
+    beside it). On PostgreSQL the LangGraph checkpoint tables are created under the same lock
+    (their own setup, racing in several processes, would otherwise fail in all but one).
     """
     path = sqlite_path(url)
     engine = _migration_engine(url)
