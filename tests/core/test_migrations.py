@@ -416,6 +416,8 @@ async def test_unmigrated_postgres_refuses_every_serving_command(
     for command, env in SERVE.items():
         code, out, err = await _cli([command], tmp_path, {"OC_DATABASE_URL": postgres_url, **env})
         _one_line_exit_2(code, out, err, line)
+    code, out, err = await _cli(["doctor"], tmp_path, {"OC_DATABASE_URL": postgres_url})
+    assert code == 1 and f"[FAIL] database: {line}\n" in out, (out, err)
     assert _version(engine) is None and not sa.inspect(engine).has_table("plugin_grant")
 
 
