@@ -369,6 +369,7 @@ class Runtime:
             address=address,
             chat_kind=str(msg.chat.kind),
             services=self.turn_services,
+            turn_key=reply_key(inbound_id),
         )
         thread = self.thread_id(address, await self.store.epoch(address.key))
         typing = asyncio.create_task(self._keep_typing(stream))

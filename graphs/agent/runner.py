@@ -34,37 +34,48 @@ class GraphAgent:
 
         The checkpoint is written once, when the run exits (``durability="exit"``): one write
         per turn. A failed run is saved with its pending step, so a ``retry`` of the same
-        message resumes it instead of adding the message a second time.
+        message resumes it instead of adding the message a second time; a ``retry`` of a turn
+        that finished (the process died before the reply was recorded) returns its answer
+        without running again, so the model never sees the message twice.
         """
         run_id = uuid.uuid4().hex
         config = {"configurable": {"thread_id": thread_id}, "run_id": run_id}
         fresh: dict[str, Any] = {"messages": [{"role": "user", "content": text}], "tool_rounds": 0}
         if ctx.taint:  # stored with the message, so a pause and resume see the same taint
             fresh["taint"] = list(ctx.taint)
+        if ctx.turn_key is not None:
+            fresh["turn"] = ctx.turn_key
         payload: dict[str, Any] | None = fresh
         if retry:
             snapshot = await self.graph.aget_state(config)
-            pending = snapshot.values.get("messages", []) if snapshot.next else []
+            values = snapshot.values
+            pending = values.get("messages", []) if snapshot.next else []
             if pending and pending[-1].get("role") == "user" and pending[-1].get("content") == text:
                 payload = None
+            elif not snapshot.next and ctx.turn_key and values.get("turn") == ctx.turn_key:
+                return _outcome(values.get("messages", []), run_id)  # it finished before
         state = await self.graph.ainvoke(
             payload,
             config=config,
             context=ctx,
             durability="exit",
         )
-        messages = state["messages"]
-        answer = messages[-1].get("content", "") if messages else ""
-        calls = errors = 0
-        for message in reversed(messages):
-            if message.get("role") == "user":
-                break
-            if message.get("role") == "tool":
-                calls += 1
-                errors += str(message.get("content", "")).startswith("error:")
-        return TurnOutcome(answer, run_id, calls, errors)
+        return _outcome(state["messages"], run_id)
 
     async def history(self, thread_id: str) -> list[dict[str, Any]]:
         """The checkpointed messages of a thread (for export and tests)."""
         snapshot = await self.graph.aget_state({"configurable": {"thread_id": thread_id}})
         return list(snapshot.values.get("messages", [])) if snapshot else []
+
+
+def _outcome(messages: list[dict[str, Any]], run_id: str) -> TurnOutcome:
+    """The turn's answer (the last message) and its tool calls since the user spoke."""
+    answer = messages[-1].get("content", "") if messages else ""
+    calls = errors = 0
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            break
+        if message.get("role") == "tool":
+            calls += 1
+            errors += str(message.get("content", "")).startswith("error:")
+    return TurnOutcome(answer, run_id, calls, errors)

@@ -32,6 +32,9 @@ class AgentState(TypedDict, total=False):
     # Where outside content entered this conversation (tool names, "group message from ...").
     # Sticky for the thread: what was read stays in the history the model sees (bot/effects.py).
     taint: Annotated[list[str], merge_taint]
+    # The stored message the newest turn answers (``TurnContext.turn_key``): a re-run after a
+    # crash that came after the checkpoint but before the reply was recorded finds it done.
+    turn: str
 
 
 class TurnStream(Protocol):
@@ -69,3 +72,5 @@ class TurnContext:
     # ``AgentState.taint`` with the message; and when effects ask the owner (bot/effects.py).
     taint: list[str] = field(default_factory=list)
     approval_policy: ApprovalPolicy = field(default_factory=ApprovalPolicy)
+    # The stored message this turn answers (``in<inbound id>``); None for turns without one.
+    turn_key: str | None = None

@@ -194,6 +194,36 @@ async def test_a_storage_error_after_delivery_never_sends_the_answer_again(
     assert len(set(calls)) == 1  # one reply, marked at last
 
 
+async def test_a_turn_that_finished_before_its_reply_was_recorded_is_not_run_again(
+    settings: Settings, fake_ollama: FakeOllama, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The graph checkpointed the finished turn, then recording the reply failed (as a crash
+    there would): the message runs again and gets the finished answer from its thread. Before,
+    the re-run added the message to the thread a second time and asked the model again.
+    """
+    async with Harness(settings) as h:
+        store = h.app.store
+        real = store.record_reply
+        calls: list[str] = []
+
+        async def flaky(*args: Any, **kwargs: Any) -> int:
+            calls.append("record")
+            if len(calls) == 1:
+                raise sqlite3.OperationalError("disk I/O error")
+            return await real(*args, **kwargs)
+
+        monkeypatch.setattr(store, "record_reply", flaky)
+        answer = await h.say("finish me once")
+        await h.app.runtime.wait_idle()
+        address = h.conn.calls[-1].address
+        thread = h.app.runtime.thread_id(address, await store.epoch(address.key))
+        history = await h.app.runtime.agent.history(thread)
+    assert answer == "echo: finish me once" and calls == ["record", "record"]
+    assert len(fake_ollama.chats) == 1  # the model was asked once
+    said = [m["content"] for m in history if m.get("role") == "user"]
+    assert said == ["finish me once"]
+
+
 @pytest.mark.parametrize("can_edit", [True, False])
 async def test_a_reply_resumed_by_a_new_process_posts_nothing_twice(
     can_edit: bool, settings: Settings
