@@ -1,6 +1,16 @@
 """Fixtures of the crash suite: seeds, the fake platform and model, the figures summary.
 
-``OC_TEST_CRASH_SEEDS`` runs more seeds by hand: ``7``, ``1,2,3`` or ``1-20``.
+The suite runs the real ``opencomputer`` processes against the Telegram Bot API fake and a
+streaming fake Ollama, kills them with SIGKILL at random moments and measures, from what the
+platform finally shows, lost / answered twice / out of order / partial answers (all must be 0)
+and stray placeholders (counted only). Each run prints one figures line in a "crash figures"
+section at the end of the pytest output.
+
+By hand:
+- ``OC_TEST_CRASH_SEEDS=1-20`` runs more seeds (``7``, ``1,2,3`` and ranges work);
+- ``OC_TEST_CRASH_VERBOSE=1`` (with ``-s``) prints the kill timeline as it happens;
+- a failing run leaves ``platform.json`` (every bot message with its edit history, every post
+  with its time) and each incarnation's log next to it in the test's ``tmp_path``.
 """
 
 from __future__ import annotations
