@@ -142,10 +142,7 @@ class SqlStore:
 
     async def mark_inbound(self, inbound_id: int, status: str, error: str | None = None) -> None:
         """Move an inbound message to ``answered``, ``failed`` or ``ignored``."""
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                update(_IN).where(_IN.c.id == inbound_id).values(status=status, error=error)
-            )
+        await self.transact(_run, _MARK_INBOUND, {"iid": inbound_id, "st": status, "err": error})
 
     async def unfinished_inbound(self, *, replying: bool = False) -> Sequence[Any]:
         """Messages accepted but never answered (a crash or shutdown came first), oldest first;
@@ -257,17 +254,11 @@ class SqlStore:
 
     async def forget_posts(self, key: str) -> None:
         """Drop a reply key's posts (``/retry`` answers a failed message in a new message)."""
-        async with self.engine.begin() as conn:
-            await conn.execute(delete(_POST).where(_POST.c.key == key))
+        await self.transact(_run, _FORGET_POSTS, {"k": key})
 
     async def finish_posts(self, key: str, count: int) -> None:
         """Mark a reply's first ``count`` posts as its delivered final answer."""
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                update(_POST)
-                .where(_POST.c.key == key, _POST.c.position < count)
-                .values(finished=True)
-            )
+        await self.transact(_run, _FINISH_POSTS, {"k": key, "n": count})
 
     async def pending_replies(self) -> Sequence[Any]:
         """Replies recorded but not confirmed sent (the process died in between)."""
@@ -310,27 +301,16 @@ class SqlStore:
             reaction.platform, reaction.chat.id, reaction.message_id
         )
         reply_id = int(reply.id) if reply is not None else None
-        key = (
-            (_REACT.c.platform == reaction.platform)
-            & (_REACT.c.chat_id == reaction.chat.id)
-            & (_REACT.c.message_id == reaction.message_id)
-            & (_REACT.c.user_id == reaction.user.id)
-            & (_REACT.c.emoji == reaction.emoji)
-        )
-        async with self.engine.begin() as conn:
-            await conn.execute(delete(_REACT).where(key))
-            if reaction.added:
-                await conn.execute(
-                    insert(_REACT).values(
-                        platform=reaction.platform,
-                        chat_id=reaction.chat.id,
-                        message_id=reaction.message_id,
-                        reply_id=reply_id,
-                        user_id=reaction.user.id,
-                        emoji=reaction.emoji,
-                        created_at=reaction.received_at,
-                    )
-                )
+        values = {
+            "platform": reaction.platform,
+            "chat_id": reaction.chat.id,
+            "message_id": reaction.message_id,
+            "reply_id": reply_id,
+            "user_id": reaction.user.id,
+            "emoji": reaction.emoji,
+            "created_at": reaction.received_at,
+        }
+        await self.transact(_set_reaction, values, reaction.added)
         return reply_id
 
     async def reactions_for_reply(self, reply_id: int) -> Sequence[Any]:
@@ -389,6 +369,48 @@ _TO_DONE = (
 
 def _insert_inbound(tx: Tx, values: dict[str, Any]) -> int:
     return tx.insert(_IN, values)
+
+
+# Every write goes through ``transact`` (on SQLite: the writer thread, which waits out a full
+# disk); statements are module constants because the writer caches their compiled SQL.
+_MARK_INBOUND = (
+    update(_IN)
+    .where(_IN.c.id == bindparam("iid"))
+    .values(status=bindparam("st"), error=bindparam("err"))
+)
+_FORGET_POSTS = delete(_POST).where(_POST.c.key == bindparam("k"))
+_FINISH_POSTS = (
+    update(_POST)
+    .where(_POST.c.key == bindparam("k"), _POST.c.position < bindparam("n"))
+    .values(finished=True)
+)
+_DROP_REACTION = delete(_REACT).where(
+    _REACT.c.platform == bindparam("p"),
+    _REACT.c.chat_id == bindparam("c"),
+    _REACT.c.message_id == bindparam("m"),
+    _REACT.c.user_id == bindparam("u"),
+    _REACT.c.emoji == bindparam("e"),
+)
+
+
+def _run(tx: Tx, statement: Any, params: dict[str, Any]) -> None:
+    tx.execute(statement, params)
+
+
+def _set_reaction(tx: Tx, values: dict[str, Any], added: bool) -> None:
+    """A reaction replaces the same person's same emoji on the message; a removal deletes it."""
+    tx.execute(
+        _DROP_REACTION,
+        {
+            "p": values["platform"],
+            "c": values["chat_id"],
+            "m": values["message_id"],
+            "u": values["user_id"],
+            "e": values["emoji"],
+        },
+    )
+    if added:
+        tx.insert(_REACT, values)
 
 
 def _insert_post(tx: Tx, values: dict[str, Any]) -> None:
