@@ -136,12 +136,20 @@ class StreamLagMonitor:
             return []
 
     async def run(self, interval: float) -> None:
-        """Refresh every ``interval`` seconds until cancelled; errors are logged, not raised."""
+        """Refresh every ``interval`` seconds until cancelled; errors are logged, not raised.
+
+        A cancel that lands inside a Redis call can be swallowed by the client while it drops
+        the connection (seen with Redis restarting): the loop checks that it is being cancelled
+        before sleeping, or a stopping process would wait on it forever.
+        """
+        me = asyncio.current_task()
         while True:
             try:
                 await self.refresh()
             except Exception as exc:
                 logger.warning("could not read the stream backlog: %s", exc)
+            if me is not None and me.cancelling():
+                return
             await asyncio.sleep(interval)
 
 

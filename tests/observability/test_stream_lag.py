@@ -72,3 +72,31 @@ async def test_scale_out_roles_poll_the_backlog_until_stopped(redis: Redis, redi
         await stop()
     finally:
         await redis.delete(Keys(prefix).inbound(1))
+
+
+class _SwallowingMonitor(StreamLagMonitor):
+    """A refresh whose Redis call swallows the cancel (redis-py did, dropping a connection
+    while Redis restarted): the process then hung on SIGTERM, waiting for this loop.
+    """
+
+    def __init__(self, redis: Redis) -> None:
+        super().__init__(redis, Metrics(), prefix=f"oc-test-{uuid.uuid4().hex[:8]}", partitions=1)
+        self.inside = asyncio.Event()
+
+    async def refresh(self) -> tuple[int, int]:
+        self.inside.set()
+        try:
+            await asyncio.Event().wait()  # a Redis call that is cancelled...
+        except asyncio.CancelledError:
+            pass  # ...and does not pass the cancel on
+        return 0, 0
+
+
+async def test_a_cancel_swallowed_inside_redis_still_stops_the_loop(redis: Redis) -> None:
+    monitor = _SwallowingMonitor(redis)
+    task = asyncio.create_task(monitor.run(3600))
+    await monitor.inside.wait()
+    task.cancel()
+    async with asyncio.timeout(10):
+        await asyncio.wait({task})
+    assert task.done()
