@@ -10,11 +10,19 @@ discord.py resumes immediately after every close it can handle, so a gateway tha
 again and again would be a tight reconnect loop. :class:`ReconnectPolicy` spaces the WebSocket
 handshakes out with capped exponential backoff, through aiohttp's public ``TraceConfig`` hook
 that discord.py exposes as ``Client(http_trace=...)``.
+
+discord.py decodes gateway frames with orjson when it is installed (it is: we use it), and
+orjson refuses half of a surrogate pair escaped in JSON (``"\\ud83d"``), which the standard
+library accepts. One such message then failed its whole frame and restarted the session, which
+replays it. While the connector runs, frames orjson refuses are decoded by :mod:`json` instead
+(the translation cleans the text); discord.py has no setting for this, so like the endpoints it
+is a module attribute set for the connector's lifetime.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import time
@@ -23,6 +31,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
+import discord.utils
 import yarl
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
@@ -39,11 +48,14 @@ class Endpoints:
         self.api_base_url = api_base_url.rstrip("/") if api_base_url else None
         self.gateway_url = yarl.URL(gateway_url) if gateway_url else None
         self._saved: tuple[str, yarl.URL] | None = None
+        self._decoder: Callable[[Any], Any] = discord.utils._from_json
 
     def apply(self) -> None:
         """Point discord.py at the configured endpoints (no-op for unset ones)."""
         if self._saved is None:
             self._saved = (Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY)
+            self._decoder = discord.utils._from_json
+            discord.utils._from_json = _tolerant(self._decoder)
         if self.api_base_url:
             Route.BASE = self.api_base_url
         if self.gateway_url is not None:
@@ -53,7 +65,20 @@ class Endpoints:
         """Put back the values found by :meth:`apply`."""
         if self._saved is not None:
             Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = self._saved
+            discord.utils._from_json = self._decoder
             self._saved = None
+
+
+def _tolerant(decode: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``decode``, or :func:`json.loads` for a frame it refuses (lone surrogates)."""
+
+    def loads(data: Any) -> Any:
+        try:
+            return decode(data)
+        except ValueError:
+            return json.loads(data)
+
+    return loads
 
 
 class ReconnectPolicy:

@@ -78,3 +78,18 @@ async def test_malformed_message_create_is_skipped_without_a_new_login(
     assert (len(fake.identifies), fake.connections) == (identifies, connections)  # same session
     assert not fake.resumes
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+
+
+async def test_a_lone_surrogate_in_a_gateway_frame_is_cleaned_not_a_new_login(
+    fake: FakeDiscord, conn: DiscordConnector, sink: Sink
+) -> None:
+    """JSON may escape half of a surrogate pair (``"\\ud83d"``); orjson, which discord.py uses
+    when installed, refuses the whole frame, and the session started again (replaying it).
+    """
+    identifies, connections = len(fake.identifies), fake.connections
+    await fake.dispatch("MESSAGE_CREATE", _dm(fake, "half \ud83d of a smile"))
+    await fake.dispatch("MESSAGE_CREATE", _dm(fake, "the next one"))
+    first, second = await sink.wait_for(Message, 2)
+    assert first.text == "half \ufffd of a smile" and second.text == "the next one"
+    assert (len(fake.identifies), fake.connections) == (identifies, connections)
+    assert not fake.resumes
