@@ -8,6 +8,7 @@ import asyncio
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -241,16 +242,10 @@ def backup(
     ] = None,
 ) -> None:
     """Back up the database and graph checkpoints, safely while the server runs; print the path."""
-    from bot.storage.backup import BackupError, backup_command
+    from bot.storage.backup import backup_command
 
     settings = settings_or_exit()
-    try:
-        lines = backup_command(settings.resolved_database_url, settings.data_dir, file)
-    except BackupError as exc:
-        typer.secho(str(exc), fg="red", err=True)
-        raise typer.Exit(2) from None
-    for line in lines:
-        typer.echo(line)
+    _print_lines(lambda: backup_command(settings.resolved_database_url, settings.data_dir, file))
 
 
 @app.command()
@@ -258,11 +253,18 @@ def restore(
     file: Annotated[Path, typer.Argument(help="A file written by `opencomputer backup`.")],
 ) -> None:
     """Replace the database with a backup (refused while the server runs; the old one is kept)."""
-    from bot.storage.backup import BackupError, restore_command
+    from bot.storage.backup import restore_command
 
     settings = settings_or_exit()
+    _print_lines(lambda: restore_command(settings.resolved_database_url, file))
+
+
+def _print_lines(work: Callable[[], list[str]]) -> None:
+    """Print what a backup or restore did; its refusal is one line and exit status 2."""
+    from bot.storage.backup import BackupError
+
     try:
-        lines = restore_command(settings.resolved_database_url, file)
+        lines = work()
     except BackupError as exc:
         typer.secho(str(exc), fg="red", err=True)
         raise typer.Exit(2) from None
