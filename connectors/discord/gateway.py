@@ -12,7 +12,7 @@ handshakes out with capped exponential backoff, through aiohttp's public ``Trace
 that discord.py exposes as ``Client(http_trace=...)``.
 
 discord.py decodes gateway frames with orjson when it is installed (it is: we use it), and
-orjson refuses half of a surrogate pair escaped in JSON (``"\\ud83d"``), which the standard
+orjson refuses a lone surrogate escaped in JSON (half of an emoji's pair), which the standard
 library accepts. One such message then failed its whole frame and restarted the session, which
 replays it. While the connector runs, frames orjson refuses are decoded by :mod:`json` instead
 (the translation cleans the text); discord.py has no setting for this, so like the endpoints it
