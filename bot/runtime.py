@@ -428,13 +428,13 @@ class Runtime:
                 await asyncio.sleep(4.0)
 
     def _local_stream(
-        self, address: Address, reply_to: str | None, _key: str | None
+        self, address: Address, reply_to: str | None, key: str | None
     ) -> ReplySink | None:
         connector = self.connectors.get(address.platform)
         if connector is None:
             return None
         ledger = self.store if connector.capabilities.keeps_messages else None
-        return ReplyStream(connector, address, reply_to, key=_key, ledger=ledger)
+        return ReplyStream(connector, address, reply_to, key=key, ledger=ledger)
 
     async def say(self, address: Address, text: str, *, reply_to: str | None = None) -> list[str]:
         """Send a plain (non-model) message, e.g. a command's answer."""
