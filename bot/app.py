@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import importlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -15,6 +14,8 @@ from bot.channels import build_connectors, enable_hints
 from bot.commands import CommandRouter
 from bot.config import Settings
 from bot.connector import Connector, ConnectorState
+from bot.features import load_features
+from bot.hooks import TOOL_STAGES, Hooks, compose
 from bot.http import HttpServer
 from bot.metrics import Metrics
 from bot.ollama_pool import OllamaPool
@@ -25,7 +26,7 @@ from bot.tools import Tool, ToolRegistry
 if TYPE_CHECKING:
     from bot.scale.changes import Changes
 
-__all__ = ["FEATURES", "App", "build_connectors", "enable_hints"]
+__all__ = ["App", "build_connectors", "enable_hints"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,24 +42,10 @@ def _one_line_sdk_errors(record: logging.LogRecord) -> bool:
 
 logging.getLogger("telegram.request.BaseRequest").addFilter(_one_line_sdk_errors)
 
-# --- connectors: every installed ``opencomputer.channels`` entry point (bot/channels.py) ---
-# Built-in messengers are registered there the same way a third-party package registers one.
-
-# --- features: "module:setup" coroutines run with the App once the runtime exists ---------
-FEATURES: list[str] = [
-    "bot.dedupe:setup",  # a command runs once per platform event id (replayed requests)
-    "bot.admin.feature:setup",  # access, rate limits, identity, approvals, audit, admin commands
-    "bot.plugins.feature:setup",  # plugins: discovery, sandboxed tools, enablement, MCP
-    "bot.memory.feature:setup",  # memory, compaction, planning, schedules (issue 8)
-    "bot.observability:setup",  # metrics for model, tools, feedback, streams; turn ids in logs
-    "bot.feedback.feature:setup",  # reactions -> feedback -> prompt variants (issue 6)
-]
-
-
-def _load(path: str) -> Any:
-    module, _, name = path.partition(":")
-    return getattr(importlib.import_module(module), name)
-
+# Connectors: every installed ``opencomputer.channels`` entry point (bot/channels.py).
+# Features: every ``opencomputer.features`` entry point (bot/features.py) not turned off.
+# Both are registered the same way a third-party package registers one; features extend the
+# runtime only through the hooks of bot/hooks.py.
 
 ConnectorsFactory = Callable[[Settings, Runtime], list[Connector]]
 
@@ -82,6 +69,9 @@ class App:
         )
         self.tools = ToolRegistry()
         self.commands = CommandRouter()
+        self.hooks = Hooks()
+        """The extension seam features register on (bot/hooks.py)."""
+        self._tool_call: Callable[[Tool, dict[str, Any]], Awaitable[Any]] | None = None
         self.http: HttpServer | None = None
         self.model_status = "unchecked"
         self.connectors: list[Connector] = []
@@ -156,11 +146,17 @@ class App:
             tools=self.tools,
             commands=self.commands,
             metrics=self.metrics,
+            hooks=self.hooks,
         )
         if self.settings.redis_url:  # other processes cache the same tables: keep in step
             self.changes = await self._changes()
-        for feature in FEATURES:
-            await _load(feature)(self)
+        for feature in load_features(self.settings):
+            await feature.setup(self)
+        self.hooks.call.oc_commands(router=self.commands)
+        from graphs.agent.nodes import run_tool_inprocess
+
+        tool_layers = self.hooks.staged(self.hooks.call.oc_tool_layers(), TOOL_STAGES)
+        self._tool_call = compose(tool_layers, run_tool_inprocess)
         if connectors is None and self.role == "worker":
             connectors = lambda _s, _rt: []  # noqa: E731  workers reach platforms through gateways
         factory = connectors or (lambda s, rt: build_connectors(s, rt.emit))
@@ -190,6 +186,7 @@ class App:
         self.runtime.open_lanes()
         for hook in self.on_ready:
             await hook()
+        await self.hooks.notify(self.hooks.call.oc_ready())
         # Everything built so far lives as long as the process: keep it out of the collector's
         # full passes, which otherwise stall every conversation for tens of milliseconds.
         gc.freeze()
@@ -231,7 +228,6 @@ class App:
                 republish_after=self.settings.republish_after,
                 stale_after=3 * self.settings.worker_lease,
             )
-            self.runtime.route = role.publish
         else:
             from bot.scale.worker import Worker
 
@@ -244,8 +240,7 @@ class App:
                 reclaim_idle_ms=int(self.settings.republish_after * 1000),
                 resend_after=min(5.0, self.settings.republish_after),
             )
-            self.runtime.open_stream = role.open_stream
-            self.runtime.route = role.route
+        self.hooks.register(role, self.role)  # it takes jobs (oc_route) and replies (worker)
         self.extras[self.role] = role
 
         async def close() -> None:
@@ -256,11 +251,12 @@ class App:
         return role
 
     async def _execute_tool(self, tool: Tool, arguments: dict[str, Any]) -> str:
-        """Run a tool through the executor a feature installed (``extras["tool_executor"]``)."""
-        from graphs.agent.nodes import run_tool_inprocess
-
-        executor = self.extras.get("tool_executor", run_tool_inprocess)
-        return str(await executor(tool, arguments))
+        """Run a tool through the layers features declared (``oc_tool_layers``: metrics, then
+        where it runs: a plugin's sandbox, an MCP server), else in this process.
+        """
+        if self._tool_call is None:
+            raise RuntimeError("App.start() was not called")
+        return str(await self._tool_call(tool, arguments))
 
     async def _start_connector(self, connector: Connector) -> None:
         """A connector that fails to start is logged; the others and the server keep running."""

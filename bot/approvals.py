@@ -1,11 +1,11 @@
 """Approvals outside the graph: record paused turns, take decisions, resume the thread.
 
-:class:`ApprovalAgent` wraps the graph agent. When a turn stops at an approval ``interrupt``
-(see ``graphs/agent/approval.py``) it stores the request and answers with a question instead of
-the model's text. A decision (``/approve``, ``/reject``, or a thumbs reaction on the question)
-queues the conversation again; the next turn of that thread resumes the checkpoint with
-``Command(resume=...)`` instead of adding a message. Requests and decisions live in the
-database and the checkpoint holds the paused step, so both survive a restart.
+:class:`ApprovalGate` is the turn layer next to the graph agent. When a turn stops at an
+approval ``interrupt`` (see ``graphs/agent/approval.py``) it stores the request and answers with
+a question instead of the model's text. A decision (``/approve``, ``/reject``, or a thumbs
+reaction on the question) queues the conversation again; the next turn of that thread resumes
+the checkpoint with ``Command(resume=...)`` instead of adding a message. Requests and decisions
+live in the database and the checkpoint holds the paused step, so both survive a restart.
 """
 
 from __future__ import annotations
@@ -26,12 +26,17 @@ from sqlmodel import Field, SQLModel
 
 from bot.effects import OUTWARD, UNKNOWN, ApprovalPolicy, effects_of
 from bot.events import User
+from bot.hooks import TurnCall, TurnNext
 from bot.tools import Tool, ToolError
 from graphs.agent.approval import APPROVAL_KIND
 from graphs.agent.runner import TurnOutcome
 from graphs.agent.state import TurnContext
 
-__all__ = ["ApprovalAgent", "ApprovalRow", "Approvals", "request_text"]
+__all__ = ["ApprovalGate", "ApprovalRow", "Approvals", "request_text"]
+
+GROUP_MESSAGE = "a group message from"
+WEBHOOK = "the webhook"
+"""How outside content that only an owner may approve effects after is named in the taint."""
 
 logger = logging.getLogger(__name__)
 
@@ -182,12 +187,14 @@ class Approvals:
             await conn.execute(update(_T).where(_T.c.run_id == run_id).values(reply_id=reply_id))
 
 
-class ApprovalAgent:
-    """Wraps the graph agent: turns interrupts into questions and resumes decided threads."""
+class ApprovalGate:
+    """The turn layer next to the agent (stage ``approvals``): turns interrupts into questions
+    and resumes decided threads.
+    """
 
     def __init__(
         self,
-        inner: Any,
+        graph: Any,
         approvals: Approvals,
         on_request: Any = None,
         secrets: list[str] | None = None,
@@ -195,33 +202,25 @@ class ApprovalAgent:
         policy: ApprovalPolicy | None = None,
         is_owner: Callable[[User], bool] | None = None,
     ) -> None:
-        self.inner = inner
         self.policy = policy or ApprovalPolicy()
         # Who may steer the agent in a group: anyone else's message is outside content.
         self.is_owner = is_owner or (lambda _user: False)
         # Secret values (tokens) never enter a prompt, even if someone pastes or configures one.
         self.secrets = sorted({s for s in secrets or [] if len(s) >= 6}, key=len, reverse=True)
-        self.graph = inner.graph
+        self.graph = graph
         self.approvals = approvals
         self.on_request = on_request  # async (approval_id, ctx, calls) -> None, e.g. audit
 
-    async def history(self, thread_id: str) -> list[dict[str, Any]]:
-        """The checkpointed messages of a thread."""
-        return list(await self.inner.history(thread_id))
-
-    def __getattr__(self, name: str) -> Any:
-        # Anything else (features that wrap or inspect the agent) is the wrapped agent's.
-        return getattr(self.inner, name)
-
-    async def run_turn(self, thread_id: str, text: str, ctx: TurnContext, **kw: Any) -> Any:
+    async def layer(self, call: TurnCall, call_next: TurnNext) -> Any:
         """Resume a decided thread, or run a normal turn and catch an approval pause."""
+        ctx, thread_id = call.ctx, call.thread_id
         if self.secrets:
-            text, ctx.system_prompt = self.redact(text), self.redact(ctx.system_prompt)
+            call.text, ctx.system_prompt = self.redact(call.text), self.redact(ctx.system_prompt)
             ctx.tools = [_redacting(t, self.redact) for t in ctx.tools]
         ctx.approval_policy = self.policy
-        ctx.taint = self.turn_taint(ctx)
+        ctx.taint = [*ctx.taint, *self.turn_taint(ctx)]  # earlier layers' (attachments) kept
         open_id = self.approvals.open_id(thread_id)
-        if open_id is None and not text:
+        if open_id is None and not call.text:
             # A resume queued by another process (scaled out) carries no text: re-read.
             await self.approvals.load()
             open_id = self.approvals.open_id(thread_id)
@@ -231,15 +230,19 @@ class ApprovalAgent:
                 return await self._resume(thread_id, row, ctx)
             # A new message while a question is open: the paused step is dropped, not run.
             await self.approvals.set_status(open_id, "superseded")
-        outcome = await self.inner.run_turn(thread_id, text, ctx, **kw)
+        outcome = await call_next(call)
         return await self._after(thread_id, outcome, ctx)
 
     def turn_taint(self, ctx: TurnContext) -> list[str]:
-        """Outside content a turn starts with: a message in a group from someone not an owner."""
+        """Outside content a turn starts with: a webhook's content, or a message in a group
+        from someone not an owner.
+        """
+        if ctx.address is not None and ctx.address.platform == "hook":
+            return [f"{WEBHOOK} {ctx.address.chat_id}"]
         user = ctx.user
         if ctx.chat_kind != "group" or user is None or self.is_owner(user):
             return []
-        return [f"a group message from {user.key}"]
+        return [f"{GROUP_MESSAGE} {user.key}"]
 
     def redact(self, text: str) -> str:
         """Replace every secret value in ``text`` with ``***``."""
@@ -281,7 +284,7 @@ class ApprovalAgent:
             return True
         request = await self._paused_request(thread_id)
         taint = request.get("taint") or [] if request is not None else []
-        return not any(str(t).startswith("a group message from") for t in taint)
+        return not any(str(t).startswith((GROUP_MESSAGE, WEBHOOK)) for t in taint)
 
     async def _paused_request(self, thread_id: str) -> dict[str, Any] | None:
         snapshot = await self.graph.aget_state({"configurable": {"thread_id": thread_id}})

@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, SQLModel
 
 from bot.events import Command
+from bot.hooks import hookimpl
 from bot.middleware import Event, Handler, Middleware
 
 if TYPE_CHECKING:
@@ -89,6 +90,17 @@ def dedupe_commands(store: SqlStore, *, keep: float = KEEP) -> Middleware:
     return mw
 
 
+class _Dedupe:
+    def __init__(self, rule: Middleware) -> None:
+        self.rule = rule
+
+    @hookimpl
+    def oc_inbound_rules(self) -> list[tuple[str, Middleware]]:
+        return [("dedupe", self.rule)]
+
+
 async def setup(app: App) -> None:
-    """Feature hook: the rule runs before access control (a replay is not even refused twice)."""
-    app.runtime.add_middleware(dedupe_commands(app.store))
+    """Feature entry point: the rule runs before access control (a replay is not even refused
+    twice; stage ``dedupe`` of ``bot.hooks.INBOUND_STAGES``).
+    """
+    app.hooks.register(_Dedupe(dedupe_commands(app.store)), "dedupe")

@@ -55,9 +55,10 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 T = TypeVar("T")
 
-INBOUND_STAGES = ("trace", "filter", "dedupe", "access", "rate_limit", "annotate")
+INBOUND_STAGES = ("trace", "filter", "dedupe", "access", "rate_limit", "annotate", "observe")
 """Inbound rules, outermost first: turn ids for logs; the core's bot and mention filters;
-replayed commands; allow-lists and pairing; rate limits; feedback notes ("why" answers)."""
+replayed commands; allow-lists and pairing; rate limits; feedback notes ("why" answers);
+observers of accepted messages (plugins' ``on_message``)."""
 
 TURN_STAGES = ("observe", "input", "approvals")
 """Turn layers, outermost first: observers of the outcome (tool failures for the tuner); input

@@ -59,7 +59,7 @@ class Metrics:
             ["model", "kind"],
             registry=r,
         )
-        # --- tools (bot/observability.py: metered_executor) ----------------------------
+        # --- tools (bot/observability.py: metered_tool_layer) ----------------------------
         self.tool_calls = Counter(
             "oc_tool_calls", "Tool calls the agent made.", ["plugin", "tool"], registry=r
         )

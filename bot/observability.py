@@ -2,7 +2,7 @@
 
 Each measurement is taken where the thing happens, without editing the code that does it:
 the graph's model client is wrapped (:class:`MeteredModel`), the tool executor is wrapped
-(:func:`metered_executor`), reactions are scored by a reaction listener, connector states and
+(:func:`metered_tool_layer`), reactions are scored by a reaction observer, connector states and
 stream lag are read right before a scrape. Metric names are in :mod:`bot.metrics`.
 """
 
@@ -17,17 +17,19 @@ from typing import TYPE_CHECKING, Any
 
 from bot.connector import ConnectorState
 from bot.events import Reaction
+from bot.hooks import ToolLayer, ToolNext, hookimpl
 from bot.logs import turn_context, turn_id_for
 from bot.metrics import Metrics
 from bot.ollama import ChatResult, ModelClient
 from bot.tools import Tool
 
 if TYPE_CHECKING:
-    from bot.app import App
-    from bot.middleware import Event, Handler
-    from graphs.agent.state import ToolExecutor
+    from collections.abc import Awaitable
 
-__all__ = ["MeteredModel", "StreamLagMonitor", "metered_executor", "setup"]
+    from bot.app import App
+    from bot.middleware import Event, Handler, Middleware
+
+__all__ = ["MeteredModel", "StreamLagMonitor", "metered_tool_layer", "setup"]
 
 logger = logging.getLogger(__name__)
 
@@ -71,22 +73,22 @@ class MeteredModel:
         return result
 
 
-def metered_executor(inner: ToolExecutor, metrics: Metrics) -> ToolExecutor:
-    """Wrap a tool executor: count calls and failures per plugin, time each call."""
+def metered_tool_layer(metrics: Metrics) -> ToolLayer:
+    """A tool layer (stage ``measure``): count calls and failures per plugin, time each call."""
 
-    async def execute(tool: Tool, arguments: dict[str, Any]) -> str:
+    async def measure(tool: Tool, arguments: dict[str, Any], call_next: ToolNext) -> str:
         plugin = tool.plugin or "core"
         metrics.tool_calls.labels(plugin, tool.name).inc()
         started = time.perf_counter()
         try:
-            return await inner(tool, arguments)
+            return await call_next(tool, arguments)
         except Exception:
             metrics.tool_errors.labels(plugin, tool.name).inc()
             raise
         finally:
             metrics.tool_seconds.labels(plugin).observe(time.perf_counter() - started)
 
-    return execute
+    return measure
 
 
 class StreamLagMonitor:
@@ -157,16 +159,30 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value or "")
 
 
-async def setup(app: App) -> None:
-    """Install the metric hooks and the turn-id middleware on a starting app."""
-    from graphs.agent.nodes import run_tool_inprocess
+class _Observability:
+    """Turn ids in logs from the first inbound rule on; tool and feedback metrics."""
 
-    metrics, runtime = app.metrics, app.runtime
-    app.extras["tool_executor"] = metered_executor(
-        app.extras.get("tool_executor", run_tool_inprocess), metrics
-    )
-    runtime.add_middleware(_turn_ids, first=True)
-    runtime.reaction_listeners.append(_feedback_counter(app))
+    def __init__(self, app: App) -> None:
+        self.measure = metered_tool_layer(app.metrics)
+        self.on_reaction = _feedback_counter(app)
+
+    @hookimpl
+    def oc_inbound_rules(self) -> list[tuple[str, Middleware]]:
+        return [("trace", _turn_ids)]
+
+    @hookimpl
+    def oc_tool_layers(self) -> list[tuple[str, ToolLayer]]:
+        return [("measure", self.measure)]
+
+    @hookimpl
+    def oc_reaction(self, reaction: Reaction, reply_id: int | None) -> Awaitable[None]:
+        return self.on_reaction(reaction, reply_id)  # type: ignore[no-any-return]
+
+
+async def setup(app: App) -> None:
+    """Feature entry point: metric hooks, turn ids in logs, connector gauges, stream lag."""
+    metrics = app.metrics
+    app.hooks.register(_Observability(app), "observability")
 
     def refresh_connectors() -> None:
         for connector in app.connectors:

@@ -35,9 +35,10 @@ from bot.commands import CommandContext, CommandRouter
 from bot.config import Settings
 from bot.connector import Connector, RuntimeStopped
 from bot.events import Address, Chat, ChatKind, Command, Message, Reaction, User
+from bot.hooks import INBOUND_STAGES, TURN_STAGES, Hooks, TurnCall, compose, hookimpl
 from bot.logs import turn_context, turn_id_for
 from bot.metrics import Metrics
-from bot.middleware import Handler, Middleware, chain, ignore_bots, require_address
+from bot.middleware import Handler, Middleware, ignore_bots, require_address
 from bot.ollama import OllamaError
 from bot.reply import ReplySink, ReplyStream, reply_key
 from bot.storage.disk import DiskFull, guard_for_url, refusing
@@ -60,6 +61,9 @@ CRASH_APOLOGY = "Sorry, something went wrong while answering. Your message is sa
 
 class Agent(Protocol):
     """What the runtime needs from the agent graph."""
+
+    graph: Any
+    """The compiled graph (features read checkpoints and resume paused threads through it)."""
 
     async def run_turn(
         self, thread_id: str, text: str, ctx: TurnContext, *, retry: bool = False
@@ -98,11 +102,23 @@ class _Lane:
     task: asyncio.Task[None] | None = None
 
 
-PromptChooser = Callable[[Message], Awaitable[tuple[str | None, int | None]]]
+class _CoreRules:
+    """The core's own inbound rules, registered on the seam like a feature's."""
+
+    def __init__(self, group_trigger: str) -> None:
+        self.rules: list[Middleware] = [ignore_bots, require_address(group_trigger)]
+
+    @hookimpl
+    def oc_inbound_rules(self) -> list[tuple[str, Middleware]]:
+        return [("filter", rule) for rule in self.rules]
 
 
 class Runtime:
-    """Owns connectors, conversation lanes and the turn loop."""
+    """Owns connectors, conversation lanes and the turn loop.
+
+    Features extend it only through the hooks of ``bot/hooks.py`` (``hooks.register``); what a
+    turn goes through, in order, is :meth:`_accept` (inbound rules first) and :meth:`run_turn`.
+    """
 
     def __init__(
         self,
@@ -113,6 +129,7 @@ class Runtime:
         tools: ToolRegistry,
         commands: CommandRouter | None = None,
         metrics: Metrics | None = None,
+        hooks: Hooks | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -122,25 +139,13 @@ class Runtime:
         self.metrics = metrics or Metrics()
         self.connectors: dict[str, Connector] = {}
         self.started_at = time.time()
-        self.reaction_listeners: list[Callable[[Reaction, int | None], Awaitable[None]]] = []
-        self.reply_listeners: list[Callable[[ReplyRecord], Awaitable[None]]] = []
-        # Policies other features replace (prompt tuning, per-chat model, plugin enablement).
-        self.choose_prompt: PromptChooser = self._default_prompt
-        self.choose_model: Callable[[Address], str] = lambda _a: self.settings.model
-        self.choose_tools: Callable[[Address], list[Tool]] = lambda _a: list(self.tools)
-        self.is_admin: Callable[[User], bool] = self._default_is_admin
-        self.person_of: Callable[[User], Awaitable[str]] = self._default_person
-        self.thread_id: Callable[[Address, int], str] = lambda a, epoch: f"{a.key}#{epoch}"
-        # Where accepted jobs go (local lanes; a scale-out gateway publishes them instead) and
-        # where answers go (local connectors; a scale-out worker relays them to the gateway).
-        self.route: Callable[[Job], Awaitable[None]] = self.dispatch
-        self.open_stream: Callable[[Address, str | None, str | None], ReplySink | None] = (
-            self._local_stream
-        )
-        # Services graph nodes reach through ``TurnContext.services`` (features fill it).
+        self.hooks = hooks or Hooks()
+        self.hooks.register(_CoreRules(settings.group_trigger), "core")
+        # Services graph nodes reach through ``TurnContext.services`` (oc_turn_services).
         self.turn_services: dict[str, Any] = {}
-        self._middleware: list[Middleware] = [ignore_bots, require_address(settings.group_trigger)]
-        self._handler: Handler = chain(self._middleware, self._accept)
+        # The chains features declare (oc_inbound_rules, oc_turn_layers), built by ``start``.
+        self._handler: Handler = self._accept
+        self._agent_call: Callable[[TurnCall], Awaitable[Any]] = self._call_agent
         self._slots = asyncio.Semaphore(settings.max_in_flight)
         self._lanes: dict[str, _Lane] = {}
         self._accepting = False
@@ -154,17 +159,25 @@ class Runtime:
         """Route replies for ``connector.platform`` through this connector."""
         self.connectors[connector.platform] = connector
 
-    def add_middleware(self, mw: Middleware, *, first: bool = False) -> None:
-        """Insert a rule into the inbound chain (after the built-ins unless ``first``)."""
-        if first:
-            self._middleware.insert(0, mw)
-        else:
-            self._middleware.append(mw)
-        self._handler = chain(self._middleware, self._accept)
+    def build(self) -> None:
+        """Compose what the registered features declared: the inbound rules, the layers
+        around the agent call, the turn services. Called by :meth:`start` (and again by a
+        test that registers a feature later).
+        """
+        call = self.hooks.call
+        rules = self.hooks.staged(call.oc_inbound_rules(), INBOUND_STAGES)
+        self._handler = compose(rules, self._accept)
+        self._agent_call = compose(
+            self.hooks.staged(call.oc_turn_layers(), TURN_STAGES), self._call_agent
+        )
+        self.turn_services = {
+            k: v for services in call.oc_turn_services() for k, v in services.items()
+        }
 
     # --- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
         """Accept events from connectors (after :meth:`recover`, before :meth:`open_lanes`)."""
+        self.build()
         self._accepting = True
 
     def open_lanes(self) -> None:
@@ -239,8 +252,7 @@ class Runtime:
         self.metrics.inbound.labels(event.platform, type(event).__name__.lower()).inc()
         if isinstance(event, Reaction):
             reply_id = await self.store.record_reaction(event)
-            for listener in self.reaction_listeners:
-                await listener(event, reply_id)
+            await self.hooks.notify(self.hooks.call.oc_reaction(reaction=event, reply_id=reply_id))
             return
         if isinstance(event, Message):
             inbound_id = await self.store.accept_inbound(event)
@@ -250,6 +262,16 @@ class Runtime:
             await self.route(Job(event, inbound_id))
             return
         await self.route(Job(event))
+
+    async def route(self, job: Job) -> None:
+        """Send an accepted job where it runs: this process's lanes, unless a feature takes it
+        (a scale-out gateway publishes it to the workers).
+        """
+        taken = self.hooks.call.oc_route(job=job)
+        if taken is None:
+            await self.dispatch(job)
+        else:
+            await taken
 
     async def dispatch(self, job: Job) -> None:
         """Queue an accepted job on its conversation's lane (one turn at a time, in order)."""
@@ -378,7 +400,7 @@ class Runtime:
         run_id = ""
         try:
             async with self._slots:
-                outcome = await self.agent.run_turn(thread, msg.text, ctx, retry=retry)
+                outcome = await self._agent_call(TurnCall(thread, msg.text, ctx, msg, retry))
             text, run_id = outcome.text.strip() or "(no answer)", outcome.run_id
             outcome_label = "ok"
         except OllamaError as exc:
@@ -399,8 +421,11 @@ class Runtime:
         reply_id = await self.store.record_reply(inbound_id, address, text, meta)
         ids = await self._deliver(stream, reply_id, address, text)
         record = ReplyRecord(reply_id, address, msg, text, meta, tuple(ids))
-        for listener in self.reply_listeners:
-            await listener(record)
+        await self.hooks.notify(self.hooks.call.oc_reply_sent(record=record))
+
+    async def _call_agent(self, call: TurnCall) -> Any:
+        """The innermost step of a turn, inside every layer of ``oc_turn_layers``."""
+        return await self.agent.run_turn(call.thread_id, call.text, call.ctx, retry=call.retry)
 
     async def _deliver(
         self, stream: ReplySink, reply_id: int, address: Address, text: str
@@ -427,9 +452,17 @@ class Runtime:
                 await stream.typing()
                 await asyncio.sleep(4.0)
 
-    def _local_stream(
+    def open_stream(
         self, address: Address, reply_to: str | None, key: str | None
     ) -> ReplySink | None:
+        """Where a reply goes: this process's connector for the platform, unless a feature
+        takes it (a scale-out worker relays it to the gateway). None: no connector here.
+        """
+        sink: ReplySink | None = self.hooks.call.oc_open_stream(
+            address=address, reply_to=reply_to, key=key
+        )
+        if sink is not None:
+            return sink
         connector = self.connectors.get(address.platform)
         if connector is None:
             return None
@@ -484,16 +517,40 @@ class Runtime:
         await stream.resume()
         await self._deliver(stream, int(row.id), address, row.text)
 
-    # --- defaults ----------------------------------------------------------------------
-    async def _default_prompt(self, _msg: Message) -> tuple[str | None, int | None]:
-        return self.settings.system_prompt, None
+    # --- policies: the first feature that answers wins, else the core's default -----------
+    async def choose_prompt(self, msg: Message) -> tuple[str | None, int | None]:
+        """The system prompt and its variant id (prompt tuning), else the configured one."""
+        answer = await self.hooks.first(self.hooks.call.oc_choose_prompt(message=msg))
+        return (self.settings.system_prompt, None) if answer is None else answer
 
-    async def _default_person(self, user: User) -> str:
-        """Without identity linking every account is its own person."""
-        return user.key
+    def choose_model(self, address: Address) -> str:
+        """The model for a conversation (``/model``), else the configured one."""
+        return str(self.hooks.call.oc_choose_model(address=address) or self.settings.model)
 
-    def _default_is_admin(self, user: User) -> bool:
+    def choose_tools(self, address: Address) -> list[Tool]:
+        """The core's tools plus those features offer here (plugins enabled in this chat)."""
+        tools = {tool.name: tool for tool in self.tools}
+        for offered in self.hooks.call.oc_turn_tools(address=address):
+            for tool in offered:
+                tools.setdefault(tool.name, tool)
+        return list(tools.values())
+
+    def is_admin(self, user: User) -> bool:
+        """Access control's answer, else: the terminal's user and ``OC_ADMINS``."""
+        answer = self.hooks.call.oc_is_admin(user=user)
+        if answer is not None:
+            return bool(answer)
         return user.platform == "terminal" or user.key in self.settings.admins
+
+    async def person_of(self, user: User) -> str:
+        """The person an account belongs to; without identity linking, the account itself."""
+        answer = await self.hooks.first(self.hooks.call.oc_person_of(user=user))
+        return user.key if answer is None else str(answer)
+
+    @staticmethod
+    def thread_id(address: Address, epoch: int) -> str:
+        """The graph thread of a conversation's current epoch (``/reset`` starts a new one)."""
+        return f"{address.key}#{epoch}"
 
     def _register_core_commands(self) -> None:
         router = self.commands

@@ -1,13 +1,15 @@
 """The admin feature's wiring: access, rate limits, identity, approvals, audit, commands.
 
-Listed once in ``bot.app.FEATURES``; ``setup`` runs after the runtime exists and before
-connectors start (so their native command lists include ours).
+The ``admin`` entry point of ``opencomputer.features`` (it cannot be turned off); ``setup`` runs
+after the runtime exists and before connectors start (so their native command lists include
+ours).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -15,11 +17,13 @@ from bot import audit as audit_log
 from bot.access import AccessPolicy, access_middleware
 from bot.access.models import GrantRow, PairingRow  # noqa: F401  (tables)
 from bot.admin.model_choice import ModelChoice
-from bot.approvals import NO, YES, ApprovalAgent, Approvals
-from bot.commands import CommandContext
+from bot.approvals import NO, YES, ApprovalGate, Approvals
+from bot.commands import CommandContext, CommandRouter
 from bot.effects import ApprovalPolicy
 from bot.events import Address, Chat, ChatKind, Message, Reaction, User
+from bot.hooks import TurnLayer, hookimpl
 from bot.identity import IdentityLinks
+from bot.middleware import Middleware
 from bot.ratelimit import LocalLimiter, RedisLimiter, parse_rate, rate_limit_middleware
 from bot.runtime import Job, ReplyRecord, Runtime
 
@@ -85,7 +89,7 @@ async def _chat_kind(app: App, conversation: str) -> ChatKind:
 
 
 async def _requeue(runtime: Runtime, row: Any, kind: ChatKind = ChatKind.GROUP) -> None:
-    """Queue the paused conversation; its next turn resumes the thread (see ApprovalAgent)."""
+    """Queue the paused conversation; its next turn resumes the thread (see ApprovalGate)."""
     address = Address.parse(row.conversation)
     platform, _, user_id = row.user_key.partition(":")
     message = Message(
@@ -106,10 +110,7 @@ def _calls(row: Any) -> list[dict[str, Any]]:
 
 
 async def setup(app: App) -> None:
-    """Build the services, install policies, middleware, listeners and commands."""
-    from bot.admin.commands import register_admin_commands
-    from bot.admin.user_commands import register_user_commands
-
+    """Feature entry point: build the services and register them on the seam."""
     runtime, engine, settings = app.runtime, app.store.engine, app.settings
     identity = IdentityLinks(engine)
     policy = AccessPolicy(settings, engine, accounts_of=identity.accounts_of)
@@ -126,48 +127,86 @@ async def setup(app: App) -> None:
     app.extras.setdefault("forget_hooks", [])
     app.extras.setdefault("export_hooks", [])
 
-    runtime.is_admin = policy.is_admin
-    runtime.person_of = identity.person_of
-    runtime.choose_model = models.choose
-    runtime.add_middleware(access_middleware(policy, runtime.say))
-    runtime.add_middleware(await _rate_limiter(app, policy))
-
     async def on_request(approval_id: int, ctx: Any, calls: list[dict[str, Any]]) -> None:
         actor = ctx.user.key if ctx.user is not None else "system"
         tools = [c.get("name") for c in calls]
         await services.audit(actor, "approval.requested", {"approval": approval_id, "tools": tools})
 
-    runtime.agent = ApprovalAgent(
-        runtime.agent,
+    gate = ApprovalGate(
+        runtime.agent.graph,
         approvals,
         on_request,
         settings.secret_values(),
         policy=ApprovalPolicy.from_settings(settings),
-        is_owner=lambda user: runtime.is_admin(user),  # looked up per call: it may be replaced
+        is_owner=runtime.is_admin,
     )
-
-    async def on_reply(record: ReplyRecord) -> None:
-        if approvals.asked_in(record.meta.run_id):
-            await approvals.attach_reply(record.meta.run_id, record.reply_id)
-
-    async def on_reaction(reaction: Reaction, reply_id: int | None) -> None:
-        if reply_id is None or not reaction.added or reaction.emoji not in YES | NO:
-            return
-        rows = await approvals.find(reply_id=reply_id)
-        if rows and rows[0].status == "pending":
-            answer = await services.decide(int(rows[0].id), reaction.emoji in YES, reaction.user)
-            if answer:
-                await runtime.say(reaction.address, answer)
-
-    runtime.reply_listeners.append(on_reply)
-    runtime.reaction_listeners.append(on_reaction)
+    limiter = await _rate_limiter(app, policy)
+    app.hooks.register(_Admin(services, gate, limiter), "admin")
 
     async def on_denied(ctx: CommandContext) -> None:
         await services.audit(ctx.event.user.key, "command.denied", {"command": ctx.event.name})
 
     app.commands.on_denied.append(on_denied)
-    register_user_commands(app.commands, services)
-    register_admin_commands(app.commands, services)
+
+
+class _Admin:
+    """The admin feature on the seam: who is admin and who a person is, which model answers,
+    access and rate-limit rules, the approval gate, approvals decided by reactions, commands.
+    """
+
+    def __init__(self, services: AdminServices, gate: ApprovalGate, limiter: Middleware) -> None:
+        self.services = services
+        self.gate = gate
+        say = services.app.runtime.say
+        self.rules = [
+            ("access", access_middleware(services.policy, say)),
+            ("rate_limit", limiter),
+        ]
+
+    @hookimpl
+    def oc_is_admin(self, user: User) -> bool:
+        return self.services.policy.is_admin(user)
+
+    @hookimpl
+    def oc_person_of(self, user: User) -> Awaitable[str]:
+        return self.services.identity.person_of(user)
+
+    @hookimpl
+    def oc_choose_model(self, address: Address) -> str:
+        return self.services.models.choose(address)
+
+    @hookimpl
+    def oc_inbound_rules(self) -> list[tuple[str, Middleware]]:
+        return self.rules
+
+    @hookimpl
+    def oc_turn_layers(self) -> list[tuple[str, TurnLayer]]:
+        return [("approvals", self.gate.layer)]
+
+    @hookimpl
+    async def oc_reply_sent(self, record: ReplyRecord) -> None:
+        approvals = self.services.approvals
+        if approvals.asked_in(record.meta.run_id):
+            await approvals.attach_reply(record.meta.run_id, record.reply_id)
+
+    @hookimpl
+    async def oc_reaction(self, reaction: Reaction, reply_id: int | None) -> None:
+        if reply_id is None or not reaction.added or reaction.emoji not in YES | NO:
+            return
+        services = self.services
+        rows = await services.approvals.find(reply_id=reply_id)
+        if rows and rows[0].status == "pending":
+            answer = await services.decide(int(rows[0].id), reaction.emoji in YES, reaction.user)
+            if answer:
+                await services.app.runtime.say(reaction.address, answer)
+
+    @hookimpl
+    def oc_commands(self, router: CommandRouter) -> None:
+        from bot.admin.commands import register_admin_commands
+        from bot.admin.user_commands import register_user_commands
+
+        register_user_commands(router, self.services)
+        register_admin_commands(router, self.services)
 
 
 async def _rate_limiter(app: App, policy: AccessPolicy) -> Any:

@@ -1,15 +1,19 @@
-"""Feature entry point: ``FEATURES`` in ``bot/app.py`` lists ``bot.feedback.feature:setup``."""
+"""Feature entry point (``opencomputer.features``: feedback): reactions tune prompt variants."""
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
+from bot.commands import CommandRouter
+from bot.events import Message, Reaction
 from bot.feedback.commands import register_commands
 from bot.feedback.guard import ToolFailureTap
 from bot.feedback.service import FeedbackService
 from bot.feedback.tuner import AuditHook
+from bot.hooks import hookimpl
 
 if TYPE_CHECKING:
     from bot.app import App
@@ -31,14 +35,7 @@ async def setup(app: App) -> None:
     if hook is not None:
         service.tuner.audit_hooks.append(hook)
     await service.start()
-    runtime = app.runtime
-    service.tools_tap = ToolFailureTap(runtime.agent)
-    runtime.agent = service.tools_tap
-    runtime.choose_prompt = service.selector.choose
-    runtime.reaction_listeners.append(service.on_reaction)
-    runtime.reply_listeners.append(service.on_reply)
-    runtime.add_middleware(service.reason_middleware)
-    register_commands(app.commands, service)
+    app.hooks.register(_Feedback(service), "feedback")
     app.extras["feedback"] = service
     app.on_stop.append(service.stop)
 
@@ -52,6 +49,38 @@ async def setup(app: App) -> None:
 
     app.extras.setdefault("forget_hooks", []).append(forget)
     app.extras.setdefault("export_hooks", []).append(export)
+
+
+class _Feedback:
+    """Prompt choice, reaction and reply observers, the tool-failure tap, "why" notes."""
+
+    def __init__(self, service: FeedbackService) -> None:
+        self.service = service
+        service.tools_tap = self.tap = ToolFailureTap()
+
+    @hookimpl
+    def oc_choose_prompt(self, message: Message) -> Awaitable[tuple[str | None, int | None]]:
+        return self.service.selector.choose(message)
+
+    @hookimpl
+    def oc_reaction(self, reaction: Reaction, reply_id: int | None) -> Awaitable[None]:
+        return self.service.on_reaction(reaction, reply_id)
+
+    @hookimpl
+    def oc_reply_sent(self, record: Any) -> Awaitable[None]:
+        return self.service.on_reply(record)
+
+    @hookimpl
+    def oc_inbound_rules(self) -> list[tuple[str, Any]]:
+        return [("annotate", self.service.reason_middleware)]
+
+    @hookimpl
+    def oc_turn_layers(self) -> list[tuple[str, Any]]:
+        return [("observe", self.tap.layer)]
+
+    @hookimpl
+    def oc_commands(self, router: CommandRouter) -> None:
+        register_commands(router, self.service)
 
 
 def audit_hook(store: object) -> AuditHook | None:

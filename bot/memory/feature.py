@@ -1,19 +1,21 @@
-"""Feature setup for issue 8: memory, compaction, planning and schedules on the agent graph.
+"""The ``memory`` feature: memory, compaction and planning on the agent graph.
 
-``setup`` opens the memory index (the tables come with the schema), puts the services the
-graph nodes use on ``runtime.turn_services``, registers the core tools (``remember``,
-``schedule``) and the commands (``/memory``, ``/plan``, ``/schedules``), the data-rights hooks
-and the scheduler.
+``setup`` opens the memory index (the tables come with the schema), offers the services the
+graph nodes use (``oc_turn_services``), registers the core tool ``remember`` and the commands
+(``/memory``, ``/plan``) and the data-rights hooks. Schedules are their own feature
+(``bot/schedules/feature.py``).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 from typing import Any
 
 from sqlalchemy import func, select
 
 from bot.commands import CommandContext, CommandRouter
+from bot.hooks import hookimpl
 from bot.memory.commands import register_memory_commands
 from bot.memory.models import MemoryRow
 from bot.memory.store import MemoryStore
@@ -30,9 +32,8 @@ _MEM = MemoryRow.__table__  # type: ignore[attr-defined]
 
 
 async def setup(app: Any) -> None:
-    """Wire memory, compaction, planning and schedules into the running app."""
+    """Feature entry point: wire memory, compaction and planning into the running app."""
     settings = app.settings
-    runtime = app.runtime
     store = MemoryStore(
         app.store.engine,
         app.llm,
@@ -48,22 +49,19 @@ async def setup(app: Any) -> None:
     app.on_stop.append(store.index.close)
     app.extras["memory"] = store
 
-    async def person_of(user: Any) -> str:
-        return str(await runtime.person_of(user))  # looked up per call: linking may replace it
-
-    runtime.turn_services.update(
-        memory=store,
-        person_of=person_of,
-        compaction=CompactionConfig(compact_at=settings.compact_at),
-        window=WindowProbe(app.llm, explicit="num_ctx" in settings.model_fields_set),
-    )
+    services: dict[str, Any] = {
+        "memory": store,
+        "person_of": app.runtime.person_of,
+        "compaction": CompactionConfig(compact_at=settings.compact_at),
+        "window": WindowProbe(app.llm, explicit="num_ctx" in settings.model_fields_set),
+    }
     if settings.planning:
-        runtime.turn_services["planner"] = PlannerConfig()
+        services["planner"] = PlannerConfig()
+    app.hooks.register(_Memory(services, _citer(app, store)), "memory")
     for item in make_memory_tools(store):
         app.tools.add(item, plugin="core")
     register_memory_commands(app.commands, store)
     _register_plan_command(app)
-    runtime.reply_listeners.append(_citer(app, store))
 
     async def forget_memories(person: str, _accounts: list[str]) -> str:
         count = await store.forget(person)
@@ -81,9 +79,21 @@ async def setup(app: Any) -> None:
     app.extras.setdefault("forget_hooks", []).append(forget_memories)
     app.extras.setdefault("export_hooks", []).append(export_memories)
 
-    from bot.schedules.feature import setup_schedules
 
-    await setup_schedules(app)
+class _Memory:
+    """Memory on the seam: the services graph nodes use, and citing what a reply recalled."""
+
+    def __init__(self, services: dict[str, Any], cite: Any) -> None:
+        self.services = services
+        self.cite = cite
+
+    @hookimpl
+    def oc_turn_services(self) -> dict[str, Any]:
+        return self.services
+
+    @hookimpl
+    def oc_reply_sent(self, record: Any) -> Awaitable[None]:
+        return self.cite(record)  # type: ignore[no-any-return]
 
 
 async def _sync_index(store: MemoryStore) -> None:
@@ -98,7 +108,7 @@ async def _sync_index(store: MemoryStore) -> None:
 
 
 def _citer(app: Any, store: MemoryStore) -> Any:
-    """A reply listener storing which memories the run's prompt used, under its run id."""
+    """A reply observer storing which memories the run's prompt used, under its run id."""
 
     async def cite(record: Any) -> None:
         if not record.meta.run_id:

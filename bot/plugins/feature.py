@@ -1,9 +1,8 @@
 """The plugin feature: discovery, sandboxed execution and enablement wired into the app.
 
-Listed once in ``bot.app.FEATURES``. It replaces the skeleton's hard-wired clock/calculator
-tools: every tool now comes from a plugin (or an MCP server), the agent is offered only those
-enabled where it speaks, and tool calls go through :func:`make_executor` (installed as
-``app.extras["tool_executor"]``, which the App's graph delegates to).
+The ``plugins`` entry point of ``opencomputer.features``. Every tool comes from a plugin (or an
+MCP server), the agent is offered only those enabled where it speaks (``oc_turn_tools``), and
+tool calls go through :func:`make_executor` (the ``route`` tool layer).
 """
 
 from __future__ import annotations
@@ -18,10 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from bot.commands import CommandContext
+from bot.commands import CommandContext, CommandRouter
 from bot.connector import CommandSpec
 from bot.events import Address, ChatKind, Message, Reaction, User
+from bot.hooks import ToolLayer, ToolNext, hookimpl
 from bot.logs import SecretRegistry, add_secrets, mask
+from bot.middleware import Event, Handler, Middleware
 from bot.plugins.api import chat_kind_of
 from bot.plugins.discovery import discover, plugin_environ
 from bot.plugins.enablement import Enablement
@@ -197,22 +198,9 @@ async def setup(app: App) -> None:
         )
         await system.mcp.start()
     app.extras["plugins"] = system
-    app.extras["tool_executor"] = make_executor(
-        app, settings.plugin_timeout + 5, [*secrets, *host.secret_values]
-    )
+    execute = make_executor(app, settings.plugin_timeout + 5, [*secrets, *host.secret_values])
     app.on_stop.append(system.stop)
-
-    base = runtime.choose_tools
-
-    def choose_tools(address: Address) -> list[Tool]:
-        tools = {t.name: t for t in base(address)}
-        for tool in system.tools_for(address):
-            tools.setdefault(tool.name, tool)
-        return list(tools.values())
-
-    runtime.choose_tools = choose_tools
-    _register_commands(app, system)
-    _register_hooks(app, system)
+    app.hooks.register(_Plugins(app, system, execute), "plugins")
     register_forget(app, system)  # /forget reaches plugin data (bot/plugins/forget.py)
     _start_jobs(system)
     system.spawn(_refresh(enablement), "plugin-enablement-refresh", loop=True)
@@ -220,11 +208,58 @@ async def setup(app: App) -> None:
         app.changes.watch("plugins", enablement.refresh)
 
 
-def _register_commands(app: App, system: PluginSystem) -> None:
+class _Plugins:
+    """Plugins on the seam: their tools where enabled, where tool calls run, their commands
+    (after every built-in one, which they cannot take), their message and reaction hooks.
+    """
+
+    def __init__(self, app: App, system: PluginSystem, execute: Executor) -> None:
+        self.app, self.system, self.execute = app, system, execute
+        self.fire = _hook_firer(system)
+        hooks = {h for p in system.host.plugins.values() for h in p.manifest.hooks}
+        self.rules: list[tuple[str, Middleware]] = (
+            [("observe", self.on_message)] if "on_message" in hooks else []
+        )
+        self.wants_reactions = "on_reaction" in hooks
+
+    @hookimpl
+    def oc_turn_tools(self, address: Address) -> list[Tool]:
+        return self.system.tools_for(address)
+
+    @hookimpl
+    def oc_tool_layers(self) -> list[tuple[str, ToolLayer]]:
+        return [("route", self.run_tool)]
+
+    async def run_tool(self, tool: Tool, arguments: dict[str, Any], _next: ToolNext) -> str:
+        """Every tool call, plugin or core: sandboxed where it is a plugin's, bounded in time,
+        its output masked (never the in-process default).
+        """
+        return str(await self.execute(tool, arguments))
+
+    @hookimpl(trylast=True)  # after every built-in command: a plugin cannot take /approve
+    def oc_commands(self, router: CommandRouter) -> None:
+        _register_commands(router, self.system)
+
+    @hookimpl
+    def oc_inbound_rules(self) -> list[tuple[str, Middleware]]:
+        return self.rules
+
+    async def on_message(self, event: Event, call_next: Handler) -> None:
+        await call_next(event)
+        if isinstance(event, Message):
+            self.fire("on_message", event)
+
+    @hookimpl
+    def oc_reaction(self, reaction: Reaction, reply_id: int | None) -> None:
+        if self.wants_reactions:
+            self.fire("on_reaction", reaction)
+
+
+def _register_commands(router: CommandRouter, system: PluginSystem) -> None:
     host = system.host
     for name, plugin in host.plugins.items():
         for decl in plugin.manifest.commands:
-            if app.commands.get(decl.name) is not None:
+            if router.get(decl.name) is not None:
                 logger.error("plugin %s: command /%s is taken; not registered", name, decl.name)
                 continue
 
@@ -241,7 +276,7 @@ def _register_commands(app: App, system: PluginSystem) -> None:
             spec = CommandSpec(
                 decl.name, decl.description or f"from plugin {name}", decl.admin, decl.args
             )
-            app.commands.add(spec, handler)
+            router.add(spec, handler)
 
 
 def _event_dict(event: Message | Reaction) -> dict[str, Any]:
@@ -262,7 +297,10 @@ def _event_dict(event: Message | Reaction) -> dict[str, Any]:
     return data
 
 
-def _register_hooks(app: App, system: PluginSystem) -> None:
+def _hook_firer(system: PluginSystem) -> Callable[[str, Message | Reaction], None]:
+    """Run a manifest hook (``on_message``, ``on_reaction``) of every plugin enabled where the
+    event happened, one call at a time per plugin and in event order, without waiting for it.
+    """
     host = system.host
 
     def fire(hook: str, event: Message | Reaction) -> None:
@@ -284,20 +322,7 @@ def _register_hooks(app: App, system: PluginSystem) -> None:
                     f"plugin {name} {hook}",
                 )
 
-    if any("on_message" in p.manifest.hooks for p in host.plugins.values()):
-
-        async def on_message(event: Any, call_next: Callable[[Any], Awaitable[None]]) -> None:
-            await call_next(event)
-            if isinstance(event, Message):
-                fire("on_message", event)
-
-        app.runtime.add_middleware(on_message)
-    if any("on_reaction" in p.manifest.hooks for p in host.plugins.values()):
-
-        async def on_reaction(event: Reaction, _reply_id: int | None) -> None:
-            fire("on_reaction", event)
-
-        app.runtime.reaction_listeners.append(on_reaction)
+    return fire
 
 
 async def _in_order(lock: asyncio.Lock, call: Coroutine[Any, Any, None]) -> None:

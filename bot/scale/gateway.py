@@ -27,6 +27,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from bot.events import Address
+from bot.hooks import hookimpl
 from bot.reply import ReplyStream, is_durable_key
 from bot.runtime import Job, message_from_row
 from bot.scale.backoff import Outage
@@ -80,6 +81,11 @@ class Gateway:
         await asyncio.gather(*self._tasks, *self._tails.values(), return_exceptions=True)
 
     # --- inbound -----------------------------------------------------------------------
+    @hookimpl
+    def oc_route(self, job: Job) -> Awaitable[None]:
+        """Every accepted job goes to the workers (bot/hooks.py)."""
+        return self.publish(job)
+
     async def publish(self, job: Job) -> None:
         """Put an accepted job on its conversation's partition stream."""
         try:

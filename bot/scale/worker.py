@@ -18,6 +18,7 @@ import socket
 import time
 import uuid
 import zlib
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -25,6 +26,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from bot.events import Address, Command, Message
+from bot.hooks import hookimpl
 from bot.reply import ReplySink
 from bot.runtime import Job, RuntimeStopped, message_from_row
 from bot.scale.backoff import Outage
@@ -297,6 +299,16 @@ class Worker:
         finally:
             self._answering -= ids
         return claim.complete
+
+    @hookimpl
+    def oc_route(self, job: Job) -> Awaitable[None]:
+        """Jobs made here go to the worker that owns their conversation (bot/hooks.py)."""
+        return self.route(job)
+
+    @hookimpl
+    def oc_open_stream(self, address: Address, reply_to: str | None, key: str | None) -> ReplySink:
+        """Replies go through the gateway that runs the platform (bot/hooks.py)."""
+        return self.open_stream(address, reply_to, key)
 
     async def route(self, job: Job) -> None:
         """Jobs made on this worker (a paused turn that ``/approve`` resumes) go to the worker

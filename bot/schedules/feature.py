@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 from datetime import datetime
 from typing import Any, Literal
 
@@ -10,6 +11,7 @@ from sqlalchemy import select, update
 
 from bot.commands import CommandContext, CommandRouter
 from bot.events import ChatKind
+from bot.hooks import hookimpl
 from bot.memory.tools import current_turn, person_of_turn
 from bot.schedules.models import ScheduleRow
 from bot.schedules.scheduler import Scheduler
@@ -67,14 +69,24 @@ def describe(row: Any) -> str:
     return f"#{row.id} {when}{repeat} — {kind}: {row.text}"
 
 
+class _Jobs:
+    def __init__(self, scheduler: Scheduler) -> None:
+        self.scheduler = scheduler
+
+    @hookimpl
+    def oc_ready(self) -> Awaitable[None]:
+        """After recovery, with connectors up: a task due now may emit right away."""
+        return self.scheduler.start()
+
+
 async def setup_schedules(app: Any) -> None:
-    """Start the scheduler once the runtime runs, register tool and command."""
+    """Feature entry point (``schedules``): the scheduler, the ``schedule`` tool, commands."""
     runtime = app.runtime
     scheduler = Scheduler(runtime)
     app.extras["scheduler"] = scheduler
     default_tz = app.settings.timezone
     if app.role != "worker":  # one scheduler per deployment: the gateway's (or run/chat's)
-        app.on_ready.append(scheduler.start)  # after recovery: a task may emit right away
+        app.hooks.register(_Jobs(scheduler), "schedules")  # starts after recovery (oc_ready)
         app.on_stop.append(scheduler.stop)
     if app.changes is not None:  # a schedule made on a worker wakes the gateway's scheduler
         scheduler.announce = app.changes.watch("schedules", scheduler.woken)

@@ -15,6 +15,7 @@ import importlib
 import signal
 import sys
 import time
+from importlib.metadata import entry_points
 
 
 def _say(line: str) -> None:
@@ -28,7 +29,7 @@ def _warm(role: str) -> None:
 
     heavy = ["bot.runtime", "graphs.agent.graph", "graphs.agent.runner", "redis.asyncio"]
     heavy += ["graphs.agent.checkpointer", "bot.scale.gateway", "bot.scale.worker"]
-    heavy += [feature.partition(":")[0] for feature in bot.app.FEATURES]
+    heavy += [ep.value.partition(":")[0] for ep in entry_points(group="opencomputer.features")]
     if role != "worker":
         heavy.append("connectors.telegram")
     for name in heavy:

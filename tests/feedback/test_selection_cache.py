@@ -18,6 +18,7 @@ from bot.feedback.cache import REFRESH_SECONDS, Assignment, Assignments, LiveVar
 from bot.feedback.repo import FeedbackRepo
 from bot.feedback.service import FeedbackService
 from bot.feedback.tuner import Tuner
+from bot.hooks import hookimpl
 from bot.testing import FakeOllama
 from bot.testing.harness import Harness
 
@@ -44,17 +45,20 @@ def statements(h: Harness) -> Iterator[list[str]]:
 
 
 def spy_choose(h: Harness) -> list[list[str]]:
-    """Wrap ``runtime.choose_prompt``: one list of the SQL it issued per turn."""
-    inner = h.app.runtime.choose_prompt
+    """Answer ``oc_choose_prompt`` first, through the feedback selector: one list of the SQL
+    it issued per turn."""
+    inner = h.app.extras["feedback"].selector.choose
     per_turn: list[list[str]] = []
 
-    async def choose(msg: Message) -> tuple[str | None, int | None]:
-        with statements(h) as seen:
-            out = await inner(msg)
-        per_turn.append(list(seen))
-        return out
+    class Spy:
+        @hookimpl(tryfirst=True)
+        async def oc_choose_prompt(self, message: Message) -> tuple[str | None, int | None]:
+            with statements(h) as seen:
+                out = await inner(message)
+            per_turn.append(list(seen))
+            return out  # type: ignore[no-any-return]
 
-    h.app.runtime.choose_prompt = choose
+    h.app.hooks.register(Spy())
     return per_turn
 
 

@@ -9,6 +9,7 @@ from bot.admin.data import forget_person
 from bot.app import App
 from bot.config import Settings
 from bot.feedback.service import FeedbackService
+from bot.hooks import hookimpl
 from bot.testing import FakeOllama
 from bot.testing.harness import Harness
 from connectors.terminal import TerminalConnector
@@ -37,11 +38,13 @@ async def test_good_and_bad_in_the_terminal_change_the_stored_vote(
         terminal = holder[0]
         seen: list[int] = []
 
-        async def probe(reaction: object, reply_id: int | None) -> None:
-            assert reply_id is not None
-            seen.extend(v.score for v in await svc.repo.votes(reply_id))
+        class Probe:
+            @hookimpl(trylast=True)  # after the feedback feature's observer
+            async def oc_reaction(self, reaction: object, reply_id: int | None) -> None:
+                assert reply_id is not None
+                seen.extend(v.score for v in await svc.repo.votes(reply_id))
 
-        app.runtime.reaction_listeners.append(probe)  # runs after the feedback listener
+        app.hooks.register(Probe())
         await terminal.run()
         assert "echo: hello" in out.getvalue()
         assert seen == [1, -1]  # /good stored +1, then /bad turned the same vote into -1

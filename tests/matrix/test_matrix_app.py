@@ -13,6 +13,7 @@ from bot.app import App
 from bot.config import Settings
 from bot.connector import ConnectorState
 from bot.events import Reaction
+from bot.hooks import hookimpl
 from bot.testing import FakeOllama
 from connectors.matrix import MatrixConnector
 from tests.matrix.matrix_helpers import TIMEOUT, Human
@@ -44,10 +45,11 @@ class Running:
         self.bot = connector
         self.reactions: asyncio.Queue[tuple[Reaction, int | None]] = asyncio.Queue()
 
-        async def listen(reaction: Reaction, reply_id: int | None) -> None:
-            await self.reactions.put((reaction, reply_id))
+        app.hooks.register(self)
 
-        app.runtime.reaction_listeners.append(listen)
+    @hookimpl
+    async def oc_reaction(self, reaction: Reaction, reply_id: int | None) -> None:
+        await self.reactions.put((reaction, reply_id))
 
     async def next_reaction(self) -> tuple[Reaction, int | None]:
         return await asyncio.wait_for(self.reactions.get(), TIMEOUT)

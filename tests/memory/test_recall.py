@@ -1,20 +1,24 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from bot.config import Settings
 from bot.events import User
+from bot.hooks import hookimpl
 from bot.testing import FakeOllama
 from bot.testing.harness import Harness
 from tests.memory.helpers import open_settings, system_prompt, topic_embedding
 
 
-def _person(mapping: dict[str, str]) -> Any:
-    async def person_of(user: User) -> str:
-        return mapping.get(user.key, user.key)
+class _Links:
+    """Linked accounts, answered before the admin feature's identity links (a hook)."""
 
-    return person_of
+    def __init__(self, mapping: dict[str, str]) -> None:
+        self.mapping = mapping
+
+    @hookimpl(tryfirst=True)
+    async def oc_person_of(self, user: User) -> str:
+        return self.mapping.get(user.key, user.key)
 
 
 async def test_fact_remembered_in_one_chat_is_recalled_in_another(
@@ -57,7 +61,7 @@ async def test_linked_accounts_share_memory_and_citations_are_stored(
 ) -> None:
     fake_ollama.embedder = topic_embedding
     async with Harness(make_settings(**open_settings())) as h:
-        h.app.runtime.person_of = _person({"test:alice": "p-1", "test:alice_work": "p-1"})
+        h.app.hooks.register(_Links({"test:alice": "p-1", "test:alice_work": "p-1"}))
         fake_ollama.call_tool("remember", fact="Their dog is called Rex")
         fake_ollama.reply("Got it.")
         await h.say("my dog is Rex", user="alice")
