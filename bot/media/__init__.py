@@ -1,0 +1,1 @@
+"""Attachments: sniffing, speech, images and documents (issue 15)."""
