@@ -25,6 +25,7 @@ __all__ = [
     "OllamaError",
     "OllamaUnavailable",
     "ToolCall",
+    "has_vision",
 ]
 
 logger = logging.getLogger(__name__)
@@ -188,6 +189,7 @@ class OllamaClient(HttpModelClient):
             timeout=timeout, max_connections=max_connections, stall_timeout=stall_timeout
         )
         self.host = host.rstrip("/")
+        self._vision: dict[str, bool] = {}
 
     # --- calls -------------------------------------------------------------------------
     async def chat(
@@ -252,6 +254,15 @@ class OllamaClient(HttpModelClient):
     async def show(self, model: str) -> dict[str, Any]:
         """Model details (``capabilities``, ``model_info``...)."""
         return await self._post_json("/api/show", {"model": model}, model)
+
+    async def supports_vision(self, model: str) -> bool:
+        """Whether ``model`` takes images (``/api/show`` capabilities); asked once per model.
+
+        Raises :class:`OllamaError` when the server cannot say (not cached: asked again later).
+        """
+        if model not in self._vision:
+            self._vision[model] = has_vision(await self.show(model))
+        return self._vision[model]
 
     async def tags(self) -> list[str]:
         """Names of the models pulled on the server."""
@@ -323,6 +334,28 @@ class OllamaClient(HttpModelClient):
             f"cannot reach Ollama at {self.host} ({type(exc).__name__}: {exc})".replace(": )", ")"),
             hint="Start it with `ollama serve`, or set OLLAMA_HOST to where it runs.",
         )
+
+
+def has_vision(info: dict[str, Any]) -> bool:
+    """Whether a model's description says it takes images.
+
+    Ollama's ``/api/show`` lists ``capabilities`` (``"vision"``) since 0.6; older servers show a
+    ``projector_info`` (the vision projector loaded beside the model) or a ``clip``/``mllama``
+    family. OpenAI-compatible ``/models`` entries use ``capabilities`` (llama.cpp server:
+    ``"multimodal"``) or OpenRouter's ``architecture.input_modalities``.
+    """
+    caps = info.get("capabilities")
+    if isinstance(caps, list):
+        return "vision" in caps or "multimodal" in caps
+    if isinstance(caps, dict):
+        return bool(caps.get("vision") or caps.get("multimodal"))
+    architecture = info.get("architecture")
+    if isinstance(architecture, dict) and isinstance(architecture.get("input_modalities"), list):
+        return "image" in architecture["input_modalities"]
+    if info.get("projector_info"):
+        return True
+    families = (info.get("details") or {}).get("families") or []
+    return "clip" in families or "mllama" in families
 
 
 def _hint(message: str, model: str) -> str:

@@ -27,10 +27,11 @@ from bot.ollama import (
     OllamaUnavailable,
     OnToken,
     ToolCall,
+    has_vision,
     stalled,
 )
 
-__all__ = ["OpenAIClient", "openai_messages", "openai_params"]
+__all__ = ["OpenAIClient", "data_url", "openai_messages", "openai_params"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ class OpenAIClient(HttpModelClient):
         )
         self.base_url = base_url.rstrip("/")
         self.host = f"openai:{self.base_url}"  # as written in OC_OLLAMA_HOSTS; the pool's key
+        self._vision: dict[str, bool] = {}
 
     # --- calls -------------------------------------------------------------------------
     async def chat(
@@ -143,6 +145,23 @@ class OpenAIClient(HttpModelClient):
             status=404,
             hint="Set OC_MODEL (or OC_EMBED_MODEL) to one of those, or load the model there.",
         )
+
+    async def supports_vision(self, model: str) -> bool:
+        """Whether ``model`` takes images, from its ``/models`` entry; asked once per model.
+
+        Most servers (OpenAI, vLLM) do not say; then images are sent, and a text-only model's
+        server refuses them with an error the user sees. Entries that do say (llama.cpp's
+        ``capabilities``, LM Studio's ``type: vlm``, OpenRouter's ``input_modalities``) decide.
+        """
+        if model not in self._vision:
+            entry = await self.show(model)
+            if entry.get("type") in ("vlm", "llm"):
+                self._vision[model] = entry["type"] == "vlm"
+            elif "capabilities" in entry or "architecture" in entry:
+                self._vision[model] = has_vision(entry)
+            else:
+                self._vision[model] = True
+        return self._vision[model]
 
     async def check_model(self, model: str, *, needs_tools: bool = True) -> ModelCheck:
         """Check that the server answers and lists ``model``.
@@ -335,7 +354,8 @@ def openai_messages(messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     left without a result or a result that answers no call. Calls get ids here (``call_<m>_<n>``,
     unique within the request) and results take them in order. A call left unanswered (a turn
     stopped at the tool-round limit) gets a "not run" result; a result whose call fell outside
-    the history window becomes plain text.
+    the history window becomes plain text. A user message's Ollama ``images`` (base64) become
+    ``image_url`` content parts with ``data:`` URLs.
     """
     out: list[dict[str, Any]] = []
     pending: deque[str] = deque()
@@ -369,10 +389,29 @@ def openai_messages(messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                     },
                 }
             )
-        out.append({"role": role, "content": content, **({"tool_calls": calls} if calls else {})})
+        images = message.get("images") or ()
+        body: str | list[dict[str, Any]] = content
+        if images and role == "user":  # Ollama's images become content parts
+            body = [{"type": "text", "text": content}] if content else []
+            body += [{"type": "image_url", "image_url": {"url": data_url(b)}} for b in images]
+        out.append({"role": role, "content": body, **({"tool_calls": calls} if calls else {})})
     while pending:
         out.append({"role": "tool", "tool_call_id": pending.popleft(), "content": _NOT_RUN})
     return out
+
+
+_IMAGE_HEADS = {"/9j/": "image/jpeg", "iVBORw0KGgo": "image/png", "R0lGOD": "image/gif"}
+
+
+def data_url(image: str) -> str:
+    """A base64 image as a ``data:`` URL, its type read from its first bytes.
+
+    Images come from :func:`bot.media.images.prepare_image` (JPEG or PNG); a URL is kept.
+    """
+    if image.startswith(("data:", "https://", "http://")):
+        return image
+    mime = next((m for head, m in _IMAGE_HEADS.items() if image.startswith(head)), "image/jpeg")
+    return f"data:{mime};base64,{image}"
 
 
 def openai_params(options: dict[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from langgraph.runtime import Runtime
 from bot.ollama import ModelClient
 from bot.tools import Tool, ToolError
 from graphs.agent.approval import review_calls
+from graphs.agent.images import VisionCache, attach_images
 from graphs.agent.reducer import merge_taint
 from graphs.agent.state import AgentState, ToolExecutor, TurnContext
 from graphs.agent.trim import trim_history
@@ -26,6 +27,7 @@ class ModelNode:
 
     def __init__(self, llm: ModelClient) -> None:
         self.llm = llm
+        self.vision = VisionCache()
 
     async def __call__(self, state: AgentState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
         """One model round; the reply (text and tool calls) is appended to the history."""
@@ -34,6 +36,9 @@ class ModelNode:
         system = {"role": "system", "content": ctx.system_prompt}
         budget = ctx.num_ctx - reserve - len(ctx.system_prompt) // 3
         history = trim_history(state.get("messages", []), budget)
+        if ctx.images:  # this turn's images ride on its message in the request only
+            vision = await self.vision.supports(self.llm, ctx.model)
+            history = attach_images(history, ctx.images, vision=vision, model=ctx.model)
         if ctx.stream is not None and state.get("tool_rounds"):
             await ctx.stream.restart()
         result = await self.llm.chat(

@@ -6,6 +6,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from graphs.agent.images import stored_text
 from graphs.agent.state import TurnContext
 
 __all__ = ["GraphAgent", "TurnOutcome"]
@@ -40,6 +41,7 @@ class GraphAgent:
         """
         run_id = uuid.uuid4().hex
         config = {"configurable": {"thread_id": thread_id}, "run_id": run_id}
+        text = stored_text(text, len(ctx.images))  # images travel in ctx, not the checkpoint
         fresh: dict[str, Any] = {"messages": [{"role": "user", "content": text}], "tool_rounds": 0}
         if ctx.taint:  # stored with the message, so a pause and resume see the same taint
             fresh["taint"] = list(ctx.taint)

@@ -74,3 +74,7 @@ class TurnContext:
     approval_policy: ApprovalPolicy = field(default_factory=ApprovalPolicy)
     # The stored message this turn answers (``in<inbound id>``); None for turns without one.
     turn_key: str | None = None
+    # Images sent with this turn's message: base64 of bot.media.images.prepare_image's output.
+    # Sent to the model with the message for this turn only; the checkpointed message keeps an
+    # "[image]" placeholder per image (graphs/agent/images.py).
+    images: list[str] = field(default_factory=list)
