@@ -33,6 +33,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(__import__("bot.admin.cli", fromlist=["audit_app"]).audit_app, name="audit")
 app.add_typer(__import__("bot.plugins.cli", fromlist=["plugins_app"]).plugins_app, name="plugins")
 app.add_typer(__import__("bot.feedback.cli", fromlist=["prompts_app"]).prompts_app, name="prompts")
+app.add_typer(__import__("bot.apikeys.cli", fromlist=["keys_app"]).keys_app, name="keys")
 
 
 def _print_version(value: bool) -> None:

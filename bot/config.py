@@ -182,6 +182,14 @@ class Settings(BaseSettings):
         "OC_HTTP_HOST", "Address of the HTTP app (health, webhooks).", "127.0.0.1"
     )
     http_port: int = _env("OC_HTTP_PORT", "Port of the HTTP app; 0 picks a free one.", 8080, ge=0)
+    api_enabled: bool = _env(
+        "OC_API_ENABLED",
+        "Serve the OpenAI-compatible API (/v1/chat/completions) on the HTTP app (docs/api.md).",
+        False,
+    )
+    api_rate: str = _env(
+        "OC_API_RATE", "Requests per API key: 'count/seconds'; 0 turns it off.", "30/60"
+    )
     log_level: str = _env("OC_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR.", "INFO")
     log_format: str = _env(
         "OC_LOG_FORMAT",
@@ -383,7 +391,7 @@ class Settings(BaseSettings):
             raise ValueError("expected 'mention' or 'always'")
         return value
 
-    @field_validator("rate_limit_user", "rate_limit_chat")
+    @field_validator("rate_limit_user", "rate_limit_chat", "api_rate")
     @classmethod
     def _check_rate(cls, value: str) -> str:
         from bot.ratelimit import parse_rate

@@ -15,7 +15,7 @@ from bot.channels import Channel
 if TYPE_CHECKING:
     from bot.config import Settings
 
-__all__ = ["DISCORD", "MATRIX", "SLACK", "TELEGRAM"]
+__all__ = ["API", "DISCORD", "MATRIX", "SLACK", "TELEGRAM"]
 
 
 def _telegram(s: Settings) -> bool:
@@ -28,6 +28,10 @@ def _discord(s: Settings) -> bool:
 
 def _slack(s: Settings) -> bool:
     return bool(s.slack_bot_token and (s.slack_signing_secret or s.slack_app_token))
+
+
+def _api(s: Settings) -> bool:
+    return bool(s.api_enabled)
 
 
 def _matrix(s: Settings) -> bool:
@@ -65,4 +69,11 @@ MATRIX = Channel(
     configured=_matrix,
     enable="MATRIX_HOMESERVER + MATRIX_USER_ID + MATRIX_PASSWORD or MATRIX_ACCESS_TOKEN",
     description="Matrix rooms and DMs (matrix-nio)",
+)
+API = Channel(
+    name="api",
+    connector="connectors.api:ApiConnector",
+    configured=_api,
+    enable="OC_API_ENABLED=true (then: opencomputer keys create --person NAME)",
+    description="OpenAI-compatible HTTP API (/v1/chat/completions) for Open WebUI and others",
 )

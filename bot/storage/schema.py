@@ -25,6 +25,7 @@ MODEL_MODULES = (
     "bot.storage.models",
     "bot.access.models",
     "bot.admin.model_choice",
+    "bot.apikeys.models",
     "bot.approvals",
     "bot.audit",
     "bot.dedupe",

@@ -1,0 +1,314 @@
+"""The OpenAI-compatible API as a channel: HTTP requests in, the agent's streamed answer out.
+
+A request becomes a neutral :class:`~bot.events.Message` handed to ``emit`` (the runtime stores
+it, queues it on its conversation's lane and runs the agent with its tools, memory and
+plugins). The runtime streams the answer back through :meth:`ApiConnector.send` and
+:meth:`ApiConnector.edit` as to any messenger, each call carrying the whole text so far; the
+waiting request turns that into server-sent deltas (``stream.py``) and ends with the answer the
+runtime recorded (``turns.py``).
+
+Keys are checked on every request (``bot/apikeys``), never logged, and rate limited per key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import itertools
+import logging
+import math
+import uuid
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from bot.apikeys.keys import PLATFORM, ApiKey, authenticate
+from bot.connector import Capabilities, CommandSpec, ConnectorState, Emit, Formatting
+from bot.events import Address, Chat, ChatKind, Message, User
+from bot.ratelimit import LocalLimiter, parse_rate
+from connectors.api import wire
+from connectors.api.stream import Events
+from connectors.api.turns import Outcome, Turn, Turns
+from connectors.api.wire import BadRequest, ChatRequest, error_response
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from bot.config import Settings
+    from bot.ratelimit import Limiter
+
+__all__ = ["ApiConnector"]
+
+logger = logging.getLogger(__name__)
+
+_PING = 10.0  # seconds between SSE comments while the agent thinks (proxies drop idle streams)
+
+
+class ApiConnector:
+    """``POST /v1/chat/completions`` and ``GET /v1/models`` on the shared HTTP app."""
+
+    platform = PLATFORM
+    capabilities = Capabilities(
+        max_length=10**9,  # one message: the whole answer is one growing text
+        can_edit=True,
+        can_react=False,
+        can_type=False,
+        formatting=Formatting.MARKDOWN,
+        edit_interval=0.05,  # nothing to rate-limit: stream nearly as fast as the model writes
+        keeps_messages=False,  # an HTTP response does not outlive the process
+    )
+
+    def __init__(
+        self,
+        settings: Settings,
+        emit: Emit,
+        *,
+        engine: AsyncEngine | None = None,
+        limiter: Limiter | None = None,
+    ) -> None:
+        self.settings = settings
+        self.emit = emit
+        self.state = ConnectorState.STOPPED
+        self._engine = engine
+        self._own_engine = engine is None
+        self._bucket = parse_rate(settings.api_rate)
+        self._limiter: Limiter = limiter or LocalLimiter()
+        # a request waits this long for its answer (the turn goes on and is stored after)
+        self.turns = Turns(
+            emit, lambda: self.engine, max_wait=max(600.0, 2 * settings.model_timeout)
+        )
+        self._ids = itertools.count(1)
+        self._created = wire.now()
+
+    # --- lifecycle ---------------------------------------------------------------------
+    async def start(self) -> None:
+        """Open the database the keys live in (the routes are mounted by the app)."""
+        if self._engine is None:
+            from bot.storage import create_engine
+
+            self._engine = create_engine(self.settings.resolved_database_url)
+        self.state = ConnectorState.CONNECTED
+
+    async def stop(self) -> None:
+        """Stop waiting for answers (stored turns finish at the next start) and close."""
+        await self.turns.cancel_all()
+        if self._own_engine and self._engine is not None:
+            await self._engine.dispose()
+            self._engine = None
+        self.state = ConnectorState.STOPPED
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The database engine (after :meth:`start`)."""
+        if self._engine is None:
+            raise RuntimeError("ApiConnector.start() was not called")
+        return self._engine
+
+    # --- what the runtime calls ----------------------------------------------------------
+    def render(self, markdown: str) -> list[str]:
+        """Markdown is what OpenAI clients render: passed through whole, never split."""
+        return [markdown]
+
+    async def send(self, address: Address, text: str, *, reply_to: str | None = None) -> str:
+        """A reply stream began (``reply_to`` names its request), or a rule's notice."""
+        mid = f"api-{next(self._ids)}"
+        self.turns.posted(address, mid, text, reply_to)
+        return mid
+
+    async def edit(self, address: Address, message_id: str, text: str) -> None:
+        """The answer grew (or was replaced by the final text)."""
+        self.turns.edited(message_id, text)
+
+    async def react(self, address: Address, message_id: str, emoji: str) -> None:
+        """No reactions in this API."""
+
+    async def typing(self, address: Address) -> None:
+        """No typing indicator: the open response is the sign of work."""
+
+    async def register_commands(self, commands: Sequence[CommandSpec]) -> None:
+        """Chat commands are not offered over the API."""
+
+    # --- HTTP ----------------------------------------------------------------------------
+    def routes(self) -> list[web.RouteDef]:
+        """The OpenAI endpoints, and OpenAI-style 404s for the rest of ``/v1``."""
+        return [
+            web.post("/v1/chat/completions", self._guarded(self._completions)),
+            web.get("/v1/models", self._guarded(self._models)),
+            web.get("/v1/models/{model}", self._guarded(self._model)),
+            web.route("*", "/v1/{tail:.*}", self._guarded(self._unknown)),
+        ]
+
+    def _guarded(self, handler: Any) -> Any:
+        """Any failure is a JSON error with one line, never a traceback on the wire."""
+
+        async def run(request: web.Request) -> web.StreamResponse:
+            try:
+                response: web.StreamResponse = await handler(request)
+                return response
+            except web.HTTPException:
+                raise
+            except Exception as exc:
+                logger.error("api: %s %s failed: %r", request.method, request.path, exc)
+                return error_response(500, "internal error; see the server log", "server_error")
+
+        return run
+
+    async def _unknown(self, request: web.Request) -> web.Response:
+        return error_response(
+            404, f"no such endpoint: {request.method} {request.path}", "invalid_request_error"
+        )
+
+    async def _authorize(self, request: web.Request) -> ApiKey | web.Response:
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return error_response(
+                401,
+                "missing API key: send 'Authorization: Bearer <key>' "
+                "(create one with: opencomputer keys create --person NAME)",
+                "invalid_request_error",
+                "invalid_api_key",
+            )
+        key = await authenticate(self.engine, token.strip())
+        if key is None:
+            logger.info("api: refused an unknown or revoked key from %s", request.remote)
+            return error_response(
+                401,
+                "invalid API key (unknown or revoked); see: opencomputer keys list",
+                "invalid_request_error",
+                "invalid_api_key",
+            )
+        if self._bucket is not None:
+            decision = await self._limiter.take(f"apikey:{key.id}", self._bucket)
+            if not decision.allowed:
+                wait = max(1, math.ceil(decision.retry_after))
+                return error_response(
+                    429,
+                    f"rate limit of this key reached (OC_API_RATE); retry in {wait} s",
+                    "requests",
+                    "rate_limit_exceeded",
+                    headers={"Retry-After": str(wait)},
+                )
+        return key
+
+    async def _models(self, request: web.Request) -> web.Response:
+        key = await self._authorize(request)
+        if isinstance(key, web.Response):
+            return key
+        return web.json_response({"object": "list", "data": [self._model_entry()]})
+
+    async def _model(self, request: web.Request) -> web.Response:
+        key = await self._authorize(request)
+        if isinstance(key, web.Response):
+            return key
+        if request.match_info["model"] != wire.MODEL_ID:
+            return error_response(
+                404,
+                f"no model {request.match_info['model']!r}; this server has {wire.MODEL_ID!r}",
+                "invalid_request_error",
+                "model_not_found",
+            )
+        return web.json_response(self._model_entry())
+
+    def _model_entry(self) -> dict[str, Any]:
+        return {
+            "id": wire.MODEL_ID,
+            "object": "model",
+            "created": self._created,
+            "owned_by": "opencomputer",
+        }
+
+    async def _completions(self, request: web.Request) -> web.StreamResponse:
+        key = await self._authorize(request)
+        if isinstance(key, web.Response):
+            return key
+        try:
+            chat = wire.parse_request(await request.read())
+        except BadRequest as exc:
+            return error_response(400, str(exc), "invalid_request_error", param=exc.param)
+        turn, task = self.turns.begin(self._message(key, chat, request))
+        if chat.stream:
+            return await self._stream(request, chat, turn, task)
+        outcome = await asyncio.shield(task)
+        if outcome.status != 200:
+            return _error(outcome)
+        cid = "chatcmpl-" + uuid.uuid4().hex
+        return web.json_response(wire.completion(cid, chat.model, outcome.text, wire.now()))
+
+    def _message(self, key: ApiKey, chat: ChatRequest, request: web.Request) -> Message:
+        """The neutral message: the person's DM, one thread per conversation."""
+        person = key.person
+        header = request.headers.get("X-Conversation-Id") or request.headers.get(
+            "X-OpenWebUI-Chat-Id"
+        )
+        conversation = wire.conversation_id(header, chat.user)
+        replay = request.headers.get("Idempotency-Key")
+        if replay:  # the same key from the same person is the same message: stored once
+            raw = f"{person}\0{replay}".encode("utf-8", "surrogatepass")
+            event_id = "idem-" + hashlib.sha256(raw).hexdigest()[:40]
+        else:
+            event_id = uuid.uuid4().hex
+        return Message(
+            platform=PLATFORM,
+            event_id=event_id,
+            chat=Chat(PLATFORM, person, ChatKind.DIRECT, title=person),
+            user=User(PLATFORM, person, person),
+            thread_id=conversation,
+            text=chat.text,
+            message_id=event_id,
+        )
+
+    async def _stream(
+        self, request: web.Request, chat: ChatRequest, turn: Turn, task: asyncio.Task[Outcome]
+    ) -> web.StreamResponse:
+        """Server-sent ``chat.completion.chunk`` events as the answer grows, then ``[DONE]``."""
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream; charset=utf-8",
+                "Cache-Control": "no-cache",
+                "X-Accel-Buffering": "no",  # nginx: pass each event on at once
+            }
+        )
+        await response.prepare(request)
+        out = Events(response, "chatcmpl-" + uuid.uuid4().hex, chat.model)
+        await out.delta({"role": "assistant", "content": ""})
+        while not task.done() and not out.gone:
+            turn.changed.clear()
+            changed = asyncio.create_task(turn.changed.wait())
+            try:
+                done, _ = await asyncio.wait(
+                    {changed, task}, timeout=_PING, return_when="FIRST_COMPLETED"
+                )
+            finally:
+                changed.cancel()
+            if not done:
+                await out.raw(b": still thinking\n\n")
+            await out.text(turn.text)
+        if out.gone:
+            return response  # the turn goes on and is stored; nobody is listening here
+        outcome = await asyncio.shield(task)
+        if outcome.status != 200:
+            await out.raw(wire.event(wire.error_body(outcome.message, outcome.kind, outcome.code)))
+        else:
+            await out.text(outcome.text)
+            await out.delta({}, finish="stop")
+            if chat.include_usage:
+                await out.usage()
+        await out.raw(b"data: [DONE]\n\n")
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await response.write_eof()
+        return response
+
+
+def _error(outcome: Outcome) -> web.Response:
+    """A failed request; 5xx after a turn ran must not be retried by the client (a retry
+    would be a second turn), a refused one may be after a while.
+    """
+    headers = {"x-should-retry": "false"} if outcome.status >= 500 else None
+    if outcome.status == 429:
+        headers = {"Retry-After": "60"}
+    return error_response(
+        outcome.status, outcome.message, outcome.kind, outcome.code, headers=headers
+    )

@@ -1,0 +1,222 @@
+"""The OpenAI-compatible API end to end: the real ``openai`` client (and raw HTTP where a
+client would never send such bytes) against the real app, found through the
+``opencomputer.channels`` entry point, answering through the runtime with a fake Ollama.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import openai
+import pytest
+
+from bot.apikeys.keys import create_key, revoke_key
+from bot.app import App
+from bot.config import Settings
+from bot.testing import FakeOllama
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@asynccontextmanager
+async def serving(settings: Settings) -> AsyncIterator[tuple[App, str, str]]:
+    """The whole app with the API channel on; yields it, its /v1 URL and a key for ada."""
+    app = App(settings)
+    await app.start()
+    try:
+        assert [c.platform for c in app.connectors] == ["api"]
+        assert app.http is not None
+        _key, token = await create_key(app.store.engine, "ada", "tests")
+        yield app, f"http://127.0.0.1:{app.http.port}/v1", token
+    finally:
+        await app.stop()
+
+
+@pytest.fixture
+async def api(make_settings: Callable[..., Settings]) -> AsyncIterator[tuple[App, str, str]]:
+    async with serving(make_settings(OC_API_ENABLED="true")) as served:
+        yield served
+
+
+def client(url: str, token: str) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(api_key=token, base_url=url, max_retries=0, timeout=20)
+
+
+def last_user_text(body: dict[str, Any]) -> str:
+    users = [m for m in body["messages"] if m["role"] == "user"]
+    return str(users[-1]["content"])
+
+
+async def test_answers_streamed_and_not_in_conversations_keyed_by_user(
+    api: tuple[App, str, str], fake_ollama: FakeOllama
+) -> None:
+    app, url, token = api
+    async with client(url, token) as oc:
+        await converse(app, oc, fake_ollama)
+
+
+async def converse(app: App, oc: openai.AsyncOpenAI, fake_ollama: FakeOllama) -> None:
+    models = await oc.models.list()
+    assert [m.id for m in models.data] == ["opencomputer"]
+
+    fake_ollama.reply("Hello there, friend.", chunks=4)
+    history = [
+        {"role": "system", "content": "client-side system prompt"},
+        {"role": "user", "content": "an old question the client replays"},
+        {"role": "assistant", "content": "an old answer"},
+        {"role": "user", "content": "hi"},
+    ]
+    done = await oc.chat.completions.create(model="opencomputer", messages=history, user="c1")  # type: ignore[arg-type]
+    assert done.object == "chat.completion"
+    assert done.choices[0].message.content == "Hello there, friend."
+    assert done.choices[0].finish_reason == "stop"
+    # The turn's text is the last user message; the replayed history is not fed to the agent.
+    asked = fake_ollama.chats[-1]
+    assert last_user_text(asked) == "hi"
+    assert "an old question" not in str(asked["messages"])
+
+    answer = "Streaming " + " ".join(f"word{i}" for i in range(60)) + "."
+    fake_ollama.reply(answer, chunks=20, pace=0.01)
+    stream = await oc.chat.completions.create(
+        model="opencomputer",
+        messages=[{"role": "user", "content": "and now stream"}],
+        stream=True,
+        user="c1",
+    )
+    deltas: list[str] = []
+    finish = []
+    async for chunk in stream:
+        assert chunk.object == "chat.completion.chunk"
+        deltas.append(chunk.choices[0].delta.content or "")
+        finish.append(chunk.choices[0].finish_reason)
+    assert "".join(deltas) == answer
+    assert len([d for d in deltas if d]) >= 2  # it streamed in pieces
+    assert finish[-1] == "stop" and set(finish[:-1]) == {None}
+    # Same `user`: the same conversation, so the agent's own history holds the first turn.
+    assert "Hello there, friend." in str(fake_ollama.chats[-1]["messages"])
+
+    fake_ollama.reply("A fresh start.")
+    other = await oc.chat.completions.create(
+        model="opencomputer", messages=[{"role": "user", "content": "new chat"}], user="c2"
+    )
+    assert other.choices[0].message.content == "A fresh start."
+    assert "Hello there, friend." not in str(fake_ollama.chats[-1]["messages"])
+    rows = await app.store.last_reply("api:ada:c2")
+    assert rows is not None and rows.text == "A fresh start."
+
+
+async def test_wrong_revoked_and_missing_keys_are_refused_in_openai_format(
+    api: tuple[App, str, str], tmp_path: Path
+) -> None:
+    app, url, token = api
+    with pytest.raises(openai.AuthenticationError) as wrong:
+        async with client(url, "oc-" + "x" * 43) as oc:
+            await oc.models.list()
+    assert wrong.value.status_code == 401 and wrong.value.code == "invalid_api_key"
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{url}/chat/completions", json={"messages": []}) as resp:
+            assert resp.status == 401
+            body = await resp.json()
+    assert set(body["error"]) == {"message", "type", "param", "code"}
+    assert "Authorization: Bearer" in body["error"]["message"]
+
+    async with client(url, token) as oc:
+        assert (await oc.models.list()).data
+        assert await revoke_key(app.store.engine, 1)
+        with pytest.raises(openai.AuthenticationError):
+            await oc.chat.completions.create(
+                model="opencomputer", messages=[{"role": "user", "content": "hi"}]
+            )
+    # Only the digest is stored: the key is nowhere in the database's files.
+    files = [p for p in (tmp_path / "data").rglob("*") if p.is_file()]
+    assert any(p.name.endswith(".db") for p in files)
+    assert all(token.encode() not in p.read_bytes() for p in files)
+    assert all(token[3:].encode() not in p.read_bytes() for p in files)
+
+
+async def test_rate_limit_per_key_is_429_with_retry_after(
+    make_settings: Callable[..., Settings],
+) -> None:
+    async with serving(make_settings(OC_API_ENABLED="true", OC_API_RATE="2/60")) as (_, url, token):
+        async with client(url, token) as oc:
+            await oc.models.list()
+            await oc.models.list()
+            with pytest.raises(openai.RateLimitError) as refused:
+                await oc.models.list()
+    assert refused.value.status_code == 429
+    assert int(refused.value.response.headers["Retry-After"]) >= 1
+    assert refused.value.code == "rate_limit_exceeded"
+
+
+async def test_malformed_requests_get_one_clear_400_and_surrogates_do_not_crash(
+    api: tuple[App, str, str], fake_ollama: FakeOllama
+) -> None:
+    _app, url, token = api
+    auth = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    bad = {
+        b"{not json": "not valid JSON",
+        b"[1, 2]": "must be a JSON object",
+        b'{"model": "opencomputer"}': "'messages' must be a non-empty array",
+        b'{"messages": [{"role": "assistant", "content": "x"}]}': "no user message",
+        b'{"messages": [{"role": "user", "content": 5}]}': "must be a string or an array",
+        b'{"messages": [{"role": "user", "content": "x"}], "stream": "yes"}': "'stream' must",
+    }
+    async with aiohttp.ClientSession() as http:
+        for raw, says in bad.items():
+            async with http.post(f"{url}/chat/completions", data=raw, headers=auth) as resp:
+                assert resp.status == 400, raw
+                error = (await resp.json())["error"]
+                assert says in error["message"] and "Traceback" not in error["message"]
+                assert error["type"] == "invalid_request_error"
+        async with http.get(f"{url}/nothing", headers=auth) as resp:
+            assert resp.status == 404 and "error" in await resp.json()
+        # A lone UTF-16 surrogate is valid JSON but not Unicode: replaced, answered.
+        raw = b'{"messages": [{"role": "user", "content": "bad \\ud800 text"}]}'
+        fake_ollama.reply("still fine")
+        async with http.post(f"{url}/chat/completions", data=raw, headers=auth) as resp:
+            assert resp.status == 200
+            assert (await resp.json())["choices"][0]["message"]["content"] == "still fine"
+    assert last_user_text(fake_ollama.chats[-1]) == "bad \ufffd text"
+
+
+async def test_disconnect_mid_stream_keeps_the_reply_and_replay_runs_no_second_turn(
+    api: tuple[App, str, str], fake_ollama: FakeOllama
+) -> None:
+    app, url, token = api
+    answer = " ".join(f"part{i}" for i in range(40))
+    fake_ollama.reply(answer, chunks=40, pace=0.02)
+    auth = {"Authorization": f"Bearer {token}", "X-Conversation-Id": "gone"}
+    body = {"messages": [{"role": "user", "content": "talk slowly"}], "stream": True}
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{url}/chat/completions", json=body, headers=auth) as resp:
+            assert resp.status == 200
+            async with asyncio.timeout(10):
+                async for line in resp.content:
+                    if b"part0" in line:
+                        break  # the answer is flowing: hang up
+        # closing the response drops the connection mid-stream
+    async with asyncio.timeout(10):
+        await app.runtime.wait_idle()
+    reply = await app.store.last_reply("api:ada:gone")
+    assert reply is not None and reply.text == answer
+
+    # The same Idempotency-Key twice: one turn, the same answer twice.
+    fake_ollama.reply("only once")
+    asked = len(fake_ollama.chats)
+    headers = {"Idempotency-Key": "req-1"}
+    async with client(url, token) as oc:
+        first, again = [
+            await oc.chat.completions.create(
+                model="opencomputer",
+                messages=[{"role": "user", "content": "do it once"}],
+                extra_headers=headers,
+            )
+            for _ in range(2)
+        ]
+    assert first.choices[0].message.content == again.choices[0].message.content == "only once"
+    assert len(fake_ollama.chats) == asked + 1
