@@ -342,8 +342,12 @@ def has_vision(info: dict[str, Any]) -> bool:
     Ollama's ``/api/show`` lists ``capabilities`` (``"vision"``) since 0.6; older servers show a
     ``projector_info`` (the vision projector loaded beside the model) or a ``clip``/``mllama``
     family. OpenAI-compatible ``/models`` entries use ``capabilities`` (llama.cpp server:
-    ``"multimodal"``) or OpenRouter's ``architecture.input_modalities``.
+    ``"multimodal"``), LM Studio's ``type`` (``vlm``) or OpenRouter's
+    ``architecture.input_modalities``; most (OpenAI, vLLM) say nothing, and then the answer is
+    yes: the image is sent and a text-only model's server refuses it with an error the user sees.
     """
+    if info.get("type") in ("vlm", "llm"):
+        return info.get("type") == "vlm"
     caps = info.get("capabilities")
     if isinstance(caps, list):
         return "vision" in caps or "multimodal" in caps
@@ -353,6 +357,8 @@ def has_vision(info: dict[str, Any]) -> bool:
     if isinstance(architecture, dict) and isinstance(architecture.get("input_modalities"), list):
         return "image" in architecture["input_modalities"]
     if info.get("projector_info"):
+        return True
+    if info.get("object") == "model":  # an OpenAI /models entry that does not say
         return True
     families = (info.get("details") or {}).get("families") or []
     return "clip" in families or "mllama" in families

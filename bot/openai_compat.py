@@ -149,18 +149,11 @@ class OpenAIClient(HttpModelClient):
     async def supports_vision(self, model: str) -> bool:
         """Whether ``model`` takes images, from its ``/models`` entry; asked once per model.
 
-        Most servers (OpenAI, vLLM) do not say; then images are sent, and a text-only model's
-        server refuses them with an error the user sees. Entries that do say (llama.cpp's
-        ``capabilities``, LM Studio's ``type: vlm``, OpenRouter's ``input_modalities``) decide.
+        Most servers (OpenAI, vLLM) do not say; then images are sent (see
+        :func:`~bot.ollama.has_vision`).
         """
         if model not in self._vision:
-            entry = await self.show(model)
-            if entry.get("type") in ("vlm", "llm"):
-                self._vision[model] = entry["type"] == "vlm"
-            elif "capabilities" in entry or "architecture" in entry:
-                self._vision[model] = has_vision(entry)
-            else:
-                self._vision[model] = True
+            self._vision[model] = has_vision({"object": "model", **await self.show(model)})
         return self._vision[model]
 
     async def check_model(self, model: str, *, needs_tools: bool = True) -> ModelCheck:

@@ -157,7 +157,9 @@ async def test_unreachable_server_cannot_say_and_gets_the_note() -> None:
         ({"projector_info": {"clip.has_vision_encoder": True}}, True),  # Ollama before 0.6
         ({"details": {"families": ["llama", "clip"]}}, True),
         ({"architecture": {"input_modalities": ["text", "image"]}}, True),  # OpenRouter
-        ({"id": "gpt-x"}, False),
+        ({"id": "qwen3:8b", "object": "model", "type": "llm"}, False),  # LM Studio
+        ({"id": "gpt-x", "object": "model"}, True),  # OpenAI, vLLM: unknown, the server decides
+        ({"details": {"families": ["qwen3"]}}, False),  # Ollama without a projector
     ],
 )
 def test_has_vision_reads_each_servers_description(info: dict[str, Any], expected: bool) -> None:
@@ -172,3 +174,14 @@ def test_data_urls_carry_the_real_type() -> None:
     assert openai_messages([{"role": "user", "content": "", "images": [b64]}]) == [
         {"role": "user", "content": [{"type": "image_url", "image_url": {"url": data_url(b64)}}]}
     ]
+
+
+async def test_a_pool_without_supports_vision_reads_show() -> None:
+    from bot.ollama_pool import OllamaPool
+
+    async with FakeOllama(capabilities=("completion", "vision")) as fake:
+        pool = OllamaPool([fake.url])
+        async with pool:
+            from graphs.agent.images import VisionCache
+
+            assert await VisionCache().supports(pool, "qwen3:8b")
