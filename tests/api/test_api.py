@@ -19,14 +19,22 @@ from bot.apikeys.keys import create_key, revoke_key
 from bot.app import App
 from bot.config import Settings
 from bot.testing import FakeOllama
+from bot.tools import tool
 
 pytestmark = pytest.mark.timeout(60)
+
+
+@tool
+async def clock() -> str:
+    """The time of day."""
+    return "noon"
 
 
 @asynccontextmanager
 async def serving(settings: Settings) -> AsyncIterator[tuple[App, str, str]]:
     """The whole app with the API channel on; yields it, its /v1 URL and a key for ada."""
     app = App(settings)
+    app.tools.add(clock)
     await app.start()
     try:
         assert [c.platform for c in app.connectors] == ["api"]
@@ -220,3 +228,45 @@ async def test_disconnect_mid_stream_keeps_the_reply_and_replay_runs_no_second_t
         ]
     assert first.choices[0].message.content == again.choices[0].message.content == "only once"
     assert len(fake_ollama.chats) == asked + 1
+
+
+async def test_a_tool_round_trip_underneath_a_streamed_answer(
+    api: tuple[App, str, str], fake_ollama: FakeOllama
+) -> None:
+    _app, url, token = api
+    fake_ollama.call_tool("clock")
+    fake_ollama.reply("It is noon.", chunks=3)
+    async with client(url, token) as oc:
+        stream = await oc.chat.completions.create(
+            model="opencomputer",
+            messages=[{"role": "user", "content": "what time is it?"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        chunks = [chunk async for chunk in stream]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "It is noon."
+    assert chunks[-1].usage is not None and chunks[-1].choices == []
+    assert fake_ollama.chats[-1]["messages"][-1] == {
+        "role": "tool",
+        "tool_name": "clock",
+        "content": "noon",
+    }
+
+
+async def test_a_key_lets_its_person_in_under_the_allowlist_after_a_restart(
+    make_settings: Callable[..., Settings], fake_ollama: FakeOllama
+) -> None:
+    settings = make_settings(OC_API_ENABLED="true", OC_DM_POLICY="allowlist")
+    question = [{"role": "user", "content": "hello"}]
+    async with serving(settings) as (app, url, _ada):
+        _key, bob = await create_key(app.store.engine, "bob")
+        async with client(url, bob) as oc:  # made while running: not allowed until a restart
+            with pytest.raises(openai.PermissionDeniedError) as refused:
+                await oc.chat.completions.create(model="opencomputer", messages=question)
+        assert "only answers people its admin allowed" in refused.value.message
+    fake_ollama.reply("Hi Bob.")
+    async with serving(settings) as (_app, url, _ada):
+        async with client(url, bob) as oc:
+            answer = await oc.chat.completions.create(model="opencomputer", messages=question)
+    assert answer.choices[0].message.content == "Hi Bob."
