@@ -14,6 +14,11 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from bot.admin.cli import audit_app
+from bot.feedback.cli import prompts_app
+from bot.plugins.cli import plugins_app
+from bot.plugins.startup import settings_or_exit
+
 if TYPE_CHECKING:
     from bot.config import Settings
 
@@ -30,9 +35,9 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
-app.add_typer(__import__("bot.admin.cli", fromlist=["audit_app"]).audit_app, name="audit")
-app.add_typer(__import__("bot.plugins.cli", fromlist=["plugins_app"]).plugins_app, name="plugins")
-app.add_typer(__import__("bot.feedback.cli", fromlist=["prompts_app"]).prompts_app, name="prompts")
+app.add_typer(audit_app, name="audit")
+app.add_typer(plugins_app, name="plugins")
+app.add_typer(prompts_app, name="prompts")
 app.add_typer(__import__("bot.apikeys.cli", fromlist=["keys_app"]).keys_app, name="keys")
 
 
@@ -56,22 +61,6 @@ def _root(
     ),
 ) -> None:
     """Top-level options (``--version``); the commands follow."""
-
-
-def settings_or_exit() -> Settings:
-    """Load settings; on a bad value print the one-line-per-problem message and exit 2."""
-    from bot.config import ConfigError, load_settings
-
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        typer.secho(str(exc), fg="red", err=True)
-        raise typer.Exit(2) from None
-    from bot.config import setting_warnings
-
-    for line in setting_warnings(settings):  # a misspelt key would otherwise do nothing
-        typer.secho(f"warning: {line}", fg="yellow", err=True)
-    return settings
 
 
 def _logging(settings: Settings, level: str | None = None) -> None:

@@ -8,6 +8,7 @@ naming the variable, never as a traceback.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from collections.abc import Iterable
 from enum import StrEnum
@@ -34,7 +35,7 @@ __all__ = [
     "normalise_ollama_host",
     "num_ctx_problem",
     "read_env_file",
-    "setting_warnings",
+    "server_setting_names",
     "unknown_setting_warnings",
 ]
 
@@ -545,12 +546,28 @@ def read_env_file(path: Path) -> dict[str, str]:
     return keys
 
 
+@functools.cache
+def server_setting_names() -> frozenset[str]:
+    """Every variable the server reads (each alias of every field), in capitals."""
+    names: set[str] = set()
+    for field_name, info in Settings.model_fields.items():
+        names.add(field_name.upper())
+        alias = info.validation_alias
+        choices = alias.choices if isinstance(alias, AliasChoices) else [alias]
+        names |= {str(c).upper() for c in choices if isinstance(c, str)}
+        if isinstance(info.alias, str):
+            names.add(info.alias.upper())
+    return frozenset(names)
+
+
 def unknown_setting_warnings(
     names: Iterable[str], *, extra_prefixes: Iterable[str] = ()
 ) -> list[str]:
-    """One line per ``OC_`` name nothing reads, with the closest known name if any."""
-    from bot.plugins.manifest import server_setting_names
+    """One line per ``OC_`` name nothing reads, with the closest known name if any.
 
+    ``extra_prefixes`` are namespaces read by others (each plugin's ``OC_<NAME>_``): the
+    caller that knows the plugins passes them (``bot.plugins.startup.setting_warnings``).
+    """
     known = sorted(server_setting_names())
     prefixes = ("OC_TEST_", *extra_prefixes)
     lines = []
@@ -562,24 +579,6 @@ def unknown_setting_warnings(
         hint = f"; did you mean {close[0]}?" if close else ""
         lines.append(f"unknown setting {name} (ignored){hint}")
     return lines
-
-
-def setting_warnings(settings: Settings, env_file: Path = Path(".env")) -> list[str]:
-    """Unknown ``OC_`` names in the environment and ``.env`` (plugins' namespaces allowed)."""
-    import os
-
-    from bot.plugins.discovery import discover
-    from bot.plugins.manifest import setting_prefix
-
-    names = set(os.environ)
-    if env_file.is_file():
-        names |= set(read_env_file(env_file))
-    try:
-        found = discover(list(settings.plugin_dirs), environ={})
-        plugins = [*found.plugins, *(b.name for b in found.broken)]
-    except Exception:  # discovery problems are doctor's `plugins` check, not ours
-        plugins = []
-    return unknown_setting_warnings(names, extra_prefixes=[setting_prefix(p) for p in plugins])
 
 
 def num_ctx_problem(settings: Settings, context_length: int | None) -> str | None:

@@ -4,23 +4,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 import typer
 
+from bot.checks import Check
 from bot.config import Settings
 
-__all__ = ["Check", "run_doctor"]
-
-
-@dataclass(frozen=True, slots=True)
-class Check:
-    """The outcome of one check."""
-
-    name: str
-    ok: bool
-    detail: str
-    warning: bool = False
+__all__ = ["Check", "run_doctor"]  # Check is bot.checks.Check, named here as before
 
 
 async def _ollama(settings: Settings) -> list[Check]:
@@ -125,7 +115,7 @@ async def _connectors(settings: Settings) -> list[Check]:
 
 def _env_names(settings: Settings) -> list[Check]:
     """A misspelt ``OC_`` key is silently ignored at run time: doctor fails on it."""
-    from bot.config import setting_warnings
+    from bot.plugins.startup import setting_warnings
 
     lines = setting_warnings(settings)
     if not lines:

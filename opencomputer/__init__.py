@@ -50,8 +50,8 @@ from bot.text import split_markdown
 from bot.tools import ToolError, tool
 
 if TYPE_CHECKING:
+    from bot.checks import Check
     from bot.config import Settings
-    from bot.doctor import Check
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -91,7 +91,7 @@ __all__ = [
     "tool",
 ]
 
-_LAZY = {"Settings": "bot.config", "Check": "bot.doctor"}
+_LAZY = {"Settings": "bot.config", "Check": "bot.checks"}
 
 
 def __getattr__(name: str) -> Any:

@@ -7,8 +7,8 @@
 
 from __future__ import annotations
 
-from bot.plugins.testing import PluginTestKit
 from bot.testing import FakeOllama, Reply
 from bot.testing.harness import Harness, Outbound, RecordingConnector
+from bot.testing.plugin_kit import PluginTestKit
 
 __all__ = ["FakeOllama", "Harness", "Outbound", "PluginTestKit", "RecordingConnector", "Reply"]

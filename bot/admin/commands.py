@@ -23,7 +23,7 @@ from bot.events import Address, ChatKind
 from bot.storage.models import InboundRow, ReplyRow
 
 if TYPE_CHECKING:
-    from bot.admin.feature import AdminServices
+    from bot.admin.services import AdminServices
 
 __all__ = ["register_admin_commands"]
 

@@ -15,7 +15,7 @@ from bot.events import Address, ChatKind
 from bot.identity import LinkRequest, Redeemed
 
 if TYPE_CHECKING:
-    from bot.admin.feature import AdminServices
+    from bot.admin.services import AdminServices
 
 __all__ = ["dm_only", "in_direct_chat", "register_link_commands"]
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from bot.commands import CommandContext, CommandHandler
 
 if TYPE_CHECKING:
-    from bot.admin.feature import AdminServices
+    from bot.admin.services import AdminServices
 
 __all__ = ["register_plugin_commands"]
 

@@ -16,7 +16,7 @@ from bot.admin.linking import dm_only, in_direct_chat, register_link_commands
 from bot.commands import CommandContext, CommandRouter
 
 if TYPE_CHECKING:
-    from bot.admin.feature import AdminServices
+    from bot.admin.services import AdminServices
 
 __all__ = ["register_user_commands"]
 

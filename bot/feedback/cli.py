@@ -36,10 +36,10 @@ def _actor() -> str:
 
 def _run(work: Callable[[FeedbackRepo, Tuner], Awaitable[T]]) -> T:
     """Open the database, run ``work`` with the repository and a tuner, close it again."""
-    from bot.cli import settings_or_exit as _settings
     from bot.feedback.feature import audit_hook
     from bot.feedback.repo import FeedbackRepo
     from bot.feedback.tuner import Tuner, TuningError
+    from bot.plugins.startup import settings_or_exit as _settings
     from bot.storage import SqlStore
 
     settings = _settings()

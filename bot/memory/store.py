@@ -21,12 +21,12 @@ import numpy as np
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.events import Address
 from bot.memory.models import MemoryCitationRow, MemoryRow
 from bot.memory.vectors import VectorIndex, normalise
 from bot.ollama import ModelClient
+from bot.origin import Origin
 
-__all__ = ["Memory", "MemoryStore", "Origin"]
+__all__ = ["Memory", "MemoryStore", "Origin"]  # Origin is bot.origin.Origin, named here as before
 
 logger = logging.getLogger(__name__)
 
@@ -44,30 +44,6 @@ class Memory:
     score: float = 0.0
     created_at: float = 0.0
     learned_in: str = ""  # "direct", or "group platform:chat_id" (listed in /export)
-
-
-@dataclass(frozen=True, slots=True)
-class Origin:
-    """Where a memory was learned, or where the turn that recalls memories speaks.
-
-    ``kind`` is ``"direct"`` (one person and the bot) or ``"group"``; any other value counts
-    as a group, the stricter reading. ``chat`` is ``platform:chat_id`` (threads of one group
-    chat are one place).
-    """
-
-    kind: str = "direct"
-    chat: str = ""
-
-    @property
-    def private(self) -> bool:
-        """A direct chat: everything of the person may be recalled here."""
-        return self.kind == "direct"
-
-    @classmethod
-    def of(cls, address: Address | None, kind: str) -> Origin:
-        """The origin of a chat message at ``address`` in a chat of ``kind``."""
-        chat = f"{address.platform}:{address.chat_id}" if address is not None else ""
-        return cls("direct" if kind == "direct" else "group", chat)
 
 
 PRIVATE = Origin()

@@ -29,7 +29,7 @@ ChatOption = Annotated[
 
 
 def _settings() -> Settings:
-    from bot.cli import settings_or_exit  # late: bot.cli registers this sub-app on import
+    from bot.plugins.startup import settings_or_exit
 
     return settings_or_exit()
 

@@ -10,9 +10,10 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
+from bot.checks import Check
+
 if TYPE_CHECKING:
     from bot.config import Settings
-    from bot.doctor import Check
     from bot.plugins.loader import PluginHost
     from bot.plugins.sandbox import Sandbox
 
@@ -21,7 +22,6 @@ __all__ = ["plugin_checks"]
 
 async def plugin_checks(settings: Settings) -> list[Check]:
     """One line for the sandbox, one for usable plugins, one per disabled plugin."""
-    from bot.doctor import Check
     from bot.plugins.mcp import parse_servers
     from bot.plugins.sandbox import Sandbox
 

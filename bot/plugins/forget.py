@@ -12,19 +12,31 @@ from __future__ import annotations
 import logging
 import sqlite3
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.events import User
 from bot.tools import ToolError
 
 if TYPE_CHECKING:
-    from bot.plugins.feature import PluginSystem
+    from bot.plugins.loader import PluginHost
 
-__all__ = ["forget_in_plugins", "register_forget", "sweep_store"]
+__all__ = ["HasPluginHost", "forget_in_plugins", "register_forget", "sweep_store"]
 
 logger = logging.getLogger(__name__)
 
 STORE = "kv.sqlite3"
+
+
+class HasPluginHost(Protocol):
+    """What forgetting needs of the plugin feature (its ``PluginSystem`` has it).
+
+    A protocol rather than the feature's class: the feature imports this module to register
+    the hook, so this module does not import the feature back.
+    """
+
+    @property
+    def host(self) -> PluginHost:
+        """The running plugins (their manifests, hooks and data folders)."""
 
 
 def _names_account(key: str, accounts: list[str]) -> bool:
@@ -50,7 +62,7 @@ def sweep_store(path: Path, accounts: list[str]) -> int:
         db.close()
 
 
-async def forget_in_plugins(system: PluginSystem, person: str, accounts: list[str]) -> str:
+async def forget_in_plugins(system: HasPluginHost, person: str, accounts: list[str]) -> str:
     """Run every ``on_forget`` hook, then sweep every plugin store; one line for the report."""
     host = system.host
     event: dict[str, Any] = {"type": "forget", "person": person, "accounts": list(accounts)}
@@ -80,7 +92,7 @@ async def forget_in_plugins(system: PluginSystem, person: str, accounts: list[st
     return done + (f", {swept} stored entries" if swept else "")
 
 
-def register_forget(app: Any, system: PluginSystem) -> None:
+def register_forget(app: Any, system: HasPluginHost) -> None:
     """Add plugin data to what ``/forget`` deletes (``app.extras["forget_hooks"]``)."""
 
     async def forget(person: str, accounts: list[str]) -> str:

@@ -42,7 +42,7 @@ def server_secrets(settings: Settings | None, environ: Mapping[str, str]) -> fro
     credential-looking variable the server reads or a platform uses (``SLACK_*_SECRET``,
     ``TELEGRAM_*_TOKEN``...), whether or not these settings know it yet.
     """
-    from bot.plugins.manifest import server_setting_names
+    from bot.config import server_setting_names
 
     values = set(settings.secret_values()) if settings is not None else set()
     server = server_setting_names()

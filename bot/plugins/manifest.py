@@ -6,7 +6,6 @@ the sandbox grants, and settings not declared here never reach the plugin.
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 from pathlib import Path
@@ -27,7 +26,6 @@ __all__ = [
     "SettingSpec",
     "ToolDecl",
     "load_manifest",
-    "server_setting_names",
     "setting_prefix",
     "version_supported",
 ]
@@ -156,6 +154,8 @@ class Manifest(_Strict):
         Names are compared in capitals because the server reads its settings case-blind
         (``telegram_bot_token`` is ``TELEGRAM_BOT_TOKEN`` to it).
         """
+        from bot.config import server_setting_names  # late: pydantic-settings is heavy
+
         prefix = setting_prefix(self.name)
         server = server_setting_names()
         for name in self.settings:
@@ -216,24 +216,6 @@ _REFERENCE = re.compile(r"\$\{([^}]*)\}")
 def setting_prefix(plugin: str) -> str:
     """The namespace of a plugin's settings: ``weather`` -> ``OC_WEATHER_``."""
     return "OC_" + plugin.upper().replace("-", "_") + "_"
-
-
-@functools.cache
-def server_setting_names() -> frozenset[str]:
-    """Every variable the server reads (each alias of every field), in capitals."""
-    from pydantic import AliasChoices
-
-    from bot.config import Settings
-
-    names: set[str] = set()
-    for field_name, info in Settings.model_fields.items():
-        names.add(field_name.upper())
-        alias = info.validation_alias
-        choices = alias.choices if isinstance(alias, AliasChoices) else [alias]
-        names |= {str(c).upper() for c in choices if isinstance(c, str)}
-        if isinstance(info.alias, str):
-            names.add(info.alias.upper())
-    return frozenset(names)
 
 
 def load_manifest(folder: Path) -> Manifest:

@@ -32,6 +32,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 from bot.connector import RuntimeStopped
+from bot.storage.urls import async_url, sqlite_path
 
 __all__ = [
     "LOW_WATER",
@@ -332,8 +333,6 @@ def guard_for_url(url: str) -> DiskGuard | None:
     """The guard for a database URL; None when the database is not a local SQLite file."""
     if url in _BY_URL:
         return _BY_URL[url]
-    from bot.storage.engine import async_url, sqlite_path
-
     path = sqlite_path(async_url(url))
     guard = None if path is None else guard_for(path)
     _BY_URL[url] = guard

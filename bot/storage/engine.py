@@ -26,6 +26,9 @@ from sqlalchemy import event
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from bot.storage.urls import async_url, sqlite_path
+
+# async_url and sqlite_path are bot.storage.urls's, named here as before
 __all__ = [
     "WAL_LIMIT",
     "DatabaseKeyError",
@@ -47,29 +50,6 @@ WAL_LIMIT = 4 << 20
 without it the log keeps the size of its largest burst, and on a small disk grows back to fill
 it.
 """
-
-
-def async_url(url: str) -> str:
-    """Pick the async driver for a plain URL (``sqlite://``, ``postgresql://``)."""
-    if url.startswith("sqlite:"):
-        return "sqlite+aiosqlite:" + url[len("sqlite:") :]
-    for prefix in (
-        "postgresql://",
-        "postgres://",
-        "postgresql+psycopg://",
-        "postgresql+psycopg2://",
-    ):
-        if url.startswith(prefix):
-            return "postgresql+asyncpg://" + url[len(prefix) :]
-    return url
-
-
-def sqlite_path(url: str) -> Path | None:
-    """The file behind a SQLite URL (None for other databases or in-memory)."""
-    if not url.startswith("sqlite"):
-        return None
-    path = url.split(":///", 1)[1] if ":///" in url else ""
-    return Path(path) if path and path != ":memory:" else None
 
 
 # --- SQLCipher ----------------------------------------------------------------------------

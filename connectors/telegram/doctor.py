@@ -11,8 +11,8 @@ from telegram import Bot
 from telegram.error import InvalidToken, TelegramError
 from telegram.request import HTTPXRequest
 
+from bot.checks import Check
 from bot.config import Settings
-from bot.doctor import Check
 from connectors.telegram.connector import api_base_url
 
 __all__ = ["diagnose"]

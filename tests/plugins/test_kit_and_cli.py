@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bot.cli import app
-from bot.plugins.testing import PluginTestKit
+from bot.testing.plugin_kit import PluginTestKit
 from tests.plugins.conftest import make_plugin
 
 runner = CliRunner()
