@@ -352,6 +352,11 @@ class Settings(BaseSettings):
     matrix_password: SecretStr | None = _env("MATRIX_PASSWORD", "Password for the first login.")
     matrix_access_token: SecretStr | None = _env("MATRIX_ACCESS_TOKEN", "Matrix access token.")
     matrix_command_prefix: str = _env("OC_MATRIX_COMMAND_PREFIX", "Command prefix in Matrix.", "!")
+    hooks: str | None = _env(
+        "OC_HOOKS",
+        "Inbound webhooks (POST /hooks/NAME): 'ci=post:telegram:12345, alerts=turn:slack:C1' or "
+        "JSON; each hook's HMAC secret in OC_HOOK_<NAME>_SECRET (docs/webhooks.md).",
+    )
 
     @field_validator("admins", "plugin_dirs", "discord_guild_ids", "ollama_hosts", mode="before")
     @classmethod
@@ -569,7 +574,7 @@ def unknown_setting_warnings(
     caller that knows the plugins passes them (``bot.plugins.startup.setting_warnings``).
     """
     known = sorted(server_setting_names())
-    prefixes = ("OC_TEST_", *extra_prefixes)
+    prefixes = ("OC_TEST_", "OC_HOOK_", *extra_prefixes)  # OC_HOOK_<NAME>_SECRET
     lines = []
     for name in sorted(set(names)):
         upper = name.upper()
