@@ -75,6 +75,8 @@ class ApiConnector:
         self._own_engine = engine is None
         self._bucket = parse_rate(settings.api_rate)
         self._limiter: Limiter = limiter or LocalLimiter()
+        self._own_limiter = limiter is None
+        self._redis: Any = None
         # a request waits this long for its answer (the turn goes on and is stored after)
         self.turns = Turns(
             emit, lambda: self.engine, max_wait=max(600.0, 2 * settings.model_timeout)
@@ -89,11 +91,23 @@ class ApiConnector:
             from bot.storage import create_engine
 
             self._engine = create_engine(self.settings.resolved_database_url)
+        if self._own_limiter and self.settings.redis_url:  # every gateway shares the limits
+            import redis.asyncio as redis
+
+            from bot.ratelimit import RedisLimiter
+
+            self._redis = redis.from_url(self.settings.redis_url)
+            self._limiter = RedisLimiter(
+                self._redis, prefix=f"{self.settings.redis_prefix}:ratelimit:"
+            )
         self.state = ConnectorState.CONNECTED
 
     async def stop(self) -> None:
         """Stop waiting for answers (stored turns finish at the next start) and close."""
         await self.turns.cancel_all()
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
         if self._own_engine and self._engine is not None:
             await self._engine.dispose()
             self._engine = None
@@ -231,7 +245,7 @@ class ApiConnector:
         turn, task = self.turns.begin(self._message(key, chat, request))
         if chat.stream:
             return await self._stream(request, chat, turn, task)
-        outcome = await asyncio.shield(task)
+        outcome = await _outcome(task)
         if outcome.status != 200:
             return _error(outcome)
         cid = "chatcmpl-" + uuid.uuid4().hex
@@ -288,7 +302,7 @@ class ApiConnector:
             await out.text(turn.text)
         if out.gone:
             return response  # the turn goes on and is stored; nobody is listening here
-        outcome = await asyncio.shield(task)
+        outcome = await _outcome(task)
         if outcome.status != 200:
             await out.raw(wire.event(wire.error_body(outcome.message, outcome.kind, outcome.code)))
         else:
@@ -300,6 +314,24 @@ class ApiConnector:
         with contextlib.suppress(ConnectionError, RuntimeError):
             await response.write_eof()
         return response
+
+
+async def _outcome(task: asyncio.Task[Outcome]) -> Outcome:
+    """The request's outcome; shielded, so a handler cancelled by its client leaves the
+    turn's bookkeeping running. A task cancelled by shutdown is a 503.
+    """
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        if not task.cancelled():
+            raise  # the handler itself was cancelled
+        return Outcome(
+            status=503,
+            message="opencomputer is shutting down; the message is kept and answered after "
+            "the restart",
+            kind="server_error",
+            code="unavailable",
+        )
 
 
 def _error(outcome: Outcome) -> web.Response:

@@ -19,6 +19,7 @@ from bot.apikeys.keys import create_key, revoke_key
 from bot.app import App
 from bot.config import Settings
 from bot.testing import FakeOllama
+from bot.testing.fake_ollama import Reply
 from bot.tools import tool
 
 pytestmark = pytest.mark.timeout(60)
@@ -270,3 +271,51 @@ async def test_a_key_lets_its_person_in_under_the_allowlist_after_a_restart(
         async with client(url, bob) as oc:
             answer = await oc.chat.completions.create(model="opencomputer", messages=question)
     assert answer.choices[0].message.content == "Hi Bob."
+
+
+async def test_shutdown_while_a_request_waits_is_a_503_and_the_message_is_kept(
+    make_settings: Callable[..., Settings], fake_ollama: FakeOllama
+) -> None:
+    settings = make_settings(OC_API_ENABLED="true", OC_SHUTDOWN_GRACE="0")
+    asked = asyncio.Event()
+    answer = fake_ollama.responder
+
+    def hang(body: dict[str, Any]) -> Reply:
+        asked.set()
+        return Reply("I am thinking", stall=True)  # a model that hangs mid-answer
+
+    fake_ollama.responder = hang
+    app = App(settings)
+    await app.start()
+    assert app.http is not None
+    url = f"http://127.0.0.1:{app.http.port}/v1"
+    _key, token = await create_key(app.store.engine, "ada")
+    stopped = False
+    try:
+        async with client(url, token) as oc:
+            asking = asyncio.create_task(
+                oc.chat.completions.create(
+                    model="opencomputer", messages=[{"role": "user", "content": "wait"}]
+                )
+            )
+            await asyncio.wait_for(asked.wait(), 10)
+            await app.stop()
+            stopped = True
+            with pytest.raises(openai.InternalServerError) as down:
+                await asyncio.wait_for(asking, 10)
+        assert down.value.status_code == 503
+        assert down.value.response.headers["x-should-retry"] == "false"
+    finally:
+        if not stopped:
+            await app.stop()
+    again = App(settings)  # the message is still there, answered after the restart
+    fake_ollama.responder = answer
+    fake_ollama.reply("Done waiting.")
+    await again.start()
+    try:
+        async with asyncio.timeout(10):
+            await again.runtime.wait_idle()
+        reply = await again.store.last_reply("api:ada:default")
+        assert reply is not None and reply.text == "Done waiting."
+    finally:
+        await again.stop()
