@@ -179,6 +179,12 @@ class Settings(BaseSettings):
     max_in_flight: int = _env(
         "OC_MAX_IN_FLIGHT", "Turns sent to the model at once, over all chats.", 8, ge=1
     )
+    max_attachment_mb: float = _env(
+        "OC_MAX_ATTACHMENT_MB",
+        "Largest file (MB) fetched from a message; enforced while downloading.",
+        20.0,
+        gt=0,
+    )
     http_host: str = _env(
         "OC_HTTP_HOST", "Address of the HTTP app (health, webhooks).", "127.0.0.1"
     )
@@ -215,6 +221,12 @@ class Settings(BaseSettings):
     dm_policy: DmPolicy = _env("OC_DM_POLICY", "pairing, allowlist or open.", DmPolicy.PAIRING)
     group_trigger: str = _env(
         "OC_GROUP_TRIGGER", "In groups answer on 'mention' (and replies) or 'always'.", "mention"
+    )
+    features_off: CsvList = _env(
+        "OC_FEATURES_OFF",
+        "Features to leave off (comma-separated entry-point names of opencomputer.features, "
+        "e.g. feedback,observability; admin and dedupe cannot be turned off).",
+        default_factory=list,
     )
     plugin_dirs: CsvList = _env(
         "OC_PLUGIN_DIRS", "Extra folders holding plugins (comma-separated).", default_factory=list
@@ -358,7 +370,9 @@ class Settings(BaseSettings):
         "JSON; each hook's HMAC secret in OC_HOOK_<NAME>_SECRET (docs/webhooks.md).",
     )
 
-    @field_validator("admins", "plugin_dirs", "discord_guild_ids", "ollama_hosts", mode="before")
+    @field_validator(
+        "admins", "features_off", "plugin_dirs", "discord_guild_ids", "ollama_hosts", mode="before"
+    )
     @classmethod
     def _split_csv(cls, value: Any) -> Any:
         if isinstance(value, str):

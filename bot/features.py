@@ -13,10 +13,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from importlib.metadata import entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bot.config import ConfigError, Settings
+if TYPE_CHECKING:
+    from bot.config import Settings
 
 __all__ = ["ENTRY_POINT_GROUP", "REQUIRED", "Feature", "load_features"]
 
@@ -42,6 +42,10 @@ def load_features(settings: Settings) -> list[Feature]:
     cannot be turned off; a feature whose module fails to import is that error, not a skip
     (a deployment that relies on it must not start without it).
     """
+    from importlib.metadata import entry_points  # not at import: plugins import us cheaply
+
+    from bot.config import ConfigError
+
     found = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
     off = set(settings.features_off)
     if unknown := sorted(off - set(found)):

@@ -12,6 +12,10 @@ version ahead).
 - Channels (messengers): :class:`Channel` (what an ``opencomputer.channels`` entry point
   names), the :class:`Connector` protocol and its :class:`Capabilities`, and
   :func:`split_markdown` for platform limits (see ``examples/opencomputer-irc``).
+- Features (in-process extensions of the turn itself, ``opencomputer.features`` entry points):
+  :data:`hookimpl` marks methods implementing the hooks of :class:`HookSpecs` (access, prompt,
+  model and tool choice, layers around the agent and tool calls, observers, commands, jobs);
+  :class:`TurnCall` is what a turn layer sees; the stage names order chains (``bot/hooks.py``).
 - Tests: :mod:`opencomputer.testing` (``PluginTestKit``, ``FakeOllama``, ``Harness``).
 
 ``import opencomputer`` is cheap (plugins import it inside their sandbox); :class:`Settings`
@@ -34,6 +38,9 @@ from bot.connector import (
     RuntimeStopped,
 )
 from bot.events import Address, Chat, ChatKind, Command, Event, Message, Reaction, User
+from bot.features import ENTRY_POINT_GROUP as FEATURE_ENTRY_POINT_GROUP
+from bot.hooks import INBOUND_STAGES, TOOL_STAGES, TURN_STAGES, TurnCall, hookimpl
+from bot.hooks import Specs as HookSpecs
 from bot.plugins.api import (
     HttpResponse,
     KeyValueStore,
@@ -55,6 +62,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "FEATURE_ENTRY_POINT_GROUP",
+    "INBOUND_STAGES",
+    "TOOL_STAGES",
+    "TURN_STAGES",
     "Address",
     "Capabilities",
     "Channel",
@@ -70,6 +81,7 @@ __all__ = [
     "Emit",
     "Event",
     "Formatting",
+    "HookSpecs",
     "HttpResponse",
     "KeyValueStore",
     "Message",
@@ -80,10 +92,12 @@ __all__ = [
     "RuntimeStopped",
     "Settings",
     "ToolError",
+    "TurnCall",
     "User",
     "__version__",
     "command",
     "every",
+    "hookimpl",
     "on_forget",
     "on_message",
     "on_reaction",
