@@ -10,7 +10,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from bot.channels import build_connectors, enable_hints
+from bot.channels import ChannelServices, build_connectors, enable_hints
 from bot.commands import CommandRouter
 from bot.config import Settings
 from bot.connector import Connector, ConnectorState
@@ -159,7 +159,7 @@ class App:
         self._tool_call = compose(tool_layers, run_tool_inprocess)
         if connectors is None and self.role == "worker":
             connectors = lambda _s, _rt: []  # noqa: E731  workers reach platforms through gateways
-        factory = connectors or (lambda s, rt: build_connectors(s, rt.emit))
+        factory = connectors or self.channel_connectors
         self.connectors = factory(self.settings, self.runtime)
         for connector in self.connectors:
             self.runtime.add_connector(connector)
@@ -191,6 +191,13 @@ class App:
         # full passes, which otherwise stall every conversation for tens of milliseconds.
         gc.freeze()
         return self.runtime
+
+    def channel_connectors(self, settings: Settings, runtime: Runtime) -> list[Connector]:
+        """Every configured channel's connector, offered the app's services (bot/channels.py)."""
+        services = ChannelServices(
+            say=runtime.say, store=self.store, reachable=lambda p: p in runtime.connectors
+        )
+        return build_connectors(settings, runtime.emit, services=services)
 
     async def _changes(self) -> Changes:
         from redis.asyncio import Redis

@@ -17,6 +17,7 @@ log line; the others start.
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -25,13 +26,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from importlib.metadata import EntryPoint
 
+    from bot.checks import Check
     from bot.config import Settings
     from bot.connector import Connector, Emit
-    from bot.doctor import Check
 
 __all__ = [
     "ENTRY_POINT_GROUP",
     "Channel",
+    "ChannelServices",
     "ConnectorFactory",
     "Diagnose",
     "build_connectors",
@@ -44,8 +46,25 @@ logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "opencomputer.channels"
 
-ConnectorFactory = Callable[["Settings", "Emit"], "Connector"]
-"""Builds a channel's connector: ``factory(settings, emit)``; no I/O (that is ``start``)."""
+ConnectorFactory = Callable[..., "Connector"]
+"""Builds a channel's connector: ``factory(settings, emit)``; no I/O (that is ``start``). A
+factory that also takes keyword arguments gets the :class:`ChannelServices` as keywords."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelServices:
+    """What the running app offers a channel beyond ``emit``, as keyword arguments of its
+    factory (``factory(settings, emit, say=..., store=..., reachable=...)``) when the factory
+    accepts them: a relay channel (webhooks) posts into other platforms' chats.
+    """
+
+    say: Callable[..., Awaitable[list[str]]]
+    """``say(address, text)``: post a plain message into any chat a connector here serves."""
+    store: Any
+    """The database (``bot.storage.SqlStore``), for state every process must share."""
+    reachable: Callable[[str], bool]
+    """Whether a platform's connector runs in this process."""
+
 
 Diagnose = Callable[["Settings"], Awaitable[list["Check"]]]
 """``opencomputer doctor``'s check of a configured channel: ask the platform, one line each."""
@@ -79,9 +98,17 @@ class Channel:
     doctor: str | Diagnose | None = None
     description: str = ""
 
-    def create(self, settings: Settings, emit: Emit) -> Connector:
-        """Import the connector (if named by a string) and build it."""
+    def create(
+        self, settings: Settings, emit: Emit, services: ChannelServices | None = None
+    ) -> Connector:
+        """Import the connector (if named by a string) and build it; the services go to a
+        factory that takes keyword arguments.
+        """
         factory: ConnectorFactory = _resolve(self.connector)
+        if services is not None and _takes_keywords(factory):
+            return factory(
+                settings, emit, say=services.say, store=services.store, reachable=services.reachable
+            )
         return factory(settings, emit)
 
     async def diagnose(self, settings: Settings) -> list[Check]:
@@ -90,6 +117,14 @@ class Channel:
             return []
         check: Diagnose = _resolve(self.doctor)
         return await check(settings)
+
+
+def _takes_keywords(factory: Callable[..., Any]) -> bool:
+    try:
+        parameters = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):  # a builtin or C callable: the plain (settings, emit)
+        return False
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
 
 
 def _resolve(target: str | Any) -> Any:
@@ -166,13 +201,16 @@ def enable_hints(channels: list[Channel] | None = None) -> list[str]:
 
 
 def build_connectors(
-    settings: Settings, emit: Emit, channels: list[Channel] | None = None
+    settings: Settings,
+    emit: Emit,
+    channels: list[Channel] | None = None,
+    services: ChannelServices | None = None,
 ) -> list[Connector]:
     """A connector for every configured channel; one that cannot be built is logged, skipped."""
     built: list[Connector] = []
     for channel in configured_channels(settings, channels):
         try:
-            built.append(channel.create(settings, emit))
+            built.append(channel.create(settings, emit, services))
         except Exception as exc:
             logger.error("%s connector could not be created: %s", channel.name, exc)
     return built

@@ -10,17 +10,28 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from bot.connector import CommandSpec
-from bot.events import Command
+from bot.events import Address, Command, User
 
-if TYPE_CHECKING:
-    from bot.runtime import Runtime
-
-__all__ = ["CommandContext", "CommandHandler", "CommandRouter"]
+__all__ = ["CommandContext", "CommandHandler", "CommandRouter", "CommandRuntime"]
 
 logger = logging.getLogger(__name__)
+
+
+class CommandRuntime(Protocol):
+    """What commands use of the runtime (``bot.runtime.Runtime``), named here so the router
+    does not depend on the runtime that owns it.
+    """
+
+    async def say(self, address: Address, text: str, *, reply_to: str | None = None) -> list[str]:
+        """Send a plain message."""
+        ...
+
+    async def person_of(self, user: User) -> str:
+        """The person an account belongs to."""
+        ...
 
 
 @dataclass(slots=True)
@@ -28,7 +39,7 @@ class CommandContext:
     """Everything a command handler gets: the event, the runtime, who is asking."""
 
     event: Command
-    runtime: Runtime
+    runtime: CommandRuntime
     is_admin: bool
     extra: dict[str, Any] = field(default_factory=dict)
 

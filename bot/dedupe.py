@@ -28,7 +28,7 @@ from bot.hooks import hookimpl
 from bot.middleware import Event, Handler, Middleware
 
 if TYPE_CHECKING:
-    from bot.app import App
+    from bot.features import Host as App
     from bot.storage.store import SqlStore
     from bot.storage.writer import Tx
 

@@ -13,18 +13,57 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from bot.commands import CommandRouter
     from bot.config import Settings
+    from bot.connector import Connector
+    from bot.hooks import Hooks
+    from bot.metrics import Metrics
+    from bot.ollama_pool import OllamaPool
+    from bot.runtime import Runtime
+    from bot.storage.store import SqlStore
+    from bot.tools import ToolRegistry
 
-__all__ = ["ENTRY_POINT_GROUP", "REQUIRED", "Feature", "load_features"]
+__all__ = ["ENTRY_POINT_GROUP", "REQUIRED", "Feature", "Host", "load_features"]
 
 logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "opencomputer.features"
 REQUIRED = frozenset({"admin", "dedupe"})
 """Access control, approvals, audit and replay protection: off would open the agent to anyone."""
+
+
+class Host(Protocol):
+    """What a feature's ``setup`` is handed: the running app's parts (``bot.app.App`` has
+    them). Features type their argument with this, so they depend on the core, not on the app.
+    """
+
+    settings: Settings
+    role: str
+    """``all`` (one process), ``gateway`` or ``worker`` (scale-out)."""
+    store: SqlStore
+    llm: OllamaPool
+    metrics: Metrics
+    tools: ToolRegistry
+    commands: CommandRouter
+    hooks: Hooks
+    connectors: list[Connector]
+    extras: dict[str, Any]
+    """Services features share by name (``admin``, ``plugins``, ``memory``...)."""
+    on_stop: list[Callable[[], Awaitable[None]]]
+    changes: Any
+    """Announces changes to cached tables to other processes (``bot.scale.changes``), or None."""
+    model_status: str
+
+    @property
+    def runtime(self) -> Runtime:
+        """The runtime (features are set up once it exists)."""
+
+    async def readiness(self) -> dict[str, str]:
+        """What ``/readyz`` reports (database, model, connectors)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,7 @@ from bot.tools import Tool
 if TYPE_CHECKING:
     from collections.abc import Awaitable
 
-    from bot.app import App
+    from bot.features import Host as App
     from bot.middleware import Event, Handler, Middleware
 
 __all__ = ["MeteredModel", "StreamLagMonitor", "metered_tool_layer", "setup"]

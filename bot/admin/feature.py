@@ -28,7 +28,7 @@ from bot.ratelimit import LocalLimiter, RedisLimiter, parse_rate, rate_limit_mid
 from bot.runtime import Job, ReplyRecord, Runtime
 
 if TYPE_CHECKING:
-    from bot.app import App
+    from bot.features import Host as App
 
 __all__ = ["AdminServices", "setup"]
 

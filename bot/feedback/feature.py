@@ -16,7 +16,7 @@ from bot.feedback.tuner import AuditHook
 from bot.hooks import hookimpl
 
 if TYPE_CHECKING:
-    from bot.app import App
+    from bot.features import Host as App
 
 __all__ = ["setup"]
 

@@ -33,7 +33,7 @@ from bot.plugins.sandbox import CallLimits, Sandbox
 from bot.tools import Tool, ToolError
 
 if TYPE_CHECKING:
-    from bot.app import App
+    from bot.features import Host as App
     from bot.plugins.mcp import McpServers
 
 __all__ = ["PluginSystem", "make_executor", "setup"]

@@ -34,7 +34,7 @@ from bot.scale.backoff import Outage
 from bot.scale.bus import GATEWAY_GROUP, Keys, ensure_group, publish
 
 if TYPE_CHECKING:
-    from bot.app import App
+    from bot.features import Host as App
 
 __all__ = ["Gateway"]
 

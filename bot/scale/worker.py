@@ -35,7 +35,7 @@ from bot.scale.claims import claim_up_to, touch
 from bot.scale.codec import decode_event
 
 if TYPE_CHECKING:
-    from bot.app import App
+    from bot.features import Host as App
 
 __all__ = ["RemoteSink", "Worker"]
 

@@ -40,7 +40,7 @@ from connectors.hooks.verify import Unsigned, check_signature
 if TYPE_CHECKING:
     from bot.config import Settings
     from bot.connector import Emit
-    from bot.doctor import Check
+    from bot.checks import Check
     from bot.storage.store import SqlStore
 
 __all__ = ["MAX_BODY", "HookConnector", "Say", "create", "diagnose"]
@@ -279,7 +279,7 @@ def create(settings: Settings, emit: Emit, **services: Any) -> HookConnector:
 
 async def diagnose(settings: Settings) -> list[Check]:
     """``opencomputer doctor``: one line per hook, and one per problem with its fix."""
-    from bot.doctor import Check
+    from bot.checks import Check
 
     hooks, problems = parse_hooks(getattr(settings, "hooks", None), env_with_dotenv())
     checks = [

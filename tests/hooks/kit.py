@@ -21,7 +21,7 @@ from bot.app import App
 from bot.config import Settings
 from bot.events import Address
 from bot.testing.harness import RecordingConnector
-from connectors.hooks.connector import HookConnector, create
+from connectors.hooks.connector import HookConnector
 
 SECRET = "hook-secret-0123456789abcdef"
 GH_SECRET = "github-secret-0123456789abcdef"
@@ -140,14 +140,8 @@ async def serve(make_settings: Callable[..., Settings], **overrides: Any) -> Asy
 
     def connectors(s: Settings, runtime: Any) -> list[Any]:
         made["target"] = FlakyTarget(runtime.emit, platform="test")
-        # What app.py is to pass: the runtime's say, its store, the platforms it serves.
-        made["hook"] = create(
-            s,
-            runtime.emit,
-            say=runtime.say,
-            store=runtime.store,
-            reachable=lambda p: p in runtime.connectors,
-        )
+        # The app's own wiring: the channel found through its entry point, given the services
+        (made["hook"],) = app.channel_connectors(s, runtime)
         return [made["target"], made["hook"]]
 
     await app.start(connectors)
