@@ -61,8 +61,6 @@ class Turn:
     message: Message
     text: str = ""
     """The answer's text so far, as the runtime last showed it."""
-    stream_id: str | None = None
-    """The message id of the (newest) reply stream answering this request."""
     notice: str = ""
     """What a rule said instead of answering."""
     changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -84,29 +82,26 @@ class Turns:
         self.emit = emit
         self.engine = engine
         self.max_wait = max_wait
-        self._by_request: dict[str, Turn] = {}  # message id (= event id) -> turn
-        self._by_stream: dict[str, Turn] = {}  # reply stream's message id -> turn
+        # message id (= event id) -> its waiting turns (a replay waits beside the original)
+        self._waiting: dict[str, list[Turn]] = {}
+        self._streams: dict[str, str] = {}  # reply stream's message id -> request id
         self._emitting: dict[str, list[Turn]] = {}  # conversation -> turns inside emit
         self._tasks: set[asyncio.Task[Outcome]] = set()
 
     # --- the runtime's side --------------------------------------------------------------
     def posted(self, address: Address, mid: str, text: str, reply_to: str | None) -> None:
         """A reply stream began (``reply_to`` names its request), or a rule's notice."""
-        turn = self._by_request.get(reply_to) if reply_to else None
-        if turn is not None:
-            if turn.stream_id is not None:
-                self._by_stream.pop(turn.stream_id, None)
-            turn.stream_id = mid
-            self._by_stream[mid] = turn
-            turn.show(text)
+        if reply_to in self._waiting:
+            self._streams[mid] = reply_to
+            for turn in self._waiting[reply_to]:
+                turn.show(text)
         elif reply_to is None:
             for waiting in self._emitting.get(address.key, []):
                 waiting.notice = text
 
     def edited(self, mid: str, text: str) -> None:
         """A reply stream's text changed."""
-        turn = self._by_stream.get(mid)
-        if turn is not None:
+        for turn in self._waiting.get(self._streams.get(mid, ""), []):
             turn.show(text)
 
     # --- the request's side --------------------------------------------------------------
@@ -129,13 +124,16 @@ class Turns:
 
     async def _follow(self, turn: Turn) -> Outcome:
         request_id = turn.message.message_id
-        self._by_request[request_id] = turn
+        self._waiting.setdefault(request_id, []).append(turn)
         try:
             return await self._answer(turn)
         finally:
-            self._by_request.pop(request_id, None)
-            if turn.stream_id is not None:
-                self._by_stream.pop(turn.stream_id, None)
+            waiting = self._waiting[request_id]
+            waiting.remove(turn)
+            if not waiting:
+                del self._waiting[request_id]
+                for mid in [m for m, r in self._streams.items() if r == request_id]:
+                    del self._streams[mid]
 
     async def _answer(self, turn: Turn) -> Outcome:
         message = turn.message

@@ -214,19 +214,22 @@ async def test_disconnect_mid_stream_keeps_the_reply_and_replay_runs_no_second_t
     reply = await app.store.last_reply("api:ada:gone")
     assert reply is not None and reply.text == answer
 
-    # The same Idempotency-Key twice: one turn, the same answer twice.
-    fake_ollama.reply("only once")
+    # The same Idempotency-Key three times: one turn, the same answer each time.
+    fake_ollama.reply("only once", chunks=5, pace=0.05)  # slow enough for the replay to meet it
     asked = len(fake_ollama.chats)
     headers = {"Idempotency-Key": "req-1"}
     async with client(url, token) as oc:
-        first, again = [
-            await oc.chat.completions.create(
+        ask = [
+            oc.chat.completions.create(
                 model="opencomputer",
                 messages=[{"role": "user", "content": "do it once"}],
                 extra_headers=headers,
             )
             for _ in range(2)
         ]
+        first, again = await asyncio.gather(*ask)  # the replay arrives while the first waits
+        late = await ask_again(oc, headers)  # and one after it was answered
+    assert late == "only once"
     assert first.choices[0].message.content == again.choices[0].message.content == "only once"
     assert len(fake_ollama.chats) == asked + 1
 
@@ -319,3 +322,12 @@ async def test_shutdown_while_a_request_waits_is_a_503_and_the_message_is_kept(
         assert reply is not None and reply.text == "Done waiting."
     finally:
         await again.stop()
+
+
+async def ask_again(oc: openai.AsyncOpenAI, headers: dict[str, str]) -> str | None:
+    answer = await oc.chat.completions.create(
+        model="opencomputer",
+        messages=[{"role": "user", "content": "do it once"}],
+        extra_headers=headers,
+    )
+    return answer.choices[0].message.content
