@@ -4,12 +4,15 @@ revoked for good; mistakes get one line and an exit code, never a traceback.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from bot.cli import app
+from bot.config import load_settings
+from connectors.api.doctor import diagnose
 
 
 def test_create_list_revoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -26,7 +29,12 @@ def test_create_list_revoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert "ada (open-webui)" in listed.stdout and "active" in listed.stdout
     assert token not in listed.output and token[:10] in listed.stdout
 
+    [check] = asyncio.run(diagnose(load_settings(OC_API_ENABLED="true")))
+    assert check.ok and "1 active key(s) for ada" in check.detail
+
     assert runner.invoke(app, ["keys", "revoke", "1"]).exit_code == 0
+    [check] = asyncio.run(diagnose(load_settings(OC_API_ENABLED="true")))
+    assert check.warning and "opencomputer keys create --person NAME" in check.detail
     assert "revoked" in runner.invoke(app, ["keys", "list"]).stdout
     again = runner.invoke(app, ["keys", "revoke", "1"])
     assert again.exit_code == 1 and again.stderr.count("\n") == 1
