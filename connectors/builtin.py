@@ -75,5 +75,6 @@ API = Channel(
     connector="connectors.api:ApiConnector",
     configured=_api,
     enable="OC_API_ENABLED=true (then: opencomputer keys create --person NAME)",
+    doctor="connectors.api.doctor:diagnose",
     description="OpenAI-compatible HTTP API (/v1/chat/completions) for Open WebUI and others",
 )
