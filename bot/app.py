@@ -194,10 +194,16 @@ class App:
 
     def channel_connectors(self, settings: Settings, runtime: Runtime) -> list[Connector]:
         """Every configured channel's connector, offered the app's services (bot/channels.py)."""
-        services = ChannelServices(
-            say=runtime.say, store=self.store, reachable=lambda p: p in runtime.connectors
+        return build_connectors(settings, runtime.emit, services=self.channel_services(runtime))
+
+    def channel_services(self, runtime: Runtime) -> ChannelServices:
+        """What a channel's factory may take besides ``emit`` (bot/channels.py)."""
+        return ChannelServices(
+            say=runtime.say,
+            store=self.store,
+            reachable=lambda platform: platform in runtime.connectors,
+            wait_idle=runtime.wait_idle,
         )
-        return build_connectors(settings, runtime.emit, services=services)
 
     async def _changes(self) -> Changes:
         from redis.asyncio import Redis

@@ -64,6 +64,9 @@ class ChannelServices:
     """The database (``bot.storage.SqlStore``), for state every process must share."""
     reachable: Callable[[str], bool]
     """Whether a platform's connector runs in this process."""
+    wait_idle: Callable[..., Awaitable[None]]
+    """``wait_idle(address)``: returns once a conversation has no queued work (the terminal
+    waits for each answer before it prompts again)."""
 
 
 Diagnose = Callable[["Settings"], Awaitable[list["Check"]]]
@@ -107,7 +110,12 @@ class Channel:
         factory: ConnectorFactory = _resolve(self.connector)
         if services is not None and _takes_keywords(factory):
             return factory(
-                settings, emit, say=services.say, store=services.store, reachable=services.reachable
+                settings,
+                emit,
+                say=services.say,
+                store=services.store,
+                reachable=services.reachable,
+                wait_idle=services.wait_idle,
             )
         return factory(settings, emit)
 

@@ -10,7 +10,7 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -21,6 +21,7 @@ from bot.plugins.startup import settings_or_exit
 
 if TYPE_CHECKING:
     from bot.config import Settings
+    from bot.connector import Connector
 
 __all__ = ["app", "main"]
 
@@ -158,21 +159,27 @@ def _any_connector(settings: Settings) -> bool:
 def chat() -> None:
     """Chat in this terminal. Reads one message per line when input is piped."""
     from bot.app import App
-    from connectors.terminal import TerminalConnector
+    from bot.channels import load_channels
+
+    if TYPE_CHECKING:
+        from bot.runtime import Runtime
 
     settings = settings_or_exit()
     _logging(settings, "WARNING" if settings.log_level == "INFO" else None)
+    channel = next((c for c in load_channels() if c.name == "terminal"), None)
+    if channel is None:
+        typer.secho("The terminal channel is not installed: reinstall opencomputer.", err=True)
+        raise typer.Exit(2)
 
     async def session() -> int:
         oc = App(settings)
-        terminal: list[TerminalConnector] = []
+        terminal: list[Any] = []
 
-        def factory(_s: Settings, rt: object) -> list[object]:
-            t = TerminalConnector(oc.runtime.emit, wait_idle=oc.runtime.wait_idle)
-            terminal.append(t)
-            return [t]
+        def factory(s: Settings, rt: Runtime) -> list[Connector]:
+            terminal.append(channel.create(s, rt.emit, oc.channel_services(rt)))
+            return terminal
 
-        await oc.start(factory, http=False)  # type: ignore[arg-type]
+        await oc.start(factory, http=False)
         try:
             if oc.model_status != "ok":
                 typer.secho(f"Cannot chat: {oc.model_status}", fg="red", err=True)

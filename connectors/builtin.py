@@ -15,7 +15,7 @@ from bot.channels import Channel
 if TYPE_CHECKING:
     from bot.config import Settings
 
-__all__ = ["API", "DISCORD", "MATRIX", "SLACK", "TELEGRAM"]
+__all__ = ["API", "DISCORD", "MATRIX", "SLACK", "TELEGRAM", "TERMINAL"]
 
 
 def _telegram(s: Settings) -> bool:
@@ -69,6 +69,12 @@ MATRIX = Channel(
     configured=_matrix,
     enable="MATRIX_HOMESERVER + MATRIX_USER_ID + MATRIX_PASSWORD or MATRIX_ACCESS_TOKEN",
     description="Matrix rooms and DMs (matrix-nio)",
+)
+TERMINAL = Channel(
+    name="terminal",
+    connector="connectors.terminal:create",
+    # never started by `run`: `opencomputer chat` builds it around the runtime it talks to
+    description="This terminal (opencomputer chat)",
 )
 API = Channel(
     name="api",

@@ -1,5 +1,20 @@
 """The local terminal channel (``opencomputer chat``)."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from connectors.terminal.connector import TerminalConnector
 
-__all__ = ["TerminalConnector"]
+if TYPE_CHECKING:
+    from bot.config import Settings
+    from bot.connector import Emit
+
+__all__ = ["TerminalConnector", "create"]
+
+
+def create(_settings: Settings, emit: Emit, **services: Any) -> TerminalConnector:
+    """The channel's factory (``connectors.builtin:TERMINAL``): the terminal waits for each
+    answer (``wait_idle``) before it prompts again.
+    """
+    return TerminalConnector(emit, wait_idle=services["wait_idle"])

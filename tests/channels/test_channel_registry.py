@@ -73,12 +73,12 @@ def installed_plus(*extra: EntryPoint) -> list[EntryPoint]:
 
 def test_built_in_channels_come_from_this_distributions_entry_points() -> None:
     found = {e.name: e for e in entry_points(group=ENTRY_POINT_GROUP)}
-    for name in ("telegram", "discord", "slack", "matrix", "api"):
+    for name in ("telegram", "discord", "slack", "matrix", "api", "terminal"):
         assert found[name].dist is not None and found[name].dist.name == "opencomputer"
         assert found[name].value == f"connectors.builtin:{name.upper()}"
     channels = load_channels()
     names = [c.name for c in channels]
-    own = ["api", "discord", "matrix", "slack", "telegram"]  # others may be built in too
+    own = ["api", "discord", "matrix", "slack", "telegram", "terminal"]  # others may be too
     assert [n for n in names if n in own] == own
     assert all(isinstance(c, Channel) for c in channels)
 
