@@ -67,12 +67,15 @@ class ApiConnector:
         *,
         engine: AsyncEngine | None = None,
         limiter: Limiter | None = None,
+        store: Any = None,
+        **_services: Any,
     ) -> None:
         self.settings = settings
         self.emit = emit
         self.state = ConnectorState.STOPPED
         self._engine = engine
-        self._own_engine = engine is None
+        self._store = store  # the app's (bot.channels.ChannelServices): its engine is shared
+        self._own_engine = False
         self._bucket = parse_rate(settings.api_rate)
         self._limiter: Limiter = limiter or LocalLimiter()
         self._own_limiter = limiter is None
@@ -87,10 +90,13 @@ class ApiConnector:
     # --- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
         """Open the database the keys live in (the routes are mounted by the app)."""
-        if self._engine is None:
+        if self._engine is None and self._store is not None:
+            self._engine = self._store.engine
+        if self._engine is None:  # built without the app's services: a pool of its own
             from bot.storage import create_engine
 
             self._engine = create_engine(self.settings.resolved_database_url)
+            self._own_engine = True
         if self._own_limiter and self.settings.redis_url:  # every gateway shares the limits
             import redis.asyncio as redis
 
@@ -110,7 +116,7 @@ class ApiConnector:
             self._redis = None
         if self._own_engine and self._engine is not None:
             await self._engine.dispose()
-            self._engine = None
+            self._engine, self._own_engine = None, False
         self.state = ConnectorState.STOPPED
 
     @property

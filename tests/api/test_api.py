@@ -21,6 +21,7 @@ from bot.config import Settings
 from bot.testing import FakeOllama
 from bot.testing.fake_ollama import Reply
 from bot.tools import tool
+from connectors.api import ApiConnector
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -32,13 +33,22 @@ async def clock() -> str:
 
 
 @asynccontextmanager
-async def serving(settings: Settings) -> AsyncIterator[tuple[App, str, str]]:
-    """The whole app with the API channel on; yields it, its /v1 URL and a key for ada."""
+async def serving(
+    settings: Settings, *, plain: bool = False
+) -> AsyncIterator[tuple[App, str, str]]:
+    """The whole app with the API channel on; yields it, its /v1 URL and a key for ada.
+
+    The channel comes through its entry point with the app's services (sharing the app's
+    database pool), or ``plain``: built from (settings, emit) alone, with a pool of its own.
+    """
     app = App(settings)
     app.tools.add(clock)
-    await app.start()
+    await app.start((lambda s, rt: [ApiConnector(s, rt.emit)]) if plain else None)
     try:
         assert [c.platform for c in app.connectors] == ["api"]
+        conn = app.connectors[0]
+        assert isinstance(conn, ApiConnector)
+        assert (conn.engine is app.store.engine) is not plain
         assert app.http is not None
         _key, token = await create_key(app.store.engine, "ada", "tests")
         yield app, f"http://127.0.0.1:{app.http.port}/v1", token
@@ -151,7 +161,8 @@ async def test_wrong_revoked_and_missing_keys_are_refused_in_openai_format(
 async def test_rate_limit_per_key_is_429_with_retry_after(
     make_settings: Callable[..., Settings],
 ) -> None:
-    async with serving(make_settings(OC_API_ENABLED="true", OC_API_RATE="2/60")) as (_, url, token):
+    settings = make_settings(OC_API_ENABLED="true", OC_API_RATE="2/60")
+    async with serving(settings, plain=True) as (_, url, token):
         async with client(url, token) as oc:
             await oc.models.list()
             await oc.models.list()
