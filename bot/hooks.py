@@ -43,6 +43,7 @@ __all__ = [
     "Specs",
     "ToolLayer",
     "TurnCall",
+    "TurnInputError",
     "TurnLayer",
     "compose",
     "hookimpl",
@@ -67,6 +68,13 @@ redacted, outside content marked, a paused effect asks the owner, a decided one 
 
 TOOL_STAGES = ("measure", "route")
 """Tool layers, outermost first: metrics; where a tool runs (a plugin's sandbox, MCP)."""
+
+
+class TurnInputError(Exception):
+    """Raised by a turn layer when the message cannot be read (a voice note the speech server
+    could not transcribe): ``str()`` is one line for the user; the message stays failed, so
+    ``/retry`` runs it again.
+    """
 
 
 @dataclass(slots=True)

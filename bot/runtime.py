@@ -35,7 +35,15 @@ from bot.commands import CommandContext, CommandRouter
 from bot.config import Settings
 from bot.connector import Connector, RuntimeStopped
 from bot.events import Address, Chat, ChatKind, Command, Message, Reaction, User
-from bot.hooks import INBOUND_STAGES, TURN_STAGES, Hooks, TurnCall, compose, hookimpl
+from bot.hooks import (
+    INBOUND_STAGES,
+    TURN_STAGES,
+    Hooks,
+    TurnCall,
+    TurnInputError,
+    compose,
+    hookimpl,
+)
 from bot.logs import turn_context, turn_id_for
 from bot.metrics import Metrics
 from bot.middleware import Handler, Middleware, ignore_bots, require_address
@@ -406,6 +414,10 @@ class Runtime:
         except OllamaError as exc:
             logger.error("model call failed for %s: %s %s", address.key, exc, exc.hint)
             text, failure, outcome_label = APOLOGY, f"model: {exc}", "model_error"
+        except TurnInputError as exc:
+            logger.warning("message in %s could not be read: %s", address.key, exc)
+            text = f"{exc} Your message is saved: send /retry to try again."
+            failure, outcome_label = f"input: {exc}", "input_error"
         except Exception as exc:
             if is_transient(exc):  # the database blinked: not the user's fault, try again
                 logger.warning("turn in %s interrupted by storage: %s", address.key, exc)

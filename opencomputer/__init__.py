@@ -39,7 +39,14 @@ from bot.connector import (
 )
 from bot.events import Address, Chat, ChatKind, Command, Event, Message, Reaction, User
 from bot.features import ENTRY_POINT_GROUP as FEATURE_ENTRY_POINT_GROUP
-from bot.hooks import INBOUND_STAGES, TOOL_STAGES, TURN_STAGES, TurnCall, hookimpl
+from bot.hooks import (
+    INBOUND_STAGES,
+    TOOL_STAGES,
+    TURN_STAGES,
+    TurnCall,
+    TurnInputError,
+    hookimpl,
+)
 from bot.hooks import Specs as HookSpecs
 from bot.plugins.api import (
     HttpResponse,
@@ -93,6 +100,7 @@ __all__ = [
     "Settings",
     "ToolError",
     "TurnCall",
+    "TurnInputError",
     "User",
     "__version__",
     "command",
