@@ -11,8 +11,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from bot.text import clean_text
+
 __all__ = [
     "Address",
+    "Attachment",
+    "AttachmentKind",
     "Chat",
     "ChatKind",
     "Command",
@@ -58,6 +62,70 @@ class Chat:
     def key(self) -> str:
         """The key group allow-lists use: ``platform:chat_id``."""
         return f"{self.platform}:{self.id}"
+
+
+class AttachmentKind(StrEnum):
+    """What an attached file is, broadly: the core routes on this (speech, vision, documents)."""
+
+    AUDIO = "audio"
+    IMAGE = "image"
+    VIDEO = "video"
+    DOCUMENT = "document"
+    OTHER = "other"
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file that came with a message, not yet downloaded.
+
+    Until its bytes are fetched, ``kind``, ``mime``, ``size`` and ``name`` are the platform's
+    claims: hints that the sender's client chose. Fetching (``bot.attachments.fetch``, through
+    the connector that made it) enforces the size cap while reading and returns a copy whose
+    ``mime`` and ``kind`` come from the bytes (``sniffed`` set). ``handle`` is what that
+    connector needs to download the file again (a Telegram ``file_id``, a URL, a JSON object
+    with a Matrix ``mxc://`` URI and its decryption keys): plain text, so a message stored
+    before a crash can fetch its files after the restart.
+    """
+
+    kind: AttachmentKind
+    handle: str = field(repr=False)
+    name: str = ""
+    mime: str = ""
+    size: int | None = None
+    sniffed: bool = False
+
+    def __post_init__(self) -> None:
+        # Names and types come from the sender's client: a lone surrogate would not store.
+        for spec in ("name", "mime"):
+            value = getattr(self, spec)
+            cleaned = clean_text(value)
+            if cleaned is not value:
+                object.__setattr__(self, spec, cleaned)
+
+    def to_json(self) -> dict[str, Any]:
+        """The stored form (see :meth:`from_json`)."""
+        return {
+            "kind": str(self.kind),
+            "handle": self.handle,
+            "name": self.name,
+            "mime": self.mime,
+            "size": self.size,
+            "sniffed": self.sniffed,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Attachment:
+        """Rebuild a stored attachment; an unknown kind reads as ``other``."""
+        kind = data.get("kind")
+        size = data.get("size")
+        return cls(
+            kind=AttachmentKind(kind) if kind in set(AttachmentKind) else AttachmentKind.OTHER,
+            handle=str(data["handle"]),
+            name=str(data.get("name") or ""),
+            mime=str(data.get("mime") or ""),
+            size=size if isinstance(size, int) and not isinstance(size, bool) else None,
+            sniffed=bool(data.get("sniffed", False)),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +183,8 @@ class Message(Event):
     message_id: str = ""
     reply_to: str | None = None
     addressed: bool = True
+    attachments: tuple[Attachment, ...] = ()
+    """Files sent with the message; a message may be files alone (``text`` empty)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -42,6 +42,9 @@ class InboundRow(SQLModel, table=True):
     user_name: str = Field(default="", max_length=255)
     chat_kind: str = Field(default="direct", max_length=16)
     text: str
+    attachments: str | None = Field(
+        default=None, description="JSON list of the message's files (bot/storage/attachments.py)."
+    )
     status: str = Field(default="accepted", max_length=16, index=True)
     owner: str | None = Field(default=None, max_length=64)
     claimed_at: float | None = Field(default=None, description="Owner's last sign of life.")

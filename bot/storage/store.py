@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.events import Address, Message, Reaction
+from bot.storage.attachments import attachments_to_json
 from bot.storage.engine import async_url, create_engine, is_transient, sqlite_path
 from bot.storage.models import (
     ConversationRow,
@@ -132,6 +133,7 @@ class SqlStore:
             "user_name": msg.user.name,
             "chat_kind": str(msg.chat.kind),
             "text": msg.text,
+            "attachments": attachments_to_json(msg.attachments),
             "status": "accepted",
             "received_at": msg.received_at,
         }

@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import discord
 
+from bot.attachments import Downloader
 from bot.connector import Capabilities, CommandSpec, ConnectorState, Emit, Formatting
-from bot.events import Address
+from bot.events import Address, Attachment
 from bot.quarantine import Quarantine
 from bot.text import split_markdown
 from connectors.discord.client import GatewayClient
@@ -94,6 +95,7 @@ class DiscordConnector:
         self._emit = emit
         self._trigger = settings.group_trigger
         self._guild_ids = [int(g) for g in settings.discord_guild_ids if g.strip().isdigit()]
+        self._files = Downloader()
         self._endpoints = Endpoints(settings.discord_api_base_url, settings.discord_gateway_url)
         self._options: dict[str, Any] = {
             "guild_ready_timeout": guild_ready_timeout,
@@ -173,7 +175,12 @@ class DiscordConnector:
         self._inbound = self._places = None
         self.interactions.close()
         self._endpoints.restore()
+        await self._files.close()
         self.state = ConnectorState.STOPPED
+
+    async def fetch_attachment(self, attachment: Attachment, max_bytes: int) -> bytes:
+        """Download a file from its CDN URL (signed by Discord: no token is sent)."""
+        return await self._files.get(attachment.handle, attachment, max_bytes)
 
     async def wait_connected(self, within: float = 10.0) -> None:
         """Wait until the gateway session is up and the guild cache filled."""

@@ -199,7 +199,7 @@ class Inbound:
         ours = self._sent.__contains__
         addressed = is_addressed(message, place, me.id, self._trigger, lambda i: ours(str(i)))
         event = to_message(message, place, me.id, addressed)
-        if not event.text:
+        if not event.text and not event.attachments:
             return None
         return text_command(event) or event
 

@@ -16,7 +16,8 @@ from typing import Any, ParamSpec, TypeVar
 
 import discord
 
-from bot.events import Chat, ChatKind, Command, Message, Reaction, User
+from bot.attachments import claimed_kind
+from bot.events import Attachment, Chat, ChatKind, Command, Message, Reaction, User
 from bot.quarantine import PoisonEvent
 from bot.text import clean_event
 
@@ -117,6 +118,20 @@ def wants(message: discord.Message, bot_id: int) -> bool:
     return message.type in _CHAT_TYPES
 
 
+def _attachments(message: discord.Message) -> tuple[Attachment, ...]:
+    """A message's files (voice messages are Ogg attachments too); the handle is the CDN URL."""
+    return tuple(
+        Attachment(
+            claimed_kind(item.content_type, item.filename),
+            item.url,
+            item.filename,
+            item.content_type or "",
+            item.size,
+        )
+        for item in message.attachments
+    )
+
+
 @_poison_on_bad_shape
 def to_message(message: discord.Message, place: Place, bot_id: int, addressed: bool) -> Message:
     """Translate a person's message into a core :class:`Message`."""
@@ -132,6 +147,7 @@ def to_message(message: discord.Message, place: Place, bot_id: int, addressed: b
         reply_to=str(ref.message_id) if ref is not None and ref.message_id else None,
         addressed=addressed,
         received_at=message.created_at.timestamp(),
+        attachments=_attachments(message),
     )
 
 

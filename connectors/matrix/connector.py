@@ -8,10 +8,12 @@ with jitter instead of retrying forever in silence.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from nio import (
     AsyncClient,
@@ -22,10 +24,14 @@ from nio import (
     SyncError,
 )
 from nio.crypto import ENCRYPTION_ENABLED
+from nio.crypto.attachments import decrypt_attachment
+from nio.exceptions import EncryptionError
+from yarl import URL
 
+from bot.attachments import AttachmentError, Downloader, DownloadRefused
 from bot.config import Settings
 from bot.connector import Capabilities, CommandSpec, ConnectorState, Emit, Formatting
-from bot.events import Address
+from bot.events import Address, Attachment
 from bot.quarantine import Quarantine
 from connectors.matrix.access import may_invite
 from connectors.matrix.inbound import DeliveryError, Inbound
@@ -95,6 +101,7 @@ class MatrixConnector:
         self.start_timeout = 10.0
         self.client: AsyncClient | None = None
         self.inbound: Inbound | None = None
+        self._files = Downloader()
         self._task: asyncio.Task[None] | None = None
         self._logged_in: asyncio.Event | None = None
         self._typing: set[str] = set()
@@ -154,7 +161,58 @@ class MatrixConnector:
             await asyncio.gather(task, return_exceptions=True)
         if self.client is not None:
             await self.client.close()
+        await self._files.close()
         self.state = ConnectorState.STOPPED
+
+    async def fetch_attachment(self, attachment: Attachment, max_bytes: int) -> bytes:
+        """Download a file from the homeserver's media repository and decrypt it if it came
+        from an encrypted room (key, IV and SHA-256 from the event, checked by nio).
+
+        Authenticated media (``/_matrix/client/v1/media``) first, the older unauthenticated
+        path for servers that lack it. nio's own ``download`` buffers the whole body, so the
+        bytes come through the capped reader instead.
+        """
+        try:
+            ref = json.loads(attachment.handle)
+            mxc = URL(ref["url"])
+        except (ValueError, TypeError, KeyError) as exc:
+            raise AttachmentError(f"{attachment.name}: not a Matrix file reference") from exc
+        media_id = mxc.path.lstrip("/")
+        if mxc.scheme != "mxc" or not mxc.host or not media_id or "/" in media_id:
+            raise AttachmentError(f"{attachment.name}: not an mxc:// address")
+        client = await self._logged_in_client()
+        server, media = quote(mxc.host, safe=""), quote(media_id, safe="")
+        base = client.homeserver.rstrip("/")
+        auth = {"Authorization": f"Bearer {client.access_token}"}
+        try:
+            url = f"{base}/_matrix/client/v1/media/download/{server}/{media}"
+            data = await self._files.get(url, attachment, max_bytes, headers=auth)
+        except DownloadRefused as exc:
+            if exc.status not in (400, 404, 405):
+                raise
+            url = f"{base}/_matrix/media/v3/download/{server}/{media}"
+            data = await self._files.get(url, attachment, max_bytes, headers=auth)
+        if "key" not in ref:
+            return data
+        try:
+            return bytes(
+                decrypt_attachment(data, ref["key"]["k"], ref["hashes"]["sha256"], ref["iv"])
+            )
+        except (EncryptionError, KeyError, TypeError, ValueError) as exc:
+            raise AttachmentError(
+                f"{attachment.name} could not be decrypted (damaged or tampered with)"
+            ) from exc
+
+    async def _logged_in_client(self) -> AsyncClient:
+        """The client once logged in (a restarted connector may still be logging in)."""
+        if self._logged_in is not None and not self._logged_in.is_set():
+            try:
+                await asyncio.wait_for(self._logged_in.wait(), self.start_timeout)
+            except TimeoutError:
+                pass
+        if self.client is None or not self.client.access_token:
+            raise AttachmentError("Matrix is not connected; try again in a moment")
+        return self.client
 
     # --- sync loop -----------------------------------------------------------------------
     async def _run(self) -> None:

@@ -7,6 +7,7 @@ an injected async predicate, so this module stays free of I/O.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -14,9 +15,24 @@ from typing import Any
 from urllib.parse import unquote
 
 from nio import Event as NioEvent
-from nio import MatrixRoom, ReactionEvent, RoomMessageEmote, RoomMessageText
+from nio import (
+    MatrixRoom,
+    ReactionEvent,
+    RoomEncryptedAudio,
+    RoomEncryptedFile,
+    RoomEncryptedImage,
+    RoomEncryptedMedia,
+    RoomEncryptedVideo,
+    RoomMessageAudio,
+    RoomMessageEmote,
+    RoomMessageFile,
+    RoomMessageImage,
+    RoomMessageText,
+    RoomMessageVideo,
+)
 
-from bot.events import Chat, ChatKind, Command, Message, Reaction, User
+from bot.attachments import claimed_kind
+from bot.events import Attachment, AttachmentKind, Chat, ChatKind, Command, Message, Reaction, User
 from bot.quarantine import PoisonEvent
 from bot.text import clean_event
 
@@ -51,6 +67,40 @@ def parse_event(source: Any) -> Any:
         return NioEvent.parse_event(source)
     except Exception as exc:
         raise PoisonEvent(f"matrix-nio cannot parse it: {type(exc).__name__}: {exc}") from exc
+
+
+_KINDS = {
+    "m.image": AttachmentKind.IMAGE,
+    "m.audio": AttachmentKind.AUDIO,
+    "m.video": AttachmentKind.VIDEO,
+}
+
+
+def media(event: Any) -> tuple[str, tuple[Attachment, ...]]:
+    """The caption and the file of an ``m.image``/``m.audio``/``m.video``/``m.file`` event.
+
+    ``body`` is the file name, unless a separate ``filename`` is given: then ``body`` is the
+    caption (Matrix 1.10). The handle is JSON: the ``mxc://`` URI, plus the key, IV and hash
+    that decrypt it for media sent in encrypted rooms (``content.file``).
+    """
+    content = event.source.get("content", {})
+    body = str(content.get("body") or "")
+    filename = content.get("filename")
+    if isinstance(filename, str) and filename and filename != body:
+        name, caption = filename, body
+    else:
+        name, caption = body or "file", ""
+    info = content.get("info")
+    info = info if isinstance(info, dict) else {}
+    mime = str(info.get("mimetype") or "")
+    size = info.get("size")
+    size = size if isinstance(size, int) and not isinstance(size, bool) else None
+    ref: dict[str, Any] = {"url": str(event.url)}
+    if isinstance(event, RoomEncryptedMedia):
+        ref.update(key=event.key, iv=event.iv, hashes=event.hashes)
+        mime = mime or str(event.mimetype or "")
+    kind = _KINDS.get(str(content.get("msgtype"))) or claimed_kind(mime, name)
+    return caption, (Attachment(kind, json.dumps(ref), name, mime, size),)
 
 
 def chat_for(room: MatrixRoom) -> Chat:
@@ -100,7 +150,8 @@ class Translator:
         # user chose; it still tells whether they answered the bot.
         reply_to = None if rel.get("is_falling_back") else replied
         chat = chat_for(room)
-        text, mentioned = self._strip_mention(event.body.strip())
+        body, attachments = (event.body, ()) if isinstance(event, _TEXTS) else media(event)
+        text, mentioned = self._strip_mention(body.strip())
         if isinstance(event, RoomMessageEmote):
             text = f"* {room.user_name(event.sender) or event.sender} {text}"
         common: dict[str, Any] = {
@@ -112,7 +163,7 @@ class Translator:
             "raw": event.source,
         }
         prefix = self.command_prefix
-        if prefix and text.startswith(prefix) and len(text) > len(prefix):
+        if not attachments and prefix and text.startswith(prefix) and len(text) > len(prefix):
             name, _, args = text[len(prefix) :].partition(" ")
             if name and not name[0].isspace():
                 return Command(
@@ -132,6 +183,7 @@ class Translator:
             message_id=event.event_id,
             reply_to=reply_to,
             addressed=addressed,
+            attachments=attachments,
         )
 
     async def _reaction(self, room: MatrixRoom, event: ReactionEvent) -> Reaction | None:
@@ -180,8 +232,18 @@ class Translator:
 
 
 _Handler = Callable[[Translator, MatrixRoom, Any], Awaitable[Any]]
+_TEXTS = (RoomMessageText, RoomMessageEmote)
+
 _DISPATCH: dict[type, _Handler] = {
     RoomMessageText: Translator._message,
     RoomMessageEmote: Translator._message,
+    RoomMessageImage: Translator._message,
+    RoomMessageAudio: Translator._message,
+    RoomMessageVideo: Translator._message,
+    RoomMessageFile: Translator._message,
+    RoomEncryptedImage: Translator._message,
+    RoomEncryptedAudio: Translator._message,
+    RoomEncryptedVideo: Translator._message,
+    RoomEncryptedFile: Translator._message,
     ReactionEvent: Translator._reaction,
 }

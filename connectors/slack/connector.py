@@ -30,7 +30,9 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
+from yarl import URL
 
+from bot.attachments import AttachmentError, Downloader
 from bot.connector import (
     Capabilities,
     CommandSpec,
@@ -39,6 +41,7 @@ from bot.connector import (
     Formatting,
     RuntimeStopped,
 )
+from bot.events import Attachment
 from bot.quarantine import FailureCounter, Quarantine
 from bot.storage.engine import is_transient
 from bot.text import clean_event, clean_text
@@ -127,6 +130,7 @@ class SlackConnector:
         self.quarantine = Quarantine(settings.data_dir, PLATFORM)
         self._failures = FailureCounter(limit=3)
         """Set while ``auth.test`` (and the Socket Mode connection) succeeded."""
+        self._files = Downloader()
 
     @property
     def state(self) -> ConnectorState:
@@ -184,8 +188,31 @@ class SlackConnector:
         self._bolt = None
         self._out = None
         self.me = None
+        await self._files.close()
         self.connected.clear()
         self.state = ConnectorState.STOPPED
+
+    async def fetch_attachment(self, attachment: Attachment, max_bytes: int) -> bytes:
+        """Download a shared file from its ``url_private`` with the bot token.
+
+        The token goes only to Slack's own hosts (or the host of ``SLACK_API_URL``, a proxy or
+        test server): a file URL pointing elsewhere is refused, and a redirect to another host
+        is followed without the token.
+        """
+        url = URL(attachment.handle)
+        host = (url.host or "").lower()
+        api_host = (URL(self._settings.slack_api_url).host or "").lower()
+        slack = host == "slack.com" or host.endswith(".slack.com")
+        if (
+            not url.absolute
+            or url.scheme not in ("https", "http")
+            or not (slack or host == api_host)
+        ):
+            raise AttachmentError(
+                f"{attachment.name}: not a Slack file address ({host or 'no host'}); not fetched"
+            )
+        auth = {"Authorization": f"Bearer {self._token}"}
+        return await self._files.get(str(url), attachment, max_bytes, headers=auth)
 
     async def _connect_loop(self) -> None:
         while True:

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot import text as core_text
-from bot.events import Chat, ChatKind, Command, Message, Reaction, User
+from bot.attachments import claimed_kind
+from bot.events import Attachment, Chat, ChatKind, Command, Message, Reaction, User
 from bot.quarantine import PoisonEvent
 
 __all__ = [
@@ -124,6 +125,26 @@ def _event_id(body: Payload, event: Payload) -> str:
     return str(body.get("event_id") or f"{event.get('channel', '')}:{event.get('ts', '')}")
 
 
+def _attachments(event: Payload) -> tuple[Attachment, ...]:
+    """The files shared with a message (``file_share``); the handle is ``url_private_download``,
+    fetched with the bot token. Files without one (hidden by the plan's limit, deleted, or in
+    Slack Connect awaiting ``files.info``) are left out.
+    """
+    found: list[Attachment] = []
+    for item in event.get("files") or ():
+        if not isinstance(item, Mapping):
+            continue
+        url = item.get("url_private_download") or item.get("url_private")
+        if not isinstance(url, str) or not url:
+            continue
+        name = str(item.get("name") or item.get("title") or "file")
+        mime = str(item.get("mimetype") or "")
+        size = item.get("size")
+        size = size if isinstance(size, int) and not isinstance(size, bool) else None
+        found.append(Attachment(claimed_kind(mime, name), url, name, mime, size))
+    return tuple(found)
+
+
 def _message(body: Payload, event: Payload, me: BotIdentity, threads: Threads) -> SlackEvent:
     if event.get("subtype") not in _USER_SUBTYPES or event.get("bot_id"):
         return None
@@ -151,6 +172,7 @@ def _message(body: Payload, event: Payload, me: BotIdentity, threads: Threads) -
         message_id=str(event.get("ts", "")),
         addressed=addressed,
         raw=body,
+        attachments=_attachments(event),
     )
 
 
@@ -169,6 +191,7 @@ def _mention(body: Payload, event: Payload, me: BotIdentity, threads: Threads) -
         message_id=str(event.get("ts", "")),
         addressed=True,
         raw=body,
+        attachments=_attachments(event),
     )
 
 

@@ -20,9 +20,10 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 from telegram import Bot, Update
-from telegram.error import Conflict, InvalidToken, NetworkError
+from telegram.error import Conflict, InvalidToken, NetworkError, TelegramError
 from telegram.request import HTTPXRequest
 
+from bot.attachments import AttachmentError, Downloader, too_large
 from bot.config import Settings
 from bot.connector import (
     Capabilities,
@@ -32,7 +33,7 @@ from bot.connector import (
     Formatting,
     RuntimeStopped,
 )
-from bot.events import Address, Command, Message, Reaction
+from bot.events import Address, Attachment, Command, Message, Reaction
 from bot.quarantine import FailureCounter, PoisonEvent, Quarantine
 from bot.storage.engine import is_transient
 from bot.text import clean_event, clean_text
@@ -128,6 +129,7 @@ class TelegramConnector:
         self._failures = FailureCounter(limit=3)
         self._updates_request: UpdatesRequest | None = None
         self.connected = asyncio.Event()
+        self._files = Downloader()
 
     # --- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
@@ -163,8 +165,29 @@ class TelegramConnector:
         if self._bot is not None:
             await self._bot.shutdown()
             self._bot = self.outbound.bot = None
+        await self._files.close()
         self.connected.clear()
         self.state = ConnectorState.STOPPED
+
+    async def fetch_attachment(self, attachment: Attachment, max_bytes: int) -> bytes:
+        """Download a file: ``getFile`` names its path, the file URL (under
+        ``TELEGRAM_BASE_URL``, token included) serves it, read up to ``max_bytes``.
+        """
+        if self._bot is None:
+            raise AttachmentError("telegram is not connected; try again later")
+        try:
+            info = await self._bot.get_file(attachment.handle)
+        except TelegramError as exc:
+            raise AttachmentError(f"telegram could not give {attachment.name}: {exc}") from exc
+        if info.file_size is not None and info.file_size > max_bytes:
+            raise too_large(attachment, max_bytes)
+        url = info.file_path or ""
+        if not url.startswith(("http://", "https://")):
+            raise AttachmentError(
+                f"telegram gave no download address for {attachment.name} (a local Bot API "
+                "server in --local mode keeps files on its own disk)"
+            )
+        return await self._files.get(url, attachment, max_bytes)
 
     async def _run(self) -> None:
         attempt = 0

@@ -153,4 +153,5 @@ def _joined(parts: list[Message]) -> Message:
         text="\n".join(p.text for p in parts),
         message_id=parts[-1].message_id,
         raw=tuple(p.raw for p in parts),
+        attachments=tuple(a for p in parts for a in p.attachments),
     )

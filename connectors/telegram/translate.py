@@ -16,7 +16,7 @@ from telegram import MessageEntity, MessageReactionUpdated, ReactionType, Update
 from telegram import User as TgUser
 from telegram.constants import ChatType
 
-from bot.events import Chat, ChatKind, Command, Message, Reaction, User
+from bot.events import Attachment, AttachmentKind, Chat, ChatKind, Command, Message, Reaction, User
 from bot.quarantine import PoisonEvent
 from bot.text import clean_event
 
@@ -89,6 +89,37 @@ def _strip_mention(text: str, me: BotIdentity) -> str:
     return re.sub(pattern, "", text, count=1, flags=re.IGNORECASE)
 
 
+def _attachments(msg: TgMessage) -> tuple[Attachment, ...]:
+    """The files of a message; the handle is the ``file_id`` that ``getFile`` resolves.
+
+    A photo comes in several sizes: the largest is taken. Types and names are the sender's
+    client's claims (the bytes are sniffed when fetched).
+    """
+    found: list[Attachment] = []
+    if msg.photo:
+        best = max(msg.photo, key=lambda p: (p.width * p.height, p.file_size or 0))
+        found.append(
+            Attachment(
+                AttachmentKind.IMAGE, best.file_id, "photo.jpg", "image/jpeg", best.file_size
+            )
+        )
+    media = (
+        (msg.voice, AttachmentKind.AUDIO, "voice.ogg"),
+        (msg.audio, AttachmentKind.AUDIO, "audio"),
+        (msg.video, AttachmentKind.VIDEO, "video.mp4"),
+        (msg.video_note, AttachmentKind.VIDEO, "video_note.mp4"),
+        (msg.animation, AttachmentKind.VIDEO, "animation.mp4"),
+        (msg.document, AttachmentKind.DOCUMENT, "document"),
+    )
+    for item, kind, default_name in media:
+        if item is None:
+            continue
+        name = getattr(item, "file_name", None) or default_name
+        mime = getattr(item, "mime_type", None) or ""
+        found.append(Attachment(kind, item.file_id, name, mime, item.file_size))
+    return tuple(found)
+
+
 def _from_message(update: Update, me: BotIdentity) -> list[TgEvent]:
     msg = update.message
     if msg is None or msg.from_user is None:
@@ -96,8 +127,10 @@ def _from_message(update: Update, me: BotIdentity) -> list[TgEvent]:
     if msg.from_user.id == me.id:
         return []  # the bot's own message
     text = msg.text if msg.text is not None else msg.caption
-    if not text:
+    attachments = _attachments(msg)
+    if not text and not attachments:
         return []
+    text = text or ""
     chat, user, thread = _chat(msg.chat), _user(msg.from_user), _thread(msg)
     event_id = message_event_id(msg.chat.id, msg.message_id)
     match = _COMMAND.match(text.strip())
@@ -133,6 +166,7 @@ def _from_message(update: Update, me: BotIdentity) -> list[TgEvent]:
             message_id=str(msg.message_id),
             reply_to=str(reply.message_id) if reply else None,
             addressed=addressed,
+            attachments=attachments,
         )
     ]
 

@@ -5,7 +5,8 @@ with Rich. Scripted (stdin is a pipe or file): each line is one message, each an
 once complete as plain text, and the session ends at end of input, so
 ``echo "hi" | opencomputer chat`` works in scripts and tests: every input line gets its answer.
 ``/good`` and ``/bad`` rate the last answer (the terminal has no emoji reactions) and say so in
-one line.
+one line. ``/file PATH [text]`` sends a local file with the message, as a photo or a document
+sent on a messenger would be.
 
 An answer that the last session never finished showing (Ctrl-C, a crash) is sent again at the
 next start: it is not an answer to anything typed in this session, so it is shown under a note
@@ -17,11 +18,15 @@ from __future__ import annotations
 import asyncio
 import getpass
 import logging
+import mimetypes
+import shlex
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import TextIO
 
+from bot.attachments import AttachmentError, claimed_kind, too_large
 from bot.connector import (
     Capabilities,
     CommandSpec,
@@ -30,7 +35,7 @@ from bot.connector import (
     Formatting,
     RuntimeStopped,
 )
-from bot.events import Address, Chat, ChatKind, Command, Message, Reaction, User
+from bot.events import Address, Attachment, Chat, ChatKind, Command, Message, Reaction, User
 from connectors.terminal.screen import Screen
 
 __all__ = ["TerminalConnector"]
@@ -43,6 +48,7 @@ _LOCAL_HELP = (
     "In this terminal:",
     "/good — Rate the last answer as good.",
     "/bad — Rate the last answer as bad.",
+    "/file PATH [text] — Send a file from this computer (quote a path with spaces).",
     "/quit (or /exit, Ctrl-D) — Leave the chat.",
 )
 REPLAYED = "↻ Replayed: an answer the last session did not finish showing"
@@ -134,7 +140,13 @@ class TerminalConnector:
             if name in _RATINGS and self._last_sent is None:
                 self.screen.line(f"Nothing to rate yet: /{name} rates the last answer.")
                 continue
-            event = self._event(text)
+            if name == "file":
+                attached = self._attach(text[len("/file") :].strip())
+                if attached is None:
+                    continue
+                event: Message | Command | Reaction = attached
+            else:
+                event = self._event(text)
             if not isinstance(event, Reaction):
                 self._mine.add(event.message_id)  # its answer is this session's, not a replay
             if isinstance(event, Command):
@@ -156,6 +168,44 @@ class TerminalConnector:
             self.screen.line(f"{event.emoji} Noted: the last answer was {word}.")
         elif name == "help":
             self.screen.line("\n".join(_LOCAL_HELP))
+
+    def _attach(self, args: str) -> Message | None:
+        """``/file PATH [text]``: a message carrying a local file (None, and one line, if not)."""
+        try:
+            words = shlex.split(args)
+        except ValueError as exc:  # an unclosed quote
+            self.screen.line(f"Cannot read that: {exc}. Usage: /file PATH [text]")
+            return None
+        if not words:
+            self.screen.line("Usage: /file PATH [text] (quote a path with spaces).")
+            return None
+        path = Path(words[0]).expanduser()
+        try:
+            path = path.resolve(strict=True)
+            size = path.stat().st_size
+        except OSError:
+            self.screen.line(f"No such file: {words[0]}")
+            return None
+        if not path.is_file():
+            self.screen.line(f"Not a file: {words[0]} (send one file at a time).")
+            return None
+        mime = mimetypes.guess_type(path.name)[0] or ""
+        attachment = Attachment(claimed_kind(mime, path.name), str(path), path.name, mime, size)
+        self._counter += 1
+        event_id = f"{time.time_ns()}-{self._counter}"
+        return Message(
+            platform=PLATFORM,
+            event_id=event_id,
+            chat=self.chat,
+            user=self.user,
+            text=" ".join(words[1:]),
+            message_id=event_id,
+            attachments=(attachment,),
+        )
+
+    async def fetch_attachment(self, attachment: Attachment, max_bytes: int) -> bytes:
+        """Read a file sent with ``/file`` (from disk again: it may have changed or gone)."""
+        return await asyncio.to_thread(_read_file, attachment, max_bytes)
 
     def _event(self, text: str) -> Message | Command | Reaction:
         self._counter += 1
@@ -234,3 +284,16 @@ class TerminalConnector:
     def routes(self) -> list[object]:
         """No webhooks."""
         return []
+
+
+def _read_file(attachment: Attachment, max_bytes: int) -> bytes:
+    """Read at most ``max_bytes`` (one more tells that the file is bigger)."""
+    try:
+        with open(attachment.handle, "rb") as file:
+            data = file.read(max_bytes + 1)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise AttachmentError(f"cannot read {attachment.name}: {reason}") from exc
+    if len(data) > max_bytes:
+        raise too_large(attachment, max_bytes)
+    return data

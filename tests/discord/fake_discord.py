@@ -82,6 +82,8 @@ class FakeDiscord(FakeRest):
         self._session: _Session | None = None
         self._conn: _Conn | None = None
         self._lock = asyncio.Lock()
+        self.cdn: dict[str, bytes] = {}  # CDN path -> bytes of an uploaded attachment
+        self.cdn_requests: list[Recorded] = []
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -91,6 +93,7 @@ class FakeDiscord(FakeRest):
         app = web.Application()
         app.router.add_get("/gateway", self._gateway)
         app.router.add_route("*", "/api/v10/{tail:.*}", self._rest)
+        app.router.add_get("/attachments/{tail:.+}", self._cdn)
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -117,6 +120,51 @@ class FakeDiscord(FakeRest):
     def new_id(self) -> str:
         """A fresh snowflake."""
         return str(next(self._ids))
+
+    def attachment(
+        self,
+        channel_id: str,
+        filename: str,
+        data: bytes,
+        *,
+        content_type: str | None = None,
+        claimed_size: int | None = None,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        """An attachment object as a message carries it; the CDN (this fake) serves ``data``
+        at its signed ``url`` (``claimed_size``: what the object says, default the real size).
+        """
+        att_id = self.new_id()
+        path = f"attachments/{channel_id}/{att_id}/{filename}"
+        self.cdn[path] = data
+        url = f"http://127.0.0.1:{self.port}/{path}?ex=6a000000&is=69f00000&hm=ab12cd"
+        att: dict[str, Any] = {
+            "id": att_id,
+            "filename": filename,
+            "size": len(data) if claimed_size is None else claimed_size,
+            "url": url,
+            "proxy_url": url.replace("/attachments/", "/proxy/attachments/"),
+            **extra,
+        }
+        if content_type is not None:
+            att["content_type"] = content_type
+        return att
+
+    async def _cdn(self, request: web.Request) -> web.StreamResponse:
+        """The CDN: signed URLs, no Authorization; bytes sent chunked (no length to trust)."""
+        path = "attachments/" + request.match_info["tail"]
+        self.cdn_requests.append(
+            Recorded("GET", "/" + path, dict(request.query), None, dict(request.headers))
+        )
+        data = self.cdn.get(path)
+        if data is None or "hm" not in request.query:
+            return web.Response(status=404, text="This content is no longer available.")
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        for start in range(0, len(data), 65536):
+            await resp.write(data[start : start + 65536])
+        await resp.write_eof()
+        return resp
 
     # --- waiting -----------------------------------------------------------------------
     async def _notify(self) -> None:

@@ -89,6 +89,9 @@ class FakeSlackApi:
         self._sockets: list[web.WebSocketResponse] = []
         self._runner: web.AppRunner | None = None
         self.port = 0
+        self.files: dict[str, bytes] = {}  # files.slack.com path -> bytes
+        self.file_redirects: dict[str, str] = {}  # path -> where it redirects instead
+        self.file_requests: list[tuple[str, dict[str, str]]] = []  # (path, headers)
 
     # --- lifecycle ---------------------------------------------------------------------
     async def start(self) -> FakeSlackApi:
@@ -97,6 +100,7 @@ class FakeSlackApi:
         app.router.add_route("*", "/api/{method}", self._handle)
         app.router.add_get("/link", self._socket)
         app.router.add_post("/hooks/{hook}", self._hook)
+        app.router.add_get("/files-pri/{tail:.+}", self._file)
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -122,6 +126,43 @@ class FakeSlackApi:
         return f"http://127.0.0.1:{self.port}/api/"
 
     # --- test controls -----------------------------------------------------------------
+    def file(
+        self,
+        name: str,
+        data: bytes,
+        *,
+        mimetype: str,
+        claimed_size: int | None = None,
+        redirect_to: str | None = None,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        """A file object as a ``file_share`` message carries it; ``url_private`` serves
+        ``data`` to the bot token (or redirects to ``redirect_to``).
+        """
+        file_id = f"F{next(self._ts):08d}"
+        path = f"/files-pri/{self.team_id}-{file_id}/{name}"
+        self.files[path] = data
+        if redirect_to is not None:
+            self.file_redirects[path] = redirect_to
+        url = f"http://127.0.0.1:{self.port}{path}"
+        return {
+            "id": file_id,
+            "created": int(time.time()),
+            "timestamp": int(time.time()),
+            "name": name,
+            "title": name,
+            "mimetype": mimetype,
+            "filetype": name.rsplit(".", 1)[-1],
+            "user": "U1",
+            "size": len(data) if claimed_size is None else claimed_size,
+            "mode": "hosted",
+            "is_external": False,
+            "url_private": url,
+            "url_private_download": url.replace(f"/{name}", f"/download/{name}"),
+            "permalink": f"https://example.slack.com/files/U1/{file_id}/{name}",
+            **extra,
+        }
+
     def fail_next(
         self,
         method: str,
@@ -269,6 +310,25 @@ class FakeSlackApi:
             return _error("already_reacted")
         self.reactions.append(entry)
         return _ok()
+
+    async def _file(self, request: web.Request) -> web.StreamResponse:
+        """``files.slack.com``: the bytes for the bot token; Slack's login page otherwise."""
+        path = request.path.replace("/download/", "/")
+        self.file_requests.append((request.path, dict(request.headers)))
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        if token not in self.tokens:
+            return web.Response(status=302, headers={"Location": "https://slack.com/signin"})
+        if path in self.file_redirects:
+            return web.Response(status=302, headers={"Location": self.file_redirects[path]})
+        data = self.files.get(path)
+        if data is None:
+            return web.Response(status=404, text="file_not_found")
+        resp = web.StreamResponse()  # chunked: the size in the event is only a claim
+        await resp.prepare(request)
+        for start in range(0, len(data), 65536):
+            await resp.write(data[start : start + 65536])
+        await resp.write_eof()
+        return resp
 
     async def _hook(self, request: web.Request) -> web.Response:
         self.responses.append((request.match_info["hook"], await request.json()))

@@ -74,6 +74,8 @@ class FakeBotApi:
         self.webhook_error = ""  # getWebhookInfo's last_error_message
         self.commands: dict[str, list[dict[str, Any]]] = {}  # scope JSON -> commands
         self.failures: list[_Failure] = []
+        self.files: dict[str, dict[str, Any]] = {}  # file_id -> getFile result + "data"
+        self.file_requests: list[str] = []  # paths asked of the file endpoint
         self.base_url = ""
         self.api_url = ""
         self._ids = itertools.count(1000)
@@ -86,6 +88,7 @@ class FakeBotApi:
     async def __aenter__(self) -> FakeBotApi:
         app = web.Application()
         app.router.add_route("*", "/bot{token}/{method}", self._dispatch)
+        app.router.add_get("/file/bot{token}/{path:.+}", self._file)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -285,6 +288,45 @@ class FakeBotApi:
         except _Conflict:
             return error(409, "Conflict: can't use getUpdates method while webhook is active")
         return web.json_response({"ok": True, "result": result})
+
+    def add_file(self, data: bytes, *, path: str, claimed_size: int | None = None) -> str:
+        """Store a file the bot may fetch (``getFile`` then the file URL); returns its file_id.
+
+        ``claimed_size`` is what ``getFile`` and the message report (default: the real size).
+        """
+        file_id = f"FILE{next(self._ids)}"
+        size = len(data) if claimed_size is None else claimed_size
+        self.files[file_id] = {
+            "file_id": file_id,
+            "file_unique_id": f"U{file_id}",
+            "file_size": size,
+            "file_path": path,
+            "data": data,
+        }
+        return file_id
+
+    async def _file(self, request: web.Request) -> web.StreamResponse:
+        """``GET /file/bot<token>/<file_path>`` as the Bot API's file server answers it."""
+        path = request.match_info["path"]
+        self.file_requests.append(path)
+        if request.match_info["token"] != self.token:
+            return error(401, "Unauthorized")
+        for entry in self.files.values():
+            if entry["file_path"] == path:
+                resp = web.StreamResponse()  # chunked: no Content-Length to trust
+                await resp.prepare(request)
+                data = entry["data"]
+                for start in range(0, len(data), 65536):
+                    await resp.write(data[start : start + 65536])
+                await resp.write_eof()
+                return resp
+        return error(404, "Not Found")
+
+    async def _m_getFile(self, args: dict[str, Any]) -> Any:
+        entry = self.files.get(str(args.get("file_id")))
+        if entry is None:
+            raise ValueError("wrong file_id or the file is temporarily unavailable")
+        return {k: v for k, v in entry.items() if k != "data"}
 
     async def _m_getMe(self, _args: dict[str, Any]) -> Any:
         return {**self.bot_user, "can_join_groups": True, "can_read_all_group_messages": False}

@@ -1,0 +1,50 @@
+"""A stored message's attachments: a JSON column of the inbound row.
+
+Only what is needed to fetch a file again is kept (kind, the connector's handle, name, the
+claimed type and size), never the bytes: a message rebuilt after a crash downloads its files
+through its connector like a fresh one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from bot.events import Attachment
+
+__all__ = ["attachments_from_json", "attachments_from_row", "attachments_to_json"]
+
+logger = logging.getLogger(__name__)
+
+
+def attachments_to_json(attachments: Sequence[Attachment]) -> str | None:
+    """The stored form of a message's files (None when there are none)."""
+    if not attachments:
+        return None
+    # ASCII: a handle is the platform's text and must store whatever it holds
+    return json.dumps([a.to_json() for a in attachments])
+
+
+def attachments_from_json(text: str | None) -> tuple[Attachment, ...]:
+    """Inverse of :func:`attachments_to_json`; an unreadable entry is skipped and logged."""
+    if not text:
+        return ()
+    try:
+        items = json.loads(text)
+    except ValueError as exc:
+        logger.warning("stored attachments could not be read: %s", exc)
+        return ()
+    found: list[Attachment] = []
+    for item in items if isinstance(items, list) else []:
+        try:
+            found.append(Attachment.from_json(item))
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            logger.warning("a stored attachment could not be read: %s", exc)
+    return tuple(found)
+
+
+def attachments_from_row(row: Any) -> tuple[Attachment, ...]:
+    """The attachments of a stored inbound row (rows from before attachments have none)."""
+    return attachments_from_json(getattr(row, "attachments", None))
