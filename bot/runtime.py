@@ -49,6 +49,7 @@ from bot.metrics import Metrics
 from bot.middleware import Handler, Middleware, ignore_bots, require_address
 from bot.ollama import OllamaError
 from bot.reply import ReplySink, ReplyStream, reply_key
+from bot.storage.attachments import attachments_from_row
 from bot.storage.disk import DiskFull, guard_for_url, refusing
 from bot.storage.engine import is_transient
 from bot.storage.store import ReplyMeta, SqlStore
@@ -614,4 +615,5 @@ def message_from_row(row: Any) -> Message:
         text=row.text,
         message_id=row.message_id,
         received_at=row.received_at,
+        attachments=attachments_from_row(row),
     )

@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from bot.events import Chat, ChatKind, Command, Message, User
+from bot.events import Attachment, Chat, ChatKind, Command, Message, User
 
 __all__ = ["decode_event", "encode_event"]
 
@@ -26,6 +26,8 @@ def encode_event(event: Message | Command) -> bytes:
         data.update(n=event.name, a=event.args, mid=event.message_id)
     else:
         data.update(x=event.text, mid=event.message_id, r=event.reply_to, ad=event.addressed)
+        if event.attachments:  # handles only: the bytes are fetched by whoever needs them
+            data["f"] = [a.to_json() for a in event.attachments]
     return orjson.dumps(data)
 
 
@@ -46,5 +48,10 @@ def decode_event(raw: bytes | str) -> Message | Command:
     if data["t"] == "c":
         return Command(**common, name=data["n"], args=data["a"], message_id=data["mid"])
     return Message(
-        **common, text=data["x"], message_id=data["mid"], reply_to=data["r"], addressed=data["ad"]
+        **common,
+        text=data["x"],
+        message_id=data["mid"],
+        reply_to=data["r"],
+        addressed=data["ad"],
+        attachments=tuple(Attachment.from_json(a) for a in data.get("f", ())),
     )

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from bot.events import Attachment, AttachmentKind, Chat, Message, User
+from bot.runtime import message_from_row
+from bot.scale.codec import decode_event, encode_event
 from bot.storage import SqlStore
 from bot.storage.attachments import attachments_from_json, attachments_from_row
 
@@ -40,6 +42,18 @@ async def test_rows_keep_attachments_and_old_rows_have_none(tmp_path: Path) -> N
         await store.stop()
     assert attachments_from_row(with_files) == files
     assert without.attachments is None and attachments_from_row(without) == ()
+    # recovery rebuilds the whole message from its row, files included
+    assert message_from_row(with_files).attachments == files
+    assert message_from_row(without).attachments == ()
+
+
+def test_attachments_cross_from_gateway_to_worker() -> None:
+    """Scale-out: the stream entry a gateway publishes carries the handles to the worker."""
+    files = (Attachment(AttachmentKind.AUDIO, "FILE1", "voice.ogg", "audio/ogg", 120),)
+    decoded = decode_event(encode_event(_message("e3", *files)))
+    assert isinstance(decoded, Message) and decoded.attachments == files
+    plain = decode_event(encode_event(_message("e4")))
+    assert isinstance(plain, Message) and plain.attachments == ()
 
 
 def test_unreadable_stored_attachments_are_skipped() -> None:
