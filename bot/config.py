@@ -185,6 +185,15 @@ class Settings(BaseSettings):
         20.0,
         gt=0,
     )
+    stt_url: str | None = _env(
+        "OC_STT_URL",
+        "Speech-to-text server for voice notes: any OpenAI-compatible /v1/audio/transcriptions "
+        "(whisper.cpp server, speaches, vLLM...), e.g. http://127.0.0.1:8000/v1.",
+    )
+    stt_model: str = _env("OC_STT_MODEL", "Model name sent to the speech server.", "whisper-1")
+    stt_api_key: SecretStr | None = _env(
+        "OC_STT_API_KEY", "Bearer key for the speech server (if it needs one)."
+    )
     http_host: str = _env(
         "OC_HTTP_HOST", "Address of the HTTP app (health, webhooks).", "127.0.0.1"
     )
