@@ -39,6 +39,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(audit_app, name="audit")
 app.add_typer(plugins_app, name="plugins")
 app.add_typer(prompts_app, name="prompts")
+app.add_typer(__import__("bot.skills.cli", fromlist=["skills_app"]).skills_app, name="skills")
 app.add_typer(__import__("bot.apikeys.cli", fromlist=["keys_app"]).keys_app, name="keys")
 
 

@@ -240,6 +240,11 @@ class Settings(BaseSettings):
     plugin_dirs: CsvList = _env(
         "OC_PLUGIN_DIRS", "Extra folders holding plugins (comma-separated).", default_factory=list
     )
+    skill_dirs: CsvList = _env(
+        "OC_SKILL_DIRS",
+        "Folders holding skills (SKILL.md folders; comma-separated): docs/skills.md.",
+        default_factory=list,
+    )
     plugin_sandbox: str = _env(
         "OC_PLUGIN_SANDBOX",
         "'on': plugins run under bubblewrap (refused if it is missing); 'off': no isolation.",
@@ -380,7 +385,13 @@ class Settings(BaseSettings):
     )
 
     @field_validator(
-        "admins", "features_off", "plugin_dirs", "discord_guild_ids", "ollama_hosts", mode="before"
+        "admins",
+        "features_off",
+        "plugin_dirs",
+        "skill_dirs",
+        "discord_guild_ids",
+        "ollama_hosts",
+        mode="before",
     )
     @classmethod
     def _split_csv(cls, value: Any) -> Any:

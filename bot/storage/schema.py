@@ -34,6 +34,7 @@ MODEL_MODULES = (
     "bot.memory.models",
     "bot.plugins.enablement",
     "bot.schedules.models",
+    "bot.skills.state",
 )
 """Every module that defines a table (``table=True``)."""
 

@@ -1,0 +1,75 @@
+"""``/skills``: see the skills usable here; admins turn them on and off (audited).
+
+Everyone may list and show what they can use in this chat (their own skills only in a direct
+chat); ``enable``/``disable`` are for admins, for this chat or with ``global`` everywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from bot import audit as audit_log
+from bot.commands import CommandContext, CommandRouter
+from bot.skills.files import list_files
+from bot.skills.service import SkillService
+from bot.skills.state import GLOBAL
+
+__all__ = ["register_skill_commands"]
+
+_USAGE = "Usage: /skills [list] · /skills show <name> · /skills enable|disable <name> [global]"
+_SHOWN_BODY = 1500
+
+
+def register_skill_commands(router: CommandRouter, service: SkillService, store: Any) -> None:
+    """Add ``/skills`` to the router; ``store`` is where audit entries go."""
+
+    @router.command("skills", args="[list|show|enable|disable] [name] [global]", aliases=("skill",))
+    async def skills(ctx: CommandContext) -> str:
+        """List the skills I can use here, show one, or (admins) turn one on or off."""
+        words = ctx.args.split()
+        verb = words[0].lower() if words else "list"
+        event = ctx.event
+        seen = await service.visible(event.user, event.address, str(event.chat.kind))
+        if verb in ("list", "ls"):
+            lines = [
+                f"- {name} ({'on' if seen.on[name] else 'off'}"
+                f"{', yours' if skill.owner else ''}): {skill.description}"
+                for name, skill in sorted(seen.scan.skills.items())
+            ]
+            if ctx.is_admin and seen.scan.refused:
+                lines += [f"- refused: {line}" for line in seen.scan.refused]
+            return "Skills here:\n" + ("\n".join(lines) or "- none")
+        if len(words) < 2:
+            return _USAGE
+        name = words[1]
+        skill = seen.scan.skills.get(name)
+        if skill is None:
+            return f"There is no skill {name!r} here. Send /skills to see them."
+        if verb == "show":
+            files = await asyncio.to_thread(list_files, skill)
+            body = skill.body.strip()
+            if len(body) > _SHOWN_BODY:
+                body = body[:_SHOWN_BODY] + "\n[…]"
+            head = [
+                f"{skill.name} ({'on' if seen.on[name] else 'off'} here; from {skill.source})",
+                skill.description,
+            ]
+            if skill.allowed_tools:
+                head.append("allowed tools: " + " ".join(skill.allowed_tools))
+            if files:
+                head.append("files: " + ", ".join(files))
+            return "\n".join([*head, "", body])
+        if verb not in ("enable", "disable"):
+            return _USAGE
+        if not ctx.is_admin:
+            return f"/skills {verb} is for admins only."
+        chat = event.chat
+        scope = GLOBAL if "global" in (w.lower() for w in words[2:]) else chat.key
+        on = verb == "enable"
+        await service.states.set(name, on, scope)
+        await audit_log.audit(
+            store, event.user.key, f"skill.{verb}", {"skill": name, "scope": scope}
+        )
+        where = "everywhere" if scope == GLOBAL else "in this chat"
+        return f"Skill {name} {'enabled' if on else 'disabled'} {where}."
