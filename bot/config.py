@@ -206,6 +206,19 @@ class Settings(BaseSettings):
     api_rate: str = _env(
         "OC_API_RATE", "Requests per API key: 'count/seconds'; 0 turns it off.", "30/60"
     )
+    web_chat: bool = _env(
+        "OC_WEB_CHAT", "Serve the browser chat at /chat on the HTTP app (docs/web.md).", False
+    )
+    web_cookie_secure: str = _env(
+        "OC_WEB_COOKIE_SECURE",
+        "Secure flag of the web chat's cookie: 'auto' (when the request came over HTTPS or "
+        "a proxy says X-Forwarded-Proto: https), 'true' or 'false'.",
+        "auto",
+        pattern=r"^(auto|true|false)$",
+    )
+    web_max_chars: int = _env(
+        "OC_WEB_MAX_CHARS", "Longest message (characters) the web chat takes.", 8000, ge=1
+    )
     log_level: str = _env("OC_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR.", "INFO")
     log_format: str = _env(
         "OC_LOG_FORMAT",

@@ -35,6 +35,7 @@ MODEL_MODULES = (
     "bot.plugins.enablement",
     "bot.schedules.models",
     "bot.skills.state",
+    "connectors.web.models",
 )
 """Every module that defines a table (``table=True``)."""
 

@@ -1,0 +1,485 @@
+"""The web chat as a channel: a page at ``/chat``, messages in by POST, answers out by SSE.
+
+A visitor is the user ``web:<id>`` of their own direct chat (``session.py`` says how the id is
+kept), so access control treats them as any stranger on a messenger: under the default
+``pairing`` policy the first message gets the pairing text with a code and an admin approves
+it with ``/allow CODE``.
+
+- ``POST /chat/messages`` (JSON ``{"id", "text"}``, CSRF header) emits a neutral
+  :class:`~bot.events.Message` (``/name args``: a :class:`~bot.events.Command`). 202 means the
+  runtime stored it; a resent ``id`` is the same message, stored once.
+- The runtime streams the answer through :meth:`WebConnector.send` and :meth:`~WebConnector.edit`
+  as to any messenger; each call is written to the chat log (``log.py``) and then pushed to
+  the visitor's open pages over ``GET /chat/events`` (server-sent events carrying the message
+  id and its whole text). A page that (re)connects first gets the log's newest messages.
+- ``POST /chat/reactions`` turns 👍/👎 on a bot message into :class:`~bot.events.Reaction`
+  events, which the feedback feature scores like a reaction on any platform.
+
+Every refusal is one JSON line ``{"error": ...}`` with its status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from sqlalchemy import select
+
+from bot.connector import Capabilities, CommandSpec, ConnectorState, Formatting, RuntimeStopped
+from bot.events import Address, Chat, ChatKind, Command, Message, Reaction, User
+from bot.ratelimit import SLOW_DOWN
+from bot.storage.models import InboundRow
+from bot.text import clean_text
+from connectors.web.log import VOTES, ChatLog, Listeners
+from connectors.web.session import COOKIE, Sessions, load_secret
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from bot.config import Settings
+    from bot.connector import Emit
+
+__all__ = ["MAX_BODY", "PLATFORM", "WebConnector", "create"]
+
+logger = logging.getLogger(__name__)
+
+PLATFORM = "web"
+MAX_BODY = 64 * 1024
+"""Bytes a POST may have (the longest message, JSON-escaped, with room to spare)."""
+_PING = 15.0  # seconds between SSE comments (proxies close streams that stay silent)
+_CLIENT_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+_BOT_ID = re.compile(r"^b[0-9a-f]{32}$")
+_IN = InboundRow.__table__  # type: ignore[attr-defined]
+_SLOW_DOWN_START = SLOW_DOWN.split("{", 1)[0]
+_YEAR = 365 * 24 * 3600
+_STATIC = {
+    "app.js": "text/javascript",
+    "style.css": "text/css",
+    "icon.svg": "image/svg+xml",
+}
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+_NO_STORE = {**_HEADERS, "Cache-Control": "no-store"}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _error(status: int, text: str, **headers: str) -> web.Response:
+    return web.json_response(
+        {"ok": False, "error": text}, status=status, headers=_NO_STORE | headers
+    )
+
+
+def _sse(kind: str, data: dict[str, Any]) -> bytes:
+    body = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return f"event: {kind}\ndata: {body}\n\n".encode()
+
+
+class _Refused(Exception):
+    """A request this channel answers with one line (status, text)."""
+
+    def __init__(self, status: int, text: str) -> None:
+        super().__init__(text)
+        self.status = status
+
+
+class WebConnector:
+    """``/chat``: the page, its session, messages in, answers out by server-sent events."""
+
+    platform = PLATFORM
+    capabilities = Capabilities(
+        max_length=1_000_000,  # one growing message per answer: the page wraps it
+        can_edit=True,
+        can_react=False,
+        can_type=True,
+        formatting=Formatting.MARKDOWN,  # rendered, safely, by the page
+        edit_interval=0.15,
+        keeps_messages=True,  # the chat log outlives the process: a restarted turn edits
+    )
+
+    def __init__(
+        self,
+        settings: Settings,
+        emit: Emit,
+        *,
+        store: Any = None,
+        engine: AsyncEngine | None = None,
+        **_services: Any,
+    ) -> None:
+        self.settings = settings
+        self.emit = emit
+        self.state = ConnectorState.STOPPED
+        self.listeners = Listeners()
+        self._store = store  # the app's (ChannelServices): its database pool is shared
+        self._engine = engine
+        self._own_engine = False
+        self._log: ChatLog | None = None
+        self._sessions: Sessions | None = None
+        self._files: dict[str, bytes] = {}
+        self._emitting: dict[str, list[str]] = {}  # visitor -> notices sent while emitting
+        self._closing = False
+
+    # --- lifecycle -----------------------------------------------------------------------
+    async def start(self) -> None:
+        """Read the server secret and the page's files; share the app's database."""
+        self._closing = False
+        secret = await asyncio.to_thread(load_secret, self.settings.data_dir)
+        self._sessions = Sessions(secret)
+        self._files = await asyncio.to_thread(_read_static)
+        if self._engine is None and self._store is not None:
+            self._engine = self._store.engine
+        if self._engine is None:  # built without the app's services: a pool of its own
+            from bot.storage import create_engine
+
+            self._engine = create_engine(self.settings.resolved_database_url)
+            self._own_engine = True
+        self._log = ChatLog(self._engine)
+        self.state = ConnectorState.CONNECTED
+        logger.info("web chat at /chat on the HTTP app")
+
+    async def stop(self) -> None:
+        """End every open event stream (pages reconnect to the next start) and close."""
+        self._closing = True
+        self.listeners.close_all()
+        if self._own_engine and self._engine is not None:
+            await self._engine.dispose()
+            self._engine, self._own_engine = None, False
+        self.state = ConnectorState.STOPPED
+
+    @property
+    def log(self) -> ChatLog:
+        """The chat log (after :meth:`start`)."""
+        if self._log is None:
+            raise RuntimeError("WebConnector.start() was not called")
+        return self._log
+
+    @property
+    def sessions(self) -> Sessions:
+        """Cookies and CSRF tokens (after :meth:`start`)."""
+        if self._sessions is None:
+            raise RuntimeError("WebConnector.start() was not called")
+        return self._sessions
+
+    # --- what the runtime calls ------------------------------------------------------------
+    def render(self, markdown: str) -> list[str]:
+        """Markdown as is: the page renders it (escaped) in the browser."""
+        return [markdown]
+
+    async def send(self, address: Address, text: str, *, reply_to: str | None = None) -> str:
+        """A new bot message in a visitor's chat: logged, then shown on their open pages."""
+        mid = "b" + uuid.uuid4().hex
+        now = time.time()
+        await self.log.add(address.chat_id, mid, "bot", text, now)
+        if reply_to is None and address.chat_id in self._emitting:
+            self._emitting[address.chat_id].append(text)  # a rule's answer to this request
+        self.listeners.push(
+            address.chat_id,
+            {"type": "message", "id": mid, "role": "bot", "text": text, "at": now, "vote": None},
+        )
+        return mid
+
+    async def edit(self, address: Address, message_id: str, text: str) -> None:
+        """The message's new text: logged, then shown."""
+        shown = await self.log.edit(address.chat_id, message_id, text)
+        if shown is None:
+            raise LookupError(f"web chat {address.chat_id[:8]}… has no message {message_id}")
+        self.listeners.push(address.chat_id, {"type": "message", **shown})
+
+    async def react(self, address: Address, message_id: str, emoji: str) -> None:
+        """The bot does not react in the web chat (``can_react`` is false)."""
+
+    async def typing(self, address: Address) -> None:
+        """Show the visitor's open pages that an answer is coming."""
+        self.listeners.push(address.chat_id, {"type": "typing"})
+
+    async def register_commands(self, commands: Sequence[CommandSpec]) -> None:
+        """Commands are typed as ``/name``; ``/help`` lists them."""
+
+    # --- HTTP --------------------------------------------------------------------------------
+    def routes(self) -> list[web.RouteDef]:
+        """The page, its assets and its API, all under ``/chat``."""
+        return [
+            web.get("/chat", self._page),
+            web.get("/chat/", self._slash),
+            web.get("/chat/static/{name}", self._static),
+            web.get("/chat/session", self._guarded(self._session)),
+            web.get("/chat/history", self._guarded(self._history)),
+            web.get("/chat/events", self._guarded(self._events)),
+            web.post("/chat/messages", self._guarded(self._post_message)),
+            web.post("/chat/reactions", self._guarded(self._post_reaction)),
+        ]
+
+    def _guarded(self, handler: Handler) -> Handler:
+        async def run(request: web.Request) -> web.StreamResponse:
+            try:
+                return await handler(request)
+            except _Refused as refusal:
+                return _error(refusal.status, str(refusal))
+            except RuntimeStopped:
+                return _error(503, "the server is restarting; send again in a moment")
+            except web.HTTPException:
+                raise
+            except Exception as exc:
+                logger.error("web chat: %s %s failed: %r", request.method, request.path, exc)
+                return _error(500, "internal error; see the server log")
+
+        return run
+
+    async def _page(self, _request: web.Request) -> web.Response:
+        return web.Response(
+            body=self._files["index.html"],
+            content_type="text/html",
+            charset="utf-8",
+            headers={**_HEADERS, "Cache-Control": "no-cache"},
+        )
+
+    async def _slash(self, _request: web.Request) -> web.Response:
+        raise web.HTTPFound("../chat", headers=_HEADERS)  # relative: works behind a prefix
+
+    async def _static(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if name not in _STATIC:
+            return _error(404, "no such file")
+        return web.Response(
+            body=self._files[name],
+            content_type=_STATIC[name],
+            charset="utf-8",
+            headers={**_HEADERS, "Cache-Control": "no-cache"},
+        )
+
+    def _visitor(self, request: web.Request) -> str:
+        visitor = self.sessions.visitor(request.cookies.get(COOKIE))
+        if visitor is None:
+            raise _Refused(403, "no chat session (cookies blocked?): reload the page")
+        return visitor
+
+    def _secure(self, request: web.Request) -> bool:
+        choice = self.settings.web_cookie_secure
+        if choice != "auto":
+            return choice == "true"
+        forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+        return request.secure or forwarded == "https"
+
+    async def _session(self, request: web.Request) -> web.Response:
+        """The visitor (a new one gets the cookie) and the CSRF token their page sends."""
+        visitor = self.sessions.visitor(request.cookies.get(COOKIE))
+        cookie = None
+        if visitor is None:
+            visitor, cookie = self.sessions.issue()
+        response = web.json_response(
+            {
+                "ok": True,
+                "user": f"{PLATFORM}:{visitor}",
+                "csrf": self.sessions.csrf(visitor),
+                "max_chars": self.settings.web_max_chars,
+            },
+            headers=_NO_STORE,
+        )
+        if cookie is not None:
+            response.set_cookie(
+                COOKIE,
+                cookie,
+                max_age=_YEAR,
+                path="/",
+                httponly=True,
+                samesite="Strict",
+                secure=self._secure(request),
+            )
+        return response
+
+    async def _history(self, request: web.Request) -> web.Response:
+        visitor = self._visitor(request)
+        messages = await self.log.recent(visitor)
+        return web.json_response(
+            {"ok": True, "user": f"{PLATFORM}:{visitor}", "messages": messages},
+            headers=_NO_STORE,
+        )
+
+    async def _events(self, request: web.Request) -> web.StreamResponse:
+        """Server-sent events: the chat's newest messages first, then each change live."""
+        visitor = self._visitor(request)
+        if self._closing:
+            raise _Refused(503, "the server is restarting")
+        response = web.StreamResponse(
+            headers={
+                **_NO_STORE,
+                "Content-Type": "text/event-stream; charset=utf-8",
+                "X-Accel-Buffering": "no",  # nginx: pass each event on at once
+            }
+        )
+        await response.prepare(request)
+        with self.listeners.listen(visitor) as queue:  # before reading: nothing falls between
+            try:
+                history = await self.log.recent(visitor)
+                await response.write(b"retry: 2000\n\n" + _sse("history", {"messages": history}))
+                while True:
+                    try:
+                        async with asyncio.timeout(_PING):
+                            item = await queue.get()
+                    except TimeoutError:
+                        await response.write(b": ping\n\n")
+                        continue
+                    if item is None:
+                        break
+                    kind = item.pop("type")
+                    await response.write(_sse(kind, item))
+            except (ConnectionError, RuntimeError):
+                return response  # the page went away; it reads the log when it comes back
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await response.write_eof()
+        return response
+
+    async def _json(self, request: web.Request, visitor: str) -> dict[str, Any]:
+        """The body of a POST, after the checks every POST passes."""
+        if request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
+            raise _Refused(403, "cross-site request refused")
+        if not self.sessions.csrf_ok(visitor, request.headers.get("X-CSRF-Token")):
+            raise _Refused(403, "missing or wrong CSRF token: reload the page")
+        body = await request.read()
+        if len(body) > MAX_BODY:
+            raise _Refused(413, f"request larger than {MAX_BODY} bytes")
+        if request.content_type != "application/json":
+            raise _Refused(415, "send JSON (Content-Type: application/json)")
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise _Refused(400, "the body is not valid JSON") from None
+        if not isinstance(data, dict):
+            raise _Refused(400, "the body must be a JSON object")
+        return data
+
+    async def _post_message(self, request: web.Request) -> web.Response:
+        visitor = self._visitor(request)
+        data = await self._json(request, visitor)
+        client_id, text = data.get("id"), data.get("text")
+        if not isinstance(client_id, str) or not _CLIENT_ID.match(client_id):
+            raise _Refused(400, "'id' must be 8-64 letters, digits, '-' or '_'")
+        if not isinstance(text, str) or not text.strip():
+            raise _Refused(400, "'text' must be a non-empty string")
+        text = clean_text(text.strip())
+        if len(text) > self.settings.web_max_chars:
+            raise _Refused(
+                413, f"message longer than {self.settings.web_max_chars} characters; shorten it"
+            )
+        now = time.time()
+        event = _event(visitor, client_id, text, now)
+        notices = self._emitting.setdefault(visitor, [])
+        try:
+            await self.emit(event)
+        finally:
+            if self._emitting.get(visitor) is notices:
+                del self._emitting[visitor]
+        if isinstance(event, Message) and not await self._stored(event.event_id):
+            if any(n.startswith(_SLOW_DOWN_START) for n in notices):
+                raise _Refused(429, "you are sending messages too fast; wait a little")
+            raise _Refused(
+                403,
+                "not accepted: this chat is not allowed (yet): an admin approves the pairing "
+                "code shown above",
+            )
+        if await self.log.add(visitor, client_id, "user", text, now):
+            self.listeners.push(
+                visitor,
+                {"type": "message", "id": client_id, "role": "user", "text": text, "at": now},
+            )
+        return web.json_response({"ok": True, "id": client_id}, status=202, headers=_NO_STORE)
+
+    async def _stored(self, event_id: str) -> bool:
+        assert self._engine is not None
+        async with self._engine.connect() as conn:
+            found = await conn.scalar(
+                select(_IN.c.id).where(_IN.c.platform == PLATFORM, _IN.c.event_id == event_id)
+            )
+        return found is not None
+
+    async def _post_reaction(self, request: web.Request) -> web.Response:
+        """A vote on a bot message: one of 👍/👎 at a time (the other is taken back)."""
+        visitor = self._visitor(request)
+        data = await self._json(request, visitor)
+        mid, emoji, added = data.get("message_id"), data.get("emoji"), data.get("added", True)
+        if emoji not in VOTES:
+            raise _Refused(400, f"'emoji' must be one of {' '.join(VOTES)}")
+        if not isinstance(added, bool):
+            raise _Refused(400, "'added' must be true or false")
+        if not isinstance(mid, str) or not _BOT_ID.match(mid):
+            raise _Refused(400, "'message_id' must name a bot message")
+        if await self.log.role_of(visitor, mid) != "bot":
+            raise _Refused(404, "no such bot message in this chat")
+        votes = [(e, False) for e in VOTES if e != emoji] if added else []
+        for vote, on in [*votes, (emoji, added)]:
+            await self.emit(_reaction(visitor, mid, vote, on))
+        return web.json_response({"ok": True}, status=202, headers=_NO_STORE)
+
+
+def _who(visitor: str) -> tuple[Chat, User]:
+    name = f"web visitor {visitor[:6]}"
+    return Chat(PLATFORM, visitor, ChatKind.DIRECT, title=name), User(PLATFORM, visitor, name)
+
+
+def _event(visitor: str, client_id: str, text: str, now: float) -> Message | Command:
+    """The neutral event of a typed line: ``/name args`` is a command."""
+    chat, user = _who(visitor)
+    event_id = f"{visitor}-{client_id}"  # the visitor's own ids never meet another's
+    if text.startswith("/") and len(text) > 1 and not text[1].isspace():
+        name, _, args = text[1:].partition(" ")
+        return Command(
+            platform=PLATFORM,
+            event_id=event_id,
+            chat=chat,
+            user=user,
+            name=name.lower(),
+            args=args.strip(),
+            message_id=client_id,
+            received_at=now,
+        )
+    return Message(
+        platform=PLATFORM,
+        event_id=event_id,
+        chat=chat,
+        user=user,
+        text=text,
+        message_id=client_id,
+        received_at=now,
+    )
+
+
+def _reaction(visitor: str, message_id: str, emoji: str, added: bool) -> Reaction:
+    chat, user = _who(visitor)
+    return Reaction(
+        platform=PLATFORM,
+        event_id=f"{visitor}-r{uuid.uuid4().hex}",
+        chat=chat,
+        user=user,
+        message_id=message_id,
+        emoji=emoji,
+        added=added,
+    )
+
+
+def _read_static() -> dict[str, bytes]:
+    folder = resources.files("connectors.web") / "static"
+    return {name: (folder / name).read_bytes() for name in ("index.html", *_STATIC)}
+
+
+def create(settings: Settings, emit: Emit, **services: Any) -> WebConnector:
+    """The channel's factory; the app's ``store`` may come as a keyword."""
+    return WebConnector(settings, emit, store=services.get("store"))

@@ -1,0 +1,289 @@
+"""The web chat over HTTP against the real app: a visitor as its page behaves, and as an
+attacker would behave (no token, someone else's token, a forged cookie, oversized or broken
+bodies), pairing under the default policy, votes reaching the feedback tables, and the
+conversation read back after a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from bot.app import App
+from bot.config import Settings
+from bot.feedback.models import FeedbackVoteRow
+from bot.storage.models import InboundRow, ReactionRow
+from bot.testing import FakeOllama
+from connectors.web.connector import CSP, MAX_BODY
+from connectors.web.session import COOKIE, Sessions, load_secret
+from tests.web.kit import bot_messages, serve, settings_for, visitor
+
+pytestmark = pytest.mark.timeout(60)
+
+MakeSettings = Callable[..., Settings]
+_REACT = ReactionRow.__table__  # type: ignore[attr-defined]
+_VOTE = FeedbackVoteRow.__table__  # type: ignore[attr-defined]
+_IN = InboundRow.__table__  # type: ignore[attr-defined]
+
+
+def _final(text: str) -> Callable[[list[tuple[str, dict[str, Any]]]], Any]:
+    def check(events: list[tuple[str, dict[str, Any]]]) -> Any:
+        return next((m for m in bot_messages(events) if m["text"] == text), None)
+
+    return check
+
+
+def _no_tracebacks(caplog: pytest.LogCaptureFixture) -> None:
+    for record in caplog.records:
+        assert record.exc_info is None, record.getMessage()
+
+
+async def test_the_page_and_its_assets_carry_a_strict_policy(
+    make_settings: MakeSettings,
+) -> None:
+    async with serve(settings_for(make_settings)) as (_app, base), visitor(base) as v:
+        async with v.http.get(f"{base}/chat") as r:
+            assert r.status == 200
+            assert r.headers["Content-Security-Policy"] == CSP
+            assert "'unsafe-inline'" not in CSP and "default-src 'none'" in CSP
+            assert r.headers["X-Frame-Options"] == "DENY"
+            page = await r.text()
+            assert '<script src="chat/static/app.js"' in page and "http" not in page.lower()
+            assert COOKIE not in r.cookies  # only the session call issues an identity
+        for name, kind in (("app.js", "text/javascript"), ("style.css", "text/css")):
+            async with v.http.get(f"{base}/chat/static/{name}") as r:
+                assert (r.status, r.content_type) == (200, kind)
+                assert r.headers["X-Content-Type-Options"] == "nosniff"
+                code = await r.text()
+                assert not re.search(
+                    r"\.(inner|outer)HTML\s*=|insertAdjacentHTML|document\.write", code
+                )
+        for name in ("../channel.py", "index.html.bak", "%2e%2e%2fconnector.py"):
+            async with v.http.get(f"{base}/chat/static/{name}") as r:
+                assert r.status == 404
+        async with v.http.get(f"{base}/chat/", allow_redirects=False) as r:
+            assert r.status == 302
+        body = await v.session()
+        [cookie] = [c for c in v.http.cookie_jar if c.key == COOKIE]
+        assert cookie["httponly"] and cookie["samesite"] == "Strict" and not cookie["secure"]
+        assert body["user"] == f"web:{cookie.value.partition('.')[0]}"
+        again = await v.session()  # the same browser keeps its identity
+        assert again["user"] == body["user"] and again["csrf"] == body["csrf"]
+        # behind a TLS proxy the cookie is Secure
+        async with visitor(base) as proxied:
+            async with proxied.http.get(
+                f"{base}/chat/session", headers={"X-Forwarded-Proto": "https"}
+            ) as r:
+                assert r.cookies[COOKIE]["secure"]
+
+
+async def test_forged_and_malformed_posts_are_refused_with_one_line(
+    make_settings: MakeSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    async with (
+        serve(settings_for(make_settings, OC_WEB_MAX_CHARS="100")) as (app, base),
+        visitor(base) as alice,
+        visitor(base) as mallory,
+        visitor(base) as stranger,
+    ):
+        await alice.session()
+        await mallory.session()
+        good = {"id": "a1b2c3d4e5", "text": "hello"}
+        forged = alice.csrf[:-1] + ("0" if alice.csrf[-1] != "0" else "1")
+        cases: list[tuple[Any, bytes | dict[str, Any], str | None, dict[str, str], int, str]] = [
+            (stranger, good, "", {}, 403, "no chat session"),
+            (alice, good, "", {}, 403, "CSRF"),
+            (alice, good, forged, {}, 403, "CSRF"),
+            (alice, good, mallory.csrf, {}, 403, "CSRF"),  # another visitor's token
+            (alice, good, None, {"Sec-Fetch-Site": "cross-site"}, 403, "cross-site"),
+            (
+                alice,
+                b"text=hello",
+                None,
+                {"Content-Type": "application/x-www-form-urlencoded"},
+                415,
+                "JSON",
+            ),
+            (alice, b"{not json", None, {}, 400, "not valid JSON"),
+            (alice, b"[1, 2]", None, {}, 400, "JSON object"),
+            (alice, {"id": "x", "text": "hi"}, None, {}, 400, "'id'"),
+            (alice, {"id": "a1b2c3d4e5", "text": "   "}, None, {}, 400, "'text'"),
+            (alice, {"id": "a1b2c3d4e5", "text": 5}, None, {}, 400, "'text'"),
+            (alice, {"id": "a1b2c3d4e5", "text": "x" * 101}, None, {}, 413, "100 characters"),
+            (
+                alice,
+                b'{"id": "a1b2c3d4e5", "text": "' + b"y" * MAX_BODY + b'"}',
+                None,
+                {},
+                413,
+                "larger than",
+            ),
+        ]
+        for who, body, csrf, headers, status, reason in cases:
+            code, answer = await who.post("/chat/messages", body, csrf=csrf, headers=headers)
+            assert (code, answer["ok"]) == (status, False), (reason, answer)
+            assert reason in answer["error"], answer
+        # a cookie the server did not sign is no session
+        sessions = Sessions(b"not-the-server-secret-0123456789abcdef")
+        _visitor, fake = sessions.issue()
+        async with visitor(base) as forger:
+            forger.http.cookie_jar.update_cookies({COOKIE: fake})
+            forger.csrf = sessions.csrf(_visitor)
+            code, answer = await forger.say("hello")
+            assert (code, "no chat session" in answer["error"]) == (403, True)
+            async with forger.http.get(f"{base}/chat/events") as r:
+                assert r.status == 403
+            async with forger.http.get(f"{base}/chat/history") as r:
+                assert r.status == 403
+        # reactions: only the visitor's own bot messages, only 👍/👎
+        assert await alice.vote("b" + "0" * 32, "👍") == 404
+        assert await alice.vote("a1b2c3d4e5", "👍") == 400
+        code, answer = await alice.post(
+            "/chat/reactions", {"message_id": "b" + "0" * 32, "emoji": "🔥"}
+        )
+        assert (code, "'emoji'" in answer["error"]) == (400, True)
+        assert await alice.vote("b" + "0" * 32, "👍") == 404
+        assert await app.store.count_inbound() == 0
+        async with alice.http.get(f"{base}/healthz") as r:
+            assert r.status == 200
+    _no_tracebacks(caplog)
+
+
+async def test_a_message_streams_its_answer_and_votes_reach_the_tuner(
+    make_settings: MakeSettings, fake_ollama: FakeOllama
+) -> None:
+    answer = "Hello **there**, " + " ".join(f"word{i}" for i in range(30)) + "."
+    async with serve(settings_for(make_settings)) as (app, base), visitor(base) as v:
+        await v.session()
+        async with v.stream() as events:
+            await events.wait(lambda ev: any(k == "history" for k, _ in ev))
+            assert events.events[0] == ("history", {"messages": []})
+            fake_ollama.reply(answer, chunks=12, pace=0.03)
+            code, body = await v.say("hi there", "first-message-1")
+            assert (code, body) == (202, {"ok": True, "id": "first-message-1"})
+            # stored before the 202
+            async with app.store.engine.connect() as conn:
+                row = (await conn.execute(select(_IN).where(_IN.c.platform == "web"))).one()
+            assert (row.user_id, row.chat_id, row.text) == (v.user[4:], v.user[4:], "hi there")
+            final = await events.wait(_final(answer))
+            shown = events.texts(final["id"])
+            assert len(shown) >= 3 and shown[0] == "…", shown  # placeholder, partial, final
+            assert any(answer.startswith(t) and t != answer for t in shown[1:]), shown
+            # the same message again (the page retried): stored and answered once
+            code, _ = await v.say("hi there", "first-message-1")
+            assert code == 202
+            assert await app.store.count_inbound() == 1
+            # native commands
+            code, _ = await v.say("/help")
+            assert code == 202
+            await events.wait(
+                lambda ev: any(m["text"].startswith("Commands:") for m in bot_messages(ev))
+            )
+        assert len(fake_ollama.chats) == 1
+        assert await v.vote(final["id"], "👍") == 202
+        async with app.store.engine.connect() as conn:
+            reactions = (await conn.execute(select(_REACT))).all()
+            votes = (await conn.execute(select(_VOTE))).all()
+        assert [(r.emoji, r.reply_id is not None) for r in reactions] == [("👍", True)]
+        assert [(x.score, x.user_key) for x in votes] == [(1, v.user)]
+        assert await v.vote(final["id"], "👎") == 202  # the other vote is taken back
+        async with app.store.engine.connect() as conn:
+            reactions = (await conn.execute(select(_REACT))).all()
+            votes = (await conn.execute(select(_VOTE))).all()
+        assert [r.emoji for r in reactions] == ["👎"]
+        assert [x.score for x in votes] == [-1]
+        history = await v.history()
+        assert [(m["role"], m["text"]) for m in history][:2] == [
+            ("user", "hi there"),
+            ("bot", answer),
+        ]
+        assert history[1]["vote"] == "👎"
+
+
+async def test_pairing_under_the_default_policy(
+    make_settings: MakeSettings, fake_ollama: FakeOllama, tmp_path: Any
+) -> None:
+    # The admin is a web visitor too: its identity is minted with the server's own secret.
+    sessions = Sessions(load_secret(tmp_path / "data"))
+    admin_id, admin_cookie = sessions.issue()
+    settings = settings_for(make_settings, OC_DM_POLICY="pairing", OC_ADMINS=f"web:{admin_id}")
+    assert settings.data_dir == tmp_path / "data"
+    async with serve(settings) as (app, base), visitor(base) as v, visitor(base) as admin:
+        admin.http.cookie_jar.update_cookies({COOKIE: admin_cookie})
+        await admin.session()
+        assert admin.user == f"web:{admin_id}"
+        await v.session()
+        async with v.stream() as events:
+            code, body = await v.say("hello?")
+            assert code == 403 and "pairing code" in body["error"]
+            pairing = await events.wait(
+                lambda ev: next((m["text"] for m in bot_messages(ev) if "/allow" in m["text"]), "")
+            )
+            code_match = re.search(r"/allow (\w{6})", pairing)
+            assert code_match is not None, pairing
+            assert await app.store.count_inbound() == 0
+            async with admin.stream() as admin_events:
+                assert (await admin.say(f"/allow {code_match.group(1)}"))[0] == 202
+                await admin_events.wait(
+                    lambda ev: any("Allowed" in m["text"] for m in bot_messages(ev))
+                )
+            await events.wait(lambda ev: any("You're in" in m["text"] for m in bot_messages(ev)))
+            fake_ollama.reply("Welcome aboard.")
+            assert (await v.say("hello again"))[0] == 202
+            await events.wait(_final("Welcome aboard."))
+
+
+async def test_the_conversation_survives_a_restart(
+    make_settings: MakeSettings, fake_ollama: FakeOllama
+) -> None:
+    settings = settings_for(make_settings)
+    first = App(settings)
+    await first.start()
+    stopped = False
+    try:
+        assert first.http is not None
+        async with visitor(f"http://127.0.0.1:{first.http.port}") as v:
+            await v.session()
+            async with v.stream() as events:
+                assert (await v.say("remember this exchange"))[0] == 202  # answered: echo
+                final = await events.wait(_final("echo: remember this exchange"))
+                assert await v.vote(final["id"], "👍") == 202
+                # the server stops with the page's event stream open: it ends the stream
+                # rather than wait for the HTTP server's shutdown timeout
+                started = time.monotonic()
+                await first.stop()
+                stopped = True
+                assert time.monotonic() - started < 3
+                assert events._task is not None
+                await asyncio.wait_for(events._task, 2)
+            user = v.user
+            [cookie] = [c.value for c in v.http.cookie_jar if c.key == COOKIE]
+    finally:
+        if not stopped:
+            await first.stop()
+    async with serve(settings) as (app, base), visitor(base) as v:
+        v.http.cookie_jar.update_cookies({COOKIE: cookie})  # the browser kept it
+        await v.session()
+        assert v.user == user  # the same cookie, the same secret: the same visitor
+        expected = [
+            ("user", "remember this exchange", None),
+            ("bot", "echo: remember this exchange", "👍"),
+        ]
+        history = await v.history()
+        assert [(m["role"], m["text"], m["vote"]) for m in history] == expected
+        async with v.stream() as events:
+            first = await events.wait(lambda ev: ev[0] if ev else None)
+            assert first[0] == "history"
+            assert [(m["role"], m["text"], m["vote"]) for m in first[1]["messages"]] == expected
+        # the vote given before the restart still counts, and still works
+        assert await v.vote(final["id"], "👎") == 202
+        async with app.store.engine.connect() as conn:
+            assert [x.score for x in (await conn.execute(select(_VOTE))).all()] == [-1]
