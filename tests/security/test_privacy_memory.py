@@ -19,6 +19,7 @@ from bot.storage.engine import create_engine
 from bot.storage.migrate import upgrade
 from bot.testing import FakeOllama
 from bot.testing.harness import Harness
+from tests.legacy_store import strip_to_legacy
 from tests.memory.helpers import system_prompt
 from tests.security.privacy_kit import (  # noqa: F401  (bot is a fixture)
     ADMIN,
@@ -143,7 +144,7 @@ async def _older_store_reads_as_private(settings: Settings, fake_ollama: FakeOll
             ("identity_link_codes", "address"),
         ]:
             await conn.execute(text(f"ALTER TABLE {table} DROP COLUMN {column}"))
-        await conn.execute(text("DROP TABLE alembic_version"))
+        await strip_to_legacy(conn)  # what later revisions added, and the revision stamp
     await engine.dispose()
     if settings.database_url:  # a configured database: `opencomputer db upgrade` migrates it
         await upgrade(settings.resolved_database_url)  # (the embedded default does it at start)
