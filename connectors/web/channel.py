@@ -25,5 +25,6 @@ WEB = Channel(
     connector="connectors.web.connector:create",
     configured=_configured,
     enable="OC_WEB_CHAT=true (see docs/web.md)",
+    doctor="connectors.web.doctor:diagnose",
     description="Browser chat at /chat on the HTTP app: streamed answers, 👍/👎, pairing",
 )

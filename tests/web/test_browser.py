@@ -1,7 +1,7 @@
 """The web chat in a real browser: Debian's headless Chromium driven by Playwright for Python
 (``executable_path``, no browser download), on a phone-sized screen, under the page's strict
 Content-Security-Policy: type, watch the answer stream in, vote, reload, and check that a
-hostile model answer stays text.
+hostile model answer stays text. Screenshots go to ``$OC_TEST_SCREENSHOTS`` when set.
 """
 
 from __future__ import annotations
@@ -32,6 +32,14 @@ HOSTILE = (
 
 
 @pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    """Where screenshots go: ``$OC_TEST_SCREENSHOTS`` (kept for review), else a temp folder."""
+    folder = Path(os.environ.get("OC_TEST_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture
 async def browser() -> AsyncIterator[Any]:
     if CHROMIUM is None:
         message = "chromium is not installed: scripts/system-deps.sh installs it"
@@ -52,7 +60,7 @@ async def test_chat_in_a_real_browser(
     browser: Any,
     make_settings: Callable[..., Settings],
     fake_ollama: FakeOllama,
-    tmp_path: Path,
+    shots: Path,
 ) -> None:
     from playwright.async_api import expect
 
@@ -113,7 +121,7 @@ async def test_chat_in_a_real_browser(
         # Nothing wider than a phone's screen.
         width = await page.evaluate("document.documentElement.scrollWidth")
         assert width <= 390, width
-        await page.screenshot(path=str(tmp_path / "web-chat.png"), full_page=True)
+        await page.screenshot(path=str(shots / "web-chat.png"), full_page=True)
 
         # Reload: the conversation, and the vote, are still there.
         await page.reload()
@@ -127,5 +135,6 @@ async def test_chat_in_a_real_browser(
             "aria-pressed", "true"
         )
         assert await page.evaluate("window.__pwned") is None
+        await page.screenshot(path=str(shots / "web-chat-reloaded.png"), full_page=True)
         assert not problems, problems  # no CSP violation, no script error
         await context.close()

@@ -21,6 +21,7 @@ from bot.config import Settings
 from bot.feedback.models import FeedbackVoteRow
 from bot.storage.models import InboundRow, ReactionRow
 from bot.testing import FakeOllama
+from connectors.web.channel import WEB
 from connectors.web.connector import CSP, MAX_BODY
 from connectors.web.session import COOKIE, Sessions, load_secret
 from tests.web.kit import bot_messages, serve, settings_for, visitor
@@ -287,3 +288,16 @@ async def test_the_conversation_survives_a_restart(
         assert await v.vote(final["id"], "👎") == 202
         async with app.store.engine.connect() as conn:
             assert [x.score for x in (await conn.execute(select(_VOTE))).all()] == [-1]
+
+
+async def test_doctor_says_where_the_chat_is_and_warns_about_open_exposure(
+    make_settings: MakeSettings,
+) -> None:
+    [check] = await WEB.diagnose(settings_for(make_settings, OC_DM_POLICY="pairing"))
+    assert check.ok and "/chat" in check.detail and "pairing" in check.detail
+    exposed = settings_for(make_settings, OC_HTTP_HOST="0.0.0.0", OC_DM_POLICY="open")
+    _, access, tls = await WEB.diagnose(exposed)
+    assert (access.warning, "OC_DM_POLICY=pairing" in access.detail) == (True, True)
+    assert (tls.warning, "OC_WEB_COOKIE_SECURE=true" in tls.detail) == (True, True)
+    proxied = settings_for(make_settings, OC_HTTP_HOST="::", OC_WEB_COOKIE_SECURE="true")
+    assert [c.name for c in await WEB.diagnose(proxied)] == ["web chat", "web chat access"]
