@@ -16,7 +16,14 @@ from pathlib import Path, PurePosixPath
 
 from bot.skills.format import Skill
 
-__all__ = ["MAX_FILE_BYTES", "MAX_LISTED", "SkillFileError", "list_files", "read_file"]
+__all__ = [
+    "MAX_FILE_BYTES",
+    "MAX_LISTED",
+    "SkillFileError",
+    "confined",
+    "list_files",
+    "read_file",
+]
 
 MAX_FILE_BYTES = 256 * 1024
 MAX_LISTED = 200
@@ -46,8 +53,8 @@ def list_files(skill: Skill) -> list[str]:
     return found
 
 
-def _parts(skill: Skill, path: str) -> list[str]:
-    """The checked components of ``path`` inside the skill folder."""
+def confined(skill: Skill, path: str) -> list[str]:
+    """The checked components of ``path`` inside the skill folder (or SkillFileError)."""
     text = path.strip().replace("\\", "/")
     if not text:
         raise SkillFileError("give the path of a file in the skill, e.g. references/guide.md")
@@ -70,7 +77,7 @@ def _parts(skill: Skill, path: str) -> list[str]:
 
 def read_file(skill: Skill, path: str) -> str:
     """The text of one file of ``skill`` (blocking: call it off the event loop)."""
-    parts = _parts(skill, path)
+    parts = confined(skill, path)
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     directory = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | flags
     fd = os.open(skill.folder.resolve(), directory)

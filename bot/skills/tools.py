@@ -4,9 +4,9 @@ Tools get only their arguments; who is asking and where comes from the running g
 context, so the model can name only skills visible to this person in this chat (a person's own
 skill never answers in a group or to anyone else).
 
-Scripts a skill ships are not run: ``read_skill_file`` returns their text, for the model to
-follow as instructions. Running them belongs in the plugin sandbox with the skill's declared
-grants, which is not built yet (docs/skills.md).
+``run_skill_script`` runs a Python script a skill ships, only in the plugin sandbox
+(``bot/skills/scripts.py``); where the sandbox is off or missing the tool is not offered and
+scripts can only be read.
 """
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ import asyncio
 
 from langgraph.runtime import get_runtime
 
+from bot.plugins.sandbox import Sandbox
 from bot.skills.files import SkillFileError, list_files, read_file
 from bot.skills.format import Skill
+from bot.skills.scripts import ScriptError, run_script
 from bot.skills.service import SkillService
 from bot.tools import Tool, ToolError, tool
 from graphs.agent.state import TurnContext
@@ -34,21 +36,27 @@ def _turn() -> TurnContext:
     return ctx
 
 
-def skill_text(skill: Skill, files: list[str]) -> str:
+def skill_text(skill: Skill, files: list[str], *, scripts: bool) -> str:
     """What ``use_skill`` returns: the instructions, then the files the skill holds."""
     parts = [f"Skill {skill.name}: {skill.description}", "", skill.body.strip() or "(no body)"]
     if files:
+        how = (
+            "run a .py script with run_skill_script (sandboxed, no network)"
+            if scripts
+            else "scripts are not run here: follow them by hand with your other tools"
+        )
         parts += [
             "",
-            "Files in this skill (read one with read_skill_file; scripts are not run here, "
-            "follow them by hand with your other tools):",
+            f"Files in this skill (read one with read_skill_file; {how}):",
             *(f"- {path}" for path in files),
         ]
     return "\n".join(parts)
 
 
-def make_skill_tools(service: SkillService) -> list[Tool]:
-    """The two tools, bound to one skill service."""
+def make_skill_tools(service: SkillService, sandbox: Sandbox | None = None) -> list[Tool]:
+    """The tools, bound to one skill service; ``run_skill_script`` only with a ``sandbox``
+    that isolates (the caller checked it).
+    """
 
     async def find(name: str) -> Skill:
         ctx = _turn()
@@ -69,7 +77,8 @@ def make_skill_tools(service: SkillService) -> list[Tool]:
             skill: The skill's name, exactly as listed.
         """
         found = await find(skill)
-        return skill_text(found, await asyncio.to_thread(list_files, found))
+        files = await asyncio.to_thread(list_files, found)
+        return skill_text(found, files, scripts=sandbox is not None)
 
     @tool(effects=[], trusted_output=True)
     async def read_skill_file(skill: str, path: str) -> str:
@@ -85,7 +94,23 @@ def make_skill_tools(service: SkillService) -> list[Tool]:
         except SkillFileError as exc:
             raise ToolError(str(exc)) from None
 
-    return [
-        use_skill.__oc_tool__,  # type: ignore[attr-defined]
-        read_skill_file.__oc_tool__,  # type: ignore[attr-defined]
-    ]
+    # No effect leaves the sandbox (no network, scratch folder deleted); the output is the
+    # script's, computed from the model's arguments: not trusted (it may echo outside content).
+    @tool(effects=[])
+    async def run_skill_script(skill: str, script: str, args: list[str] | None = None) -> str:
+        """Run a Python script a skill ships (e.g. scripts/report.py) in a sandbox, no network.
+
+        Args:
+            skill: The skill's name.
+            script: The script's path inside the skill's folder, as use_skill listed it.
+            args: Its command-line arguments.
+        """
+        found = await find(skill)
+        assert sandbox is not None
+        try:
+            return await run_script(found, script, list(args or []), sandbox)
+        except ScriptError as exc:
+            raise ToolError(str(exc)) from None
+
+    tools = [use_skill, read_skill_file] + ([run_skill_script] if sandbox is not None else [])
+    return [fn.__oc_tool__ for fn in tools]  # type: ignore[attr-defined]

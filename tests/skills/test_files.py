@@ -70,7 +70,7 @@ def test_a_link_swapped_in_after_the_check_is_not_followed(
     """The race: the path checks out, then a directory on it becomes a link outside."""
     import bot.skills.files as files
 
-    real = files._parts
+    real = files.confined
 
     def check_then_swap(s: Skill, path: str) -> list[str]:
         parts = real(s, path)
@@ -80,7 +80,7 @@ def test_a_link_swapped_in_after_the_check_is_not_followed(
         (tmp_path / "outside" / "naming.md").write_text("STOLEN", encoding="utf-8")
         return parts
 
-    monkeypatch.setattr(files, "_parts", check_then_swap)
+    monkeypatch.setattr(files, "confined", check_then_swap)
     with pytest.raises(SkillFileError, match="changed into a link"):
         read_file(skill, "references/naming.md")
 
