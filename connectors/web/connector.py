@@ -391,10 +391,16 @@ class WebConnector:
         if isinstance(event, Message) and not await self._stored(event.event_id):
             if any(n.startswith(_SLOW_DOWN_START) for n in notices):
                 raise _Refused(429, "you are sending messages too fast; wait a little")
-            raise _Refused(
+            if notices:  # the pairing text (with its code) or a refusal, shown in the chat
+                raise _Refused(
+                    403,
+                    "not accepted: see the answer above (an admin approves a "
+                    "pairing code with /allow CODE)",
+                )
+            raise _Refused(  # dropped silently: a code was given earlier, or still too fast
                 403,
-                "not accepted: this chat is not allowed (yet): an admin approves the pairing "
-                "code shown above",
+                "not accepted: this chat is not allowed yet (an admin approves the pairing "
+                "code it was given) or it is sending too fast; wait a little",
             )
         if await self.log.add(visitor, client_id, "user", text, now):
             self.listeners.push(

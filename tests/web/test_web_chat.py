@@ -225,6 +225,8 @@ async def test_pairing_under_the_default_policy(
         async with v.stream() as events:
             code, body = await v.say("hello?")
             assert code == 403 and "pairing code" in body["error"]
+            code, body = await v.say("hello??")  # no second pairing text, still one line
+            assert code == 403 and "pairing code" in body["error"]
             pairing = await events.wait(
                 lambda ev: next((m["text"] for m in bot_messages(ev) if "/allow" in m["text"]), "")
             )
@@ -301,3 +303,19 @@ async def test_doctor_says_where_the_chat_is_and_warns_about_open_exposure(
     assert (tls.warning, "OC_WEB_COOKIE_SECURE=true" in tls.detail) == (True, True)
     proxied = settings_for(make_settings, OC_HTTP_HOST="::", OC_WEB_COOKIE_SECURE="true")
     assert [c.name for c in await WEB.diagnose(proxied)] == ["web chat", "web chat access"]
+
+
+async def test_each_visitor_is_rate_limited_by_the_inbound_rules(
+    make_settings: MakeSettings,
+) -> None:
+    settings = settings_for(make_settings, OC_RATE_LIMIT_USER="2/60")
+    async with serve(settings) as (app, base), visitor(base) as v, visitor(base) as other:
+        await v.session()
+        await other.session()
+        assert [(await v.say(f"message {i}"))[0] for i in range(2)] == [202, 202]
+        code, body = await v.say("one too many")
+        assert (code, "too fast" in body["error"]) == (429, True)
+        code, body = await v.say("and another")  # refused silently now: still one clear line
+        assert (code, "too fast" in body["error"]) == (403, True)
+        assert (await other.say("someone else is not slowed down"))[0] == 202
+        assert await app.store.count_inbound() == 3
