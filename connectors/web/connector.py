@@ -218,9 +218,9 @@ class WebConnector:
     def routes(self) -> list[web.RouteDef]:
         """The page, its assets and its API, all under ``/chat``."""
         return [
-            web.get("/chat", self._page),
+            web.get("/chat", self._guarded(self._page)),
             web.get("/chat/", self._slash),
-            web.get("/chat/static/{name}", self._static),
+            web.get("/chat/static/{name}", self._guarded(self._static)),
             web.get("/chat/session", self._guarded(self._session)),
             web.get("/chat/history", self._guarded(self._history)),
             web.get("/chat/events", self._guarded(self._events)),
@@ -230,6 +230,8 @@ class WebConnector:
 
     def _guarded(self, handler: Handler) -> Handler:
         async def run(request: web.Request) -> web.StreamResponse:
+            if self._sessions is None or not self._files:  # routes are up before start()
+                return _error(503, "the web chat is not ready; see the server log, retry soon")
             try:
                 return await handler(request)
             except _Refused as refusal:

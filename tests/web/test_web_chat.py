@@ -319,3 +319,18 @@ async def test_each_visitor_is_rate_limited_by_the_inbound_rules(
         assert (code, "too fast" in body["error"]) == (403, True)
         assert (await other.say("someone else is not slowed down"))[0] == 202
         assert await app.store.count_inbound() == 3
+
+
+async def test_a_chat_that_cannot_start_answers_one_line(
+    make_settings: MakeSettings, tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "web-chat.key").write_text("short\n")  # a broken secret file
+    async with serve(settings_for(make_settings)) as (app, base), visitor(base) as v:
+        assert (await app.readiness())["web"] == "failed"
+        for path in ("/chat", "/chat/static/app.js", "/chat/session"):
+            async with v.http.get(f"{base}{path}") as r:
+                assert r.status == 503
+                assert "not ready" in (await r.json())["error"]
+    assert any("web-chat.key" in r.getMessage() for r in caplog.records)
+    _no_tracebacks(caplog)
