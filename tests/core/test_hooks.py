@@ -145,26 +145,29 @@ async def test_no_runtime_attribute_is_replaced_by_a_feature(
         assert type(runtime.agent).__name__ == "GraphAgent"
 
 
+def _rule(order: list[str], name: str) -> Any:
+    """An inbound rule that notes its name and passes the event on."""
+
+    async def run(event: Any, call_next: Any) -> None:
+        order.append(name)
+        await call_next(event)
+
+    return run
+
+
 def test_chains_follow_their_stages_whatever_the_registration_order() -> None:
     hooks = Hooks()
     order: list[str] = []
 
-    def rule(name: str) -> Any:
-        async def run(event: Any, call_next: Any) -> None:
-            order.append(name)
-            await call_next(event)
-
-        return run
-
     class Late:
         @hookimpl
         def oc_inbound_rules(self) -> list[tuple[str, Any]]:
-            return [("rate_limit", rule("rate_limit")), ("trace", rule("trace"))]
+            return [("rate_limit", _rule(order, "rate_limit")), ("trace", _rule(order, "trace"))]
 
     class Early:
         @hookimpl
         def oc_inbound_rules(self) -> list[tuple[str, Any]]:
-            return [("access", rule("access"))]
+            return [("access", _rule(order, "access"))]
 
     async def accept(_event: Any) -> None:
         order.append("accepted")
@@ -178,7 +181,7 @@ def test_chains_follow_their_stages_whatever_the_registration_order() -> None:
     class Odd:
         @hookimpl
         def oc_inbound_rules(self) -> list[tuple[str, Any]]:
-            return [("sometime", rule("odd"))]
+            return [("sometime", _rule(order, "odd"))]
 
     hooks.register(Odd())
     with pytest.raises(ValueError, match="unknown stage 'sometime'"):
@@ -190,17 +193,14 @@ async def test_inbound_rules_run_in_stage_order(
 ) -> None:
     order: list[str] = []
 
-    def rule(name: str) -> Any:
-        async def run(event: Any, call_next: Any) -> None:
-            order.append(name)
-            await call_next(event)
-
-        return run
-
     class Both:
         @hookimpl
         def oc_inbound_rules(self) -> list[tuple[str, Any]]:
-            return [("observe", rule("observe")), ("trace", rule("trace")), ("access", rule("a"))]
+            return [
+                ("observe", _rule(order, "observe")),
+                ("trace", _rule(order, "trace")),
+                ("access", _rule(order, "a")),
+            ]
 
     fake_ollama.reply("ok")
     async with Harness(make_settings()) as h:
