@@ -165,6 +165,7 @@ class App:
             self.runtime.add_connector(connector)
         if http:
             routes = [route for c in self.connectors for route in c.routes()]
+            routes += [r for found in self.hooks.call.oc_http_routes() for r in found]
             self.http = HttpServer(
                 self.settings.http_host,
                 self.settings.http_port,

@@ -164,6 +164,13 @@ class Specs:
     def oc_reaction(self, reaction: Reaction, reply_id: int | None) -> Awaitable[None] | None:
         """A reaction was stored; ``reply_id`` is the bot reply it is on, if any."""
 
+    # --- the HTTP app --------------------------------------------------------------------
+    @hookspec
+    def oc_http_routes(self) -> Sequence[Any]:  # type: ignore[empty-body]
+        """Route definitions (aiohttp) a feature serves on the shared HTTP app (a web UI),
+        mounted once at start beside the channels' webhooks, ``/healthz`` and ``/metrics``.
+        """
+
     # --- commands and jobs ---------------------------------------------------------------
     @hookspec
     def oc_commands(self, router: CommandRouter) -> None:
