@@ -22,25 +22,38 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from sqlalchemy import select
 
 from bot.connector import Capabilities, CommandSpec, ConnectorState, Formatting, RuntimeStopped
-from bot.events import Address, Chat, ChatKind, Command, Message, Reaction, User
+from bot.events import Address, Message
 from bot.ratelimit import SLOW_DOWN
 from bot.storage.models import InboundRow
 from bot.text import clean_text
 from connectors.web.log import VOTES, ChatLog, Listeners
 from connectors.web.session import COOKIE, Sessions, load_secret
+from connectors.web.wire import (
+    BOT_ID,
+    CLIENT_ID,
+    HEADERS,
+    MAX_BODY,
+    NO_STORE,
+    PLATFORM,
+    STATIC,
+    Refused,
+    error,
+    event_of,
+    reaction_of,
+    read_json,
+    read_static,
+    sse,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -52,54 +65,11 @@ __all__ = ["MAX_BODY", "PLATFORM", "WebConnector", "create"]
 
 logger = logging.getLogger(__name__)
 
-PLATFORM = "web"
-MAX_BODY = 64 * 1024
-"""Bytes a POST may have (the longest message, JSON-escaped, with room to spare)."""
 _PING = 15.0  # seconds between SSE comments (proxies close streams that stay silent)
-_CLIENT_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
-_BOT_ID = re.compile(r"^b[0-9a-f]{32}$")
 _IN = InboundRow.__table__  # type: ignore[attr-defined]
 _SLOW_DOWN_START = SLOW_DOWN.split("{", 1)[0]
 _YEAR = 365 * 24 * 3600
-_STATIC = {
-    "app.js": "text/javascript",
-    "style.css": "text/css",
-    "icon.svg": "image/svg+xml",
-}
-CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
-    "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-)
-_HEADERS = {
-    "Content-Security-Policy": CSP,
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "X-Frame-Options": "DENY",
-    "Cross-Origin-Opener-Policy": "same-origin",
-    "Cross-Origin-Resource-Policy": "same-origin",
-}
-_NO_STORE = {**_HEADERS, "Cache-Control": "no-store"}
-
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def _error(status: int, text: str, **headers: str) -> web.Response:
-    return web.json_response(
-        {"ok": False, "error": text}, status=status, headers=_NO_STORE | headers
-    )
-
-
-def _sse(kind: str, data: dict[str, Any]) -> bytes:
-    body = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-    return f"event: {kind}\ndata: {body}\n\n".encode()
-
-
-class _Refused(Exception):
-    """A request this channel answers with one line (status, text)."""
-
-    def __init__(self, status: int, text: str) -> None:
-        super().__init__(text)
-        self.status = status
 
 
 class WebConnector:
@@ -144,7 +114,7 @@ class WebConnector:
         self._closing = False
         secret = await asyncio.to_thread(load_secret, self.settings.data_dir)
         self._sessions = Sessions(secret)
-        self._files = await asyncio.to_thread(_read_static)
+        self._files = await asyncio.to_thread(read_static)
         if self._engine is None and self._store is not None:
             self._engine = self._store.engine
         if self._engine is None:  # built without the app's services: a pool of its own
@@ -231,18 +201,18 @@ class WebConnector:
     def _guarded(self, handler: Handler) -> Handler:
         async def run(request: web.Request) -> web.StreamResponse:
             if self._sessions is None or not self._files:  # routes are up before start()
-                return _error(503, "the web chat is not ready; see the server log, retry soon")
+                return error(503, "the web chat is not ready; see the server log, retry soon")
             try:
                 return await handler(request)
-            except _Refused as refusal:
-                return _error(refusal.status, str(refusal))
+            except Refused as refusal:
+                return error(refusal.status, str(refusal))
             except RuntimeStopped:
-                return _error(503, "the server is restarting; send again in a moment")
+                return error(503, "the server is restarting; send again in a moment")
             except web.HTTPException:
                 raise
             except Exception as exc:
                 logger.error("web chat: %s %s failed: %r", request.method, request.path, exc)
-                return _error(500, "internal error; see the server log")
+                return error(500, "internal error; see the server log")
 
         return run
 
@@ -251,27 +221,27 @@ class WebConnector:
             body=self._files["index.html"],
             content_type="text/html",
             charset="utf-8",
-            headers={**_HEADERS, "Cache-Control": "no-cache"},
+            headers={**HEADERS, "Cache-Control": "no-cache"},
         )
 
     async def _slash(self, _request: web.Request) -> web.Response:
-        raise web.HTTPFound("../chat", headers=_HEADERS)  # relative: works behind a prefix
+        raise web.HTTPFound("../chat", headers=HEADERS)  # relative: works behind a prefix
 
     async def _static(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
-        if name not in _STATIC:
-            return _error(404, "no such file")
+        if name not in STATIC:
+            return error(404, "no such file")
         return web.Response(
             body=self._files[name],
-            content_type=_STATIC[name],
+            content_type=STATIC[name],
             charset="utf-8",
-            headers={**_HEADERS, "Cache-Control": "no-cache"},
+            headers={**HEADERS, "Cache-Control": "no-cache"},
         )
 
     def _visitor(self, request: web.Request) -> str:
         visitor = self.sessions.visitor(request.cookies.get(COOKIE))
         if visitor is None:
-            raise _Refused(403, "no chat session (cookies blocked?): reload the page")
+            raise Refused(403, "no chat session (cookies blocked?): reload the page")
         return visitor
 
     def _secure(self, request: web.Request) -> bool:
@@ -294,7 +264,7 @@ class WebConnector:
                 "csrf": self.sessions.csrf(visitor),
                 "max_chars": self.settings.web_max_chars,
             },
-            headers=_NO_STORE,
+            headers=NO_STORE,
         )
         if cookie is not None:
             response.set_cookie(
@@ -313,17 +283,17 @@ class WebConnector:
         messages = await self.log.recent(visitor)
         return web.json_response(
             {"ok": True, "user": f"{PLATFORM}:{visitor}", "messages": messages},
-            headers=_NO_STORE,
+            headers=NO_STORE,
         )
 
     async def _events(self, request: web.Request) -> web.StreamResponse:
         """Server-sent events: the chat's newest messages first, then each change live."""
         visitor = self._visitor(request)
         if self._closing:
-            raise _Refused(503, "the server is restarting")
+            raise Refused(503, "the server is restarting")
         response = web.StreamResponse(
             headers={
-                **_NO_STORE,
+                **NO_STORE,
                 "Content-Type": "text/event-stream; charset=utf-8",
                 "X-Accel-Buffering": "no",  # nginx: pass each event on at once
             }
@@ -332,7 +302,7 @@ class WebConnector:
         with self.listeners.listen(visitor) as queue:  # before reading: nothing falls between
             try:
                 history = await self.log.recent(visitor)
-                await response.write(b"retry: 2000\n\n" + _sse("history", {"messages": history}))
+                await response.write(b"retry: 2000\n\n" + sse("history", {"messages": history}))
                 while True:
                     try:
                         async with asyncio.timeout(_PING):
@@ -343,47 +313,28 @@ class WebConnector:
                     if item is None:
                         break
                     kind = item.pop("type")
-                    await response.write(_sse(kind, item))
+                    await response.write(sse(kind, item))
             except (ConnectionError, RuntimeError):
                 return response  # the page went away; it reads the log when it comes back
         with contextlib.suppress(ConnectionError, RuntimeError):
             await response.write_eof()
         return response
 
-    async def _json(self, request: web.Request, visitor: str) -> dict[str, Any]:
-        """The body of a POST, after the checks every POST passes."""
-        if request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
-            raise _Refused(403, "cross-site request refused")
-        if not self.sessions.csrf_ok(visitor, request.headers.get("X-CSRF-Token")):
-            raise _Refused(403, "missing or wrong CSRF token: reload the page")
-        body = await request.read()
-        if len(body) > MAX_BODY:
-            raise _Refused(413, f"request larger than {MAX_BODY} bytes")
-        if request.content_type != "application/json":
-            raise _Refused(415, "send JSON (Content-Type: application/json)")
-        try:
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            raise _Refused(400, "the body is not valid JSON") from None
-        if not isinstance(data, dict):
-            raise _Refused(400, "the body must be a JSON object")
-        return data
-
     async def _post_message(self, request: web.Request) -> web.Response:
         visitor = self._visitor(request)
-        data = await self._json(request, visitor)
+        data = await read_json(request, self.sessions, visitor)
         client_id, text = data.get("id"), data.get("text")
-        if not isinstance(client_id, str) or not _CLIENT_ID.match(client_id):
-            raise _Refused(400, "'id' must be 8-64 letters, digits, '-' or '_'")
+        if not isinstance(client_id, str) or not CLIENT_ID.match(client_id):
+            raise Refused(400, "'id' must be 8-64 letters, digits, '-' or '_'")
         if not isinstance(text, str) or not text.strip():
-            raise _Refused(400, "'text' must be a non-empty string")
+            raise Refused(400, "'text' must be a non-empty string")
         text = clean_text(text.strip())
         if len(text) > self.settings.web_max_chars:
-            raise _Refused(
+            raise Refused(
                 413, f"message longer than {self.settings.web_max_chars} characters; shorten it"
             )
         now = time.time()
-        event = _event(visitor, client_id, text, now)
+        event = event_of(visitor, client_id, text, now)
         notices = self._emitting.setdefault(visitor, [])
         try:
             await self.emit(event)
@@ -392,14 +343,14 @@ class WebConnector:
                 del self._emitting[visitor]
         if isinstance(event, Message) and not await self._stored(event.event_id):
             if any(n.startswith(_SLOW_DOWN_START) for n in notices):
-                raise _Refused(429, "you are sending messages too fast; wait a little")
+                raise Refused(429, "you are sending messages too fast; wait a little")
             if notices:  # the pairing text (with its code) or a refusal, shown in the chat
-                raise _Refused(
+                raise Refused(
                     403,
                     "not accepted: see the answer above (an admin approves a "
                     "pairing code with /allow CODE)",
                 )
-            raise _Refused(  # dropped silently: a code was given earlier, or still too fast
+            raise Refused(  # dropped silently: a code was given earlier, or still too fast
                 403,
                 "not accepted: this chat is not allowed yet (an admin approves the pairing "
                 "code it was given) or it is sending too fast; wait a little",
@@ -409,7 +360,7 @@ class WebConnector:
                 visitor,
                 {"type": "message", "id": client_id, "role": "user", "text": text, "at": now},
             )
-        return web.json_response({"ok": True, "id": client_id}, status=202, headers=_NO_STORE)
+        return web.json_response({"ok": True, "id": client_id}, status=202, headers=NO_STORE)
 
     async def _stored(self, event_id: str) -> bool:
         assert self._engine is not None
@@ -422,70 +373,20 @@ class WebConnector:
     async def _post_reaction(self, request: web.Request) -> web.Response:
         """A vote on a bot message: one of 👍/👎 at a time (the other is taken back)."""
         visitor = self._visitor(request)
-        data = await self._json(request, visitor)
+        data = await read_json(request, self.sessions, visitor)
         mid, emoji, added = data.get("message_id"), data.get("emoji"), data.get("added", True)
         if emoji not in VOTES:
-            raise _Refused(400, f"'emoji' must be one of {' '.join(VOTES)}")
+            raise Refused(400, f"'emoji' must be one of {' '.join(VOTES)}")
         if not isinstance(added, bool):
-            raise _Refused(400, "'added' must be true or false")
-        if not isinstance(mid, str) or not _BOT_ID.match(mid):
-            raise _Refused(400, "'message_id' must name a bot message")
+            raise Refused(400, "'added' must be true or false")
+        if not isinstance(mid, str) or not BOT_ID.match(mid):
+            raise Refused(400, "'message_id' must name a bot message")
         if await self.log.role_of(visitor, mid) != "bot":
-            raise _Refused(404, "no such bot message in this chat")
+            raise Refused(404, "no such bot message in this chat")
         votes = [(e, False) for e in VOTES if e != emoji] if added else []
         for vote, on in [*votes, (emoji, added)]:
-            await self.emit(_reaction(visitor, mid, vote, on))
-        return web.json_response({"ok": True}, status=202, headers=_NO_STORE)
-
-
-def _who(visitor: str) -> tuple[Chat, User]:
-    name = f"web visitor {visitor[:6]}"
-    return Chat(PLATFORM, visitor, ChatKind.DIRECT, title=name), User(PLATFORM, visitor, name)
-
-
-def _event(visitor: str, client_id: str, text: str, now: float) -> Message | Command:
-    """The neutral event of a typed line: ``/name args`` is a command."""
-    chat, user = _who(visitor)
-    event_id = f"{visitor}-{client_id}"  # the visitor's own ids never meet another's
-    if text.startswith("/") and len(text) > 1 and not text[1].isspace():
-        name, _, args = text[1:].partition(" ")
-        return Command(
-            platform=PLATFORM,
-            event_id=event_id,
-            chat=chat,
-            user=user,
-            name=name.lower(),
-            args=args.strip(),
-            message_id=client_id,
-            received_at=now,
-        )
-    return Message(
-        platform=PLATFORM,
-        event_id=event_id,
-        chat=chat,
-        user=user,
-        text=text,
-        message_id=client_id,
-        received_at=now,
-    )
-
-
-def _reaction(visitor: str, message_id: str, emoji: str, added: bool) -> Reaction:
-    chat, user = _who(visitor)
-    return Reaction(
-        platform=PLATFORM,
-        event_id=f"{visitor}-r{uuid.uuid4().hex}",
-        chat=chat,
-        user=user,
-        message_id=message_id,
-        emoji=emoji,
-        added=added,
-    )
-
-
-def _read_static() -> dict[str, bytes]:
-    folder = resources.files("connectors.web") / "static"
-    return {name: (folder / name).read_bytes() for name in ("index.html", *_STATIC)}
+            await self.emit(reaction_of(visitor, mid, vote, on))
+        return web.json_response({"ok": True}, status=202, headers=NO_STORE)
 
 
 def create(settings: Settings, emit: Emit, **services: Any) -> WebConnector:

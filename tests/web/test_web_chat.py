@@ -22,8 +22,8 @@ from bot.feedback.models import FeedbackVoteRow
 from bot.storage.models import InboundRow, ReactionRow
 from bot.testing import FakeOllama
 from connectors.web.channel import WEB
-from connectors.web.connector import CSP, MAX_BODY
 from connectors.web.session import COOKIE, Sessions, load_secret
+from connectors.web.wire import CSP, MAX_BODY
 from tests.web.kit import bot_messages, serve, settings_for, visitor
 
 pytestmark = pytest.mark.timeout(60)
