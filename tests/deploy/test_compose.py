@@ -43,7 +43,7 @@ def test_services_and_images(compose: dict[str, Any]) -> None:
     assert services["migrate"]["command"] == ["db", "upgrade"]
     assert services["worker"]["deploy"]["replicas"] == 2
     assert "deploy" not in services["gateway"]  # exactly one gateway
-    assert services["gateway"]["ports"] == ["8080:8080"]
+    assert services["gateway"]["ports"] == ["127.0.0.1:8080:8080"]  # loopback: a proxy in front
 
 
 def test_gateway_and_workers_share_storage_and_bus(compose: dict[str, Any]) -> None:
