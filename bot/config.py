@@ -293,6 +293,35 @@ class Settings(BaseSettings):
         pattern=r"^\s*((network|send|persist|schedule|device|delete|install|unknown)"
         r"\s*(,\s*|$))*$",
     )
+    # --- sub-agents (issue 17, bot/delegation.py) ------------------------------------------
+    delegate_max_depth: int = _env(
+        "OC_DELEGATE_MAX_DEPTH",
+        "How deep sub-agents may nest (the delegate tool); 0 turns delegation off.",
+        1,
+        ge=0,
+        le=4,
+    )
+    delegate_max_steps: int = _env(
+        "OC_DELEGATE_MAX_STEPS",
+        "Most tool rounds one sub-agent may take (its default and hard cap).",
+        6,
+        ge=1,
+        le=32,
+    )
+    delegate_max_tokens: int = _env(
+        "OC_DELEGATE_MAX_TOKENS",
+        "Most tokens (prompt + answer, as the model server counts them) one sub-agent may use.",
+        32000,
+        ge=256,
+    )
+    delegate_models: CsvList = _env(
+        "OC_DELEGATE_MODELS",
+        "Models a sub-agent may be given besides the conversation's own (comma-separated).",
+        default_factory=list,
+    )
+    delegate_timeout: float = _env(
+        "OC_DELEGATE_TIMEOUT", "Wall-clock seconds one sub-agent may run.", 300.0, gt=0
+    )
     # --- access: rate limits (issue 7) ---------------------------------------------------
     rate_limit_user: str = _env(
         "OC_RATE_LIMIT_USER", "Messages per account: 'count/seconds'; 0 turns it off.", "20/60"
@@ -402,6 +431,7 @@ class Settings(BaseSettings):
         "features_off",
         "plugin_dirs",
         "skill_dirs",
+        "delegate_models",
         "discord_guild_ids",
         "ollama_hosts",
         mode="before",

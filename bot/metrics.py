@@ -76,6 +76,14 @@ class Metrics:
             buckets=_TOOL_LATENCY,
             registry=r,
         )
+        # --- sub-agents (bot/delegation.py) ---------------------------------------------
+        self.delegations = Counter(
+            "oc_delegations",
+            "Tasks handed to sub-agents, by outcome (ok, steps, tokens: budget spent; timeout, "
+            "paused: waits for approval, refused, error).",
+            ["outcome"],
+            registry=r,
+        )
         # --- feedback, connectors, scale-out streams -----------------------------------
         self.feedback = Counter(
             "oc_feedback",

@@ -7,6 +7,7 @@ import logging
 from typing import Any, Literal
 
 import orjson
+from langgraph.errors import GraphBubbleUp
 from langgraph.runtime import Runtime
 
 from bot.ollama import ModelClient
@@ -15,6 +16,7 @@ from graphs.agent.approval import review_calls
 from graphs.agent.images import VisionCache, attach_images
 from graphs.agent.reducer import merge_taint
 from graphs.agent.state import AgentState, ToolExecutor, TurnContext
+from graphs.agent.toolscope import tool_scope
 from graphs.agent.trim import trim_history
 
 __all__ = ["ModelNode", "ToolNode", "route_after_model", "run_tool_inprocess"]
@@ -82,12 +84,14 @@ class ToolNode:
         refused = review_calls(
             fns, available, taint=taint, messages=state["messages"], policy=ctx.approval_policy
         )
-        results = await asyncio.gather(
-            *(
-                _refuse(fn, refused[i]) if i in refused else self._run(available, fn)
-                for i, fn in enumerate(fns)
+        # A sub-agent (``delegate``) starts from, and reports, outside content through the scope.
+        with tool_scope(taint, len(fns)) as scope:
+            results = await asyncio.gather(
+                *(
+                    _refuse(fn, refused[i]) if i in refused else self._run(available, fn)
+                    for i, fn in enumerate(fns)
+                )
             )
-        )
         # Output of a tool that read outside content taints the rest of the conversation.
         read = [
             name
@@ -102,8 +106,8 @@ class ToolNode:
             ],
             "tool_rounds": state.get("tool_rounds", 0) + 1,
         }
-        if read or ctx.taint:
-            update["taint"] = [*ctx.taint, *(f"tool {name}" for name in read)]
+        if read or ctx.taint or scope.read:
+            update["taint"] = [*ctx.taint, *(f"tool {name}" for name in read), *scope.read]
         return update
 
     async def _run(self, available: dict[str, Tool], fn: dict[str, Any]) -> tuple[str, str]:
@@ -114,6 +118,8 @@ class ToolNode:
         args = fn.get("arguments") or {}
         try:
             return name, await self.executor(tool, args)
+        except GraphBubbleUp:  # a sub-agent paused for approval: the whole graph pauses
+            raise
         except ToolError as exc:
             return name, f"error: {exc}"
         except TimeoutError:
