@@ -204,6 +204,7 @@ class App:
             store=self.store,
             reachable=lambda platform: platform in runtime.connectors,
             wait_idle=runtime.wait_idle,
+            hooks=self.hooks,
         )
 
     async def _changes(self) -> Changes:

@@ -67,6 +67,9 @@ class ChannelServices:
     wait_idle: Callable[..., Awaitable[None]]
     """``wait_idle(address)``: returns once a conversation has no queued work (the terminal
     waits for each answer before it prompts again)."""
+    hooks: Any = None
+    """The extension seam (``bot.hooks.Hooks``): a channel that keeps data about people
+    registers ``DataRights`` so ``/forget`` and ``/export`` reach it."""
 
 
 Diagnose = Callable[["Settings"], Awaitable[list["Check"]]]
@@ -116,6 +119,7 @@ class Channel:
                 store=services.store,
                 reachable=services.reachable,
                 wait_idle=services.wait_idle,
+                hooks=services.hooks,
             )
         return factory(settings, emit)
 

@@ -39,6 +39,7 @@ __all__ = [
     "INBOUND_STAGES",
     "TOOL_STAGES",
     "TURN_STAGES",
+    "DataRights",
     "Hooks",
     "Specs",
     "ToolLayer",
@@ -164,6 +165,18 @@ class Specs:
     def oc_reaction(self, reaction: Reaction, reply_id: int | None) -> Awaitable[None] | None:
         """A reaction was stored; ``reply_id`` is the bot reply it is on, if any."""
 
+    # --- data rights (/forget, /export) ---------------------------------------------------
+    @hookspec
+    def oc_forget(self, person: str, accounts: list[str]) -> Awaitable[str | None] | None:
+        """Delete what this feature or channel keeps about a person; return a line saying
+        what was removed ("" or None: nothing). ``accounts`` are every linked account's key
+        (``platform:id``). One failing implementation does not stop the others.
+        """
+
+    @hookspec
+    def oc_export(self, person: str, accounts: list[str]) -> Awaitable[dict[str, Any]] | None:
+        """What this feature or channel keeps about a person: sections of their export."""
+
     # --- the HTTP app --------------------------------------------------------------------
     @hookspec
     def oc_http_routes(self) -> Sequence[Any]:  # type: ignore[empty-body]
@@ -223,6 +236,30 @@ class Hooks:
             if stage not in stages:
                 raise ValueError(f"unknown stage {stage!r}; one of {', '.join(stages)}")
         return [fn for _, fn in sorted(links, key=lambda link: stages.index(link[0]))]
+
+
+ForgetFn = Callable[[str, list[str]], Awaitable[str | None]]
+ExportFn = Callable[[str, list[str]], Awaitable[dict[str, Any]]]
+
+
+class DataRights:
+    """A feature's or channel's share of ``/forget`` and ``/export`` as hook implementations:
+    ``hooks.register(DataRights(forget, export), "memory-data")``.
+    """
+
+    def __init__(self, forget: ForgetFn | None = None, export: ExportFn | None = None) -> None:
+        self._forget = forget
+        self._export = export
+
+    @hookimpl
+    def oc_forget(self, person: str, accounts: list[str]) -> Awaitable[str | None] | None:
+        """The feature's ``forget``, if it has one."""
+        return None if self._forget is None else self._forget(person, accounts)
+
+    @hookimpl
+    def oc_export(self, person: str, accounts: list[str]) -> Awaitable[dict[str, Any]] | None:
+        """The feature's ``export``, if it has one."""
+        return None if self._export is None else self._export(person, accounts)
 
 
 def compose(

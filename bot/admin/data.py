@@ -1,8 +1,8 @@
 """Data rights: everything stored about a person, exported or deleted.
 
-Other features add their own data through two hook lists on ``app.extras``:
-``export_hooks``: ``async (person, accounts) -> dict`` (a section of the export) and
-``forget_hooks``: ``async (person, accounts) -> str`` (a line saying what was removed).
+Other features and channels add their own data through two hooks (``bot/hooks.py``):
+``oc_export(person, accounts) -> dict`` (sections of the export) and
+``oc_forget(person, accounts) -> str`` (a line saying what was removed).
 ``accounts`` are user keys (``platform:id``) of every linked account of the person.
 """
 
@@ -120,9 +120,9 @@ async def export_person(app: Any, person: str, accounts: list[str]) -> dict[str,
         if messages:
             conversations[thread] = messages
     data["conversation_history"] = conversations
-    for hook in app.extras.get("export_hooks", []):
+    for result in app.hooks.call.oc_export(person=person, accounts=accounts):
         try:
-            data.update(await hook(person, accounts))
+            data.update(await result)
         except Exception:
             logger.exception("an export hook failed")
     plain: dict[str, Any] = orjson.loads(orjson.dumps(data, default=str))  # JSON types only
@@ -166,11 +166,11 @@ async def forget_person(app: Any, person: str, accounts: list[str]) -> list[str]
         + (" (group chats you spoke in start afresh)" if spoken - direct else ""),
         "pending approvals, link codes, pairing codes and account links",
     ]
-    for hook in app.extras.get("forget_hooks", []):
+    for result in app.hooks.call.oc_forget(person=person, accounts=accounts):
         try:
-            line = await hook(person, accounts)
+            line = await result
             if line:
                 done.append(line)
-        except Exception:
+        except Exception:  # one failing must not keep the others' data
             logger.exception("a forget hook failed")
     return done

@@ -124,8 +124,6 @@ async def setup(app: App) -> None:
         models.announce = app.changes.watch("models", models.load)
     services = AdminServices(app, policy, identity, approvals, models)
     app.extras["admin"] = services
-    app.extras.setdefault("forget_hooks", [])
-    app.extras.setdefault("export_hooks", [])
 
     async def on_request(approval_id: int, ctx: Any, calls: list[dict[str, Any]]) -> None:
         actor = ctx.user.key if ctx.user is not None else "system"

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from bot.audit import AuditEntry
     from bot.config import Settings
     from bot.events import User
+    from bot.hooks import Hooks
     from bot.identity import IdentityLinks
     from bot.ollama_pool import OllamaPool
     from bot.runtime import Runtime
@@ -50,8 +51,12 @@ class AdminApp(Protocol):
         """``ok``, ``unchecked`` or what is wrong with the model."""
 
     @property
+    def hooks(self) -> Hooks:
+        """The extension seam (``oc_forget``/``oc_export`` reach every feature's data)."""
+
+    @property
     def extras(self) -> dict[str, Any]:
-        """What features share by name (``plugins``, ``forget_hooks``...)."""
+        """What features share by name (``plugins``, ``memory``...)."""
 
     async def readiness(self) -> dict[str, str]:
         """What ``/readyz`` reports."""

@@ -13,7 +13,7 @@ from bot.feedback.commands import register_commands
 from bot.feedback.guard import ToolFailureTap
 from bot.feedback.service import FeedbackService
 from bot.feedback.tuner import AuditHook
-from bot.hooks import hookimpl
+from bot.hooks import DataRights, hookimpl
 
 if TYPE_CHECKING:
     from bot.features import Host as App
@@ -47,8 +47,7 @@ async def setup(app: App) -> None:
     async def export(_person: str, accounts: list[str]) -> dict[str, Any]:
         return await service.repo.export(accounts)
 
-    app.extras.setdefault("forget_hooks", []).append(forget)
-    app.extras.setdefault("export_hooks", []).append(export)
+    app.hooks.register(DataRights(forget, export), "feedback-data")
 
 
 class _Feedback:

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from bot.commands import CommandContext, CommandRouter
-from bot.hooks import hookimpl
+from bot.hooks import DataRights, hookimpl
 from bot.memory.commands import register_memory_commands
 from bot.memory.models import MemoryRow
 from bot.memory.store import MemoryStore
@@ -76,8 +76,7 @@ async def setup(app: Any) -> None:
             ]
         }
 
-    app.extras.setdefault("forget_hooks", []).append(forget_memories)
-    app.extras.setdefault("export_hooks", []).append(export_memories)
+    app.hooks.register(DataRights(forget_memories, export_memories), "memory-data")
 
 
 class _Memory:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.events import User
+from bot.hooks import DataRights
 from bot.tools import ToolError
 
 if TYPE_CHECKING:
@@ -93,9 +94,9 @@ async def forget_in_plugins(system: HasPluginHost, person: str, accounts: list[s
 
 
 def register_forget(app: Any, system: HasPluginHost) -> None:
-    """Add plugin data to what ``/forget`` deletes (``app.extras["forget_hooks"]``)."""
+    """Add plugin data to what ``/forget`` deletes (the ``oc_forget`` hook)."""
 
     async def forget(person: str, accounts: list[str]) -> str:
         return await forget_in_plugins(system, person, accounts)
 
-    app.extras.setdefault("forget_hooks", []).append(forget)
+    app.hooks.register(DataRights(forget), "plugins-data")

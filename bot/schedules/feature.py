@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 
 from bot.commands import CommandContext, CommandRouter
 from bot.events import ChatKind
-from bot.hooks import hookimpl
+from bot.hooks import DataRights, hookimpl
 from bot.memory.tools import current_turn, person_of_turn
 from bot.schedules.models import ScheduleRow
 from bot.schedules.scheduler import Scheduler
@@ -208,5 +208,4 @@ async def setup_schedules(app: Any) -> None:
             ]
         }
 
-    app.extras.setdefault("forget_hooks", []).append(forget_schedules)
-    app.extras.setdefault("export_hooks", []).append(export_schedules)
+    app.hooks.register(DataRights(forget_schedules, export_schedules), "schedules-data")

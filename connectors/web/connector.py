@@ -33,6 +33,7 @@ from sqlalchemy import select
 
 from bot.connector import Capabilities, CommandSpec, ConnectorState, Formatting, RuntimeStopped
 from bot.events import Address, Message
+from bot.hooks import DataRights
 from bot.ratelimit import SLOW_DOWN
 from bot.storage.models import InboundRow
 from bot.text import clean_text
@@ -93,6 +94,7 @@ class WebConnector:
         *,
         store: Any = None,
         engine: AsyncEngine | None = None,
+        hooks: Any = None,
         **_services: Any,
     ) -> None:
         self.settings = settings
@@ -107,6 +109,22 @@ class WebConnector:
         self._files: dict[str, bytes] = {}
         self._emitting: dict[str, list[str]] = {}  # visitor -> notices sent while emitting
         self._closing = False
+        if hooks is not None:  # /forget and /export reach the chat log (ChannelServices)
+            hooks.register(DataRights(self.forget, self.export), "web-data")
+
+    # --- data rights -----------------------------------------------------------------------
+    async def forget(self, _person: str, accounts: list[str]) -> str:
+        """Delete the person's web chat logs (their ``web:`` accounts)."""
+        if self._log is None:
+            return ""
+        gone = await self._log.forget(_web_chats(accounts))
+        return f"{gone} web chat messages" if gone else ""
+
+    async def export(self, _person: str, accounts: list[str]) -> dict[str, Any]:
+        """The person's web chat logs."""
+        if self._log is None:
+            return {}
+        return {"web_chat": await self._log.export(_web_chats(accounts))}
 
     # --- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -390,5 +408,10 @@ class WebConnector:
 
 
 def create(settings: Settings, emit: Emit, **services: Any) -> WebConnector:
-    """The channel's factory; the app's ``store`` may come as a keyword."""
-    return WebConnector(settings, emit, store=services.get("store"))
+    """The channel's factory; the app's ``store`` and ``hooks`` may come as keywords."""
+    return WebConnector(settings, emit, store=services.get("store"), hooks=services.get("hooks"))
+
+
+def _web_chats(accounts: list[str]) -> list[str]:
+    """The chat ids of a person's web accounts (a visitor's chat is keyed by their id)."""
+    return [key.partition(":")[2] for key in accounts if key.startswith("web:")]

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, select, update
 
 from bot.storage.models import ReactionRow
 from connectors.web.models import WebMessageRow
@@ -91,6 +91,24 @@ class ChatLog:
                 select(_MSG.c.role).where(_MSG.c.chat_id == chat, _MSG.c.message_id == message_id)
             )
         return None if value is None else str(value)
+
+    async def forget(self, chats: list[str]) -> int:
+        """Delete the chat logs of these visitors (``/forget``); how many messages went."""
+        if not chats:
+            return 0
+        async with self.engine.begin() as conn:
+            gone = await conn.execute(delete(_MSG).where(_MSG.c.chat_id.in_(chats)))
+        return int(gone.rowcount or 0)
+
+    async def export(self, chats: list[str]) -> list[dict[str, Any]]:
+        """Every message of these visitors' chat logs (``/export``), oldest first."""
+        if not chats:
+            return []
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(_MSG).where(_MSG.c.chat_id.in_(chats)).order_by(_MSG.c.id)
+            )
+            return [{"chat": r.chat_id, **message(r)} for r in rows]
 
     async def recent(self, chat: str, limit: int = HISTORY) -> list[dict[str, Any]]:
         """The chat's newest messages, oldest first, each bot message with the visitor's vote."""

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlmodel import SQLModel
 
 from bot.events import User
+from bot.hooks import DataRights
 from bot.identity import IdentityLinks, Redeemed
 from bot.testing.harness import Harness
 from connectors.terminal import TerminalConnector
@@ -113,7 +114,7 @@ async def test_export_then_forget_leaves_nothing(harness: Harness) -> None:
         calls.append((person, accounts))
         return "2 memories"
 
-    harness.app.extras["forget_hooks"].append(forget_hook)
+    harness.app.hooks.register(DataRights(forget_hook))  # as another feature would
     for user in ("alice", "bob"):
         await harness.command("allow", f"test:{user}", user=ADMIN)
     assert await harness.say(SECRET_TEXT) == f"echo: {SECRET_TEXT}"

@@ -62,13 +62,12 @@ async def test_forget_and_export_hooks_cover_votes_and_notes(
     await harness.command("feedback", "nice")
     await harness.say("hello", user="bob")
     await harness.react(harness.last_message_id, "👎", user="bob", chat="bob")
-    mine = "bot.feedback.feature"
-    [export] = [h for h in harness.app.extras["export_hooks"] if h.__module__ == mine]
-    data = await export("p", ["test:alice"])
+    rights = harness.app.hooks.pm.get_plugin("feedback-data")  # the feature's DataRights
+    data = await rights.oc_export(person="p", accounts=["test:alice"])
     assert [v["score"] for v in data["feedback_votes"]] == [1]
     assert [n["text"] for n in data["feedback_notes"]] == ["nice"]
-    [forget] = [h for h in harness.app.extras["forget_hooks"] if h.__module__ == mine]
-    assert await forget("p", ["test:alice"]) == "1 feedback ratings and 1 feedback notes"
+    gone = await rights.oc_forget(person="p", accounts=["test:alice"])
+    assert gone == "1 feedback ratings and 1 feedback notes"
     assert (await service.repo.export(["test:alice"])) == {
         "feedback_votes": [],
         "feedback_notes": [],

@@ -102,8 +102,8 @@ async def test_memory_command_lists_edits_deletes_and_forget_hook_clears(
         await h.say("any news about my work?")
         assert "I work from home" in system_prompt(fake_ollama.chats[-1])
 
-        hooks = h.app.extras["forget_hooks"]
-        lines = [await hook("test:alice", ["test:alice"]) for hook in hooks]
+        found = h.app.hooks.call.oc_forget(person="test:alice", accounts=["test:alice"])
+        lines = [await result for result in found]
         assert "1 memories" in lines
         assert "don't remember" in await h.command("memory")
         fake_ollama.reply("ok")

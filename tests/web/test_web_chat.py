@@ -334,3 +334,27 @@ async def test_a_chat_that_cannot_start_answers_one_line(
                 assert "not ready" in (await r.json())["error"]
     assert any("web-chat.key" in r.getMessage() for r in caplog.records)
     _no_tracebacks(caplog)
+
+
+async def test_forget_and_export_reach_the_web_chat_log(
+    make_settings: MakeSettings, fake_ollama: FakeOllama
+) -> None:
+    """The browser's copy of a chat is data about the visitor: /export lists it, /forget
+    deletes it (the channel registers its DataRights through ChannelServices)."""
+    from bot.admin.data import export_person, forget_person
+
+    async with serve(settings_for(make_settings)) as (app, base), visitor(base) as v:
+        await v.session()
+        async with v.stream() as events:
+            await events.wait(lambda ev: any(k == "history" for k, _ in ev))
+            fake_ollama.reply("PRIVATE-ANSWER")
+            assert (await v.say("PRIVATE-QUESTION"))[0] == 202
+            await events.wait(_final("PRIVATE-ANSWER"))
+        exported = await export_person(app, v.user, [v.user])
+        assert [m["text"] for m in exported["web_chat"]] == ["PRIVATE-QUESTION", "PRIVATE-ANSWER"]
+        done = await forget_person(app, v.user, [v.user])
+        assert "2 web chat messages" in done
+        assert await v.history() == []
+        async with app.store.engine.connect() as conn:
+            rows = (await conn.execute(select(_IN).where(_IN.c.platform == "web"))).all()
+        assert rows == []
