@@ -41,6 +41,7 @@ app.add_typer(plugins_app, name="plugins")
 app.add_typer(prompts_app, name="prompts")
 app.add_typer(__import__("bot.skills.cli", fromlist=["skills_app"]).skills_app, name="skills")
 app.add_typer(__import__("bot.apikeys.cli", fromlist=["keys_app"]).keys_app, name="keys")
+app.add_typer(__import__("bot.control.cli", fromlist=["web_app"]).web_app, name="web")
 
 
 def _print_version(value: bool) -> None:

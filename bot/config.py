@@ -219,6 +219,11 @@ class Settings(BaseSettings):
     web_max_chars: int = _env(
         "OC_WEB_MAX_CHARS", "Longest message (characters) the web chat takes.", 8000, ge=1
     )
+    public_url: str | None = _env(
+        "OC_PUBLIC_URL",
+        "Address people open the HTTP app at, e.g. https://bot.example.org behind a TLS proxy "
+        "(login links of the control room, docs/web.md); default http://OC_HTTP_HOST:PORT.",
+    )
     log_level: str = _env("OC_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR.", "INFO")
     log_format: str = _env(
         "OC_LOG_FORMAT",

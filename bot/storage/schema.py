@@ -28,6 +28,7 @@ MODEL_MODULES = (
     "bot.apikeys.models",
     "bot.approvals",
     "bot.audit",
+    "bot.control.models",
     "bot.dedupe",
     "bot.feedback.models",
     "bot.identity",

@@ -1,0 +1,164 @@
+// The control room: one page, three views (hash routes), live data over server-sent events.
+// Every piece of data is put in the page with textContent: nothing from the server is HTML.
+"use strict";
+(function () {
+  const view = document.getElementById("view");
+  const problem = document.getElementById("problem");
+  let csrf = "";
+  let approvals = [];
+  let overview = null;
+
+  function el(tag, text, cls) {
+    const node = document.createElement(tag);
+    if (text !== undefined && text !== null) { node.textContent = String(text); }
+    if (cls) { node.className = cls; }
+    return node;
+  }
+  function when(seconds) { return new Date(seconds * 1000).toLocaleString(); }
+  function say(text) { problem.textContent = text; problem.hidden = !text; }
+
+  async function api(path, options) {
+    const r = await fetch("api/" + path, Object.assign({ credentials: "same-origin" }, options));
+    if (r.status === 401) { location.replace("login"); throw new Error("logged out"); }
+    const data = await r.json();
+    if (!r.ok || !data.ok) { throw new Error(data.error || ("HTTP " + r.status)); }
+    return data;
+  }
+  function post(path, body) {
+    return api(path, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+      body: JSON.stringify(body || {}),
+    });
+  }
+
+  // --- overview -----------------------------------------------------------------------
+  function drawOverview() {
+    if (!overview) { view.replaceChildren(el("p", "Loading…")); return; }
+    const o = overview;
+    const table = el("table");
+    const rows = [["model", o.model + " (" + o.model_status + ")"], ["queue depth", o.queue_depth],
+      ["up since", when(o.started_at)]];
+    for (const [name, state] of Object.entries(o.checks)) { rows.push([name, state]); }
+    for (const [name, state] of Object.entries(o.connectors)) {
+      if (!(name in o.checks)) { rows.push([name, state]); }
+    }
+    for (const [k, v] of rows) {
+      const tr = el("tr");
+      tr.append(el("th", k), el("td", v, /^(ok|connected)$/.test(String(v)) ? "good" : ""));
+      table.append(tr);
+    }
+    const failures = el("ul", null, "failures");
+    for (const f of o.failures) {
+      failures.append(el("li", when(f.at) + " · " + f.conversation + " · " + f.kind + ": " + f.error));
+    }
+    if (!o.failures.length) { failures.append(el("li", "No recent failures.")); }
+    view.replaceChildren(el("h1", "Overview"), table, el("h2", "Recent failures"), failures);
+  }
+
+  // --- approvals ----------------------------------------------------------------------
+  function drawApprovals() {
+    const list = el("div", null, "approvals");
+    for (const a of approvals) {
+      const card = el("article", null, "approval");
+      card.dataset.id = a.id;
+      card.append(el("h2", "#" + a.id + " from " + (a.user_name || a.user) + " (" + a.user + ")"));
+      card.append(el("p", a.conversation + " · " + when(a.created_at), "meta"));
+      for (const call of a.calls) {
+        card.append(el("h3", call.name + (call.why ? " (" + call.why + ")" : "")));
+        card.append(el("pre", call.arguments)); // complete arguments, never cut
+      }
+      const yes = el("button", "Approve", "approve");
+      const no = el("button", "Reject", "reject");
+      for (const [button, decision] of [[yes, "approve"], [no, "reject"]]) {
+        button.type = "button";
+        button.addEventListener("click", async () => {
+          yes.disabled = no.disabled = true;
+          try {
+            await post("approvals/" + a.id, { decision: decision });
+            approvals = approvals.filter((x) => x.id !== a.id);
+            draw();
+          } catch (e) { say(e.message); yes.disabled = no.disabled = false; }
+        });
+      }
+      const actions = el("p", null, "actions");
+      actions.append(yes, no);
+      card.append(actions);
+      list.append(card);
+    }
+    if (!approvals.length) { list.append(el("p", "Nothing waits for a decision.", "empty")); }
+    view.replaceChildren(el("h1", "Approvals"), list);
+  }
+
+  // --- audit log ----------------------------------------------------------------------
+  async function drawAudit() {
+    const check = el("button", "Verify the chain");
+    const result = el("p", "", "verify");
+    const exportLink = el("a", "Export (JSON Lines)");
+    exportLink.href = "api/audit/export";
+    exportLink.download = "audit.jsonl";
+    check.type = "button";
+    check.addEventListener("click", async () => {
+      result.textContent = "Checking…";
+      try {
+        const v = await api("audit/verify");
+        result.textContent = v.valid ? "OK: " + v.count + " entries, head " + v.head
+          : "BROKEN after " + v.count + " good entries: " + v.problem;
+        result.className = v.valid ? "verify good" : "verify bad";
+      } catch (e) { result.textContent = e.message; }
+    });
+    const table = el("table", null, "audit");
+    view.replaceChildren(el("h1", "Audit log"), check, exportLink, result, table);
+    const data = await api("audit?n=100");
+    for (const e of data.entries) {
+      const tr = el("tr");
+      tr.append(el("td", e.seq), el("td", when(e.at)), el("td", e.actor), el("td", e.action),
+        el("td", JSON.stringify(e.detail)));
+      table.append(tr);
+    }
+  }
+
+  // --- routing and live updates -------------------------------------------------------
+  function draw() {
+    const page = location.hash.slice(1) || "overview";
+    document.getElementById("count").textContent = approvals.length ? String(approvals.length) : "";
+    for (const a of document.querySelectorAll("nav a")) {
+      a.classList.toggle("here", a.getAttribute("href") === "#" + page);
+    }
+    if (page === "approvals") { drawApprovals(); }
+    else if (page === "audit") { drawAudit().catch((e) => say(e.message)); }
+    else { drawOverview(); }
+  }
+
+  function live() {
+    const events = new EventSource("api/events");
+    events.addEventListener("approvals", (e) => {
+      approvals = JSON.parse(e.data).approvals;
+      document.body.dataset.live = "true";
+      if ((location.hash.slice(1) || "overview") !== "audit") { draw(); }
+      else { document.getElementById("count").textContent = approvals.length || ""; }
+    });
+    events.addEventListener("overview", (e) => {
+      overview = JSON.parse(e.data);
+      if ((location.hash.slice(1) || "overview") === "overview") { drawOverview(); }
+    });
+    events.addEventListener("error", async () => {
+      // The stream ends when the session does: find out whether that is why.
+      try { await api("session"); } catch (e) { /* api() went to the login page */ }
+    });
+  }
+
+  async function start() {
+    const me = await api("session");
+    csrf = me.csrf;
+    document.getElementById("who").textContent = me.name + " (" + me.user + ")";
+    document.getElementById("logout").addEventListener("click", async () => {
+      try { await post("logout"); } finally { location.replace("login"); }
+    });
+    window.addEventListener("hashchange", draw);
+    draw();
+    live();
+    document.body.dataset.ready = "true";
+  }
+  start().catch((e) => say(e.message));
+})();
