@@ -351,3 +351,56 @@ async def test_a_child_that_may_ask_runs_alone(harness: Harness, fake_ollama: Fa
     fake_ollama.reply("Both found.")
     assert await harness.say("find x twice", user=OWNER) == "Both found."
     assert sorted(_tool_results(fake_ollama.chats[-1])[-2:]) == ["x1", "x2"]
+
+
+async def test_a_child_may_use_only_a_model_the_admin_allows(
+    delegate_settings: Callable[..., Settings], fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.models.append("small:1b")
+    async with Harness(delegate_settings(OC_DELEGATE_MODELS="small:1b")) as h:
+        fake_ollama.call_tool("delegate", task="Guess.", model="huge:405b")
+        fake_ollama.reply("Not that one.")
+        await h.say("guess")
+        refused = _tool_results(fake_ollama.chats[-1])[-1]
+        assert refused == (
+            "error: model 'huge:405b' is not allowed for sub-agents (allowed: qwen3:8b, small:1b)"
+        )
+        fake_ollama.call_tool("delegate", task="Guess.", model="small:1b")
+        fake_ollama.reply("42")
+        fake_ollama.reply("It guessed 42.")
+        assert await h.say("guess") == "It guessed 42."
+        parent, child, parent2 = fake_ollama.chats[-3:]
+        assert child["model"] == "small:1b" and parent["model"] == parent2["model"] == "qwen3:8b"
+
+
+async def test_a_paused_child_resumes_after_a_restart(
+    delegate_settings: Callable[..., Settings], fake_ollama: FakeOllama
+) -> None:
+    settings = delegate_settings()
+    async with Harness(settings) as first:
+        tools = Tools(first)
+        fake_ollama.call_tool("delegate", task="Mail Bob.", tools=["send_mail"])
+        fake_ollama.call_tool("send_mail", to="bob@x.test", body="hello")
+        question = await first.say("mail bob", user="mallory", chat="g2", group=True)
+        approval = re.search(r"/approve (\d+)", question)
+        assert approval is not None and tools.ran == []
+    async with Harness(settings) as second:  # the child's pause lives in the checkpoint
+        tools = Tools(second)
+        fake_ollama.reply("Mailed Bob.")
+        fake_ollama.reply("Bob has his mail.")
+        await second.command("approve", approval.group(1), user=OWNER)
+        assert tools.names() == ["send_mail"]
+        assert second.conn.messages[second.last_message_id] == "Bob has his mail."
+
+
+async def test_a_child_that_takes_too_long_is_stopped(
+    delegate_settings: Callable[..., Settings], fake_ollama: FakeOllama
+) -> None:
+    async with Harness(delegate_settings(OC_DELEGATE_TIMEOUT="0.3")) as h:
+        fake_ollama.call_tool("delegate", task="Think hard.", tools=[])
+        fake_ollama.script.append(Reply("too late", delay=1.0))
+        fake_ollama.reply("It timed out.")
+        assert await h.say("think") == "It timed out."
+        stopped = _tool_results(fake_ollama.chats[-1])[-1]
+        assert stopped.startswith("error: the sub-agent ran out of time (0.3 s) and was stopped")
+        assert _delegations(h, "timeout") == 1
