@@ -49,6 +49,8 @@ logger = logging.getLogger(__name__)
 
 DELEGATE = "delegate"
 RESULT_CHARS = 4000
+SHOWN_CHARS = 80
+"""The most of a task the chat's progress line shows."""
 """The most of a child's answer the parent reads (its transcript never comes back)."""
 
 ASKING = OUTWARD | {UNKNOWN}
@@ -127,6 +129,7 @@ class Delegator:
             fresh["taint"] = taint
         started = time.perf_counter()
         label = f"{uuid.uuid4().hex[:8]}"
+        await _show(ctx, task)
         try:
             state = await asyncio.wait_for(
                 self.graph().ainvoke(fresh, context=child), timeout=self.settings.delegate_timeout
@@ -239,6 +242,20 @@ def _turn() -> TurnContext:
     if not isinstance(ctx, TurnContext):
         raise ToolError("delegate can only be used during a conversation")
     return ctx
+
+
+async def _show(ctx: TurnContext, task: str) -> None:
+    """A progress line in the chat (under the plan's checklist when there is one); the next
+    model round's text replaces it. The child's own tokens are never shown.
+    """
+    if ctx.stream is None:
+        return
+    line = " ".join(task.split())
+    line = line if len(line) <= SHOWN_CHARS else line[: SHOWN_CHARS - 1] + "…"
+    try:
+        await ctx.stream.token(f"\n↳ delegated: {line}\n")
+    except Exception as exc:  # progress is a courtesy: a failed edit must not stop the task
+        logger.debug("could not show the delegation: %s", exc)
 
 
 def _may_pause(child: TurnContext) -> bool:

@@ -153,6 +153,9 @@ async def test_child_sees_only_its_task_and_tools_and_returns_its_answer(
     # The child's words never reach the chat.
     shown = " ".join(c.text for c in harness.conn.calls)
     assert "The capital of Peru is Lima." not in shown
+    # A progress line shows while the child works; the answer replaces it.
+    assert "↳ delegated: Find the capital of Peru." in shown
+    assert harness.conn.messages[harness.last_message_id] == "Lima it is."
     assert _delegations(harness, "ok") == 1
     lines = [r for r in caplog.records if r.getMessage().startswith("delegation ")]
     assert len(lines) == 1
