@@ -102,7 +102,8 @@ class Delegator:
         if not self.offered(ctx):
             self._count("refused")
             raise ToolError(f"sub-agents may not delegate further (depth {depth})")
-        if not str(task or "").strip():
+        task = str(task or "").strip()
+        if not task:
             self._count("refused")
             raise ToolError("task is empty: say what the sub-agent should do")
         try:
@@ -121,14 +122,14 @@ class Delegator:
             )
         taint = list(scope.taint if scope is not None else ctx.taint)
         fresh: dict[str, Any] = {
-            "messages": [{"role": "user", "content": task.strip()}],
+            "messages": [{"role": "user", "content": task}],
             "tool_rounds": 0,
             "tokens": 0,
         }
         if taint:
             fresh["taint"] = taint
         started = time.perf_counter()
-        label = f"{uuid.uuid4().hex[:8]}"
+        label = uuid.uuid4().hex[:8]
         await _show(ctx, task)
         try:
             state = await asyncio.wait_for(
