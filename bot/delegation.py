@@ -34,6 +34,7 @@ from bot.hooks import TOOL_STAGES, ToolLayer, ToolNext, compose, hookimpl
 from bot.logs import current_turn_id
 from bot.tools import Tool, ToolError, tool
 from graphs.agent.nodes import run_tool_inprocess
+from graphs.agent.prompts import compose_system_prompt
 from graphs.agent.state import TurnContext
 from graphs.agent.subagent import (
     SUBAGENT,
@@ -59,7 +60,7 @@ SUBAGENT_PROMPT = (
     "You are a sub-agent: another assistant handed you one task. Do only that task, with the "
     "tools you were given. Your final message is returned to that assistant as the result, "
     "so state plainly what you found or did (or why you could not); no greetings, no "
-    "questions back. Never claim to have done something a tool did not confirm."
+    "questions back."
 )
 
 
@@ -196,7 +197,7 @@ class Delegator:
         return dataclasses.replace(
             ctx,
             model=chosen,
-            system_prompt=SUBAGENT_PROMPT,
+            system_prompt=compose_system_prompt(SUBAGENT_PROMPT),  # date and safety rules too
             tools=granted,
             stream=None,
             max_tool_rounds=steps,

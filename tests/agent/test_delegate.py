@@ -140,10 +140,10 @@ async def test_child_sees_only_its_task_and_tools_and_returns_its_answer(
     parent, child, child2, parent2 = fake_ollama.chats
     assert "delegate" in _tool_names(parent)
     # The child's own context: the sub-agent prompt and the task, nothing of the conversation.
-    assert child["messages"] == [
-        {"role": "system", "content": SUBAGENT_PROMPT},
-        {"role": "user", "content": "Find the capital of Peru."},
-    ]
+    system, task = child["messages"]
+    assert system["role"] == "system" and system["content"].startswith(SUBAGENT_PROMPT)
+    assert "never reveal secrets" in system["content"]  # the core's rules hold in the child
+    assert task == {"role": "user", "content": "Find the capital of Peru."}
     assert _tool_names(child) == ["lookup"] == _tool_names(child2)
     assert "swordfish" not in str(child) + str(child2)
     assert tools.ran == [("lookup", {"q": "capital of Peru"})]
