@@ -29,7 +29,12 @@ logger = logging.getLogger(__name__)
 COOKIE = "oc_ui"
 LOGIN_RATE = Bucket(10, 60)
 """Login attempts per client address: 10 a minute (a token has 256 bits; this stops floods)."""
-STATIC = {"app.js": "text/javascript", "login.js": "text/javascript", "style.css": "text/css"}
+STATIC = {
+    "app.js": "text/javascript",
+    "login.js": "text/javascript",
+    "style.css": "text/css",
+    "icon.svg": "image/svg+xml",
+}
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
     "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"

@@ -39,7 +39,9 @@
     const table = el("table");
     const rows = [["model", o.model + " (" + o.model_status + ")"], ["queue depth", o.queue_depth],
       ["up since", when(o.started_at)]];
-    for (const [name, state] of Object.entries(o.checks)) { rows.push([name, state]); }
+    for (const [name, state] of Object.entries(o.checks)) {
+      if (name !== "model") { rows.push([name, state]); } // shown with its name above
+    }
     for (const [name, state] of Object.entries(o.connectors)) {
       if (!(name in o.checks)) { rows.push([name, state]); }
     }

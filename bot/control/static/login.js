@@ -2,12 +2,19 @@
 // It is posted once, on a click, so a link preview that runs no script cannot spend it.
 "use strict";
 (function () {
-  const token = decodeURIComponent(location.hash.slice(1));
   const button = document.getElementById("login");
   const status = document.getElementById("status");
-  if (!token) { return; }
-  history.replaceState(null, "", location.pathname); // out of the address bar and history
-  button.hidden = false;
+  let token = "";
+
+  function take() { // on load, and when a new link is opened in this same tab
+    if (location.hash.length < 2) { return; }
+    token = decodeURIComponent(location.hash.slice(1));
+    history.replaceState(null, "", location.pathname); // out of the address bar and history
+    button.hidden = false;
+    button.disabled = false;
+    status.textContent = "";
+  }
+
   button.addEventListener("click", async () => {
     button.disabled = true;
     status.textContent = "Logging in…";
@@ -26,4 +33,7 @@
     }
     button.hidden = true;
   });
+  window.addEventListener("hashchange", take);
+  take();
+  document.body.dataset.ready = "true";
 })();

@@ -1,0 +1,112 @@
+"""The control room in a real browser: Debian's headless Chromium driven by Playwright for
+Python (``executable_path``, no browser download), phone-sized, under the strict CSP: log in
+with the one-time link, see a pending approval appear live with its complete (hostile)
+arguments as text, approve it, and see it go while the turn answers in its chat.
+Screenshots go to ``$OC_TEST_SCREENSHOTS`` when set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.config import Settings
+from bot.testing import FakeOllama
+
+from .kit import control_settings, served
+from .test_approvals_ui import dangerous, pending
+
+pytestmark = pytest.mark.timeout(60)
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+HOSTILE = '/srv/<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>'
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    folder = Path(os.environ.get("OC_TEST_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    if CHROMIUM is None:
+        message = "chromium is not installed: scripts/system-deps.sh installs it"
+        if os.environ.get("CI"):
+            pytest.fail(f"{message} (mandatory in CI)", pytrace=False)
+        pytest.skip(message)
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        chromium = await pw.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            yield chromium
+        finally:
+            await chromium.close()
+
+
+async def test_log_in_and_approve_in_a_real_browser(
+    browser: Any, make_settings: Callable[..., Settings], fake_ollama: FakeOllama, shots: Path
+) -> None:
+    from playwright.async_api import expect
+
+    ran: list[str] = []
+    async with served(control_settings(make_settings)) as h:
+        dangerous(h, ran)
+        context = await browser.new_context(
+            viewport={"width": 390, "height": 760}, is_mobile=True, has_touch=True
+        )
+        page = await context.new_page()
+        problems: list[str] = []
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: problems.append(str(e)))
+
+        # Without a session the room sends the browser to the login page.
+        await page.goto(f"{h.base}/ui/")
+        assert page.url == f"{h.base}/ui/login"
+
+        link = f"{h.base}/ui/login#{await h.link()}"
+        await page.goto(link)
+        await expect(page).to_have_url(f"{h.base}/ui/login")  # token out of the address bar
+        await page.screenshot(path=str(shots / "control-login.png"))
+        await page.get_by_role("button", name="Log in").click()
+        await expect(page.locator("body[data-live=true]")).to_have_count(1)
+        await expect(page.locator("#who")).to_contain_text("test:boss")
+        await page.screenshot(path=str(shots / "control-overview.png"))
+
+        await page.goto(f"{h.base}/ui/#approvals")
+        await expect(page.get_by_text("Nothing waits for a decision.")).to_be_visible()
+        await pending(h, fake_ollama, HOSTILE)  # arrives over the event stream, no reload
+        card = page.locator("article.approval")
+        await expect(card).to_have_count(1)
+        await expect(card.locator("pre")).to_contain_text(json.dumps(HOSTILE))  # whole, as text
+        await expect(page.locator("#count")).to_have_text("1")
+        await page.screenshot(path=str(shots / "control-approvals.png"), full_page=True)
+
+        before = len(h.conn.calls)
+        await card.get_by_role("button", name="Approve").click()
+        await expect(card).to_have_count(0)
+        await h.app.runtime.wait_idle()
+        assert ran == [HOSTILE]
+        assert h.last_text(since=before) == "Done, the folder is gone."
+        assert await page.evaluate("window.__pwned") is None
+
+        await page.goto(f"{h.base}/ui/#audit")
+        await page.get_by_role("button", name="Verify the chain").click()
+        await expect(page.locator(".verify")).to_contain_text("OK:")
+        await expect(page.locator("table.audit")).to_contain_text("approval.approved")
+        await page.screenshot(path=str(shots / "control-audit.png"), full_page=True)
+
+        await page.get_by_role("button", name="Log out").click()
+        await page.wait_for_url(f"{h.base}/ui/login")
+        await page.goto(f"{h.base}/ui/")
+        await expect(page).to_have_url(f"{h.base}/ui/login")
+        assert problems == []
+        await context.close()
