@@ -194,6 +194,17 @@ class Settings(BaseSettings):
     stt_api_key: SecretStr | None = _env(
         "OC_STT_API_KEY", "Bearer key for the speech server (if it needs one)."
     )
+    tts_url: str | None = _env(
+        "OC_TTS_URL",
+        "Text-to-speech server for spoken replies (/voice on): any OpenAI-compatible "
+        "/v1/audio/speech (speaches, Kokoro-FastAPI, openedai-speech...), e.g. "
+        "http://127.0.0.1:8880/v1.",
+    )
+    tts_model: str = _env("OC_TTS_MODEL", "Model name sent to the text-to-speech server.", "tts-1")
+    tts_voice: str = _env("OC_TTS_VOICE", "Voice name sent to the text-to-speech server.", "alloy")
+    tts_api_key: SecretStr | None = _env(
+        "OC_TTS_API_KEY", "Bearer key for the text-to-speech server (if it needs one)."
+    )
     http_host: str = _env(
         "OC_HTTP_HOST", "Address of the HTTP app (health, webhooks).", "127.0.0.1"
     )

@@ -71,6 +71,12 @@ class Capabilities:
     keeps_messages: bool = True
     """Posted messages outlive this process, so a restarted turn edits them (``bot/reply.py``);
     false where a new process cannot reach them (the terminal prints and forgets)."""
+    max_file_bytes: int = 0
+    """The largest file ``send_file`` may upload (0: no stated limit); larger ones become a
+    line in the chat (``bot/outfiles.py``)."""
+    voice_notes: bool = False
+    """Whether ``send_file`` sends a ``voice=True`` file as a native voice note (else it goes
+    as an audio file)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,6 +48,7 @@ from bot.hooks import (
     hookimpl,
 )
 from bot.hooks import Specs as HookSpecs
+from bot.outfiles import FileSender, OutFile
 from bot.plugins.api import (
     HttpResponse,
     KeyValueStore,
@@ -87,11 +88,13 @@ __all__ = [
     "Diagnose",
     "Emit",
     "Event",
+    "FileSender",
     "Formatting",
     "HookSpecs",
     "HttpResponse",
     "KeyValueStore",
     "Message",
+    "OutFile",
     "PermissionDenied",
     "PluginContext",
     "PluginHttp",

@@ -6,6 +6,7 @@ answer (see :mod:`bot.admin.linking` for ``/link``).
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import TYPE_CHECKING
 
@@ -14,11 +15,14 @@ import orjson
 from bot.admin.data import export_person, forget_person
 from bot.admin.linking import dm_only, in_direct_chat, register_link_commands
 from bot.commands import CommandContext, CommandRouter
+from bot.outfiles import FileSender, OutFile
 
 if TYPE_CHECKING:
     from bot.admin.services import AdminServices
 
 __all__ = ["register_user_commands"]
+
+logger = logging.getLogger(__name__)
 
 CONFIRM_WINDOW = 300.0
 KEPT = (
@@ -54,14 +58,34 @@ def register_user_commands(router: CommandRouter, services: AdminServices) -> No
 
     @router.command("export")
     async def export(ctx: CommandContext) -> str:
-        """Get everything stored about you, as JSON."""
+        """Get everything stored about you, as a JSON file."""
         if not in_direct_chat(ctx):
             return dm_only("export")
         person, accounts = await services.person_accounts(ctx.event.user)
         data = await export_person(app, person, accounts)
         await services.audit(ctx.event.user.key, "data.export", {"accounts": len(accounts)})
-        body = orjson.dumps(data, option=orjson.OPT_INDENT_2).decode()
-        return f"Everything stored about you:\n```json\n{body}\n```"
+        body = orjson.dumps(data, option=orjson.OPT_INDENT_2)
+        name = f"export-{time.strftime('%Y-%m-%d', time.gmtime())}.json"
+        if await _send_export(ctx, OutFile(name, "application/json", body)):
+            return f"Everything stored about you is in {name}."
+        return f"Everything stored about you:\n```json\n{body.decode()}\n```"
+
+    async def _send_export(ctx: CommandContext, file: OutFile) -> bool:
+        """Send the export as a file where the platform takes one that big; False: as text."""
+        connector = app.runtime.connectors.get(ctx.event.platform)
+        if not isinstance(connector, FileSender):
+            return False
+        limit = connector.capabilities.max_file_bytes if hasattr(connector, "capabilities") else 0
+        if limit and file.size > limit:
+            return False
+        try:
+            await connector.send_file(
+                ctx.event.address, file, reply_to=ctx.event.message_id or None
+            )
+        except Exception as exc:  # the text form still reaches the person
+            logger.warning("export file to %s not sent: %s", ctx.event.address.key, exc)
+            return False
+        return True
 
     register_link_commands(router, services)
 

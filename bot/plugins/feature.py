@@ -23,6 +23,7 @@ from bot.events import Address, ChatKind, Message, Reaction, User
 from bot.hooks import ToolLayer, ToolNext, hookimpl
 from bot.logs import SecretRegistry, add_secrets, mask
 from bot.middleware import Event, Handler, Middleware
+from bot.outfiles import hand_over, tool_file
 from bot.plugins.api import chat_kind_of
 from bot.plugins.discovery import discover, plugin_environ
 from bot.plugins.enablement import Enablement
@@ -148,6 +149,8 @@ def make_executor(app: App, timeout: float, secrets: Iterable[str] | None = None
             result = await asyncio.wait_for(tool.call(arguments), timeout=timeout)
         except ToolError as exc:  # the model reads the error too: no secret in it either
             raise ToolError(mask(str(exc), hidden)) from None
+        if (file := tool_file(result)) is not None:  # sent after the answer (bot/outfiles.py)
+            return hand_over(file)
         text = result if isinstance(result, str) else orjson.dumps(result, default=str).decode()
         return mask(text, hidden)  # URL passwords and known secrets never enter the prompt
 

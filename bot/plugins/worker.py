@@ -165,6 +165,7 @@ async def call_handler(fn: Any, request: dict[str, Any], ctx: Any) -> Any:
 
 async def dispatch(request: dict[str, Any]) -> dict[str, Any]:
     """Import the plugin, call the handler, and describe the outcome as JSON-able data."""
+    from bot.outfiles import OutFile
     from bot.tools import ToolError
 
     log = logging.getLogger(f"plugin.{request['plugin']}")
@@ -179,6 +180,8 @@ async def dispatch(request: dict[str, Any]) -> dict[str, Any]:
     try:
         fn = find_handler(module, request["kind"], request["target"])
         result = await call_handler(fn, request, ctx)
+        if isinstance(result, OutFile):  # bytes cross the pipe as JSON (base64)
+            result = result.to_json()
         return {"ok": True, "result": result, "outbox": ctx.outbox}
     except ToolError as exc:
         return {"ok": False, "error": str(exc), "outbox": ctx.outbox}

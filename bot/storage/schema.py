@@ -36,6 +36,7 @@ MODEL_MODULES = (
     "bot.plugins.enablement",
     "bot.schedules.models",
     "bot.skills.state",
+    "bot.voice",
     "connectors.web.models",
 )
 """Every module that defines a table (``table=True``)."""

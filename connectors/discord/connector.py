@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 import random
 from collections.abc import Sequence
@@ -26,6 +27,7 @@ import discord
 from bot.attachments import Downloader
 from bot.connector import Capabilities, CommandSpec, ConnectorState, Emit, Formatting
 from bot.events import Address, Attachment
+from bot.outfiles import OutFile
 from bot.quarantine import Quarantine
 from bot.text import split_markdown
 from connectors.discord.client import GatewayClient
@@ -67,6 +69,10 @@ _NO_INTENT = (
 )
 
 
+FILE_LIMIT = 10 * 1024 * 1024
+"""Discord's upload limit for a bot in a server without boosts (and in DMs)."""
+
+
 class DiscordConnector:
     """Discord through discord.py: DMs, guild channels, threads, reactions, slash commands."""
 
@@ -76,6 +82,10 @@ class DiscordConnector:
         formatting=Formatting.MARKDOWN,
         # One streamed message is edited at most every 1.2 s: under the 5 per 5 s per channel.
         edit_interval=1.2,
+        max_file_bytes=FILE_LIMIT,
+        # A native voice message needs the IS_VOICE_MESSAGE flag, a waveform and a duration,
+        # which discord.py's File cannot carry: a spoken reply goes as an OGG attachment.
+        voice_notes=False,
     )
 
     def __init__(
@@ -351,6 +361,27 @@ class DiscordConnector:
                 message_id=int(reply_to), channel_id=channel.id, fail_if_not_exists=False
             )
         sent = await channel.send(text, reference=reference)  # type: ignore[arg-type]
+        self._sent.add(str(sent.id))
+        return str(sent.id)
+
+    async def send_file(
+        self, address: Address, file: OutFile, *, reply_to: str | None = None
+    ) -> str:
+        """Post a message with the file attached (multipart: ``payload_json`` + ``files[0]``);
+        the caption is its text. Images show inline, audio gets Discord's player.
+        """
+        channel = self._channel(address)
+        reference = None
+        if reply_to and reply_to.isdigit():
+            reference = discord.MessageReference(
+                message_id=int(reply_to), channel_id=channel.id, fail_if_not_exists=False
+            )
+        upload = discord.File(io.BytesIO(file.data), filename=file.name)
+        sent = await channel.send(
+            file.caption[:2000] or None,
+            file=upload,
+            reference=reference,  # type: ignore[arg-type]
+        )
         self._sent.add(str(sent.id))
         return str(sent.id)
 

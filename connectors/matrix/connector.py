@@ -32,8 +32,10 @@ from bot.attachments import AttachmentError, Downloader, DownloadRefused
 from bot.config import Settings
 from bot.connector import Capabilities, CommandSpec, ConnectorState, Emit, Formatting
 from bot.events import Address, Attachment
+from bot.outfiles import OutFile
 from bot.quarantine import Quarantine
 from connectors.matrix.access import may_invite
+from connectors.matrix.files import FILE_LIMIT, media_content, upload
 from connectors.matrix.inbound import DeliveryError, Inbound
 from connectors.matrix.render import (
     MAX_CHARS,
@@ -87,6 +89,8 @@ class MatrixConnector:
             can_type=True,
             formatting=Formatting.MARKDOWN,
             edit_interval=1.5,
+            max_file_bytes=FILE_LIMIT,
+            voice_notes=True,  # m.audio marked as a voice message (MSC3245)
         )
         self.state = ConnectorState.STOPPED
         self.e2e = ENCRYPTION_ENABLED
@@ -355,6 +359,25 @@ class MatrixConnector:
         if reply_to and not address.thread_id and room is not None and room.member_count <= 2:
             reply_to = None  # in a DM, quoting the question above every answer is noise
         content = message_content(text, thread_id=address.thread_id, reply_to=reply_to)
+        event_id = await self._room_send(address.chat_id, "m.room.message", content)
+        await self._stop_typing(address.chat_id)
+        return event_id
+
+    async def send_file(
+        self, address: Address, file: OutFile, *, reply_to: str | None = None
+    ) -> str:
+        """Upload to the media repository (encrypted in an encrypted room), then post the
+        ``m.image`` / ``m.audio`` / ``m.file`` event; return its event id.
+        """
+        client = self._client()
+        room = client.rooms.get(address.chat_id)
+        uri, keys = await upload(client, file, encrypt=bool(room is not None and room.encrypted))
+        content = media_content(file, uri, keys)
+        if reply_to and not address.thread_id and room is not None and room.member_count <= 2:
+            reply_to = None  # as in send: no quote above every answer in a DM
+        relation = message_content("", thread_id=address.thread_id, reply_to=reply_to)
+        if "m.relates_to" in relation:
+            content["m.relates_to"] = relation["m.relates_to"]
         event_id = await self._room_send(address.chat_id, "m.room.message", content)
         await self._stop_typing(address.chat_id)
         return event_id

@@ -42,6 +42,7 @@ from bot.connector import (
     RuntimeStopped,
 )
 from bot.events import Attachment
+from bot.outfiles import OutFile
 from bot.quarantine import FailureCounter, Quarantine
 from bot.storage.engine import is_transient
 from bot.text import clean_event, clean_text
@@ -86,6 +87,8 @@ class SlackConnector:
         can_type=False,  # bots have no typing indicator outside the legacy RTM API
         formatting=Formatting.MRKDWN,
         edit_interval=1.2,  # chat.update is Tier 3 (~50/min per workspace)
+        max_file_bytes=1024**3,  # Slack's limit per file
+        voice_notes=False,  # bots cannot post Slack's voice clips: audio goes as a file
     )
 
     def __init__(
@@ -441,6 +444,12 @@ class SlackConnector:
         ``reply_to`` is unused: outside threads Slack has no reply-to.
         """
         return await self._outbound.post(address, text)
+
+    async def send_file(
+        self, address: Address, file: OutFile, *, reply_to: str | None = None
+    ) -> str:
+        """Upload and share a file (``files_upload_v2``), the caption as its comment."""
+        return await self._outbound.upload(address, file)
 
     async def edit(self, address: Address, message_id: str, text: str) -> None:
         """``chat.update`` of one of the bot's messages."""

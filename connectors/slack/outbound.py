@@ -20,6 +20,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.events import Address
+from bot.outfiles import OutFile
 from connectors.slack.limiter import OutboundLimiter
 from connectors.slack.translate import emoji_name
 
@@ -95,6 +96,27 @@ class SlackOutbound:
             await self._respond(url, text, replace=False)
             return f"{_HOOK_PREFIX}{next(self._hook_ids)}"
         return str(response["ts"])
+
+    async def upload(self, address: Address, file: OutFile) -> str:
+        """Share a file in the channel (thread) with its caption; returns the file's id.
+
+        slack_sdk's ``files_upload_v2`` is Slack's current flow: ``files.getUploadURLExternal``,
+        the bytes POSTed to the URL it gives, then ``files.completeUploadExternal`` sharing it
+        (the older ``files.upload`` method is retired).
+        """
+        args: dict[str, Any] = {
+            "channel": address.chat_id,
+            "file": file.data,
+            "filename": file.name,
+            "title": file.name,
+        }
+        if file.caption:
+            args["initial_comment"] = file.caption
+        if address.thread_id:
+            args["thread_ts"] = address.thread_id
+        response = await self.call("files.upload", lambda: self.client.files_upload_v2(**args))
+        shared = response.get("files") or [{}]
+        return str(shared[0].get("id") or "")
 
     async def update(self, address: Address, message_id: str, text: str) -> None:
         """``chat.update``, or a replacement through the ``response_url`` that posted it."""

@@ -34,6 +34,7 @@ from bot.connector import (
     RuntimeStopped,
 )
 from bot.events import Address, Attachment, Command, Message, Reaction
+from bot.outfiles import OutFile
 from bot.quarantine import FailureCounter, PoisonEvent, Quarantine
 from bot.storage.engine import is_transient
 from bot.text import clean_event, clean_text
@@ -41,7 +42,7 @@ from connectors.telegram.chunks import render_chunks
 from connectors.telegram.joiner import SplitJoiner
 from connectors.telegram.limiter import LimiterConfig, OutboundLimiter
 from connectors.telegram.offsets import OffsetFile
-from connectors.telegram.outbound import TelegramOutbound
+from connectors.telegram.outbound import FILE_LIMIT, TelegramOutbound
 from connectors.telegram.parsing import UpdatesRequest, parse_update
 from connectors.telegram.render import TELEGRAM_LIMIT
 from connectors.telegram.translate import (
@@ -96,7 +97,11 @@ class TelegramConnector:
 
     platform = PLATFORM
     capabilities = Capabilities(
-        max_length=TELEGRAM_LIMIT, formatting=Formatting.HTML, edit_interval=1.0
+        max_length=TELEGRAM_LIMIT,
+        formatting=Formatting.HTML,
+        edit_interval=1.0,
+        max_file_bytes=FILE_LIMIT,
+        voice_notes=True,
     )
 
     def __init__(
@@ -386,6 +391,12 @@ class TelegramConnector:
     async def send(self, address: Address, text: str, *, reply_to: str | None = None) -> str:
         """Post one rendered chunk (HTML) and return its message id."""
         return await self.outbound.send(address, text, reply_to)
+
+    async def send_file(
+        self, address: Address, file: OutFile, *, reply_to: str | None = None
+    ) -> str:
+        """Upload a file natively (photo, voice note, audio or document) with its caption."""
+        return await self.outbound.send_file(address, file, reply_to)
 
     async def edit(self, address: Address, message_id: str, text: str) -> None:
         """Replace a sent message's text."""

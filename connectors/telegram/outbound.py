@@ -11,19 +11,27 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from telegram import Bot, BotCommandScopeChat, BotCommandScopeDefault, ReplyParameters
+from telegram import Bot, BotCommandScopeChat, BotCommandScopeDefault, InputFile, ReplyParameters
 from telegram.constants import ChatAction, ParseMode
 from telegram.error import BadRequest, ChatMigrated, TelegramError
 
 from bot.connector import CommandSpec
 from bot.events import Address
+from bot.outfiles import OutFile
 from connectors.telegram.commands import admin_user_ids, bot_commands
 from connectors.telegram.limiter import OutboundLimiter
 from connectors.telegram.render import html_to_plain
 
-__all__ = ["TelegramOutbound"]
+__all__ = ["CAPTION_LIMIT", "FILE_LIMIT", "PHOTO_LIMIT", "TelegramOutbound"]
 
 logger = logging.getLogger(__name__)
+
+FILE_LIMIT = 50 * 1024 * 1024
+"""What the Bot API accepts as an upload (a local Bot API server takes more)."""
+PHOTO_LIMIT = 10 * 1024 * 1024
+"""``sendPhoto``'s own limit; a larger picture goes as a document."""
+CAPTION_LIMIT = 1024
+_PHOTO_TYPES = frozenset({"image/jpeg", "image/png", "image/webp"})
 
 
 def _chat_id(address: Address) -> int | str:
@@ -75,6 +83,37 @@ class TelegramOutbound:
                     raise
                 logger.warning("Telegram refused the markup (%s); sending plain text", exc.message)
                 sent = await bot.send_message(text=html_to_plain(text), **kwargs)
+            return str(sent.message_id)
+
+        result = await self.limiter.call(address.chat_id, call)
+        assert result is not None  # sends never coalesce
+        return result
+
+    async def send_file(self, address: Address, file: OutFile, reply_to: str | None = None) -> str:
+        """Upload a file (multipart): ``sendVoice`` for a voice note (OGG/Opus), ``sendPhoto``
+        for a picture Telegram can show (JPEG/PNG/WebP, up to 10 MB), ``sendAudio`` for other
+        audio, ``sendDocument`` for everything else. The caption goes as plain text.
+        """
+        bot = self._bot()
+        kwargs: dict[str, Any] = {"chat_id": _chat_id(address)}
+        if address.thread_id:
+            kwargs["message_thread_id"] = int(address.thread_id)
+        if reply_to and reply_to.isdigit():
+            kwargs["reply_parameters"] = ReplyParameters(
+                int(reply_to), allow_sending_without_reply=True
+            )
+        caption = file.caption[:CAPTION_LIMIT] or None
+        upload = InputFile(file.data, filename=file.name)
+
+        async def call() -> str:
+            if file.voice and file.mime in ("audio/ogg", "audio/opus"):
+                sent = await bot.send_voice(voice=upload, caption=caption, **kwargs)
+            elif file.mime in _PHOTO_TYPES and file.size <= PHOTO_LIMIT:
+                sent = await bot.send_photo(photo=upload, caption=caption, **kwargs)
+            elif file.kind == "audio":
+                sent = await bot.send_audio(audio=upload, caption=caption, **kwargs)
+            else:
+                sent = await bot.send_document(document=upload, caption=caption, **kwargs)
             return str(sent.message_id)
 
         result = await self.limiter.call(address.chat_id, call)

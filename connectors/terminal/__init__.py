@@ -15,6 +15,9 @@ __all__ = ["TerminalConnector", "create"]
 
 def create(_settings: Settings, emit: Emit, **services: Any) -> TerminalConnector:
     """The channel's factory (``connectors.builtin:TERMINAL``): the terminal waits for each
-    answer (``wait_idle``) before it prompts again.
+    answer (``wait_idle``) before it prompts again; files sent to it land in
+    ``<data dir>/files``.
     """
-    return TerminalConnector(emit, wait_idle=services["wait_idle"])
+    return TerminalConnector(
+        emit, wait_idle=services["wait_idle"], files_dir=_settings.data_dir / "files"
+    )

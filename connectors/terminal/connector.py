@@ -19,6 +19,7 @@ import asyncio
 import getpass
 import logging
 import mimetypes
+import re
 import shlex
 import sys
 import time
@@ -36,6 +37,7 @@ from bot.connector import (
     RuntimeStopped,
 )
 from bot.events import Address, Attachment, Chat, ChatKind, Command, Message, Reaction, User
+from bot.outfiles import OutFile
 from connectors.terminal.screen import Screen
 
 __all__ = ["TerminalConnector"]
@@ -70,8 +72,11 @@ class TerminalConnector:
         interactive: bool | None = None,
         pretty: bool | None = None,
         user: str | None = None,
+        files_dir: Path | None = None,
     ) -> None:
         self._emit = emit
+        self.files_dir = files_dir
+        """Where files sent to this terminal are written (``<data dir>/files``)."""
         self._wait_idle = wait_idle
         self._in = stdin or sys.stdin
         self._out = stdout or sys.stdout
@@ -267,6 +272,21 @@ class TerminalConnector:
         self.screen.answer(mid, text, markdown=reply_to not in self._commands)
         return mid
 
+    async def send_file(
+        self, address: Address, file: OutFile, *, reply_to: str | None = None
+    ) -> str:
+        """Write the file under ``files_dir`` (a fresh name, never outside it) and print its
+        path, after the caption.
+        """
+        if self.files_dir is None:
+            raise RuntimeError("this terminal has no folder for files")
+        path = await asyncio.to_thread(_write_file, self.files_dir, file)
+        self._counter += 1
+        mid = f"file-{time.time_ns()}-{self._counter}"
+        caption = f"{file.caption} " if file.caption else ""
+        self.screen.line(f"📎 {caption}{path}", note=True)
+        return mid
+
     async def edit(self, address: Address, message_id: str, text: str) -> None:
         """Show the newer version of an answer (streaming: re-rendered, or the added text)."""
         screen = self._aside if message_id in self._replayed else self.screen
@@ -297,3 +317,18 @@ def _read_file(attachment: Attachment, max_bytes: int) -> bytes:
     if len(data) > max_bytes:
         raise too_large(attachment, max_bytes)
     return data
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def _write_file(folder: Path, file: OutFile) -> Path:
+    """Write ``file`` as ``<time>-<safe name>`` in ``folder``; the name cannot leave it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    name = _UNSAFE.sub("_", Path(file.name).name).strip("._") or "file"
+    path = (
+        folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 1_000_000:06d}-{name[:100]}"
+    )
+    with path.open("xb") as out:  # x: never overwrite, never follow a planted link
+        out.write(file.data)
+    return path

@@ -11,6 +11,7 @@ from langgraph.errors import GraphBubbleUp
 from langgraph.runtime import Runtime
 
 from bot.ollama import ModelClient
+from bot.outfiles import hand_over, tool_file
 from bot.tools import Tool, ToolError
 from graphs.agent.approval import review_calls
 from graphs.agent.images import VisionCache, attach_images
@@ -64,6 +65,8 @@ async def run_tool_inprocess(tool: Tool, arguments: dict[str, Any]) -> str:
     result = await asyncio.wait_for(tool.call(arguments), timeout=30)
     if isinstance(result, str):
         return result
+    if (file := tool_file(result)) is not None:  # sent after the answer; the model reads a note
+        return hand_over(file)
     return orjson.dumps(result, default=str).decode()
 
 

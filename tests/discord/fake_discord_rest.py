@@ -9,17 +9,19 @@ import json
 import re
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from tests.discord import discord_payloads as p
 
-__all__ = ["JSON", "FakeRest", "Recorded"]
+__all__ = ["FILE_LIMIT", "JSON", "FakeRest", "Recorded", "UploadedFile"]
 
 JSON = "application/json"  # exactly: discord.py ignores bodies with "; charset=utf-8"
+FILE_LIMIT = 10 * 1024 * 1024  # a bot's upload limit in a server without boosts
 
 
 @dataclass
@@ -31,6 +33,18 @@ class Recorded:
     query: dict[str, str]
     body: Any
     headers: dict[str, str]
+    files: list[UploadedFile] = field(default_factory=list)
+    """The file parts of a multipart request (a message with attachments)."""
+
+
+@dataclass
+class UploadedFile:
+    """One ``files[n]`` part of a multipart message request."""
+
+    field: str
+    filename: str
+    content_type: str
+    data: bytes = field(repr=False)
 
 
 @dataclass
@@ -137,9 +151,14 @@ class FakeRest:
 
     async def _rest(self, request: web.Request) -> web.StreamResponse:
         path = "/" + request.match_info["tail"]
-        raw = await request.read()
-        body = json.loads(raw) if raw and request.content_type == JSON else None
+        files: list[UploadedFile] = []
+        if request.content_type == "multipart/form-data":  # attachments: payload_json + files
+            body, files = await _multipart(request)
+        else:
+            raw = await request.read()
+            body = json.loads(raw) if raw and request.content_type == JSON else None
         rec = Recorded(request.method, path, dict(request.query), body, dict(request.headers))
+        rec.files = files
         self.requests.append(rec)
         try:
             # Interaction callbacks and webhooks are authorised by the token in the URL.
@@ -152,6 +171,8 @@ class FakeRest:
             limited, headers = self._channel_bucket(request.method, path)
             if limited is not None:
                 return limited
+            if sum(len(f.data) for f in files) > FILE_LIMIT:
+                return _json({"message": "Request entity too large", "code": 40005}, 413)
             response = await self._route(rec)
             response.headers.update(headers)
             return response
@@ -166,7 +187,7 @@ class FakeRest:
         if (m, path) == ("GET", "/oauth2/applications/@me"):
             return _json(p.application())
         if m == "POST" and re.fullmatch(r"/channels/\d+/messages", path):
-            return _json(self._create_message(parts[1], body or {}))
+            return self._create_with_files(parts[1], body or {}, rec.files)
         if m == "PATCH" and re.fullmatch(r"/channels/\d+/messages/\d+", path):
             return self._edit_message(parts[3], body or {})
         if m == "PUT" and re.fullmatch(r"/channels/\d+/messages/\d+/reactions/[^/]+/@me", path):
@@ -202,6 +223,35 @@ class FakeRest:
         msg["interaction_token"] = interaction
         self.messages[msg["id"]] = msg
         return msg
+
+    def _create_with_files(
+        self, channel_id: str, body: dict[str, Any], files: list[UploadedFile]
+    ) -> web.Response:
+        """A message with attachments, checked as Discord checks it: every ``files[n]`` part
+        is named in ``attachments`` by id ``n``; no content and no file is an empty message.
+        """
+        named = {str(a.get("id")): a for a in body.get("attachments") or []}
+        attachments = []
+        for upload in files:
+            index = upload.field.removeprefix("files[").removesuffix("]")
+            if index not in named:
+                return _json({"message": "Invalid Form Body", "code": 50035}, 400)
+            attachment_id = self.new_id()
+            attachments.append(
+                {
+                    "id": attachment_id,
+                    "filename": named[index].get("filename") or upload.filename,
+                    "size": len(upload.data),
+                    "url": f"https://cdn.discordapp.com/attachments/{channel_id}/{attachment_id}/{upload.filename}",
+                    "proxy_url": f"https://media.discordapp.net/attachments/{channel_id}/{attachment_id}/{upload.filename}",
+                    "content_type": upload.content_type,
+                }
+            )
+        if not body.get("content") and not attachments:
+            return _json({"message": "Cannot send an empty message", "code": 50006}, 400)
+        msg = self._create_message(channel_id, body)
+        msg["attachments"] = attachments
+        return _json(msg)
 
     def _edit_message(self, message_id: str, body: dict[str, Any]) -> web.Response:
         msg = self.messages.get(message_id)
@@ -295,3 +345,20 @@ class FakeRest:
                 return _json(target)
         self.unexpected.append(rec)
         return _json({"message": "404: Not Found", "code": 0}, 404)
+
+
+async def _multipart(request: web.Request) -> tuple[Any, list[UploadedFile]]:
+    """``payload_json`` and the file parts of a multipart request, as Discord reads them."""
+    body: Any = None
+    files: list[UploadedFile] = []
+    reader = await request.multipart()
+    async for part in reader:
+        if not isinstance(part, aiohttp.BodyPartReader):
+            continue
+        data = await part.read()
+        if part.name == "payload_json":
+            body = json.loads(data)
+        elif part.filename is not None:
+            content_type = part.headers.get("Content-Type", "application/octet-stream")
+            files.append(UploadedFile(part.name or "", part.filename, content_type, bytes(data)))
+    return body, files

@@ -24,6 +24,7 @@ from aiohttp import WSMsgType, web
 __all__ = [
     "ApiCall",
     "FakeSlackApi",
+    "SharedFile",
     "SlackMessage",
     "event_envelope",
     "signed_headers",
@@ -49,6 +50,22 @@ class SlackMessage:
     text: str
     thread_ts: str | None = None
     edits: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SharedFile:
+    """A file the bot uploaded (``files.getUploadURLExternal`` + upload) and shared
+    (``files.completeUploadExternal``)."""
+
+    file_id: str
+    filename: str
+    data: bytes = field(repr=False)
+    title: str = ""
+    channel: str = ""
+    initial_comment: str | None = None
+    thread_ts: str | None = None
+    length: int = 0
+    """The size ``files.getUploadURLExternal`` was told; the upload must match it."""
 
 
 @dataclass
@@ -92,6 +109,9 @@ class FakeSlackApi:
         self.files: dict[str, bytes] = {}  # files.slack.com path -> bytes
         self.file_redirects: dict[str, str] = {}  # path -> where it redirects instead
         self.file_requests: list[tuple[str, dict[str, str]]] = []  # (path, headers)
+        self.uploads: dict[str, SharedFile] = {}  # file id -> upload (shared or not yet)
+        self.shared: list[SharedFile] = []  # completed uploads, in order
+        self.upload_status = 200  # what the upload URL answers (500: the upload fails)
 
     # --- lifecycle ---------------------------------------------------------------------
     async def start(self) -> FakeSlackApi:
@@ -101,6 +121,7 @@ class FakeSlackApi:
         app.router.add_get("/link", self._socket)
         app.router.add_post("/hooks/{hook}", self._hook)
         app.router.add_get("/files-pri/{tail:.+}", self._file)
+        app.router.add_post("/upload/v1/{file_id}", self._upload)
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -310,6 +331,56 @@ class FakeSlackApi:
             return _error("already_reacted")
         self.reactions.append(entry)
         return _ok()
+
+    def _m_files_getUploadURLExternal(self, args: dict[str, Any]) -> web.Response:
+        filename, length = str(args.get("filename") or ""), str(args.get("length") or "")
+        if not filename or not length.isdigit():
+            return _error("invalid_arguments")
+        file_id = f"F{next(self._ts):08d}"
+        self.uploads[file_id] = SharedFile(file_id, filename, b"", length=int(length))
+        return _ok(upload_url=f"http://127.0.0.1:{self.port}/upload/v1/{file_id}", file_id=file_id)
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        """The upload URL: the raw bytes (or a multipart ``file`` part), as files.slack.com."""
+        upload = self.uploads.get(request.match_info["file_id"])
+        if upload is None:
+            return web.Response(status=404, text="Not Found")
+        if self.upload_status != 200:
+            return web.Response(status=self.upload_status, text="upload failed")
+        if request.content_type == "multipart/form-data":
+            form = await request.post()
+            part = form.get("file") or form.get("filename")
+            data = part.file.read() if isinstance(part, web.FileField) else b""
+        else:
+            data = await request.read()
+        if len(data) != upload.length:
+            return web.Response(status=400, text="length mismatch")
+        upload.data = data
+        await self._notify()
+        return web.Response(text=f"OK - {len(data)}")
+
+    def _m_files_completeUploadExternal(self, args: dict[str, Any]) -> web.Response:
+        try:
+            files = json.loads(str(args.get("files") or "[]"))
+        except ValueError:
+            return _error("invalid_arguments")
+        if not files:
+            return _error("invalid_arguments")
+        channel = str(args.get("channel_id") or "")
+        if channel and channel in self.not_member:
+            return _error("not_in_channel")
+        done = []
+        for entry in files:
+            upload = self.uploads.get(str(entry.get("id")))
+            if upload is None or not upload.data:
+                return _error("file_not_found")
+            upload.title = str(entry.get("title") or upload.filename)
+            upload.channel = channel
+            upload.initial_comment = args.get("initial_comment")
+            upload.thread_ts = args.get("thread_ts")
+            self.shared.append(upload)
+            done.append({"id": upload.file_id, "title": upload.title, "name": upload.filename})
+        return _ok(files=done)
 
     async def _file(self, request: web.Request) -> web.StreamResponse:
         """``files.slack.com``: the bytes for the bot token; Slack's login page otherwise."""

@@ -23,7 +23,7 @@ from aiohttp import web
 
 from tests.telegram.bot_api_wire import entities, error, read_args, utf16_len, validate_html
 
-__all__ = ["ApiCall", "FakeBotApi", "utf16_len", "validate_html"]
+__all__ = ["ApiCall", "FakeBotApi", "Upload", "utf16_len", "validate_html"]
 
 TOKEN = "123456789:AAFakeTokenForTestsOnly_abcdefghijkl"
 BOT_ID = 123456789
@@ -46,6 +46,18 @@ class ApiCall:
     def get(self, key: str, default: Any = None) -> Any:
         """An argument, or ``default``."""
         return self.args.get(key, default)
+
+
+@dataclass(slots=True)
+class Upload:
+    """A file the bot uploaded (``sendDocument``, ``sendPhoto``, ``sendVoice``, ``sendAudio``)."""
+
+    method: str
+    chat_id: int
+    filename: str
+    content_type: str
+    data: bytes = field(repr=False)
+    caption: str | None = None
 
 
 @dataclass(slots=True)
@@ -76,6 +88,7 @@ class FakeBotApi:
         self.failures: list[_Failure] = []
         self.files: dict[str, dict[str, Any]] = {}  # file_id -> getFile result + "data"
         self.file_requests: list[str] = []  # paths asked of the file endpoint
+        self.uploads: list[Upload] = []  # files the bot sent, as Telegram received them
         self.base_url = ""
         self.api_url = ""
         self._ids = itertools.count(1000)
@@ -269,6 +282,8 @@ class FakeBotApi:
     async def _dispatch(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
         args = await read_args(request)
+        if request.content_type == "multipart/form-data":  # uploads: the file parts too
+            args.update(await _file_parts(request, args))
         self.calls.append(ApiCall(method, args))
         await self._notify()
         if request.match_info["token"] != self.token:
@@ -414,6 +429,64 @@ class FakeBotApi:
         self.texts[key] = str(args["text"])
         return self._sent(key[0], key[1], visible, None)
 
+    async def _m_sendDocument(self, args: dict[str, Any]) -> Any:
+        upload = self._upload("sendDocument", args, "document")
+        return self._media_message(args, "document", {"file_name": upload.filename})
+
+    async def _m_sendPhoto(self, args: dict[str, Any]) -> Any:
+        upload = self._upload("sendPhoto", args, "photo")
+        if upload.data[:8] != b"\x89PNG\r\n\x1a\n" and upload.data[:3] != b"\xff\xd8\xff":
+            raise ValueError("IMAGE_PROCESS_FAILED")
+        if len(upload.data) > 10 * 1024 * 1024:
+            raise ValueError("PHOTO_INVALID_DIMENSIONS")
+        return self._media_message(args, "photo", {"width": 1, "height": 1}, many=True)
+
+    async def _m_sendVoice(self, args: dict[str, Any]) -> Any:
+        upload = self._upload("sendVoice", args, "voice")
+        if not upload.data.startswith(b"OggS") or b"OpusHead" not in upload.data[:256]:
+            raise ValueError("VOICE_MESSAGES_FORBIDDEN: the voice note must be OGG/Opus")
+        return self._media_message(args, "voice", {"duration": 1, "mime_type": "audio/ogg"})
+
+    async def _m_sendAudio(self, args: dict[str, Any]) -> Any:
+        upload = self._upload("sendAudio", args, "audio")
+        return self._media_message(args, "audio", {"duration": 1, "file_name": upload.filename})
+
+    def _upload(self, method: str, args: dict[str, Any], field_name: str) -> Upload:
+        """The file of an upload call: a multipart part named by the field (or ``attach://``)."""
+        value = args.get(field_name)
+        if isinstance(value, str) and value.startswith("attach://"):
+            value = args.get(value.removeprefix("attach://"))
+        if not isinstance(value, _Part):
+            raise ValueError(f"there is no {field_name} in the request")
+        caption = args.get("caption")
+        if caption is not None and utf16_len(str(caption)) > 1024:
+            raise ValueError("message caption is too long")
+        if len(value.data) > 50 * 1024 * 1024:
+            raise ValueError("file is too big")
+        upload = Upload(
+            method, int(args["chat_id"]), value.filename, value.content_type, value.data,
+            None if caption is None else str(caption),
+        )  # fmt: skip
+        self.uploads.append(upload)
+        return upload
+
+    def _media_message(
+        self, args: dict[str, Any], kind: str, extra: dict[str, Any], *, many: bool = False
+    ) -> dict[str, Any]:
+        chat_id, message_id = int(args["chat_id"]), next(self._ids)
+        msg = self._sent(chat_id, message_id, "", args.get("message_thread_id"))
+        del msg["text"]
+        media = {
+            "file_id": f"SENT{message_id}",
+            "file_unique_id": f"USENT{message_id}",
+            "file_size": len(self.uploads[-1].data),
+            **extra,
+        }
+        msg[kind] = [media] if many else media
+        if args.get("caption"):
+            msg["caption"] = str(args["caption"])
+        return msg
+
     async def _m_sendChatAction(self, _args: dict[str, Any]) -> Any:
         return True
 
@@ -430,3 +503,20 @@ class FakeBotApi:
 
 class _Conflict(Exception):
     pass
+
+
+@dataclass(slots=True)
+class _Part:
+    filename: str
+    content_type: str
+    data: bytes = field(repr=False)
+
+
+async def _file_parts(request: web.Request, args: dict[str, Any]) -> dict[str, _Part]:
+    """The file parts of a multipart request (``read_args`` keeps only the text fields)."""
+    form = await request.post()  # aiohttp parsed it once already and keeps the result
+    return {
+        key: _Part(value.filename, value.content_type, value.file.read())
+        for key, value in form.items()
+        if isinstance(value, web.FileField)
+    }
