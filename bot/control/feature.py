@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from bot.commands import CommandContext, CommandRouter
 from bot.control.api import ControlApi
 from bot.control.auth import LINK_TTL, Logins
+from bot.control.pages import ControlPages
 from bot.control.web import ControlWeb
 from bot.events import ChatKind
 from bot.hooks import hookimpl
@@ -51,10 +52,11 @@ class _Control:
         self.logins = logins
         self.web = ControlWeb(app, logins)
         self.api = ControlApi(app, self.web)
+        self.pages = ControlPages(app, self.web)
 
     @hookimpl
     def oc_http_routes(self) -> Sequence[Any]:
-        return [*self.web.routes(), *self.api.routes()]
+        return [*self.web.routes(), *self.api.routes(), *self.pages.routes()]
 
     @hookimpl
     def oc_commands(self, router: CommandRouter) -> None:

@@ -1,7 +1,8 @@
 """The control room in a real browser: Debian's headless Chromium driven by Playwright for
 Python (``executable_path``, no browser download), phone-sized, under the strict CSP: log in
 with the one-time link, see a pending approval appear live with its complete (hostile)
-arguments as text, approve it, and see it go while the turn answers in its chat.
+arguments as text, approve it, and see it go while the turn answers in its chat; read the
+transcript, promote a prompt variant, log out.
 Screenshots go to ``$OC_TEST_SCREENSHOTS`` when set.
 """
 
@@ -103,6 +104,20 @@ async def test_log_in_and_approve_in_a_real_browser(
         await expect(page.locator(".verify")).to_contain_text("OK:")
         await expect(page.locator("table.audit")).to_contain_text("approval.approved")
         await page.screenshot(path=str(shots / "control-audit.png"), full_page=True)
+
+        await page.goto(f"{h.base}/ui/#conversations")
+        await page.get_by_role("link", name="test:alice").click()
+        transcript = page.locator(".transcript")
+        await expect(transcript).to_contain_text("please wipe it")
+        await expect(transcript).to_contain_text("Done, the folder is gone.")
+        await page.screenshot(path=str(shots / "control-transcript.png"), full_page=True)
+
+        await h.command("prompt", "add --name=brief Answer in one sentence.", user="boss")
+        await page.goto(f"{h.base}/ui/#prompts")
+        brief = page.locator("article.variant", has_text="#2 brief")
+        await brief.get_by_role("button", name="promote").click()
+        await expect(brief.locator("h2")).to_contain_text("[active]")
+        await page.screenshot(path=str(shots / "control-prompts.png"), full_page=True)
 
         await page.get_by_role("button", name="Log out").click()
         await page.wait_for_url(f"{h.base}/ui/login")

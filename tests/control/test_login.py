@@ -27,8 +27,11 @@ PAGES = [
     "/ui/api/audit/verify",
     "/ui/api/audit/export",
     "/ui/api/events",
+    "/ui/api/conversations",
+    "/ui/api/transcript?conversation=test:alice",
+    "/ui/api/prompts",
 ]
-CHANGES = ["/ui/api/logout", "/ui/api/approvals/1"]
+CHANGES = ["/ui/api/logout", "/ui/api/approvals/1", "/ui/api/prompts/1"]
 
 
 async def test_a_link_logs_in_once(

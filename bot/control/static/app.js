@@ -120,15 +120,93 @@
     }
   }
 
+  // --- conversations -----------------------------------------------------------------
+  async function drawConversations(key) {
+    if (key) { return drawTranscript(key); }
+    const search = el("input");
+    search.type = "search";
+    search.placeholder = "Search chats and messages";
+    const list = el("ul", null, "conversations");
+    async function load() {
+      const data = await api("conversations?q=" + encodeURIComponent(search.value));
+      list.replaceChildren();
+      for (const c of data.conversations) {
+        const a = el("a", c.key);
+        a.href = "#conversations/" + encodeURIComponent(c.key);
+        const li = el("li");
+        li.append(a, el("span", " · " + c.messages + " messages · " + when(c.last), "meta"));
+        list.append(li);
+      }
+      if (!data.conversations.length) { list.append(el("li", "No conversations.")); }
+    }
+    search.addEventListener("change", () => load().catch((e) => say(e.message)));
+    view.replaceChildren(el("h1", "Conversations"), search, list);
+    await load();
+  }
+
+  async function drawTranscript(key) {
+    const data = await api("transcript?conversation=" + encodeURIComponent(key));
+    const back = el("a", "← all conversations");
+    back.href = "#conversations";
+    const log = el("div", null, "transcript");
+    for (const item of data.items) {
+      const box = el("article", null, "said " + item.role);
+      box.append(el("p", (item.who || item.role) + " · " + when(item.at) + " · " + item.status, "meta"));
+      box.append(el("p", item.text, "text"));
+      if (item.error) { box.append(el("p", item.error, "bad")); }
+      if (item.votes && Object.keys(item.votes).length) {
+        box.append(el("p", Object.entries(item.votes).map(([e, n]) => e + " " + n).join("  "), "votes"));
+      }
+      log.append(box);
+    }
+    view.replaceChildren(back, el("h1", key), log);
+  }
+
+  // --- prompts ------------------------------------------------------------------------
+  async function drawPrompts() {
+    const data = await api("prompts");
+    const list = el("div");
+    for (const v of data.variants) {
+      const card = el("article", null, "variant " + v.status);
+      card.append(el("h2", "#" + v.id + " " + v.name + " v" + v.version + " [" + v.status + "]"));
+      const rate = v.up + v.down ? Math.round(100 * v.up / (v.up + v.down)) + "% 👍" : "no ratings";
+      let line = v.scope + " · " + v.author + " · 👍 " + v.up + " 👎 " + v.down + " (" + rate +
+        ") · " + v.served + " replies · " + v.failures + " failures";
+      if (v.p_better !== null) { line += " · P(better than the active one) " + v.p_better; }
+      card.append(el("p", line, "meta"), el("pre", v.template));
+      const actions = el("p", null, "actions");
+      for (const action of ["promote", "pin", "unpin", "retire", "rollback"]) {
+        const b = el("button", action);
+        b.type = "button";
+        b.addEventListener("click", async () => {
+          try { await post("prompts/" + v.id, { action: action }); await drawPrompts(); }
+          catch (e) { say(e.message); }
+        });
+        actions.append(b);
+      }
+      card.append(actions);
+      list.append(card);
+    }
+    if (!data.variants.length) { list.append(el("p", "No prompt variants yet.")); }
+    view.replaceChildren(el("h1", "Prompts"), list);
+  }
+
   // --- routing and live updates -------------------------------------------------------
   function draw() {
-    const page = location.hash.slice(1) || "overview";
+    const route = location.hash.slice(1) || "overview";
+    const page = route.split("/")[0];
+    say("");
     document.getElementById("count").textContent = approvals.length ? String(approvals.length) : "";
     for (const a of document.querySelectorAll("nav a")) {
       a.classList.toggle("here", a.getAttribute("href") === "#" + page);
     }
     if (page === "approvals") { drawApprovals(); }
     else if (page === "audit") { drawAudit().catch((e) => say(e.message)); }
+    else if (page === "conversations") {
+      const key = decodeURIComponent(route.slice("conversations/".length));
+      drawConversations(route.includes("/") ? key : "").catch((e) => say(e.message));
+    }
+    else if (page === "prompts") { drawPrompts().catch((e) => say(e.message)); }
     else { drawOverview(); }
   }
 
@@ -137,8 +215,8 @@
     events.addEventListener("approvals", (e) => {
       approvals = JSON.parse(e.data).approvals;
       document.body.dataset.live = "true";
-      if ((location.hash.slice(1) || "overview") !== "audit") { draw(); }
-      else { document.getElementById("count").textContent = approvals.length || ""; }
+      document.getElementById("count").textContent = approvals.length ? String(approvals.length) : "";
+      if (location.hash.slice(1) === "approvals") { drawApprovals(); }
     });
     events.addEventListener("overview", (e) => {
       overview = JSON.parse(e.data);

@@ -1,0 +1,202 @@
+"""Conversations (list, search, transcript with votes) and prompts (variants, ratings,
+promote/pin/unpin/retire/rollback) for the control room.
+
+Prompt moves call the tuner of the feedback feature (``app.extras["feedback"]``), the same
+calls ``/prompt`` and ``opencomputer prompts`` make; the tuner writes each move to the audit log
+under the admin's account. With the feedback feature off, the prompts routes say so (404).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from sqlalchemy import func, or_, select
+
+from bot.control.auth import Admin
+from bot.control.web import HEADERS, ControlWeb, error
+from bot.storage.models import InboundRow, ReactionRow, ReplyRow
+
+if TYPE_CHECKING:
+    from bot.features import Host
+
+__all__ = ["ControlPages"]
+
+_IN = InboundRow.__table__  # type: ignore[attr-defined]
+_REPLY = ReplyRow.__table__  # type: ignore[attr-defined]
+_REACT = ReactionRow.__table__  # type: ignore[attr-defined]
+TRANSCRIPT = 200
+"""Newest inbound messages a transcript shows (with the replies to them)."""
+MOVES = ("promote", "pin", "unpin", "retire", "rollback")
+
+
+class ControlPages:
+    """The conversations and prompts routes."""
+
+    def __init__(self, app: Host, web_: ControlWeb) -> None:
+        self.app = app
+        self.web = web_
+
+    def routes(self) -> list[web.RouteDef]:
+        """Guarded routes; prompt moves change state (CSRF)."""
+        guard = self.web.guard
+        return [
+            web.get("/ui/api/conversations", guard(self.conversations)),
+            web.get("/ui/api/transcript", guard(self.transcript)),
+            web.get("/ui/api/prompts", guard(self.prompts)),
+            web.post("/ui/api/prompts/{id:[0-9]+}", guard(self.move, changes=True)),
+        ]
+
+    async def conversations(self, request: web.Request, _admin: Admin) -> web.StreamResponse:
+        """The 100 most recently active conversations (``?q=`` searches chat ids and texts)."""
+        q = request.query.get("q", "").strip()[:200]
+        query = (
+            select(
+                _IN.c.conversation,
+                func.count().label("messages"),
+                func.max(_IN.c.received_at).label("last"),
+            )
+            .group_by(_IN.c.conversation)
+            .order_by(func.max(_IN.c.received_at).desc())
+            .limit(100)
+        )
+        if q:
+            like = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            query = query.where(
+                or_(
+                    _IN.c.conversation.like(like, escape="\\"),
+                    _IN.c.text.like(like, escape="\\"),
+                    _IN.c.user_name.like(like, escape="\\"),
+                )
+            )
+        async with self.app.store.engine.connect() as conn:
+            rows = list(await conn.execute(query))
+        return _json(
+            {
+                "ok": True,
+                "conversations": [
+                    {"key": r.conversation, "messages": int(r.messages), "last": r.last}
+                    for r in rows
+                ],
+            }
+        )
+
+    async def transcript(self, request: web.Request, _admin: Admin) -> web.StreamResponse:
+        """What was said in one conversation (``?conversation=``), each reply with its votes."""
+        key = request.query.get("conversation", "")
+        async with self.app.store.engine.connect() as conn:
+            inbound = list(
+                await conn.execute(
+                    select(_IN)
+                    .where(_IN.c.conversation == key)
+                    .order_by(_IN.c.id.desc())
+                    .limit(TRANSCRIPT)
+                )
+            )
+            if not inbound:
+                return error(404, "no such conversation")
+            first = min(r.received_at for r in inbound)
+            replies = list(
+                await conn.execute(
+                    select(_REPLY)
+                    .where(_REPLY.c.conversation == key)
+                    .where(_REPLY.c.created_at >= first)
+                    .order_by(_REPLY.c.id)
+                )
+            )
+            ids = [int(r.id) for r in replies]
+            votes: dict[int, dict[str, int]] = {}
+            if ids:
+                counted = await conn.execute(
+                    select(_REACT.c.reply_id, _REACT.c.emoji, func.count().label("n"))
+                    .where(_REACT.c.reply_id.in_(ids))
+                    .group_by(_REACT.c.reply_id, _REACT.c.emoji)
+                )
+                for row in counted:
+                    votes.setdefault(int(row.reply_id), {})[row.emoji] = int(row.n)
+        items = [
+            {
+                "role": "user",
+                "at": r.received_at,
+                "who": r.user_name or r.user_id,
+                "text": r.text,
+                "status": r.status,
+                "error": r.error or "",
+            }
+            for r in inbound
+        ] + [
+            {
+                "role": "assistant",
+                "at": r.created_at,
+                "who": r.model,
+                "text": r.text,
+                "status": r.status,
+                "error": r.failure or "",
+                "variant": r.variant_id,
+                "votes": votes.get(int(r.id), {}),
+            }
+            for r in replies
+        ]
+        items.sort(key=lambda item: (item["at"], item["role"] == "assistant"))
+        return _json({"ok": True, "conversation": key, "items": items})
+
+    async def prompts(self, _request: web.Request, _admin: Admin) -> web.StreamResponse:
+        """Every variant with its ratings and its chance to beat the global active one."""
+        service = self.app.extras.get("feedback")
+        if service is None:
+            return error(404, "the feedback feature is off (OC_FEATURES_OFF)")
+        from bot.feedback.stats import prob_greater
+
+        stats = await service.repo.stats()
+        base = next(
+            (s for s in stats if s.variant.status == "active" and s.variant.scope == "global"),
+            None,
+        )
+        variants = []
+        for s in stats:
+            v, post = s.variant, s.posterior
+            better = None
+            if base is not None and s is not base and post.n and base.posterior.n:
+                better = round(prob_greater(post, base.posterior), 3)
+            variants.append(
+                {
+                    "id": int(v.id),
+                    "name": v.name,
+                    "version": v.version,
+                    "status": str(v.status),
+                    "scope": str(v.scope) + (f":{v.scope_key}" if v.scope_key else ""),
+                    "author": v.author,
+                    "template": v.template,
+                    "up": s.up,
+                    "down": s.down,
+                    "served": s.served,
+                    "failures": s.failures,
+                    "p_better": better,
+                }
+            )
+        return _json({"ok": True, "variants": variants})
+
+    async def move(self, request: web.Request, admin: Admin) -> web.StreamResponse:
+        """``{"action": "promote" | "pin" | "unpin" | "retire" | "rollback"}`` on a variant."""
+        service = self.app.extras.get("feedback")
+        if service is None:
+            return error(404, "the feedback feature is off (OC_FEATURES_OFF)")
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        action = body.get("action") if isinstance(body, dict) else None
+        if action not in MOVES:
+            return error(400, f"action must be one of {', '.join(MOVES)}")
+        from bot.feedback.tuner import TuningError
+
+        variant_id = int(request.match_info["id"])
+        try:
+            event = await getattr(service.tuner, action)(variant_id, actor=admin.key)
+        except TuningError as exc:
+            return error(409, str(exc))
+        return _json({"ok": True, "event": str(event.kind), "variant": int(event.variant_id)})
+
+
+def _json(data: dict[str, Any]) -> web.Response:
+    return web.json_response(data, headers=HEADERS)
