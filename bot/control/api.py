@@ -9,6 +9,7 @@ chat, and the decision is audited under the admin's own account.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,8 @@ class ControlApi:
     def __init__(self, app: Host, web_: ControlWeb) -> None:
         self.app = app
         self.web = web_
+        self.closing = asyncio.Event()
+        """Set when the app stops: open event streams end at once instead of holding it up."""
 
     def routes(self) -> list[web.RouteDef]:
         """Every data route, guarded."""
@@ -224,7 +227,7 @@ class ControlApi:
         await response.prepare(request)
         last: dict[str, str] = {}
         try:
-            while await self.web.admin_of(request) is not None:
+            while not self.closing.is_set() and await self.web.admin_of(request) is not None:
                 for kind, data in (
                     ("approvals", {"approvals": await self.pending()}),
                     ("overview", await self.overview_data()),
@@ -233,7 +236,8 @@ class ControlApi:
                     if last.get(kind) != text:
                         last[kind] = text
                         await response.write(f"event: {kind}\ndata: {text}\n\n".encode())
-                await asyncio.sleep(EVENT_POLL)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.closing.wait(), EVENT_POLL)
         except ConnectionResetError:  # the browser went away
             pass
         return response

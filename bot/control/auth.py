@@ -20,8 +20,9 @@ import hmac
 import secrets
 import time
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.control.models import LoginLinkRow, SessionRow
@@ -33,6 +34,8 @@ LINK_TTL = 600.0
 """Seconds a login link stays valid."""
 SESSION_TTL = 12 * 3600.0
 """Seconds a session lasts (then the admin asks for a new link)."""
+KEEP = 86400.0
+"""Seconds spent, expired and ended rows are kept (to read what happened) before pruning."""
 
 _LINKS = LoginLinkRow.__table__  # type: ignore[attr-defined]
 _SESSIONS = SessionRow.__table__  # type: ignore[attr-defined]
@@ -102,6 +105,7 @@ class Logins:
         session = secrets.token_urlsafe(32)
         now = time.time()
         async with self.engine.begin() as conn:
+            await self._prune(conn, now)
             await conn.execute(
                 insert(_SESSIONS).values(
                     digest=digest(session),
@@ -112,6 +116,15 @@ class Logins:
                 )
             )
         return session
+
+    @staticmethod
+    async def _prune(conn: Any, now: float) -> None:
+        """Drop links and sessions dead for a day (a login is rare: this is the cheap moment)."""
+        old = now - KEEP
+        await conn.execute(delete(_LINKS).where(_LINKS.c.expires_at < old))
+        await conn.execute(
+            delete(_SESSIONS).where(or_(_SESSIONS.c.expires_at < old, _SESSIONS.c.ended_at < old))
+        )
 
     async def session(self, session: str | None) -> Admin | None:
         """The admin of a live session, or None (missing, unknown, expired, logged out)."""

@@ -84,4 +84,10 @@ async def setup(app: Host) -> None:
     """Feature entry point."""
     if "admin" not in app.extras:
         raise RuntimeError("the control room needs the admin feature")
-    app.hooks.register(_Control(app, Logins(app.store.engine)), "control")
+    control = _Control(app, Logins(app.store.engine))
+    app.hooks.register(control, "control")
+
+    async def close_streams() -> None:
+        control.api.closing.set()
+
+    app.on_stop.append(close_streams)

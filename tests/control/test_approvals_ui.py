@@ -155,3 +155,25 @@ async def test_a_new_request_appears_live_and_the_audit_log_checks_out(
         assert {"control.link", "control.login", "approval.requested"} <= {
             e["action"] for e in lines
         }
+
+
+async def test_an_open_live_stream_does_not_hold_up_a_stop(
+    make_settings: Callable[..., Settings], fake_ollama: FakeOllama
+) -> None:
+    h = Served(control_settings(make_settings))
+    await h.start()
+    stopped = False
+    try:
+        async with browser() as http:
+            await logged_in(h, http)
+            stream = events(http, f"{h.base}/ui/api/events")
+            assert (await anext(stream))[0] == "approvals"
+            # aiohttp would wait 5 s (its shutdown timeout) for a handler that never returns.
+            async with asyncio.timeout(2.5):
+                await h.app.stop()
+                stopped = True
+                async for _ in stream:  # the server ended the stream
+                    pass
+    finally:
+        if not stopped:
+            await h.app.stop()

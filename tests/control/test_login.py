@@ -44,6 +44,11 @@ async def test_a_link_logs_in_once(
             rows = list(await conn.execute(select(LoginLinkRow.__table__)))  # type: ignore[attr-defined]
         assert [r.digest for r in rows] == [digest(token)] and token not in str(rows)
 
+        # Links dead for over a day are pruned when someone logs in.
+        ancient = await Logins(h.app.store.engine).issue_link(
+            User("test", ADMIN, "Boss"), ttl=-2 * 86400
+        )
+
         # A link preview fetches the page: it does not spend the token (it is in the fragment).
         async with http.get(f"{h.base}/ui/login") as r:
             assert r.status == 200 and "Content-Security-Policy" in r.headers
@@ -59,6 +64,10 @@ async def test_a_link_logs_in_once(
             assert r.status == 200 and "text/html" in r.headers["Content-Type"]
         async with http.get(f"{h.base}/ui/api/session") as r:
             assert (await r.json())["csrf"] == body["csrf"]
+
+        async with h.app.store.engine.connect() as conn:
+            kept = {r.digest for r in await conn.execute(select(LoginLinkRow.__table__))}  # type: ignore[attr-defined]
+        assert digest(token) in kept and digest(ancient) not in kept
 
         # Behind a TLS proxy (OC_WEB_COOKIE_SECURE=auto) the cookie is Secure.
         headers = {"X-Forwarded-Proto": "https"}
