@@ -180,7 +180,10 @@ async def send_file(
     connector = connectors.get(address.platform)
     platform = address.platform.capitalize()
     line: str | None = None
-    if not isinstance(connector, FileSender):
+    if connector is None:  # a scale-out worker: the platform's connector runs elsewhere
+        logger.warning("file %s for %s not sent: no connector here", file.name, address.key)
+        line = f"I made the file {file.name}, but this server process cannot send files."
+    elif not isinstance(connector, FileSender):
         line = f"I made the file {file.name}, but I cannot send files on {platform}."
     else:
         limit = int(getattr(getattr(connector, "capabilities", None), "max_file_bytes", 0))
