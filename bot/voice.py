@@ -9,7 +9,9 @@ sent as a voice note where the platform has them, an audio file elsewhere
 speech: a missing or failing server costs the voice note only (one log line).
 
 Like files, a spoken reply is sent at most once: if the process dies before it is sent, the
-recovered answer arrives as text only.
+recovered answer arrives as text only. The runtime awaits the observer, so the conversation's
+next turn starts after the voice note is out (they never cross); other conversations and the
+model are not held up.
 """
 
 from __future__ import annotations
@@ -132,8 +134,9 @@ class Voice:
             return
         try:
             audio = await self.speaker.synthesize(words)
-        except SpeechError as exc:
-            logger.warning("spoken reply in %s not made: %s", record.address.key, exc)
+        except Exception as exc:  # the text answer is out: a voice note is never worth a crash
+            reason = str(exc) if isinstance(exc, SpeechError) else f"{type(exc).__name__}: {exc}"
+            logger.warning("spoken reply in %s not made: %s", record.address.key, reason)
             return
         note = OutFile("reply.ogg", "audio/ogg", audio, voice=True)
         runtime = self.app.runtime

@@ -198,3 +198,29 @@ async def test_a_sandboxed_plugin_returns_a_file_across_the_sandbox(
     )
     [stand_in] = tool_results(fake_ollama)
     assert stand_in == f"[sent file plot.png, {len(PNG)} bytes]"
+
+
+async def test_a_failing_speech_server_costs_the_voice_note_only(
+    tg: FakeBotApi,
+    fake_ollama: FakeOllama,
+    make_settings: Callable[..., Settings],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    speech = FakeSpeechServer()
+    url = await speech.start()
+    speech.status = 500
+    try:
+        async with running(_settings(make_settings, tg, OC_TTS_URL=url)) as app:
+            await tg.push(tg.message("/voice on"))
+            await tg.wait_for("sendMessage", within=10)
+            await app.runtime.wait_idle()
+            with caplog.at_level(logging.WARNING, logger="bot.voice"):
+                await tg.push(tg.message("hello"))
+                await tg.wait_for("sendMessage", count=2, within=10)
+                await app.runtime.wait_idle()
+            shown = [validate_html(t) for t in tg.shown(CHAT)]
+    finally:
+        await speech.stop()
+    assert shown[1] == "echo: hello" and tg.uploads == []
+    [line] = [r.getMessage() for r in caplog.records if r.name == "bot.voice"]
+    assert line.startswith(f"spoken reply in telegram:{CHAT} not made: ") and "\n" not in line
