@@ -274,6 +274,30 @@ class Settings(BaseSettings):
         "Folders holding skills (SKILL.md folders; comma-separated): docs/skills.md.",
         default_factory=list,
     )
+    skills_learn: bool = _env(
+        "OC_SKILLS_LEARN",
+        "Propose skills from liked multi-tool turns, kept on evidence (docs/skills.md).",
+        True,
+    )
+    skills_candidate_share: float = _env(
+        "OC_SKILLS_CANDIDATE_SHARE",
+        "Share of matching turns in which a learned candidate skill is offered.",
+        0.5,
+        gt=0,
+        lt=1,
+    )
+    skills_live_per_person: int = _env(
+        "OC_SKILLS_LIVE_PER_PERSON", "Live learned skills one person may have.", 5, ge=1
+    )
+    skills_live_max: int = _env(
+        "OC_SKILLS_LIVE_MAX", "Live learned skills in all (the weakest retires).", 50, ge=1
+    )
+    skills_gaps_report_days: float = _env(
+        "OC_SKILLS_GAPS_REPORT_DAYS",
+        "Send admins the missing-capabilities report every N days (0: only /skills gaps).",
+        7.0,
+        ge=0,
+    )
     plugin_sandbox: str = _env(
         "OC_PLUGIN_SANDBOX",
         "'on': plugins run under bubblewrap (refused if it is missing); 'off': no isolation.",

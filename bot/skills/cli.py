@@ -1,4 +1,5 @@
-"""``opencomputer skills list|show|enable|disable|install``.
+"""``opencomputer skills list|show|enable|disable|install`` (and, from bot/skills/learned_cli.py,
+``learned|approve|pin|unpin|edit|delete|gaps``).
 
 Every change is written to the audit log (actor ``cli``). Running servers read skill folders
 and decisions on every turn, so a change applies from the next message on.
@@ -245,3 +246,12 @@ def install(
     asyncio.run(record())
     whose = f"for {person}" if person else "for everyone"
     typer.echo(f"installed {skill.name} {whose} ({target})")
+
+
+def _learned_commands() -> None:
+    from bot.skills.learned_cli import register
+
+    register(skills_app)
+
+
+_learned_commands()  # learned|approve|pin|unpin|edit|delete|gaps (bot/skills/learned_cli.py)

@@ -12,33 +12,46 @@ from typing import Any
 from bot import audit as audit_log
 from bot.commands import CommandContext, CommandRouter
 from bot.skills.files import list_files
+from bot.skills.learned_commands import LEARNED_VERBS, learned_command, pending_lines
 from bot.skills.service import SkillService
 from bot.skills.state import GLOBAL
 
 __all__ = ["register_skill_commands"]
 
-_USAGE = "Usage: /skills [list] · /skills show <name> · /skills enable|disable <name> [global]"
+_USAGE = (
+    "Usage: /skills [list] · /skills show <name> · /skills enable|disable <name> [global] · "
+    "(admins) /skills learned|gaps · /skills approve|pin|unpin|edit|delete <name>"
+)
 _SHOWN_BODY = 1500
 
 
 def register_skill_commands(router: CommandRouter, service: SkillService, store: Any) -> None:
     """Add ``/skills`` to the router; ``store`` is where audit entries go."""
 
-    @router.command("skills", args="[list|show|enable|disable] [name] [global]", aliases=("skill",))
+    @router.command(
+        "skills", args="[list|show|enable|disable|learned|gaps] [name] [global]", aliases=("skill",)
+    )
     async def skills(ctx: CommandContext) -> str:
-        """List the skills I can use here, show one, or (admins) turn one on or off."""
+        """List the skills I can use here, show one, or (admins) turn one on or off and steer
+        learned skills.
+        """
         words = ctx.args.split()
         verb = words[0].lower() if words else "list"
         event = ctx.event
+        if verb in LEARNED_VERBS and service.learned is not None:
+            return await learned_command(ctx, service.learned, service.learning)
         seen = await service.visible(event.user, event.address, str(event.chat.kind))
         if verb in ("list", "ls"):
             lines = [
                 f"- {name} ({'on' if seen.on[name] else 'off'}"
-                f"{', yours' if skill.owner else ''}): {skill.description}"
+                f"{', yours' if skill.owner else ''}{_learned(skill.metadata, skill.source)}): "
+                f"{skill.description}"
                 for name, skill in sorted(seen.scan.skills.items())
             ]
             if ctx.is_admin and seen.scan.refused:
                 lines += [f"- refused: {line}" for line in seen.scan.refused]
+            if ctx.is_admin and service.learned is not None:
+                lines += await pending_lines(service.learned)
             return "Skills here:\n" + ("\n".join(lines) or "- none")
         if len(words) < 2:
             return _USAGE
@@ -73,3 +86,8 @@ def register_skill_commands(router: CommandRouter, service: SkillService, store:
         )
         where = "everywhere" if scope == GLOBAL else "in this chat"
         return f"Skill {name} {'enabled' if on else 'disabled'} {where}."
+
+
+def _learned(metadata: dict[str, Any], source: str) -> str:
+    """The marker of a learned skill in the list, e.g. ", learned candidate"."""
+    return f", learned {metadata.get('status', '')}".rstrip() if source == "learned" else ""

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from bot.events import Address, User
 from bot.skills.catalog import Scan, SkillCatalog
 from bot.skills.format import Skill
 from bot.skills.state import SkillStates
+
+if TYPE_CHECKING:
+    from bot.skills.learned import LearnedSkills
 
 __all__ = ["MAX_LISTED_SKILLS", "SkillService", "Visible", "prompt_section"]
 
@@ -33,29 +37,47 @@ class Visible:
     enabled: dict[str, Skill]
     scan: Scan
     on: dict[str, bool]
+    person: str | None = None
+    """The person asking, in a direct chat only (None in a group)."""
+    scan_names: set[str] = field(default_factory=set)
+    """The names the folders hold (a learned skill never takes one)."""
 
 
 class SkillService:
     """The catalog, the enablement decisions and who is who, for the tools, layer and commands."""
 
-    def __init__(self, catalog: SkillCatalog, states: SkillStates, person_of: PersonOf) -> None:
+    def __init__(
+        self,
+        catalog: SkillCatalog,
+        states: SkillStates,
+        person_of: PersonOf,
+        *,
+        learned: LearnedSkills | None = None,
+    ) -> None:
         self.catalog = catalog
         self.states = states
         self.person_of = person_of
+        self.learned = learned
+        self.learning: Any = None  # bot.skills.learning.Learning, set by the feature
 
     async def visible(self, user: User | None, address: Address | None, kind: str) -> Visible:
         """The skills ``user`` sees in the chat at ``address`` (of kind ``kind``).
 
-        A person's own skills count only in a direct chat: in a group the listing, the bodies
-        and the files would all reach the other members.
+        A person's own skills (and learned skills drafted for them) count only in a direct
+        chat: in a group the listing, the bodies and the files would all reach the other members.
+        Learned skills (candidates and live ones) come after the folders' and never take a name.
         """
         person = await self.person_of(user) if user is not None and kind == "direct" else None
         scan = await asyncio.to_thread(self.catalog.scan, person)
+        names = set(scan.skills)
+        if self.learned is not None:
+            for name, skill in (await self.learned.usable(person)).items():
+                scan.skills.setdefault(name, skill)
         decisions = await self.states.decisions()
         chat = f"{address.platform}:{address.chat_id}" if address is not None else None
         on = {name: SkillStates.is_on(decisions, name, chat) for name in scan.skills}
         enabled = {name: skill for name, skill in scan.skills.items() if on[name]}
-        return Visible(enabled, scan, on)
+        return Visible(enabled, scan, on, person, names)
 
 
 def prompt_section(skills: dict[str, Skill]) -> str:

@@ -35,6 +35,7 @@ MODEL_MODULES = (
     "bot.memory.models",
     "bot.plugins.enablement",
     "bot.schedules.models",
+    "bot.skills.learned_models",
     "bot.skills.state",
     "bot.voice",
     "connectors.web.models",
