@@ -268,11 +268,14 @@ class Learning:
         """``/forget``: their missing-capability examples and the skills drafted for them."""
         gaps = await self.gaps.forget(accounts)
         skills = await self.learned.forget(person)
-        return f"{gaps} missing-capability examples and {skills} learned skills"
+        parts = [f"{gaps} missing-capability examples"] if gaps else []
+        parts += [f"{skills} learned skills"] if skills else []
+        return " and ".join(parts)
 
     async def export(self, person: str, accounts: list[str]) -> dict[str, Any]:
-        """``/export``: the same."""
-        return {
+        """``/export``: the same (sections only where there is something)."""
+        sections = {
             "capability_gaps": await self.gaps.export(accounts),
             "learned_skills": await self.learned.export(person),
         }
+        return {name: rows for name, rows in sections.items() if rows}

@@ -381,3 +381,32 @@ def test_cli_learned_pin_delete_gaps(
     actions = asyncio.run(audited())
     for kind in ("approved", "pinned", "deleted"):
         assert (f"skill.learned.{kind}", "cli") in actions
+
+
+async def test_export_and_forget_reach_gaps_and_learned_skills(
+    h: Harness, fake_ollama: FakeOllama
+) -> None:
+    learned, _ = _parts(h)
+    await _liked_turn(h, fake_ollama, WEATHER)
+    fake_ollama.reply("I cannot read calendar invites.")
+    await h.say("read my calendar invites")
+    fake_ollama.reply("I cannot read calendar invites.")
+    await h.say("read my calendar invites, please", user="bob")
+
+    results = h.app.hooks.call.oc_export(person="test:alice", accounts=["test:alice"])
+    body: dict[str, Any] = {}
+    for result in results:  # what /export collects from every feature
+        body.update(await result)
+    assert [g["example"] for g in body["capability_gaps"]] == ["read my calendar invites"]
+    assert [s["name"] for s in body["learned_skills"]] == ["weather-forecast"]
+
+    await h.command("forget")
+    done = await h.command("forget", "confirm")
+    assert "1 missing-capability examples and 1 learned skills" in done
+    assert await learned.all_rows() == []
+    report = await h.command("skills", "gaps", user=ADMIN)
+    assert (
+        "1 person asked" in report
+        and "please" in report
+        and "“read my calendar invites”" not in report
+    )
