@@ -46,6 +46,7 @@ class Turn:
     tainted: bool  # the thread had read outside content
     offered: dict[str, bool]  # learned skill -> offered (False: held back) in this turn
     person: str = ""
+    user: Any = None  # bot.events.User of the asker
     account: str = ""
     conversation: str = ""
     direct: bool = True

@@ -94,7 +94,7 @@ class Learning:
             missing_tool=missing,
             tainted=tainted or bool(ctx.taint),
             offered=arms,
-            person=await self.service.person_of(user) if user is not None else "",
+            user=user,  # the person behind it is looked up only when needed (a query)
             account=user.key if user is not None else "",
             conversation=ctx.address.key if ctx.address is not None else "",
             direct=direct,
@@ -108,6 +108,12 @@ class Learning:
         graph = self.app.runtime.agent.graph
         snapshot = await graph.aget_state({"configurable": {"thread_id": thread_id}})
         return dict(snapshot.values) if snapshot is not None else {}
+
+    async def _person(self, turn: Turn) -> str:
+        """The person behind the turn's account (linked identities), looked up once."""
+        if not turn.person and turn.user is not None:
+            turn.person = await self.service.person_of(turn.user)
+        return turn.person or turn.account
 
     # --- the reply ---------------------------------------------------------------------
     async def on_reply(self, record: Any) -> None:
@@ -137,7 +143,7 @@ class Learning:
 
     async def _add_gap(self, turn: Turn, kind: str, reply_id: int) -> None:
         await self.gaps.add(
-            person=turn.person or turn.account,
+            person=await self._person(turn),
             account=turn.account,
             conversation=turn.conversation,
             direct=turn.direct,
@@ -187,7 +193,7 @@ class Learning:
 
     async def propose(self, turn: Turn, reply_id: int) -> Any:
         """Ask the model for a skill from ``turn``; store a valid draft (None: dropped)."""
-        owner = turn.person or None
+        owner = await self._person(turn) or None
         if await self.learned.open_slots(owner) <= 0:
             logger.info("learned skill not proposed from reply %s: %s has enough candidates",
                         reply_id, owner)  # fmt: skip
