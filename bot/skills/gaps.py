@@ -118,13 +118,14 @@ class CapabilityGaps:
         """The topics of the rows newer than ``since``, most people first."""
         async with self.engine.connect() as conn:
             rows = list((await conn.execute(select(_G).where(_G.c.at >= since))).all())
-        pool = [(r, set(r.keywords.split())) for r in rows]
+        pool = [(r, r.keywords.split()) for r in rows]
         found: list[Topic] = []
         while pool and len(found) < limit:
             people: Counter[str] = Counter()
-            for word in {w for _r, words in pool for w in words}:
+            for word in dict.fromkeys(w for _r, words in pool for w in words):
                 people[word] = len({r.person for r, words in pool if word in words})
-            top, _n = max(people.items(), key=lambda item: (item[1], -len(item[0]), item[0]))
+            # most people, then the longer (more specific) word, then the first seen
+            top = max(people, key=lambda word: (people[word], len(word)))
             group = [(r, words) for r, words in pool if top in words]
             pool = [(r, words) for r, words in pool if top not in words]
             # a second word most of the group shares makes the label readable ("calendar invite")

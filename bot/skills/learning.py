@@ -238,8 +238,12 @@ class Learning:
         self._report = None
 
     async def _report_every(self, seconds: float) -> None:
+        """Send at fixed points (multiples of the period since the epoch), so that restarts
+        more frequent than the period neither postpone the report for ever nor repeat it.
+        """
         while True:
-            await asyncio.sleep(seconds)
+            now = time.time()
+            await asyncio.sleep((now // seconds + 1) * seconds - now)
             try:
                 await self.send_report(days=seconds / 86400.0)
             except Exception as exc:

@@ -410,3 +410,28 @@ async def test_export_and_forget_reach_gaps_and_learned_skills(
         and "please" in report
         and "“read my calendar invites”" not in report
     )
+
+
+async def test_the_periodic_report_reaches_admins(
+    settings: Callable[..., Settings], fake_ollama: FakeOllama
+) -> None:
+    import asyncio
+
+    async with Harness(settings(OC_SKILLS_GAPS_REPORT_DAYS="0.00001")) as h:  # every 0.86 s
+        fake_ollama.reply("I can't book flights.")
+        await h.say("book a flight to Lima", user="bob")
+
+        def report() -> list[str]:
+            return [
+                h.conn.messages[c.message_id]
+                for c in h.conn.calls
+                if c.action == "send" and c.address.chat_id == ADMIN
+            ]
+
+        async def arrived() -> None:
+            while not report():
+                await asyncio.sleep(0.05)
+
+        await asyncio.wait_for(arrived(), timeout=5)
+        assert '1 person asked about "book flight"' in report()[0]
+        assert "“book a flight to Lima”" in report()[0]
