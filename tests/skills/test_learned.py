@@ -178,6 +178,21 @@ async def test_a_tainted_turns_proposal_waits_for_an_admin(
     assert ("skill.learned.approved", f"test:{ADMIN}") in await _actions(h)
 
 
+async def test_hostile_drafts_are_dropped(
+    h: Harness, fake_ollama: FakeOllama, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, "bot.skills.learning")
+    await _liked_turn(h, fake_ollama, WEATHER)
+    tag = "---\nname: evil\ndescription: !!python/object/apply:os.system ['id']\n---\nx"
+    for draft in (WEATHER, tag, "Sure! Here is a skill: do things.", ""):
+        rows = await _liked_turn(h, fake_ollama, draft)
+        assert set(rows) == {"weather-forecast"}
+    lines = [r.getMessage() for r in caplog.records if "draft dropped" in r.getMessage()]
+    assert len(lines) == 4
+    assert "the name 'weather-forecast' is taken" in lines[0]
+    assert "not valid YAML" in lines[1] and "no front matter" in lines[2] + lines[3]
+
+
 async def _seed(h: Harness, name: str, description: str, body: str = "Do it well.") -> None:
     from bot.skills.format import Skill
 
