@@ -11,9 +11,13 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from bot.commands import CommandContext, CommandRouter
+from bot.control.activity import ActivityChart
 from bot.control.api import ControlApi
 from bot.control.auth import LINK_TTL, Logins
 from bot.control.pages import ControlPages
+from bot.control.people import PeoplePage
+from bot.control.plugins_page import PluginsPage
+from bot.control.schedules_page import SchedulesPage
 from bot.control.web import ControlWeb
 from bot.events import ChatKind
 from bot.hooks import hookimpl
@@ -53,10 +57,22 @@ class _Control:
         self.web = ControlWeb(app, logins)
         self.api = ControlApi(app, self.web)
         self.pages = ControlPages(app, self.web)
+        self.plugins = PluginsPage(app, self.web)
+        self.people = PeoplePage(app, self.web)
+        self.schedules = SchedulesPage(app, self.web)
+        self.activity = ActivityChart(app, self.web)
 
     @hookimpl
     def oc_http_routes(self) -> Sequence[Any]:
-        return [*self.web.routes(), *self.api.routes(), *self.pages.routes()]
+        return [
+            *self.web.routes(),
+            *self.api.routes(),
+            *self.pages.routes(),
+            *self.plugins.routes(),
+            *self.people.routes(),
+            *self.schedules.routes(),
+            *self.activity.routes(),
+        ]
 
     @hookimpl
     def oc_commands(self, router: CommandRouter) -> None:

@@ -1,5 +1,10 @@
-"""Conversations (list, search, transcript with votes) and prompts (variants, ratings,
-promote/pin/unpin/retire/rollback) for the control room.
+"""Conversations (list, search, transcript with tool calls and votes) and prompts (variants,
+ratings, promote/pin/unpin/retire/rollback) for the control room.
+
+A transcript's tool calls and results come from the graph's checkpoint of the conversation's
+current thread (``runtime.agent.history``): the database keeps what was said, the checkpoint
+what the agent did in between. Each turn's steps are attached to the user message that started
+it (matched by text, in order); results are cut to ``TOOL_TEXT`` characters.
 
 Prompt moves call the tuner of the feedback feature (``app.extras["feedback"]``), the same
 calls ``/prompt`` and ``opencomputer prompts`` make; the tuner writes each move to the audit log
@@ -8,19 +13,24 @@ under the admin's account. With the feedback feature off, the prompts routes say
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from aiohttp import web
 from sqlalchemy import func, or_, select
 
 from bot.control.auth import Admin
 from bot.control.web import HEADERS, ControlWeb, error
+from bot.events import Address
 from bot.storage.models import InboundRow, ReactionRow, ReplyRow
 
 if TYPE_CHECKING:
     from bot.features import Host
 
-__all__ = ["ControlPages"]
+__all__ = ["ControlPages", "turn_steps"]
+
+logger = logging.getLogger(__name__)
 
 _IN = InboundRow.__table__  # type: ignore[attr-defined]
 _REPLY = ReplyRow.__table__  # type: ignore[attr-defined]
@@ -28,6 +38,41 @@ _REACT = ReactionRow.__table__  # type: ignore[attr-defined]
 TRANSCRIPT = 200
 """Newest inbound messages a transcript shows (with the replies to them)."""
 MOVES = ("promote", "pin", "unpin", "retire", "rollback")
+TOOL_TEXT = 2000
+"""Characters of a tool's arguments or result a transcript shows (the rest is cut)."""
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= TOOL_TEXT else text[:TOOL_TEXT] + f"… [{len(text)} characters]"
+
+
+def turn_steps(messages: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, str]]]]:
+    """Each turn of an Ollama-format history: the user's text and its tool calls and results."""
+    turns: list[tuple[str, list[dict[str, str]]]] = []
+    for message in messages:
+        role = message.get("role")
+        if role == "user":
+            turns.append((str(message.get("content") or ""), []))
+        elif not turns:
+            continue
+        elif role == "assistant":
+            for call in message.get("tool_calls") or []:
+                function = call.get("function") or {}
+                arguments = function.get("arguments")
+                if not isinstance(arguments, str):
+                    arguments = orjson.dumps(arguments or {}).decode()
+                turns[-1][1].append(
+                    {"kind": "call", "name": str(function.get("name", "")), "text": _cut(arguments)}
+                )
+        elif role == "tool":
+            turns[-1][1].append(
+                {
+                    "kind": "result",
+                    "name": str(message.get("tool_name") or message.get("name") or ""),
+                    "text": _cut(str(message.get("content") or "")),
+                }
+            )
+    return turns
 
 
 class ControlPages:
@@ -138,7 +183,30 @@ class ControlPages:
             for r in replies
         ]
         items.sort(key=lambda item: (item["at"], item["role"] == "assistant"))
+        await self._attach_steps(key, items)
         return _json({"ok": True, "conversation": key, "items": items})
+
+    async def _attach_steps(self, key: str, items: list[dict[str, Any]]) -> None:
+        """Give each user message of the current thread its turn's tool calls (``tools``)."""
+        runtime = self.app.runtime
+        history = getattr(runtime.agent, "history", None)  # the graph agent has it
+        if history is None:
+            return
+        try:
+            thread = runtime.thread_id(Address.parse(key), await self.app.store.epoch(key))
+            turns = turn_steps(await history(thread))
+        except Exception as exc:  # no graph in this process, or no checkpoint: words only
+            logger.info("no tool calls for %s: %s", key, exc)
+            return
+        for item in items:  # in order: each turn is matched once, after the one before
+            if not turns or item["role"] != "user" or not item["text"]:
+                continue
+            for n, (said, steps) in enumerate(turns):
+                if said == item["text"] or item["text"] in said:
+                    if steps:
+                        item["tools"] = steps
+                    del turns[: n + 1]
+                    break
 
     async def prompts(self, _request: web.Request, _admin: Admin) -> web.StreamResponse:
         """Every variant with its ratings and its chance to beat the global active one."""

@@ -22,7 +22,7 @@ from bot.ratelimit import Bucket, LocalLimiter
 if TYPE_CHECKING:
     from bot.features import Host
 
-__all__ = ["COOKIE", "HEADERS", "ControlWeb", "error"]
+__all__ = ["COOKIE", "HEADERS", "ControlWeb", "body", "error", "ok"]
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +32,7 @@ LOGIN_RATE = Bucket(10, 60)
 STATIC = {
     "app.js": "text/javascript",
     "login.js": "text/javascript",
+    "rooms.js": "text/javascript",
     "style.css": "text/css",
     "icon.svg": "image/svg+xml",
 }
@@ -55,6 +56,20 @@ Handler = Callable[[web.Request, Admin], Awaitable[web.StreamResponse]]
 def error(status: int, text: str) -> web.Response:
     """A refusal: ``{"ok": false, "error": "<one line>"}``."""
     return web.json_response({"ok": False, "error": text}, status=status, headers=HEADERS)
+
+
+def ok(data: dict[str, Any] | None = None) -> web.Response:
+    """A success: ``{"ok": true, ...data}``."""
+    return web.json_response({"ok": True, **(data or {})}, headers=HEADERS)
+
+
+async def body(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object, or ``{}`` (a missing or malformed body is a 400 later)."""
+    try:
+        data = await request.json()
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _files() -> dict[str, bytes]:

@@ -2,7 +2,8 @@
 Python (``executable_path``, no browser download), phone-sized, under the strict CSP: log in
 with the one-time link, see a pending approval appear live with its complete (hostile)
 arguments as text, approve it, and see it go while the turn answers in its chat; read the
-transcript, promote a prompt variant, log out.
+transcript with its tool calls, promote a prompt variant, consent to a new plugin whose
+description is hostile, read and delete a hostile memory, see the charts, log out.
 Screenshots go to ``$OC_TEST_SCREENSHOTS`` when set.
 """
 
@@ -21,6 +22,8 @@ from bot.config import Settings
 from bot.testing import FakeOllama
 
 from .kit import control_settings, served
+from .test_admin_pages import HOSTILE as DESCRIPTION
+from .test_admin_pages import sneaky_plugin
 from .test_approvals_ui import dangerous, pending
 
 pytestmark = pytest.mark.timeout(60)
@@ -54,12 +57,17 @@ async def browser() -> AsyncIterator[Any]:
 
 
 async def test_log_in_and_approve_in_a_real_browser(
-    browser: Any, make_settings: Callable[..., Settings], fake_ollama: FakeOllama, shots: Path
+    browser: Any,
+    make_settings: Callable[..., Settings],
+    fake_ollama: FakeOllama,
+    shots: Path,
+    tmp_path: Path,
 ) -> None:
     from playwright.async_api import expect
 
     ran: list[str] = []
-    async with served(control_settings(make_settings)) as h:
+    plugins = sneaky_plugin(tmp_path / "plugins")
+    async with served(control_settings(make_settings, OC_PLUGIN_DIRS=str(plugins))) as h:
         dangerous(h, ran)
         context = await browser.new_context(
             viewport={"width": 390, "height": 760}, is_mobile=True, has_touch=True
@@ -80,6 +88,7 @@ async def test_log_in_and_approve_in_a_real_browser(
         await page.get_by_role("button", name="Log in").click()
         await expect(page.locator("body[data-live=true]")).to_have_count(1)
         await expect(page.locator("#who")).to_contain_text("test:boss")
+        await expect(page.locator("svg.chart")).to_have_count(2)  # turns and errors
         await page.screenshot(path=str(shots / "control-overview.png"))
 
         await page.goto(f"{h.base}/ui/#approvals")
@@ -110,6 +119,8 @@ async def test_log_in_and_approve_in_a_real_browser(
         transcript = page.locator(".transcript")
         await expect(transcript).to_contain_text("please wipe it")
         await expect(transcript).to_contain_text("Done, the folder is gone.")
+        call = transcript.locator(".said.tool.call pre")
+        await expect(call).to_have_text(json.dumps({"path": HOSTILE}, separators=(",", ":")))
         await page.screenshot(path=str(shots / "control-transcript.png"), full_page=True)
 
         await h.command("prompt", "add --name=brief Answer in one sentence.", user="boss")
@@ -119,9 +130,31 @@ async def test_log_in_and_approve_in_a_real_browser(
         await expect(brief.locator("h2")).to_contain_text("[active]")
         await page.screenshot(path=str(shots / "control-prompts.png"), full_page=True)
 
+        await page.goto(f"{h.base}/ui/#plugins")
+        sneaky = page.locator("article.plugin", has_text="sneaky 0.1.0")
+        await expect(sneaky.locator("p").first).to_have_text(DESCRIPTION)  # text, not run
+        await sneaky.get_by_role("button", name="Consent: enable and grant its secrets").click()
+        await expect(sneaky.locator("h2")).to_have_text("sneaky 0.1.0")
+        assert h.app.extras["plugins"].enablement.is_granted("sneaky", "OC_SNEAKY_TOKEN")
+        await page.screenshot(path=str(shots / "control-plugins.png"), full_page=True)
+
+        await h.app.extras["memory"].add("test:alice", HOSTILE)
+        await page.goto(f"{h.base}/ui/#people")
+        await page.get_by_role("link", name="test:alice").click()
+        memories = page.locator(".memories li")
+        await expect(memories).to_have_count(1)
+        await expect(memories).to_contain_text(HOSTILE)
+        await page.screenshot(path=str(shots / "control-people.png"), full_page=True)
+        await memories.get_by_role("button", name="Delete").click()
+        await expect(memories).to_have_text("No memories.")
+        assert await h.app.extras["memory"].list_of("test:alice") == []
+        assert await page.evaluate("window.__pwned") is None
+
+        assert problems == [], problems
         await page.get_by_role("button", name="Log out").click()
         await page.wait_for_url(f"{h.base}/ui/login")
         await page.goto(f"{h.base}/ui/")
         await expect(page).to_have_url(f"{h.base}/ui/login")
-        assert problems == []
+        # the live stream may see the session end first: its check is a 401 the console logs
+        assert all("401" in p for p in problems), problems
         await context.close()

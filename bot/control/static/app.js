@@ -1,4 +1,5 @@
-// The control room: one page, three views (hash routes), live data over server-sent events.
+// The control room: one page, a view per hash route, live data over server-sent events.
+// rooms.js adds the admin pages (plugins, people, schedules) and charts through window.OC.
 // Every piece of data is put in the page with textContent: nothing from the server is HTML.
 "use strict";
 (function () {
@@ -32,6 +33,9 @@
     });
   }
 
+  const pages = {};
+  window.OC = { el: el, api: api, post: post, when: when, say: say, view: view, pages: pages };
+
   // --- overview -----------------------------------------------------------------------
   function drawOverview() {
     if (!overview) { view.replaceChildren(el("p", "Loading…")); return; }
@@ -55,7 +59,9 @@
       failures.append(el("li", when(f.at) + " · " + f.conversation + " · " + f.kind + ": " + f.error));
     }
     if (!o.failures.length) { failures.append(el("li", "No recent failures.")); }
-    view.replaceChildren(el("h1", "Overview"), table, el("h2", "Recent failures"), failures);
+    const charts = el("div", null, "charts");
+    view.replaceChildren(el("h1", "Overview"), table, charts, el("h2", "Recent failures"), failures);
+    if (window.OC.charts) { window.OC.charts(charts); }
   }
 
   // --- approvals ----------------------------------------------------------------------
@@ -154,10 +160,16 @@
       box.append(el("p", (item.who || item.role) + " · " + when(item.at) + " · " + item.status, "meta"));
       box.append(el("p", item.text, "text"));
       if (item.error) { box.append(el("p", item.error, "bad")); }
+      log.append(box);
+      for (const step of item.tools || []) { // what the agent did before answering
+        const tool = el("article", null, "said tool " + step.kind);
+        tool.append(el("p", (step.kind === "call" ? "tool call " : "tool result ") + step.name, "meta"),
+          el("pre", step.text));
+        log.append(tool);
+      }
       if (item.votes && Object.keys(item.votes).length) {
         box.append(el("p", Object.entries(item.votes).map(([e, n]) => e + " " + n).join("  "), "votes"));
       }
-      log.append(box);
     }
     view.replaceChildren(back, el("h1", key), log);
   }
@@ -207,6 +219,7 @@
       drawConversations(route.includes("/") ? key : "").catch((e) => say(e.message));
     }
     else if (page === "prompts") { drawPrompts().catch((e) => say(e.message)); }
+    else if (pages[page]) { pages[page](route).catch((e) => say(e.message)); }
     else { drawOverview(); }
   }
 
