@@ -19,6 +19,7 @@ from sqlalchemy import select
 from bot import audit
 from bot.config import Settings
 from bot.control.activity import since
+from bot.control.pages import turn_steps
 from bot.events import Address, User
 from bot.schedules.models import ScheduleRow
 from bot.storage.models import ReplyRow
@@ -275,3 +276,23 @@ async def test_charts_and_tool_calls_in_the_transcript(
         assert result["kind"] == "result" and "42" in result["text"]
         thanks = next(i for i in items if i["text"] == "thanks")
         assert "tools" not in thanks
+
+
+def test_turn_steps_cut_long_results_and_skip_what_came_before_a_user() -> None:
+    history = [
+        {"role": "system", "content": "rules"},
+        {"role": "user", "content": "fetch it"},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [{"function": {"name": "fetch_url", "arguments": "{}"}}],
+        },
+        {"role": "tool", "tool_name": "fetch_url", "content": "x" * 5000},
+        {"role": "assistant", "content": "done"},
+        {"role": "user", "content": "thanks"},
+    ]
+    (said, steps), (after, none) = turn_steps(history)
+    assert (said, after, none) == ("fetch it", "thanks", [])
+    assert steps[0] == {"kind": "call", "name": "fetch_url", "text": "{}"}
+    assert steps[1]["name"] == "fetch_url"
+    assert steps[1]["text"] == "x" * 2000 + "… [5000 characters]"
