@@ -17,12 +17,13 @@ from bot.storage.engine import connect_sqlite, create_engine
 
 
 def _locks_on(path: Path) -> list[str]:
-    """This process's entries in /proc/locks for ``path``'s inode."""
+    """This process's entries in /proc/locks for ``path``'s inode, without the line's ordinal
+    (``13:``), which moves as other processes take and drop locks."""
     st = os.stat(path)
     dev = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
     pid = str(os.getpid())
     return [
-        line
+        line.split(":", 1)[1].strip()
         for line in Path("/proc/locks").read_text().splitlines()
         if dev in line and pid in line.split()
     ]
