@@ -212,22 +212,36 @@ class Hooks:
         """The first answer among the results of a non-``firstresult`` async policy hook.
 
         Results come in pluggy's call order; awaitables are awaited one by one until one gives
-        a value, and the rest are closed unstarted (their features are not asked).
+        a value, and the rest are closed unstarted (their features are not asked), also when
+        one raises.
         """
-        answer = None
-        for result in results:
-            if answer is not None:
-                if inspect.iscoroutine(result):
-                    result.close()
-                continue
-            answer = await result if inspect.isawaitable(result) else result
-        return answer
+        pending = list(results)
+        try:
+            while pending:
+                result = pending.pop(0)
+                answer = await result if inspect.isawaitable(result) else result
+                if answer is not None:
+                    return answer
+            return None
+        finally:
+            for left in pending:
+                if inspect.iscoroutine(left):
+                    left.close()
 
     async def notify(self, results: list[Any]) -> None:
-        """Await every observer's result, in call order."""
-        for result in results:
-            if inspect.isawaitable(result):
-                await result
+        """Await every observer's result, in call order. If one raises (or the caller is
+        cancelled) the error goes on and the observers not yet run are closed unstarted.
+        """
+        pending = list(results)
+        try:
+            while pending:
+                result = pending.pop(0)
+                if inspect.isawaitable(result):
+                    await result
+        finally:
+            for left in pending:
+                if inspect.iscoroutine(left):
+                    left.close()
 
     def staged(self, results: list[Sequence[tuple[str, T]]], stages: Sequence[str]) -> list[T]:
         """The chain links of every feature, ordered by their stage (outermost first)."""

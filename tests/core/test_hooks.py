@@ -218,3 +218,45 @@ def test_a_hook_implementation_with_a_wrong_name_is_refused() -> None:
 
     with pytest.raises(Exception, match="oc_choose_modle"):
         Hooks().register(Typo())
+
+
+async def test_an_observer_that_raises_leaves_no_coroutine_unawaited() -> None:
+    """The error goes on; the observers after it are closed, not left for the garbage
+    collector to warn about (a warning the suite turns into an error)."""
+    hooks = Hooks()
+    ran: list[str] = []
+
+    class Loud:
+        @hookimpl(tryfirst=True)
+        async def oc_reaction(self, reaction: Any, reply_id: int | None) -> None:
+            raise RuntimeError("observer failed")
+
+    class Quiet:
+        @hookimpl(trylast=True)
+        async def oc_reaction(self, reaction: Any, reply_id: int | None) -> None:
+            ran.append("quiet")
+
+    hooks.register(Loud())
+    hooks.register(Quiet())
+    results = hooks.call.oc_reaction(reaction=None, reply_id=None)
+    with pytest.raises(RuntimeError, match="observer failed"):
+        await hooks.notify(results)
+    assert ran == []
+    assert all(r.cr_frame is None for r in results)  # closed (or finished), none pending
+
+    class Answer:
+        @hookimpl(tryfirst=True)
+        async def oc_person_of(self, user: Any) -> str:
+            return "p-1"
+
+    class Never:
+        @hookimpl(trylast=True)
+        async def oc_person_of(self, user: Any) -> str:
+            ran.append("never")
+            return "p-2"
+
+    hooks.register(Answer())
+    hooks.register(Never())
+    asked = hooks.call.oc_person_of(user=None)
+    assert await hooks.first(asked) == "p-1"
+    assert ran == [] and all(r.cr_frame is None for r in asked)
