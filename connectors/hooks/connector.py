@@ -38,9 +38,9 @@ from connectors.hooks.replay import DeliveryMemory
 from connectors.hooks.verify import Unsigned, check_signature
 
 if TYPE_CHECKING:
+    from bot.checks import Check
     from bot.config import Settings
     from bot.connector import Emit
-    from bot.checks import Check
     from bot.storage.store import SqlStore
 
 __all__ = ["MAX_BODY", "HookConnector", "Say", "create", "diagnose"]
