@@ -20,11 +20,11 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import pct, quiet, summary
-from bot.app import App
-from bot.config import load_settings
-from bot.events import Address, Chat, Message, User
-from bot.testing import FakeOllama, Reply
-from bot.testing.harness import RecordingConnector
+from opencomputer.bot.app import App
+from opencomputer.bot.config import load_settings
+from opencomputer.bot.events import Address, Chat, Message, User
+from opencomputer.bot.testing import FakeOllama, Reply
+from opencomputer.bot.testing.harness import RecordingConnector
 
 
 async def chat_loop(app: App, name: str, turns: int, out: list[float]) -> None:

@@ -19,12 +19,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import quiet
-from bot.config import load_settings
-from bot.dedupe import first_time
-from bot.storage import SqlStore
-from bot.storage.engine import connect_sqlite, use_database_key
-from bot.testing import FakeOllama
-from bot.testing.harness import Harness
+from opencomputer.bot.config import load_settings
+from opencomputer.bot.dedupe import first_time
+from opencomputer.bot.storage import SqlStore
+from opencomputer.bot.storage.engine import connect_sqlite, use_database_key
+from opencomputer.bot.testing import FakeOllama
+from opencomputer.bot.testing.harness import Harness
 
 PASSPHRASE = "correct horse battery staple"
 RAW = "ab" * 32

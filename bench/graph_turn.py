@@ -30,14 +30,14 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from bench._common import quiet
-from bot.events import User
-from bot.ollama import ChatResult, ModelCheck
-from graphs.agent.checkpointer import open_checkpointer
-from graphs.agent.compaction import CompactionConfig, WindowProbe
-from graphs.agent.graph import build_graph
-from graphs.agent.planning import PlannerConfig
-from graphs.agent.runner import GraphAgent
-from graphs.agent.state import TurnContext
+from opencomputer.bot.events import User
+from opencomputer.bot.ollama import ChatResult, ModelCheck
+from opencomputer.graphs.agent.checkpointer import open_checkpointer
+from opencomputer.graphs.agent.compaction import CompactionConfig, WindowProbe
+from opencomputer.graphs.agent.graph import build_graph
+from opencomputer.graphs.agent.planning import PlannerConfig
+from opencomputer.graphs.agent.runner import GraphAgent
+from opencomputer.graphs.agent.state import TurnContext
 
 
 class InstantModel:

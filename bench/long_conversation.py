@@ -19,12 +19,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bot.config import load_settings
-from bot.testing import FakeOllama
-from bot.testing.fake_ollama import Reply
-from bot.testing.harness import Harness
-from graphs.agent.compaction import SUMMARY_MARKER
-from graphs.agent.trim import estimate_tokens
+from opencomputer.bot.config import load_settings
+from opencomputer.bot.testing import FakeOllama
+from opencomputer.bot.testing.fake_ollama import Reply
+from opencomputer.bot.testing.harness import Harness
+from opencomputer.graphs.agent.compaction import SUMMARY_MARKER
+from opencomputer.graphs.agent.trim import estimate_tokens
 
 MARKS = (1, 50, 200)
 

@@ -28,16 +28,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _common import pct, quiet, summary
 from aiohttp import web
 
-from bot.plugins.discovery import discover
-from bot.plugins.loader import PluginHost
-from bot.plugins.sandbox import CallLimits, Sandbox
+from opencomputer.bot.plugins.discovery import discover
+from opencomputer.bot.plugins.loader import PluginHost
+from opencomputer.bot.plugins.sandbox import CallLimits, Sandbox
 
 ADD = (
-    "from bot.plugins.api import tool\n\n"
+    "from opencomputer.bot.plugins.api import tool\n\n"
     '@tool\ndef add(a: int, b: int) -> int:\n    """Add."""\n    return a + b\n'
 )
 FETCH = (
-    "from bot.plugins.api import PluginContext, tool\n\n"
+    "from opencomputer.bot.plugins.api import PluginContext, tool\n\n"
     '@tool\nasync def fetch(url: str, ctx: PluginContext) -> str:\n    """Fetch."""\n'
     "    return (await ctx.http.get(url)).text\n"
 )

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from bot.memory.vectors import ExactIndex, SqliteVecIndex, load_sqlite_vec
+from opencomputer.bot.memory.vectors import ExactIndex, SqliteVecIndex, load_sqlite_vec
 
 
 def embeddings(rng: np.random.Generator, n: int, dim: int, spread: float) -> np.ndarray:

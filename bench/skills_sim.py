@@ -38,12 +38,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import insert
 
 from bench._common import quiet
-from bot.config import load_settings
-from bot.feedback.models import FeedbackVoteRow
-from bot.skills.format import Skill
-from bot.skills.learned import LearnedSkills
-from bot.skills.learned_models import Status
-from bot.storage import SqlStore
+from opencomputer.bot.config import load_settings
+from opencomputer.bot.feedback.models import FeedbackVoteRow
+from opencomputer.bot.skills.format import Skill
+from opencomputer.bot.skills.learned import LearnedSkills
+from opencomputer.bot.skills.learned_models import Status
+from opencomputer.bot.storage import SqlStore
 
 _V = FeedbackVoteRow.__table__  # type: ignore[attr-defined]
 WEATHER = ["weather in {c} tomorrow?", "will it rain in {c}?", "forecast for {c} this weekend"]

@@ -36,11 +36,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from redis.asyncio import Redis
 
 from bench._common import pct, quiet
-from bot.app import App
-from bot.config import load_settings
-from bot.events import Chat, Message, User
-from bot.testing.harness import RecordingConnector
-from bot.testing.services import POSTGRES_URL, REDIS_URL, postgres_database
+from opencomputer.bot.app import App
+from opencomputer.bot.config import load_settings
+from opencomputer.bot.events import Chat, Message, User
+from opencomputer.bot.testing.harness import RecordingConnector
+from opencomputer.bot.testing.services import POSTGRES_URL, REDIS_URL, postgres_database
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMON = {
@@ -233,7 +233,7 @@ async def scale_out(
                 with open(data / f"w{w}.log", "wb") as log:
                     procs.append(
                         subprocess.Popen(
-                            [sys.executable, "-m", "bot", "worker"],
+                            [sys.executable, "-m", "opencomputer", "worker"],
                             cwd=ROOT,
                             env={**base, **env, "OC_DATA_DIR": str(data / f"w{w}")},
                             stdout=subprocess.DEVNULL,

@@ -36,10 +36,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import quiet
-from bot.config import load_settings
-from bot.feedback.service import FeedbackService
-from bot.testing import FakeOllama, Reply
-from bot.testing.harness import Harness
+from opencomputer.bot.config import load_settings
+from opencomputer.bot.feedback.service import FeedbackService
+from opencomputer.bot.testing import FakeOllama, Reply
+from opencomputer.bot.testing.harness import Harness
 
 DEFAULT = "You are a helpful assistant. Answer clearly."
 SHORT = "You are a helpful assistant. Answer in one or two short sentences."

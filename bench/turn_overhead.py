@@ -22,10 +22,10 @@ import ollama
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import pct, quiet, summary
-from bot.app import App
-from bot.config import load_settings
-from bot.testing import FakeOllama, Reply
-from connectors.terminal import TerminalConnector
+from opencomputer.bot.app import App
+from opencomputer.bot.config import load_settings
+from opencomputer.bot.testing import FakeOllama, Reply
+from opencomputer.connectors.terminal import TerminalConnector
 
 MESSAGES = [{"role": "user", "content": "hello"}]
 

@@ -1,5 +1,5 @@
-"""``python -m bot`` runs the CLI (same as the ``opencomputer`` command)."""
+"""``python -m opencomputer.bot`` runs the CLI (as ``python -m opencomputer`` does)."""
 
-from bot.cli import main
+from opencomputer.bot.cli import main
 
 main()

@@ -10,21 +10,21 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from bot.channels import ChannelServices, build_connectors, enable_hints
-from bot.commands import CommandRouter
-from bot.config import Settings
-from bot.connector import Connector, ConnectorState
-from bot.features import load_features
-from bot.hooks import TOOL_STAGES, Hooks, compose
-from bot.http import HttpServer
-from bot.metrics import Metrics
-from bot.ollama_pool import OllamaPool
-from bot.runtime import Runtime
-from bot.storage.store import SqlStore
-from bot.tools import Tool, ToolRegistry
+from opencomputer.bot.channels import ChannelServices, build_connectors, enable_hints
+from opencomputer.bot.commands import CommandRouter
+from opencomputer.bot.config import Settings
+from opencomputer.bot.connector import Connector, ConnectorState
+from opencomputer.bot.features import load_features
+from opencomputer.bot.hooks import TOOL_STAGES, Hooks, compose
+from opencomputer.bot.http import HttpServer
+from opencomputer.bot.metrics import Metrics
+from opencomputer.bot.ollama_pool import OllamaPool
+from opencomputer.bot.runtime import Runtime
+from opencomputer.bot.storage.store import SqlStore
+from opencomputer.bot.tools import Tool, ToolRegistry
 
 if TYPE_CHECKING:
-    from bot.scale.changes import Changes
+    from opencomputer.bot.scale.changes import Changes
 
 __all__ = ["App", "build_connectors", "enable_hints"]
 
@@ -108,14 +108,14 @@ class App:
             raise
 
     async def _start(self, connectors: ConnectorsFactory | None, *, http: bool) -> Runtime:
-        from bot.observability import MeteredModel
-        from bot.storage.disk import full_at_start
-        from graphs.agent.checkpointer import open_checkpointer
-        from graphs.agent.graph import build_graph
-        from graphs.agent.runner import GraphAgent
+        from opencomputer.bot.observability import MeteredModel
+        from opencomputer.bot.storage.disk import full_at_start
+        from opencomputer.graphs.agent.checkpointer import open_checkpointer
+        from opencomputer.graphs.agent.graph import build_graph
+        from opencomputer.graphs.agent.runner import GraphAgent
 
         if (no_space := full_at_start(self.store.url)) is not None:
-            from bot.config import ConfigError
+            from opencomputer.bot.config import ConfigError
 
             raise ConfigError(no_space)  # one line, not SQLite's "disk I/O error" traceback
         # Only the embedded default store migrates itself (after a backup); a configured
@@ -128,10 +128,10 @@ class App:
         self.model_status = "ok" if check.ok else check.message
         if not check.ok:
             logger.error("model not ready: %s", check.message)
-        from bot.config import num_ctx_problem
+        from opencomputer.bot.config import num_ctx_problem
 
         if (problem := num_ctx_problem(self.settings, check.context_length)) is not None:
-            from bot.config import ConfigError
+            from opencomputer.bot.config import ConfigError
 
             raise ConfigError(problem)  # the model would silently truncate every prompt
         saver = await self._stack.enter_async_context(
@@ -153,7 +153,7 @@ class App:
         for feature in load_features(self.settings):
             await feature.setup(self)
         self.hooks.call.oc_commands(router=self.commands)
-        from graphs.agent.nodes import run_tool_inprocess
+        from opencomputer.graphs.agent.nodes import run_tool_inprocess
 
         tool_layers = self.hooks.staged(self.hooks.call.oc_tool_layers(), TOOL_STAGES)
         self._tool_call = compose(tool_layers, run_tool_inprocess)
@@ -210,7 +210,7 @@ class App:
     async def _changes(self) -> Changes:
         from redis.asyncio import Redis
 
-        from bot.scale.changes import Changes, changes_channel
+        from opencomputer.bot.scale.changes import Changes, changes_channel
 
         redis = Redis.from_url(self.settings.redis_url or "")
         changes = Changes(redis, changes_channel(self.settings.redis_prefix))
@@ -225,7 +225,7 @@ class App:
             return None
         from redis.asyncio import Redis
 
-        from bot.scale.bus import Keys
+        from opencomputer.bot.scale.bus import Keys
 
         if not self.settings.redis_url:
             raise RuntimeError(f"the {self.role} role needs OC_REDIS_URL")
@@ -233,7 +233,7 @@ class App:
         keys = Keys(self.settings.redis_prefix)
         role: Any
         if self.role == "gateway":
-            from bot.scale.gateway import Gateway
+            from opencomputer.bot.scale.gateway import Gateway
 
             role = Gateway(
                 self,
@@ -244,7 +244,7 @@ class App:
                 stale_after=3 * self.settings.worker_lease,
             )
         else:
-            from bot.scale.worker import Worker
+            from opencomputer.bot.scale.worker import Worker
 
             role = Worker(
                 self,
@@ -308,7 +308,7 @@ class App:
             checks["database"] = "ok"
         except Exception as exc:
             checks["database"] = f"error: {type(exc).__name__}"
-        from bot.storage.disk import DiskFull, guard_for_url
+        from opencomputer.bot.storage.disk import DiskFull, guard_for_url
 
         if (disk := guard_for_url(self.store.url)) is not None:  # a local SQLite file
             with contextlib.suppress(DiskFull):

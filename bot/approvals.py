@@ -24,13 +24,13 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import Field, SQLModel
 
-from bot.effects import OUTWARD, UNKNOWN, ApprovalPolicy, effects_of
-from bot.events import User
-from bot.hooks import TurnCall, TurnNext
-from bot.tools import Tool, ToolError
-from graphs.agent.approval import APPROVAL_KIND
-from graphs.agent.runner import TurnOutcome
-from graphs.agent.state import TurnContext
+from opencomputer.bot.effects import OUTWARD, UNKNOWN, ApprovalPolicy, effects_of
+from opencomputer.bot.events import User
+from opencomputer.bot.hooks import TurnCall, TurnNext
+from opencomputer.bot.tools import Tool, ToolError
+from opencomputer.graphs.agent.approval import APPROVAL_KIND
+from opencomputer.graphs.agent.runner import TurnOutcome
+from opencomputer.graphs.agent.state import TurnContext
 
 __all__ = ["ApprovalGate", "ApprovalRow", "Approvals", "request_text"]
 

@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import aiohttp
 from yarl import URL
 
-from bot.events import Attachment, AttachmentKind
-from bot.media.sniff import kind_of, sniff
+from opencomputer.bot.events import Attachment, AttachmentKind
+from opencomputer.bot.media.sniff import kind_of, sniff
 
 if TYPE_CHECKING:
-    from bot.config import Settings
+    from opencomputer.bot.config import Settings
 
 __all__ = [
     "AttachmentError",

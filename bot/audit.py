@@ -43,7 +43,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import Field, SQLModel
 
-from bot.audit_anchor import GENESIS, Anchor, AuditAnchorError, Head
+from opencomputer.bot.audit_anchor import GENESIS, Anchor, AuditAnchorError, Head
 
 __all__ = [
     "AuditAnchorError",
@@ -123,7 +123,7 @@ def anchor_of(engine: AsyncEngine) -> Anchor:
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
         folder = Path(str(url.database)).resolve().parent
     else:
-        from bot.config import _default_data_dir
+        from opencomputer.bot.config import _default_data_dir
 
         folder = Path(os.environ.get("OC_DATA_DIR") or _default_data_dir()).resolve()
     found = _ANCHORS.get(str(folder))

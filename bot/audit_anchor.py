@@ -64,7 +64,7 @@ class Anchor:
 
     def create(self, legacy: int, legacy_hash: str) -> bytes:
         """Make the key (0600) and the first head, recording the unkeyed rows present now."""
-        from bot.storage.engine import private_dir, private_file_open
+        from opencomputer.bot.storage.engine import private_dir, private_file_open
 
         private_dir(self.folder)
         with self._locked():
@@ -100,7 +100,7 @@ class Anchor:
                 self._write_head(Head(seq, mac, current.legacy, current.legacy_hash))
 
     def _write_head(self, head: Head) -> None:
-        from bot.storage.engine import private_file_open
+        from opencomputer.bot.storage.engine import private_file_open
 
         tmp = self.head_path.with_name(f".{HEAD_FILE}.{os.getpid()}.tmp")
         body = {"seq": head.seq, "mac": head.mac, "legacy": head.legacy}
@@ -118,7 +118,7 @@ class Anchor:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        from bot.storage.engine import private_file_open
+        from opencomputer.bot.storage.engine import private_file_open
 
         with private_file_open(self.folder / _LOCK_FILE, append=True) as lock:
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX)

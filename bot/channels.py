@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from importlib.metadata import EntryPoint
 
-    from bot.checks import Check
-    from bot.config import Settings
-    from bot.connector import Connector, Emit
+    from opencomputer.bot.checks import Check
+    from opencomputer.bot.config import Settings
+    from opencomputer.bot.connector import Connector, Emit
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -61,14 +61,14 @@ class ChannelServices:
     say: Callable[..., Awaitable[list[str]]]
     """``say(address, text)``: post a plain message into any chat a connector here serves."""
     store: Any
-    """The database (``bot.storage.SqlStore``), for state every process must share."""
+    """The database (``opencomputer.bot.storage.SqlStore``), for state every process must share."""
     reachable: Callable[[str], bool]
     """Whether a platform's connector runs in this process."""
     wait_idle: Callable[..., Awaitable[None]]
     """``wait_idle(address)``: returns once a conversation has no queued work (the terminal
     waits for each answer before it prompts again)."""
     hooks: Any = None
-    """The extension seam (``bot.hooks.Hooks``): a channel that keeps data about people
+    """The extension seam (``opencomputer.bot.hooks.Hooks``): a channel that keeps data about people
     registers ``DataRights`` so ``/forget`` and ``/export`` reach it."""
 
 

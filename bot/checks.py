@@ -1,6 +1,6 @@
 """The outcome of one doctor check: what channels, plugins and the server report.
 
-It lives below everything that reports checks (connectors, ``bot.channels``, the plugin
+It lives below everything that reports checks (connectors, ``opencomputer.bot.channels``, the plugin
 feature, the public API) so that none of them imports ``bot.doctor``, which runs them all.
 """
 

@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from bot.admin.cli import audit_app
-from bot.feedback.cli import prompts_app
-from bot.plugins.cli import plugins_app
-from bot.plugins.startup import settings_or_exit
+from opencomputer.bot.admin.cli import audit_app
+from opencomputer.bot.feedback.cli import prompts_app
+from opencomputer.bot.plugins.cli import plugins_app
+from opencomputer.bot.plugins.startup import settings_or_exit
 
 if TYPE_CHECKING:
-    from bot.config import Settings
-    from bot.connector import Connector
+    from opencomputer.bot.config import Settings
+    from opencomputer.bot.connector import Connector
 
 __all__ = ["app", "main"]
 
@@ -39,14 +39,18 @@ app.add_typer(db_app, name="db")
 app.add_typer(audit_app, name="audit")
 app.add_typer(plugins_app, name="plugins")
 app.add_typer(prompts_app, name="prompts")
-app.add_typer(__import__("bot.skills.cli", fromlist=["skills_app"]).skills_app, name="skills")
-app.add_typer(__import__("bot.apikeys.cli", fromlist=["keys_app"]).keys_app, name="keys")
-app.add_typer(__import__("bot.control.cli", fromlist=["web_app"]).web_app, name="web")
+app.add_typer(
+    __import__("opencomputer.bot.skills.cli", fromlist=["skills_app"]).skills_app, name="skills"
+)
+app.add_typer(
+    __import__("opencomputer.bot.apikeys.cli", fromlist=["keys_app"]).keys_app, name="keys"
+)
+app.add_typer(__import__("opencomputer.bot.control.cli", fromlist=["web_app"]).web_app, name="web")
 
 
 def _print_version(value: bool) -> None:
     if value:
-        from bot import __version__
+        from opencomputer.bot import __version__
 
         typer.echo(f"opencomputer {__version__}")
         raise typer.Exit()
@@ -67,7 +71,7 @@ def _root(
 
 
 def _logging(settings: Settings, level: str | None = None) -> None:
-    from bot.logs import setup_logging
+    from opencomputer.bot.logs import setup_logging
 
     setup_logging(
         level or settings.log_level,
@@ -88,7 +92,7 @@ async def _wait_for_signal() -> None:
 @app.command()
 def run() -> None:
     """Serve every configured connector plus the HTTP app (health, readiness, metrics, webhooks)."""
-    from bot.app import enable_hints
+    from opencomputer.bot.app import enable_hints
 
     settings = settings_or_exit()
     _logging(settings)
@@ -104,7 +108,7 @@ def run() -> None:
 
 def _serve(settings: Settings, role: str) -> None:
     """Run the app in ``role`` until SIGINT/SIGTERM, then stop it gracefully."""
-    from bot.app import App
+    from opencomputer.bot.app import App
 
     async def serve() -> None:
         oc = App(settings, role=role)
@@ -152,7 +156,7 @@ def worker() -> None:
 
 
 def _any_connector(settings: Settings) -> bool:
-    from bot.channels import configured_channels
+    from opencomputer.bot.channels import configured_channels
 
     return bool(configured_channels(settings))
 
@@ -160,11 +164,11 @@ def _any_connector(settings: Settings) -> bool:
 @app.command()
 def chat() -> None:
     """Chat in this terminal. Reads one message per line when input is piped."""
-    from bot.app import App
-    from bot.channels import load_channels
+    from opencomputer.bot.app import App
+    from opencomputer.bot.channels import load_channels
 
     if TYPE_CHECKING:
-        from bot.runtime import Runtime
+        from opencomputer.bot.runtime import Runtime
 
     settings = settings_or_exit()
     _logging(settings, "WARNING" if settings.log_level == "INFO" else None)
@@ -198,7 +202,7 @@ def chat() -> None:
 @app.command()
 def doctor() -> None:
     """Check settings, Ollama, the model, database, Redis and connectors; exit 1 on a problem."""
-    from bot.doctor import run_doctor
+    from opencomputer.bot.doctor import run_doctor
 
     settings = settings_or_exit()
     raise typer.Exit(asyncio.run(run_doctor(settings)))
@@ -209,8 +213,8 @@ def db_upgrade() -> None:
     """Apply the schema migrations (one process at a time; a SQLite store is backed up first)
     and create the graph checkpoint tables. Safe to run at every deployment.
     """
-    from bot.storage.migrate import Upgrade, upgrade
-    from graphs.agent.checkpointer import open_checkpointer
+    from opencomputer.bot.storage.migrate import Upgrade, upgrade
+    from opencomputer.graphs.agent.checkpointer import open_checkpointer
 
     settings = settings_or_exit()
     url = settings.resolved_database_url
@@ -241,7 +245,7 @@ def backup(
     ] = None,
 ) -> None:
     """Back up the database and graph checkpoints, safely while the server runs; print the path."""
-    from bot.storage.backup import backup_command
+    from opencomputer.bot.storage.backup import backup_command
 
     settings = settings_or_exit()
     _print_lines(lambda: backup_command(settings.resolved_database_url, settings.data_dir, file))
@@ -252,7 +256,7 @@ def restore(
     file: Annotated[Path, typer.Argument(help="A file written by `opencomputer backup`.")],
 ) -> None:
     """Replace the database with a backup (refused while the server runs; the old one is kept)."""
-    from bot.storage.backup import restore_command
+    from opencomputer.bot.storage.backup import restore_command
 
     settings = settings_or_exit()
     _print_lines(lambda: restore_command(settings.resolved_database_url, file))
@@ -260,7 +264,7 @@ def restore(
 
 def _print_lines(work: Callable[[], list[str]]) -> None:
     """Print what a backup or restore did; its refusal is one line and exit status 2."""
-    from bot.storage.backup import BackupError
+    from opencomputer.bot.storage.backup import BackupError
 
     try:
         lines = work()
@@ -274,18 +278,18 @@ def _print_lines(work: Callable[[], list[str]]) -> None:
 @app.command()
 def version() -> None:
     """Print the version."""
-    from bot import __version__
+    from opencomputer.bot import __version__
 
     typer.echo(__version__)
 
 
 def main() -> None:
     """Console-script entry point."""
-    from bot.config import ConfigError
-    from bot.storage.engine import DatabaseKeyError
+    from opencomputer.bot.config import ConfigError
+    from opencomputer.bot.storage.engine import DatabaseKeyError
 
     try:
-        app(prog_name="opencomputer")  # the same usage line under `python -m bot`
+        app(prog_name="opencomputer")  # the same usage line under `python -m opencomputer`
     except KeyboardInterrupt:
         sys.exit(130)
     except (DatabaseKeyError, ConfigError) as exc:  # a misconfiguration: one line, no traceback
@@ -307,8 +311,8 @@ def _debug() -> bool:
 
 def _known_failure(exc: BaseException) -> str | None:
     """One line for a common misconfiguration found only when it is used (else None)."""
-    from bot.storage.backup import BackupError
-    from bot.storage.migrate import SchemaError
+    from opencomputer.bot.storage.backup import BackupError
+    from opencomputer.bot.storage.migrate import SchemaError
 
     for cause in _chain(exc):
         if isinstance(cause, SchemaError | BackupError):  # what to run, or what is wrong
@@ -316,7 +320,7 @@ def _known_failure(exc: BaseException) -> str | None:
         if type(cause).__name__ == "InvalidCatalogNameError":  # asyncpg: no such database
             from sqlalchemy.engine import make_url
 
-            from bot.config import load_settings
+            from opencomputer.bot.config import load_settings
 
             url = make_url(load_settings().resolved_database_url)
             where = f" -h {url.host}" if url.host else ""

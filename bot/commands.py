@@ -12,8 +12,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from bot.connector import CommandSpec
-from bot.events import Address, Command, User
+from opencomputer.bot.connector import CommandSpec
+from opencomputer.bot.events import Address, Command, User
 
 __all__ = ["CommandContext", "CommandHandler", "CommandRouter", "CommandRuntime"]
 

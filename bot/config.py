@@ -517,7 +517,7 @@ class Settings(BaseSettings):
     @field_validator("rate_limit_user", "rate_limit_chat", "api_rate")
     @classmethod
     def _check_rate(cls, value: str) -> str:
-        from bot.ratelimit import parse_rate
+        from opencomputer.bot.ratelimit import parse_rate
 
         parse_rate(value)  # raises ValueError with the expected form
         return value
@@ -530,7 +530,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _register_database_key(self) -> Settings:
         """Hand the SQLCipher key to the storage layer for this database's files."""
-        from bot.storage.engine import sqlite_path, use_database_key
+        from opencomputer.bot.storage.engine import sqlite_path, use_database_key
 
         key = self.database_key.get_secret_value() if self.database_key else None
         if self.database_key_file is not None:
@@ -548,7 +548,7 @@ class Settings(BaseSettings):
     @property
     def resolved_database_url(self) -> str:
         """The database URL with an async driver, defaulting to SQLite in the data dir."""
-        from bot.storage.engine import async_url
+        from opencomputer.bot.storage.engine import async_url
 
         return async_url(self.database_url or f"sqlite:///{self.data_dir / 'opencomputer.db'}")
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from bot.events import Address, Command, Message, Reaction
+    from opencomputer.bot.events import Address, Command, Message, Reaction
 
 __all__ = [
     "Capabilities",

@@ -23,14 +23,14 @@ from sqlalchemy import UniqueConstraint, bindparam, delete
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, SQLModel
 
-from bot.events import Command
-from bot.hooks import hookimpl
-from bot.middleware import Event, Handler, Middleware
+from opencomputer.bot.events import Command
+from opencomputer.bot.hooks import hookimpl
+from opencomputer.bot.middleware import Event, Handler, Middleware
 
 if TYPE_CHECKING:
-    from bot.features import Host as App
-    from bot.storage.store import SqlStore
-    from bot.storage.writer import Tx
+    from opencomputer.bot.features import Host as App
+    from opencomputer.bot.storage.store import SqlStore
+    from opencomputer.bot.storage.writer import Tx
 
 __all__ = ["SeenCommandRow", "dedupe_commands", "setup"]
 
@@ -101,6 +101,6 @@ class _Dedupe:
 
 async def setup(app: App) -> None:
     """Feature entry point: the rule runs before access control (a replay is not even refused
-    twice; stage ``dedupe`` of ``bot.hooks.INBOUND_STAGES``).
+    twice; stage ``dedupe`` of ``opencomputer.bot.hooks.INBOUND_STAGES``).
     """
     app.hooks.register(_Dedupe(dedupe_commands(app.store)), "dedupe")

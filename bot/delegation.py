@@ -28,21 +28,21 @@ from typing import Any
 from langgraph.errors import GraphBubbleUp
 from langgraph.runtime import get_runtime
 
-from bot.effects import OUTWARD, UNKNOWN, effects_of
-from bot.events import Address
-from bot.hooks import TOOL_STAGES, ToolLayer, ToolNext, compose, hookimpl
-from bot.logs import current_turn_id
-from bot.tools import Tool, ToolError, tool
-from graphs.agent.nodes import run_tool_inprocess
-from graphs.agent.prompts import compose_system_prompt
-from graphs.agent.state import TurnContext
-from graphs.agent.subagent import (
+from opencomputer.bot.effects import OUTWARD, UNKNOWN, effects_of
+from opencomputer.bot.events import Address
+from opencomputer.bot.hooks import TOOL_STAGES, ToolLayer, ToolNext, compose, hookimpl
+from opencomputer.bot.logs import current_turn_id
+from opencomputer.bot.tools import Tool, ToolError, tool
+from opencomputer.graphs.agent.nodes import run_tool_inprocess
+from opencomputer.graphs.agent.prompts import compose_system_prompt
+from opencomputer.graphs.agent.state import TurnContext
+from opencomputer.graphs.agent.subagent import (
     SUBAGENT,
     SubagentLimits,
     build_subagent_graph,
     subagent_result,
 )
-from graphs.agent.toolscope import current_scope
+from opencomputer.graphs.agent.toolscope import current_scope
 
 __all__ = ["DELEGATE", "RESULT_CHARS", "SUBAGENT_PROMPT", "Delegator", "setup"]
 

@@ -7,10 +7,10 @@ from collections.abc import Awaitable, Callable
 
 import typer
 
-from bot.checks import Check
-from bot.config import Settings
+from opencomputer.bot.checks import Check
+from opencomputer.bot.config import Settings
 
-__all__ = ["Check", "run_doctor"]  # Check is bot.checks.Check, named here as before
+__all__ = ["Check", "run_doctor"]  # Check is opencomputer.bot.checks.Check, named here as before
 
 
 async def _ollama(settings: Settings) -> list[Check]:
@@ -22,9 +22,9 @@ async def _ollama(settings: Settings) -> list[Check]:
 
 async def _ollama_host(settings: Settings, host: str, *, several: bool) -> list[Check]:
     """Reachable, chat model ready, embedding model ready: for an Ollama or openai: server."""
-    from bot.ollama import OllamaError
-    from bot.ollama_pool import server_client
-    from bot.openai_compat import OpenAIClient
+    from opencomputer.bot.ollama import OllamaError
+    from opencomputer.bot.ollama_pool import server_client
+    from opencomputer.bot.openai_compat import OpenAIClient
 
     client = server_client(host, timeout=10, api_key=settings.openai_api_key)
     tag = f" ({host})" if several else ""
@@ -42,7 +42,7 @@ async def _ollama_host(settings: Settings, host: str, *, several: bool) -> list[
         checks = [Check(f"{name}{tag}", True, where)]
         model = await client.check_model(settings.model)
         checks.append(Check(f"model{tag}", model.ok, model.message))
-        from bot.config import num_ctx_problem
+        from opencomputer.bot.config import num_ctx_problem
 
         if (problem := num_ctx_problem(settings, model.context_length)) is not None:
             checks.append(Check(f"context{tag}", False, problem))
@@ -57,8 +57,8 @@ async def _ollama_host(settings: Settings, host: str, *, several: bool) -> list[
 
 
 async def _database(settings: Settings) -> list[Check]:
-    from bot.storage import SqlStore
-    from bot.storage.migrate import SchemaError
+    from opencomputer.bot.storage import SqlStore
+    from opencomputer.bot.storage.migrate import SchemaError
 
     store = SqlStore(settings.resolved_database_url)
     try:
@@ -97,7 +97,7 @@ async def _redis(settings: Settings) -> list[Check]:
 
 
 async def _connectors(settings: Settings) -> list[Check]:
-    from bot.channels import configured_channels, enable_hints
+    from opencomputer.bot.channels import configured_channels, enable_hints
 
     on = [channel.name for channel in configured_channels(settings)]
     if not on:
@@ -115,7 +115,7 @@ async def _connectors(settings: Settings) -> list[Check]:
 
 def _env_names(settings: Settings) -> list[Check]:
     """A misspelt ``OC_`` key is silently ignored at run time: doctor fails on it."""
-    from bot.plugins.startup import setting_warnings
+    from opencomputer.bot.plugins.startup import setting_warnings
 
     lines = setting_warnings(settings)
     if not lines:
@@ -143,7 +143,7 @@ def _safe_url(settings: Settings) -> str:
 
 
 async def _plugins(settings: Settings) -> list[Check]:
-    from bot.plugins.doctor import plugin_checks
+    from opencomputer.bot.plugins.doctor import plugin_checks
 
     return await plugin_checks(settings)
 
@@ -152,7 +152,7 @@ async def _platforms(settings: Settings) -> list[Check]:
     """Ask each configured channel whether the platform accepts our credentials (the checks
     its :class:`~bot.channels.Channel` declares; a check that crashes is a failed line).
     """
-    from bot.channels import configured_channels
+    from opencomputer.bot.channels import configured_channels
 
     checks: list[Check] = []
     for channel in configured_channels(settings):

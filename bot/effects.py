@@ -142,7 +142,7 @@ def needs_approval(
     """Why this call must wait for the owner's yes, or ``None`` when it may run.
 
     Args:
-        tool: The :class:`bot.tools.Tool` called.
+        tool: The :class:`opencomputer.bot.tools.Tool` called.
         arguments: The model's arguments.
         tainted: Whether the turn has read outside content.
         seen: The text the conversation read (for links followed without data).

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from bot.text import clean_text
+from opencomputer.bot.text import clean_text
 
 __all__ = [
     "Address",

@@ -16,15 +16,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from bot.commands import CommandRouter
-    from bot.config import Settings
-    from bot.connector import Connector
-    from bot.hooks import Hooks
-    from bot.metrics import Metrics
-    from bot.ollama_pool import OllamaPool
-    from bot.runtime import Runtime
-    from bot.storage.store import SqlStore
-    from bot.tools import ToolRegistry
+    from opencomputer.bot.commands import CommandRouter
+    from opencomputer.bot.config import Settings
+    from opencomputer.bot.connector import Connector
+    from opencomputer.bot.hooks import Hooks
+    from opencomputer.bot.metrics import Metrics
+    from opencomputer.bot.ollama_pool import OllamaPool
+    from opencomputer.bot.runtime import Runtime
+    from opencomputer.bot.storage.store import SqlStore
+    from opencomputer.bot.tools import ToolRegistry
 
 __all__ = ["ENTRY_POINT_GROUP", "REQUIRED", "Feature", "Host", "load_features"]
 
@@ -83,7 +83,7 @@ def load_features(settings: Settings) -> list[Feature]:
     """
     from importlib.metadata import entry_points  # not at import: plugins import us cheaply
 
-    from bot.config import ConfigError
+    from opencomputer.bot.config import ConfigError
 
     found = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
     off = set(settings.features_off)

@@ -27,13 +27,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import pluggy
 
-from bot.events import Address, Command, Message, Reaction, User
+from opencomputer.bot.events import Address, Command, Message, Reaction, User
 
 if TYPE_CHECKING:
-    from bot.commands import CommandRouter
-    from bot.reply import ReplySink
-    from bot.tools import Tool
-    from graphs.agent.state import TurnContext
+    from opencomputer.bot.commands import CommandRouter
+    from opencomputer.bot.reply import ReplySink
+    from opencomputer.bot.tools import Tool
+    from opencomputer.graphs.agent.state import TurnContext
 
 __all__ = [
     "INBOUND_STAGES",
@@ -159,7 +159,7 @@ class Specs:
     # --- observers -----------------------------------------------------------------------
     @hookspec
     def oc_reply_sent(self, record: Any) -> Awaitable[None] | None:
-        """A reply was recorded and delivered (``bot.runtime.ReplyRecord``)."""
+        """A reply was recorded and delivered (``opencomputer.bot.runtime.ReplyRecord``)."""
 
     @hookspec
     def oc_reaction(self, reaction: Reaction, reply_id: int | None) -> Awaitable[None] | None:

@@ -30,7 +30,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.connector import ConnectorState
+from opencomputer.bot.connector import ConnectorState
 
 __all__ = ["HttpLimits", "HttpServer"]
 
@@ -147,7 +147,7 @@ class HttpServer:
         except OSError as exc:
             if exc.errno != errno.EADDRINUSE:
                 raise
-            from bot.config import ConfigError
+            from opencomputer.bot.config import ConfigError
 
             await self._runner.cleanup()
             raise ConfigError(

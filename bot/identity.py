@@ -23,7 +23,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import Field, SQLModel
 
-from bot.events import Address, User
+from opencomputer.bot.events import Address, User
 
 __all__ = ["IdentityLinks", "LinkCodeRow", "LinkRequest", "LinkRow", "Redeemed"]
 

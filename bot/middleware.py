@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
-from bot.events import ChatKind, Command, Message, Reaction
+from opencomputer.bot.events import ChatKind, Command, Message, Reaction
 
 __all__ = ["Handler", "Middleware", "chain", "ignore_bots", "require_address"]
 

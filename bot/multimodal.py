@@ -29,21 +29,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bot.attachments import AttachmentError, AttachmentSource, Fetched, fetch, max_bytes
-from bot.events import Attachment, AttachmentKind, Message
-from bot.hooks import TurnCall, TurnInputError, TurnLayer, TurnNext, hookimpl
-from bot.media.limits import MediaError
-from bot.media.speech import OpenAITranscriber, SpeechError, Transcriber
-from bot.plugins.media_sandbox import decode_in_sandbox
-from bot.plugins.sandbox import Sandbox
-from graphs.agent.images import VisionCache, no_vision_note
+from opencomputer.bot.attachments import (
+    AttachmentError,
+    AttachmentSource,
+    Fetched,
+    fetch,
+    max_bytes,
+)
+from opencomputer.bot.events import Attachment, AttachmentKind, Message
+from opencomputer.bot.hooks import TurnCall, TurnInputError, TurnLayer, TurnNext, hookimpl
+from opencomputer.bot.media.limits import MediaError
+from opencomputer.bot.media.speech import OpenAITranscriber, SpeechError, Transcriber
+from opencomputer.bot.plugins.media_sandbox import decode_in_sandbox
+from opencomputer.bot.plugins.sandbox import Sandbox
+from opencomputer.graphs.agent.images import VisionCache, no_vision_note
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from typing import Any
 
-    from bot.config import Settings
-    from bot.features import Host as App
+    from opencomputer.bot.config import Settings
+    from opencomputer.bot.features import Host as App
 
 __all__ = ["CHARS_PER_TOKEN", "Multimodal", "document_budget", "setup"]
 

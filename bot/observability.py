@@ -3,7 +3,7 @@
 Each measurement is taken where the thing happens, without editing the code that does it:
 the graph's model client is wrapped (:class:`MeteredModel`), the tool executor is wrapped
 (:func:`metered_tool_layer`), reactions are scored by a reaction observer, connector states and
-stream lag are read right before a scrape. Metric names are in :mod:`bot.metrics`.
+stream lag are read right before a scrape. Metric names are in :mod:`opencomputer.bot.metrics`.
 """
 
 from __future__ import annotations
@@ -15,19 +15,19 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from bot.connector import ConnectorState
-from bot.events import Reaction
-from bot.hooks import ToolLayer, ToolNext, hookimpl
-from bot.logs import turn_context, turn_id_for
-from bot.metrics import Metrics
-from bot.ollama import ChatResult, ModelClient
-from bot.tools import Tool
+from opencomputer.bot.connector import ConnectorState
+from opencomputer.bot.events import Reaction
+from opencomputer.bot.hooks import ToolLayer, ToolNext, hookimpl
+from opencomputer.bot.logs import turn_context, turn_id_for
+from opencomputer.bot.metrics import Metrics
+from opencomputer.bot.ollama import ChatResult, ModelClient
+from opencomputer.bot.tools import Tool
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
 
-    from bot.features import Host as App
-    from bot.middleware import Event, Handler, Middleware
+    from opencomputer.bot.features import Host as App
+    from opencomputer.bot.middleware import Event, Handler, Middleware
 
 __all__ = ["MeteredModel", "StreamLagMonitor", "metered_tool_layer", "setup"]
 
@@ -101,7 +101,7 @@ class StreamLagMonitor:
     def __init__(
         self, redis: Any, metrics: Metrics, *, prefix: str, partitions: int, group: str = "workers"
     ) -> None:
-        from bot.scale.bus import Keys
+        from opencomputer.bot.scale.bus import Keys
 
         self.redis = redis
         self.metrics = metrics
@@ -202,7 +202,7 @@ async def _turn_ids(event: Event, call_next: Handler) -> None:
 
 
 def _feedback_counter(app: App) -> Any:
-    from bot.feedback.scoring import EmojiTable
+    from opencomputer.bot.feedback.scoring import EmojiTable
 
     table = EmojiTable.from_csv(app.settings.feedback_positive, app.settings.feedback_negative)
     feedback = app.metrics.feedback

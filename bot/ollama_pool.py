@@ -19,8 +19,8 @@ from typing import Any, Protocol, TypeVar
 
 from pydantic import SecretStr
 
-from bot.config import OPENAI_PREFIX
-from bot.ollama import (
+from opencomputer.bot.config import OPENAI_PREFIX
+from opencomputer.bot.ollama import (
     ChatResult,
     ModelCheck,
     OllamaClient,
@@ -28,7 +28,7 @@ from bot.ollama import (
     OllamaUnavailable,
     OnToken,
 )
-from bot.openai_compat import OpenAIClient
+from opencomputer.bot.openai_compat import OpenAIClient
 
 __all__ = ["OllamaPool", "ServerClient", "server_client"]
 

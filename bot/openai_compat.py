@@ -3,7 +3,7 @@
 It has :class:`~bot.ollama.OllamaClient`'s surface, so one pool balances over both kinds. The rest
 of the bot keeps speaking Ollama's message shape (the graph, its checkpoints); messages, options
 and answers are translated here, per request. One long-lived aiohttp session serves every call,
-for the reason given in :mod:`bot.ollama`.
+for the reason given in :mod:`opencomputer.bot.ollama`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import aiohttp
 import orjson
 from pydantic import SecretStr
 
-from bot.ollama import (
+from opencomputer.bot.ollama import (
     NETWORK_ERRORS,
     STALL_ERRORS,
     ChatResult,

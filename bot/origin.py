@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.events import Address
+from opencomputer.bot.events import Address
 
 __all__ = ["Origin"]
 

@@ -20,11 +20,11 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from bot.hooks import TurnCall, TurnLayer, TurnNext, hookimpl
-from bot.outfiles import OutFile, collecting, send_file
+from opencomputer.bot.hooks import TurnCall, TurnLayer, TurnNext, hookimpl
+from opencomputer.bot.outfiles import OutFile, collecting, send_file
 
 if TYPE_CHECKING:
-    from bot.features import Host as App
+    from opencomputer.bot.features import Host as App
 
 __all__ = ["FileDelivery", "setup"]
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from bot.events import Address
+    from opencomputer.bot.events import Address
 
 __all__ = [
     "FileSender",

@@ -16,8 +16,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from bot.events import Command, Message, Reaction, User
-from bot.middleware import Handler, Middleware
+from opencomputer.bot.events import Command, Message, Reaction, User
+from opencomputer.bot.middleware import Handler, Middleware
 
 __all__ = [
     "Bucket",

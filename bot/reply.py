@@ -20,8 +20,8 @@ import logging
 import time
 from typing import Protocol
 
-from bot.connector import Connector
-from bot.events import Address
+from opencomputer.bot.connector import Connector
+from opencomputer.bot.events import Address
 
 __all__ = ["PLACEHOLDER", "PostLedger", "ReplySink", "ReplyStream", "is_durable_key", "reply_key"]
 

@@ -31,11 +31,11 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
 
-from bot.commands import CommandContext, CommandRouter
-from bot.config import Settings
-from bot.connector import Connector, RuntimeStopped
-from bot.events import Address, Chat, ChatKind, Command, Message, Reaction, User
-from bot.hooks import (
+from opencomputer.bot.commands import CommandContext, CommandRouter
+from opencomputer.bot.config import Settings
+from opencomputer.bot.connector import Connector, RuntimeStopped
+from opencomputer.bot.events import Address, Chat, ChatKind, Command, Message, Reaction, User
+from opencomputer.bot.hooks import (
     INBOUND_STAGES,
     TURN_STAGES,
     Hooks,
@@ -44,18 +44,18 @@ from bot.hooks import (
     compose,
     hookimpl,
 )
-from bot.logs import turn_context, turn_id_for
-from bot.metrics import Metrics
-from bot.middleware import Handler, Middleware, ignore_bots, require_address
-from bot.ollama import OllamaError
-from bot.reply import ReplySink, ReplyStream, reply_key
-from bot.storage.attachments import attachments_from_row
-from bot.storage.disk import DiskFull, guard_for_url, refusing
-from bot.storage.engine import is_transient
-from bot.storage.store import ReplyMeta, SqlStore
-from bot.tools import Tool, ToolRegistry
-from graphs.agent.prompts import compose_system_prompt
-from graphs.agent.state import TurnContext
+from opencomputer.bot.logs import turn_context, turn_id_for
+from opencomputer.bot.metrics import Metrics
+from opencomputer.bot.middleware import Handler, Middleware, ignore_bots, require_address
+from opencomputer.bot.ollama import OllamaError
+from opencomputer.bot.reply import ReplySink, ReplyStream, reply_key
+from opencomputer.bot.storage.attachments import attachments_from_row
+from opencomputer.bot.storage.disk import DiskFull, guard_for_url, refusing
+from opencomputer.bot.storage.engine import is_transient
+from opencomputer.bot.storage.store import ReplyMeta, SqlStore
+from opencomputer.bot.tools import Tool, ToolRegistry
+from opencomputer.graphs.agent.prompts import compose_system_prompt
+from opencomputer.graphs.agent.state import TurnContext
 
 __all__ = ["Agent", "Job", "ReplyRecord", "Runtime", "RuntimeStopped"]
 

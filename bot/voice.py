@@ -25,13 +25,13 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import Field, SQLModel
 
-from bot.commands import CommandContext, CommandRouter
-from bot.hooks import hookimpl
-from bot.media.speech import OpenAISpeaker, Speaker, SpeechError
-from bot.outfiles import OutFile, send_file
+from opencomputer.bot.commands import CommandContext, CommandRouter
+from opencomputer.bot.hooks import hookimpl
+from opencomputer.bot.media.speech import OpenAISpeaker, Speaker, SpeechError
+from opencomputer.bot.outfiles import OutFile, send_file
 
 if TYPE_CHECKING:
-    from bot.features import Host as App
+    from opencomputer.bot.features import Host as App
 
 __all__ = ["Voice", "VoiceReplies", "VoiceReplyRow", "setup", "speakable"]
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bot.channels import Channel
+from opencomputer.bot.channels import Channel
 
 if TYPE_CHECKING:
-    from bot.config import Settings
+    from opencomputer.bot.config import Settings
 
 __all__ = ["API", "DISCORD", "MATRIX", "SLACK", "TELEGRAM", "TERMINAL"]
 
@@ -42,45 +42,45 @@ def _matrix(s: Settings) -> bool:
 
 TELEGRAM = Channel(
     name="telegram",
-    connector="connectors.telegram:TelegramConnector",
+    connector="opencomputer.connectors.telegram:TelegramConnector",
     configured=_telegram,
     enable="TELEGRAM_BOT_TOKEN",
-    doctor="connectors.telegram.doctor:diagnose",
+    doctor="opencomputer.connectors.telegram.doctor:diagnose",
     description="Telegram bots (long polling or webhook)",
 )
 DISCORD = Channel(
     name="discord",
-    connector="connectors.discord:DiscordConnector",
+    connector="opencomputer.connectors.discord:DiscordConnector",
     configured=_discord,
     enable="DISCORD_BOT_TOKEN",
     description="Discord bots (gateway, slash commands)",
 )
 SLACK = Channel(
     name="slack",
-    connector="connectors.slack:SlackConnector",
+    connector="opencomputer.connectors.slack:SlackConnector",
     configured=_slack,
     enable="SLACK_BOT_TOKEN + SLACK_SIGNING_SECRET (HTTP) or SLACK_APP_TOKEN (Socket Mode)",
-    doctor="connectors.slack.doctor:diagnose",
+    doctor="opencomputer.connectors.slack.doctor:diagnose",
     description="Slack apps (Events API over HTTP or Socket Mode)",
 )
 MATRIX = Channel(
     name="matrix",
-    connector="connectors.matrix:MatrixConnector",
+    connector="opencomputer.connectors.matrix:MatrixConnector",
     configured=_matrix,
     enable="MATRIX_HOMESERVER + MATRIX_USER_ID + MATRIX_PASSWORD or MATRIX_ACCESS_TOKEN",
     description="Matrix rooms and DMs (matrix-nio)",
 )
 TERMINAL = Channel(
     name="terminal",
-    connector="connectors.terminal:create",
+    connector="opencomputer.connectors.terminal:create",
     # never started by `run`: `opencomputer chat` builds it around the runtime it talks to
     description="This terminal (opencomputer chat)",
 )
 API = Channel(
     name="api",
-    connector="connectors.api:ApiConnector",
+    connector="opencomputer.connectors.api:ApiConnector",
     configured=_api,
     enable="OC_API_ENABLED=true (then: opencomputer keys create --person NAME)",
-    doctor="connectors.api.doctor:diagnose",
+    doctor="opencomputer.connectors.api.doctor:diagnose",
     description="OpenAI-compatible HTTP API (/v1/chat/completions) for Open WebUI and others",
 )

@@ -26,9 +26,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from bot import __version__
-from bot.channels import ENTRY_POINT_GROUP, Channel, ConnectorFactory, Diagnose
-from bot.connector import (
+from opencomputer.bot import __version__
+from opencomputer.bot.channels import ENTRY_POINT_GROUP, Channel, ConnectorFactory, Diagnose
+from opencomputer.bot.connector import (
     Capabilities,
     CommandSpec,
     Connector,
@@ -37,9 +37,9 @@ from bot.connector import (
     Formatting,
     RuntimeStopped,
 )
-from bot.events import Address, Chat, ChatKind, Command, Event, Message, Reaction, User
-from bot.features import ENTRY_POINT_GROUP as FEATURE_ENTRY_POINT_GROUP
-from bot.hooks import (
+from opencomputer.bot.events import Address, Chat, ChatKind, Command, Event, Message, Reaction, User
+from opencomputer.bot.features import ENTRY_POINT_GROUP as FEATURE_ENTRY_POINT_GROUP
+from opencomputer.bot.hooks import (
     INBOUND_STAGES,
     TOOL_STAGES,
     TURN_STAGES,
@@ -47,9 +47,9 @@ from bot.hooks import (
     TurnInputError,
     hookimpl,
 )
-from bot.hooks import Specs as HookSpecs
-from bot.outfiles import FileSender, OutFile
-from bot.plugins.api import (
+from opencomputer.bot.hooks import Specs as HookSpecs
+from opencomputer.bot.outfiles import FileSender, OutFile
+from opencomputer.bot.plugins.api import (
     HttpResponse,
     KeyValueStore,
     PermissionDenied,
@@ -61,12 +61,12 @@ from bot.plugins.api import (
     on_message,
     on_reaction,
 )
-from bot.text import split_markdown
-from bot.tools import ToolError, tool
+from opencomputer.bot.text import split_markdown
+from opencomputer.bot.tools import ToolError, tool
 
 if TYPE_CHECKING:
-    from bot.checks import Check
-    from bot.config import Settings
+    from opencomputer.bot.checks import Check
+    from opencomputer.bot.config import Settings
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -116,7 +116,7 @@ __all__ = [
     "tool",
 ]
 
-_LAZY = {"Settings": "bot.config", "Check": "bot.checks"}
+_LAZY = {"Settings": "opencomputer.bot.config", "Check": "opencomputer.bot.checks"}
 
 
 def __getattr__(name: str) -> Any:

@@ -7,8 +7,8 @@
 
 from __future__ import annotations
 
-from bot.testing import FakeOllama, Reply
-from bot.testing.harness import Harness, Outbound, RecordingConnector
-from bot.testing.plugin_kit import PluginTestKit
+from opencomputer.bot.testing import FakeOllama, Reply
+from opencomputer.bot.testing.harness import Harness, Outbound, RecordingConnector
+from opencomputer.bot.testing.plugin_kit import PluginTestKit
 
 __all__ = ["FakeOllama", "Harness", "Outbound", "PluginTestKit", "RecordingConnector", "Reply"]

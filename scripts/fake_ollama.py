@@ -12,7 +12,7 @@ import asyncio
 import sys
 from typing import Any
 
-from bot.testing.fake_ollama import FakeOllama, Reply
+from opencomputer.bot.testing.fake_ollama import FakeOllama, Reply
 
 DELAY = 0.0
 

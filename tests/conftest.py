@@ -9,9 +9,14 @@ from typing import Any
 
 import pytest
 
-from bot.config import Settings, load_settings
-from bot.testing import FakeOllama
-from bot.testing.services import REDIS_URL, ServiceUnavailable, postgres_database, redis_ping
+from opencomputer.bot.config import Settings, load_settings
+from opencomputer.bot.testing import FakeOllama
+from opencomputer.bot.testing.services import (
+    REDIS_URL,
+    ServiceUnavailable,
+    postgres_database,
+    redis_ping,
+)
 
 _PREFIXES = ("OC_", "OLLAMA_", "TELEGRAM_", "DISCORD_", "SLACK_", "MATRIX_")
 IN_CI = bool(os.environ.get("CI"))

@@ -14,7 +14,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bot.storage.migrate import LEGACY, MIGRATIONS
+from opencomputer.bot.storage.migrate import LEGACY, MIGRATIONS
 
 __all__ = ["legacy_schema", "strip_to_legacy"]
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
-from bot.access.policy import AccessPolicy, Verdict
-from bot.events import ChatKind, Command, Message, Reaction
-from bot.middleware import Handler, Middleware
+from opencomputer.bot.access.policy import AccessPolicy, Verdict
+from opencomputer.bot.events import ChatKind, Command, Message, Reaction
+from opencomputer.bot.middleware import Handler, Middleware
 
 __all__ = ["PAIRING_TEXT", "REFUSED_TEXT", "access_middleware"]
 

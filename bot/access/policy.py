@@ -17,9 +17,9 @@ from enum import StrEnum
 from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.access.models import GrantRow, PairingRow
-from bot.config import DmPolicy, Settings
-from bot.events import Address, ChatKind, Command, Message, Reaction, User
+from opencomputer.bot.access.models import GrantRow, PairingRow
+from opencomputer.bot.config import DmPolicy, Settings
+from opencomputer.bot.events import Address, ChatKind, Command, Message, Reaction, User
 
 __all__ = ["ALPHABET", "AccessPolicy", "Pairing", "Verdict", "chat_subject", "user_subject"]
 

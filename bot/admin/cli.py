@@ -14,8 +14,8 @@ audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=Tr
 
 
 async def _open_store() -> object:
-    from bot.config import load_settings
-    from bot.storage import SqlStore
+    from opencomputer.bot.config import load_settings
+    from opencomputer.bot.storage import SqlStore
 
     store = SqlStore(load_settings().resolved_database_url)
     await store.start()
@@ -27,7 +27,7 @@ def verify() -> None:
     """Check the keyed chain and its head; exit 1 if any entry was edited, deleted, inserted
     or reordered, or the newest entries were removed.
     """
-    from bot.audit import verify as check
+    from opencomputer.bot.audit import verify as check
 
     async def run() -> int:
         store = await _open_store()
@@ -49,7 +49,7 @@ def verify() -> None:
 @audit_app.command("export")
 def export() -> None:
     """Print every entry as one JSON object per line (with its chain hashes)."""
-    from bot.audit import export as entries
+    from opencomputer.bot.audit import export as entries
 
     async def run() -> None:
         store = await _open_store()

@@ -14,16 +14,16 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 
-from bot import __version__
-from bot.access.policy import chat_subject, user_subject
-from bot.admin.model_choice import GLOBAL
-from bot.admin.plugin_commands import register_plugin_commands
-from bot.commands import CommandContext, CommandHandler, CommandRouter
-from bot.events import Address, ChatKind
-from bot.storage.models import InboundRow, ReplyRow
+from opencomputer.bot import __version__
+from opencomputer.bot.access.policy import chat_subject, user_subject
+from opencomputer.bot.admin.model_choice import GLOBAL
+from opencomputer.bot.admin.plugin_commands import register_plugin_commands
+from opencomputer.bot.commands import CommandContext, CommandHandler, CommandRouter
+from opencomputer.bot.events import Address, ChatKind
+from opencomputer.bot.storage.models import InboundRow, ReplyRow
 
 if TYPE_CHECKING:
-    from bot.admin.services import AdminServices
+    from opencomputer.bot.admin.services import AdminServices
 
 __all__ = ["register_admin_commands"]
 

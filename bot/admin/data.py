@@ -15,10 +15,10 @@ from typing import Any
 import orjson
 from sqlalchemy import and_, delete, or_, select
 
-from bot.approvals import ApprovalRow
-from bot.events import Address
-from bot.identity import LinkCodeRow
-from bot.storage.models import (
+from opencomputer.bot.approvals import ApprovalRow
+from opencomputer.bot.events import Address
+from opencomputer.bot.identity import LinkCodeRow
+from opencomputer.bot.storage.models import (
     ConversationRow,
     InboundRow,
     ReactionRow,

@@ -13,22 +13,22 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from bot import audit as audit_log
-from bot.access import AccessPolicy, access_middleware
-from bot.access.models import GrantRow, PairingRow  # noqa: F401  (tables)
-from bot.admin.model_choice import ModelChoice
-from bot.approvals import NO, YES, ApprovalGate, Approvals
-from bot.commands import CommandContext, CommandRouter
-from bot.effects import ApprovalPolicy
-from bot.events import Address, Chat, ChatKind, Message, Reaction, User
-from bot.hooks import TurnLayer, hookimpl
-from bot.identity import IdentityLinks
-from bot.middleware import Middleware
-from bot.ratelimit import LocalLimiter, RedisLimiter, parse_rate, rate_limit_middleware
-from bot.runtime import Job, ReplyRecord, Runtime
+from opencomputer.bot import audit as audit_log
+from opencomputer.bot.access import AccessPolicy, access_middleware
+from opencomputer.bot.access.models import GrantRow, PairingRow  # noqa: F401  (tables)
+from opencomputer.bot.admin.model_choice import ModelChoice
+from opencomputer.bot.approvals import NO, YES, ApprovalGate, Approvals
+from opencomputer.bot.commands import CommandContext, CommandRouter
+from opencomputer.bot.effects import ApprovalPolicy
+from opencomputer.bot.events import Address, Chat, ChatKind, Message, Reaction, User
+from opencomputer.bot.hooks import TurnLayer, hookimpl
+from opencomputer.bot.identity import IdentityLinks
+from opencomputer.bot.middleware import Middleware
+from opencomputer.bot.ratelimit import LocalLimiter, RedisLimiter, parse_rate, rate_limit_middleware
+from opencomputer.bot.runtime import Job, ReplyRecord, Runtime
 
 if TYPE_CHECKING:
-    from bot.features import Host as App
+    from opencomputer.bot.features import Host as App
 
 __all__ = ["AdminServices", "setup"]
 
@@ -82,7 +82,7 @@ class AdminServices:
 
 async def _chat_kind(app: App, conversation: str) -> ChatKind:
     """A group stays a group when its turn resumes (memories it learns are not private)."""
-    from bot.schedules.feature import chat_kind
+    from opencomputer.bot.schedules.feature import chat_kind
 
     kind = await chat_kind(app, conversation)
     return ChatKind.DIRECT if kind == ChatKind.DIRECT else ChatKind.GROUP
@@ -200,8 +200,8 @@ class _Admin:
 
     @hookimpl
     def oc_commands(self, router: CommandRouter) -> None:
-        from bot.admin.commands import register_admin_commands
-        from bot.admin.user_commands import register_user_commands
+        from opencomputer.bot.admin.commands import register_admin_commands
+        from opencomputer.bot.admin.user_commands import register_user_commands
 
         register_user_commands(router, self.services)
         register_admin_commands(router, self.services)

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bot.commands import CommandContext, CommandRouter
-from bot.events import Address, ChatKind
-from bot.identity import LinkRequest, Redeemed
+from opencomputer.bot.commands import CommandContext, CommandRouter
+from opencomputer.bot.events import Address, ChatKind
+from opencomputer.bot.identity import LinkRequest, Redeemed
 
 if TYPE_CHECKING:
-    from bot.admin.services import AdminServices
+    from opencomputer.bot.admin.services import AdminServices
 
 __all__ = ["dm_only", "in_direct_chat", "register_link_commands"]
 

@@ -9,7 +9,7 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import Field, SQLModel
 
-from bot.events import Address
+from opencomputer.bot.events import Address
 
 __all__ = ["GLOBAL", "ModelChoice", "ModelChoiceRow"]
 

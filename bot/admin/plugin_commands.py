@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from bot.commands import CommandContext, CommandHandler
+from opencomputer.bot.commands import CommandContext, CommandHandler
 
 if TYPE_CHECKING:
-    from bot.admin.services import AdminServices
+    from opencomputer.bot.admin.services import AdminServices
 
 __all__ = ["register_plugin_commands"]
 

@@ -12,17 +12,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from bot.access.policy import AccessPolicy
-    from bot.admin.model_choice import ModelChoice
-    from bot.approvals import Approvals
-    from bot.audit import AuditEntry
-    from bot.config import Settings
-    from bot.events import User
-    from bot.hooks import Hooks
-    from bot.identity import IdentityLinks
-    from bot.ollama_pool import OllamaPool
-    from bot.runtime import Runtime
-    from bot.storage import SqlStore
+    from opencomputer.bot.access.policy import AccessPolicy
+    from opencomputer.bot.admin.model_choice import ModelChoice
+    from opencomputer.bot.approvals import Approvals
+    from opencomputer.bot.audit import AuditEntry
+    from opencomputer.bot.config import Settings
+    from opencomputer.bot.events import User
+    from opencomputer.bot.hooks import Hooks
+    from opencomputer.bot.identity import IdentityLinks
+    from opencomputer.bot.ollama_pool import OllamaPool
+    from opencomputer.bot.runtime import Runtime
+    from opencomputer.bot.storage import SqlStore
 
 __all__ = ["AdminApp", "AdminServices"]
 
@@ -63,7 +63,7 @@ class AdminApp(Protocol):
 
 
 class AdminServices(Protocol):
-    """What the admin commands share (``bot.admin.feature`` builds it)."""
+    """What the admin commands share (``opencomputer.bot.admin.feature`` builds it)."""
 
     @property
     def app(self) -> AdminApp:

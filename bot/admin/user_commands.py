@@ -1,7 +1,7 @@
 """Commands everyone may use: data rights (``/forget``, ``/export``), linking, approvals.
 
 ``/forget`` and ``/export`` answer only in a direct chat: in a group everyone would read the
-answer (see :mod:`bot.admin.linking` for ``/link``).
+answer (see :mod:`opencomputer.bot.admin.linking` for ``/link``).
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from bot.admin.data import export_person, forget_person
-from bot.admin.linking import dm_only, in_direct_chat, register_link_commands
-from bot.commands import CommandContext, CommandRouter
-from bot.outfiles import FileSender, OutFile
+from opencomputer.bot.admin.data import export_person, forget_person
+from opencomputer.bot.admin.linking import dm_only, in_direct_chat, register_link_commands
+from opencomputer.bot.commands import CommandContext, CommandRouter
+from opencomputer.bot.outfiles import FileSender, OutFile
 
 if TYPE_CHECKING:
-    from bot.admin.services import AdminServices
+    from opencomputer.bot.admin.services import AdminServices
 
 __all__ = ["register_user_commands"]
 

@@ -23,8 +23,8 @@ keys_app = typer.Typer(
 
 def _with_engine(work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
     """Open the database (its schema checked, not migrated), run ``work``, close it."""
-    from bot.config import ConfigError, load_settings
-    from bot.storage import SqlStore
+    from opencomputer.bot.config import ConfigError, load_settings
+    from opencomputer.bot.storage import SqlStore
 
     try:
         url = load_settings().resolved_database_url
@@ -49,7 +49,7 @@ def create(
     name: str = typer.Option("", "--name", help="A label to tell keys apart (e.g. open-webui)."),
 ) -> None:
     """Create a key and print it once (only its hash is stored; a lost key is revoked)."""
-    from bot.apikeys.keys import check_person, create_key
+    from opencomputer.bot.apikeys.keys import check_person, create_key
 
     try:
         check_person(person)
@@ -68,7 +68,7 @@ def create(
 @keys_app.command("list")
 def list_() -> None:
     """Every key: id, person, label, its first characters, when made, whether revoked."""
-    from bot.apikeys.keys import list_keys
+    from opencomputer.bot.apikeys.keys import list_keys
 
     keys = _with_engine(list_keys)
     if not keys:
@@ -84,7 +84,7 @@ def list_() -> None:
 @keys_app.command("revoke")
 def revoke(key_id: int = typer.Argument(..., help="The id `keys list` shows.")) -> None:
     """Revoke a key: the next request with it is refused."""
-    from bot.apikeys.keys import revoke_key
+    from opencomputer.bot.apikeys.keys import revoke_key
 
     if not _with_engine(lambda engine: revoke_key(engine, key_id)):
         typer.secho(f"no active key with id {key_id} (see: opencomputer keys list)", err=True)

@@ -22,8 +22,8 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.access.models import GrantRow
-from bot.apikeys.models import ApiKeyRow
+from opencomputer.bot.access.models import GrantRow
+from opencomputer.bot.apikeys.models import ApiKeyRow
 
 __all__ = [
     "PERSON_PATTERN",

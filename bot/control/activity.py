@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from sqlalchemy import func, select
 
-from bot.control.auth import Admin
-from bot.control.web import ControlWeb, ok
-from bot.storage.models import InboundRow, ReplyRow
+from opencomputer.bot.control.auth import Admin
+from opencomputer.bot.control.web import ControlWeb, ok
+from opencomputer.bot.storage.models import InboundRow, ReplyRow
 
 if TYPE_CHECKING:
-    from bot.features import Host
+    from opencomputer.bot.features import Host
 
 __all__ = ["MINUTES", "ActivityChart"]
 

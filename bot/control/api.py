@@ -17,13 +17,13 @@ import orjson
 from aiohttp import web
 from sqlalchemy import or_, select
 
-from bot import audit
-from bot.control.auth import Admin
-from bot.control.web import HEADERS, ControlWeb, error
-from bot.storage.models import InboundRow, ReplyRow
+from opencomputer.bot import audit
+from opencomputer.bot.control.auth import Admin
+from opencomputer.bot.control.web import HEADERS, ControlWeb, error
+from opencomputer.bot.storage.models import InboundRow, ReplyRow
 
 if TYPE_CHECKING:
-    from bot.features import Host
+    from opencomputer.bot.features import Host
 
 __all__ = ["ControlApi"]
 

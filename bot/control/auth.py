@@ -25,8 +25,8 @@ from typing import Any
 from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.control.models import LoginLinkRow, SessionRow
-from bot.events import User
+from opencomputer.bot.control.models import LoginLinkRow, SessionRow
+from opencomputer.bot.events import User
 
 __all__ = ["LINK_TTL", "SESSION_TTL", "Admin", "Logins", "digest"]
 

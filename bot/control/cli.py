@@ -19,12 +19,12 @@ web_app = typer.Typer(help="The web control room (docs/web.md).", no_args_is_hel
 @web_app.command("login")
 def login() -> None:
     """Print a one-time login link to the control room (valid 10 minutes, works once)."""
-    from bot.audit import audit
-    from bot.config import load_settings
-    from bot.control.auth import Logins
-    from bot.control.feature import base_url, login_url
-    from bot.events import User
-    from bot.storage import SqlStore
+    from opencomputer.bot.audit import audit
+    from opencomputer.bot.config import load_settings
+    from opencomputer.bot.control.auth import Logins
+    from opencomputer.bot.control.feature import base_url, login_url
+    from opencomputer.bot.events import User
+    from opencomputer.bot.storage import SqlStore
 
     settings = load_settings()
     name = getpass.getuser()

@@ -10,21 +10,21 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from bot.commands import CommandContext, CommandRouter
-from bot.control.activity import ActivityChart
-from bot.control.api import ControlApi
-from bot.control.auth import LINK_TTL, Logins
-from bot.control.pages import ControlPages
-from bot.control.people import PeoplePage
-from bot.control.plugins_page import PluginsPage
-from bot.control.schedules_page import SchedulesPage
-from bot.control.web import ControlWeb
-from bot.events import ChatKind
-from bot.hooks import hookimpl
+from opencomputer.bot.commands import CommandContext, CommandRouter
+from opencomputer.bot.control.activity import ActivityChart
+from opencomputer.bot.control.api import ControlApi
+from opencomputer.bot.control.auth import LINK_TTL, Logins
+from opencomputer.bot.control.pages import ControlPages
+from opencomputer.bot.control.people import PeoplePage
+from opencomputer.bot.control.plugins_page import PluginsPage
+from opencomputer.bot.control.schedules_page import SchedulesPage
+from opencomputer.bot.control.web import ControlWeb
+from opencomputer.bot.events import ChatKind
+from opencomputer.bot.hooks import hookimpl
 
 if TYPE_CHECKING:
-    from bot.config import Settings
-    from bot.features import Host
+    from opencomputer.bot.config import Settings
+    from opencomputer.bot.features import Host
 
 __all__ = ["base_url", "login_url", "setup"]
 
@@ -84,7 +84,7 @@ class _Control:
             if ctx.event.chat.kind is not ChatKind.DIRECT:
                 return "Send /web in a direct message with me: others must not see a login link."
             token = await logins.issue_link(ctx.event.user)
-            from bot import audit
+            from opencomputer.bot import audit
 
             await audit.audit(app.store, ctx.event.user.key, "control.link", {"via": "chat"})
             http = getattr(app, "http", None)  # the port it really listens on (0 = any)

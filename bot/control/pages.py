@@ -20,13 +20,13 @@ import orjson
 from aiohttp import web
 from sqlalchemy import func, or_, select
 
-from bot.control.auth import Admin
-from bot.control.web import HEADERS, ControlWeb, error
-from bot.events import Address
-from bot.storage.models import InboundRow, ReactionRow, ReplyRow
+from opencomputer.bot.control.auth import Admin
+from opencomputer.bot.control.web import HEADERS, ControlWeb, error
+from opencomputer.bot.events import Address
+from opencomputer.bot.storage.models import InboundRow, ReactionRow, ReplyRow
 
 if TYPE_CHECKING:
-    from bot.features import Host
+    from opencomputer.bot.features import Host
 
 __all__ = ["ControlPages", "turn_steps"]
 
@@ -213,7 +213,7 @@ class ControlPages:
         service = self.app.extras.get("feedback")
         if service is None:
             return error(404, "the feedback feature is off (OC_FEATURES_OFF)")
-        from bot.feedback.stats import prob_greater
+        from opencomputer.bot.feedback.stats import prob_greater
 
         stats = await service.repo.stats()
         base = next(
@@ -256,7 +256,7 @@ class ControlPages:
         action = body.get("action") if isinstance(body, dict) else None
         if action not in MOVES:
             return error(400, f"action must be one of {', '.join(MOVES)}")
-        from bot.feedback.tuner import TuningError
+        from opencomputer.bot.feedback.tuner import TuningError
 
         variant_id = int(request.match_info["id"])
         try:

@@ -16,15 +16,15 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from sqlalchemy import func, select
 
-from bot import audit
-from bot.access.models import PairingRow
-from bot.access.policy import user_subject
-from bot.control.auth import Admin
-from bot.control.web import ControlWeb, body, error, ok
-from bot.memory.models import MemoryRow
+from opencomputer.bot import audit
+from opencomputer.bot.access.models import PairingRow
+from opencomputer.bot.access.policy import user_subject
+from opencomputer.bot.control.auth import Admin
+from opencomputer.bot.control.web import ControlWeb, body, error, ok
+from opencomputer.bot.memory.models import MemoryRow
 
 if TYPE_CHECKING:
-    from bot.features import Host
+    from opencomputer.bot.features import Host
 
 __all__ = ["PeoplePage"]
 

@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from bot import audit
-from bot.control.auth import Admin
-from bot.control.web import ControlWeb, body, error, ok
-from bot.plugins.enablement import GLOBAL
+from opencomputer.bot import audit
+from opencomputer.bot.control.auth import Admin
+from opencomputer.bot.control.web import ControlWeb, body, error, ok
+from opencomputer.bot.plugins.enablement import GLOBAL
 
 if TYPE_CHECKING:
-    from bot.features import Host
-    from bot.plugins.discovery import Plugin
+    from opencomputer.bot.features import Host
+    from opencomputer.bot.plugins.discovery import Plugin
 
 __all__ = ["PluginsPage"]
 

@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from sqlalchemy import select
 
-from bot import audit
-from bot.control.auth import Admin
-from bot.control.web import ControlWeb, body, error, ok
-from bot.schedules.models import ScheduleRow
-from bot.schedules.spec import describe_repeat
+from opencomputer.bot import audit
+from opencomputer.bot.control.auth import Admin
+from opencomputer.bot.control.web import ControlWeb, body, error, ok
+from opencomputer.bot.schedules.models import ScheduleRow
+from opencomputer.bot.schedules.spec import describe_repeat
 
 if TYPE_CHECKING:
-    from bot.features import Host
+    from opencomputer.bot.features import Host
 
 __all__ = ["SchedulesPage"]
 

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from bot.control.auth import SESSION_TTL, Admin, Logins
-from bot.ratelimit import Bucket, LocalLimiter
+from opencomputer.bot.control.auth import SESSION_TTL, Admin, Logins
+from opencomputer.bot.ratelimit import Bucket, LocalLimiter
 
 if TYPE_CHECKING:
-    from bot.features import Host
+    from opencomputer.bot.features import Host
 
 __all__ = ["COOKIE", "HEADERS", "ControlWeb", "body", "error", "ok"]
 
@@ -73,7 +73,7 @@ async def body(request: web.Request) -> dict[str, Any]:
 
 
 def _files() -> dict[str, bytes]:
-    folder = resources.files("bot.control") / "static"
+    folder = resources.files("opencomputer.bot.control") / "static"
     return {name: (folder / name).read_bytes() for name in ("index.html", "login.html", *STATIC)}
 
 
@@ -206,6 +206,6 @@ class ControlWeb:
         return request.secure or forwarded == "https"
 
     async def _audit(self, actor: str, action: str, detail: dict[str, Any] | None = None) -> None:
-        from bot import audit
+        from opencomputer.bot import audit
 
         await audit.audit(self.app.store, actor, action, detail)

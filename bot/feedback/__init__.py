@@ -1,4 +1,4 @@
 """Feedback and prompt tuning: reactions become votes, votes choose and tune prompt variants.
 
-``bot.feedback.feature:setup`` wires it into the App; see ``docs/self-improvement.md``.
+``opencomputer.bot.feedback.feature:setup`` wires it into the App; see ``docs/self-improvement.md``.
 """

@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from bot.feedback.stats import Posterior
+from opencomputer.bot.feedback.stats import Posterior
 
 __all__ = ["REFRESH_SECONDS", "Assignment", "Assignments", "LiveVariants", "Tallies"]
 

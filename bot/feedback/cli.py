@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 if TYPE_CHECKING:
-    from bot.feedback.repo import FeedbackRepo
-    from bot.feedback.tuner import Tuner
+    from opencomputer.bot.feedback.repo import FeedbackRepo
+    from opencomputer.bot.feedback.tuner import Tuner
 
 __all__ = ["prompts_app"]
 
@@ -36,11 +36,11 @@ def _actor() -> str:
 
 def _run(work: Callable[[FeedbackRepo, Tuner], Awaitable[T]]) -> T:
     """Open the database, run ``work`` with the repository and a tuner, close it again."""
-    from bot.feedback.feature import audit_hook
-    from bot.feedback.repo import FeedbackRepo
-    from bot.feedback.tuner import Tuner, TuningError
-    from bot.plugins.startup import settings_or_exit as _settings
-    from bot.storage import SqlStore
+    from opencomputer.bot.feedback.feature import audit_hook
+    from opencomputer.bot.feedback.repo import FeedbackRepo
+    from opencomputer.bot.feedback.tuner import Tuner, TuningError
+    from opencomputer.bot.plugins.startup import settings_or_exit as _settings
+    from opencomputer.bot.storage import SqlStore
 
     settings = _settings()
 
@@ -72,7 +72,7 @@ def _done(event: Any) -> None:
 @prompts_app.command("stats")
 def stats(all_: bool = typer.Option(False, "--all", help="Include retired variants.")) -> None:
     """Ratings per variant: 👍/👎 blamed on the prompt, excluded ratings, failures."""
-    from bot.feedback.commands import format_stats
+    from opencomputer.bot.feedback.commands import format_stats
 
     async def work(repo: FeedbackRepo, _t: Tuner) -> str:
         return format_stats(await repo.stats(), live_only=not all_)
@@ -83,7 +83,7 @@ def stats(all_: bool = typer.Option(False, "--all", help="Include retired varian
 @prompts_app.command("list")
 def list_(all_: bool = typer.Option(False, "--all", help="Include retired variants.")) -> None:
     """Variants with their id, version, status, author and scope."""
-    from bot.feedback.commands import format_variant
+    from opencomputer.bot.feedback.commands import format_variant
 
     async def work(repo: FeedbackRepo, _t: Tuner) -> list[Any]:
         return await repo.variants(live_only=not all_)
@@ -99,7 +99,7 @@ def show(variant_id: int) -> None:
     async def work(_r: FeedbackRepo, tuner: Tuner) -> Any:
         return await tuner.get(variant_id)
 
-    from bot.feedback.commands import format_variant
+    from opencomputer.bot.feedback.commands import format_variant
 
     row = _run(work)
     typer.echo(f"{format_variant(row)}\n{row.template}")
@@ -180,7 +180,7 @@ def chart(
     buckets: int = typer.Option(30, min=2, help="Time buckets on the x axis."),
 ) -> None:
     """Write a PNG of each variant's thumbs-up rate over time."""
-    from bot.feedback.chart import rate_series, render_png
+    from opencomputer.bot.feedback.chart import rate_series, render_png
 
     async def work(repo: FeedbackRepo, _t: Tuner) -> list[tuple[int, float, int]]:
         return await repo.timeline()

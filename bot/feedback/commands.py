@@ -6,12 +6,12 @@ import logging
 import time
 from typing import Any
 
-from bot.commands import CommandContext, CommandRouter
-from bot.feedback.models import Scope
-from bot.feedback.repo import VariantStats
-from bot.feedback.service import FeedbackService
-from bot.feedback.stats import prob_greater
-from bot.feedback.tuner import TuningError
+from opencomputer.bot.commands import CommandContext, CommandRouter
+from opencomputer.bot.feedback.models import Scope
+from opencomputer.bot.feedback.repo import VariantStats
+from opencomputer.bot.feedback.service import FeedbackService
+from opencomputer.bot.feedback.stats import prob_greater
+from opencomputer.bot.feedback.tuner import TuningError
 
 __all__ = ["format_stats", "format_variant", "register_commands"]
 

@@ -7,16 +7,16 @@ import logging
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
-from bot.commands import CommandRouter
-from bot.events import Message, Reaction
-from bot.feedback.commands import register_commands
-from bot.feedback.guard import ToolFailureTap
-from bot.feedback.service import FeedbackService
-from bot.feedback.tuner import AuditHook
-from bot.hooks import DataRights, hookimpl
+from opencomputer.bot.commands import CommandRouter
+from opencomputer.bot.events import Message, Reaction
+from opencomputer.bot.feedback.commands import register_commands
+from opencomputer.bot.feedback.guard import ToolFailureTap
+from opencomputer.bot.feedback.service import FeedbackService
+from opencomputer.bot.feedback.tuner import AuditHook
+from opencomputer.bot.hooks import DataRights, hookimpl
 
 if TYPE_CHECKING:
-    from bot.features import Host as App
+    from opencomputer.bot.features import Host as App
 
 __all__ = ["setup"]
 
@@ -85,7 +85,7 @@ class _Feedback:
 def audit_hook(store: object) -> AuditHook | None:
     """A tuning-event hook writing to the shared audit log (``bot/audit.py``), if installed."""
     try:
-        from bot import audit as audit_log
+        from opencomputer.bot import audit as audit_log
     except ImportError:  # the audit feature is not part of this build
         return None
 

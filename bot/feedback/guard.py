@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
-from bot.hooks import TurnCall, TurnNext
+from opencomputer.bot.hooks import TurnCall, TurnNext
 
 __all__ = ["ToolFailureTap"]
 

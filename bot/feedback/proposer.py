@@ -11,10 +11,10 @@ import logging
 import re
 from typing import Any, Protocol
 
-from bot.feedback.models import Author
-from bot.feedback.repo import Exchange, FeedbackRepo
-from bot.feedback.selector import Pool
-from bot.feedback.tuner import Tuner, TuningError
+from opencomputer.bot.feedback.models import Author
+from opencomputer.bot.feedback.repo import Exchange, FeedbackRepo
+from opencomputer.bot.feedback.selector import Pool
+from opencomputer.bot.feedback.tuner import Tuner, TuningError
 
 __all__ = ["ChatModel", "build_request", "propose_candidate"]
 

@@ -10,15 +10,15 @@ from typing import Any
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.feedback.cache import LiveVariants, Tallies
-from bot.feedback.models import (
+from opencomputer.bot.feedback.cache import LiveVariants, Tallies
+from opencomputer.bot.feedback.models import (
     PromptVariantRow,
     Status,
     TuningEventRow,
     VariantAssignmentRow,
 )
-from bot.feedback.votes import Exchange, VariantStats, VoteQueries, _pk
-from bot.storage.models import InboundRow
+from opencomputer.bot.feedback.votes import Exchange, VariantStats, VoteQueries, _pk
+from opencomputer.bot.storage.models import InboundRow
 
 __all__ = ["Change", "Exchange", "FeedbackRepo", "VariantStats"]
 

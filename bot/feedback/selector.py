@@ -22,12 +22,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.config import Settings
-from bot.events import Message
-from bot.feedback.cache import REMEMBER, Assignment, Assignments
-from bot.feedback.models import Scope, Status
-from bot.feedback.repo import FeedbackRepo
-from bot.feedback.stats import Posterior
+from opencomputer.bot.config import Settings
+from opencomputer.bot.events import Message
+from opencomputer.bot.feedback.cache import REMEMBER, Assignment, Assignments
+from opencomputer.bot.feedback.models import Scope, Status
+from opencomputer.bot.feedback.repo import FeedbackRepo
+from opencomputer.bot.feedback.stats import Posterior
 
 __all__ = ["Pool", "Selector", "resolve_pool"]
 

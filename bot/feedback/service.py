@@ -14,18 +14,18 @@ import logging
 import random
 from typing import TYPE_CHECKING, Any
 
-from bot.config import Settings
-from bot.events import Message, Reaction
-from bot.feedback.guard import ToolFailureTap
-from bot.feedback.repo import FeedbackRepo
-from bot.feedback.scoring import EmojiTable
-from bot.feedback.selector import Selector
-from bot.feedback.tuner import Tuner
-from bot.storage.store import SqlStore
+from opencomputer.bot.config import Settings
+from opencomputer.bot.events import Message, Reaction
+from opencomputer.bot.feedback.guard import ToolFailureTap
+from opencomputer.bot.feedback.repo import FeedbackRepo
+from opencomputer.bot.feedback.scoring import EmojiTable
+from opencomputer.bot.feedback.selector import Selector
+from opencomputer.bot.feedback.tuner import Tuner
+from opencomputer.bot.storage.store import SqlStore
 
 if TYPE_CHECKING:
-    from bot.feedback.proposer import ChatModel
-    from bot.runtime import ReplyRecord
+    from opencomputer.bot.feedback.proposer import ChatModel
+    from opencomputer.bot.runtime import ReplyRecord
 
 __all__ = ["FeedbackService"]
 
@@ -164,9 +164,9 @@ class FeedbackService:
     # --- proposals ---------------------------------------------------------------------
     async def propose(self, *, actor: str, platform: str = "", chat_key: str = "") -> Any:
         """Ask the model for a candidate in the pool that serves this chat (or globally)."""
-        from bot.feedback.proposer import propose_candidate
-        from bot.feedback.selector import resolve_pool
-        from bot.feedback.tuner import TuningError
+        from opencomputer.bot.feedback.proposer import propose_candidate
+        from opencomputer.bot.feedback.selector import resolve_pool
+        from opencomputer.bot.feedback.tuner import TuningError
 
         if self.llm is None:
             raise TuningError("No model client is available to write a candidate.")

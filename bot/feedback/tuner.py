@@ -17,12 +17,12 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bot.config import Settings
-from bot.feedback.models import Author, Scope, Status
-from bot.feedback.repo import FeedbackRepo
-from bot.feedback.selector import Pool, resolve_pool
-from bot.feedback.stats import prob_greater
-from graphs.agent.prompts import DEFAULT_SYSTEM_PROMPT
+from opencomputer.bot.config import Settings
+from opencomputer.bot.feedback.models import Author, Scope, Status
+from opencomputer.bot.feedback.repo import FeedbackRepo
+from opencomputer.bot.feedback.selector import Pool, resolve_pool
+from opencomputer.bot.feedback.stats import prob_greater
+from opencomputer.graphs.agent.prompts import DEFAULT_SYSTEM_PROMPT
 
 __all__ = ["AuditHook", "Tuner", "TuningError"]
 

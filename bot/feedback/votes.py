@@ -11,15 +11,15 @@ from sqlalchemy import and_, case, delete, func, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.feedback.cache import Tallies
-from bot.feedback.models import (
+from opencomputer.bot.feedback.cache import Tallies
+from opencomputer.bot.feedback.models import (
     FeedbackNoteRow,
     FeedbackVoteRow,
     PromptVariantRow,
     ReplyFailureRow,
 )
-from bot.feedback.stats import Posterior
-from bot.storage.models import InboundRow, ReplyRow
+from opencomputer.bot.feedback.stats import Posterior
+from opencomputer.bot.storage.models import InboundRow, ReplyRow
 
 __all__ = ["Exchange", "VariantStats", "VoteQueries"]
 

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import av
 import av.error
 
-from bot.media.limits import DEFAULT_MAX_AUDIO_SECONDS, MediaError
+from opencomputer.bot.media.limits import DEFAULT_MAX_AUDIO_SECONDS, MediaError
 
 __all__ = ["audio_seconds", "decode_pcm", "is_ogg_opus", "to_ogg_opus", "to_wav"]
 

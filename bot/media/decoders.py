@@ -13,13 +13,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bot.media.limits import MediaError
+from opencomputer.bot.media.limits import MediaError
 
 __all__ = ["DECODERS", "decode"]
 
 
 def _prepare_image(data: bytes, out: Path, params: dict[str, Any]) -> dict[str, Any]:
-    from bot.media.images import prepare_image
+    from opencomputer.bot.media.images import prepare_image
 
     image, mime = prepare_image(data, **params)
     out.write_bytes(image)
@@ -27,7 +27,7 @@ def _prepare_image(data: bytes, out: Path, params: dict[str, Any]) -> dict[str, 
 
 
 def _extract_text(data: bytes, out: Path, params: dict[str, Any]) -> dict[str, Any]:
-    from bot.media.documents import extract_text
+    from opencomputer.bot.media.documents import extract_text
 
     result = extract_text(data, **params)
     out.write_text(result.text, encoding="utf-8")
@@ -35,14 +35,14 @@ def _extract_text(data: bytes, out: Path, params: dict[str, Any]) -> dict[str, A
 
 
 def _to_wav(data: bytes, out: Path, params: dict[str, Any]) -> dict[str, Any]:
-    from bot.media.audio import to_wav
+    from opencomputer.bot.media.audio import to_wav
 
     out.write_bytes(to_wav(data, **params))
     return {}
 
 
 def _to_ogg_opus(data: bytes, out: Path, params: dict[str, Any]) -> dict[str, Any]:
-    from bot.media.audio import to_ogg_opus
+    from opencomputer.bot.media.audio import to_ogg_opus
 
     out.write_bytes(to_ogg_opus(data, **params))
     return {}

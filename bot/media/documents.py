@@ -16,7 +16,7 @@ import zipfile
 from dataclasses import dataclass
 from typing import Any
 
-from bot.media.limits import (
+from opencomputer.bot.media.limits import (
     DEFAULT_MAX_CHARS,
     DEFAULT_MAX_PAGES,
     DEFAULT_MAX_UNZIPPED,

@@ -16,7 +16,11 @@ import warnings
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from bot.media.limits import DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_IMAGE_SIDE, MediaError
+from opencomputer.bot.media.limits import (
+    DEFAULT_MAX_IMAGE_PIXELS,
+    DEFAULT_MAX_IMAGE_SIDE,
+    MediaError,
+)
 
 __all__ = ["READABLE_FORMATS", "prepare_image"]
 

@@ -13,7 +13,7 @@ import mimetypes
 
 import puremagic
 
-from bot.events import AttachmentKind
+from opencomputer.bot.events import AttachmentKind
 
 __all__ = ["EXECUTABLE", "HEAD_BYTES", "kind_of", "sniff"]
 

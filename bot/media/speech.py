@@ -17,8 +17,8 @@ from typing import Any, Protocol, Self
 import aiohttp
 import orjson
 
-from bot.media.audio import decode_pcm, is_ogg_opus, to_ogg_opus, to_wav
-from bot.media.limits import DEFAULT_MAX_AUDIO_SECONDS, MediaError
+from opencomputer.bot.media.audio import decode_pcm, is_ogg_opus, to_ogg_opus, to_wav
+from opencomputer.bot.media.limits import DEFAULT_MAX_AUDIO_SECONDS, MediaError
 
 __all__ = [
     "FasterWhisperTranscriber",

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from bot.commands import CommandContext, CommandRouter
-from bot.events import ChatKind
-from bot.memory.store import MemoryStore
+from opencomputer.bot.commands import CommandContext, CommandRouter
+from opencomputer.bot.events import ChatKind
+from opencomputer.bot.memory.store import MemoryStore
 
 __all__ = ["register_memory_commands"]
 

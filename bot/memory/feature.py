@@ -14,15 +14,15 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from bot.commands import CommandContext, CommandRouter
-from bot.hooks import DataRights, hookimpl
-from bot.memory.commands import register_memory_commands
-from bot.memory.models import MemoryRow
-from bot.memory.store import MemoryStore
-from bot.memory.tools import make_memory_tools
-from bot.memory.vectors import SqliteVecIndex, open_index
-from graphs.agent.compaction import CompactionConfig, WindowProbe
-from graphs.agent.planning import PlannerConfig, format_plan
+from opencomputer.bot.commands import CommandContext, CommandRouter
+from opencomputer.bot.hooks import DataRights, hookimpl
+from opencomputer.bot.memory.commands import register_memory_commands
+from opencomputer.bot.memory.models import MemoryRow
+from opencomputer.bot.memory.store import MemoryStore
+from opencomputer.bot.memory.tools import make_memory_tools
+from opencomputer.bot.memory.vectors import SqliteVecIndex, open_index
+from opencomputer.graphs.agent.compaction import CompactionConfig, WindowProbe
+from opencomputer.graphs.agent.planning import PlannerConfig, format_plan
 
 __all__ = ["setup"]
 
@@ -117,7 +117,7 @@ def _citer(app: Any, store: MemoryStore) -> Any:
             return  # nothing to recall, so nothing recalled: spare the epoch and state reads
         recalled = await _state_value(app, record.address, "recalled")
         if recalled:
-            from bot.memory.store import Memory
+            from opencomputer.bot.memory.store import Memory
 
             await store.cite(
                 record.meta.run_id,

@@ -29,7 +29,7 @@ class MemoryRow(SQLModel, table=True):
     dim: int = 0
     source: str = Field(default="", max_length=512, description="Conversation it came from.")
     # Where it was learned. A row from before these columns reads as learned in a direct chat:
-    # of unknown origin, so private (bot.memory.store.Origin says who may see it).
+    # of unknown origin, so private (opencomputer.bot.memory.store.Origin says who may see it).
     origin: str = Field(default="direct", max_length=16, description="'direct' or 'group'.")
     origin_chat: str = Field(default="", max_length=512, description="platform:chat_id")
     created_at: float = Field(default_factory=_now)

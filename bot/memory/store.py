@@ -21,12 +21,16 @@ import numpy as np
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.memory.models import MemoryCitationRow, MemoryRow
-from bot.memory.vectors import VectorIndex, normalise
-from bot.ollama import ModelClient
-from bot.origin import Origin
+from opencomputer.bot.memory.models import MemoryCitationRow, MemoryRow
+from opencomputer.bot.memory.vectors import VectorIndex, normalise
+from opencomputer.bot.ollama import ModelClient
+from opencomputer.bot.origin import Origin
 
-__all__ = ["Memory", "MemoryStore", "Origin"]  # Origin is bot.origin.Origin, named here as before
+__all__ = [
+    "Memory",
+    "MemoryStore",
+    "Origin",
+]  # Origin is opencomputer.bot.origin.Origin, named here as before
 
 logger = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ from typing import Any
 
 from langgraph.runtime import get_runtime
 
-from bot.memory.store import MemoryStore, Origin
-from bot.tools import Tool, ToolError, tool
-from graphs.agent.state import TurnContext
+from opencomputer.bot.memory.store import MemoryStore, Origin
+from opencomputer.bot.tools import Tool, ToolError, tool
+from opencomputer.graphs.agent.state import TurnContext
 
 __all__ = ["current_turn", "make_memory_tools"]
 

@@ -276,7 +276,7 @@ class SqliteVecIndex:
 def open_index(backend: str, database_url: str, loader: Loader) -> VectorIndex:
     """The index for ``backend`` (auto, sqlite-vec or exact) next to the database."""
     if backend in ("auto", "sqlite-vec") and database_url.startswith("sqlite"):
-        from bot.storage.engine import database_key, secure_sqlite_files, sqlite_path
+        from opencomputer.bot.storage.engine import database_key, secure_sqlite_files, sqlite_path
 
         path = sqlite_path(database_url)
         target = ":memory:"

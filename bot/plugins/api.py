@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bot.events import Address, ChatKind, User
-from bot.plugins.guard import host_allowed
-from bot.tools import ToolError, tool
+from opencomputer.bot.events import Address, ChatKind, User
+from opencomputer.bot.plugins.guard import host_allowed
+from opencomputer.bot.tools import ToolError, tool
 
 __all__ = [
     "HttpResponse",
@@ -167,7 +167,7 @@ class PluginHttp:
         import aiohttp
         from yarl import URL
 
-        from bot.plugins.egress import refusal_from_headers
+        from opencomputer.bot.plugins.egress import refusal_from_headers
 
         target = URL(url)
         if target.scheme not in ("http", "https") or not target.host:

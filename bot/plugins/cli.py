@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 if TYPE_CHECKING:
-    from bot.config import Settings
-    from bot.plugins.discovery import Discovery, Plugin
-    from bot.plugins.enablement import Enablement
-    from bot.plugins.grants import Received
+    from opencomputer.bot.config import Settings
+    from opencomputer.bot.plugins.discovery import Discovery, Plugin
+    from opencomputer.bot.plugins.enablement import Enablement
+    from opencomputer.bot.plugins.grants import Received
 
 __all__ = ["plugins_app"]
 
@@ -29,7 +29,7 @@ ChatOption = Annotated[
 
 
 def _settings() -> Settings:
-    from bot.plugins.startup import settings_or_exit
+    from opencomputer.bot.plugins.startup import settings_or_exit
 
     return settings_or_exit()
 
@@ -37,9 +37,11 @@ def _settings() -> Settings:
 def _discover(settings: Settings) -> Discovery:
     import logging
 
-    from bot.plugins.discovery import discover
+    from opencomputer.bot.plugins.discovery import discover
 
-    quiet = logging.getLogger("bot.plugins.discovery")  # each problem is shown in the table
+    quiet = logging.getLogger(
+        "opencomputer.bot.plugins.discovery"
+    )  # each problem is shown in the table
     level = quiet.level
     quiet.setLevel(logging.ERROR)
     try:
@@ -49,8 +51,8 @@ def _discover(settings: Settings) -> Discovery:
 
 
 async def _enablement(settings: Settings, found: Discovery | None = None) -> tuple[Any, Enablement]:
-    from bot.plugins.enablement import Enablement
-    from bot.storage import SqlStore
+    from opencomputer.bot.plugins.enablement import Enablement
+    from opencomputer.bot.storage import SqlStore
 
     store = SqlStore(settings.resolved_database_url)
     await store.start()
@@ -77,7 +79,7 @@ def new(
     description: Annotated[str, typer.Option(help="One line saying what it does.")] = "",
 ) -> None:
     """Create a working plugin (manifest, code, test) to edit."""
-    from bot.plugins.scaffold import scaffold
+    from opencomputer.bot.plugins.scaffold import scaffold
 
     try:
         created = scaffold(name, folder, description)
@@ -117,8 +119,8 @@ def list_() -> None:
 
 def _received(settings: Settings, found: Discovery, name: str) -> tuple[Received, str]:
     """What plugin ``name`` would be handed now, and whether it is on (from the database)."""
-    from bot.plugins.discovery import plugin_environ
-    from bot.plugins.grants import receives, server_secrets
+    from opencomputer.bot.plugins.discovery import plugin_environ
+    from opencomputer.bot.plugins.grants import receives, server_secrets
 
     plugin = found.plugins[name]
 
@@ -197,7 +199,7 @@ async def _announce(settings: Settings) -> bool:
     """Tell running servers (through Redis) that plugin decisions changed."""
     if not settings.redis_url:
         return False
-    from bot.scale.changes import announce_once, changes_channel
+    from opencomputer.bot.scale.changes import announce_once, changes_channel
 
     channel = changes_channel(settings.redis_prefix)
     return await announce_once(settings.redis_url, channel, "plugins")

@@ -18,9 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from bot import __version__
-from bot.plugins.introspect import Described, describe_source, module_file
-from bot.plugins.manifest import Manifest, ManifestError, load_manifest, version_supported
+from opencomputer.bot import __version__
+from opencomputer.bot.plugins.introspect import Described, describe_source, module_file
+from opencomputer.bot.plugins.manifest import (
+    Manifest,
+    ManifestError,
+    load_manifest,
+    version_supported,
+)
 
 __all__ = ["BUILTIN_DIR", "Broken", "Discovery", "Plugin", "discover", "plugin_environ"]
 

@@ -10,20 +10,20 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from bot.checks import Check
+from opencomputer.bot.checks import Check
 
 if TYPE_CHECKING:
-    from bot.config import Settings
-    from bot.plugins.loader import PluginHost
-    from bot.plugins.sandbox import Sandbox
+    from opencomputer.bot.config import Settings
+    from opencomputer.bot.plugins.loader import PluginHost
+    from opencomputer.bot.plugins.sandbox import Sandbox
 
 __all__ = ["plugin_checks"]
 
 
 async def plugin_checks(settings: Settings) -> list[Check]:
     """One line for the sandbox, one for usable plugins, one per disabled plugin."""
-    from bot.plugins.mcp import parse_servers
-    from bot.plugins.sandbox import Sandbox
+    from opencomputer.bot.plugins.mcp import parse_servers
+    from opencomputer.bot.plugins.sandbox import Sandbox
 
     checks: list[Check] = []
     sandbox = Sandbox(mode=settings.plugin_sandbox)
@@ -36,7 +36,9 @@ async def plugin_checks(settings: Settings) -> list[Check]:
         checks.append(Check("sandbox", True, detail, warning=True))
     else:
         checks.append(Check("sandbox", True, f"bubblewrap at {sandbox.bwrap}"))
-    quiet = logging.getLogger("bot.plugins")  # each problem becomes a line below instead
+    quiet = logging.getLogger(
+        "opencomputer.bot.plugins"
+    )  # each problem becomes a line below instead
     level = quiet.level
     quiet.setLevel(logging.CRITICAL)
     try:
@@ -68,10 +70,10 @@ async def plugin_checks(settings: Settings) -> list[Check]:
 
 async def _checked_host(settings: Settings, sandbox: Sandbox) -> PluginHost:
     """A plugin host whose plugins were each imported where they would run."""
-    from bot.plugins.discovery import discover, plugin_environ
-    from bot.plugins.grants import server_secrets
-    from bot.plugins.loader import PluginHost
-    from bot.plugins.sandbox import CallLimits
+    from opencomputer.bot.plugins.discovery import discover, plugin_environ
+    from opencomputer.bot.plugins.grants import server_secrets
+    from opencomputer.bot.plugins.loader import PluginHost
+    from opencomputer.bot.plugins.sandbox import CallLimits
 
     limits = CallLimits(
         settings.plugin_timeout, settings.plugin_memory_mb, settings.plugin_cpu_seconds
@@ -92,8 +94,8 @@ async def _checked_host(settings: Settings, sandbox: Sandbox) -> PluginHost:
 
 async def _use_grants(settings: Settings, host: PluginHost) -> None:
     """Hand the host the admin's grants from the database (if it opens; else built-ins only)."""
-    from bot.plugins.enablement import Enablement
-    from bot.storage import SqlStore
+    from opencomputer.bot.plugins.enablement import Enablement
+    from opencomputer.bot.storage import SqlStore
 
     store = SqlStore(settings.resolved_database_url)
     try:

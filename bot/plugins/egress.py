@@ -35,7 +35,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from bot.plugins.netgrants import (
+from opencomputer.bot.plugins.netgrants import (
     Address,
     Grant,
     address_refusal,

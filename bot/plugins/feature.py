@@ -17,25 +17,25 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from bot.commands import CommandContext, CommandRouter
-from bot.connector import CommandSpec
-from bot.events import Address, ChatKind, Message, Reaction, User
-from bot.hooks import ToolLayer, ToolNext, hookimpl
-from bot.logs import SecretRegistry, add_secrets, mask
-from bot.middleware import Event, Handler, Middleware
-from bot.outfiles import hand_over, tool_file
-from bot.plugins.api import chat_kind_of
-from bot.plugins.discovery import discover, plugin_environ
-from bot.plugins.enablement import Enablement
-from bot.plugins.forget import register_forget
-from bot.plugins.grants import server_secrets
-from bot.plugins.loader import PluginHost
-from bot.plugins.sandbox import CallLimits, Sandbox
-from bot.tools import Tool, ToolError
+from opencomputer.bot.commands import CommandContext, CommandRouter
+from opencomputer.bot.connector import CommandSpec
+from opencomputer.bot.events import Address, ChatKind, Message, Reaction, User
+from opencomputer.bot.hooks import ToolLayer, ToolNext, hookimpl
+from opencomputer.bot.logs import SecretRegistry, add_secrets, mask
+from opencomputer.bot.middleware import Event, Handler, Middleware
+from opencomputer.bot.outfiles import hand_over, tool_file
+from opencomputer.bot.plugins.api import chat_kind_of
+from opencomputer.bot.plugins.discovery import discover, plugin_environ
+from opencomputer.bot.plugins.enablement import Enablement
+from opencomputer.bot.plugins.forget import register_forget
+from opencomputer.bot.plugins.grants import server_secrets
+from opencomputer.bot.plugins.loader import PluginHost
+from opencomputer.bot.plugins.sandbox import CallLimits, Sandbox
+from opencomputer.bot.tools import Tool, ToolError
 
 if TYPE_CHECKING:
-    from bot.features import Host as App
-    from bot.plugins.mcp import McpServers
+    from opencomputer.bot.features import Host as App
+    from opencomputer.bot.plugins.mcp import McpServers
 
 __all__ = ["PluginSystem", "make_executor", "setup"]
 
@@ -194,7 +194,7 @@ async def setup(app: App) -> None:
     host.granted = enablement.is_granted
     system = PluginSystem(host, enablement)
     if settings.mcp_servers:
-        from bot.plugins.mcp import McpServers
+        from opencomputer.bot.plugins.mcp import McpServers
 
         system.mcp = McpServers.from_setting(
             settings.mcp_servers, timeout=settings.plugin_timeout, sandbox=sandbox

@@ -14,12 +14,12 @@ import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from bot.events import User
-from bot.hooks import DataRights
-from bot.tools import ToolError
+from opencomputer.bot.events import User
+from opencomputer.bot.hooks import DataRights
+from opencomputer.bot.tools import ToolError
 
 if TYPE_CHECKING:
-    from bot.plugins.loader import PluginHost
+    from opencomputer.bot.plugins.loader import PluginHost
 
 __all__ = ["HasPluginHost", "forget_in_plugins", "register_forget", "sweep_store"]
 

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from bot.config import Settings
-    from bot.plugins.discovery import Plugin
+    from opencomputer.bot.config import Settings
+    from opencomputer.bot.plugins.discovery import Plugin
 
 __all__ = ["SERVER_SECRET", "Granted", "Received", "receives", "server_secrets"]
 
@@ -42,7 +42,7 @@ def server_secrets(settings: Settings | None, environ: Mapping[str, str]) -> fro
     credential-looking variable the server reads or a platform uses (``SLACK_*_SECRET``,
     ``TELEGRAM_*_TOKEN``...), whether or not these settings know it yet.
     """
-    from bot.config import server_setting_names
+    from opencomputer.bot.config import server_setting_names
 
     values = set(settings.secret_values()) if settings is not None else set()
     server = server_setting_names()

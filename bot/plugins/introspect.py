@@ -4,7 +4,7 @@ The server must describe a sandboxed plugin's tools to the model, but importing 
 the server process would run its code unsandboxed. So the module is parsed with :mod:`ast`:
 top-level functions carrying our decorators are found, and each signature's annotations are
 turned into real types through a whitelist (never ``eval``), then into the same JSON schema
-:func:`bot.tools.schema_for` derives at run time.
+:func:`opencomputer.bot.tools.schema_for` derives at run time.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bot.tools import schema_for
+from opencomputer.bot.tools import schema_for
 
 __all__ = ["Described", "DescribedTool", "describe_source", "module_file"]
 

@@ -14,13 +14,13 @@ from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from bot.effects import derived_effects
-from bot.events import Address, ChatKind, User
-from bot.logs import add_secrets
-from bot.plugins.discovery import Broken, Discovery, Plugin
-from bot.plugins.grants import SERVER_SECRET, Granted, Received, receives
-from bot.plugins.sandbox import CallLimits, Sandbox, SandboxError, SandboxPolicy
-from bot.tools import Tool, ToolError
+from opencomputer.bot.effects import derived_effects
+from opencomputer.bot.events import Address, ChatKind, User
+from opencomputer.bot.logs import add_secrets
+from opencomputer.bot.plugins.discovery import Broken, Discovery, Plugin
+from opencomputer.bot.plugins.grants import SERVER_SECRET, Granted, Received, receives
+from opencomputer.bot.plugins.sandbox import CallLimits, Sandbox, SandboxError, SandboxPolicy
+from opencomputer.bot.tools import Tool, ToolError
 
 __all__ = ["PluginHost", "Sender"]
 
@@ -410,6 +410,6 @@ _BOOLS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0"
 
 async def _run_in_process(request: dict[str, Any]) -> dict[str, Any]:
     """Run the worker's dispatch in this process (trusted built-ins only)."""
-    from bot.plugins.worker import dispatch
+    from opencomputer.bot.plugins.worker import dispatch
 
     return await dispatch(request)

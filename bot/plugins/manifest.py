@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from bot.effects import Effect
+from opencomputer.bot.effects import Effect
 
 __all__ = [
     "CommandDecl",
@@ -154,7 +154,7 @@ class Manifest(_Strict):
         Names are compared in capitals because the server reads its settings case-blind
         (``telegram_bot_token`` is ``TELEGRAM_BOT_TOKEN`` to it).
         """
-        from bot.config import server_setting_names  # late: pydantic-settings is heavy
+        from opencomputer.bot.config import server_setting_names  # late: pydantic-settings is heavy
 
         prefix = setting_prefix(self.name)
         server = server_setting_names()

@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bot.plugins.pids import pids_limit
-from bot.plugins.sandbox import CallLimits, Sandbox, SandboxPolicy, egress_proxy
-from bot.tools import Tool, ToolError
+from opencomputer.bot.plugins.pids import pids_limit
+from opencomputer.bot.plugins.sandbox import CallLimits, Sandbox, SandboxPolicy, egress_proxy
+from opencomputer.bot.tools import Tool, ToolError
 
 __all__ = ["McpServer", "McpServers", "parse_servers"]
 
@@ -269,11 +269,11 @@ class McpServers:
             shutil.rmtree(home, ignore_errors=True)
 
     def _argv(self, server: McpServer, policy: SandboxPolicy, egress: Path | None) -> list[str]:
-        """``bwrap ... python -m bot.plugins.seccomp [limits] -- command args``."""
-        from bot.plugins.sandbox import EGRESS_SOCKET
+        """``bwrap ... python -m opencomputer.bot.plugins.seccomp [limits] -- command args``."""
+        from opencomputer.bot.plugins.sandbox import EGRESS_SOCKET
 
         command = [str(server.command), *server.args]
-        launcher = [sys.executable, "-X", "utf8", "-B", "-m", "bot.plugins.seccomp"]
+        launcher = [sys.executable, "-X", "utf8", "-B", "-m", "opencomputer.bot.plugins.seccomp"]
         launcher += ["--memory-mb", str(self.limits.memory_mb)]
         launcher += ["--nproc", str(self.limits.processes)]
         if not policy.process:

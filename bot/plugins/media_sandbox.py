@@ -2,7 +2,7 @@
 
 Pillow, pypdf, python-docx and FFmpeg parse bytes from anyone who can message the bot; a bug in
 one of them (FFmpeg has had many) should cost a sandboxed process, not the server. The decoders
-in :mod:`bot.media.decoders` run through the same runner as plugin calls
+in :mod:`opencomputer.bot.media.decoders` run through the same runner as plugin calls
 (:class:`~bot.plugins.sandbox.Sandbox`: bubblewrap, seccomp, rlimits, wall-clock timeout), with
 a private temporary folder as the only writable place; the bytes travel as files in it. With
 ``OC_PLUGIN_SANDBOX=off`` the same worker runs unconfined but still under its rlimits.
@@ -16,9 +16,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bot.media.documents import DocumentText
-from bot.media.limits import MediaError
-from bot.plugins.sandbox import CallLimits, Sandbox, SandboxError, SandboxPolicy
+from opencomputer.bot.media.documents import DocumentText
+from opencomputer.bot.media.limits import MediaError
+from opencomputer.bot.plugins.sandbox import CallLimits, Sandbox, SandboxError, SandboxPolicy
 
 __all__ = ["MEDIA_LIMITS", "decode_in_sandbox"]
 
@@ -51,7 +51,7 @@ async def decode_in_sandbox(
         request = {
             "kind": "hook",
             "plugin": "media-decoder",
-            "package": "bot.media",
+            "package": "opencomputer.bot.media",
             "module": "decoders",
             "target": "decode",
             "event": {"fn": fn_name, "input": str(source), "output": str(target), "params": params},

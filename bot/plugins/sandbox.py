@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bot.plugins.pids import pids_limit
+from opencomputer.bot.plugins.pids import pids_limit
 
 __all__ = [
     "CallLimits",
@@ -177,10 +177,11 @@ class Sandbox:
             Path(sys.prefix),
             Path(sys.base_prefix),
             Path(sys.executable).resolve().parent,
-            _CODE_ROOT / "bot",
-            _CODE_ROOT / "opencomputer",  # the public API plugins import
+            _CODE_ROOT / "bot",  # a checkout's bot/ (opencomputer/bot links to it)
+            _CODE_ROOT / "opencomputer",  # the public API plugins import (a checkout)
         }
-        return sorted(p.resolve() for p in paths)
+        # an installed package has both under its own folder, inside sys.prefix
+        return sorted(p.resolve() for p in paths if p.exists())
 
     def argv(
         self,
@@ -197,7 +198,7 @@ class Sandbox:
         ``env`` is set inside (bubblewrap itself gets none), ``egress`` is the proxy's socket to
         bind in, ``files`` are single files to show read-only (an MCP server's script).
         """
-        python = [sys.executable, "-X", "utf8", "-B", "-m", "bot.plugins.worker"]
+        python = [sys.executable, "-X", "utf8", "-B", "-m", "opencomputer.bot.plugins.worker"]
         command = command or python
         if not self.isolated:
             return command
@@ -321,7 +322,7 @@ async def egress_proxy(grants: list[str]) -> AsyncIterator[Path | None]:
     if not grants:
         yield None
         return
-    from bot.plugins.egress import EgressProxy
+    from opencomputer.bot.plugins.egress import EgressProxy
 
     folder = Path(tempfile.mkdtemp(prefix="oc-egress-"))  # 0700, ours only
     socket_path = folder / "proxy.sock"

@@ -6,7 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from bot import __version__
+from opencomputer.bot import __version__
 
 __all__ = ["scaffold"]
 

@@ -156,7 +156,7 @@ def _main(argv: list[str]) -> None:
     filter and limits itself (through this same entry point) before it becomes ``CMD``.
     """
     if "--" not in argv:
-        sys.exit("usage: python -m bot.plugins.seccomp [options] -- CMD [ARGS...]")
+        sys.exit("usage: python -m opencomputer.bot.plugins.seccomp [options] -- CMD [ARGS...]")
     split = argv.index("--")
     options, command = argv[:split], argv[split + 1 :]
     flags = {o for o in options if o == "--no-process"}
@@ -177,7 +177,7 @@ def _main(argv: list[str]) -> None:
 def _serve_with_bridge(socket_path: str, options: list[str], command: list[str]) -> int:
     import subprocess
 
-    from bot.plugins.bridge import start_bridge
+    from opencomputer.bot.plugins.bridge import start_bridge
 
     # not dumpable: the confined child (same uid) cannot ptrace us or write /proc/<us>/mem
     ctypes.CDLL(None).prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
@@ -188,7 +188,13 @@ def _serve_with_bridge(socket_path: str, options: list[str], command: list[str])
     env.pop("NO_PROXY", None)
     env.pop("no_proxy", None)
     at = options.index("--egress")
-    child = [sys.executable, "-m", "bot.plugins.seccomp", *options[:at], *options[at + 2 :]]
+    child = [
+        sys.executable,
+        "-m",
+        "opencomputer.bot.plugins.seccomp",
+        *options[:at],
+        *options[at + 2 :],
+    ]
     return subprocess.call([*child, "--", *command], env=env)
 
 

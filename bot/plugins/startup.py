@@ -3,7 +3,7 @@
 Every command that needs settings (``opencomputer run``, ``chat``, ``plugins``, ``prompts``...)
 loads them through :func:`settings_or_exit`. It belongs to the plugin feature because an
 ``OC_`` name is unknown only if neither the server nor an installed plugin (its ``OC_<NAME>_``
-namespace) reads it, and it is not in ``bot.cli`` so that the feature CLIs
+namespace) reads it, and it is not in ``opencomputer.bot.cli`` so that the feature CLIs
 (``bot.plugins.cli``, ``bot.feedback.cli``) need not import the command line that imports them.
 """
 
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import typer
 
 if TYPE_CHECKING:
-    from bot.config import Settings
+    from opencomputer.bot.config import Settings
 
 __all__ = ["setting_warnings", "settings_or_exit"]
 
@@ -24,9 +24,9 @@ def setting_warnings(settings: Settings, env_file: Path = Path(".env")) -> list[
     """Unknown ``OC_`` names in the environment and ``.env`` (plugins' namespaces allowed)."""
     import os
 
-    from bot.config import read_env_file, unknown_setting_warnings
-    from bot.plugins.discovery import discover
-    from bot.plugins.manifest import setting_prefix
+    from opencomputer.bot.config import read_env_file, unknown_setting_warnings
+    from opencomputer.bot.plugins.discovery import discover
+    from opencomputer.bot.plugins.manifest import setting_prefix
 
     names = set(os.environ)
     if env_file.is_file():
@@ -41,7 +41,7 @@ def setting_warnings(settings: Settings, env_file: Path = Path(".env")) -> list[
 
 def settings_or_exit() -> Settings:
     """Load settings; on a bad value print the one-line-per-problem message and exit 2."""
-    from bot.config import ConfigError, load_settings
+    from opencomputer.bot.config import ConfigError, load_settings
 
     try:
         settings = load_settings()

@@ -23,7 +23,7 @@ import types
 from pathlib import Path
 from typing import Any
 
-from bot.plugins.api import HttpResponse, PluginHttp, chat_kind_of
+from opencomputer.bot.plugins.api import HttpResponse, PluginHttp, chat_kind_of
 
 __all__ = ["ProxiedHttp", "call_handler", "confine", "dispatch", "import_plugin", "main"]
 
@@ -53,14 +53,14 @@ def confine(request: dict[str, Any]) -> tuple[str, int] | None:
     Raises :class:`~bot.plugins.seccomp.SeccompUnavailable` when the filter cannot be loaded:
     plugin code must then not run.
     """
-    from bot.plugins.seccomp import install_process_filter, limit_processes
+    from opencomputer.bot.plugins.seccomp import install_process_filter, limit_processes
 
     processes = int((request.get("limits") or {}).get("processes") or 0)
     if processes:
         limit_processes(processes)
     proxy = None
     if request.get("egress_socket"):
-        from bot.plugins.bridge import start_bridge
+        from opencomputer.bot.plugins.bridge import start_bridge
 
         port = start_bridge(str(request["egress_socket"]))
         url = f"http://127.0.0.1:{port}"
@@ -125,8 +125,8 @@ class ProxiedHttp(PluginHttp):
 
 def make_context(request: dict[str, Any]) -> Any:
     """Build the :class:`~bot.plugins.api.PluginContext` a handler gets."""
-    from bot.events import Address, User
-    from bot.plugins.api import KeyValueStore, PluginContext
+    from opencomputer.bot.events import Address, User
+    from opencomputer.bot.plugins.api import KeyValueStore, PluginContext
 
     data_dir = Path(request["data_dir"])
     user = request.get("user")
@@ -165,8 +165,8 @@ async def call_handler(fn: Any, request: dict[str, Any], ctx: Any) -> Any:
 
 async def dispatch(request: dict[str, Any]) -> dict[str, Any]:
     """Import the plugin, call the handler, and describe the outcome as JSON-able data."""
-    from bot.outfiles import OutFile
-    from bot.tools import ToolError
+    from opencomputer.bot.outfiles import OutFile
+    from opencomputer.bot.tools import ToolError
 
     log = logging.getLogger(f"plugin.{request['plugin']}")
     try:
@@ -198,11 +198,11 @@ def main() -> None:
     os.dup2(2, 1)  # plugin prints go to stderr
     request = json.loads(sys.stdin.buffer.read())
     apply_limits(request.get("limits") or {})
-    from bot.plugins.guard import install_guard
+    from opencomputer.bot.plugins.guard import install_guard
 
     proxy = None
     if request.get("confine"):
-        from bot.plugins.seccomp import SeccompUnavailable
+        from opencomputer.bot.plugins.seccomp import SeccompUnavailable
 
         try:
             proxy = confine(request)

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from bot.runtime import Job
-from bot.scale.codec import encode_event
+from opencomputer.bot.runtime import Job
+from opencomputer.bot.scale.codec import encode_event
 
 __all__ = ["GATEWAY_GROUP", "WORKER_GROUP", "Keys", "ensure_group", "partition_of", "publish"]
 

@@ -14,9 +14,9 @@ from typing import Any
 
 from sqlalchemy import bindparam, or_, select, update
 
-from bot.storage.models import InboundRow
-from bot.storage.store import SqlStore
-from bot.storage.writer import Tx
+from opencomputer.bot.storage.models import InboundRow
+from opencomputer.bot.storage.store import SqlStore
+from opencomputer.bot.storage.writer import Tx
 
 __all__ = ["Claim", "claim_up_to", "touch"]
 

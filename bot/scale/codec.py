@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from bot.events import Attachment, Chat, ChatKind, Command, Message, User
+from opencomputer.bot.events import Attachment, Chat, ChatKind, Command, Message, User
 
 __all__ = ["decode_event", "encode_event"]
 

@@ -26,15 +26,15 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from bot.events import Address
-from bot.hooks import hookimpl
-from bot.reply import ReplyStream, is_durable_key
-from bot.runtime import Job, message_from_row
-from bot.scale.backoff import Outage
-from bot.scale.bus import GATEWAY_GROUP, Keys, ensure_group, publish
+from opencomputer.bot.events import Address
+from opencomputer.bot.hooks import hookimpl
+from opencomputer.bot.reply import ReplyStream, is_durable_key
+from opencomputer.bot.runtime import Job, message_from_row
+from opencomputer.bot.scale.backoff import Outage
+from opencomputer.bot.scale.bus import GATEWAY_GROUP, Keys, ensure_group, publish
 
 if TYPE_CHECKING:
-    from bot.features import Host as App
+    from opencomputer.bot.features import Host as App
 
 __all__ = ["Gateway"]
 

@@ -25,17 +25,17 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from bot.events import Address, Command, Message
-from bot.hooks import hookimpl
-from bot.reply import ReplySink
-from bot.runtime import Job, RuntimeStopped, message_from_row
-from bot.scale.backoff import Outage
-from bot.scale.bus import WORKER_GROUP, Keys, ensure_group, partition_of, publish
-from bot.scale.claims import claim_up_to, touch
-from bot.scale.codec import decode_event
+from opencomputer.bot.events import Address, Command, Message
+from opencomputer.bot.hooks import hookimpl
+from opencomputer.bot.reply import ReplySink
+from opencomputer.bot.runtime import Job, RuntimeStopped, message_from_row
+from opencomputer.bot.scale.backoff import Outage
+from opencomputer.bot.scale.bus import WORKER_GROUP, Keys, ensure_group, partition_of, publish
+from opencomputer.bot.scale.claims import claim_up_to, touch
+from opencomputer.bot.scale.codec import decode_event
 
 if TYPE_CHECKING:
-    from bot.features import Host as App
+    from opencomputer.bot.features import Host as App
 
 __all__ = ["RemoteSink", "Worker"]
 

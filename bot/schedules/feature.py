@@ -9,13 +9,13 @@ from typing import Any, Literal
 
 from sqlalchemy import select, update
 
-from bot.commands import CommandContext, CommandRouter
-from bot.events import ChatKind
-from bot.hooks import DataRights, hookimpl
-from bot.memory.tools import current_turn, person_of_turn
-from bot.schedules.models import ScheduleRow
-from bot.schedules.scheduler import Scheduler
-from bot.schedules.spec import (
+from opencomputer.bot.commands import CommandContext, CommandRouter
+from opencomputer.bot.events import ChatKind
+from opencomputer.bot.hooks import DataRights, hookimpl
+from opencomputer.bot.memory.tools import current_turn, person_of_turn
+from opencomputer.bot.schedules.models import ScheduleRow
+from opencomputer.bot.schedules.scheduler import Scheduler
+from opencomputer.bot.schedules.spec import (
     ScheduleError,
     describe_repeat,
     first_run,
@@ -23,8 +23,8 @@ from bot.schedules.spec import (
     parse_when,
     zone,
 )
-from bot.storage.models import InboundRow
-from bot.tools import ToolError, tool
+from opencomputer.bot.storage.models import InboundRow
+from opencomputer.bot.tools import ToolError, tool
 
 __all__ = ["setup_schedules"]
 

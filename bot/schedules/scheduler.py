@@ -25,10 +25,10 @@ from typing import Any
 
 from sqlalchemy import func, insert, select, update
 
-from bot.events import Address, Chat, ChatKind, Message, User
-from bot.schedules.models import ScheduleRow
-from bot.schedules.spec import catch_up, zone
-from bot.storage.models import ReplyRow
+from opencomputer.bot.events import Address, Chat, ChatKind, Message, User
+from opencomputer.bot.schedules.models import ScheduleRow
+from opencomputer.bot.schedules.spec import catch_up, zone
+from opencomputer.bot.storage.models import ReplyRow
 
 __all__ = ["Scheduler"]
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
-from bot.skills.format import Skill, SkillError, read_skill
+from opencomputer.bot.skills.format import Skill, SkillError, read_skill
 
 __all__ = ["PLUGINS_DIR", "Scan", "SkillCatalog", "person_folder"]
 

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
-    from bot.config import Settings
-    from bot.skills.catalog import Scan, SkillCatalog
+    from opencomputer.bot.config import Settings
+    from opencomputer.bot.skills.catalog import Scan, SkillCatalog
 
 __all__ = ["skills_app"]
 
@@ -36,13 +36,13 @@ MAX_INSTALL_FILES = 500
 
 
 def _settings() -> Settings:
-    from bot.plugins.startup import settings_or_exit
+    from opencomputer.bot.plugins.startup import settings_or_exit
 
     return settings_or_exit()
 
 
 def _catalog(settings: Settings) -> SkillCatalog:
-    from bot.skills.catalog import SkillCatalog
+    from opencomputer.bot.skills.catalog import SkillCatalog
 
     return SkillCatalog(settings.skill_dirs, settings.data_dir)
 
@@ -51,7 +51,7 @@ def _scan(catalog: SkillCatalog, person: str | None) -> Scan:
     """Scan without the catalog's log lines: each refusal is printed here instead."""
     import logging
 
-    quiet = logging.getLogger("bot.skills.catalog")
+    quiet = logging.getLogger("opencomputer.bot.skills.catalog")
     level = quiet.level
     quiet.setLevel(logging.ERROR)
     try:
@@ -66,8 +66,8 @@ def _fail(line: str, code: int = 1) -> typer.Exit:
 
 
 async def _decisions(settings: Settings) -> dict[tuple[str, str], bool]:
-    from bot.skills.state import SkillStates
-    from bot.storage import SqlStore
+    from opencomputer.bot.skills.state import SkillStates
+    from opencomputer.bot.storage import SqlStore
 
     store = SqlStore(settings.resolved_database_url)
     await store.start()
@@ -111,7 +111,7 @@ def _find(settings: Settings, name: str, person: str | None) -> Scan:
 @skills_app.command("show")
 def show(name: str, person: PersonOption = None) -> None:
     """A skill's details, files and instructions."""
-    from bot.skills.files import list_files
+    from opencomputer.bot.skills.files import list_files
 
     settings = _settings()
     skill = _find(settings, name, person).skills[name]
@@ -142,9 +142,9 @@ def _check_chat(chat: str | None) -> None:
 
 
 async def _apply(settings: Settings, name: str, enabled: bool, scope: str) -> None:
-    from bot import audit as audit_log
-    from bot.skills.state import SkillStates
-    from bot.storage import SqlStore
+    from opencomputer.bot import audit as audit_log
+    from opencomputer.bot.skills.state import SkillStates
+    from opencomputer.bot.storage import SqlStore
 
     store = SqlStore(settings.resolved_database_url)
     await store.start()
@@ -203,7 +203,7 @@ def install(
     replace: Annotated[bool, typer.Option("--replace", help="Replace an installed copy.")] = False,
 ) -> None:
     """Copy a skill folder in, for everyone (or for one person with --person)."""
-    from bot.skills.format import SkillError, read_skill
+    from opencomputer.bot.skills.format import SkillError, read_skill
 
     settings = _settings()
     folder = path.expanduser()
@@ -232,8 +232,8 @@ def install(
     staging.rename(target)
 
     async def record() -> None:
-        from bot import audit as audit_log
-        from bot.storage import SqlStore
+        from opencomputer.bot import audit as audit_log
+        from opencomputer.bot.storage import SqlStore
 
         store = SqlStore(settings.resolved_database_url)
         await store.start()
@@ -249,7 +249,7 @@ def install(
 
 
 def _learned_commands() -> None:
-    from bot.skills.learned_cli import register
+    from opencomputer.bot.skills.learned_cli import register
 
     register(skills_app)
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from bot import audit as audit_log
-from bot.commands import CommandContext, CommandRouter
-from bot.skills.files import list_files
-from bot.skills.learned_commands import LEARNED_VERBS, learned_command, pending_lines
-from bot.skills.service import SkillService
-from bot.skills.state import GLOBAL
+from opencomputer.bot import audit as audit_log
+from opencomputer.bot.commands import CommandContext, CommandRouter
+from opencomputer.bot.skills.files import list_files
+from opencomputer.bot.skills.learned_commands import LEARNED_VERBS, learned_command, pending_lines
+from opencomputer.bot.skills.service import SkillService
+from opencomputer.bot.skills.state import GLOBAL
 
 __all__ = ["register_skill_commands"]
 

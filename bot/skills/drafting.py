@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bot.feedback.proposer import ChatModel, clean_proposal
-from bot.skills.format import Skill, parse_skill
+from opencomputer.bot.feedback.proposer import ChatModel, clean_proposal
+from opencomputer.bot.skills.format import Skill, parse_skill
 
 __all__ = ["Turn", "draft_skill", "parse_draft", "transcript"]
 
@@ -46,7 +46,7 @@ class Turn:
     tainted: bool  # the thread had read outside content
     offered: dict[str, bool]  # learned skill -> offered (False: held back) in this turn
     person: str = ""
-    user: Any = None  # bot.events.User of the asker
+    user: Any = None  # opencomputer.bot.events.User of the asker
     account: str = ""
     conversation: str = ""
     direct: bool = True

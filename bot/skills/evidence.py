@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from bot.feedback.stats import Posterior, prob_greater
+from opencomputer.bot.feedback.stats import Posterior, prob_greater
 
 __all__ = ["Decision", "decide", "keywords"]
 

@@ -18,20 +18,20 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from bot.commands import CommandRouter
-from bot.events import Address, Reaction
-from bot.hooks import DataRights, TurnCall, TurnLayer, TurnNext, hookimpl
-from bot.plugins.sandbox import Sandbox
-from bot.skills.catalog import SkillCatalog
-from bot.skills.commands import register_skill_commands
-from bot.skills.gaps import CapabilityGaps
-from bot.skills.learned import LearnedSkills
-from bot.skills.learning import Learning
-from bot.skills.scripts import scripts_refusal
-from bot.skills.service import SkillService, prompt_section
-from bot.skills.state import SkillStates
-from bot.skills.tools import make_skill_tools
-from bot.tools import Tool
+from opencomputer.bot.commands import CommandRouter
+from opencomputer.bot.events import Address, Reaction
+from opencomputer.bot.hooks import DataRights, TurnCall, TurnLayer, TurnNext, hookimpl
+from opencomputer.bot.plugins.sandbox import Sandbox
+from opencomputer.bot.skills.catalog import SkillCatalog
+from opencomputer.bot.skills.commands import register_skill_commands
+from opencomputer.bot.skills.gaps import CapabilityGaps
+from opencomputer.bot.skills.learned import LearnedSkills
+from opencomputer.bot.skills.learning import Learning
+from opencomputer.bot.skills.scripts import scripts_refusal
+from opencomputer.bot.skills.service import SkillService, prompt_section
+from opencomputer.bot.skills.state import SkillStates
+from opencomputer.bot.skills.tools import make_skill_tools
+from opencomputer.bot.tools import Tool
 
 __all__ = ["setup"]
 

@@ -14,7 +14,7 @@ import os
 import stat
 from pathlib import Path, PurePosixPath
 
-from bot.skills.format import Skill
+from opencomputer.bot.skills.format import Skill
 
 __all__ = [
     "MAX_FILE_BYTES",

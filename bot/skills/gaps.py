@@ -23,8 +23,8 @@ from typing import Any, Literal
 from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.skills.evidence import keywords
-from bot.skills.learned_models import CapabilityGapRow
+from opencomputer.bot.skills.evidence import keywords
+from opencomputer.bot.skills.learned_models import CapabilityGapRow
 
 __all__ = ["CapabilityGaps", "Topic", "classify", "render_report"]
 

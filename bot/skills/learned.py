@@ -24,12 +24,12 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot import audit as audit_log
-from bot.feedback.models import FeedbackVoteRow
-from bot.feedback.stats import Posterior
-from bot.skills.evidence import decide, keywords
-from bot.skills.format import Skill
-from bot.skills.learned_models import LearnedSkillRow, LearnedTurnRow, Status
+from opencomputer.bot import audit as audit_log
+from opencomputer.bot.feedback.models import FeedbackVoteRow
+from opencomputer.bot.feedback.stats import Posterior
+from opencomputer.bot.skills.evidence import decide, keywords
+from opencomputer.bot.skills.format import Skill
+from opencomputer.bot.skills.learned_models import LearnedSkillRow, LearnedTurnRow, Status
 
 __all__ = ["Arms", "LearnedError", "LearnedSkills", "Offer"]
 

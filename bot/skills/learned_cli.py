@@ -21,9 +21,9 @@ T = TypeVar("T")
 
 def _run(work: Callable[[Any, Any], Awaitable[T]]) -> T:
     """Open the database, run ``work(learned, settings)``, close it; one red line on refusal."""
-    from bot.plugins.startup import settings_or_exit
-    from bot.skills.learned import LearnedError, LearnedSkills
-    from bot.storage import SqlStore
+    from opencomputer.bot.plugins.startup import settings_or_exit
+    from opencomputer.bot.skills.learned import LearnedError, LearnedSkills
+    from opencomputer.bot.storage import SqlStore
 
     settings = settings_or_exit()
 
@@ -48,7 +48,7 @@ def register(app: typer.Typer) -> None:
     @app.command("learned")
     def learned() -> None:
         """Learned skills: status, owner, ratings where offered and held back, uses."""
-        from bot.skills.learned_commands import describe
+        from opencomputer.bot.skills.learned_commands import describe
 
         async def work(skills: Any, _settings: Any) -> list[str]:
             return [await describe(skills, row) for row in await skills.all_rows()]
@@ -95,7 +95,7 @@ def register(app: typer.Typer) -> None:
         days: Annotated[float, typer.Option("--days", help="How far back.")] = 7.0,
     ) -> None:
         """Missing capabilities: what people asked for that no tool could do, with examples."""
-        from bot.skills.gaps import CapabilityGaps, render_report
+        from opencomputer.bot.skills.gaps import CapabilityGaps, render_report
 
         async def work(skills: Any, _settings: Any) -> str:
             import time

@@ -1,7 +1,7 @@
 """The admin side of ``/skills`` for learned skills and missing capabilities.
 
 ``/skills learned`` lists them with their evidence; ``approve``, ``pin``, ``unpin``, ``edit``
-and ``delete`` change one (each audited by :class:`bot.skills.learned.LearnedSkills`);
+and ``delete`` change one (each audited by :class:`opencomputer.bot.skills.learned.LearnedSkills`);
 ``/skills gaps`` is the missing-capabilities report. Learned skills hold text drafted from
 people's turns, so the list, and the report's examples, are shown only in a direct chat.
 """
@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.commands import CommandContext
-from bot.skills.learned import LearnedError, LearnedSkills
-from bot.skills.learned_models import Status
+from opencomputer.bot.commands import CommandContext
+from opencomputer.bot.skills.learned import LearnedError, LearnedSkills
+from opencomputer.bot.skills.learned_models import Status
 
 __all__ = ["LEARNED_VERBS", "learned_command", "pending_lines"]
 

@@ -25,14 +25,14 @@ import time
 from collections import OrderedDict
 from typing import Any
 
-from bot.events import Address, Reaction
-from bot.feedback.scoring import EmojiTable
-from bot.hooks import TurnCall, TurnNext
-from bot.skills.drafting import Turn, draft_skill, transcript
-from bot.skills.format import SkillError
-from bot.skills.gaps import WEEK, CapabilityGaps, classify, render_report
-from bot.skills.learned import LearnedSkills
-from bot.skills.service import SkillService
+from opencomputer.bot.events import Address, Reaction
+from opencomputer.bot.feedback.scoring import EmojiTable
+from opencomputer.bot.hooks import TurnCall, TurnNext
+from opencomputer.bot.skills.drafting import Turn, draft_skill, transcript
+from opencomputer.bot.skills.format import SkillError
+from opencomputer.bot.skills.gaps import WEEK, CapabilityGaps, classify, render_report
+from opencomputer.bot.skills.learned import LearnedSkills
+from opencomputer.bot.skills.service import SkillService
 
 __all__ = ["MIN_TOOL_CALLS", "Learning"]
 

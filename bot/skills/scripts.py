@@ -16,9 +16,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from bot.plugins.sandbox import CallLimits, Sandbox, SandboxError, SandboxPolicy
-from bot.skills.files import SkillFileError, confined
-from bot.skills.format import Skill
+from opencomputer.bot.plugins.sandbox import CallLimits, Sandbox, SandboxError, SandboxPolicy
+from opencomputer.bot.skills.files import SkillFileError, confined
+from opencomputer.bot.skills.format import Skill
 
 __all__ = ["SCRIPT_LIMITS", "ScriptError", "run_script", "scripts_refusal"]
 
@@ -65,7 +65,7 @@ async def run_script(
         request = {
             "kind": "hook",
             "plugin": f"skill-{skill.name}",
-            "package": "bot.skills",
+            "package": "opencomputer.bot.skills",
             "module": "runner",
             "target": "run_script",
             "event": {"script": str(script), "args": list(args), "workdir": str(scratch)},

@@ -12,13 +12,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from bot.events import Address, User
-from bot.skills.catalog import Scan, SkillCatalog
-from bot.skills.format import Skill
-from bot.skills.state import SkillStates
+from opencomputer.bot.events import Address, User
+from opencomputer.bot.skills.catalog import Scan, SkillCatalog
+from opencomputer.bot.skills.format import Skill
+from opencomputer.bot.skills.state import SkillStates
 
 if TYPE_CHECKING:
-    from bot.skills.learned import LearnedSkills
+    from opencomputer.bot.skills.learned import LearnedSkills
 
 __all__ = ["MAX_LISTED_SKILLS", "SkillService", "Visible", "prompt_section"]
 
@@ -58,7 +58,7 @@ class SkillService:
         self.states = states
         self.person_of = person_of
         self.learned = learned
-        self.learning: Any = None  # bot.skills.learning.Learning, set by the feature
+        self.learning: Any = None  # opencomputer.bot.skills.learning.Learning, set by the feature
 
     async def visible(self, user: User | None, address: Address | None, kind: str) -> Visible:
         """The skills ``user`` sees in the chat at ``address`` (of kind ``kind``).

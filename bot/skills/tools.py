@@ -15,13 +15,13 @@ import asyncio
 
 from langgraph.runtime import get_runtime
 
-from bot.plugins.sandbox import Sandbox
-from bot.skills.files import SkillFileError, list_files, read_file
-from bot.skills.format import Skill
-from bot.skills.scripts import ScriptError, run_script
-from bot.skills.service import SkillService
-from bot.tools import Tool, ToolError, tool
-from graphs.agent.state import TurnContext
+from opencomputer.bot.plugins.sandbox import Sandbox
+from opencomputer.bot.skills.files import SkillFileError, list_files, read_file
+from opencomputer.bot.skills.format import Skill
+from opencomputer.bot.skills.scripts import ScriptError, run_script
+from opencomputer.bot.skills.service import SkillService
+from opencomputer.bot.tools import Tool, ToolError, tool
+from opencomputer.graphs.agent.state import TurnContext
 
 __all__ = ["make_skill_tools", "skill_text"]
 

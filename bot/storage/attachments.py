@@ -12,7 +12,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from bot.events import Attachment
+from opencomputer.bot.events import Attachment
 
 __all__ = ["attachments_from_json", "attachments_from_row", "attachments_to_json"]
 

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from bot.storage.engine import private_dir, private_file_open, secure_sqlite_files
+from opencomputer.bot.storage.engine import private_dir, private_file_open, secure_sqlite_files
 
 __all__ = [
     "CHECKPOINTS_SUFFIX",
@@ -196,7 +196,7 @@ def backup_command(database_url: str, data_dir: Path, file: Path | None) -> list
     PostgreSQL: print the ``pg_dump`` command for the configured database (without its password)
     and back up nothing: the server's own tool does this better than we could.
     """
-    from bot.storage.engine import database_key, sqlite_path
+    from opencomputer.bot.storage.engine import database_key, sqlite_path
 
     path = sqlite_path(database_url)
     if path is None:
@@ -223,7 +223,7 @@ def backup_command(database_url: str, data_dir: Path, file: Path | None) -> list
 
 def restore_command(database_url: str, file: Path) -> list[str]:
     """What ``opencomputer restore FILE`` does and prints (the lines to print)."""
-    from bot.storage.engine import database_key, sqlite_path
+    from opencomputer.bot.storage.engine import database_key, sqlite_path
 
     path = sqlite_path(database_url)
     if path is None:
@@ -277,7 +277,7 @@ def _connect(path: Path, key: str | None, *, mode: str, timeout: float = 30.0) -
     uri = f"file:{quote(str(path.resolve()))}?mode={mode}"
     if key is None:
         return sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None)
-    from bot.storage.engine import _cipher, _key_pragma  # the store's own key handling
+    from opencomputer.bot.storage.engine import _cipher, _key_pragma  # the store's own key handling
 
     conn = _cipher().connect(uri, uri=True, timeout=timeout, isolation_level=None)
     conn.execute("PRAGMA cipher_log_level = NONE")  # a wrong key is our one line, not a log

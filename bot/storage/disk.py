@@ -31,8 +31,8 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
-from bot.connector import RuntimeStopped
-from bot.storage.urls import async_url, sqlite_path
+from opencomputer.bot.connector import RuntimeStopped
+from opencomputer.bot.storage.urls import async_url, sqlite_path
 
 __all__ = [
     "LOW_WATER",

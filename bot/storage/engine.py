@@ -26,9 +26,9 @@ from sqlalchemy import event
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from bot.storage.urls import async_url, sqlite_path
+from opencomputer.bot.storage.urls import async_url, sqlite_path
 
-# async_url and sqlite_path are bot.storage.urls's, named here as before
+# async_url and sqlite_path are opencomputer.bot.storage.urls's, named here as before
 __all__ = [
     "WAL_LIMIT",
     "DatabaseKeyError",
@@ -254,7 +254,7 @@ def create_engine(url: str) -> AsyncEngine:
     if url.startswith("sqlite"):
         event.listen(engine.sync_engine, "connect", _pragmas)
         if path is not None:
-            from bot.storage.disk import guard_for
+            from opencomputer.bot.storage.disk import guard_for
 
             guard = guard_for(path)  # a write that met a full disk turns the guard to "full"
             event.listen(engine.sync_engine, "handle_error", lambda ctx: _disk(guard, ctx))

@@ -36,8 +36,8 @@ from typing import Any
 from sqlalchemy import event, inspect, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from bot.storage.engine import create_engine, database_key, sqlite_path
-from bot.storage.schema import differences, metadata
+from opencomputer.bot.storage.engine import create_engine, database_key, sqlite_path
+from opencomputer.bot.storage.schema import differences, metadata
 
 __all__ = ["LEGACY", "SchemaError", "SchemaState", "Upgrade", "head", "prepare", "upgrade"]
 
@@ -330,7 +330,7 @@ async def upgrade(url: str, *, backup_dir: Path | None = None) -> Upgrade:
 
 
 async def _checkpoint_tables(url: str) -> None:
-    from graphs.agent.checkpointer import open_checkpointer
+    from opencomputer.graphs.agent.checkpointer import open_checkpointer
 
     async with open_checkpointer(url):
         pass
@@ -365,7 +365,7 @@ def _backup(path: Path, folder: Path | None, target: str) -> Path:
     """A consistent copy of the SQLite store (and its checkpoints) before migrating it:
     ``<folder, default: backups/ beside it>/<stem>-before-<revision>-<UTC time>.db``.
     """
-    from bot.storage.backup import backup_sqlite
+    from opencomputer.bot.storage.backup import backup_sqlite
 
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     copy = (folder or path.parent / "backups") / f"{path.stem}-before-{target}-{stamp}.db"

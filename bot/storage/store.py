@@ -18,10 +18,10 @@ from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.events import Address, Message, Reaction
-from bot.storage.attachments import attachments_to_json
-from bot.storage.engine import async_url, create_engine, is_transient, sqlite_path
-from bot.storage.models import (
+from opencomputer.bot.events import Address, Message, Reaction
+from opencomputer.bot.storage.attachments import attachments_to_json
+from opencomputer.bot.storage.engine import async_url, create_engine, is_transient, sqlite_path
+from opencomputer.bot.storage.models import (
     ConversationRow,
     InboundRow,
     ReactionRow,
@@ -29,7 +29,7 @@ from bot.storage.models import (
     ReplyPostRow,
     ReplyRow,
 )
-from bot.storage.writer import CoreTx, SqliteWriter, Tx
+from opencomputer.bot.storage.writer import CoreTx, SqliteWriter, Tx
 
 __all__ = ["ReplyMeta", "SqlStore"]
 
@@ -86,7 +86,7 @@ class SqlStore:
         gets every table, an older one is migrated only with ``upgrade`` (a backup first), else
         :class:`~bot.storage.migrate.SchemaError` says to run ``opencomputer db upgrade``.
         """
-        from bot.storage.migrate import prepare
+        from opencomputer.bot.storage.migrate import prepare
 
         self._engine = create_engine(self.url)
         try:

@@ -30,8 +30,8 @@ from sqlalchemy import Connection, Table, insert
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.sql import Executable
 
-from bot.storage.disk import DiskFull, guard_for, may_wait
-from bot.storage.engine import WAL_LIMIT, connect_sqlite
+from opencomputer.bot.storage.disk import DiskFull, guard_for, may_wait
+from opencomputer.bot.storage.engine import WAL_LIMIT, connect_sqlite
 
 __all__ = ["CoreTx", "SqliteTx", "SqliteWriter", "Tx"]
 

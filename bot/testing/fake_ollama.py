@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from bot.testing.fake_server import FakeServer
+from opencomputer.bot.testing.fake_server import FakeServer
 
 __all__ = ["FakeOllama", "Reply"]
 

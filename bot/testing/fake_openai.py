@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from bot.testing.fake_ollama import Reply, ScriptedModel
+from opencomputer.bot.testing.fake_ollama import Reply, ScriptedModel
 
 __all__ = ["FakeOpenAI"]
 

@@ -19,7 +19,7 @@ import av
 import orjson
 from aiohttp import web
 
-from bot.testing.fake_server import FakeServer
+from opencomputer.bot.testing.fake_server import FakeServer
 
 __all__ = ["FakeSpeechServer", "Heard", "sine_audio"]
 

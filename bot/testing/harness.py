@@ -14,11 +14,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.app import App
-from bot.config import Settings
-from bot.connector import Capabilities, CommandSpec, ConnectorState, Emit, Formatting
-from bot.events import Address, Chat, ChatKind, Command, Message, Reaction, User
-from bot.text import split_markdown
+from opencomputer.bot.app import App
+from opencomputer.bot.config import Settings
+from opencomputer.bot.connector import Capabilities, CommandSpec, ConnectorState, Emit, Formatting
+from opencomputer.bot.events import Address, Chat, ChatKind, Command, Message, Reaction, User
+from opencomputer.bot.text import split_markdown
 
 __all__ = ["Harness", "Outbound", "RecordingConnector"]
 

@@ -18,11 +18,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from bot.config import load_settings
-from bot.events import Address, Chat, ChatKind, User
-from bot.plugins.manifest import load_manifest
-from bot.testing import FakeOllama
-from bot.testing.harness import Harness
+from opencomputer.bot.config import load_settings
+from opencomputer.bot.events import Address, Chat, ChatKind, User
+from opencomputer.bot.plugins.manifest import load_manifest
+from opencomputer.bot.testing import FakeOllama
+from opencomputer.bot.testing.harness import Harness
 
 __all__ = ["PluginTestKit"]
 

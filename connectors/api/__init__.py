@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from connectors.api.connector import ApiConnector
+from opencomputer.connectors.api.connector import ApiConnector
 
 __all__ = ["ApiConnector"]

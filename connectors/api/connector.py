@@ -24,20 +24,20 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from bot.apikeys.keys import PLATFORM, ApiKey, authenticate
-from bot.connector import Capabilities, CommandSpec, ConnectorState, Emit, Formatting
-from bot.events import Address, Chat, ChatKind, Message, User
-from bot.ratelimit import LocalLimiter, parse_rate
-from connectors.api import wire
-from connectors.api.stream import Events
-from connectors.api.turns import Outcome, Turn, Turns
-from connectors.api.wire import BadRequest, ChatRequest, error_response
+from opencomputer.bot.apikeys.keys import PLATFORM, ApiKey, authenticate
+from opencomputer.bot.connector import Capabilities, CommandSpec, ConnectorState, Emit, Formatting
+from opencomputer.bot.events import Address, Chat, ChatKind, Message, User
+from opencomputer.bot.ratelimit import LocalLimiter, parse_rate
+from opencomputer.connectors.api import wire
+from opencomputer.connectors.api.stream import Events
+from opencomputer.connectors.api.turns import Outcome, Turn, Turns
+from opencomputer.connectors.api.wire import BadRequest, ChatRequest, error_response
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-    from bot.config import Settings
-    from bot.ratelimit import Limiter
+    from opencomputer.bot.config import Settings
+    from opencomputer.bot.ratelimit import Limiter
 
 __all__ = ["ApiConnector"]
 
@@ -74,7 +74,9 @@ class ApiConnector:
         self.emit = emit
         self.state = ConnectorState.STOPPED
         self._engine = engine
-        self._store = store  # the app's (bot.channels.ChannelServices): its engine is shared
+        self._store = (
+            store  # the app's (opencomputer.bot.channels.ChannelServices): its engine is shared
+        )
         self._own_engine = False
         self._bucket = parse_rate(settings.api_rate)
         self._limiter: Limiter = limiter or LocalLimiter()
@@ -93,14 +95,14 @@ class ApiConnector:
         if self._engine is None and self._store is not None:
             self._engine = self._store.engine
         if self._engine is None:  # built without the app's services: a pool of its own
-            from bot.storage import create_engine
+            from opencomputer.bot.storage import create_engine
 
             self._engine = create_engine(self.settings.resolved_database_url)
             self._own_engine = True
         if self._own_limiter and self.settings.redis_url:  # every gateway shares the limits
             import redis.asyncio as redis
 
-            from bot.ratelimit import RedisLimiter
+            from opencomputer.bot.ratelimit import RedisLimiter
 
             self._redis = redis.from_url(self.settings.redis_url)
             self._limiter = RedisLimiter(

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from bot.checks import Check
-from bot.config import Settings
+from opencomputer.bot.checks import Check
+from opencomputer.bot.config import Settings
 
 __all__ = ["diagnose"]
 
 
 async def diagnose(settings: Settings) -> list[Check]:
     """One check: how many active keys, and the URL clients are given."""
-    from bot.apikeys.keys import list_keys
-    from bot.storage import create_engine
+    from opencomputer.bot.apikeys.keys import list_keys
+    from opencomputer.bot.storage import create_engine
 
     url = f"http://{settings.http_host}:{settings.http_port}/v1"
     engine = create_engine(settings.resolved_database_url)

@@ -6,7 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
-from connectors.api import wire
+from opencomputer.connectors.api import wire
 
 __all__ = ["Events"]
 

@@ -23,15 +23,15 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from bot.apikeys.keys import PLATFORM
-from bot.connector import Emit, RuntimeStopped
-from bot.ratelimit import SLOW_DOWN
-from bot.storage.models import InboundRow, ReplyRow
+from opencomputer.bot.apikeys.keys import PLATFORM
+from opencomputer.bot.connector import Emit, RuntimeStopped
+from opencomputer.bot.ratelimit import SLOW_DOWN
+from opencomputer.bot.storage.models import InboundRow, ReplyRow
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-    from bot.events import Address, Message
+    from opencomputer.bot.events import Address, Message
 
 __all__ = ["Outcome", "Turn", "Turns"]
 

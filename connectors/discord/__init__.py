@@ -12,6 +12,6 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", "'audioop' is deprecated", DeprecationWarning)
     import discord  # noqa: F401
 
-from connectors.discord.connector import DiscordConnector
+from opencomputer.connectors.discord.connector import DiscordConnector
 
 __all__ = ["DiscordConnector"]

@@ -18,7 +18,7 @@ from typing import Any
 import discord
 from discord import app_commands
 
-from bot.connector import CommandSpec
+from opencomputer.bot.connector import CommandSpec
 
 __all__ = ["AppCommand", "Invoke", "build_commands", "command_name", "install", "sync"]
 

@@ -24,19 +24,19 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import discord
 
-from bot.attachments import Downloader
-from bot.connector import Capabilities, CommandSpec, ConnectorState, Emit, Formatting
-from bot.events import Address, Attachment
-from bot.outfiles import OutFile
-from bot.quarantine import Quarantine
-from bot.text import split_markdown
-from connectors.discord.client import GatewayClient
-from connectors.discord.commands import install, sync
-from connectors.discord.gateway import Endpoints, ReconnectPolicy
-from connectors.discord.inbound import Inbound, Lru
-from connectors.discord.interactions import InteractionReplies
-from connectors.discord.places import Places
-from connectors.discord.translate import (
+from opencomputer.bot.attachments import Downloader
+from opencomputer.bot.connector import Capabilities, CommandSpec, ConnectorState, Emit, Formatting
+from opencomputer.bot.events import Address, Attachment
+from opencomputer.bot.outfiles import OutFile
+from opencomputer.bot.quarantine import Quarantine
+from opencomputer.bot.text import split_markdown
+from opencomputer.connectors.discord.client import GatewayClient
+from opencomputer.connectors.discord.commands import install, sync
+from opencomputer.connectors.discord.gateway import Endpoints, ReconnectPolicy
+from opencomputer.connectors.discord.inbound import Inbound, Lru
+from opencomputer.connectors.discord.interactions import InteractionReplies
+from opencomputer.connectors.discord.places import Places
+from opencomputer.connectors.discord.translate import (
     PLATFORM,
     to_command,
 )
@@ -44,7 +44,7 @@ from connectors.discord.translate import (
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from bot.config import Settings
+    from opencomputer.bot.config import Settings
 
 __all__ = ["DiscordConnector"]
 

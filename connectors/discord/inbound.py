@@ -21,14 +21,14 @@ from collections.abc import Awaitable, Callable
 
 import discord
 
-from bot.connector import Emit, RuntimeStopped
-from bot.events import Command, Message, Reaction
-from bot.quarantine import PoisonEvent
-from bot.storage.disk import is_disk_full
-from bot.storage.engine import is_transient
-from bot.text import clean_event
-from connectors.discord.places import Places
-from connectors.discord.translate import (
+from opencomputer.bot.connector import Emit, RuntimeStopped
+from opencomputer.bot.events import Command, Message, Reaction
+from opencomputer.bot.quarantine import PoisonEvent
+from opencomputer.bot.storage.disk import is_disk_full
+from opencomputer.bot.storage.engine import is_transient
+from opencomputer.bot.text import clean_event
+from opencomputer.connectors.discord.places import Places
+from opencomputer.connectors.discord.translate import (
     is_addressed,
     text_command,
     to_message,

@@ -13,7 +13,7 @@ from typing import Any
 
 import discord
 
-from connectors.discord.translate import Place, dm_place, guild_place
+from opencomputer.connectors.discord.translate import Place, dm_place, guild_place
 
 __all__ = ["Places"]
 

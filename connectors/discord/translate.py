@@ -16,10 +16,10 @@ from typing import Any, ParamSpec, TypeVar
 
 import discord
 
-from bot.attachments import claimed_kind
-from bot.events import Attachment, Chat, ChatKind, Command, Message, Reaction, User
-from bot.quarantine import PoisonEvent
-from bot.text import clean_event
+from opencomputer.bot.attachments import claimed_kind
+from opencomputer.bot.events import Attachment, Chat, ChatKind, Command, Message, Reaction, User
+from opencomputer.bot.quarantine import PoisonEvent
+from opencomputer.bot.text import clean_event
 
 P = ParamSpec("P")
 R = TypeVar("R")

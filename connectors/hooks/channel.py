@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bot.channels import Channel
+from opencomputer.bot.channels import Channel
 
 if TYPE_CHECKING:
-    from bot.config import Settings
+    from opencomputer.bot.config import Settings
 
 __all__ = ["HOOK"]
 
@@ -22,9 +22,9 @@ def _configured(settings: Settings) -> bool:
 
 HOOK = Channel(
     name="hook",
-    connector="connectors.hooks.connector:create",
+    connector="opencomputer.connectors.hooks.connector:create",
     configured=_configured,
     enable="OC_HOOKS + OC_HOOK_<NAME>_SECRET (see docs/webhooks.md)",
-    doctor="connectors.hooks.connector:diagnose",
+    doctor="opencomputer.connectors.hooks.connector:diagnose",
     description="Inbound webhooks: POST /hooks/NAME, HMAC-signed, into a chat or a turn",
 )

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from bot.events import Address
+from opencomputer.bot.events import Address
 
 __all__ = [
     "MIN_SECRET",

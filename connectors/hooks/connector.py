@@ -30,18 +30,24 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from bot.connector import Capabilities, CommandSpec, ConnectorState, Formatting, RuntimeStopped
-from bot.events import Address, Chat, ChatKind, Message, User
-from connectors.hooks.config import HookSpec, env_with_dotenv, parse_hooks
-from connectors.hooks.content import BadContent, content_of
-from connectors.hooks.replay import DeliveryMemory
-from connectors.hooks.verify import Unsigned, check_signature
+from opencomputer.bot.connector import (
+    Capabilities,
+    CommandSpec,
+    ConnectorState,
+    Formatting,
+    RuntimeStopped,
+)
+from opencomputer.bot.events import Address, Chat, ChatKind, Message, User
+from opencomputer.connectors.hooks.config import HookSpec, env_with_dotenv, parse_hooks
+from opencomputer.connectors.hooks.content import BadContent, content_of
+from opencomputer.connectors.hooks.replay import DeliveryMemory
+from opencomputer.connectors.hooks.verify import Unsigned, check_signature
 
 if TYPE_CHECKING:
-    from bot.checks import Check
-    from bot.config import Settings
-    from bot.connector import Emit
-    from bot.storage.store import SqlStore
+    from opencomputer.bot.checks import Check
+    from opencomputer.bot.config import Settings
+    from opencomputer.bot.connector import Emit
+    from opencomputer.bot.storage.store import SqlStore
 
 __all__ = ["MAX_BODY", "HookConnector", "Say", "create", "diagnose"]
 
@@ -279,7 +285,7 @@ def create(settings: Settings, emit: Emit, **services: Any) -> HookConnector:
 
 async def diagnose(settings: Settings) -> list[Check]:
     """``opencomputer doctor``: one line per hook, and one per problem with its fix."""
-    from bot.checks import Check
+    from opencomputer.bot.checks import Check
 
     hooks, problems = parse_hooks(getattr(settings, "hooks", None), env_with_dotenv())
     checks = [

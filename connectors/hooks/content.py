@@ -13,7 +13,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from bot.text import clean_payload, clean_text
+from opencomputer.bot.text import clean_payload, clean_text
 
 __all__ = ["MAX_TEXT", "BadContent", "content_of"]
 

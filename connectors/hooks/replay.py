@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING, Literal
 from sqlalchemy import bindparam, delete, select
 from sqlalchemy.exc import IntegrityError
 
-from bot.dedupe import KEEP, SeenCommandRow
-from bot.storage.models import InboundRow
+from opencomputer.bot.dedupe import KEEP, SeenCommandRow
+from opencomputer.bot.storage.models import InboundRow
 
 if TYPE_CHECKING:
-    from bot.storage.store import SqlStore
-    from bot.storage.writer import Tx
+    from opencomputer.bot.storage.store import SqlStore
+    from opencomputer.bot.storage.writer import Tx
 
 __all__ = ["DeliveryMemory"]
 

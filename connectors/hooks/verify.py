@@ -19,7 +19,7 @@ import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from connectors.hooks.config import HookSpec
+from opencomputer.connectors.hooks.config import HookSpec
 
 __all__ = ["WINDOW", "Signed", "Unsigned", "check_signature"]
 

@@ -1,5 +1,5 @@
 """Matrix connector (matrix-nio): DMs, rooms, threads, reactions, edits, persisted sync."""
 
-from connectors.matrix.connector import MatrixConnector
+from opencomputer.connectors.matrix.connector import MatrixConnector
 
 __all__ = ["MatrixConnector"]

@@ -6,7 +6,7 @@ allow-list/pairing policy without touching the connector.
 
 from __future__ import annotations
 
-from bot.config import DmPolicy, Settings
+from opencomputer.bot.config import DmPolicy, Settings
 
 __all__ = ["may_invite"]
 

@@ -28,24 +28,24 @@ from nio.crypto.attachments import decrypt_attachment
 from nio.exceptions import EncryptionError
 from yarl import URL
 
-from bot.attachments import AttachmentError, Downloader, DownloadRefused
-from bot.config import Settings
-from bot.connector import Capabilities, CommandSpec, ConnectorState, Emit, Formatting
-from bot.events import Address, Attachment
-from bot.outfiles import OutFile
-from bot.quarantine import Quarantine
-from connectors.matrix.access import may_invite
-from connectors.matrix.files import FILE_LIMIT, media_content, upload
-from connectors.matrix.inbound import DeliveryError, Inbound
-from connectors.matrix.render import (
+from opencomputer.bot.attachments import AttachmentError, Downloader, DownloadRefused
+from opencomputer.bot.config import Settings
+from opencomputer.bot.connector import Capabilities, CommandSpec, ConnectorState, Emit, Formatting
+from opencomputer.bot.events import Address, Attachment
+from opencomputer.bot.outfiles import OutFile
+from opencomputer.bot.quarantine import Quarantine
+from opencomputer.connectors.matrix.access import may_invite
+from opencomputer.connectors.matrix.files import FILE_LIMIT, media_content, upload
+from opencomputer.connectors.matrix.inbound import DeliveryError, Inbound
+from opencomputer.connectors.matrix.render import (
     MAX_CHARS,
     edit_content,
     message_content,
     reaction_content,
     render_chunks,
 )
-from connectors.matrix.session import LoginRefused, TokenRejected, log_in
-from connectors.matrix.state import StateFiles, SyncState
+from opencomputer.connectors.matrix.session import LoginRefused, TokenRejected, log_in
+from opencomputer.connectors.matrix.state import StateFiles, SyncState
 
 if TYPE_CHECKING:
     from aiohttp import web

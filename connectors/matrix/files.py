@@ -16,7 +16,7 @@ from typing import Any
 
 from nio import AsyncClient, UploadError
 
-from bot.outfiles import OutFile
+from opencomputer.bot.outfiles import OutFile
 
 __all__ = ["FILE_LIMIT", "MatrixUploadError", "media_content", "upload"]
 

@@ -27,13 +27,13 @@ from nio import (
     SyncResponse,
 )
 
-from bot.connector import Emit, RuntimeStopped
-from bot.events import Command, Message, Reaction
-from bot.quarantine import FailureCounter, Quarantine
-from bot.storage.engine import is_transient
-from bot.text import clean_event
-from connectors.matrix.state import SyncState
-from connectors.matrix.translate import PLATFORM, Translator, chat_for
+from opencomputer.bot.connector import Emit, RuntimeStopped
+from opencomputer.bot.events import Command, Message, Reaction
+from opencomputer.bot.quarantine import FailureCounter, Quarantine
+from opencomputer.bot.storage.engine import is_transient
+from opencomputer.bot.text import clean_event
+from opencomputer.connectors.matrix.state import SyncState
+from opencomputer.connectors.matrix.translate import PLATFORM, Translator, chat_for
 
 __all__ = ["DeliveryError", "Inbound"]
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from markdown_it import MarkdownIt
 
-from bot.text import split_markdown
+from opencomputer.bot.text import split_markdown
 
 __all__ = [
     "HTML_FORMAT",

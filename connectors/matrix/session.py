@@ -11,7 +11,7 @@ import logging
 
 from nio import AsyncClient, LoginError, WhoamiError
 
-from connectors.matrix.state import MatrixSession, StateFiles
+from opencomputer.connectors.matrix.state import MatrixSession, StateFiles
 
 __all__ = ["DEVICE_NAME", "LoginRefused", "TokenRejected", "log_in"]
 

@@ -31,10 +31,19 @@ from nio import (
     RoomMessageVideo,
 )
 
-from bot.attachments import claimed_kind
-from bot.events import Attachment, AttachmentKind, Chat, ChatKind, Command, Message, Reaction, User
-from bot.quarantine import PoisonEvent
-from bot.text import clean_event
+from opencomputer.bot.attachments import claimed_kind
+from opencomputer.bot.events import (
+    Attachment,
+    AttachmentKind,
+    Chat,
+    ChatKind,
+    Command,
+    Message,
+    Reaction,
+    User,
+)
+from opencomputer.bot.quarantine import PoisonEvent
+from opencomputer.bot.text import clean_event
 
 __all__ = ["PLATFORM", "Translator", "chat_for", "parse_event", "relation"]
 

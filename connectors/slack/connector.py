@@ -32,8 +32,8 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from yarl import URL
 
-from bot.attachments import AttachmentError, Downloader
-from bot.connector import (
+from opencomputer.bot.attachments import AttachmentError, Downloader
+from opencomputer.bot.connector import (
     Capabilities,
     CommandSpec,
     ConnectorState,
@@ -41,22 +41,27 @@ from bot.connector import (
     Formatting,
     RuntimeStopped,
 )
-from bot.events import Attachment
-from bot.outfiles import OutFile
-from bot.quarantine import FailureCounter, Quarantine
-from bot.storage.engine import is_transient
-from bot.text import clean_event, clean_text
-from connectors.slack.backoff import Backoff
-from connectors.slack.limiter import OutboundLimiter
-from connectors.slack.mrkdwn import HARD_LIMIT, render_chunks
-from connectors.slack.outbound import REJECTED, SlackOutbound, describe
-from connectors.slack.translate import PLATFORM, BotIdentity, translate_command, translate_event
+from opencomputer.bot.events import Attachment
+from opencomputer.bot.outfiles import OutFile
+from opencomputer.bot.quarantine import FailureCounter, Quarantine
+from opencomputer.bot.storage.engine import is_transient
+from opencomputer.bot.text import clean_event, clean_text
+from opencomputer.connectors.slack.backoff import Backoff
+from opencomputer.connectors.slack.limiter import OutboundLimiter
+from opencomputer.connectors.slack.mrkdwn import HARD_LIMIT, render_chunks
+from opencomputer.connectors.slack.outbound import REJECTED, SlackOutbound, describe
+from opencomputer.connectors.slack.translate import (
+    PLATFORM,
+    BotIdentity,
+    translate_command,
+    translate_event,
+)
 
 if TYPE_CHECKING:
     from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
-    from bot.config import Settings
-    from bot.events import Address, Command, Message, Reaction
+    from opencomputer.bot.config import Settings
+    from opencomputer.bot.events import Address, Command, Message, Reaction
 
 __all__ = ["EVENTS_PATH", "SlackConnector"]
 
@@ -342,7 +347,7 @@ class SlackConnector:
             authorize=authorize,
             process_before_response=True,
             request_verification_enabled=not self.socket_mode,
-            logger=logging.getLogger("connectors.slack.bolt"),
+            logger=logging.getLogger("opencomputer.connectors.slack.bolt"),
         )
         for kind in ("message", "app_mention", "reaction_added", "reaction_removed"):
             app.event(kind)(on_event)

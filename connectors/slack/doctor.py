@@ -5,8 +5,8 @@ from __future__ import annotations
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.checks import Check
-from bot.config import Settings
+from opencomputer.bot.checks import Check
+from opencomputer.bot.config import Settings
 
 __all__ = ["diagnose"]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from markdown_it import MarkdownIt
 from markdown_it.tree import SyntaxTreeNode
 
-from bot.text import split_markdown
+from opencomputer.bot.text import split_markdown
 
 __all__ = ["escape", "render_chunks", "to_mrkdwn"]
 

@@ -19,10 +19,10 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from bot.events import Address
-from bot.outfiles import OutFile
-from connectors.slack.limiter import OutboundLimiter
-from connectors.slack.translate import emoji_name
+from opencomputer.bot.events import Address
+from opencomputer.bot.outfiles import OutFile
+from opencomputer.connectors.slack.limiter import OutboundLimiter
+from opencomputer.connectors.slack.translate import emoji_name
 
 __all__ = ["REJECTED", "SlackOutbound", "describe"]
 

@@ -3,7 +3,7 @@
 Everything here is pure (no I/O), so it is tested with plain dicts shaped like Slack's.
 A payload of the wrong shape raises :class:`~bot.quarantine.PoisonEvent` (the connector keeps
 it aside and acknowledges it); every event that comes out has its text cleaned of lone
-surrogates (``bot.text.clean_event``).
+surrogates (``opencomputer.bot.text.clean_event``).
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bot import text as core_text
-from bot.attachments import claimed_kind
-from bot.events import Attachment, Chat, ChatKind, Command, Message, Reaction, User
-from bot.quarantine import PoisonEvent
+from opencomputer.bot import text as core_text
+from opencomputer.bot.attachments import claimed_kind
+from opencomputer.bot.events import Attachment, Chat, ChatKind, Command, Message, Reaction, User
+from opencomputer.bot.quarantine import PoisonEvent
 
 __all__ = [
     "HANDLED_EVENTS",

@@ -1,5 +1,5 @@
 """Telegram connector (python-telegram-bot): polling or webhook, HTML replies, reactions."""
 
-from connectors.telegram.connector import TelegramConnector, TelegramOptions
+from opencomputer.connectors.telegram.connector import TelegramConnector, TelegramOptions
 
 __all__ = ["TelegramConnector", "TelegramOptions"]

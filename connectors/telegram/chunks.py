@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
-from bot.text import split_markdown
-from connectors.telegram.render import (
+from opencomputer.bot.text import split_markdown
+from opencomputer.connectors.telegram.render import (
     TELEGRAM_LIMIT,
     markdown_parser,
     markdown_to_html,

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 
 from telegram import BotCommand
 
-from bot.connector import CommandSpec
+from opencomputer.bot.connector import CommandSpec
 
 __all__ = ["MAX_COMMANDS", "admin_user_ids", "bot_commands"]
 

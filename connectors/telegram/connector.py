@@ -23,9 +23,9 @@ from telegram import Bot, Update
 from telegram.error import Conflict, InvalidToken, NetworkError, TelegramError
 from telegram.request import HTTPXRequest
 
-from bot.attachments import AttachmentError, Downloader, too_large
-from bot.config import Settings
-from bot.connector import (
+from opencomputer.bot.attachments import AttachmentError, Downloader, too_large
+from opencomputer.bot.config import Settings
+from opencomputer.bot.connector import (
     Capabilities,
     CommandSpec,
     ConnectorState,
@@ -33,19 +33,19 @@ from bot.connector import (
     Formatting,
     RuntimeStopped,
 )
-from bot.events import Address, Attachment, Command, Message, Reaction
-from bot.outfiles import OutFile
-from bot.quarantine import FailureCounter, PoisonEvent, Quarantine
-from bot.storage.engine import is_transient
-from bot.text import clean_event, clean_text
-from connectors.telegram.chunks import render_chunks
-from connectors.telegram.joiner import SplitJoiner
-from connectors.telegram.limiter import LimiterConfig, OutboundLimiter
-from connectors.telegram.offsets import OffsetFile
-from connectors.telegram.outbound import FILE_LIMIT, TelegramOutbound
-from connectors.telegram.parsing import UpdatesRequest, parse_update
-from connectors.telegram.render import TELEGRAM_LIMIT
-from connectors.telegram.translate import (
+from opencomputer.bot.events import Address, Attachment, Command, Message, Reaction
+from opencomputer.bot.outfiles import OutFile
+from opencomputer.bot.quarantine import FailureCounter, PoisonEvent, Quarantine
+from opencomputer.bot.storage.engine import is_transient
+from opencomputer.bot.text import clean_event, clean_text
+from opencomputer.connectors.telegram.chunks import render_chunks
+from opencomputer.connectors.telegram.joiner import SplitJoiner
+from opencomputer.connectors.telegram.limiter import LimiterConfig, OutboundLimiter
+from opencomputer.connectors.telegram.offsets import OffsetFile
+from opencomputer.connectors.telegram.outbound import FILE_LIMIT, TelegramOutbound
+from opencomputer.connectors.telegram.parsing import UpdatesRequest, parse_update
+from opencomputer.connectors.telegram.render import TELEGRAM_LIMIT
+from opencomputer.connectors.telegram.translate import (
     ALLOWED_UPDATES,
     PLATFORM,
     BotIdentity,

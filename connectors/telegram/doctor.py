@@ -11,9 +11,9 @@ from telegram import Bot
 from telegram.error import InvalidToken, TelegramError
 from telegram.request import HTTPXRequest
 
-from bot.checks import Check
-from bot.config import Settings
-from connectors.telegram.connector import api_base_url
+from opencomputer.bot.checks import Check
+from opencomputer.bot.config import Settings
+from opencomputer.connectors.telegram.connector import api_base_url
 
 __all__ = ["diagnose"]
 

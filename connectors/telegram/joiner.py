@@ -15,8 +15,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from bot.events import Message
-from connectors.telegram.render import utf16_len
+from opencomputer.bot.events import Message
+from opencomputer.connectors.telegram.render import utf16_len
 
 __all__ = ["SplitJoiner"]
 

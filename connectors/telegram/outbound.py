@@ -15,12 +15,12 @@ from telegram import Bot, BotCommandScopeChat, BotCommandScopeDefault, InputFile
 from telegram.constants import ChatAction, ParseMode
 from telegram.error import BadRequest, ChatMigrated, TelegramError
 
-from bot.connector import CommandSpec
-from bot.events import Address
-from bot.outfiles import OutFile
-from connectors.telegram.commands import admin_user_ids, bot_commands
-from connectors.telegram.limiter import OutboundLimiter
-from connectors.telegram.render import html_to_plain
+from opencomputer.bot.connector import CommandSpec
+from opencomputer.bot.events import Address
+from opencomputer.bot.outfiles import OutFile
+from opencomputer.connectors.telegram.commands import admin_user_ids, bot_commands
+from opencomputer.connectors.telegram.limiter import OutboundLimiter
+from opencomputer.connectors.telegram.render import html_to_plain
 
 __all__ = ["CAPTION_LIMIT", "FILE_LIMIT", "PHOTO_LIMIT", "TelegramOutbound"]
 

@@ -18,8 +18,8 @@ from typing import Any
 from telegram import Bot, Update
 from telegram.request import HTTPXRequest
 
-from bot.quarantine import PoisonEvent
-from bot.text import clean_payload
+from opencomputer.bot.quarantine import PoisonEvent
+from opencomputer.bot.text import clean_payload
 
 __all__ = ["UpdatesRequest", "parse_update"]
 

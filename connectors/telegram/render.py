@@ -3,7 +3,7 @@
 Telegram's HTML mode knows a handful of tags (``b i u s code pre a blockquote``) and needs
 only ``< > &`` escaped. Markdown is parsed with markdown-it (raw HTML off, so whatever the model
 writes in angle brackets is shown, not interpreted) and the token stream is walked once.
-Splitting to the message limit is ``connectors.telegram.chunks``.
+Splitting to the message limit is ``opencomputer.connectors.telegram.chunks``.
 """
 
 from __future__ import annotations

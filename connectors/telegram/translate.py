@@ -16,9 +16,18 @@ from telegram import MessageEntity, MessageReactionUpdated, ReactionType, Update
 from telegram import User as TgUser
 from telegram.constants import ChatType
 
-from bot.events import Attachment, AttachmentKind, Chat, ChatKind, Command, Message, Reaction, User
-from bot.quarantine import PoisonEvent
-from bot.text import clean_event
+from opencomputer.bot.events import (
+    Attachment,
+    AttachmentKind,
+    Chat,
+    ChatKind,
+    Command,
+    Message,
+    Reaction,
+    User,
+)
+from opencomputer.bot.quarantine import PoisonEvent
+from opencomputer.bot.text import clean_event
 
 __all__ = ["ALLOWED_UPDATES", "PLATFORM", "BotIdentity", "translate_update"]
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from connectors.terminal.connector import TerminalConnector
+from opencomputer.connectors.terminal.connector import TerminalConnector
 
 if TYPE_CHECKING:
-    from bot.config import Settings
-    from bot.connector import Emit
+    from opencomputer.bot.config import Settings
+    from opencomputer.bot.connector import Emit
 
 __all__ = ["TerminalConnector", "create"]
 

@@ -27,8 +27,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from bot.attachments import AttachmentError, claimed_kind, too_large
-from bot.connector import (
+from opencomputer.bot.attachments import AttachmentError, claimed_kind, too_large
+from opencomputer.bot.connector import (
     Capabilities,
     CommandSpec,
     ConnectorState,
@@ -36,9 +36,18 @@ from bot.connector import (
     Formatting,
     RuntimeStopped,
 )
-from bot.events import Address, Attachment, Chat, ChatKind, Command, Message, Reaction, User
-from bot.outfiles import OutFile
-from connectors.terminal.screen import Screen
+from opencomputer.bot.events import (
+    Address,
+    Attachment,
+    Chat,
+    ChatKind,
+    Command,
+    Message,
+    Reaction,
+    User,
+)
+from opencomputer.bot.outfiles import OutFile
+from opencomputer.connectors.terminal.screen import Screen
 
 __all__ = ["TerminalConnector"]
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bot.channels import Channel
+from opencomputer.bot.channels import Channel
 
 if TYPE_CHECKING:
-    from bot.config import Settings
+    from opencomputer.bot.config import Settings
 
 __all__ = ["WEB"]
 
@@ -22,9 +22,9 @@ def _configured(settings: Settings) -> bool:
 
 WEB = Channel(
     name="web",
-    connector="connectors.web.connector:create",
+    connector="opencomputer.connectors.web.connector:create",
     configured=_configured,
     enable="OC_WEB_CHAT=true (see docs/web.md)",
-    doctor="connectors.web.doctor:diagnose",
+    doctor="opencomputer.connectors.web.doctor:diagnose",
     description="Browser chat at /chat on the HTTP app: streamed answers, 👍/👎, pairing",
 )

@@ -31,15 +31,21 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from sqlalchemy import select
 
-from bot.connector import Capabilities, CommandSpec, ConnectorState, Formatting, RuntimeStopped
-from bot.events import Address, Message
-from bot.hooks import DataRights
-from bot.ratelimit import SLOW_DOWN
-from bot.storage.models import InboundRow
-from bot.text import clean_text
-from connectors.web.log import VOTES, ChatLog, Listeners
-from connectors.web.session import COOKIE, Sessions, load_secret
-from connectors.web.wire import (
+from opencomputer.bot.connector import (
+    Capabilities,
+    CommandSpec,
+    ConnectorState,
+    Formatting,
+    RuntimeStopped,
+)
+from opencomputer.bot.events import Address, Message
+from opencomputer.bot.hooks import DataRights
+from opencomputer.bot.ratelimit import SLOW_DOWN
+from opencomputer.bot.storage.models import InboundRow
+from opencomputer.bot.text import clean_text
+from opencomputer.connectors.web.log import VOTES, ChatLog, Listeners
+from opencomputer.connectors.web.session import COOKIE, Sessions, load_secret
+from opencomputer.connectors.web.wire import (
     BOT_ID,
     CLIENT_ID,
     HEADERS,
@@ -59,8 +65,8 @@ from connectors.web.wire import (
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-    from bot.config import Settings
-    from bot.connector import Emit
+    from opencomputer.bot.config import Settings
+    from opencomputer.bot.connector import Emit
 
 __all__ = ["MAX_BODY", "PLATFORM", "WebConnector", "create"]
 
@@ -136,7 +142,7 @@ class WebConnector:
         if self._engine is None and self._store is not None:
             self._engine = self._store.engine
         if self._engine is None:  # built without the app's services: a pool of its own
-            from bot.storage import create_engine
+            from opencomputer.bot.storage import create_engine
 
             self._engine = create_engine(self.settings.resolved_database_url)
             self._own_engine = True

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 
-from bot.checks import Check
-from bot.config import DmPolicy, Settings
+from opencomputer.bot.checks import Check
+from opencomputer.bot.config import DmPolicy, Settings
 
 __all__ = ["diagnose"]
 

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, insert, select, update
 
-from bot.storage.models import ReactionRow
-from connectors.web.models import WebMessageRow
+from opencomputer.bot.storage.models import ReactionRow
+from opencomputer.connectors.web.models import WebMessageRow
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine

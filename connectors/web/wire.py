@@ -12,8 +12,8 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.events import Chat, ChatKind, Command, Message, Reaction, User
-from connectors.web.session import Sessions
+from opencomputer.bot.events import Chat, ChatKind, Command, Message, Reaction, User
+from opencomputer.connectors.web.session import Sessions
 
 __all__ = [
     "BOT_ID",
@@ -149,5 +149,5 @@ def reaction_of(visitor: str, message_id: str, emoji: str, added: bool) -> React
 
 def read_static() -> dict[str, bytes]:
     """The page's files, read from the installed package (no disk path assumed)."""
-    folder = resources.files("connectors.web") / "static"
+    folder = resources.files("opencomputer.connectors.web") / "static"
     return {name: (folder / name).read_bytes() for name in ("index.html", *STATIC)}

@@ -1,6 +1,6 @@
 """The agent: one LangGraph state machine that calls the model and tools in a loop."""
 
-from graphs.agent.graph import build_graph
-from graphs.agent.state import AgentState, TurnContext, TurnStream
+from opencomputer.graphs.agent.graph import build_graph
+from opencomputer.graphs.agent.state import AgentState, TurnContext, TurnStream
 
 __all__ = ["AgentState", "TurnContext", "TurnStream", "build_graph"]

@@ -18,8 +18,8 @@ from typing import Any
 
 from langgraph.types import interrupt
 
-from bot.effects import ApprovalPolicy, effects_of, needs_approval
-from bot.tools import Tool
+from opencomputer.bot.effects import ApprovalPolicy, effects_of, needs_approval
+from opencomputer.bot.tools import Tool
 
 __all__ = ["APPROVAL_KIND", "REJECTED", "review_calls", "seen_text"]
 

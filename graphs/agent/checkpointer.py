@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
-from bot.storage.disk import DiskFull, guard_for, may_wait
-from bot.storage.engine import WAL_LIMIT, sqlite_path
-from graphs.agent.sqlite_saver import LeanSqliteSaver
+from opencomputer.bot.storage.disk import DiskFull, guard_for, may_wait
+from opencomputer.bot.storage.engine import WAL_LIMIT, sqlite_path
+from opencomputer.graphs.agent.sqlite_saver import LeanSqliteSaver
 
 if TYPE_CHECKING:
-    from bot.storage.disk import DiskGuard
+    from opencomputer.bot.storage.disk import DiskGuard
 
 __all__ = ["DiskAwareSaver", "open_checkpointer"]
 
@@ -52,7 +52,7 @@ async def open_checkpointer(database_url: str) -> AsyncIterator[BaseCheckpointSa
         return
     import aiosqlite
 
-    from bot.storage.engine import connect_sqlite
+    from opencomputer.bot.storage.engine import connect_sqlite
 
     target = ":memory:" if path is None else str(path.with_name(path.stem + "-checkpoints.db"))
     # connect_sqlite: SQLCipher with the key first when the database is encrypted.

@@ -14,10 +14,10 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from bot.ollama import ModelClient
-from graphs.agent.reducer import drop_marker
-from graphs.agent.state import AgentState, TurnContext
-from graphs.agent.trim import estimate_tokens
+from opencomputer.bot.ollama import ModelClient
+from opencomputer.graphs.agent.reducer import drop_marker
+from opencomputer.graphs.agent.state import AgentState, TurnContext
+from opencomputer.graphs.agent.trim import estimate_tokens
 
 __all__ = [
     "SUMMARY_MARKER",

@@ -12,10 +12,10 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from graphs.agent.compaction import effective_window, summary_block
-from graphs.agent.planning import plan_block
-from graphs.agent.recall import recalled_block
-from graphs.agent.state import AgentState, TurnContext
+from opencomputer.graphs.agent.compaction import effective_window, summary_block
+from opencomputer.graphs.agent.planning import plan_block
+from opencomputer.graphs.agent.recall import recalled_block
+from opencomputer.graphs.agent.state import AgentState, TurnContext
 
 __all__ = ["ComposedModelNode", "compose_prompt"]
 

@@ -3,7 +3,7 @@
 model -> (tools -> model)* -> end; inside a plan the model's answers go through ``advance``
 (next step, revision or final answer) instead of ending. When a turn opens, the model node
 first runs recall, compaction and planning if one of them has work (see
-:mod:`graphs.agent.prepare`), so a simple turn is one superstep.
+:mod:`opencomputer.graphs.agent.prepare`), so a simple turn is one superstep.
 """
 
 from __future__ import annotations
@@ -16,16 +16,16 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import START, StateGraph
 from langgraph.runtime import Runtime
 
-from bot.ollama import ModelClient
-from graphs.agent.compose import ComposedModelNode
-from graphs.agent.nodes import ModelNode, ToolNode, run_tool_inprocess
-from graphs.agent.planning import (
+from opencomputer.bot.ollama import ModelClient
+from opencomputer.graphs.agent.compose import ComposedModelNode
+from opencomputer.graphs.agent.nodes import ModelNode, ToolNode, run_tool_inprocess
+from opencomputer.graphs.agent.planning import (
     AdvanceNode,
     route_after_advance,
     route_after_planned_model,
 )
-from graphs.agent.prepare import PreparedModelNode, PrepareNode
-from graphs.agent.state import AgentState, ToolExecutor, TurnContext
+from opencomputer.graphs.agent.prepare import PreparedModelNode, PrepareNode
+from opencomputer.graphs.agent.state import AgentState, ToolExecutor, TurnContext
 
 __all__ = ["build_graph"]
 

@@ -70,7 +70,7 @@ class VisionCache:
     Clients with ``supports_vision`` (:class:`~bot.ollama.OllamaClient`,
     :class:`~bot.openai_compat.OpenAIClient`) answer from their own cache; any other
     :class:`~bot.ollama.ModelClient` (a pool) is asked ``show`` and read with
-    :func:`bot.ollama.has_vision`. A failed lookup answers no and is not remembered.
+    :func:`opencomputer.bot.ollama.has_vision`. A failed lookup answers no and is not remembered.
     """
 
     def __init__(self) -> None:
@@ -80,7 +80,7 @@ class VisionCache:
         """Whether ``model`` on ``llm`` takes images."""
         if model in self._known:
             return self._known[model]
-        from bot.ollama import OllamaError, has_vision
+        from opencomputer.bot.ollama import OllamaError, has_vision
 
         ask = getattr(llm, "supports_vision", None)
         try:

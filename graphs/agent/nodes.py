@@ -10,15 +10,15 @@ import orjson
 from langgraph.errors import GraphBubbleUp
 from langgraph.runtime import Runtime
 
-from bot.ollama import ModelClient
-from bot.outfiles import hand_over, tool_file
-from bot.tools import Tool, ToolError
-from graphs.agent.approval import review_calls
-from graphs.agent.images import VisionCache, attach_images
-from graphs.agent.reducer import merge_taint
-from graphs.agent.state import AgentState, ToolExecutor, TurnContext
-from graphs.agent.toolscope import tool_scope
-from graphs.agent.trim import trim_history
+from opencomputer.bot.ollama import ModelClient
+from opencomputer.bot.outfiles import hand_over, tool_file
+from opencomputer.bot.tools import Tool, ToolError
+from opencomputer.graphs.agent.approval import review_calls
+from opencomputer.graphs.agent.images import VisionCache, attach_images
+from opencomputer.graphs.agent.reducer import merge_taint
+from opencomputer.graphs.agent.state import AgentState, ToolExecutor, TurnContext
+from opencomputer.graphs.agent.toolscope import tool_scope
+from opencomputer.graphs.agent.trim import trim_history
 
 __all__ = ["ModelNode", "ToolNode", "route_after_model", "run_tool_inprocess"]
 

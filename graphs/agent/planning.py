@@ -18,9 +18,9 @@ from typing import Any, Literal
 import orjson
 from langgraph.runtime import Runtime
 
-from bot.ollama import ModelClient
-from graphs.agent.nodes import route_after_model
-from graphs.agent.state import AgentState, TurnContext
+from opencomputer.bot.ollama import ModelClient
+from opencomputer.graphs.agent.nodes import route_after_model
+from opencomputer.graphs.agent.state import AgentState, TurnContext
 
 __all__ = [
     "PLAN_MARKER",

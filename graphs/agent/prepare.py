@@ -26,12 +26,12 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from bot.ollama import ModelClient
-from graphs.agent.compaction import CompactNode, compaction_due
-from graphs.agent.planning import PlanNode, plan_due, route_after_plan
-from graphs.agent.recall import recall, recall_due
-from graphs.agent.reducer import merge_messages
-from graphs.agent.state import AgentState, TurnContext
+from opencomputer.bot.ollama import ModelClient
+from opencomputer.graphs.agent.compaction import CompactNode, compaction_due
+from opencomputer.graphs.agent.planning import PlanNode, plan_due, route_after_plan
+from opencomputer.graphs.agent.recall import recall, recall_due
+from opencomputer.graphs.agent.reducer import merge_messages
+from opencomputer.graphs.agent.state import AgentState, TurnContext
 
 __all__ = ["PrepareNode", "PreparedModelNode", "prepare_due"]
 

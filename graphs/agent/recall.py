@@ -2,10 +2,10 @@
 
 The memory service comes from ``TurnContext.services["memory"]`` (set by ``bot.memory``);
 without it the node does nothing. It is told where the turn speaks (``Origin``): in a group,
-memories learned in direct chats are never candidates (see ``bot.origin``). The
+memories learned in direct chats are never candidates (see ``opencomputer.bot.origin``). The
 memories found are written to the state (``recalled``, checkpointed with the turn: the trace
 of which memories the answer could use) and shown to the model by
-:mod:`graphs.agent.compose`.
+:mod:`opencomputer.graphs.agent.compose`.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from bot.origin import Origin
-from graphs.agent.state import AgentState, TurnContext
+from opencomputer.bot.origin import Origin
+from opencomputer.graphs.agent.state import AgentState, TurnContext
 
 __all__ = ["recall", "recall_due", "recalled_block"]
 

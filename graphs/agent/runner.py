@@ -6,8 +6,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from graphs.agent.images import stored_text
-from graphs.agent.state import TurnContext
+from opencomputer.graphs.agent.images import stored_text
+from opencomputer.graphs.agent.state import TurnContext
 
 __all__ = ["GraphAgent", "TurnOutcome"]
 

@@ -10,10 +10,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Protocol, TypedDict
 
-from bot.effects import ApprovalPolicy
-from bot.events import Address, User
-from bot.tools import Tool
-from graphs.agent.reducer import merge_messages, merge_taint
+from opencomputer.bot.effects import ApprovalPolicy
+from opencomputer.bot.events import Address, User
+from opencomputer.bot.tools import Tool
+from opencomputer.graphs.agent.reducer import merge_messages, merge_taint
 
 __all__ = ["AgentState", "ChatMessage", "TurnContext", "TurnStream"]
 

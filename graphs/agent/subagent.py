@@ -27,10 +27,10 @@ from typing import Any, Literal
 from langgraph.graph import START, StateGraph
 from langgraph.runtime import Runtime
 
-from bot.ollama import ModelClient
-from graphs.agent.nodes import ToolNode, run_tool_inprocess
-from graphs.agent.state import AgentState, ToolExecutor, TurnContext
-from graphs.agent.trim import trim_history
+from opencomputer.bot.ollama import ModelClient
+from opencomputer.graphs.agent.nodes import ToolNode, run_tool_inprocess
+from opencomputer.graphs.agent.state import AgentState, ToolExecutor, TurnContext
+from opencomputer.graphs.agent.trim import trim_history
 
 __all__ = [
     "SUBAGENT",

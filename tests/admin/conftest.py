@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from bot.config import Settings
-from bot.testing import FakeOllama
-from bot.testing.harness import Harness
+from opencomputer.bot.config import Settings
+from opencomputer.bot.testing import FakeOllama
+from opencomputer.bot.testing.harness import Harness
 
 ADMIN = "boss"
 

@@ -7,11 +7,11 @@ from collections.abc import Callable
 
 from sqlalchemy import select
 
-from bot.audit import recent
-from bot.config import Settings
-from bot.storage.models import InboundRow
-from bot.testing import FakeOllama
-from bot.testing.harness import Harness
+from opencomputer.bot.audit import recent
+from opencomputer.bot.config import Settings
+from opencomputer.bot.storage.models import InboundRow
+from opencomputer.bot.testing import FakeOllama
+from opencomputer.bot.testing.harness import Harness
 
 from .conftest import ADMIN
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bot.testing import FakeOllama
-from bot.testing.harness import Harness
+from opencomputer.bot.testing import FakeOllama
+from opencomputer.bot.testing.harness import Harness
 
 from .conftest import ADMIN
 

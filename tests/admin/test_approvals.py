@@ -6,11 +6,11 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from bot.config import Settings
-from bot.testing import FakeOllama
-from bot.testing.fake_ollama import Reply
-from bot.testing.harness import Harness
-from bot.tools import Tool
+from opencomputer.bot.config import Settings
+from opencomputer.bot.testing import FakeOllama
+from opencomputer.bot.testing.fake_ollama import Reply
+from opencomputer.bot.testing.harness import Harness
+from opencomputer.bot.tools import Tool
 
 from .conftest import ADMIN
 

@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import delete, update
 from typer.testing import CliRunner
 
-from bot.audit import AuditRow, audit, export, recent, verify
-from bot.storage import SqlStore
+from opencomputer.bot.audit import AuditRow, audit, export, recent, verify
+from opencomputer.bot.storage import SqlStore
 
 _T = AuditRow.__table__  # type: ignore[attr-defined]
 
@@ -56,7 +56,7 @@ async def test_edited_row_with_recomputed_hash_is_caught(store: SqlStore) -> Non
     """Rewriting a row's own MAC too (even with the key) still breaks the link from the next
     row; tests/security/test_audit_tamper.py covers forgers without the key."""
     await _fill(store)
-    from bot.audit import _mac, anchor_of
+    from opencomputer.bot.audit import _mac, anchor_of
 
     key = anchor_of(store.engine).key()
     assert key is not None
@@ -101,7 +101,7 @@ async def test_audit_log_on_postgres(
 
 
 def test_cli_verify_and_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from bot.cli import app
+    from opencomputer.bot.cli import app
 
     data = tmp_path / "data"
     monkeypatch.setenv("OC_DATA_DIR", str(data))

@@ -11,11 +11,11 @@ import pytest
 from sqlalchemy import select
 from sqlmodel import SQLModel
 
-from bot.events import User
-from bot.hooks import DataRights
-from bot.identity import IdentityLinks, Redeemed
-from bot.testing.harness import Harness
-from connectors.terminal import TerminalConnector
+from opencomputer.bot.events import User
+from opencomputer.bot.hooks import DataRights
+from opencomputer.bot.identity import IdentityLinks, Redeemed
+from opencomputer.bot.testing.harness import Harness
+from opencomputer.connectors.terminal import TerminalConnector
 
 from .conftest import ADMIN
 

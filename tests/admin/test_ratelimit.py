@@ -8,10 +8,10 @@ from collections.abc import Callable
 import pytest
 import redis.asyncio as redis
 
-from bot.config import ConfigError, Settings, load_settings
-from bot.ratelimit import Bucket, Decision, LocalLimiter, RedisLimiter, parse_rate
-from bot.testing import FakeOllama
-from bot.testing.harness import Harness
+from opencomputer.bot.config import ConfigError, Settings, load_settings
+from opencomputer.bot.ratelimit import Bucket, Decision, LocalLimiter, RedisLimiter, parse_rate
+from opencomputer.bot.testing import FakeOllama
+from opencomputer.bot.testing.harness import Harness
 
 from .conftest import ADMIN
 

@@ -10,11 +10,11 @@ from urllib.parse import quote
 import orjson
 import pytest
 
-from bot.config import Settings
-from bot.logs import setup_logging
-from bot.testing import FakeOllama
-from bot.testing.harness import Harness
-from bot.tools import Tool, ToolError
+from opencomputer.bot.config import Settings
+from opencomputer.bot.logs import setup_logging
+from opencomputer.bot.testing import FakeOllama
+from opencomputer.bot.testing.harness import Harness
+from opencomputer.bot.tools import Tool, ToolError
 
 TOKEN = "123456789:AAH-secret-telegram-token-value"
 SIGNING = "slack-signing-secret-9f8e7d"

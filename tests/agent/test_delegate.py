@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-from bot.config import Settings
-from bot.delegation import SUBAGENT_PROMPT
-from bot.testing import FakeOllama
-from bot.testing.fake_ollama import Reply
-from bot.testing.harness import Harness
-from bot.tools import Tool
+from opencomputer.bot.config import Settings
+from opencomputer.bot.delegation import SUBAGENT_PROMPT
+from opencomputer.bot.testing import FakeOllama
+from opencomputer.bot.testing.fake_ollama import Reply
+from opencomputer.bot.testing.harness import Harness
+from opencomputer.bot.tools import Tool
 
 OWNER = "boss"
 STR = {"type": "string"}
@@ -133,7 +133,7 @@ async def test_child_sees_only_its_task_and_tools_and_returns_its_answer(
     fake_ollama.call_tool("lookup", q="capital of Peru")
     fake_ollama.reply("The capital of Peru is Lima.")
     fake_ollama.reply("Lima it is.")
-    with caplog.at_level(logging.INFO, logger="bot.delegation"):
+    with caplog.at_level(logging.INFO, logger="opencomputer.bot.delegation"):
         answer = await harness.say("my secret word is swordfish. what is the capital of Peru?")
 
     assert answer == "Lima it is."

@@ -12,16 +12,16 @@ from typing import Any
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 
-from bot.events import User
-from bot.memory.store import Memory
-from bot.ollama import OllamaClient
-from bot.testing import FakeOllama
-from bot.testing.fake_ollama import Reply
-from bot.tools import tool
-from graphs.agent.compaction import SUMMARY_MARKER, CompactionConfig
-from graphs.agent.graph import build_graph
-from graphs.agent.planning import PLAN_MARKER, PlannerConfig
-from graphs.agent.state import TurnContext
+from opencomputer.bot.events import User
+from opencomputer.bot.memory.store import Memory
+from opencomputer.bot.ollama import OllamaClient
+from opencomputer.bot.testing import FakeOllama
+from opencomputer.bot.testing.fake_ollama import Reply
+from opencomputer.bot.tools import tool
+from opencomputer.graphs.agent.compaction import SUMMARY_MARKER, CompactionConfig
+from opencomputer.graphs.agent.graph import build_graph
+from opencomputer.graphs.agent.planning import PLAN_MARKER, PlannerConfig
+from opencomputer.graphs.agent.state import TurnContext
 
 ALICE = User("test", "alice", "Alice")
 

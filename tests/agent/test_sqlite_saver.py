@@ -9,14 +9,14 @@ import aiosqlite
 import pytest
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
-from bot.ollama import OllamaClient, OllamaError
-from bot.testing import FakeOllama
-from bot.testing.fake_ollama import Reply
-from graphs.agent.checkpointer import open_checkpointer
-from graphs.agent.graph import build_graph
-from graphs.agent.runner import GraphAgent
-from graphs.agent.sqlite_saver import LeanSqliteSaver
-from graphs.agent.state import TurnContext
+from opencomputer.bot.ollama import OllamaClient, OllamaError
+from opencomputer.bot.testing import FakeOllama
+from opencomputer.bot.testing.fake_ollama import Reply
+from opencomputer.graphs.agent.checkpointer import open_checkpointer
+from opencomputer.graphs.agent.graph import build_graph
+from opencomputer.graphs.agent.runner import GraphAgent
+from opencomputer.graphs.agent.sqlite_saver import LeanSqliteSaver
+from opencomputer.graphs.agent.state import TurnContext
 
 CTX = TurnContext(model="qwen3:8b", system_prompt="BASE", num_ctx=4096)
 

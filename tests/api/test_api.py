@@ -15,13 +15,13 @@ import aiohttp
 import openai
 import pytest
 
-from bot.apikeys.keys import create_key, revoke_key
-from bot.app import App
-from bot.config import Settings
-from bot.testing import FakeOllama
-from bot.testing.fake_ollama import Reply
-from bot.tools import tool
-from connectors.api import ApiConnector
+from opencomputer.bot.apikeys.keys import create_key, revoke_key
+from opencomputer.bot.app import App
+from opencomputer.bot.config import Settings
+from opencomputer.bot.testing import FakeOllama
+from opencomputer.bot.testing.fake_ollama import Reply
+from opencomputer.bot.tools import tool
+from opencomputer.connectors.api import ApiConnector
 
 pytestmark = pytest.mark.timeout(60)
 

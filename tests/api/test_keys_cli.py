@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from bot.cli import app
-from bot.config import load_settings
-from connectors.api.doctor import diagnose
+from opencomputer.bot.cli import app
+from opencomputer.bot.config import load_settings
+from opencomputer.connectors.api.doctor import diagnose
 
 
 def test_create_list_revoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -193,7 +193,7 @@ def make_venv(folder: Path) -> Path:
 
 
 class BotProcess:
-    """``python -m bot run`` in the venv: the real CLI, runtime and channel discovery."""
+    """``python -m opencomputer run`` in the venv: the real CLI, runtime and channel discovery."""
 
     def __init__(self, python: Path, folder: Path, env: dict[str, str]) -> None:
         self.python = python
@@ -214,7 +214,7 @@ class BotProcess:
             self.proc = await asyncio.create_subprocess_exec(
                 str(self.python),
                 "-m",
-                "bot",
+                "opencomputer",
                 *self.args,
                 cwd=self.folder,
                 env={**base, **self.env},

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.channels import (
+from opencomputer.bot.channels import (
     ENTRY_POINT_GROUP,
     Channel,
     build_connectors,
@@ -24,11 +24,11 @@ from bot.channels import (
     enable_hints,
     load_channels,
 )
-from bot.config import Settings
+from opencomputer.bot.config import Settings
 
 THIRD_PARTY = """
-from bot.channels import Channel
-from bot.testing.harness import RecordingConnector
+from opencomputer.bot.channels import Channel
+from opencomputer.bot.testing.harness import RecordingConnector
 
 
 def make(settings, emit):
@@ -75,7 +75,7 @@ def test_built_in_channels_come_from_this_distributions_entry_points() -> None:
     found = {e.name: e for e in entry_points(group=ENTRY_POINT_GROUP)}
     for name in ("telegram", "discord", "slack", "matrix", "api", "terminal"):
         assert found[name].dist is not None and found[name].dist.name == "opencomputer"
-        assert found[name].value == f"connectors.builtin:{name.upper()}"
+        assert found[name].value == f"opencomputer.connectors.builtin:{name.upper()}"
     channels = load_channels()
     names = [c.name for c in channels]
     own = ["api", "discord", "matrix", "slack", "telegram", "terminal"]  # others may be too
@@ -87,8 +87,8 @@ def test_reading_the_channels_imports_no_platform_sdk() -> None:
     """`doctor`, `run` with one platform, `chat`: none may pay for every SDK's import."""
     code = (
         "import sys\n"
-        "from bot.channels import configured_channels, enable_hints\n"
-        "from bot.config import Settings\n"
+        "from opencomputer.bot.channels import configured_channels, enable_hints\n"
+        "from opencomputer.bot.config import Settings\n"
         "assert len(enable_hints()) >= 4\n"
         "assert configured_channels(Settings(TELEGRAM_BOT_TOKEN='1:x')) != []\n"
         "heavy = [m for m in ('telegram', 'discord', 'slack_sdk', 'slack_bolt', 'nio')"
@@ -129,7 +129,7 @@ def test_configured_tests_and_hints_keep_their_meaning() -> None:
 def test_a_broken_entry_point_is_one_line_and_the_others_load(
     third_party: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.ERROR, logger="bot.channels")
+    caplog.set_level(logging.ERROR, logger="opencomputer.bot.channels")
     channels = load_channels(
         installed_plus(
             ep("gone", "oc_no_such_module_anywhere:CHANNEL"),
@@ -146,7 +146,7 @@ def test_a_broken_entry_point_is_one_line_and_the_others_load(
     assert "pigeon" in names
     assert names.count("telegram") == 1  # the built-in one, not the impostor
     telegram = next(c for c in channels if c.name == "telegram")
-    assert telegram.connector == "connectors.telegram:TelegramConnector"
+    assert telegram.connector == "opencomputer.connectors.telegram:TelegramConnector"
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 4, lines
     assert any("'gone'" in line and "oc_no_such_module_anywhere" in line for line in lines)
@@ -158,7 +158,7 @@ def test_a_broken_entry_point_is_one_line_and_the_others_load(
 def test_a_connector_that_cannot_be_built_leaves_the_others_running(
     third_party: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.ERROR, logger="bot.channels")
+    caplog.set_level(logging.ERROR, logger="opencomputer.bot.channels")
     channels = load_channels(
         [
             ep("owl", f"{third_party}:BROKEN_FACTORY"),
@@ -182,8 +182,8 @@ async def test_doctor_runs_each_configured_channels_own_checks(
 ) -> None:
     """A channel's doctor check that crashes is a FAIL line naming it, not a traceback."""
     channels = load_channels([ep("bat", f"{third_party}:CRASHING_DOCTOR")])
-    monkeypatch.setattr("bot.channels.load_channels", lambda *a, **k: channels)
-    from bot import doctor
+    monkeypatch.setattr("opencomputer.bot.channels.load_channels", lambda *a, **k: channels)
+    from opencomputer.bot import doctor
 
     settings = Settings(OC_DATA_DIR=tmp_path)
     checks = await doctor._platforms(settings)

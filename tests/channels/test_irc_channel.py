@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bot.testing import FakeOllama
+from opencomputer.bot.testing import FakeOllama
 from tests.channels.irc_kit import (
     NGIRCD,
     BotProcess,
@@ -124,7 +124,10 @@ async def answers(client: IrcClient, target: str, count: int, timeout: float = 6
 def test_the_package_is_found_through_its_entry_point_only_where_installed(
     irc_python: Path,
 ) -> None:
-    code = "from bot.channels import load_channels; print([c.name for c in load_channels()])"
+    code = (
+        "from opencomputer.bot.channels import load_channels; "
+        "print([c.name for c in load_channels()])"
+    )
     there = subprocess.run([str(irc_python), "-c", code], capture_output=True, text=True)
     here = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert "'irc'" in there.stdout, there.stderr

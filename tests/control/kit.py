@@ -11,8 +11,8 @@ from typing import Any
 
 import aiohttp
 
-from bot.config import Settings
-from bot.testing.harness import Harness, RecordingConnector
+from opencomputer.bot.config import Settings
+from opencomputer.bot.testing.harness import Harness, RecordingConnector
 
 ADMIN = "boss"
 LINK = re.compile(r"(http://\S+)/ui/login#([A-Za-z0-9_-]+)")

@@ -16,14 +16,14 @@ import aiohttp
 import pytest
 from sqlalchemy import select
 
-from bot import audit
-from bot.config import Settings
-from bot.control.activity import since
-from bot.control.pages import turn_steps
-from bot.events import Address, User
-from bot.schedules.models import ScheduleRow
-from bot.storage.models import ReplyRow
-from bot.testing import FakeOllama
+from opencomputer.bot import audit
+from opencomputer.bot.config import Settings
+from opencomputer.bot.control.activity import since
+from opencomputer.bot.control.pages import turn_steps
+from opencomputer.bot.events import Address, User
+from opencomputer.bot.schedules.models import ScheduleRow
+from opencomputer.bot.storage.models import ReplyRow
+from opencomputer.bot.testing import FakeOllama
 
 from .kit import ADMIN, Served, browser, control_settings, logged_in, served
 

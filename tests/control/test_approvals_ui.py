@@ -12,10 +12,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bot import audit
-from bot.config import Settings
-from bot.testing import FakeOllama
-from bot.tools import Tool
+from opencomputer.bot import audit
+from opencomputer.bot.config import Settings
+from opencomputer.bot.testing import FakeOllama
+from opencomputer.bot.tools import Tool
 
 from .kit import ADMIN, Served, browser, control_settings, logged_in, served
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from bot.config import Settings
-from bot.testing import FakeOllama
+from opencomputer.bot.config import Settings
+from opencomputer.bot.testing import FakeOllama
 
 from .kit import control_settings, served
 from .test_admin_pages import HOSTILE as DESCRIPTION

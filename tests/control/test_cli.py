@@ -8,9 +8,9 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from bot.cli import app
-from bot.control.auth import Logins
-from bot.storage import SqlStore
+from opencomputer.bot.cli import app
+from opencomputer.bot.control.auth import Logins
+from opencomputer.bot.storage import SqlStore
 
 from .kit import LINK
 

@@ -8,12 +8,12 @@ import pytest
 from sqlalchemy import select
 from yarl import URL
 
-from bot import audit
-from bot.config import Settings
-from bot.control.auth import Logins, digest
-from bot.control.models import LoginLinkRow, SessionRow
-from bot.events import User
-from bot.testing import FakeOllama
+from opencomputer.bot import audit
+from opencomputer.bot.config import Settings
+from opencomputer.bot.control.auth import Logins, digest
+from opencomputer.bot.control.models import LoginLinkRow, SessionRow
+from opencomputer.bot.events import User
+from opencomputer.bot.testing import FakeOllama
 
 from .kit import ADMIN, browser, control_settings, logged_in, login, served
 

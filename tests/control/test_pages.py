@@ -8,9 +8,9 @@ from collections.abc import Callable
 
 import pytest
 
-from bot import audit
-from bot.config import Settings
-from bot.testing import FakeOllama
+from opencomputer.bot import audit
+from opencomputer.bot.config import Settings
+from opencomputer.bot.testing import FakeOllama
 
 from .kit import ADMIN, browser, control_settings, logged_in, served
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from bot.testing import FakeOllama
+from opencomputer.bot.testing import FakeOllama
 from tests.telegram.fake_bot_api import TOKEN, FakeBotApi
 
 PREFIXES = ("OC_", "OLLAMA_", "TELEGRAM_", "DISCORD_", "SLACK_", "MATRIX_")
@@ -68,7 +68,7 @@ async def cli(
 ) -> tuple[int, str, str]:
     """Run ``python -m bot ARGS``; return (exit status, stdout, stderr)."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", *args, cwd=cwd, env=env,
+        sys.executable, "-m", "opencomputer", *args, cwd=cwd, env=env,
         stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
@@ -181,7 +181,7 @@ async def test_backup_under_a_running_server_and_restore_refused_until_it_stops(
         )
         log = (tmp_path / "server.log").open("wb")
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot", "run", env=env, cwd=tmp_path,
+            sys.executable, "-m", "opencomputer", "run", env=env, cwd=tmp_path,
             stdout=asyncio.subprocess.DEVNULL, stderr=log,
         )  # fmt: skip
         try:

@@ -9,9 +9,9 @@ import socket
 import sys
 from pathlib import Path
 
-from bot.testing import FakeOllama, Reply
+from opencomputer.bot.testing import FakeOllama, Reply
 
-BIN = [sys.executable, "-m", "bot"]
+BIN = [sys.executable, "-m", "opencomputer"]
 
 
 async def _run(
@@ -132,7 +132,7 @@ async def test_help_lists_every_command(tmp_path: Path) -> None:
 
 
 async def test_short_help_and_version_flags() -> None:
-    from bot import __version__
+    from opencomputer.bot import __version__
 
     code, out, err = await _run(["-h"], {})
     assert code == 0, err
@@ -166,7 +166,7 @@ def test_every_command_the_docs_show_exists() -> None:
     """A renamed or removed command must take its README/docs examples with it."""
     import typer.main
 
-    from bot.cli import app
+    from opencomputer.bot.cli import app
 
     commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
     documented = _documented_commands()

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import ConfigError, DmPolicy, load_settings, normalise_ollama_host
+from opencomputer.bot.config import ConfigError, DmPolicy, load_settings, normalise_ollama_host
 
 
 def test_defaults_are_embedded_and_valid() -> None:

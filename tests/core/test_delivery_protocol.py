@@ -26,16 +26,16 @@ import pytest
 from redis.asyncio import Redis
 from sqlalchemy import select
 
-from bot.app import App
-from bot.config import Settings
-from bot.events import Address, Chat, Message, User
-from bot.reply import PLACEHOLDER, ReplyStream
-from bot.scale.bus import Keys
-from bot.storage.models import InboundRow
-from bot.storage.store import SqlStore
-from bot.testing import FakeOllama
-from bot.testing.harness import Harness, RecordingConnector
-from connectors.telegram import TelegramConnector
+from opencomputer.bot.app import App
+from opencomputer.bot.config import Settings
+from opencomputer.bot.events import Address, Chat, Message, User
+from opencomputer.bot.reply import PLACEHOLDER, ReplyStream
+from opencomputer.bot.scale.bus import Keys
+from opencomputer.bot.storage.models import InboundRow
+from opencomputer.bot.storage.store import SqlStore
+from opencomputer.bot.testing import FakeOllama
+from opencomputer.bot.testing.harness import Harness, RecordingConnector
+from opencomputer.connectors.telegram import TelegramConnector
 from tests.scale.cluster import Cluster, RedisServer
 from tests.scale.conftest import cluster, redis_server  # noqa: F401  (fixtures)
 from tests.telegram.fake_bot_api import FakeBotApi, validate_html
@@ -293,7 +293,7 @@ async def _serve(env: dict[str, str], log: Path, api: FakeBotApi) -> asyncio.sub
     polls = len(api.calls_to("getUpdates"))
     with open(log, "ab") as out:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot", "run", env=env, stdout=out, stderr=out
+            sys.executable, "-m", "opencomputer", "run", env=env, stdout=out, stderr=out
         )
     try:
         await api.wait_for("getUpdates", count=polls + 1, within=90)

@@ -26,12 +26,12 @@ from typing import Any
 
 import pytest
 
-from bot.events import Chat, Message, User
-from bot.storage import SqlStore
-from bot.storage.disk import DiskFull, guard_for, refusing
-from bot.storage.engine import WAL_LIMIT
-from bot.testing import FakeOllama
-from bot.testing.fake_ollama import Reply
+from opencomputer.bot.events import Chat, Message, User
+from opencomputer.bot.storage import SqlStore
+from opencomputer.bot.storage.disk import DiskFull, guard_for, refusing
+from opencomputer.bot.storage.engine import WAL_LIMIT
+from opencomputer.bot.testing import FakeOllama
+from opencomputer.bot.testing.fake_ollama import Reply
 from tests.telegram.fake_bot_api import TOKEN, FakeBotApi
 
 PREFIXES = ("OC_", "OLLAMA_", "TELEGRAM_", "DISCORD_", "SLACK_", "MATRIX_")
@@ -104,9 +104,9 @@ async def test_writes_wait_out_a_full_disk_and_inbound_is_refused(
     """SQLite's own "database or disk is full": a turn's write waits, an inbound is refused."""
     from langgraph.checkpoint.base import empty_checkpoint
 
-    from graphs.agent.checkpointer import open_checkpointer
+    from opencomputer.graphs.agent.checkpointer import open_checkpointer
 
-    caplog.set_level(logging.INFO, "bot.storage.disk")
+    caplog.set_level(logging.INFO, "opencomputer.bot.storage.disk")
     data = small_fs(16 * MiB)
     url = f"sqlite:///{data / 'oc.db'}"
     store = SqlStore(url)
@@ -142,7 +142,7 @@ async def test_writes_wait_out_a_full_disk_and_inbound_is_refused(
             assert resumed < 10, resumed
     finally:
         await store.stop()
-    lines = [r.getMessage() for r in caplog.records if r.name == "bot.storage.disk"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "opencomputer.bot.storage.disk"]
     assert len([x for x in lines if x.startswith("disk full:")]) == 1, lines
     assert len([x for x in lines if x.startswith("disk space is back")]) == 1, lines
     for name in ("oc.db-wal", "oc-checkpoints.db-wal"):
@@ -209,7 +209,7 @@ async def _server(
     }
     with log.open("ab") as err:
         return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot", "run", env=env, cwd=log.parent,
+            sys.executable, "-m", "opencomputer", "run", env=env, cwd=log.parent,
             stdout=asyncio.subprocess.DEVNULL, stderr=err,
         )  # fmt: skip
 
@@ -310,7 +310,7 @@ async def test_terminal_says_not_taken_in_one_line_and_goes_on() -> None:
     """``opencomputer chat`` on a full disk: one line for the refused message, no crash."""
     import io
 
-    from connectors.terminal import TerminalConnector
+    from opencomputer.connectors.terminal import TerminalConnector
 
     taken: list[str] = []
 

@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from bot.config import ConfigError, Settings
-from bot.features import ENTRY_POINT_GROUP, load_features
-from bot.hooks import INBOUND_STAGES, Hooks, compose, hookimpl
-from bot.runtime import Runtime
-from bot.testing import FakeOllama
-from bot.testing.harness import Harness
+from opencomputer.bot.config import ConfigError, Settings
+from opencomputer.bot.features import ENTRY_POINT_GROUP, load_features
+from opencomputer.bot.hooks import INBOUND_STAGES, Hooks, compose, hookimpl
+from opencomputer.bot.runtime import Runtime
+from opencomputer.bot.testing import FakeOllama
+from opencomputer.bot.testing.harness import Harness
 
 MakeSettings = Callable[..., Settings]
 

@@ -14,6 +14,8 @@ import-linter does not see.
 from __future__ import annotations
 
 import ast
+import os
+import re
 import subprocess
 import sys
 import tomllib
@@ -25,12 +27,21 @@ import grimp
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-ROOTS = ("bot", "connectors", "graphs", "plugins", "opencomputer")
+CONTAINER = "opencomputer"
+"""The one package; the repository's bot/, connectors/, graphs/, plugins/ are its subpackages
+(``opencomputer/bot`` links to ``../bot``), so every module name starts with it."""
 # Programs a tool runs from their file, which no module imports: their imports make no package
 # depend on another (alembic's env.py loads the settings only when the alembic command runs it).
-SCRIPTS = {"bot.storage.migrations.env"}
+SCRIPTS = {"opencomputer.bot.storage.migrations.env"}
 
 Edges = dict[str, set[str]]
+
+
+def _sources() -> Iterator[Path]:
+    """Every module file of the package, through its links to the top-level folders."""
+    for folder, dirs, files in os.walk(ROOT / CONTAINER, followlinks=True):
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        yield from (Path(folder) / f for f in files if f.endswith(".py"))
 
 
 def _module_of(path: Path) -> str:
@@ -52,21 +63,21 @@ def _literal_imports(path: Path) -> Iterator[tuple[str, int, str]]:
         arg = node.args[0]
         if name in ("__import__", "import_module") and isinstance(arg, ast.Constant):
             target = arg.value
-            if isinstance(target, str) and target.split(".")[0] in ROOTS:
+            if isinstance(target, str) and target.split(".")[0] == CONTAINER:
                 yield target, node.lineno, lines[node.lineno - 1].strip()
 
 
 @pytest.fixture(scope="module")
 def graph() -> grimp.ImportGraph:
-    built = grimp.build_graph(*ROOTS, cache_dir=None)
-    for root in ROOTS:
-        for path in (ROOT / root).rglob("*.py"):
-            importer = _module_of(path)
-            for target, line, text in _literal_imports(path):
-                if target in built.modules:
-                    built.add_import(
-                        importer=importer, imported=target, line_number=line, line_contents=text
-                    )
+    built = grimp.build_graph(CONTAINER, cache_dir=None)
+    for path in _sources():
+        importer = _module_of(path)
+        for target, line, text in _literal_imports(path):
+            if target in built.modules:
+                built.add_import(
+                    importer=importer, imported=target, line_number=line, line_contents=text
+                )
+    assert f"{CONTAINER}.bot.runtime" in built.modules  # the links were followed
     return built
 
 
@@ -121,7 +132,9 @@ def _layers() -> list[str]:
 
 
 def _names(layer: str) -> list[str]:
-    return [name.strip().strip("()") for name in layer.replace("|", ":").split(":")]
+    """Full module names of a layer (the contract names them inside the container)."""
+    parts = layer.replace("|", ":").split(":")
+    return [f"{CONTAINER}.{name.strip().strip('()')}" for name in parts]
 
 
 def _layer_of(module: str) -> int | None:
@@ -175,7 +188,8 @@ def test_no_module_imports_itself_back(graph: grimp.ImportGraph) -> None:
 
 
 def test_no_two_sibling_packages_import_each_other(graph: grimp.ImportGraph) -> None:
-    packages = sorted(m for m in graph.modules if graph.find_children(m))
+    # the container's own children are ordered by the layers (the graph below the runtime)
+    packages = sorted(m for m in graph.modules if graph.find_children(m) and m != CONTAINER)
     cycles = []
     for package in packages:
         depth = package.count(".") + 1
@@ -214,13 +228,31 @@ def test_no_two_sibling_packages_import_each_other(graph: grimp.ImportGraph) -> 
 
 def test_every_module_is_in_a_layer(graph: grimp.ImportGraph) -> None:
     placed = {name for layer in _layers() for name in _names(layer)}
-    missing = [
-        child
-        for root in ROOTS
-        for child in sorted(graph.find_children(root))
-        if root not in placed and child not in placed
-    ]
+    bot = f"{CONTAINER}.bot"
+    candidates = [c for c in graph.find_children(CONTAINER) if c != bot]
+    candidates += graph.find_children(bot)  # bot/ is placed module by module
+    missing = sorted(c for c in candidates if c not in placed)
     assert not missing, (
         "modules in no layer of pyproject [tool.importlinter] (add each to one): "
         + ", ".join(missing)
     )
+
+
+def test_nothing_imports_the_folders_as_top_level_packages() -> None:
+    """In a checkout ``bot`` is importable as a top-level name too (the working folder is on
+    ``sys.path``): an import of it would load a second copy of every module (two ``Message``
+    classes, two settings). Installed, the name does not exist at all; so every import goes
+    through ``opencomputer``.
+    """
+    stray = re.compile(r"^\s*(?:from|import)\s+(?:bot|connectors|graphs|plugins)\b", re.M)
+    tracked = subprocess.run(
+        ["git", "ls-files", "*.py"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    found = [
+        f"{name}:{text.count(chr(10), 0, match.start()) + 1}"
+        for name in tracked
+        if not (ROOT / name).is_symlink()
+        for text in [(ROOT / name).read_text(encoding="utf-8")]
+        for match in stray.finditer(text)
+    ]
+    assert not found, "import opencomputer.<folder> instead: " + ", ".join(found)

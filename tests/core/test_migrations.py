@@ -23,9 +23,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from bot.storage.migrate import LEGACY, head
-from bot.storage.schema import MODEL_MODULES, differences, metadata
-from bot.testing import FakeOllama
+from opencomputer.bot.storage.migrate import LEGACY, head
+from opencomputer.bot.storage.schema import MODEL_MODULES, differences, metadata
+from opencomputer.bot.testing import FakeOllama
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = Path(__file__).with_name("fixtures")
@@ -43,7 +43,7 @@ async def _cli(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, st
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "bot",
+        "opencomputer",
         *args,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
@@ -176,7 +176,7 @@ def _create_all(engine: sa.Engine, *, without: tuple[str, ...] = ()) -> None:
     from alembic import command
     from alembic.config import Config
 
-    from bot.storage.migrate import MIGRATIONS
+    from opencomputer.bot.storage.migrate import MIGRATIONS
 
     with engine.begin() as conn:
         config = Config()
@@ -199,7 +199,8 @@ def test_every_table_module_is_listed_for_migrations() -> None:
                     k.arg == "table" and isinstance(k.value, ast.Constant) and k.value.value
                     for k in node.keywords
                 ):
-                    defining.add(".".join(path.relative_to(ROOT).with_suffix("").parts))
+                    parts = path.relative_to(ROOT).with_suffix("").parts
+                    defining.add(".".join(("opencomputer", *parts)))
     assert defining and defining <= set(MODEL_MODULES), defining - set(MODEL_MODULES)
 
 
@@ -265,7 +266,7 @@ async def test_baseline_sqlite_store_upgrades_keeping_every_row(
     old = _engine(engines, f"sqlite:///{backups[0]}")  # the backup is the store as it was
     assert _version(old) is None and _read(old, done["written"]) == ROWS * len(BASELINE)
     # The upgraded store works: the app's own store reads and writes it.
-    from bot.storage import SqlStore
+    from opencomputer.bot.storage import SqlStore
 
     store = SqlStore(url)
     await store.start()
@@ -283,7 +284,7 @@ async def test_baseline_postgres_store_upgrades_keeping_every_row(
 ) -> None:
     done = await _upgrade_baseline(tmp_path, postgres_url, engines)
     assert "backup" not in done["out"]  # PostgreSQL: pg_dump is the operator's tool
-    from bot.storage import SqlStore
+    from opencomputer.bot.storage import SqlStore
 
     store = SqlStore(postgres_url)
     await store.start()
@@ -379,8 +380,8 @@ async def test_encrypted_baseline_store_upgrades_and_its_backup_stays_encrypted(
 ) -> None:
     """SQLCipher (OC_DATABASE_KEY): the migration engine and the backup both use the key."""
     pytest.importorskip("sqlcipher3", reason="SQLCipher (sqlcipher3-binary) is not installed")
-    from bot.storage.engine import connect_sqlite, use_database_key
-    from bot.storage.migrate import upgrade
+    from opencomputer.bot.storage.engine import connect_sqlite, use_database_key
+    from opencomputer.bot.storage.migrate import upgrade
 
     db = tmp_path / "data" / "opencomputer.db"
     db.parent.mkdir()
@@ -499,7 +500,7 @@ async def test_three_stores_starting_at_once_on_empty_postgres(
     postgres_url: str, engines: list[sa.Engine]
 ) -> None:
     """Workers started together on a fresh database: each creates or finds the schema."""
-    from bot.storage import SqlStore
+    from opencomputer.bot.storage import SqlStore
 
     stores = [SqlStore(postgres_url) for _ in range(3)]
     try:
@@ -538,7 +539,10 @@ def test_revisions_ship_in_the_package() -> None:
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     found = find_packages(str(ROOT), include=project["packages"]["find"]["include"])
-    assert {"bot.storage.migrations", "bot.storage.migrations.versions"} <= set(found)
+    assert {
+        "opencomputer.bot.storage.migrations",
+        "opencomputer.bot.storage.migrations.versions",
+    } <= set(found)
     assert "*.mako" in project["package-data"]["*"]
     versions = ROOT / "bot" / "storage" / "migrations" / "versions"
     assert len(list(versions.glob("0*.py"))) >= 3

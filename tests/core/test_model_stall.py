@@ -16,14 +16,14 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from bot.config import Settings
-from bot.events import Chat, Message, User
-from bot.ollama import ModelStalled, OllamaClient
-from bot.storage.models import InboundRow
-from bot.testing import FakeOllama, Reply
-from bot.testing.fake_ollama import ScriptedModel
-from bot.testing.fake_openai import FakeOpenAI
-from bot.testing.harness import Harness
+from opencomputer.bot.config import Settings
+from opencomputer.bot.events import Chat, Message, User
+from opencomputer.bot.ollama import ModelStalled, OllamaClient
+from opencomputer.bot.storage.models import InboundRow
+from opencomputer.bot.testing import FakeOllama, Reply
+from opencomputer.bot.testing.fake_ollama import ScriptedModel
+from opencomputer.bot.testing.fake_openai import FakeOpenAI
+from opencomputer.bot.testing.harness import Harness
 
 STALL = 1.5  # seconds without a byte that end a call (margin for a loaded CI machine)
 

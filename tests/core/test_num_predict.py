@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from bot.config import ConfigError, Settings, load_settings
-from bot.testing import FakeOllama
-from bot.testing.fake_openai import FakeOpenAI
-from bot.testing.harness import Harness
+from opencomputer.bot.config import ConfigError, Settings, load_settings
+from opencomputer.bot.testing import FakeOllama
+from opencomputer.bot.testing.fake_openai import FakeOpenAI
+from opencomputer.bot.testing.harness import Harness
 
 
 @pytest.fixture

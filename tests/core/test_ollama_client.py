@@ -5,8 +5,8 @@ import socket
 import ollama
 import pytest
 
-from bot.ollama import OllamaClient, OllamaError, OllamaUnavailable
-from bot.testing import FakeOllama, Reply
+from opencomputer.bot.ollama import OllamaClient, OllamaError, OllamaUnavailable
+from opencomputer.bot.testing import FakeOllama, Reply
 
 
 async def test_chat_streams_tokens_and_sends_options(fake_ollama: FakeOllama) -> None:

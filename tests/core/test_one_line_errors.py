@@ -15,9 +15,9 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from bot.testing import FakeOllama
+from opencomputer.bot.testing import FakeOllama
 
-BIN = [sys.executable, "-m", "bot"]
+BIN = [sys.executable, "-m", "opencomputer"]
 PREFIXES = ("OC_", "OLLAMA_", "TELEGRAM_", "DISCORD_", "SLACK_", "MATRIX_")
 
 

@@ -12,15 +12,15 @@ import orjson
 import pytest
 from pydantic import SecretStr
 
-from bot.config import ConfigError, Settings, load_settings
-from bot.doctor import run_doctor
-from bot.ollama import OllamaError, OllamaUnavailable
-from bot.ollama_pool import OllamaPool
-from bot.openai_compat import OpenAIClient, openai_messages
-from bot.runtime import APOLOGY
-from bot.testing import FakeOllama, Reply
-from bot.testing.fake_openai import FakeOpenAI
-from bot.testing.harness import Harness
+from opencomputer.bot.config import ConfigError, Settings, load_settings
+from opencomputer.bot.doctor import run_doctor
+from opencomputer.bot.ollama import OllamaError, OllamaUnavailable
+from opencomputer.bot.ollama_pool import OllamaPool
+from opencomputer.bot.openai_compat import OpenAIClient, openai_messages
+from opencomputer.bot.runtime import APOLOGY
+from opencomputer.bot.testing import FakeOllama, Reply
+from opencomputer.bot.testing.fake_openai import FakeOpenAI
+from opencomputer.bot.testing.harness import Harness
 
 USER = [{"role": "user", "content": "hi"}]
 

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import Settings
-from bot.events import Address, Chat, Message, Reaction, User
-from bot.storage import SqlStore
-from bot.storage.store import ReplyMeta
-from bot.testing import FakeOllama
-from bot.testing.harness import Harness
-from bot.testing.services import ServiceUnavailable, postgres_database
+from opencomputer.bot.config import Settings
+from opencomputer.bot.events import Address, Chat, Message, Reaction, User
+from opencomputer.bot.storage import SqlStore
+from opencomputer.bot.storage.store import ReplyMeta
+from opencomputer.bot.testing import FakeOllama
+from opencomputer.bot.testing.harness import Harness
+from opencomputer.bot.testing.services import ServiceUnavailable, postgres_database
 
 IN_CI = bool(os.environ.get("CI"))
 

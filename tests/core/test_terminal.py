@@ -16,14 +16,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bot.app import App
-from bot.config import Settings
-from bot.testing import FakeOllama, Reply
-from connectors.terminal import TerminalConnector
-from connectors.terminal.connector import REPLAYED
+from opencomputer.bot.app import App
+from opencomputer.bot.config import Settings
+from opencomputer.bot.testing import FakeOllama, Reply
+from opencomputer.connectors.terminal import TerminalConnector
+from opencomputer.connectors.terminal.connector import REPLAYED
 
 ANSWER = "**Bold** answer, with a list:\n\n- one\n- two\n\nand `code`."
-BIN = [sys.executable, "-m", "bot", "chat"]
+BIN = [sys.executable, "-m", "opencomputer", "chat"]
 
 
 def _env(fake: FakeOllama, data: Path) -> dict[str, str]:

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from bot.text import split_markdown
+from opencomputer.bot.text import split_markdown
 
 
 def test_short_text_is_one_chunk() -> None:

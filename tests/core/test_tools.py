@@ -4,9 +4,9 @@ from typing import Literal
 
 import pytest
 
-from bot.tools import ToolError, ToolRegistry, schema_for, tool
-from plugins.calculator.tools import calculate
-from plugins.clock.tools import current_time
+from opencomputer.bot.tools import ToolError, ToolRegistry, schema_for, tool
+from opencomputer.plugins.calculator.tools import calculate
+from opencomputer.plugins.clock.tools import current_time
 
 
 def test_schema_is_derived_from_hints_and_docstring() -> None:

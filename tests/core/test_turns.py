@@ -7,10 +7,10 @@ from collections.abc import Callable
 
 from sqlalchemy import select
 
-from bot.config import Settings
-from bot.storage.models import InboundRow, ReactionRow, ReplyPartRow, ReplyRow
-from bot.testing import FakeOllama, Reply
-from bot.testing.harness import Harness
+from opencomputer.bot.config import Settings
+from opencomputer.bot.storage.models import InboundRow, ReactionRow, ReplyPartRow, ReplyRow
+from opencomputer.bot.testing import FakeOllama, Reply
+from opencomputer.bot.testing.harness import Harness
 
 
 async def _rows(h: Harness, model: type) -> list:
@@ -162,7 +162,7 @@ async def test_unfinished_message_is_answered_after_restart(
     fake_ollama.reply("slow answer", delay=5)
     h = Harness(settings)
     await h.start()
-    from bot.events import Chat, Message, User
+    from opencomputer.bot.events import Chat, Message, User
 
     msg = Message(
         platform="test",
@@ -213,7 +213,7 @@ async def test_bounded_turns_in_flight(
     await fake_ollama.stop()
     await fake_ollama.start(int(fake_ollama.url.rsplit(":", 1)[1]))
     async with Harness(make_settings(OC_MAX_IN_FLIGHT=2)) as h:
-        from bot.events import Chat, Message, User
+        from opencomputer.bot.events import Chat, Message, User
 
         for i in range(6):
             await h.app.runtime.emit(

@@ -10,8 +10,8 @@ import yaml
 from prometheus_client.metrics import MetricWrapperBase
 from pydantic import AliasChoices
 
-from bot.config import Settings
-from bot.metrics import Metrics
+from opencomputer.bot.config import Settings
+from opencomputer.bot.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

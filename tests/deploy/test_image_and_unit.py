@@ -56,7 +56,8 @@ def test_base_image_and_install(instructions: list[tuple[str, str]]) -> None:
     assert "rm -rf /var/lib/apt/lists/*" in final_runs
     # what pip installs must be copied into the build stage
     copied = " ".join(a for w, a in instructions if w == "COPY")
-    for needed in ("pyproject.toml", "README.md", "bot", "connectors", "graphs", "plugins"):
+    needed_all = ("pyproject.toml", "README.md", "opencomputer", "bot", "connectors", "graphs")
+    for needed in (*needed_all, "plugins"):
         assert needed in copied, needed
 
 

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from bot.config import Settings
-from bot.events import Command, Message, Reaction
-from connectors.discord import DiscordConnector
-from connectors.discord.gateway import ReconnectPolicy
+from opencomputer.bot.config import Settings
+from opencomputer.bot.events import Command, Message, Reaction
+from opencomputer.connectors.discord import DiscordConnector
+from opencomputer.connectors.discord.gateway import ReconnectPolicy
 from tests.discord.fake_discord import FakeDiscord
 
 Event = Message | Reaction | Command

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from bot.app import App
-from bot.config import Settings
-from bot.connector import ConnectorState
-from bot.testing import FakeOllama
-from connectors.discord import DiscordConnector
-from connectors.discord.gateway import ReconnectPolicy
+from opencomputer.bot.app import App
+from opencomputer.bot.config import Settings
+from opencomputer.bot.connector import ConnectorState
+from opencomputer.bot.testing import FakeOllama
+from opencomputer.connectors.discord import DiscordConnector
+from opencomputer.connectors.discord.gateway import ReconnectPolicy
 from tests.discord import discord_payloads as p
 from tests.discord.fake_discord import FakeDiscord
 
@@ -299,8 +299,8 @@ async def test_storm_and_bad_token_leave_other_connectors_alone(
     make_settings: Callable[..., Settings],
     monkeypatch: pytest.MonkeyPatch,
 ):
-    from bot.events import Chat, Message, User
-    from bot.testing.harness import RecordingConnector
+    from opencomputer.bot.events import Chat, Message, User
+    from opencomputer.bot.testing.harness import RecordingConnector
 
     async def run_app(token: str) -> tuple[App, DiscordConnector, RecordingConnector]:
         settings = make_settings(

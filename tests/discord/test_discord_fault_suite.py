@@ -21,15 +21,15 @@ from typing import Any
 
 import pytest
 
-from bot.app import App
-from bot.config import Settings
-from bot.connector import ConnectorState
-from bot.events import Address, Chat, Message, User
-from bot.reply import PLACEHOLDER
-from bot.testing import FakeOllama
-from bot.testing.harness import RecordingConnector
-from connectors.discord import DiscordConnector
-from connectors.discord.gateway import ReconnectPolicy
+from opencomputer.bot.app import App
+from opencomputer.bot.config import Settings
+from opencomputer.bot.connector import ConnectorState
+from opencomputer.bot.events import Address, Chat, Message, User
+from opencomputer.bot.reply import PLACEHOLDER
+from opencomputer.bot.testing import FakeOllama
+from opencomputer.bot.testing.harness import RecordingConnector
+from opencomputer.connectors.discord import DiscordConnector
+from opencomputer.connectors.discord.gateway import ReconnectPolicy
 from tests.discord import discord_payloads as p
 from tests.discord.fake_discord import FakeDiscord
 

@@ -19,9 +19,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.quarantine import PoisonEvent
-from connectors.discord.client import GatewayClient
-from connectors.discord.translate import dm_place, to_message, to_reaction, wants
+from opencomputer.bot.quarantine import PoisonEvent
+from opencomputer.connectors.discord.client import GatewayClient
+from opencomputer.connectors.discord.translate import dm_place, to_message, to_reaction, wants
 from tests.fuzzing import FUZZ, batches
 
 BOT_ID = 1000

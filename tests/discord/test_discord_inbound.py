@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from bot.connector import ConnectorState
-from bot.events import ChatKind, Message
-from connectors.discord import DiscordConnector
+from opencomputer.bot.connector import ConnectorState
+from opencomputer.bot.events import ChatKind, Message
+from opencomputer.connectors.discord import DiscordConnector
 from tests.discord import discord_payloads as p
 from tests.discord.discord_helpers import Sink, make_connector
 from tests.discord.fake_discord import FakeDiscord
@@ -88,7 +88,7 @@ async def test_group_trigger_always(fake: FakeDiscord, discord_env: None, sink: 
 async def test_reply_to_bot_is_addressed(
     fake: FakeDiscord, connector: DiscordConnector, sink: Sink
 ):
-    from bot.events import Address
+    from opencomputer.bot.events import Address
 
     ours = await connector.send(Address("discord", p.CHANNEL_ID), "I said something")
     bot_msg = fake.messages[ours]
@@ -162,7 +162,7 @@ async def test_order_is_kept(fake: FakeDiscord, connector: DiscordConnector, sin
 async def test_typed_command_becomes_command(
     fake: FakeDiscord, connector: DiscordConnector, sink: Sink
 ):
-    from bot.events import Command
+    from opencomputer.bot.events import Command
 
     await fake.dispatch(
         "MESSAGE_CREATE",

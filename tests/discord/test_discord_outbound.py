@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import asyncio
 
-from bot.events import Address
-from connectors.discord import DiscordConnector
+from opencomputer.bot.events import Address
+from opencomputer.connectors.discord import DiscordConnector
 from tests.discord import discord_payloads as p
 from tests.discord.fake_discord import FakeDiscord
 

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from bot.config import Settings
-from bot.events import Message
-from connectors.discord import DiscordConnector
-from connectors.discord.gateway import ReconnectPolicy
+from opencomputer.bot.config import Settings
+from opencomputer.bot.events import Message
+from opencomputer.connectors.discord import DiscordConnector
+from opencomputer.connectors.discord.gateway import ReconnectPolicy
 from tests.discord import discord_payloads as p
 from tests.discord.discord_helpers import Sink
 from tests.discord.fake_discord import FakeDiscord

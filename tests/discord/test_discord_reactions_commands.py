@@ -4,9 +4,9 @@ import asyncio
 
 import pytest
 
-from bot.connector import CommandSpec, ConnectorState
-from bot.events import Address, ChatKind, Command, Reaction
-from connectors.discord import DiscordConnector
+from opencomputer.bot.connector import CommandSpec, ConnectorState
+from opencomputer.bot.events import Address, ChatKind, Command, Reaction
+from opencomputer.connectors.discord import DiscordConnector
 from tests.discord import discord_payloads as p
 from tests.discord.discord_helpers import Sink, make_connector
 from tests.discord.fake_discord import FakeDiscord

@@ -6,9 +6,9 @@ import logging
 
 import pytest
 
-from bot.connector import ConnectorState
-from bot.events import Message
-from connectors.discord import DiscordConnector
+from opencomputer.bot.connector import ConnectorState
+from opencomputer.bot.events import Message
+from opencomputer.connectors.discord import DiscordConnector
 from tests.discord import discord_payloads as p
 from tests.discord.discord_helpers import Sink, make_connector
 from tests.discord.fake_discord import FakeDiscord

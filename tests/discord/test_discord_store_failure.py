@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from bot.events import Message
-from bot.storage.disk import DiskFull
-from connectors.discord import DiscordConnector
+from opencomputer.bot.events import Message
+from opencomputer.bot.storage.disk import DiskFull
+from opencomputer.connectors.discord import DiscordConnector
 from tests.discord import discord_payloads as p
 from tests.discord.discord_helpers import Event, Sink, make_connector
 from tests.discord.fake_discord import FakeDiscord
@@ -94,7 +94,7 @@ async def test_refused_events_are_held_and_handed_over_in_order(
     refusal: Exception,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, "connectors.discord")
+    caplog.set_level(logging.INFO, "opencomputer.connectors.discord")
     refusing.refusal = refusal
     sent = [_dm(fake, "d1"), _mention(fake, "g1"), _dm(fake, "d2"), _mention(fake, "g2")]
     sent.append(_dm(fake, "d3"))
@@ -110,7 +110,11 @@ async def test_refused_events_are_held_and_handed_over_in_order(
     assert sorted(texts) == ["d1", "d2", "d3", "g1", "g2"]  # each once
     assert [t for t in texts if t.startswith("d")] == ["d1", "d2", "d3"]  # order per chat
     assert [t for t in texts if t.startswith("g")] == ["g1", "g2"]
-    lines = [r.getMessage() for r in caplog.records if r.name.startswith("connectors.discord")]
+    lines = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name.startswith("opencomputer.connectors.discord")
+    ]
     assert len([x for x in lines if "did not take an event" in x]) == 1, lines
     assert len([x for x in lines if "takes events again" in x]) == 1, lines
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], lines
@@ -125,7 +129,7 @@ async def test_held_events_are_bounded(
     refusing: RefusingSink,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, "connectors.discord")
+    caplog.set_level(logging.INFO, "opencomputer.connectors.discord")
     inbound = conn._in()
     inbound.hold_limit = 3
     refusing.refusal = DiskFull("the disk is full")

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from bot.testing import FakeOllama
+from opencomputer.bot.testing import FakeOllama
 from tests.faults.crash_model import respond
 from tests.faults.crash_platform import CrashBotApi
 

@@ -12,7 +12,7 @@ import re
 import zlib
 from typing import Any
 
-from bot.testing import Reply
+from opencomputer.bot.testing import Reply
 
 __all__ = ["TAG", "answer_for", "respond", "tag_for"]
 

@@ -24,17 +24,26 @@ def _say(line: str) -> None:
 
 
 def _warm(role: str) -> None:
-    import bot.app
-    import bot.cli
+    import opencomputer.bot.app
+    import opencomputer.bot.cli
 
-    heavy = ["bot.runtime", "graphs.agent.graph", "graphs.agent.runner", "redis.asyncio"]
-    heavy += ["graphs.agent.checkpointer", "bot.scale.gateway", "bot.scale.worker"]
+    heavy = [
+        "opencomputer.bot.runtime",
+        "opencomputer.graphs.agent.graph",
+        "opencomputer.graphs.agent.runner",
+        "redis.asyncio",
+    ]
+    heavy += [
+        "opencomputer.graphs.agent.checkpointer",
+        "opencomputer.bot.scale.gateway",
+        "opencomputer.bot.scale.worker",
+    ]
     heavy += [ep.value.partition(":")[0] for ep in entry_points(group="opencomputer.features")]
     if role != "worker":
-        heavy.append("connectors.telegram")
+        heavy.append("opencomputer.connectors.telegram")
     for name in heavy:
         importlib.import_module(name)
-    del bot.cli
+    del opencomputer.bot.cli
 
 
 def _dump_tasks(_signum: int, _frame: object) -> None:
@@ -59,7 +68,7 @@ def main() -> None:
         return
     _say("go")
     signal.signal(signal.SIGUSR1, _dump_tasks)
-    from bot.cli import main as cli
+    from opencomputer.bot.cli import main as cli
 
     sys.argv = ["opencomputer", role]
     cli()

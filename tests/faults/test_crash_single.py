@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.testing import FakeOllama
+from opencomputer.bot.testing import FakeOllama
 from tests.faults.crash_platform import CrashBotApi
 from tests.faults.processes import ServerProcess, clean_environ
 from tests.faults.scenario import Plan, Scenario

@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from bot.config import Settings
-from bot.feedback.service import FeedbackService
-from bot.testing import FakeOllama
-from bot.testing.harness import Harness
+from opencomputer.bot.config import Settings
+from opencomputer.bot.feedback.service import FeedbackService
+from opencomputer.bot.testing import FakeOllama
+from opencomputer.bot.testing.harness import Harness
 
 
 @pytest.fixture

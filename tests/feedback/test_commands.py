@@ -6,10 +6,10 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from bot.config import Settings
-from bot.feedback.service import FeedbackService
-from bot.testing import FakeOllama
-from bot.testing.harness import Harness
+from opencomputer.bot.config import Settings
+from opencomputer.bot.feedback.service import FeedbackService
+from opencomputer.bot.testing import FakeOllama
+from opencomputer.bot.testing.harness import Harness
 
 
 async def test_prompt_commands_are_refused_to_non_admins(
@@ -85,7 +85,7 @@ async def test_prompt_tune_asks_the_model_for_a_machine_candidate(
 
 
 async def test_tuning_changes_reach_the_audit_log(harness: Harness) -> None:
-    from bot import audit
+    from opencomputer.bot import audit
 
     await harness.command("prompt", "add Be brief.", user="root")
     await harness.command("prompt", "promote 2", user="root")

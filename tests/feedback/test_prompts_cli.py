@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from bot.cli import app
+from opencomputer.bot.cli import app
 
 
 @pytest.fixture
@@ -73,7 +73,7 @@ def test_chart_writes_a_png(cli: CliRunner, tmp_path: Path) -> None:
 
 
 def test_rate_series_and_render_draw_each_variant() -> None:
-    from bot.feedback.chart import PALETTE, rate_series, render_png
+    from opencomputer.bot.feedback.chart import PALETTE, rate_series, render_png
 
     votes = [(1, 0.0, 1), (1, 5.0, -1), (2, 5.0, 1), (2, 10.0, 1)]
     series = rate_series(votes, buckets=2)

@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from bot.feedback.scoring import EmojiTable, normalise_emoji
-from bot.feedback.stats import Posterior, prob_greater
+from opencomputer.bot.feedback.scoring import EmojiTable, normalise_emoji
+from opencomputer.bot.feedback.stats import Posterior, prob_greater
 
 
 @pytest.mark.parametrize(

@@ -12,15 +12,15 @@ from typing import Any
 
 from sqlalchemy import event
 
-from bot.config import Settings
-from bot.events import Message
-from bot.feedback.cache import REFRESH_SECONDS, Assignment, Assignments, LiveVariants
-from bot.feedback.repo import FeedbackRepo
-from bot.feedback.service import FeedbackService
-from bot.feedback.tuner import Tuner
-from bot.hooks import hookimpl
-from bot.testing import FakeOllama
-from bot.testing.harness import Harness
+from opencomputer.bot.config import Settings
+from opencomputer.bot.events import Message
+from opencomputer.bot.feedback.cache import REFRESH_SECONDS, Assignment, Assignments, LiveVariants
+from opencomputer.bot.feedback.repo import FeedbackRepo
+from opencomputer.bot.feedback.service import FeedbackService
+from opencomputer.bot.feedback.tuner import Tuner
+from opencomputer.bot.hooks import hookimpl
+from opencomputer.bot.testing import FakeOllama
+from opencomputer.bot.testing.harness import Harness
 
 _FEEDBACK_TABLES = re.compile(
     r"\b(prompt_variants|prompt_assignments|prompt_tuning_events|feedback_votes"

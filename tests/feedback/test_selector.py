@@ -8,11 +8,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from bot.config import Settings
-from bot.feedback.selector import Pool
-from bot.feedback.service import FeedbackService
-from bot.testing import FakeOllama
-from bot.testing.harness import Harness
+from opencomputer.bot.config import Settings
+from opencomputer.bot.feedback.selector import Pool
+from opencomputer.bot.feedback.service import FeedbackService
+from opencomputer.bot.testing import FakeOllama
+from opencomputer.bot.testing.harness import Harness
 
 
 @pytest.fixture

@@ -5,14 +5,14 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 
-from bot.admin.data import forget_person
-from bot.app import App
-from bot.config import Settings
-from bot.feedback.service import FeedbackService
-from bot.hooks import hookimpl
-from bot.testing import FakeOllama
-from bot.testing.harness import Harness
-from connectors.terminal import TerminalConnector
+from opencomputer.bot.admin.data import forget_person
+from opencomputer.bot.app import App
+from opencomputer.bot.config import Settings
+from opencomputer.bot.feedback.service import FeedbackService
+from opencomputer.bot.hooks import hookimpl
+from opencomputer.bot.testing import FakeOllama
+from opencomputer.bot.testing.harness import Harness
+from opencomputer.connectors.terminal import TerminalConnector
 
 
 async def test_good_and_bad_in_the_terminal_change_the_stored_vote(

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from bot.config import Settings
-from bot.feedback.repo import FeedbackRepo
-from bot.feedback.tuner import Tuner, TuningError
-from bot.storage import SqlStore
+from opencomputer.bot.config import Settings
+from opencomputer.bot.feedback.repo import FeedbackRepo
+from opencomputer.bot.feedback.tuner import Tuner, TuningError
+from opencomputer.bot.storage import SqlStore
 
 _ids = itertools.count(1)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.feedback.service import FeedbackService
-from bot.testing import FakeOllama, Reply
-from bot.testing.harness import Harness
+from opencomputer.bot.feedback.service import FeedbackService
+from opencomputer.bot.testing import FakeOllama, Reply
+from opencomputer.bot.testing.harness import Harness
 
 
 async def votes(service: FeedbackService, h: Harness, mid: str, chat: str = "alice") -> list[Any]:
@@ -105,7 +105,7 @@ async def test_reason_by_replying_and_by_command(
     mid = harness.last_message_id
     await harness.react(mid, "👎")
     rt = harness.app.runtime
-    from bot.events import Chat, Message, User
+    from opencomputer.bot.events import Chat, Message, User
 
     await rt.emit(
         Message(

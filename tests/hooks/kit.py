@@ -17,11 +17,11 @@ from typing import Any
 
 import aiohttp
 
-from bot.app import App
-from bot.config import Settings
-from bot.events import Address
-from bot.testing.harness import RecordingConnector
-from connectors.hooks.connector import HookConnector
+from opencomputer.bot.app import App
+from opencomputer.bot.config import Settings
+from opencomputer.bot.events import Address
+from opencomputer.bot.testing.harness import RecordingConnector
+from opencomputer.connectors.hooks.connector import HookConnector
 
 SECRET = "hook-secret-0123456789abcdef"
 GH_SECRET = "github-secret-0123456789abcdef"

@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from bot.config import Settings
-from bot.storage.models import InboundRow
-from bot.testing import FakeOllama
-from bot.testing.fake_ollama import Reply
+from opencomputer.bot.config import Settings
+from opencomputer.bot.storage.models import InboundRow
+from opencomputer.bot.testing import FakeOllama
+from opencomputer.bot.testing.fake_ollama import Reply
 from tests.hooks.kit import (
     GH_SECRET,
     OPS,
@@ -261,7 +261,7 @@ async def test_a_hook_turn_asks_before_an_effect(
 
 
 def test_configuration_problems_are_one_line_each_and_spare_the_rest() -> None:
-    from connectors.hooks.config import parse_hooks
+    from opencomputer.connectors.hooks.config import parse_hooks
 
     env = {
         "OC_HOOK_CI_SECRET": SECRET,
@@ -301,7 +301,7 @@ def test_configuration_problems_are_one_line_each_and_spare_the_rest() -> None:
 
 
 def test_the_channel_is_installed_and_on_when_hooks_are_set(make_settings: MakeSettings) -> None:
-    from bot.channels import configured_channels, load_channels
+    from opencomputer.bot.channels import configured_channels, load_channels
 
     hook = next(c for c in load_channels() if c.name == "hook")
     assert hook not in configured_channels(make_settings())
@@ -309,7 +309,7 @@ def test_the_channel_is_installed_and_on_when_hooks_are_set(make_settings: MakeS
 
 
 async def test_the_doctor_names_each_hook_and_each_problem(make_settings: MakeSettings) -> None:
-    from connectors.hooks.channel import HOOK
+    from opencomputer.connectors.hooks.channel import HOOK
 
     checks = await HOOK.diagnose(make_settings(OC_HOOKS="ci=post:telegram:1 broken=turn:slack:C1"))
     assert [(c.name, c.ok) for c in checks] == [("hook ci", True), ("hooks", False)]
@@ -372,7 +372,7 @@ async def test_a_turn_the_access_rules_drop_is_refused_not_lost(
 async def test_a_copy_racing_the_first_delivery_waits_and_a_dead_claim_is_retaken(
     make_settings: MakeSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from connectors.hooks import replay
+    from opencomputer.connectors.hooks import replay
 
     async with serve(make_settings) as s:
         body = b"release 2.0 is out"

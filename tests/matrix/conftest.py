@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from bot.config import Settings, load_settings
-from connectors.matrix import MatrixConnector
+from opencomputer.bot.config import Settings, load_settings
+from opencomputer.connectors.matrix import MatrixConnector
 from tests.matrix.matrix_helpers import BotFactory, Human, Sink
 from tests.matrix.synapse_server import Account, SynapseServer, SynapseUnavailable, ensure_installed
 

@@ -9,8 +9,8 @@ from typing import Any
 
 from nio import AsyncClient, AsyncClientConfig, RoomCreateResponse, RoomSendResponse, SyncResponse
 
-from bot.events import Command, Message, Reaction
-from connectors.matrix import MatrixConnector
+from opencomputer.bot.events import Command, Message, Reaction
+from opencomputer.connectors.matrix import MatrixConnector
 from tests.matrix.synapse_server import Account
 
 TIMEOUT = 15.0

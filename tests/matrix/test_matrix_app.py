@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
-from bot.app import App
-from bot.config import Settings
-from bot.connector import ConnectorState
-from bot.events import Reaction
-from bot.hooks import hookimpl
-from bot.testing import FakeOllama
-from connectors.matrix import MatrixConnector
+from opencomputer.bot.app import App
+from opencomputer.bot.config import Settings
+from opencomputer.bot.connector import ConnectorState
+from opencomputer.bot.events import Reaction
+from opencomputer.bot.hooks import hookimpl
+from opencomputer.bot.testing import FakeOllama
+from opencomputer.connectors.matrix import MatrixConnector
 from tests.matrix.matrix_helpers import TIMEOUT, Human
 from tests.matrix.synapse_server import Account, SynapseServer
 

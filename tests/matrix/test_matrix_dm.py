@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.connector import ConnectorState
-from bot.events import ChatKind, Message, Reaction, User
-from connectors.matrix.render import HTML_FORMAT
+from opencomputer.bot.connector import ConnectorState
+from opencomputer.bot.events import ChatKind, Message, Reaction, User
+from opencomputer.connectors.matrix.render import HTML_FORMAT
 from tests.matrix.matrix_helpers import BotFactory, Human, Sink
 
 

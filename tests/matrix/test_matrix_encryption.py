@@ -11,9 +11,9 @@ from urllib.parse import quote
 import aiohttp
 import pytest
 
-from bot.events import Message
-from connectors.matrix.connector import ENCRYPTED_NOTICE
-from connectors.matrix.render import HTML_FORMAT
+from opencomputer.bot.events import Message
+from opencomputer.connectors.matrix.connector import ENCRYPTED_NOTICE
+from opencomputer.connectors.matrix.render import HTML_FORMAT
 from tests.matrix.matrix_helpers import BotFactory, Human, Sink
 from tests.matrix.synapse_server import Account, SynapseServer
 
@@ -58,7 +58,7 @@ async def test_encrypted_room_gets_one_clear_notice(
     lines = [
         r.getMessage()
         for r in caplog.records
-        if r.name.startswith("connectors.matrix") and r.levelno == logging.WARNING
+        if r.name.startswith("opencomputer.connectors.matrix") and r.levelno == logging.WARNING
     ]
     assert len(lines) == 1 and room in lines[0] and "opencomputer[e2e]" in lines[0]
     assert room in bot.sync_state.encrypted_notified

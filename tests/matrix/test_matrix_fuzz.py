@@ -18,8 +18,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from nio import MatrixRoom
 
-from bot.quarantine import PoisonEvent
-from connectors.matrix.translate import Translator, parse_event
+from opencomputer.bot.quarantine import PoisonEvent
+from opencomputer.connectors.matrix.translate import Translator, parse_event
 from tests.fuzzing import FUZZ, batches
 
 surrogate = st.sampled_from(["\ud800", "\udfff", "\udbff"])

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from bot.events import Message
-from connectors.matrix.render import HTML_FORMAT, MAX_CHARS
+from opencomputer.bot.events import Message
+from opencomputer.connectors.matrix.render import HTML_FORMAT, MAX_CHARS
 from tests.matrix.matrix_helpers import BotFactory, Human, Sink
 
 

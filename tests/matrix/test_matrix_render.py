@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from connectors.matrix.render import (
+from opencomputer.connectors.matrix.render import (
     MAX_BYTES,
     MAX_CHARS,
     edit_content,

@@ -9,8 +9,8 @@ import socket
 import aiohttp
 import pytest
 
-from bot.connector import ConnectorState
-from bot.events import Message
+from opencomputer.bot.connector import ConnectorState
+from opencomputer.bot.events import Message
 from tests.matrix.matrix_helpers import BotFactory, Human, Sink, TcpProxy, wait_until
 from tests.matrix.synapse_server import Account, SynapseServer
 
@@ -19,7 +19,7 @@ def _our_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [
         r.getMessage()
         for r in caplog.records
-        if r.name.startswith("connectors.matrix") and r.levelno >= logging.WARNING
+        if r.name.startswith("opencomputer.connectors.matrix") and r.levelno >= logging.WARNING
     ]
 
 

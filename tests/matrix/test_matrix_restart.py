@@ -8,7 +8,7 @@ from pathlib import Path
 
 from nio import DevicesResponse
 
-from bot.events import Message, Reaction
+from opencomputer.bot.events import Message, Reaction
 from tests.matrix.matrix_helpers import BotFactory, Human, Sink
 from tests.matrix.synapse_server import Account
 

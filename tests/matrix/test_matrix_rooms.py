@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.events import ChatKind, Command, Message
+from opencomputer.bot.events import ChatKind, Command, Message
 from tests.matrix.matrix_helpers import BotFactory, Human, Sink
 from tests.matrix.synapse_server import SynapseServer
 

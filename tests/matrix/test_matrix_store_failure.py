@@ -15,10 +15,10 @@ import time
 
 import pytest
 
-from bot.connector import ConnectorState
-from bot.events import Command, Message, Reaction
-from bot.quarantine import Quarantine
-from bot.storage.disk import DiskFull
+from opencomputer.bot.connector import ConnectorState
+from opencomputer.bot.events import Command, Message, Reaction
+from opencomputer.bot.quarantine import Quarantine
+from opencomputer.bot.storage.disk import DiskFull
 from tests.matrix.matrix_helpers import BotFactory, Human, Sink, wait_until
 
 

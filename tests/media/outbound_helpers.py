@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.outfiles import OutFile
-from bot.tools import Tool
+from opencomputer.bot.outfiles import OutFile
+from opencomputer.bot.tools import Tool
 from tests.media.samples import PNG
 
 __all__ = ["CHART", "CSV", "TABLE", "file_tool"]

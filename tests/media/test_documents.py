@@ -11,8 +11,8 @@ import pytest
 from pypdf import PdfWriter
 from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
 
-from bot.media.documents import DOCX_MIME, extract_text
-from bot.media.limits import MediaError
+from opencomputer.bot.media.documents import DOCX_MIME, extract_text
+from opencomputer.bot.media.limits import MediaError
 
 PDF = "application/pdf"
 

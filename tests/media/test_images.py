@@ -10,8 +10,8 @@ import zlib
 import pytest
 from PIL import Image, PngImagePlugin
 
-from bot.media.images import prepare_image
-from bot.media.limits import MediaError
+from opencomputer.bot.media.images import prepare_image
+from opencomputer.bot.media.limits import MediaError
 
 GPS_IFD = 0x8825
 ORIENTATION = 0x0112

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from bot.attachments import AttachmentTooLarge, fetch
-from bot.events import AttachmentKind, Message
-from connectors.discord import DiscordConnector
+from opencomputer.bot.attachments import AttachmentTooLarge, fetch
+from opencomputer.bot.events import AttachmentKind, Message
+from opencomputer.connectors.discord import DiscordConnector
 from tests.discord import discord_payloads as p
 from tests.discord.discord_helpers import Sink, connector, discord_env, fake, sink  # noqa: F401
 from tests.discord.fake_discord import FakeDiscord

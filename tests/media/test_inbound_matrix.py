@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from nio import UploadResponse
 
-from bot.attachments import AttachmentError, AttachmentTooLarge, fetch
-from bot.events import AttachmentKind, Message
+from opencomputer.bot.attachments import AttachmentError, AttachmentTooLarge, fetch
+from opencomputer.bot.events import AttachmentKind, Message
 from tests.matrix.conftest import (  # noqa: F401
     bot_account,
     human,

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from bot.attachments import AttachmentError, AttachmentTooLarge, fetch
-from bot.config import Settings
-from bot.events import Attachment, AttachmentKind, Message
-from connectors.slack import SlackConnector
+from opencomputer.bot.attachments import AttachmentError, AttachmentTooLarge, fetch
+from opencomputer.bot.config import Settings
+from opencomputer.bot.events import Attachment, AttachmentKind, Message
+from opencomputer.connectors.slack import SlackConnector
 from tests.media.samples import EXE, JPEG, OGG_OPUS, PDF, big
 from tests.slack.fake_slack_api import FakeSlackApi, event_envelope
 from tests.slack.slack_helpers import (  # noqa: F401

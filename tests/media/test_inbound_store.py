@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.events import Attachment, AttachmentKind, Chat, Message, User
-from bot.runtime import message_from_row
-from bot.scale.codec import decode_event, encode_event
-from bot.storage import SqlStore
-from bot.storage.attachments import attachments_from_json, attachments_from_row
+from opencomputer.bot.events import Attachment, AttachmentKind, Chat, Message, User
+from opencomputer.bot.runtime import message_from_row
+from opencomputer.bot.scale.codec import decode_event, encode_event
+from opencomputer.bot.storage import SqlStore
+from opencomputer.bot.storage.attachments import attachments_from_json, attachments_from_row
 
 
 def _message(event_id: str, *attachments: Attachment) -> Message:

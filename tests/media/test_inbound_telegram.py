@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from bot.attachments import AttachmentTooLarge, fetch
-from bot.config import Settings
-from bot.events import AttachmentKind, Message
-from bot.storage import SqlStore
-from bot.storage.attachments import attachments_from_row
-from connectors.telegram import TelegramConnector
+from opencomputer.bot.attachments import AttachmentTooLarge, fetch
+from opencomputer.bot.config import Settings
+from opencomputer.bot.events import AttachmentKind, Message
+from opencomputer.bot.storage import SqlStore
+from opencomputer.bot.storage.attachments import attachments_from_row
+from opencomputer.connectors.telegram import TelegramConnector
 from tests.media.samples import EXE, JPEG, OGG_OPUS, PDF, big
 from tests.telegram.fake_bot_api import FakeBotApi
 from tests.telegram.telegram_helpers import (  # noqa: F401 (fixtures)

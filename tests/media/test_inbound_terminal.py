@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.attachments import AttachmentError, AttachmentTooLarge, fetch
-from bot.events import Address, AttachmentKind, Command, Message, Reaction
-from connectors.terminal import TerminalConnector
+from opencomputer.bot.attachments import AttachmentError, AttachmentTooLarge, fetch
+from opencomputer.bot.events import Address, AttachmentKind, Command, Message, Reaction
+from opencomputer.connectors.terminal import TerminalConnector
 from tests.media.samples import EXE, OGG_OPUS, PDF, PNG, big
 
 MB = 1024 * 1024

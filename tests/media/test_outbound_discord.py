@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.config import Settings
-from bot.outfiles import OutFile
-from bot.testing import FakeOllama
+from opencomputer.bot.config import Settings
+from opencomputer.bot.outfiles import OutFile
+from opencomputer.bot.testing import FakeOllama
 from tests.discord import discord_payloads as p
 from tests.discord.discord_helpers import fake  # noqa: F401 (fixture)
 from tests.discord.fake_discord import FakeDiscord

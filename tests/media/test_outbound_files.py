@@ -7,8 +7,8 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from bot.events import Address
-from bot.outfiles import OutFile, collecting, hand_over, send_file, tool_file
+from opencomputer.bot.events import Address
+from opencomputer.bot.outfiles import OutFile, collecting, hand_over, send_file, tool_file
 from tests.media.samples import PNG
 
 

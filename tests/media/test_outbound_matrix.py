@@ -13,10 +13,10 @@ import aiohttp
 import pytest
 from nio.crypto.attachments import decrypt_attachment
 
-from bot.config import Settings
-from bot.events import Address
-from bot.outfiles import OutFile
-from bot.testing import FakeOllama
+from opencomputer.bot.config import Settings
+from opencomputer.bot.events import Address
+from opencomputer.bot.outfiles import OutFile
+from opencomputer.bot.testing import FakeOllama
 from tests.matrix.conftest import (  # noqa: F401 (fixtures)
     bot_account,
     human,

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from bot.config import Settings
-from bot.testing import FakeOllama
+from opencomputer.bot.config import Settings
+from opencomputer.bot.testing import FakeOllama
 from tests.media.outbound_helpers import CHART, CSV, TABLE, file_tool
 from tests.media.samples import PNG
 from tests.slack.fake_slack_api import FakeSlackApi
@@ -66,7 +66,7 @@ async def test_a_failed_upload_is_one_log_line_and_the_answer_stands(
     fake_ollama.reply("Here it is.")
     running = await start_app(app_settings)
     running.app.tools.add(file_tool(TABLE))
-    with caplog.at_level(logging.WARNING, logger="bot.outfiles"):
+    with caplog.at_level(logging.WARNING, logger="opencomputer.bot.outfiles"):
         await running.post_and_wait(dm("csv please"))
         await fake_slack.wait_for(lambda: len(fake_slack.posted("D1")) == 2, within=10)
     texts = [m.edits[-1] if m.edits else m.text for m in fake_slack.posted("D1")]
@@ -75,6 +75,6 @@ async def test_a_failed_upload_is_one_log_line_and_the_answer_stands(
         "I could not send the file visits.csv: the upload to Slack failed.",
     ]
     assert fake_slack.shared == []
-    [line] = [r.getMessage() for r in caplog.records if r.name == "bot.outfiles"]
+    [line] = [r.getMessage() for r in caplog.records if r.name == "opencomputer.bot.outfiles"]
     assert line.startswith(f"file visits.csv ({len(CSV)} bytes) to slack:D1 not sent: ")
     assert "\n" not in line

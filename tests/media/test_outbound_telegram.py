@@ -18,10 +18,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from bot.config import Settings
-from bot.outfiles import OutFile
-from bot.testing import FakeOllama
-from bot.testing.fake_speech import FakeSpeechServer
+from opencomputer.bot.config import Settings
+from opencomputer.bot.outfiles import OutFile
+from opencomputer.bot.testing import FakeOllama
+from opencomputer.bot.testing.fake_speech import FakeSpeechServer
 from tests.media.outbound_helpers import CSV, file_tool
 from tests.media.samples import PNG
 from tests.media.test_turns_with_attachments import CHAT, _settings, running
@@ -94,7 +94,7 @@ async def test_a_failed_upload_is_logged_in_one_line_and_the_answer_stands(
     fake_ollama.reply("Here it is.")
     async with running(_settings(make_settings, tg)) as app:
         app.tools.add(file_tool(OutFile("visits.csv", "text/csv", CSV)))
-        with caplog.at_level(logging.WARNING, logger="bot.outfiles"):
+        with caplog.at_level(logging.WARNING, logger="opencomputer.bot.outfiles"):
             await tg.push(tg.message("csv please"))
             await tg.wait_for("sendMessage", count=2, within=10)
             await app.runtime.wait_idle()
@@ -103,7 +103,7 @@ async def test_a_failed_upload_is_logged_in_one_line_and_the_answer_stands(
         "Here it is.",
         "I could not send the file visits.csv: the upload to Telegram failed.",
     ]
-    [line] = [r.getMessage() for r in caplog.records if r.name == "bot.outfiles"]
+    [line] = [r.getMessage() for r in caplog.records if r.name == "opencomputer.bot.outfiles"]
     assert line.startswith(f"file visits.csv ({len(CSV)} bytes) to telegram:{CHAT} not sent: ")
     assert "\n" not in line
 
@@ -214,7 +214,7 @@ async def test_a_failing_speech_server_costs_the_voice_note_only(
             await tg.push(tg.message("/voice on"))
             await tg.wait_for("sendMessage", within=10)
             await app.runtime.wait_idle()
-            with caplog.at_level(logging.WARNING, logger="bot.voice"):
+            with caplog.at_level(logging.WARNING, logger="opencomputer.bot.voice"):
                 await tg.push(tg.message("hello"))
                 await tg.wait_for("sendMessage", count=2, within=10)
                 await app.runtime.wait_idle()
@@ -222,5 +222,5 @@ async def test_a_failing_speech_server_costs_the_voice_note_only(
     finally:
         await speech.stop()
     assert shown[1] == "echo: hello" and tg.uploads == []
-    [line] = [r.getMessage() for r in caplog.records if r.name == "bot.voice"]
+    [line] = [r.getMessage() for r in caplog.records if r.name == "opencomputer.bot.voice"]
     assert line.startswith(f"spoken reply in telegram:{CHAT} not made: ") and "\n" not in line

@@ -10,12 +10,12 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from bot.app import App
-from bot.config import Settings
-from bot.events import Address
-from bot.outfiles import OutFile
-from bot.testing import FakeOllama
-from connectors.terminal import TerminalConnector, create
+from opencomputer.bot.app import App
+from opencomputer.bot.config import Settings
+from opencomputer.bot.events import Address
+from opencomputer.bot.outfiles import OutFile
+from opencomputer.bot.testing import FakeOllama
+from opencomputer.connectors.terminal import TerminalConnector, create
 from tests.media.outbound_helpers import CHART, CSV, TABLE, file_tool
 from tests.media.samples import PNG
 

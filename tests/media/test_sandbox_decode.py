@@ -9,10 +9,10 @@ import zlib
 import pytest
 from PIL import Image
 
-from bot.media.limits import MediaError
-from bot.plugins.media_sandbox import decode_in_sandbox
-from bot.plugins.sandbox import CallLimits, Sandbox
-from bot.testing.fake_speech import sine_audio
+from opencomputer.bot.media.limits import MediaError
+from opencomputer.bot.plugins.media_sandbox import decode_in_sandbox
+from opencomputer.bot.plugins.sandbox import CallLimits, Sandbox
+from opencomputer.bot.testing.fake_speech import sine_audio
 
 SANDBOX = Sandbox(mode="on")
 pytestmark = pytest.mark.skipif(

@@ -6,15 +6,15 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from bot.media.audio import audio_seconds, is_ogg_opus, to_ogg_opus, to_wav
-from bot.media.limits import MediaError
-from bot.media.speech import (
+from opencomputer.bot.media.audio import audio_seconds, is_ogg_opus, to_ogg_opus, to_wav
+from opencomputer.bot.media.limits import MediaError
+from opencomputer.bot.media.speech import (
     FasterWhisperTranscriber,
     OpenAISpeaker,
     OpenAITranscriber,
     SpeechError,
 )
-from bot.testing.fake_speech import FakeSpeechServer, sine_audio
+from opencomputer.bot.testing.fake_speech import FakeSpeechServer, sine_audio
 
 
 @pytest.fixture

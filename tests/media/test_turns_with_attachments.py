@@ -18,14 +18,14 @@ from typing import Any
 from PIL import Image
 from yarl import URL
 
-from bot.app import App
-from bot.config import Settings
-from bot.plugins.sandbox import Sandbox
-from bot.testing import FakeOllama
-from bot.testing.fake_speech import FakeSpeechServer, sine_audio
-from bot.tools import Tool
-from connectors.telegram import TelegramConnector
-from graphs.agent.images import IMAGE_PLACEHOLDER, no_vision_note
+from opencomputer.bot.app import App
+from opencomputer.bot.config import Settings
+from opencomputer.bot.plugins.sandbox import Sandbox
+from opencomputer.bot.testing import FakeOllama
+from opencomputer.bot.testing.fake_speech import FakeSpeechServer, sine_audio
+from opencomputer.bot.tools import Tool
+from opencomputer.connectors.telegram import TelegramConnector
+from opencomputer.graphs.agent.images import IMAGE_PLACEHOLDER, no_vision_note
 from tests.media.test_documents import make_pdf
 from tests.telegram.fake_bot_api import FakeBotApi, validate_html
 from tests.telegram.telegram_helpers import FAST, _ptb_timedelta, tg  # noqa: F401 (fixtures)

@@ -17,15 +17,15 @@ from aiohttp import web
 from langgraph.checkpoint.memory import InMemorySaver
 from PIL import Image
 
-from bot.media.images import prepare_image
-from bot.ollama import OllamaClient, has_vision
-from bot.openai_compat import OpenAIClient, data_url, openai_messages
-from bot.testing import FakeOllama, FakeOpenAI
-from bot.tools import tool
-from graphs.agent.graph import build_graph
-from graphs.agent.images import IMAGE_PLACEHOLDER, no_vision_note
-from graphs.agent.runner import GraphAgent
-from graphs.agent.state import TurnContext
+from opencomputer.bot.media.images import prepare_image
+from opencomputer.bot.ollama import OllamaClient, has_vision
+from opencomputer.bot.openai_compat import OpenAIClient, data_url, openai_messages
+from opencomputer.bot.testing import FakeOllama, FakeOpenAI
+from opencomputer.bot.tools import tool
+from opencomputer.graphs.agent.graph import build_graph
+from opencomputer.graphs.agent.images import IMAGE_PLACEHOLDER, no_vision_note
+from opencomputer.graphs.agent.runner import GraphAgent
+from opencomputer.graphs.agent.state import TurnContext
 
 
 @functools.cache
@@ -143,7 +143,7 @@ async def test_unreachable_server_cannot_say_and_gets_the_note() -> None:
     url = await fake.start()
     await fake.stop()
     async with OllamaClient(url) as llm:
-        from graphs.agent.images import VisionCache
+        from opencomputer.graphs.agent.images import VisionCache
 
         assert not await VisionCache().supports(llm, "qwen3:8b")
 
@@ -177,11 +177,11 @@ def test_data_urls_carry_the_real_type() -> None:
 
 
 async def test_a_pool_without_supports_vision_reads_show() -> None:
-    from bot.ollama_pool import OllamaPool
+    from opencomputer.bot.ollama_pool import OllamaPool
 
     async with FakeOllama(capabilities=("completion", "vision")) as fake:
         pool = OllamaPool([fake.url])
         async with pool:
-            from graphs.agent.images import VisionCache
+            from opencomputer.graphs.agent.images import VisionCache
 
             assert await VisionCache().supports(pool, "qwen3:8b")

@@ -5,13 +5,13 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from bot.config import Settings
-from bot.events import Chat, ChatKind, Message, User
-from bot.testing import FakeOllama
-from bot.testing.fake_ollama import Reply
-from bot.testing.harness import Harness
-from graphs.agent.compaction import SUMMARY_MARKER
-from graphs.agent.trim import estimate_tokens
+from opencomputer.bot.config import Settings
+from opencomputer.bot.events import Chat, ChatKind, Message, User
+from opencomputer.bot.testing import FakeOllama
+from opencomputer.bot.testing.fake_ollama import Reply
+from opencomputer.bot.testing.harness import Harness
+from opencomputer.graphs.agent.compaction import SUMMARY_MARKER
+from opencomputer.graphs.agent.trim import estimate_tokens
 from tests.memory.helpers import open_settings, system_prompt
 
 WINDOW = 2048
@@ -109,7 +109,7 @@ async def test_one_conversation_compacting_does_not_block_another(
 
 
 def test_drop_marker_reducer_removes_the_prefix_then_appends() -> None:
-    from graphs.agent.reducer import drop_marker, merge_messages
+    from opencomputer.graphs.agent.reducer import drop_marker, merge_messages
 
     current = [{"role": "user", "content": str(i)} for i in range(5)]
     merged = merge_messages(current, [drop_marker(3), {"role": "assistant", "content": "x"}])

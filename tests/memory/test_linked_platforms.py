@@ -8,12 +8,12 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from bot.app import App
-from bot.config import Settings
-from bot.events import Chat, ChatKind, Command, Message, User
-from bot.testing import FakeOllama
-from bot.testing.fake_ollama import Reply
-from bot.testing.harness import RecordingConnector
+from opencomputer.bot.app import App
+from opencomputer.bot.config import Settings
+from opencomputer.bot.events import Chat, ChatKind, Command, Message, User
+from opencomputer.bot.testing import FakeOllama
+from opencomputer.bot.testing.fake_ollama import Reply
+from opencomputer.bot.testing.harness import RecordingConnector
 from tests.memory.helpers import open_settings, system_prompt, topic_embedding
 
 ACCOUNTS = {"telegram": "1001", "slack": "U42"}

@@ -6,12 +6,12 @@ from typing import Any
 
 import orjson
 
-from bot.config import Settings
-from bot.testing import FakeOllama
-from bot.testing.fake_ollama import Reply
-from bot.testing.harness import Harness
-from bot.tools import ToolError, tool
-from graphs.agent.planning import PLAN_MARKER, needs_plan
+from opencomputer.bot.config import Settings
+from opencomputer.bot.testing import FakeOllama
+from opencomputer.bot.testing.fake_ollama import Reply
+from opencomputer.bot.testing.harness import Harness
+from opencomputer.bot.tools import ToolError, tool
+from opencomputer.graphs.agent.planning import PLAN_MARKER, needs_plan
 from tests.memory.helpers import open_settings, system_prompt
 
 REQUEST = "Look up the value, then double it, and then tell me the result."

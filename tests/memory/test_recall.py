@@ -2,11 +2,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bot.config import Settings
-from bot.events import User
-from bot.hooks import hookimpl
-from bot.testing import FakeOllama
-from bot.testing.harness import Harness
+from opencomputer.bot.config import Settings
+from opencomputer.bot.events import User
+from opencomputer.bot.hooks import hookimpl
+from opencomputer.bot.testing import FakeOllama
+from opencomputer.bot.testing.harness import Harness
 from tests.memory.helpers import open_settings, system_prompt, topic_embedding
 
 

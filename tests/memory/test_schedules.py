@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select, update
 
-from bot.config import Settings
-from bot.schedules.models import ScheduleRow
-from bot.schedules.spec import (
+from opencomputer.bot.config import Settings
+from opencomputer.bot.schedules.models import ScheduleRow
+from opencomputer.bot.schedules.spec import (
     ScheduleError,
     describe_repeat,
     first_run,
@@ -20,8 +20,8 @@ from bot.schedules.spec import (
     parse_repeat,
     parse_when,
 )
-from bot.testing import FakeOllama
-from bot.testing.harness import Harness
+from opencomputer.bot.testing import FakeOllama
+from opencomputer.bot.testing.harness import Harness
 from tests.memory.helpers import open_settings, until
 
 PARIS = "Europe/Paris"

@@ -6,10 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bot.config import Settings
-from bot.memory.vectors import ExactIndex, SqliteVecIndex, load_sqlite_vec, normalise
-from bot.testing import FakeOllama
-from bot.testing.harness import Harness
+from opencomputer.bot.config import Settings
+from opencomputer.bot.memory.vectors import ExactIndex, SqliteVecIndex, load_sqlite_vec, normalise
+from opencomputer.bot.testing import FakeOllama
+from opencomputer.bot.testing.harness import Harness
 from tests.memory.helpers import open_settings, system_prompt, topic_embedding
 
 

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from bot.config import Settings
+from opencomputer.bot.config import Settings
 from tests.observability.scrape import HttpHarness
 
 

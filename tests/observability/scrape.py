@@ -9,8 +9,8 @@ from typing import Any
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from bot.config import Settings
-from bot.testing.harness import Harness, RecordingConnector
+from opencomputer.bot.config import Settings
+from opencomputer.bot.testing.harness import Harness, RecordingConnector
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

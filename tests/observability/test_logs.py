@@ -11,11 +11,11 @@ from typing import Any
 import orjson
 import pytest
 
-from bot.config import Settings
-from bot.events import Chat, ChatKind, Message, User
-from bot.logs import current_turn_id, setup_logging, turn_context, turn_id_for
-from bot.testing import FakeOllama
-from bot.testing.harness import Harness
+from opencomputer.bot.config import Settings
+from opencomputer.bot.events import Chat, ChatKind, Message, User
+from opencomputer.bot.logs import current_turn_id, setup_logging, turn_context, turn_id_for
+from opencomputer.bot.testing import FakeOllama
+from opencomputer.bot.testing.harness import Harness
 
 
 @pytest.fixture
@@ -94,7 +94,7 @@ def test_text_lines_show_the_turn_id(log_stream: io.StringIO) -> None:
 
 
 def test_log_format_setting(make_settings: Callable[..., Settings]) -> None:
-    from bot.config import ConfigError
+    from opencomputer.bot.config import ConfigError
 
     assert make_settings().log_format == "text"
     assert make_settings(OC_LOG_FORMAT="json").log_format == "json"
@@ -115,7 +115,7 @@ async def test_a_turn_logs_json_with_its_message_turn_id(
     turn = turn_id_for("test", "evt-42")
     records = _records(log_stream)
     mine = [r for r in records if r["turn_id"] == turn]
-    model_lines = [r for r in mine if r["logger"] == "bot.observability"]
+    model_lines = [r for r in mine if r["logger"] == "opencomputer.bot.observability"]
     assert model_lines and "answered in" in model_lines[0]["msg"]  # logged inside the turn
     assert any("duplicate test event evt-42 ignored" in r["msg"] for r in mine)  # at accept
     # lines outside any turn (start-up, shutdown) carry no id
@@ -148,7 +148,9 @@ async def test_queued_turns_in_one_conversation_log_under_their_own_ids(
         posts = [c.message_id for c in h.conn.calls if c.action == "send"]
         assert [h.conn.messages[m] for m in posts] == ["one", "two"]
 
-    model_lines = [r for r in _records(log_stream) if r["logger"] == "bot.observability"]
+    model_lines = [
+        r for r in _records(log_stream) if r["logger"] == "opencomputer.bot.observability"
+    ]
     assert [r["turn_id"] for r in model_lines] == [
         turn_id_for("test", "evt-a"),
         turn_id_for("test", "evt-b"),

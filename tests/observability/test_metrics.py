@@ -6,10 +6,10 @@ from collections.abc import Callable
 
 import aiohttp
 
-from bot.config import Settings
-from bot.testing import FakeOllama
-from bot.testing.fake_ollama import Reply
-from bot.tools import Tool, ToolError
+from opencomputer.bot.config import Settings
+from opencomputer.bot.testing import FakeOllama
+from opencomputer.bot.testing.fake_ollama import Reply
+from opencomputer.bot.tools import Tool, ToolError
 from tests.observability.scrape import HttpHarness, sample
 
 PARAMS = {"type": "object", "properties": {"x": {"type": "integer"}}, "required": ["x"]}
@@ -128,7 +128,7 @@ async def test_health_and_metrics_share_the_server(http_harness: HttpHarness) ->
 async def test_metrics_without_http_do_not_break_the_app(
     make_settings: Callable[..., Settings], fake_ollama: FakeOllama
 ) -> None:
-    from bot.testing.harness import Harness
+    from opencomputer.bot.testing.harness import Harness
 
     async with Harness(make_settings()) as h:
         fake_ollama.reply("ok")

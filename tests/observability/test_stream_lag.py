@@ -10,9 +10,9 @@ from types import SimpleNamespace
 import pytest
 from redis.asyncio import Redis
 
-from bot.metrics import Metrics
-from bot.observability import StreamLagMonitor
-from bot.scale.bus import WORKER_GROUP, Keys
+from opencomputer.bot.metrics import Metrics
+from opencomputer.bot.observability import StreamLagMonitor
+from opencomputer.bot.scale.bus import WORKER_GROUP, Keys
 
 pytestmark = pytest.mark.redis
 
@@ -53,7 +53,7 @@ async def test_lag_and_pending_over_partitions(redis: Redis) -> None:
 
 
 async def test_scale_out_roles_poll_the_backlog_until_stopped(redis: Redis, redis_url: str) -> None:
-    from bot.observability import _start_lag_monitor
+    from opencomputer.bot.observability import _start_lag_monitor
 
     prefix = f"oc-test-lag-{uuid.uuid4().hex[:8]}"
     await redis.xadd(Keys(prefix).inbound(1), {"n": "1"})

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from bot.testing import FakeOllama
+from opencomputer.bot.testing import FakeOllama
 
 
 def make_plugin(root: Path, name: str, code: str, **manifest: Any) -> Path:
@@ -70,7 +70,7 @@ def offered(fake: FakeOllama, index: int = -1) -> set[str]:
 
 PROBE = '''
 import os, socket
-from bot.plugins.api import tool, ToolError
+from opencomputer.bot.plugins.api import tool, ToolError
 
 @tool
 def connect(host: str, port: int) -> str:

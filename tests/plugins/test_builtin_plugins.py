@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from bot.plugins.discovery import discover
-from bot.plugins.loader import PluginHost
-from bot.plugins.sandbox import CallLimits, Sandbox
-from bot.tools import ToolError
+from opencomputer.bot.plugins.discovery import discover
+from opencomputer.bot.plugins.loader import PluginHost
+from opencomputer.bot.plugins.sandbox import CallLimits, Sandbox
+from opencomputer.bot.tools import ToolError
 
 IN_CI = bool(os.environ.get("CI"))
 MQTT_HOST, MQTT_PORT = "127.0.0.1", 1883

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.doctor import run_doctor
+from opencomputer.bot.doctor import run_doctor
 from tests.plugins.conftest import make_plugin
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 
-from bot.plugins.feature import PluginSystem
-from bot.testing.harness import Harness
+from opencomputer.bot.plugins.feature import PluginSystem
+from opencomputer.bot.testing.harness import Harness
 from tests.plugins.conftest import enable_dir_plugins, offered, tool_results
 
 GOOD = '''
-from bot.plugins.api import tool, PluginContext
+from opencomputer.bot.plugins.api import tool, PluginContext
 
 @tool
 async def shout(text: str, ctx: PluginContext) -> str:
@@ -94,7 +94,7 @@ async def test_enablement_survives_restart_and_cli_changes_are_picked_up(setting
     async with Harness(settings) as h:
         system: PluginSystem = h.app.extras["plugins"]
         assert not system.enabled("web", None)
-        from bot.plugins.enablement import Enablement
+        from opencomputer.bot.plugins.enablement import Enablement
 
         other = Enablement(h.app.store.engine)  # e.g. the CLI, another process
         await other.set("web", True)
@@ -127,7 +127,7 @@ async def test_notes_are_per_user_and_have_a_command(make_settings, fake_ollama)
 
 
 HOOKED = """
-from bot.plugins.api import on_message, command, PluginContext
+from opencomputer.bot.plugins.api import on_message, command, PluginContext
 
 @on_message
 async def count(event: dict, ctx: PluginContext) -> None:
@@ -166,8 +166,8 @@ async def test_hooks_and_commands_run_in_the_plugin(
 
 
 TICKER = """
-from bot.events import Address
-from bot.plugins.api import every, PluginContext
+from opencomputer.bot.events import Address
+from opencomputer.bot.plugins.api import every, PluginContext
 
 @every(0.2)
 async def tick(ctx: PluginContext) -> None:
@@ -205,7 +205,7 @@ async def test_scheduled_jobs_run_and_can_message_a_chat(
 
 
 REACTOR = """
-from bot.plugins.api import on_reaction, PluginContext
+from opencomputer.bot.plugins.api import on_reaction, PluginContext
 
 @on_reaction
 async def thanks(event: dict, ctx: PluginContext) -> None:

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from bot.cli import app
-from bot.testing.plugin_kit import PluginTestKit
+from opencomputer.bot.cli import app
+from opencomputer.bot.testing.plugin_kit import PluginTestKit
 from tests.plugins.conftest import make_plugin
 
 runner = CliRunner()
@@ -85,7 +85,7 @@ def test_list_info_enable_disable(tmp_path, monkeypatch, plugin_dir):
     make_plugin(
         plugin_dir,
         "probe",
-        "from bot.plugins.api import tool\n",
+        "from opencomputer.bot.plugins.api import tool\n",
         tools=[],
         permissions={"network": ["api.example.org"], "secrets": ["OC_PROBE_KEY"]},
         settings={"OC_PROBE_KEY": {"secret": True, "description": "API key"}},
@@ -114,7 +114,7 @@ def test_list_info_enable_disable(tmp_path, monkeypatch, plugin_dir):
 
 def test_entry_point_packages_are_found_and_start_off(tmp_path, monkeypatch):
     site = tmp_path / "site"
-    make_plugin(site, "oc_probe_pkg", "from bot.plugins.api import tool\n", tools=[])
+    make_plugin(site, "oc_probe_pkg", "from opencomputer.bot.plugins.api import tool\n", tools=[])
     (site / "oc_probe_pkg" / "__init__.py").write_text("")
     dist = site / "oc_probe_pkg-0.1.dist-info"
     dist.mkdir()
@@ -153,7 +153,7 @@ def _wheel(folder: Path) -> Path:
                 "tools": [{"name": "forecast", "description": "Forecast for a place."}],
             }
         ),
-        "oc_weather/tools.py": "from bot.plugins.api import tool\n\n@tool\ndef forecast(place:"
+        "oc_weather/tools.py": "from opencomputer import tool\n\n@tool\ndef forecast(place:"
         " str) -> str:\n    '''Forecast.'''\n    return 'sunny'\n",
         "oc_weather-0.3.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: oc-weather\n"
         "Version: 0.3.0\n",

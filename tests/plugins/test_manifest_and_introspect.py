@@ -7,11 +7,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from bot.plugins.discovery import BUILTIN_DIR, discover
-from bot.plugins.feature import make_executor
-from bot.plugins.introspect import describe_source
-from bot.plugins.manifest import ManifestError, load_manifest
-from bot.tools import Tool, ToolError, schema_for, tool
+from opencomputer.bot.plugins.discovery import BUILTIN_DIR, discover
+from opencomputer.bot.plugins.feature import make_executor
+from opencomputer.bot.plugins.introspect import describe_source
+from opencomputer.bot.plugins.manifest import ManifestError, load_manifest
+from opencomputer.bot.tools import Tool, ToolError, schema_for, tool
 from tests.plugins.conftest import make_plugin
 
 
@@ -60,7 +60,7 @@ def test_isolation_none_is_honoured_for_builtins_only(plugin_dir):
 def test_schema_from_source_matches_runtime_schema():
     source = '''
 from typing import Literal
-from bot.plugins.api import tool
+from opencomputer.bot.plugins.api import tool
 
 @tool(name="book", dangerous=True)
 async def book_table(place: str, people: int, when: str | None = None,
@@ -118,13 +118,13 @@ async def test_dangerous_tools_go_through_the_approval_hook():
 
 
 def test_manifest_danger_flag_reaches_the_tool(plugin_dir, tmp_path):
-    from bot.plugins.loader import PluginHost
-    from bot.plugins.sandbox import CallLimits, Sandbox
+    from opencomputer.bot.plugins.loader import PluginHost
+    from opencomputer.bot.plugins.sandbox import CallLimits, Sandbox
 
     make_plugin(
         plugin_dir,
         "risky",
-        "from bot.plugins.api import tool\n@tool\ndef purge() -> str:"
+        "from opencomputer.bot.plugins.api import tool\n@tool\ndef purge() -> str:"
         "\n    '''Purge.'''\n    return 'ok'\n",
         tools=[{"name": "purge", "dangerous": True}],
     )
@@ -140,7 +140,7 @@ def test_manifest_danger_flag_reaches_the_tool(plugin_dir, tmp_path):
 
 
 def test_arguments_are_coerced_to_the_schema():
-    from bot.plugins.loader import coerce_arguments
+    from opencomputer.bot.plugins.loader import coerce_arguments
 
     schema = {
         "properties": {

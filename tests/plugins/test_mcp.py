@@ -6,9 +6,9 @@ import json
 import sys
 from pathlib import Path
 
-from bot.plugins.feature import PluginSystem
-from bot.plugins.mcp import parse_servers
-from bot.testing.harness import Harness
+from opencomputer.bot.plugins.feature import PluginSystem
+from opencomputer.bot.plugins.mcp import parse_servers
+from opencomputer.bot.testing.harness import Harness
 from tests.plugins.conftest import offered, tool_results
 
 SERVER = str(Path(__file__).with_name("mcp_server.py"))

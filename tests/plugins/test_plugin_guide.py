@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from bot.testing import FakeOllama
-from bot.testing.fake_ollama import Reply
+from opencomputer.bot.testing import FakeOllama
+from opencomputer.bot.testing.fake_ollama import Reply
 
 ROOT = Path(__file__).resolve().parents[2]
 GUIDE = ROOT / "docs" / "plugins.md"
@@ -138,7 +138,7 @@ async def test_plugins_test_says_what_to_install_without_pytest(tmp_path: Path) 
     """The quick start's venv has no pytest: one line with the command that adds it."""
     (tmp_path / "hello").mkdir()
     (tmp_path / "hello" / "plugin.json").write_text("{}")
-    hide = "import sys; sys.modules['pytest'] = None; from bot.cli import main; main()"
+    hide = "import sys; sys.modules['pytest'] = None; from opencomputer.bot.cli import main; main()"
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-c", hide, "plugins", "test", "hello", cwd=tmp_path,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,

@@ -24,7 +24,7 @@ def _run(
 ) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(PREFIXES)}
     return subprocess.run(
-        [python, "-m", "bot", *args],
+        [python, "-m", "opencomputer", *args],
         env={**clean, "OC_DATA_DIR": str(tmp / "data"), **(env or {})},
         cwd=tmp,
         capture_output=True,
@@ -35,7 +35,7 @@ def _run(
 
 
 GOOD = (
-    "from bot.plugins.api import tool\n\n@tool\ndef ping() -> str:\n"
+    "from opencomputer.bot.plugins.api import tool\n\n@tool\ndef ping() -> str:\n"
     "    '''Ping.'''\n    return 'pong'\n"
 )
 

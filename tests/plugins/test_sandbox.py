@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from bot.plugins.discovery import discover
-from bot.plugins.loader import PluginHost
-from bot.plugins.sandbox import CallLimits, Sandbox, SandboxPolicy
-from bot.tools import ToolError
+from opencomputer.bot.plugins.discovery import discover
+from opencomputer.bot.plugins.loader import PluginHost
+from opencomputer.bot.plugins.sandbox import CallLimits, Sandbox, SandboxPolicy
+from opencomputer.bot.tools import ToolError
 from tests.plugins.conftest import PROBE, PROBE_TOOLS, make_plugin
 
 
@@ -65,7 +65,7 @@ async def test_without_network_permission_no_socket_opens(plugin_dir, tmp_path, 
 FETCH = (
     PROBE
     + """
-from bot.plugins.api import PluginContext
+from opencomputer.bot.plugins.api import PluginContext
 
 @tool
 async def fetch(url: str, ctx: PluginContext) -> str:
@@ -246,7 +246,7 @@ async def test_output_is_bounded_and_prints_do_not_corrupt_answers(plugin_dir, t
 
 LISTENER = """
 import socket
-from bot.plugins.api import tool
+from opencomputer.bot.plugins.api import tool
 
 @tool
 def listen(port: int) -> str:

@@ -14,11 +14,11 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from bot.app import App
-from bot.config import Settings, load_settings
-from bot.events import Chat, Message, User
-from bot.reply import PLACEHOLDER
-from bot.testing.harness import RecordingConnector
+from opencomputer.bot.app import App
+from opencomputer.bot.config import Settings, load_settings
+from opencomputer.bot.events import Chat, Message, User
+from opencomputer.bot.reply import PLACEHOLDER
+from opencomputer.bot.testing.harness import RecordingConnector
 
 
 def free_port() -> int:
@@ -120,7 +120,7 @@ class Cluster:
         data_dir.mkdir(parents=True, exist_ok=True)
         with open(data_dir / "worker.log", "wb") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "bot", "worker"],
+                [sys.executable, "-m", "opencomputer", "worker"],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.testing import FakeOllama
+from opencomputer.bot.testing import FakeOllama
 from tests.scale.cluster import Cluster, RedisServer
 
 

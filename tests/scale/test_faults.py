@@ -13,7 +13,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from bot.testing import FakeOllama, Reply
+from opencomputer.bot.testing import FakeOllama, Reply
 from tests.scale.cluster import Cluster, RedisServer, assert_exactly_once_in_order
 
 

@@ -78,7 +78,7 @@ async def test_outage_logs_one_line_each_way_and_readyz_follows(tmp_path: Path) 
         "OC_LOG_LEVEL": "WARNING",
     }
     worker = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", "worker", env=env, cwd=tmp_path,
+        sys.executable, "-m", "opencomputer", "worker", env=env, cwd=tmp_path,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     lines: list[str] = []
@@ -118,7 +118,7 @@ def test_backoff_is_capped_jittered_and_logs_once_per_streak(
 ) -> None:
     import logging
 
-    from bot.scale.backoff import Outage
+    from opencomputer.bot.scale.backoff import Outage
 
     outage = Outage("reading x", logging.getLogger("test.outage"), base=0.5, cap=30.0)
     with caplog.at_level(logging.WARNING, logger="test.outage"):

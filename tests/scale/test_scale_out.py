@@ -7,9 +7,9 @@ import asyncio
 import pytest
 from sqlalchemy import text
 
-from bot.events import Chat, Message, User
-from bot.scale.codec import decode_event, encode_event
-from bot.testing import FakeOllama, Reply
+from opencomputer.bot.events import Chat, Message, User
+from opencomputer.bot.scale.codec import decode_event, encode_event
+from opencomputer.bot.testing import FakeOllama, Reply
 from tests.scale.cluster import Cluster, assert_exactly_once_in_order
 
 
@@ -62,7 +62,7 @@ async def test_commands_run_on_a_worker(cluster: Cluster) -> None:
     await cluster.start_gateway()
     await cluster.start_worker()
     assert cluster.gateway is not None
-    from bot.events import Command
+    from opencomputer.bot.events import Command
 
     await cluster.gateway.runtime.emit(
         Command(

@@ -17,12 +17,12 @@ from datetime import UTC, datetime, timedelta
 from redis.asyncio import Redis
 from typer.testing import CliRunner
 
-from bot.cli import app as cli
-from bot.events import Address, Chat, Command, Reaction, User
-from bot.scale.bus import partition_of
-from bot.scale.changes import Changes
-from bot.testing import FakeOllama
-from bot.tools import Tool
+from opencomputer.bot.cli import app as cli
+from opencomputer.bot.events import Address, Chat, Command, Reaction, User
+from opencomputer.bot.scale.bus import partition_of
+from opencomputer.bot.scale.changes import Changes
+from opencomputer.bot.testing import FakeOllama
+from opencomputer.bot.tools import Tool
 from tests.scale.cluster import Cluster, RedisServer
 
 

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
 
-from bot.plugins.egress import EgressProxy
+from opencomputer.bot.plugins.egress import EgressProxy
 
 
 class Origin:

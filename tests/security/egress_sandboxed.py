@@ -38,7 +38,7 @@ ISOLATION = [
 ]
 FETCH = """
 import sys, urllib.request
-from bot.plugins.bridge import start_bridge
+from opencomputer.bot.plugins.bridge import start_bridge
 port = start_bridge(sys.argv[1])
 proxies = {"http": f"http://127.0.0.1:{port}"}
 opener = urllib.request.build_opener(urllib.request.ProxyHandler(proxies))

@@ -19,14 +19,14 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import func, select
 
-from bot.config import Settings
-from bot.memory.models import MemoryRow
-from bot.schedules.models import ScheduleRow
-from bot.testing import FakeOllama
-from bot.testing.fake_ollama import Reply
-from bot.testing.fake_server import FakeServer
-from bot.testing.harness import Harness
-from bot.tools import Tool
+from opencomputer.bot.config import Settings
+from opencomputer.bot.memory.models import MemoryRow
+from opencomputer.bot.schedules.models import ScheduleRow
+from opencomputer.bot.testing import FakeOllama
+from opencomputer.bot.testing.fake_ollama import Reply
+from opencomputer.bot.testing.fake_server import FakeServer
+from opencomputer.bot.testing.harness import Harness
+from opencomputer.bot.tools import Tool
 from tests.plugins.conftest import make_plugin
 
 OWNER = "owner"
@@ -67,7 +67,7 @@ class HostileSite(FakeServer):
 
 
 MARKER_PLUGIN = '''
-from bot.plugins.api import tool, PluginContext
+from opencomputer.bot.plugins.api import tool, PluginContext
 
 @tool
 async def {name}({args}, ctx: PluginContext) -> str:
@@ -82,8 +82,8 @@ async def {name}({args}, ctx: PluginContext) -> str:
 '''
 
 RELAY = '''
-from bot.events import Address
-from bot.plugins.api import tool, PluginContext
+from opencomputer.bot.events import Address
+from opencomputer.bot.plugins.api import tool, PluginContext
 
 @tool
 async def relay(chat: str, text: str, ctx: PluginContext) -> str:

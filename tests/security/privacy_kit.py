@@ -15,11 +15,11 @@ from typing import Any
 import orjson
 import pytest
 
-from bot.audit import recent
-from bot.config import Settings
-from bot.testing import FakeOllama
-from bot.testing.harness import Harness
-from bot.tools import Tool
+from opencomputer.bot.audit import recent
+from opencomputer.bot.config import Settings
+from opencomputer.bot.testing import FakeOllama
+from opencomputer.bot.testing.harness import Harness
+from opencomputer.bot.tools import Tool
 
 ADMIN = "boss"
 VICTIM = "alice"

@@ -19,17 +19,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bot.plugins.discovery import discover
-from bot.plugins.loader import PluginHost
-from bot.plugins.sandbox import CallLimits, Sandbox
-from bot.tools import ToolError
+from opencomputer.bot.plugins.discovery import discover
+from opencomputer.bot.plugins.loader import PluginHost
+from opencomputer.bot.plugins.sandbox import CallLimits, Sandbox
+from opencomputer.bot.tools import ToolError
 from tests.plugins.conftest import make_plugin
 
 NOBODY = 65534
 
 HOSTILE = r'''
 import ctypes, ctypes.util, errno, glob, os, socket, struct, sys
-from bot.plugins.api import tool
+from opencomputer.bot.plugins.api import tool
 
 libc = ctypes.CDLL(None, use_errno=True)
 

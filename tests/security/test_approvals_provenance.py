@@ -13,12 +13,12 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from bot.approvals import request_text
-from bot.config import Settings
-from bot.memory.models import MemoryRow
-from bot.testing import FakeOllama
-from bot.testing.fake_ollama import Reply
-from bot.testing.harness import Harness
+from opencomputer.bot.approvals import request_text
+from opencomputer.bot.config import Settings
+from opencomputer.bot.memory.models import MemoryRow
+from opencomputer.bot.testing import FakeOllama
+from opencomputer.bot.testing.fake_ollama import Reply
+from opencomputer.bot.testing.harness import Harness
 from tests.security.injection_kit import OWNER, QUESTION, SECRET, STRANGER, VICTIM_CHAT, Bench
 from tests.security.test_injection_suite import open_bench, site  # noqa: F401  (fixtures)
 

@@ -21,8 +21,8 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
-from bot.audit import GENESIS, audit, verify
-from bot.storage import SqlStore
+from opencomputer.bot.audit import GENESIS, audit, verify
+from opencomputer.bot.storage import SqlStore
 
 
 @pytest.fixture
@@ -235,7 +235,7 @@ async def test_legacy_rows_are_anchored_when_the_key_is_made(store: SqlStore, db
 
 
 def test_cli_verify_reports_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from bot.cli import app
+    from opencomputer.bot.cli import app
 
     data = tmp_path / "data"
     monkeypatch.setenv("OC_DATA_DIR", str(data))

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import Settings
-from bot.storage import SqlStore
-from bot.storage.engine import DatabaseKeyError
-from bot.testing import FakeOllama
-from bot.testing.harness import Harness
+from opencomputer.bot.config import Settings
+from opencomputer.bot.storage import SqlStore
+from opencomputer.bot.storage.engine import DatabaseKeyError
+from opencomputer.bot.testing import FakeOllama
+from opencomputer.bot.testing.harness import Harness
 from tests.security.sandbox_kit import _python_reachable
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,9 +33,9 @@ MARKER = "MARKER-plaintext-7f3a"
 _SERVICE = """
 import asyncio, os, sys
 os.umask(0)
-from bot.audit import audit
-from bot.dedupe import first_time
-from bot.storage import SqlStore
+from opencomputer.bot.audit import audit
+from opencomputer.bot.dedupe import first_time
+from opencomputer.bot.storage import SqlStore
 
 async def main(folder):
     store = SqlStore(f"sqlite:///{folder}/opencomputer.db")
@@ -165,7 +165,7 @@ async def test_encrypted_database_holds_no_plaintext_and_needs_the_key(
         env |= {"OC_DATA_DIR": str(data), "OC_DATABASE_KEY": key}
         done = await asyncio.to_thread(
             subprocess.run,
-            [sys.executable, "-m", "bot", "db", "upgrade"],
+            [sys.executable, "-m", "opencomputer", "db", "upgrade"],
             cwd=tmp_path,
             env=env,
             capture_output=True,
@@ -186,7 +186,7 @@ async def test_encrypted_database_holds_no_plaintext_and_needs_the_key(
 async def _rows(store: SqlStore) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     from sqlalchemy import select
 
-    from bot.storage.models import InboundRow, ReplyRow
+    from opencomputer.bot.storage.models import InboundRow, ReplyRow
 
     inbound = InboundRow.__table__  # type: ignore[attr-defined]
     reply = ReplyRow.__table__  # type: ignore[attr-defined]
@@ -199,7 +199,7 @@ async def _rows(store: SqlStore) -> tuple[list[tuple[str, str]], list[tuple[str,
 def test_database_key_with_postgres_is_refused_in_one_line(
     make_settings: Callable[..., Settings],
 ) -> None:
-    from bot.config import ConfigError
+    from opencomputer.bot.config import ConfigError
 
     with pytest.raises(ConfigError, match="OC_DATABASE_KEY encrypts SQLite only"):
         make_settings(OC_DATABASE_URL="postgresql://u@127.0.0.1/db", OC_DATABASE_KEY="k")

@@ -27,8 +27,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bot.plugins.api import PermissionDenied, PluginHttp
-from bot.plugins.bridge import start_bridge
+from opencomputer.bot.plugins.api import PermissionDenied, PluginHttp
+from opencomputer.bot.plugins.bridge import start_bridge
 from tests.security.egress_kit import (
     TUNNELLED,
     Origin,
@@ -110,7 +110,7 @@ OTHER_PRIVATE = [
 @pytest.mark.parametrize("host", LOOPBACK_SPELLINGS + OTHER_PRIVATE)
 async def test_star_grants_public_hosts_only(bait, host, caplog):
     v4, v6 = bait
-    caplog.set_level(logging.INFO, logger="bot.plugins.egress")
+    caplog.set_level(logging.INFO, logger="opencomputer.bot.plugins.egress")
     async with running_proxy(["*"]) as proxy:
         target = f"{host}:{v4.port}"
         for request in (connect(target), get(f"http://{target}/admin")):
@@ -119,7 +119,7 @@ async def test_star_grants_public_hosts_only(bait, host, caplog):
             assert body.count("\n") == 1 and "address" in body, body
             assert "opencomputer-egress" in headers["proxy-status"]
     assert v4.accepted == [] and (v6 is None or v6.accepted == [])
-    refusals = [r for r in caplog.records if r.name == "bot.plugins.egress"]
+    refusals = [r for r in caplog.records if r.name == "opencomputer.bot.plugins.egress"]
     assert len(refusals) == 2 and all(r.levelno == logging.INFO for r in refusals)
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from bot.http import HttpLimits, HttpServer
+from opencomputer.bot.http import HttpLimits, HttpServer
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -192,7 +192,7 @@ async def test_oversized_bodies_get_413_on_every_route() -> None:
 _SERVE = """
 import asyncio, resource, sys
 resource.setrlimit(resource.RLIMIT_NOFILE, (__NOFILE__, __NOFILE__))
-from bot.http import HttpLimits, HttpServer
+from opencomputer.bot.http import HttpLimits, HttpServer
 
 async def main():
     async def ready():

@@ -16,8 +16,8 @@ from urllib.parse import urlencode
 import aiohttp
 import pytest
 
-from bot.app import App
-from bot.config import Settings
+from opencomputer.bot.app import App
+from opencomputer.bot.config import Settings
 from tests.slack.fake_slack_api import FakeSlackApi, signed_headers
 from tests.slack.slack_helpers import SECRET, TOKEN, fake_slack
 

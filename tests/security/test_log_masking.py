@@ -21,11 +21,11 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from bot.config import Settings
-from bot.logs import SDK_LOGGERS, setup_logging
-from bot.plugins.discovery import discover
-from bot.plugins.loader import PluginHost
-from bot.plugins.sandbox import CallLimits, Sandbox
+from opencomputer.bot.config import Settings
+from opencomputer.bot.logs import SDK_LOGGERS, setup_logging
+from opencomputer.bot.plugins.discovery import discover
+from opencomputer.bot.plugins.loader import PluginHost
+from opencomputer.bot.plugins.sandbox import CallLimits, Sandbox
 from tests.plugins.conftest import make_plugin
 
 
@@ -51,7 +51,7 @@ def _plugin_secret(tmp_path: Path) -> str:
     make_plugin(
         tmp_path / "plugins",
         "vault",
-        "from bot.plugins.api import tool\n",
+        "from opencomputer.bot.plugins.api import tool\n",
         permissions={"secrets": ["OC_VAULT_KEY"]},
         settings={"OC_VAULT_KEY": {"secret": True}},
     )
@@ -143,7 +143,7 @@ def test_sdk_debug_needs_both_debug_and_the_opt_in(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """The server's own set-up (``bot.cli``): OC_LOG_LEVEL=DEBUG and OC_LOG_SDK_DEBUG=1."""
-    from bot.cli import _logging
+    from opencomputer.bot.cli import _logging
 
     cases = (("DEBUG", "0", False), ("INFO", "1", False), ("DEBUG", "1", True))
     for level, opt_in, expected in cases:

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from bot.testing import FakeOllama
-from bot.testing.harness import Harness
+from opencomputer.bot.testing import FakeOllama
+from opencomputer.bot.testing.harness import Harness
 from tests.plugins.conftest import enable_dir_plugins, make_plugin
 from tests.security.privacy_kit import (  # noqa: F401  (bot is a fixture)
     ADMIN,
@@ -140,7 +140,7 @@ async def test_group_notes_stay_in_their_group_and_dm_shows_all(
 async def test_notes_saved_before_they_had_an_origin_count_as_private(
     bot: Harness,  # noqa: F811  (the fixture)
 ) -> None:
-    from bot.plugins.api import KeyValueStore
+    from opencomputer.bot.plugins.api import KeyValueStore
 
     store = KeyValueStore(bot.app.settings.data_dir / "plugins" / "notes" / "kv.sqlite3")
     old = {"text": LOCKER, "todo": False, "done": False, "at": 1.0}
@@ -151,7 +151,7 @@ async def test_notes_saved_before_they_had_an_origin_count_as_private(
 
 
 WHERE = '''
-from bot.plugins.api import PluginContext, command, tool
+from opencomputer.bot.plugins.api import PluginContext, command, tool
 
 @tool
 async def where(ctx: PluginContext) -> str:

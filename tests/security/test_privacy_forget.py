@@ -13,15 +13,15 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from bot.plugins.api import KeyValueStore
-from bot.testing import FakeOllama
-from bot.testing.harness import Harness
+from opencomputer.bot.plugins.api import KeyValueStore
+from opencomputer.bot.testing import FakeOllama
+from opencomputer.bot.testing.harness import Harness
 from tests.plugins.conftest import make_plugin, tool_results
 from tests.security.privacy_kit import GROUP, privacy_settings
 
 DIARY = '''
 import hashlib
-from bot.plugins.api import on_forget
+from opencomputer.bot.plugins.api import on_forget
 
 @on_forget
 async def forget(event, ctx):

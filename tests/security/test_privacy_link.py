@@ -14,9 +14,9 @@ from typing import Any
 
 from sqlalchemy import select
 
-from bot.identity import LinkCodeRow
-from bot.testing import FakeOllama
-from bot.testing.harness import Harness
+from opencomputer.bot.identity import LinkCodeRow
+from opencomputer.bot.testing import FakeOllama
+from opencomputer.bot.testing.harness import Harness
 from tests.memory.helpers import system_prompt
 from tests.security.privacy_kit import (  # noqa: F401  (bot is a fixture)
     ADMIN,
@@ -129,7 +129,7 @@ async def test_link_hijack_chain_gives_a_stranger_nothing(
 
 
 def bot_user(name: str) -> Any:
-    from bot.events import User
+    from opencomputer.bot.events import User
 
     return User("test", name)
 

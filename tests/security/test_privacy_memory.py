@@ -12,13 +12,13 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, text
 
-from bot.config import Settings
-from bot.identity import LinkCodeRow
-from bot.memory.models import MemoryRow
-from bot.storage.engine import create_engine
-from bot.storage.migrate import upgrade
-from bot.testing import FakeOllama
-from bot.testing.harness import Harness
+from opencomputer.bot.config import Settings
+from opencomputer.bot.identity import LinkCodeRow
+from opencomputer.bot.memory.models import MemoryRow
+from opencomputer.bot.storage.engine import create_engine
+from opencomputer.bot.storage.migrate import upgrade
+from opencomputer.bot.testing import FakeOllama
+from opencomputer.bot.testing.harness import Harness
 from tests.legacy_store import strip_to_legacy
 from tests.memory.helpers import system_prompt
 from tests.security.privacy_kit import (  # noqa: F401  (bot is a fixture)

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from bot.plugins.mcp import McpServers, parse_servers
-from bot.plugins.sandbox import Sandbox
-from bot.tools import ToolError
+from opencomputer.bot.plugins.mcp import McpServers, parse_servers
+from opencomputer.bot.plugins.sandbox import Sandbox
+from opencomputer.bot.tools import ToolError
 from tests.security.sandbox_kit import chown_tree, nobody_root, run_as_nobody
 
 SERVER = '''
@@ -110,8 +110,8 @@ async def test_an_mcp_stdio_server_cannot_read_the_servers_secrets(
 
 _MCP_AS_NOBODY = """
 import asyncio, json, sys
-from bot.plugins.mcp import McpServers, parse_servers
-from bot.plugins.sandbox import Sandbox
+from opencomputer.bot.plugins.mcp import McpServers, parse_servers
+from opencomputer.bot.plugins.sandbox import Sandbox
 
 async def main():
     servers = McpServers(parse_servers(sys.argv[1]), timeout=30, sandbox=Sandbox())

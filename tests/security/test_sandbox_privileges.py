@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.plugins import sandbox as sandbox_module
-from bot.plugins.sandbox import Sandbox
+from opencomputer.bot.plugins import sandbox as sandbox_module
+from opencomputer.bot.plugins.sandbox import Sandbox
 from tests.security.sandbox_kit import call, call_as_nobody, host_for, nobody_root, write_hostile
 
 VENV = Path(sys.prefix)

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from bot.cli import app
+from opencomputer.bot.cli import app
 from tests.plugins.conftest import make_plugin
 
 runner = CliRunner()
@@ -26,7 +26,7 @@ def weather(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     make_plugin(
         folder,
         "weather",
-        "from bot.plugins.api import tool\n\n@tool\ndef forecast(place: str) -> str:\n"
+        "from opencomputer.bot.plugins.api import tool\n\n@tool\ndef forecast(place: str) -> str:\n"
         "    '''Forecast.'''\n    return 'sunny'\n",
         tools=[{"name": "forecast", "effects": ["network"]}],
         permissions={
@@ -108,7 +108,7 @@ def test_a_plugin_dirs_plugin_is_off_until_enabled(weather: dict[str, str]) -> N
 async def test_doctor_names_each_withheld_secret_without_its_value(
     weather: dict[str, str], make_settings: Any
 ) -> None:
-    from bot.doctor import run_doctor
+    from opencomputer.bot.doctor import run_doctor
 
     lines: list[str] = []
     # No Telegram check (no live network): the token stays in the environment only, which is

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.plugins.discovery import discover
-from bot.plugins.manifest import Manifest, ManifestError, load_manifest
+from opencomputer.bot.plugins.discovery import discover
+from opencomputer.bot.plugins.manifest import Manifest, ManifestError, load_manifest
 from tests.plugins.conftest import make_plugin
 
-CODE = "from bot.plugins.api import tool\n"
+CODE = "from opencomputer.bot.plugins.api import tool\n"
 
 
 @pytest.mark.parametrize(

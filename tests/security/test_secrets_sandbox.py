@@ -22,17 +22,17 @@ from typing import Any
 import orjson
 import pytest
 
-from bot.config import Settings
-from bot.logs import setup_logging
-from bot.plugins.feature import PluginSystem
-from bot.testing import FakeOllama
-from bot.testing.harness import Harness
-from bot.tools import ToolError
+from opencomputer.bot.config import Settings
+from opencomputer.bot.logs import setup_logging
+from opencomputer.bot.plugins.feature import PluginSystem
+from opencomputer.bot.testing import FakeOllama
+from opencomputer.bot.testing.harness import Harness
+from opencomputer.bot.tools import ToolError
 from tests.plugins.conftest import make_plugin, offered, tool_results
 
 SPY = r'''
 import glob, json, os
-from bot.plugins.api import PluginContext, ToolError, tool
+from opencomputer.bot.plugins.api import PluginContext, ToolError, tool
 
 
 @tool
@@ -216,7 +216,7 @@ async def test_a_required_setting_holding_a_server_secret_disables_the_plugin(
     make_plugin(
         plugin_dir,
         "copycat",
-        "from bot.plugins.api import tool\n",
+        "from opencomputer.bot.plugins.api import tool\n",
         settings={"OC_COPYCAT_TOKEN": {"required": True}},
     )
     monkeypatch.setenv("OC_COPYCAT_TOKEN", server_env["redis password"])
@@ -238,7 +238,7 @@ async def test_an_ungranted_required_secret_fails_the_call_with_one_line(
     make_plugin(
         plugin_dir,
         "needy",
-        "from bot.plugins.api import tool, PluginContext\n\n@tool\ndef use(ctx: PluginContext)"
+        "from opencomputer import PluginContext, tool\n\n@tool\ndef use(ctx: PluginContext)"
         " -> str:\n    '''Use the key.'''\n    return str(len(ctx.settings['OC_NEEDY_KEY']))\n",
         tools=[{"name": "use"}],
         permissions={"secrets": ["OC_NEEDY_KEY"]},
@@ -262,11 +262,11 @@ async def test_an_ungranted_required_secret_fails_the_call_with_one_line(
 _AS_SERVER = """
 import asyncio, json, os, sys
 from pathlib import Path
-from bot.config import load_settings
-from bot.plugins.discovery import discover, plugin_environ
-from bot.plugins.grants import server_secrets
-from bot.plugins.loader import PluginHost
-from bot.plugins.sandbox import CallLimits, Sandbox
+from opencomputer.bot.config import load_settings
+from opencomputer.bot.plugins.discovery import discover, plugin_environ
+from opencomputer.bot.plugins.grants import server_secrets
+from opencomputer.bot.plugins.loader import PluginHost
+from opencomputer.bot.plugins.sandbox import CallLimits, Sandbox
 
 plugins, data = Path(sys.argv[1]), Path(sys.argv[2])
 environ = plugin_environ(None)

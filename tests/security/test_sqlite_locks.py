@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bot.storage.engine import connect_sqlite, create_engine
+from opencomputer.bot.storage.engine import connect_sqlite, create_engine
 
 
 def _locks_on(path: Path) -> list[str]:

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from bot.audit import recent
-from bot.cli import app
-from bot.storage import SqlStore
+from opencomputer.bot.audit import recent
+from opencomputer.bot.cli import app
+from opencomputer.bot.storage import SqlStore
 from tests.skills.helpers import FIXTURES, copy_fixtures, write_skill
 
 

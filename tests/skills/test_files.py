@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.skills.catalog import SkillCatalog
-from bot.skills.files import SkillFileError, list_files, read_file
-from bot.skills.format import Skill
+from opencomputer.bot.skills.catalog import SkillCatalog
+from opencomputer.bot.skills.files import SkillFileError, list_files, read_file
+from opencomputer.bot.skills.format import Skill
 from tests.skills.helpers import copy_fixtures
 
 
@@ -68,7 +68,7 @@ def test_a_link_swapped_in_after_the_check_is_not_followed(
     skill: Skill, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The race: the path checks out, then a directory on it becomes a link outside."""
-    import bot.skills.files as files
+    import opencomputer.bot.skills.files as files
 
     real = files.confined
 

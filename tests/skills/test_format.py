@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.skills.catalog import SkillCatalog
-from bot.skills.format import SkillError, read_skill
+from opencomputer.bot.skills.catalog import SkillCatalog
+from opencomputer.bot.skills.format import SkillError, read_skill
 from tests.skills.helpers import FIXTURES, copy_fixtures, write_skill
 
 

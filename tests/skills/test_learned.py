@@ -12,15 +12,15 @@ from typing import Any
 
 import pytest
 
-from bot.audit import recent
-from bot.config import Settings
-from bot.skills.learned import LearnedSkills
-from bot.skills.learned_models import Status
-from bot.skills.learning import Learning
-from bot.skills.service import SkillService
-from bot.testing import FakeOllama
-from bot.testing.harness import Harness
-from bot.tools import Tool
+from opencomputer.bot.audit import recent
+from opencomputer.bot.config import Settings
+from opencomputer.bot.skills.learned import LearnedSkills
+from opencomputer.bot.skills.learned_models import Status
+from opencomputer.bot.skills.learning import Learning
+from opencomputer.bot.skills.service import SkillService
+from opencomputer.bot.testing import FakeOllama
+from opencomputer.bot.testing.harness import Harness
+from opencomputer.bot.tools import Tool
 from tests.skills.helpers import system_prompt
 
 ADMIN = "root"
@@ -122,7 +122,7 @@ async def test_a_liked_multi_tool_turn_proposes_a_candidate(
     assert await learned.all_rows() == []
 
     # an invalid draft is dropped with one line
-    caplog.set_level(logging.WARNING, "bot.skills.learning")
+    caplog.set_level(logging.WARNING, "opencomputer.bot.skills.learning")
     rows = await _liked_turn(h, fake_ollama, "---\nname: Bad Name\ndescription: x\n---\nbody")
     assert rows == {}
     [line] = [r.getMessage() for r in caplog.records if "draft dropped" in r.getMessage()]
@@ -181,7 +181,7 @@ async def test_a_tainted_turns_proposal_waits_for_an_admin(
 async def test_hostile_drafts_are_dropped(
     h: Harness, fake_ollama: FakeOllama, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, "bot.skills.learning")
+    caplog.set_level(logging.WARNING, "opencomputer.bot.skills.learning")
     await _liked_turn(h, fake_ollama, WEATHER)
     tag = "---\nname: evil\ndescription: !!python/object/apply:os.system ['id']\n---\nx"
     for draft in (WEATHER, tag, "Sure! Here is a skill: do things.", ""):
@@ -194,7 +194,7 @@ async def test_hostile_drafts_are_dropped(
 
 
 async def _seed(h: Harness, name: str, description: str, body: str = "Do it well.") -> None:
-    from bot.skills.format import Skill
+    from opencomputer.bot.skills.format import Skill
 
     learned, _ = _parts(h)
     skill = Skill(name, description, body, h.settings.data_dir, source="learned")
@@ -346,10 +346,10 @@ def test_cli_learned_pin_delete_gaps(
 
     from typer.testing import CliRunner
 
-    from bot.cli import app
-    from bot.skills.format import Skill
-    from bot.skills.gaps import CapabilityGaps
-    from bot.storage import SqlStore
+    from opencomputer.bot.cli import app
+    from opencomputer.bot.skills.format import Skill
+    from opencomputer.bot.skills.gaps import CapabilityGaps
+    from opencomputer.bot.storage import SqlStore
 
     settings = make_settings()
     monkeypatch.setenv("OC_DATA_DIR", str(settings.data_dir))

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import Settings
-from bot.plugins.sandbox import CallLimits, Sandbox
-from bot.skills.catalog import SkillCatalog
-from bot.skills.scripts import ScriptError, run_script
-from bot.testing import FakeOllama
-from bot.testing.harness import Harness
+from opencomputer.bot.config import Settings
+from opencomputer.bot.plugins.sandbox import CallLimits, Sandbox
+from opencomputer.bot.skills.catalog import SkillCatalog
+from opencomputer.bot.skills.scripts import ScriptError, run_script
+from opencomputer.bot.testing import FakeOllama
+from opencomputer.bot.testing.harness import Harness
 from tests.skills.helpers import tool_names, write_skill
 
 PROBE = """

@@ -8,10 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
-from bot.audit import recent
-from bot.config import Settings
-from bot.testing import FakeOllama
-from bot.testing.harness import Harness
+from opencomputer.bot.audit import recent
+from opencomputer.bot.config import Settings
+from opencomputer.bot.testing import FakeOllama
+from opencomputer.bot.testing.harness import Harness
 from tests.skills.helpers import copy_fixtures, system_prompt, tool_names, write_skill
 
 ADMIN = "root"

@@ -10,8 +10,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from bot.config import Settings
-from bot.events import Command, Message, Reaction
+from opencomputer.bot.config import Settings
+from opencomputer.bot.events import Command, Message, Reaction
 from tests.slack.fake_slack_api import FakeSlackApi, signed_headers
 
 SECRET = "test-signing-secret"

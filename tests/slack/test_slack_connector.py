@@ -13,10 +13,10 @@ from urllib.parse import urlencode
 import pytest
 from slack_sdk.errors import SlackApiError
 
-from bot.config import Settings
-from bot.connector import Connector, ConnectorState
-from bot.events import Address, Command, Message
-from connectors.slack import SlackConnector
+from opencomputer.bot.config import Settings
+from opencomputer.bot.connector import Connector, ConnectorState
+from opencomputer.bot.events import Address, Command, Message
+from opencomputer.connectors.slack import SlackConnector
 from tests.slack.fake_slack_api import FakeSlackApi, event_envelope, signed_headers
 from tests.slack.slack_helpers import SECRET, Server, Sink
 
@@ -176,7 +176,7 @@ async def test_rejected_token_retries_with_backoff_until_accepted(
 ) -> None:
     bad = "xoxb-revoked-secret-value"
     conn = SlackConnector(slack_settings(slack_bot_token=bad), sink, retry_initial=0.05)
-    caplog.set_level(logging.INFO, logger="connectors.slack")
+    caplog.set_level(logging.INFO, logger="opencomputer.connectors.slack")
     await conn.start()
     try:
         assert conn.state is ConnectorState.FAILED
@@ -247,7 +247,7 @@ async def test_429_in_the_middle_of_a_stream_final_text_lands(
 ) -> None:
     from dataclasses import replace
 
-    from bot.reply import ReplyStream
+    from opencomputer.bot.reply import ReplyStream
 
     connector.capabilities = replace(connector.capabilities, edit_interval=0.05)
     address = Address("slack", "C1", "1700000000.000500")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bot.config import Settings
-from bot.doctor import run_doctor
-from connectors.slack.doctor import diagnose
+from opencomputer.bot.config import Settings
+from opencomputer.bot.doctor import run_doctor
+from opencomputer.connectors.slack.doctor import diagnose
 from tests.slack.fake_slack_api import FakeSlackApi
 
 

@@ -13,13 +13,13 @@ from urllib.parse import urlencode
 import aiohttp
 import pytest
 
-from bot.app import App
-from bot.config import Settings
-from bot.connector import ConnectorState
-from bot.reply import PLACEHOLDER
-from bot.testing import FakeOllama
-from connectors.slack import SlackConnector
-from connectors.slack.mrkdwn import HARD_LIMIT, to_mrkdwn
+from opencomputer.bot.app import App
+from opencomputer.bot.config import Settings
+from opencomputer.bot.connector import ConnectorState
+from opencomputer.bot.reply import PLACEHOLDER
+from opencomputer.bot.testing import FakeOllama
+from opencomputer.connectors.slack import SlackConnector
+from opencomputer.connectors.slack.mrkdwn import HARD_LIMIT, to_mrkdwn
 from tests.slack.fake_slack_api import FakeSlackApi, event_envelope, signed_headers
 from tests.slack.slack_helpers import SECRET, TOKEN
 

@@ -13,8 +13,8 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.quarantine import PoisonEvent
-from connectors.slack.translate import BotIdentity, translate_command, translate_event
+from opencomputer.bot.quarantine import PoisonEvent
+from opencomputer.connectors.slack.translate import BotIdentity, translate_command, translate_event
 from tests.fuzzing import FUZZ, batches
 
 ME = BotIdentity(user_id="UBOT", bot_id="BBOT", team_id="T1")

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
-from connectors.slack.connector import EVENTS_PATH
-from connectors.slack.translate import HANDLED_EVENTS
+from opencomputer.connectors.slack.connector import EVENTS_PATH
+from opencomputer.connectors.slack.translate import HANDLED_EVENTS
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "slack"
 NEEDED_SCOPE = {

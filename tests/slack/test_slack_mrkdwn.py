@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from connectors.slack.mrkdwn import HARD_LIMIT, render_chunks, to_mrkdwn
+from opencomputer.connectors.slack.mrkdwn import HARD_LIMIT, render_chunks, to_mrkdwn
 
 
 def test_inline_formatting_becomes_mrkdwn() -> None:

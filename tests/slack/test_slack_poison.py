@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from bot.config import Settings
-from bot.events import Command, Message, Reaction
-from bot.storage.store import SqlStore
-from connectors.slack import SlackConnector
+from opencomputer.bot.config import Settings
+from opencomputer.bot.events import Command, Message, Reaction
+from opencomputer.bot.storage.store import SqlStore
+from opencomputer.connectors.slack import SlackConnector
 from tests.slack.fake_slack_api import event_envelope
 from tests.slack.slack_helpers import SECRET, Server
 

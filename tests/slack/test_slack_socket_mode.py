@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from bot.config import Settings
-from bot.connector import ConnectorState
-from bot.events import Command, Message
-from connectors.slack import SlackConnector
+from opencomputer.bot.config import Settings
+from opencomputer.bot.connector import ConnectorState
+from opencomputer.bot.events import Command, Message
+from opencomputer.connectors.slack import SlackConnector
 from tests.slack.fake_slack_api import FakeSlackApi, event_envelope
 from tests.slack.slack_helpers import Sink
 

@@ -16,10 +16,10 @@ from urllib.parse import urlencode
 
 import pytest
 
-from bot.config import Settings
-from bot.events import Command, Message, Reaction
-from bot.storage.disk import DiskFull
-from connectors.slack import SlackConnector
+from opencomputer.bot.config import Settings
+from opencomputer.bot.events import Command, Message, Reaction
+from opencomputer.bot.storage.disk import DiskFull
+from opencomputer.connectors.slack import SlackConnector
 from tests.slack.fake_slack_api import FakeSlackApi, event_envelope
 from tests.slack.slack_helpers import Server
 

@@ -4,8 +4,8 @@ from typing import Any
 
 import pytest
 
-from bot.events import Address, ChatKind, Command, Message, Reaction
-from connectors.slack.translate import (
+from opencomputer.bot.events import Address, ChatKind, Command, Message, Reaction
+from opencomputer.connectors.slack.translate import (
     BotIdentity,
     clean_text,
     emoji_name,

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from bot.config import Settings, load_settings
-from bot.events import Command, Message, Reaction
-from connectors.telegram import TelegramConnector, TelegramOptions
-from connectors.telegram.limiter import LimiterConfig
+from opencomputer.bot.config import Settings, load_settings
+from opencomputer.bot.events import Command, Message, Reaction
+from opencomputer.connectors.telegram import TelegramConnector, TelegramOptions
+from opencomputer.connectors.telegram.limiter import LimiterConfig
 from tests.telegram.fake_bot_api import FakeBotApi
 
 FAST_LIMITS = LimiterConfig(

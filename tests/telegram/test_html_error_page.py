@@ -48,7 +48,7 @@ async def test_html_502_is_one_line_per_streak(tmp_path: Path) -> None:
         "OC_LOG_LEVEL": "INFO",
     }
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", "run", env=env, cwd=tmp_path,
+        sys.executable, "-m", "opencomputer", "run", env=env, cwd=tmp_path,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:

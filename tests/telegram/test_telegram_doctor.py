@@ -1,8 +1,8 @@
-"""``connectors.telegram.doctor.diagnose`` against the fake Bot API."""
+"""``opencomputer.connectors.telegram.doctor.diagnose`` against the fake Bot API."""
 
 from __future__ import annotations
 
-from connectors.telegram.doctor import diagnose
+from opencomputer.connectors.telegram.doctor import diagnose
 from tests.telegram.fake_bot_api import FakeBotApi
 
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import aiohttp
 
-from bot.app import App
-from bot.config import Settings
-from bot.testing import FakeOllama
-from connectors.telegram import TelegramConnector
+from opencomputer.bot.app import App
+from opencomputer.bot.config import Settings
+from opencomputer.bot.testing import FakeOllama
+from opencomputer.connectors.telegram import TelegramConnector
 from tests.telegram.fake_bot_api import FakeBotApi, validate_html
 from tests.telegram.telegram_helpers import FAST
 

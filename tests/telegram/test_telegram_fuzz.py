@@ -14,9 +14,9 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.quarantine import PoisonEvent
-from connectors.telegram.parsing import parse_update
-from connectors.telegram.translate import BotIdentity, translate_update
+from opencomputer.bot.quarantine import PoisonEvent
+from opencomputer.connectors.telegram.parsing import parse_update
+from opencomputer.connectors.telegram.translate import BotIdentity, translate_update
 from tests.fuzzing import FUZZ, batches
 
 ME = BotIdentity(123456789, "oc_test_bot")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from bot.connector import ConnectorState
-from bot.events import ChatKind, Command, Message, Reaction
-from connectors.telegram import TelegramConnector
+from opencomputer.bot.connector import ConnectorState
+from opencomputer.bot.events import ChatKind, Command, Message, Reaction
+from opencomputer.connectors.telegram import TelegramConnector
 from tests.telegram.fake_bot_api import BOT_ID, FakeBotApi
 from tests.telegram.telegram_helpers import Sink
 

@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
-from bot.connector import ConnectorState
-from bot.events import Message
-from connectors.telegram import TelegramConnector
+from opencomputer.bot.connector import ConnectorState
+from opencomputer.bot.events import Message
+from opencomputer.connectors.telegram import TelegramConnector
 from tests.telegram.fake_bot_api import FakeBotApi
 from tests.telegram.telegram_helpers import FAST, Sink
 
@@ -31,7 +31,7 @@ async def test_bad_token_fails_with_one_clear_line_and_keeps_retrying(
 ) -> None:
     bad = "999:wrong-token-value"
     conn = TelegramConnector(tg_settings(TELEGRAM_BOT_TOKEN=bad), sink, options=FAST)
-    caplog.set_level(logging.DEBUG, logger="connectors.telegram")
+    caplog.set_level(logging.DEBUG, logger="opencomputer.connectors.telegram")
     await conn.start()  # returns at once: the server must not wait for Telegram
     try:
         await tg.wait_for("getMe", count=3)  # retried, with backoff
@@ -145,7 +145,7 @@ async def test_webhook_asks_telegram_to_retry_when_runtime_refuses(
 async def test_another_poller_is_reported_once_and_outlasted(
     tg: FakeBotApi, connector: TelegramConnector, sink: Sink, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="connectors.telegram")
+    caplog.set_level(logging.INFO, logger="opencomputer.connectors.telegram")
     conflict = "Conflict: terminated by other getUpdates request"
     polls = len(tg.calls_to("getUpdates"))
     tg.fail("getUpdates", status=409, description=conflict, times=3)

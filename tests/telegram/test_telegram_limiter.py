@@ -9,7 +9,7 @@ import time
 import pytest
 from telegram.error import RetryAfter
 
-from connectors.telegram.limiter import LimiterConfig, OutboundLimiter
+from opencomputer.connectors.telegram.limiter import LimiterConfig, OutboundLimiter
 
 
 def _config(**kw: float) -> LimiterConfig:

@@ -6,11 +6,11 @@ import time
 
 import pytest
 
-from bot.connector import CommandSpec
-from bot.events import Address
-from bot.reply import ReplyStream
-from connectors.telegram import TelegramConnector
-from connectors.telegram.connector import api_base_url
+from opencomputer.bot.connector import CommandSpec
+from opencomputer.bot.events import Address
+from opencomputer.bot.reply import ReplyStream
+from opencomputer.connectors.telegram import TelegramConnector
+from opencomputer.connectors.telegram.connector import api_base_url
 from tests.telegram.fake_bot_api import FakeBotApi, validate_html
 
 DM = Address("telegram", "42")

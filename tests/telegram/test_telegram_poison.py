@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from bot.config import Settings
-from bot.events import Command, Message, Reaction
-from bot.storage.store import SqlStore
-from connectors.telegram import TelegramConnector
+from opencomputer.bot.config import Settings
+from opencomputer.bot.events import Command, Message, Reaction
+from opencomputer.bot.storage.store import SqlStore
+from opencomputer.connectors.telegram import TelegramConnector
 from tests.telegram.fake_bot_api import FakeBotApi
 from tests.telegram.telegram_helpers import FAST
 
@@ -195,7 +195,7 @@ async def test_update_the_runtime_keeps_refusing_is_quarantined_after_three_trie
 async def test_shutdown_refusal_is_never_quarantined(
     tg: FakeBotApi, polling: tuple[TelegramConnector, StoringSink]
 ) -> None:
-    from bot.connector import RuntimeStopped
+    from opencomputer.bot.connector import RuntimeStopped
 
     conn, sink = polling
     refusals = 0

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from connectors.telegram.chunks import render_chunks
-from connectors.telegram.render import html_to_plain, markdown_to_html
+from opencomputer.connectors.telegram.chunks import render_chunks
+from opencomputer.connectors.telegram.render import html_to_plain, markdown_to_html
 from tests.telegram.fake_bot_api import utf16_len, validate_html
 
 

@@ -20,11 +20,11 @@ from typing import Any
 
 import pytest
 
-from bot.config import Settings
-from bot.events import Command, Message, Reaction
-from bot.storage import SqlStore
-from bot.storage.disk import DiskFull
-from connectors.telegram import TelegramConnector
+from opencomputer.bot.config import Settings
+from opencomputer.bot.events import Command, Message, Reaction
+from opencomputer.bot.storage import SqlStore
+from opencomputer.bot.storage.disk import DiskFull
+from opencomputer.connectors.telegram import TelegramConnector
 from tests.telegram.fake_bot_api import FakeBotApi
 from tests.telegram.telegram_helpers import FAST
 
@@ -108,7 +108,7 @@ async def test_held_long_message_refused_on_a_full_disk_logs_once_and_is_taken_o
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A near-limit message waits in the joiner for its continuation, then is refused."""
-    caplog.set_level(logging.INFO, "connectors.telegram")
+    caplog.set_level(logging.INFO, "opencomputer.connectors.telegram")
     options = dataclasses.replace(FAST, join_window=0.1)
     sink = RefusingSink(store)
     conn = TelegramConnector(tg_settings(), sink, options=options)
@@ -130,4 +130,4 @@ async def test_held_long_message_refused_on_a_full_disk_logs_once_and_is_taken_o
 
 
 def _joiner(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.name == "connectors.telegram.joiner"]
+    return [r for r in caplog.records if r.name == "opencomputer.connectors.telegram.joiner"]

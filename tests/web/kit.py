@@ -15,9 +15,9 @@ from typing import Any
 
 import aiohttp
 
-from bot.app import App
-from bot.config import Settings
-from connectors.web.connector import WebConnector
+from opencomputer.bot.app import App
+from opencomputer.bot.config import Settings
+from opencomputer.connectors.web.connector import WebConnector
 
 WAIT = 10.0
 

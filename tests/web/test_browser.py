@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from bot.config import Settings
-from bot.storage.models import ReactionRow
-from bot.testing import FakeOllama
+from opencomputer.bot.config import Settings
+from opencomputer.bot.storage.models import ReactionRow
+from opencomputer.bot.testing import FakeOllama
 from tests.web.kit import serve, settings_for
 
 pytestmark = pytest.mark.timeout(60)

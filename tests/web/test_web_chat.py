@@ -16,14 +16,14 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from bot.app import App
-from bot.config import Settings
-from bot.feedback.models import FeedbackVoteRow
-from bot.storage.models import InboundRow, ReactionRow
-from bot.testing import FakeOllama
-from connectors.web.channel import WEB
-from connectors.web.session import COOKIE, Sessions, load_secret
-from connectors.web.wire import CSP, MAX_BODY
+from opencomputer.bot.app import App
+from opencomputer.bot.config import Settings
+from opencomputer.bot.feedback.models import FeedbackVoteRow
+from opencomputer.bot.storage.models import InboundRow, ReactionRow
+from opencomputer.bot.testing import FakeOllama
+from opencomputer.connectors.web.channel import WEB
+from opencomputer.connectors.web.session import COOKIE, Sessions, load_secret
+from opencomputer.connectors.web.wire import CSP, MAX_BODY
 from tests.web.kit import bot_messages, serve, settings_for, visitor
 
 pytestmark = pytest.mark.timeout(60)
@@ -341,7 +341,7 @@ async def test_forget_and_export_reach_the_web_chat_log(
 ) -> None:
     """The browser's copy of a chat is data about the visitor: /export lists it, /forget
     deletes it (the channel registers its DataRights through ChannelServices)."""
-    from bot.admin.data import export_person, forget_person
+    from opencomputer.bot.admin.data import export_person, forget_person
 
     async with serve(settings_for(make_settings)) as (app, base), visitor(base) as v:
         await v.session()

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from alembic import context
 
-from bot.storage.schema import include_name, metadata
+from opencomputer.bot.storage.schema import include_name, metadata
 
 
 def _render_item(type_: str, obj: Any, _autogen: Any) -> str | Literal[False]:
@@ -40,8 +40,8 @@ def _run(connection: Any) -> None:
 
 
 async def _own_connection() -> None:
-    from bot.config import load_settings
-    from bot.storage.engine import create_engine
+    from opencomputer.bot.config import load_settings
+    from opencomputer.bot.storage.engine import create_engine
 
     engine = create_engine(load_settings().resolved_database_url)
     try:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from bot.storage.migrations.ops import has_table
+from opencomputer.bot.storage.migrations.ops import has_table
 
 revision = "0001_baseline"
 down_revision = None

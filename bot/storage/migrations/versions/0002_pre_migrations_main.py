@@ -15,7 +15,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from bot.storage.migrations.ops import add_missing_columns, has_table
+from opencomputer.bot.storage.migrations.ops import add_missing_columns, has_table
 
 revision = "0002_pre_migrations_main"
 down_revision = "0001_baseline"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from bot.storage.migrations.ops import has_table
+from opencomputer.bot.storage.migrations.ops import has_table
 
 revision = "0003_reply_posts"
 down_revision = "0002_pre_migrations_main"
