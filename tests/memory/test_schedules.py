@@ -39,6 +39,15 @@ async def _all_schedules(h: Harness) -> list[Any]:
         return list(await conn.execute(select(ScheduleRow.__table__)))
 
 
+async def _by_hand(h: Harness) -> Any:
+    """The app's scheduler with its background loop stopped, for a test that moves its clock
+    and fires it itself: the loop's own start-up run would otherwise race the test's (it reads
+    the moved clock too) and deliver the reminder in its own task, after the test looked."""
+    scheduler = h.app.extras["scheduler"]
+    await scheduler.stop()
+    return scheduler
+
+
 def _reminders(h: Harness) -> list[str]:
     """What the posted reminders show (posted as a placeholder, then edited: bot/reply.py)."""
     shown = [h.conn.messages[c.message_id] for c in h.conn.calls if c.action == "send"]
@@ -329,7 +338,7 @@ async def test_count_3_fires_three_times_across_restarts_then_stops(
     for n, moment in enumerate(expected):  # one process per day, each fires its day's run
         async with Harness(settings) as hn:
             _restarted(hn, 100 * (n + 1))
-            scheduler = hn.app.extras["scheduler"]
+            scheduler = await _by_hand(hn)
             scheduler.clock = lambda m=moment: m + 1.0
             assert await scheduler.run_due() == 1
             fired += _reminders(hn)
@@ -341,7 +350,7 @@ async def test_count_3_fires_three_times_across_restarts_then_stops(
 
     async with Harness(settings) as last:  # a week later: over, nothing fires
         _restarted(last, 900)
-        scheduler = last.app.extras["scheduler"]
+        scheduler = await _by_hand(last)
         scheduler.clock = lambda: expected[-1] + 7 * 86400
         assert await scheduler.run_due(startup=True) == 0
         assert _reminders(last) == []
@@ -361,7 +370,7 @@ async def test_runs_missed_past_until_are_reported_and_the_series_ends(
     assert len(runs) == 10
     async with Harness(settings) as h2:  # down for the whole series: one late notice, done
         _restarted(h2, 100)
-        scheduler = h2.app.extras["scheduler"]
+        scheduler = await _by_hand(h2)
         scheduler.clock = lambda: runs[-1] + 3600
         assert await scheduler.run_due(startup=True) == 1
         [text] = _reminders(h2)
