@@ -4,15 +4,13 @@ with the one-time link, see a pending approval appear live with its complete (ho
 arguments as text, approve it, and see it go while the turn answers in its chat; read the
 transcript with its tool calls, promote a prompt variant, consent to a new plugin whose
 description is hostile, read and delete a hostile memory, see the charts, log out.
-Screenshots go to ``$OC_TEST_SCREENSHOTS`` when set.
+Screenshots are saved for review (``tests/browser_kit.py``).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,32 +26,7 @@ from .test_approvals_ui import dangerous, pending
 
 pytestmark = pytest.mark.timeout(60)
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 HOSTILE = '/srv/<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>'
-
-
-@pytest.fixture
-def shots(tmp_path: Path) -> Path:
-    folder = Path(os.environ.get("OC_TEST_SCREENSHOTS") or tmp_path)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    if CHROMIUM is None:
-        message = "chromium is not installed: scripts/system-deps.sh installs it"
-        if os.environ.get("CI"):
-            pytest.fail(f"{message} (mandatory in CI)", pytrace=False)
-        pytest.skip(message)
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as pw:
-        chromium = await pw.chromium.launch(executable_path=CHROMIUM, headless=True)
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
 
 
 async def test_log_in_and_approve_in_a_real_browser(

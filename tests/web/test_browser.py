@@ -1,14 +1,12 @@
 """The web chat in a real browser: Debian's headless Chromium driven by Playwright for Python
 (``executable_path``, no browser download), on a phone-sized screen, under the page's strict
 Content-Security-Policy: type, watch the answer stream in, vote, reload, and check that a
-hostile model answer stays text. Screenshots go to ``$OC_TEST_SCREENSHOTS`` when set.
+hostile model answer stays text. Screenshots are saved for review (``tests/browser_kit.py``).
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,38 +20,12 @@ from tests.web.kit import serve, settings_for
 
 pytestmark = pytest.mark.timeout(60)
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 _REACT = ReactionRow.__table__  # type: ignore[attr-defined]
 HOSTILE = (
     "Look: <script>window.__pwned = 1</script> and "
     '<img src=x onerror="window.__pwned = 2"> and [click](javascript:window.__pwned=3) '
     "but **this** is bold."
 )
-
-
-@pytest.fixture
-def shots(tmp_path: Path) -> Path:
-    """Where screenshots go: ``$OC_TEST_SCREENSHOTS`` (kept for review), else a temp folder."""
-    folder = Path(os.environ.get("OC_TEST_SCREENSHOTS") or tmp_path)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    if CHROMIUM is None:
-        message = "chromium is not installed: scripts/system-deps.sh installs it"
-        if os.environ.get("CI"):
-            pytest.fail(f"{message} (mandatory in CI)", pytrace=False)
-        pytest.skip(message)
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as pw:
-        chromium = await pw.chromium.launch(executable_path=CHROMIUM, headless=True)
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
 
 
 async def test_chat_in_a_real_browser(
