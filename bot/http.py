@@ -32,7 +32,23 @@ from aiohttp import web
 
 from opencomputer.bot.connector import ConnectorState
 
-__all__ = ["HttpLimits", "HttpServer"]
+PAGE_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+"""The Content-Security-Policy of the pages we serve (web chat, control room): our own files
+only, no inline script, no framing."""
+PAGE_HEADERS = {
+    "Content-Security-Policy": PAGE_CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+"""Headers on every response of those pages and their APIs."""
+
+__all__ = ["PAGE_CSP", "PAGE_HEADERS", "HttpLimits", "HttpServer"]
 
 logger = logging.getLogger(__name__)
 

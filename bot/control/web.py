@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from opencomputer.bot.control.auth import SESSION_TTL, Admin, Logins
+from opencomputer.bot.http import PAGE_HEADERS
 from opencomputer.bot.ratelimit import Bucket, LocalLimiter
 
 if TYPE_CHECKING:
@@ -36,19 +37,7 @@ STATIC = {
     "style.css": "text/css",
     "icon.svg": "image/svg+xml",
 }
-CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
-    "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-)
-HEADERS = {
-    "Content-Security-Policy": CSP,
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "X-Frame-Options": "DENY",
-    "Cross-Origin-Opener-Policy": "same-origin",
-    "Cross-Origin-Resource-Policy": "same-origin",
-    "Cache-Control": "no-store",
-}
+HEADERS = {**PAGE_HEADERS, "Cache-Control": "no-store"}
 
 Handler = Callable[[web.Request, Admin], Awaitable[web.StreamResponse]]
 

@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from opencomputer.bot.events import Chat, ChatKind, Command, Message, Reaction, User
+from opencomputer.bot.http import PAGE_CSP, PAGE_HEADERS
 from opencomputer.connectors.web.session import Sessions
 
 __all__ = [
@@ -44,18 +45,8 @@ STATIC = {
     "style.css": "text/css",
     "icon.svg": "image/svg+xml",
 }
-CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
-    "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-)
-HEADERS = {
-    "Content-Security-Policy": CSP,
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "X-Frame-Options": "DENY",
-    "Cross-Origin-Opener-Policy": "same-origin",
-    "Cross-Origin-Resource-Policy": "same-origin",
-}
+CSP = PAGE_CSP
+HEADERS = PAGE_HEADERS
 NO_STORE = {**HEADERS, "Cache-Control": "no-store"}
 
 
