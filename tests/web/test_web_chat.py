@@ -358,3 +358,25 @@ async def test_forget_and_export_reach_the_web_chat_log(
         async with app.store.engine.connect() as conn:
             rows = (await conn.execute(select(_IN).where(_IN.c.platform == "web"))).all()
         assert rows == []
+
+
+async def test_a_lone_surrogate_is_stored_replaced_and_answered(
+    make_settings: MakeSettings, fake_ollama: FakeOllama
+) -> None:
+    """Half a UTF-16 pair escaped in the JSON (valid JSON, not Unicode) and a NUL: the message
+    is kept with U+FFFD, the model gets clean text, the chat answers and shows it back."""
+    async with serve(settings_for(make_settings)) as (app, base), visitor(base) as v:
+        await v.session()
+        async with v.stream() as events:
+            await events.wait(lambda ev: any(k == "history" for k, _ in ev))
+            fake_ollama.reply("got it")
+            raw = b'{"id": "odd-message-1", "text": "half \\ud83d pair \\u0000 end"}'
+            code, _ = await v.post("/chat/messages", raw)
+            assert code == 202
+            await events.wait(_final("got it"))
+        async with app.store.engine.connect() as conn:
+            row = (await conn.execute(select(_IN).where(_IN.c.platform == "web"))).one()
+        assert "\ud83d" not in row.text and "\ufffd" in row.text and "end" in row.text
+        sent = fake_ollama.chats[-1]["messages"][-1]["content"]
+        assert "\ud83d" not in sent and "\x00" not in sent
+        assert [m["text"] for m in await v.history()][-1] == "got it"
