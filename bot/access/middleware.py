@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
-from opencomputer.bot.access.policy import AccessPolicy, Verdict
+from opencomputer.bot.access.policy import AccessPolicy, Verdict, user_subject
 from opencomputer.bot.events import ChatKind, Command, Message, Reaction
 from opencomputer.bot.middleware import Handler, Middleware
 
@@ -34,6 +34,9 @@ def access_middleware(policy: AccessPolicy, say: Say) -> Middleware:
 
     async def mw(event: Message | Reaction | Command, call_next: Handler) -> None:
         verdict = policy.check(event)
+        if verdict in (Verdict.PAIR, Verdict.REFUSE):  # a grant stored by another process?
+            await policy.reload_subject(user_subject(event.user.key))
+            verdict = policy.check(event)
         if verdict is Verdict.ALLOW:
             await call_next(event)
             return

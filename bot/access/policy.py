@@ -86,6 +86,21 @@ class AccessPolicy:
             rows = await conn.execute(select(_GRANT.c.subject, _GRANT.c.role))
             self._roles = {row.subject: row.role for row in rows}
 
+    async def reload_subject(self, subject: str) -> str | None:
+        """Read one subject's grant from the database into the cache; its role, if any.
+
+        A grant another process stored (``opencomputer keys create`` while the server runs,
+        without Redis to announce it) reaches this cache only at the next :meth:`load`; the
+        access rule calls this before treating someone as a stranger, so they need no restart.
+        """
+        async with self.engine.connect() as conn:
+            role = await conn.scalar(select(_GRANT.c.role).where(_GRANT.c.subject == subject))
+        if role is None:
+            self._roles.pop(subject, None)
+        else:
+            self._roles[subject] = str(role)
+        return None if role is None else str(role)
+
     # --- questions -----------------------------------------------------------------------
     def role(self, subject: str) -> str | None:
         """The stored role of a subject, if any."""

@@ -59,8 +59,8 @@ def create(
     key, token = _with_engine(lambda engine: create_key(engine, person, name))
     typer.echo(token)
     typer.echo(
-        f"key {key.id} for {person}: copy it now, it is not shown again. A server already "
-        f"running lets api:{person} in after a restart (access grants are read at start).",
+        f"key {key.id} for {person}: copy it now, it is not shown again. It works at once, "
+        "also with a server already running.",
         err=True,
     )
 

@@ -269,22 +269,46 @@ async def test_a_tool_round_trip_underneath_a_streamed_answer(
     }
 
 
-async def test_a_key_lets_its_person_in_under_the_allowlist_after_a_restart(
+@pytest.mark.parametrize("policy", ["allowlist", "pairing"])
+async def test_a_key_made_while_the_server_runs_works_at_once(
+    make_settings: Callable[..., Settings], fake_ollama: FakeOllama, policy: str
+) -> None:
+    """``opencomputer keys create`` writes the key and its person's grant from another
+    process; the server's cached grants must not make the key wait for a restart.
+    """
+    settings = make_settings(OC_API_ENABLED="true", OC_DM_POLICY=policy)
+    question = [{"role": "user", "content": "hello"}]
+    async with serving(settings) as (app, url, _ada):
+        async with client(url, "oc-" + "x" * 43) as oc:  # a made-up key stays out
+            with pytest.raises(openai.AuthenticationError):
+                await oc.chat.completions.create(model="opencomputer", messages=question)
+        from opencomputer.bot.storage import create_engine
+
+        other = create_engine(settings.resolved_database_url)  # the CLI's own connection
+        try:
+            _key, bob = await create_key(other, "bob")
+        finally:
+            await other.dispose()
+        fake_ollama.reply("Hi Bob.")
+        async with client(url, bob) as oc:
+            answer = await oc.chat.completions.create(model="opencomputer", messages=question)
+        assert answer.choices[0].message.content == "Hi Bob."
+        assert app.extras["admin"].policy.role("user:api:bob") == "allowed"
+
+
+async def test_a_person_an_admin_denied_stays_out_with_a_new_key(
     make_settings: Callable[..., Settings], fake_ollama: FakeOllama
 ) -> None:
     settings = make_settings(OC_API_ENABLED="true", OC_DM_POLICY="allowlist")
     question = [{"role": "user", "content": "hello"}]
     async with serving(settings) as (app, url, _ada):
-        _key, bob = await create_key(app.store.engine, "bob")
-        async with client(url, bob) as oc:  # made while running: not allowed until a restart
-            with pytest.raises(openai.PermissionDeniedError) as refused:
+        await app.extras["admin"].policy.grant("user:api:eve", "denied", by="test")
+        _key, eve = await create_key(app.store.engine, "eve")
+        async with client(url, eve) as oc:
+            with pytest.raises(openai.APIStatusError) as refused:
                 await oc.chat.completions.create(model="opencomputer", messages=question)
-        assert "only answers people its admin allowed" in refused.value.message
-    fake_ollama.reply("Hi Bob.")
-    async with serving(settings) as (_app, url, _ada):
-        async with client(url, bob) as oc:
-            answer = await oc.chat.completions.create(model="opencomputer", messages=question)
-    assert answer.choices[0].message.content == "Hi Bob."
+        assert refused.value.status_code == 403 and "denied" in refused.value.message
+        assert fake_ollama.chats == []
 
 
 async def test_shutdown_while_a_request_waits_is_a_503_and_the_message_is_kept(
