@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from opencomputer.bot import eventloop
 from opencomputer.bot.admin.cli import audit_app
 from opencomputer.bot.feedback.cli import prompts_app
 from opencomputer.bot.plugins.cli import plugins_app
@@ -118,7 +119,7 @@ def _serve(settings: Settings, role: str) -> None:
         finally:
             await oc.stop()
 
-    asyncio.run(serve())
+    eventloop.run(serve())
 
 
 def _serve_role(role: str) -> None:
@@ -196,7 +197,7 @@ def chat() -> None:
         finally:
             await oc.stop()
 
-    raise typer.Exit(asyncio.run(session()))
+    raise typer.Exit(eventloop.run(session()))
 
 
 @app.command()
