@@ -48,7 +48,7 @@ PAGE_HEADERS = {
 }
 """Headers on every response of those pages and their APIs."""
 
-__all__ = ["PAGE_CSP", "PAGE_HEADERS", "HttpLimits", "HttpServer"]
+__all__ = ["PAGE_CSP", "PAGE_HEADERS", "HttpLimits", "HttpServer", "TooLarge", "too_large_as"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +56,23 @@ ReadinessCheck = Callable[[], Awaitable[dict[str, str]]]
 
 _SMALL_BODY = 1024
 """Limit for the built-in GET routes: they take no body, a large one is an attack."""
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+TooLarge = Callable[[int], web.Response]
+"""``answer(limit)``: a route's own refusal of a body over ``limit`` bytes (status 413)."""
+
+
+def too_large_as(handler: Handler, answer: TooLarge) -> Handler:
+    """``handler``, whose route refuses a body over the size limit with ``answer(limit)``
+    instead of the plain-text 413: the body is refused before any handler runs, so a route
+    that speaks its own error format (OpenAI's JSON, the web chat's one line) says so here.
+    """
+
+    async def run(request: web.Request) -> web.StreamResponse:
+        return await handler(request)
+
+    run.too_large = answer  # type: ignore[attr-defined]
+    return run
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,15 +232,16 @@ class HttpServer:
         if not request.body_exists:
             return await handler(request)
         limit = self._body_limits.get(request.path, self.limits.max_body)
+        answer: TooLarge | None = getattr(request.match_info.handler, "too_large", None)
         length = request.content_length
         if length is not None and length > limit:
-            return _too_large(limit)
+            return _too_large(limit, answer)
         request = request.clone(client_max_size=limit + 1)  # aiohttp refuses size >= max
         try:
             async with asyncio.timeout(self.limits.body_timeout):
                 await request.read()  # cached: the handler's text()/json() reuse it
         except web.HTTPRequestEntityTooLarge:
-            return _too_large(limit)
+            return _too_large(limit, answer)
         except TimeoutError:
             logger.info("HTTP body from %s too slow; closing", request.remote)
             return web.Response(status=408, text="request body too slow\n", headers=_CLOSE)
@@ -245,7 +263,12 @@ class HttpServer:
 _CLOSE = {"Connection": "close"}
 
 
-def _too_large(limit: int) -> web.Response:
+def _too_large(limit: int, answer: TooLarge | None = None) -> web.Response:
+    if answer is not None:
+        response = answer(limit)
+        response.set_status(413)
+        response.headers.update(_CLOSE)
+        return response
     return web.Response(
         status=413, text=f"request body larger than {limit} bytes\n", headers=_CLOSE
     )

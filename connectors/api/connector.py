@@ -27,6 +27,7 @@ from aiohttp import web
 from opencomputer.bot.apikeys.keys import PLATFORM, ApiKey, authenticate
 from opencomputer.bot.connector import Capabilities, CommandSpec, ConnectorState, Emit, Formatting
 from opencomputer.bot.events import Address, Chat, ChatKind, Message, User
+from opencomputer.bot.http import too_large_as
 from opencomputer.bot.ratelimit import LocalLimiter, parse_rate
 from opencomputer.connectors.api import wire
 from opencomputer.connectors.api.stream import Events
@@ -175,7 +176,7 @@ class ApiConnector:
                 logger.error("api: %s %s failed: %r", request.method, request.path, exc)
                 return error_response(500, "internal error; see the server log", "server_error")
 
-        return run
+        return too_large_as(run, _too_large)
 
     async def _unknown(self, request: web.Request) -> web.Response:
         return error_response(
@@ -340,6 +341,17 @@ async def _outcome(task: asyncio.Task[Outcome]) -> Outcome:
             kind="server_error",
             code="unavailable",
         )
+
+
+def _too_large(limit: int) -> web.Response:
+    """A body over the HTTP app's limit, in OpenAI's error format (refused before reading)."""
+    return error_response(
+        413,
+        f"request body larger than {limit // 1024} KiB: send a shorter conversation "
+        "(only the last user message is read)",
+        "invalid_request_error",
+        "request_too_large",
+    )
 
 
 def _error(outcome: Outcome) -> web.Response:

@@ -38,6 +38,7 @@ from opencomputer.bot.connector import (
     RuntimeStopped,
 )
 from opencomputer.bot.events import Address, Chat, ChatKind, Message, User
+from opencomputer.bot.http import too_large_as
 from opencomputer.connectors.hooks.config import HookSpec, env_with_dotenv, parse_hooks
 from opencomputer.connectors.hooks.content import BadContent, content_of
 from opencomputer.connectors.hooks.replay import DeliveryMemory
@@ -163,7 +164,11 @@ class HookConnector:
 
     def routes(self) -> list[web.RouteDef]:
         """``POST /hooks/{name}``."""
-        return [web.post("/hooks/{name}", self._handle)]
+        return [web.post("/hooks/{name}", too_large_as(self._handle, self._too_large))]
+
+    def _too_large(self, _limit: int) -> web.Response:
+        """A body over the HTTP app's own limit: the same JSON line as one over ours."""
+        return _answer(413, error=f"body larger than {self.max_body} bytes")
 
     # --- inbound -------------------------------------------------------------------------
     async def _handle(self, request: web.Request) -> web.Response:

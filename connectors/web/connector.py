@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -40,7 +41,8 @@ from opencomputer.bot.connector import (
 )
 from opencomputer.bot.events import Address, Message
 from opencomputer.bot.hooks import DataRights
-from opencomputer.bot.ratelimit import SLOW_DOWN
+from opencomputer.bot.http import too_large_as
+from opencomputer.bot.ratelimit import SLOW_DOWN, LocalLimiter
 from opencomputer.bot.storage.models import InboundRow
 from opencomputer.bot.text import clean_text
 from opencomputer.connectors.web.log import VOTES, ChatLog, Listeners
@@ -50,6 +52,7 @@ from opencomputer.connectors.web.wire import (
     CLIENT_ID,
     HEADERS,
     MAX_BODY,
+    NEW_VISITORS,
     NO_STORE,
     PLATFORM,
     STATIC,
@@ -115,6 +118,9 @@ class WebConnector:
         self._files: dict[str, bytes] = {}
         self._emitting: dict[str, list[str]] = {}  # visitor -> notices sent while emitting
         self._closing = False
+        self._limiter = LocalLimiter()
+        self.new_visitors = NEW_VISITORS
+        """New sessions (cookies) one client address may start (``wire.NEW_VISITORS``)."""
         if hooks is not None:  # /forget and /export reach the chat log (ChannelServices)
             hooks.register(DataRights(self.forget, self.export), "web-data")
 
@@ -229,6 +235,10 @@ class WebConnector:
             try:
                 return await handler(request)
             except Refused as refusal:
+                if refusal.retry_after is not None:
+                    return error(
+                        refusal.status, str(refusal), **{"Retry-After": str(refusal.retry_after)}
+                    )
                 return error(refusal.status, str(refusal))
             except RuntimeStopped:
                 return error(503, "the server is restarting; send again in a moment")
@@ -238,7 +248,7 @@ class WebConnector:
                 logger.error("web chat: %s %s failed: %r", request.method, request.path, exc)
                 return error(500, "internal error; see the server log")
 
-        return run
+        return too_large_as(run, _too_large)
 
     async def _page(self, _request: web.Request) -> web.Response:
         return web.Response(
@@ -280,6 +290,16 @@ class WebConnector:
         visitor = self.sessions.visitor(request.cookies.get(COOKIE))
         cookie = None
         if visitor is None:
+            decision = await self._limiter.take(f"web-new:{request.remote}", self.new_visitors)
+            if not decision.allowed:  # each new visitor may make a pairing request
+                minutes = max(1, math.ceil(decision.retry_after / 60))
+                logger.info("web chat: too many new sessions from %s", request.remote)
+                raise Refused(
+                    429,
+                    "too many new chat sessions from your address; allow cookies for this "
+                    f"site, or try again in {minutes} min",
+                    retry_after=max(1, math.ceil(decision.retry_after)),
+                )
             visitor, cookie = self.sessions.issue()
         response = web.json_response(
             {
@@ -411,6 +431,11 @@ class WebConnector:
         for vote, on in [*votes, (emoji, added)]:
             await self.emit(reaction_of(visitor, mid, vote, on))
         return web.json_response({"ok": True}, status=202, headers=NO_STORE)
+
+
+def _too_large(limit: int) -> web.Response:
+    """A body over the HTTP app's limit, refused before it is read: the chat's one line."""
+    return error(413, f"request larger than {limit // 1024} KiB; shorten the message")
 
 
 def create(settings: Settings, emit: Emit, **services: Any) -> WebConnector:

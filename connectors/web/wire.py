@@ -14,6 +14,7 @@ from aiohttp import web
 
 from opencomputer.bot.events import Chat, ChatKind, Command, Message, Reaction, User
 from opencomputer.bot.http import PAGE_CSP, PAGE_HEADERS
+from opencomputer.bot.ratelimit import Bucket
 from opencomputer.connectors.web.session import Sessions
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "CSP",
     "HEADERS",
     "MAX_BODY",
+    "NEW_VISITORS",
     "NO_STORE",
     "PLATFORM",
     "STATIC",
@@ -38,6 +40,11 @@ __all__ = [
 PLATFORM = "web"
 MAX_BODY = 64 * 1024
 """Bytes a POST may have (the longest message, JSON-escaped, with room to spare)."""
+NEW_VISITORS = Bucket(20, 3600)
+"""New visitor sessions per client address: 20 an hour. Each new visitor who writes makes a
+pairing request for an admin, so one client must not mint them without end; a browser that
+keeps its cookie never counts again. The address is the TCP peer's (the app has no setting
+that says which proxy header to trust)."""
 CLIENT_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 BOT_ID = re.compile(r"^b[0-9a-f]{32}$")
 STATIC = {
@@ -64,11 +71,12 @@ def sse(kind: str, data: dict[str, Any]) -> bytes:
 
 
 class Refused(Exception):
-    """A request this channel answers with one line (status, text)."""
+    """A request this channel answers with one line (status, text, and for 429 when to retry)."""
 
-    def __init__(self, status: int, text: str) -> None:
+    def __init__(self, status: int, text: str, *, retry_after: int | None = None) -> None:
         super().__init__(text)
         self.status = status
+        self.retry_after = retry_after
 
 
 async def read_json(request: web.Request, sessions: Sessions, visitor: str) -> dict[str, Any]:

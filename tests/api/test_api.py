@@ -269,6 +269,25 @@ async def test_a_tool_round_trip_underneath_a_streamed_answer(
     }
 
 
+async def test_a_body_over_the_limit_is_413_in_openai_format(
+    api: tuple[App, str, str], fake_ollama: FakeOllama
+) -> None:
+    app, url, token = api
+    huge = [{"role": "user", "content": "x" * (1100 * 1024)}]
+    async with client(url, token) as oc:
+        with pytest.raises(openai.APIStatusError) as refused:
+            await oc.chat.completions.create(model="opencomputer", messages=huge)  # type: ignore[arg-type]
+    assert refused.value.status_code == 413
+    assert refused.value.body == {
+        "message": "request body larger than 1024 KiB: send a shorter conversation "
+        "(only the last user message is read)",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": "request_too_large",
+    }
+    assert fake_ollama.chats == [] and await app.store.count_inbound() == 0
+
+
 @pytest.mark.parametrize("policy", ["allowlist", "pairing"])
 async def test_a_key_made_while_the_server_runs_works_at_once(
     make_settings: Callable[..., Settings], fake_ollama: FakeOllama, policy: str

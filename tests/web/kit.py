@@ -6,6 +6,7 @@ stream read line by line as a browser's EventSource reads it).
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -106,7 +107,8 @@ class Visitor:
         sent = {"X-CSRF-Token": self.csrf if csrf is None else csrf, **(headers or {})}
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
         sent.setdefault("Content-Type", "application/json")
-        async with self.http.post(f"{self.base}{path}", data=data, headers=sent) as r:
+        sending: Any = io.BytesIO(data) if len(data) > 1024 * 1024 else data  # aiohttp's advice
+        async with self.http.post(f"{self.base}{path}", data=sending, headers=sent) as r:
             text = await r.text()
             try:
                 return r.status, json.loads(text)

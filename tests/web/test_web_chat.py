@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import aiohttp
 import pytest
 from sqlalchemy import select
 
@@ -23,7 +24,7 @@ from opencomputer.bot.storage.models import InboundRow, ReactionRow
 from opencomputer.bot.testing import FakeOllama
 from opencomputer.connectors.web.channel import WEB
 from opencomputer.connectors.web.session import COOKIE, Sessions, load_secret
-from opencomputer.connectors.web.wire import CSP, MAX_BODY
+from opencomputer.connectors.web.wire import CSP, MAX_BODY, NEW_VISITORS
 from tests.web.kit import bot_messages, serve, settings_for, visitor
 
 pytestmark = pytest.mark.timeout(60)
@@ -126,6 +127,14 @@ async def test_forged_and_malformed_posts_are_refused_with_one_line(
                 {},
                 413,
                 "larger than",
+            ),
+            (  # over the HTTP app's 1 MiB: refused before reading, in the same one line
+                alice,
+                b'{"id": "a1b2c3d4e5", "text": "' + b"z" * (1100 * 1024) + b'"}',
+                None,
+                {},
+                413,
+                "request larger than 1024 KiB; shorten the message",
             ),
         ]
         for who, body, csrf, headers, status, reason in cases:
@@ -380,3 +389,31 @@ async def test_a_lone_surrogate_is_stored_replaced_and_answered(
         sent = fake_ollama.chats[-1]["messages"][-1]["content"]
         assert "\ud83d" not in sent and "\x00" not in sent
         assert [m["text"] for m in await v.history()][-1] == "got it"
+
+
+async def test_one_address_cannot_mint_endless_visitors(make_settings: MakeSettings) -> None:
+    """Each new visitor can make a pairing request: past NEW_VISITORS new sessions an hour
+    from one address, a new one is 429 with one line; a known visitor and other addresses go on.
+    """
+    async with serve(settings_for(make_settings)) as (app, base):
+        async with visitor(base) as known:
+            await known.session()
+            for _ in range(int(NEW_VISITORS.capacity) - 1):  # cookie-less clients: one each
+                async with aiohttp.ClientSession() as fresh:
+                    async with fresh.get(f"{base}/chat/session") as r:
+                        assert r.status == 200
+            async with aiohttp.ClientSession() as fresh:
+                async with fresh.get(f"{base}/chat/session") as r:
+                    answer = await r.json()
+                    assert r.status == 429 and int(r.headers["Retry-After"]) > 0
+                    assert "Set-Cookie" not in r.headers
+            assert answer["ok"] is False
+            assert answer["error"].startswith("too many new chat sessions from your address")
+            assert "\n" not in answer["error"]
+            assert (await known.session())["user"] == known.user  # a kept cookie still works
+            assert (await known.say("hello"))[0] == 202  # and talks
+        elsewhere = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))
+        async with aiohttp.ClientSession(connector=elsewhere) as other:
+            async with other.get(f"{base}/chat/session") as r:
+                assert r.status == 200, await r.text()
+        assert await app.store.count_inbound() == 1

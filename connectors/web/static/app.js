@@ -285,6 +285,11 @@
     try {
       const response = await fetch("chat/session", { credentials: "same-origin", cache: "no-store" });
       const session = await response.json();
+      if (!response.ok) {  // e.g. 429: too many new sessions from this address
+        statusLine.textContent = "not connected";
+        fail(session.error || `error ${response.status}`);
+        return;
+      }
       csrf = session.csrf;
       maxChars = session.max_chars || maxChars;
     } catch {
