@@ -39,6 +39,10 @@ __all__ = [
 ]
 
 _CHUNK = 64 * 1024
+_AUDIO_ONLY = {"video/mp4": "audio/mp4", "video/webm": "audio/webm"}
+"""Containers that hold sound alone as often as film (Slack's audio clips are AAC in MP4,
+browsers record WebM/Opus): the first bytes cannot tell, so a platform's claim of audio
+decides. The worst a false claim gets is a video's sound transcribed, in the sandbox."""
 _REDIRECTS = (301, 302, 303, 307, 308)
 
 
@@ -115,6 +119,8 @@ async def fetch(source: AttachmentSource, attachment: Attachment, max_bytes: int
     if len(data) > max_bytes:  # a connector that did not cap while reading
         raise too_large(attachment, max_bytes)
     mime = sniff(data)
+    if attachment.kind is AttachmentKind.AUDIO and mime in _AUDIO_ONLY:
+        mime = _AUDIO_ONLY[mime]
     real = dataclasses.replace(
         attachment, mime=mime, kind=kind_of(mime), size=len(data), sniffed=True
     )

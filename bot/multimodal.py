@@ -6,7 +6,8 @@ agent runs: each file is fetched through the connector that received it (capped 
 (``bot/plugins/media_sandbox.py``: the decoders parse bytes from anyone who can message the bot),
 and then
 
-* a voice note is transcribed by the speech server at ``OC_STT_URL``; the user sees
+* a voice note is transcribed by the speech engine ``OC_STT_ENGINE`` names (the server at
+  ``OC_STT_URL``, or faster-whisper or PocketSphinx in this process); the user sees
   "🎙 heard: ..." and the transcript is (part of) the turn's text. No server, or a failing one,
   fails the turn with one line (:class:`~bot.hooks.TurnInputError`), so ``/retry`` can answer
   it once the server is back;
@@ -39,7 +40,14 @@ from opencomputer.bot.attachments import (
 from opencomputer.bot.events import Attachment, AttachmentKind, Message
 from opencomputer.bot.hooks import TurnCall, TurnInputError, TurnLayer, TurnNext, hookimpl
 from opencomputer.bot.media.limits import MediaError
-from opencomputer.bot.media.speech import OpenAITranscriber, SpeechError, Transcriber
+from opencomputer.bot.config import SttEngine
+from opencomputer.bot.media.speech import (
+    FasterWhisperTranscriber,
+    OpenAITranscriber,
+    PocketSphinxTranscriber,
+    SpeechError,
+    Transcriber,
+)
 from opencomputer.bot.plugins.media_sandbox import decode_in_sandbox
 from opencomputer.bot.plugins.sandbox import Sandbox
 from opencomputer.graphs.agent.images import VisionCache, no_vision_note
@@ -51,7 +59,7 @@ if TYPE_CHECKING:
     from opencomputer.bot.config import Settings
     from opencomputer.bot.features import Host as App
 
-__all__ = ["CHARS_PER_TOKEN", "Multimodal", "document_budget", "setup"]
+__all__ = ["CHARS_PER_TOKEN", "Multimodal", "document_budget", "make_transcriber", "setup"]
 
 logger = logging.getLogger(__name__)
 
@@ -181,9 +189,10 @@ class Multimodal:
             reading.readable = True
         elif attachment.kind is AttachmentKind.DOCUMENT:
             self._add_document(reading, name, attachment.mime, await self._extract(got, reading))
-        else:
-            what = attachment.mime or str(attachment.kind)
-            reading.problem(f"{name} is a {attachment.kind} file ({what}), which I cannot read")
+        elif attachment.kind is AttachmentKind.VIDEO:
+            reading.problem(f"{name} is a video file ({attachment.mime}), which I cannot read")
+        else:  # a program, an archive, anything unknown
+            reading.problem(f"{name} is not a file I can read ({attachment.mime or 'unknown'})")
 
     async def _transcribe(self, got: Fetched) -> str:
         if self.transcriber is None:
@@ -262,14 +271,31 @@ def _protected(settings: Settings) -> list[Path]:
     return paths
 
 
-async def setup(app: App) -> None:
-    """Register the ``input`` layer; open the speech client when ``OC_STT_URL`` is set."""
+async def make_transcriber(app: App) -> Transcriber | None:
+    """The speech-to-text engine ``OC_STT_ENGINE`` names (None: no server set up).
+
+    ``server`` is the OpenAI-compatible client for ``OC_STT_URL``; the in-process engines load
+    their model on the first voice note, so a missing extra or model is that turn's one-line
+    error, not a failed start.
+    """
     settings = app.settings
-    transcriber: OpenAITranscriber | None = None
-    if settings.stt_url:
-        key = settings.stt_api_key.get_secret_value() if settings.stt_api_key else None
-        transcriber = OpenAITranscriber(settings.stt_url, model=settings.stt_model, api_key=key)
-        await transcriber.start()
-        app.on_stop.append(transcriber.stop)
+    if settings.stt_engine is SttEngine.POCKETSPHINX:
+        return PocketSphinxTranscriber()
+    if settings.stt_engine is SttEngine.FASTER_WHISPER:
+        model = settings.stt_model if settings.stt_model != "whisper-1" else "base"
+        return FasterWhisperTranscriber(model)
+    if not settings.stt_url:
+        return None
+    key = settings.stt_api_key.get_secret_value() if settings.stt_api_key else None
+    client = OpenAITranscriber(settings.stt_url, model=settings.stt_model, api_key=key)
+    await client.start()
+    app.on_stop.append(client.stop)
+    return client
+
+
+async def setup(app: App) -> None:
+    """Register the ``input`` layer with the speech engine ``OC_STT_ENGINE`` names."""
+    settings = app.settings
+    transcriber = await make_transcriber(app)
     sandbox = Sandbox(mode=settings.plugin_sandbox, protect=_protected(settings))
     app.hooks.register(Multimodal(app, sandbox=sandbox, transcriber=transcriber), "multimodal")

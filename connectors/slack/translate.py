@@ -15,7 +15,16 @@ from typing import Any
 
 from opencomputer.bot import text as core_text
 from opencomputer.bot.attachments import claimed_kind
-from opencomputer.bot.events import Attachment, Chat, ChatKind, Command, Message, Reaction, User
+from opencomputer.bot.events import (
+    Attachment,
+    AttachmentKind,
+    Chat,
+    ChatKind,
+    Command,
+    Message,
+    Reaction,
+    User,
+)
 from opencomputer.bot.quarantine import PoisonEvent
 
 __all__ = [
@@ -141,7 +150,10 @@ def _attachments(event: Payload) -> tuple[Attachment, ...]:
         mime = str(item.get("mimetype") or "")
         size = item.get("size")
         size = size if isinstance(size, int) and not isinstance(size, bool) else None
-        found.append(Attachment(claimed_kind(mime, name), url, name, mime, size))
+        # a recorded audio clip is AAC in MP4, at times labelled video/mp4: its subtype tells
+        audio = item.get("subtype") == "slack_audio"
+        kind = AttachmentKind.AUDIO if audio else claimed_kind(mime, name)
+        found.append(Attachment(kind, url, name, mime, size))
     return tuple(found)
 
 
