@@ -13,22 +13,25 @@ from __future__ import annotations
 import io
 import wave
 from collections.abc import Iterator
-
-import av
-import av.error
+from typing import TYPE_CHECKING
 
 from opencomputer.bot.media.limits import DEFAULT_MAX_AUDIO_SECONDS, MediaError
 
-__all__ = ["audio_seconds", "decode_pcm", "is_ogg_opus", "to_ogg_opus", "to_wav"]
+if TYPE_CHECKING:
+    import av
 
-_DECODE_ERRORS = (av.error.FFmpegError, ValueError, IndexError, EOFError)
+__all__ = ["audio_seconds", "decode_pcm", "is_ogg_opus", "to_ogg_opus", "to_wav"]
 
 
 def _frames(data: bytes, rate: int, layout: str, fmt: str) -> Iterator[av.AudioFrame]:
     """Decoded, resampled frames of the first audio stream of ``data``."""
+    import av  # FFmpeg's libraries: loaded with the first audio, not at start-up (~0.1 s)
+    import av.error
+
+    decode_errors = (av.error.FFmpegError, ValueError, IndexError, EOFError)
     try:
         container = av.open(io.BytesIO(data), mode="r")
-    except _DECODE_ERRORS as exc:
+    except decode_errors as exc:
         raise MediaError(f"this is not an audio file we can read ({_why(exc)})") from None
     with container:
         if not container.streams.audio:
@@ -39,7 +42,7 @@ def _frames(data: bytes, rate: int, layout: str, fmt: str) -> Iterator[av.AudioF
             for frame in container.decode(stream):
                 yield from resampler.resample(frame)
             yield from resampler.resample(None)
-        except _DECODE_ERRORS as exc:
+        except decode_errors as exc:
             raise MediaError(f"the audio is damaged or cut short ({_why(exc)})") from None
 
 
@@ -88,6 +91,8 @@ def to_ogg_opus(
     data: bytes, *, bitrate: int = 32000, max_seconds: float = DEFAULT_MAX_AUDIO_SECONDS
 ) -> bytes:
     """Any audio PyAV reads, as OGG/Opus (48 kHz mono), the format of a messenger voice note."""
+    import av
+
     out = io.BytesIO()
     with av.open(out, mode="w", format="ogg") as container:
         stream = container.add_stream("libopus", rate=48000)
