@@ -2,7 +2,7 @@
 (``executable_path``: no browser download), and where their screenshots go.
 
 Screenshots are saved on every run for review, under ``test-artifacts/screenshots/<suite>/``
-at the repository's root (ignored by git, replaced by each run), or under
+at the repository's root (ignored by git, emptied once by each run), or under
 ``$OC_TEST_SCREENSHOTS`` when set.
 """
 
@@ -22,13 +22,19 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "screenshots"
 
 
+_EMPTIED: set[Path] = set()
+"""Suite folders this run already emptied: a suite's second browser test keeps the first's."""
+
+
 @pytest.fixture
 def shots(request: pytest.FixtureRequest) -> Path:
-    """The folder for this suite's screenshots (``web``, ``control``), emptied first."""
+    """The folder for this suite's screenshots (``web``, ``control``), emptied once a run."""
     suite = request.node.module.__name__.split(".")[-2]
     root = Path(os.environ.get("OC_TEST_SCREENSHOTS") or ARTIFACTS)
     folder = root / suite
-    shutil.rmtree(folder, ignore_errors=True)
+    if folder not in _EMPTIED:
+        shutil.rmtree(folder, ignore_errors=True)
+        _EMPTIED.add(folder)
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 

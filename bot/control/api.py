@@ -9,8 +9,6 @@ chat, and the decision is audited under the admin's own account.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -19,6 +17,7 @@ from sqlalchemy import or_, select
 
 from opencomputer.bot import audit
 from opencomputer.bot.control.auth import Admin
+from opencomputer.bot.control.live import Event, LiveFeed, Source
 from opencomputer.bot.control.web import HEADERS, ControlWeb, error
 from opencomputer.bot.storage.models import InboundRow, ReplyRow
 
@@ -30,17 +29,26 @@ __all__ = ["ControlApi"]
 _IN = InboundRow.__table__  # type: ignore[attr-defined]
 _REPLY = ReplyRow.__table__  # type: ignore[attr-defined]
 EVENT_POLL = 1.0
-"""Seconds between the live stream's looks at what changed (cheap queries, one admin)."""
+"""Seconds between a live stream's checks that its session is still good."""
 
 
 class ControlApi:
     """The JSON routes of the control room."""
 
-    def __init__(self, app: Host, web_: ControlWeb) -> None:
+    def __init__(self, app: Host, web_: ControlWeb, sources: dict[str, Source]) -> None:
+        """``sources``: the other pages' live data by event name (plugins, people, ...)."""
         self.app = app
         self.web = web_
         self.closing = asyncio.Event()
         """Set when the app stops: open event streams end at once instead of holding it up."""
+        self.feed = LiveFeed(
+            {"approvals": self._approvals, "overview": self.overview_data, **sources},
+            self.closing,
+        )
+        """What changed, for every open page (bot/control/live.py)."""
+
+    async def _approvals(self) -> dict[str, Any]:
+        return {"approvals": await self.pending()}
 
     def routes(self) -> list[web.RouteDef]:
         """Every data route, guarded."""
@@ -211,11 +219,12 @@ class ControlApi:
 
     # --- live events -------------------------------------------------------------------
     async def events(self, request: web.Request, admin: Admin) -> web.StreamResponse:
-        """Server-sent events: ``approvals`` and ``overview`` whenever they change.
+        """Server-sent events: each source's data whenever it changes (bot/control/live.py).
 
-        The stream looks every second (two small queries) rather than hooking into the
-        approval gate, so it also sees approvals other processes created; it ends when the
-        session does (logout, expiry, admin rights revoked).
+        A new page gets every source's current data; a page reconnecting with
+        ``Last-Event-ID`` gets only what it missed, or ``reload`` and the current data when the
+        buffer no longer reaches back that far. The stream ends when the session does
+        (logout, expiry, admin rights revoked) or the app stops.
         """
         response = web.StreamResponse(
             headers={
@@ -224,23 +233,35 @@ class ControlApi:
                 "X-Accel-Buffering": "no",
             }
         )
-        await response.prepare(request)
-        last: dict[str, str] = {}
+        feed = self.feed
+        await feed.join()
         try:
+            await response.prepare(request)
+            last = request.headers.get("Last-Event-ID", "")
+            missed = feed.since(last) if last else None
+            cursor = feed.seq
+            if last and missed is None:
+                await response.write(b"retry: 2000\nevent: reload\ndata: {}\n\n")
+            await self._write(response, feed.snapshot() if missed is None else missed)
             while not self.closing.is_set() and await self.web.admin_of(request) is not None:
-                for kind, data in (
-                    ("approvals", {"approvals": await self.pending()}),
-                    ("overview", await self.overview_data()),
-                ):
-                    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-                    if last.get(kind) != text:
-                        last[kind] = text
-                        await response.write(f"event: {kind}\ndata: {text}\n\n".encode())
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.closing.wait(), EVENT_POLL)
+                await feed.wait(cursor, EVENT_POLL)
+                new = [e for e in feed.events if e.seq > cursor]
+                if new and new[0].seq > cursor + 1:  # this page fell behind the buffer
+                    await response.write(b"event: reload\ndata: {}\n\n")
+                    new = feed.snapshot()
+                cursor = feed.seq
+                await self._write(response, new)
         except ConnectionResetError:  # the browser went away
             pass
+        finally:
+            feed.leave()
         return response
+
+    async def _write(self, response: web.StreamResponse, events: list[Event]) -> None:
+        for e in events:
+            await response.write(
+                f"id: {self.feed.event_id(e)}\nevent: {e.kind}\ndata: {e.text}\n\n".encode()
+            )
 
 
 def _json(data: dict[str, Any]) -> web.Response:

@@ -55,11 +55,20 @@ class _Control:
         self.app = app
         self.logins = logins
         self.web = ControlWeb(app, logins)
-        self.api = ControlApi(app, self.web)
         self.pages = ControlPages(app, self.web)
         self.plugins = PluginsPage(app, self.web)
         self.people = PeoplePage(app, self.web)
         self.schedules = SchedulesPage(app, self.web)
+        self.api = ControlApi(
+            app,
+            self.web,
+            {
+                "plugins": self.plugins.data,
+                "people": self.people.data,
+                "schedules": self.schedules.data,
+                "conversations": self.pages.changes,
+            },
+        )
         self.activity = ActivityChart(app, self.web)
 
     @hookimpl
@@ -105,5 +114,6 @@ async def setup(app: Host) -> None:
 
     async def close_streams() -> None:
         control.api.closing.set()
+        await control.api.feed.stop()
 
     app.on_stop.append(close_streams)

@@ -126,6 +126,31 @@ class ControlPages:
             }
         )
 
+    async def changes(self) -> dict[str, Any]:
+        """The live ``conversations`` event: the newest message and the newest replies' state.
+
+        It changes when a message arrives, a reply is recorded or grows, or a delivery ends,
+        so an open list or transcript redraws itself (reads by primary key: cheap each second).
+        """
+        async with self.app.store.engine.connect() as conn:
+            newest = await conn.scalar(select(func.max(_IN.c.id)))
+            replies = list(
+                await conn.execute(
+                    select(
+                        _REPLY.c.id,
+                        _REPLY.c.conversation,
+                        _REPLY.c.status,
+                        func.length(_REPLY.c.text).label("size"),
+                    )
+                    .order_by(_REPLY.c.id.desc())
+                    .limit(20)
+                )
+            )
+        return {
+            "message": int(newest or 0),
+            "replies": [[int(r.id), r.conversation, r.status, int(r.size or 0)] for r in replies],
+        }
+
     async def transcript(self, request: web.Request, _admin: Admin) -> web.StreamResponse:
         """What was said in one conversation (``?conversation=``), each reply with its votes."""
         key = request.query.get("conversation", "")

@@ -11,7 +11,7 @@ is ``/memory delete`` done for the person. Each change is audited under the admi
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from sqlalchemy import func, select
@@ -50,7 +50,14 @@ class PeoplePage:
         ]
 
     async def people(self, _request: web.Request, _admin: Admin) -> web.StreamResponse:
-        """Everyone the bot knows of: linked, granted, remembered; grants; pairing requests."""
+        """The people page's data."""
+        return ok(await self.data())
+
+    async def data(self) -> dict[str, Any]:
+        """Everyone the bot knows of: linked, granted, remembered; grants; pairing requests.
+
+        Also the live ``people`` event: a pairing request arriving, a grant or a link changed.
+        """
         services = self.app.extras["admin"]
         policy, identity = services.policy, services.identity
         grants = policy.grants()
@@ -87,22 +94,20 @@ class PeoplePage:
             }
             for person, accounts in sorted(persons.items())
         ]
-        return ok(
-            {
-                "people": people,
-                "grants": [{"subject": s, "role": r} for s, r in sorted(grants.items())],
-                "pairing": [
-                    {
-                        "user": r.user_key,
-                        "name": r.user_name,
-                        "chat": r.address,
-                        "created_at": r.created_at,
-                        "expires_at": r.expires_at,
-                    }
-                    for r in pending
-                ],
-            }
-        )
+        return {
+            "people": people,
+            "grants": [{"subject": s, "role": r} for s, r in sorted(grants.items())],
+            "pairing": [
+                {
+                    "user": r.user_key,
+                    "name": r.user_name,
+                    "chat": r.address,
+                    "created_at": r.created_at,
+                    "expires_at": r.expires_at,
+                }
+                for r in pending
+            ],
+        }
 
     def _role(self, key: str, grants: dict[str, str]) -> str:
         if key in self.app.settings.admins:

@@ -75,20 +75,29 @@ class PluginsPage:
             web.post("/ui/api/plugins/{name}", guard(self.change, changes=True)),
         ]
 
-    async def list_(self, _request: web.Request, _admin: Admin) -> web.StreamResponse:
-        """Every plugin, the ones set aside with why, and MCP servers by name."""
+    async def data(self) -> dict[str, Any] | None:
+        """Every plugin, the ones set aside with why, and MCP servers by name (None: off).
+
+        Also the live ``plugins`` event, so an open page hears of a grant or an enablement
+        changed elsewhere (chat, CLI, another admin).
+        """
         system = self.app.extras.get("plugins")
         if system is None:
-            return error(404, "the plugin system is off (OC_FEATURES_OFF)")
+            return None
         plugins = [describe(p, system) for _, p in sorted(system.host.plugins.items())]
         mcp = sorted({t.plugin for t in system.mcp.tools()}) if system.mcp is not None else []
-        return ok(
-            {
-                "plugins": plugins,
-                "broken": [{"name": b.name, "reason": b.reason} for b in system.host.broken],
-                "mcp": [{"name": n, "enabled": system.enablement.is_enabled(n)} for n in mcp],
-            }
-        )
+        return {
+            "plugins": plugins,
+            "broken": [{"name": b.name, "reason": b.reason} for b in system.host.broken],
+            "mcp": [{"name": n, "enabled": system.enablement.is_enabled(n)} for n in mcp],
+        }
+
+    async def list_(self, _request: web.Request, _admin: Admin) -> web.StreamResponse:
+        """The plugins page's data."""
+        data = await self.data()
+        if data is None:
+            return error(404, "the plugin system is off (OC_FEATURES_OFF)")
+        return ok(data)
 
     async def change(self, request: web.Request, admin: Admin) -> web.StreamResponse:
         """``{"action": "enable"|"disable", "chat"?}``, ``{"action": "grant"|"revoke",

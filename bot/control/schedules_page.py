@@ -7,7 +7,7 @@ scale-out the gateway's is told); the admin's move is audited as ``schedule.canc
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from sqlalchemy import select
@@ -43,29 +43,34 @@ class SchedulesPage:
 
     async def list_(self, _request: web.Request, _admin: Admin) -> web.StreamResponse:
         """Active schedules, soonest first."""
+        data = await self.data()
+        if data is None:
+            return error(404, "the schedules feature is off (OC_FEATURES_OFF)")
+        return ok(data)
+
+    async def data(self) -> dict[str, Any] | None:
+        """Active schedules, soonest first (None: the feature is off); the live event too."""
         scheduler = self.app.extras.get("scheduler")
         if scheduler is None:
-            return error(404, "the schedules feature is off (OC_FEATURES_OFF)")
+            return None
         rows = await scheduler.active()
-        return ok(
-            {
-                "schedules": [
-                    {
-                        "id": int(r.id),
-                        "person": r.person,
-                        "chat": f"{r.platform}:{r.chat_id}",
-                        "user": r.user_name or r.user_id,
-                        "action": r.action,
-                        "text": r.text,
-                        "repeat": describe_repeat(r.repeat) if r.repeat else "",
-                        "tz": r.tz,
-                        "next_run": r.next_run,
-                        "runs": r.runs,
-                    }
-                    for r in rows
-                ]
-            }
-        )
+        return {
+            "schedules": [
+                {
+                    "id": int(r.id),
+                    "person": r.person,
+                    "chat": f"{r.platform}:{r.chat_id}",
+                    "user": r.user_name or r.user_id,
+                    "action": r.action,
+                    "text": r.text,
+                    "repeat": describe_repeat(r.repeat) if r.repeat else "",
+                    "tz": r.tz,
+                    "next_run": r.next_run,
+                    "runs": r.runs,
+                }
+                for r in rows
+            ]
+        }
 
     async def cancel(self, request: web.Request, admin: Admin) -> web.StreamResponse:
         """``{"action": "cancel"}``: what ``/schedules cancel ID`` does for its owner."""

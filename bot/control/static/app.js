@@ -8,6 +8,7 @@
   let csrf = "";
   let approvals = [];
   let overview = null;
+  let query = "";
 
   function el(tag, text, cls) {
     const node = document.createElement(tag);
@@ -132,6 +133,7 @@
     const search = el("input");
     search.type = "search";
     search.placeholder = "Search chats and messages";
+    search.value = query;  // kept when the list redraws itself live
     const list = el("ul", null, "conversations");
     async function load() {
       const data = await api("conversations?q=" + encodeURIComponent(search.value));
@@ -145,7 +147,7 @@
       }
       if (!data.conversations.length) { list.append(el("li", "No conversations.")); }
     }
-    search.addEventListener("change", () => load().catch((e) => say(e.message)));
+    search.addEventListener("change", () => { query = search.value; load().catch((e) => say(e.message)); });
     view.replaceChildren(el("h1", "Conversations"), search, list);
     await load();
   }
@@ -235,6 +237,19 @@
       overview = JSON.parse(e.data);
       if ((location.hash.slice(1) || "overview") === "overview") { drawOverview(); }
     });
+    // The other pages hear that their data changed and redraw (never while the admin types).
+    function redraw(page, always) {
+      const route = location.hash.slice(1) || "overview";
+      if (route.split("/")[0] !== page || (!always && route.includes("/"))) { return; }
+      const typing = document.activeElement;
+      if (typing && typing.tagName === "INPUT" && typing.value && view.contains(typing)) { return; }
+      draw();
+    }
+    for (const page of ["plugins", "people", "schedules"]) {
+      events.addEventListener(page, () => redraw(page, false));
+    }
+    events.addEventListener("conversations", () => redraw("conversations", true));
+    events.addEventListener("reload", () => { draw(); });  // missed too much: draw afresh
     events.addEventListener("error", async () => {
       // The stream ends when the session does: find out whether that is why.
       try { await api("session"); } catch (e) { /* api() went to the login page */ }
