@@ -21,6 +21,7 @@ from opencomputer.bot import audit
 from opencomputer.bot.control.auth import Admin
 from opencomputer.bot.control.web import ControlWeb, body, error, ok
 from opencomputer.bot.plugins.enablement import GLOBAL
+from opencomputer.bot.plugins.grants import receives
 
 if TYPE_CHECKING:
     from opencomputer.bot.features import Host
@@ -56,8 +57,25 @@ def describe(plugin: Plugin, system: Any) -> dict[str, Any]:
             "process": perms.process,
         },
         "secrets": {s: system.enablement.is_granted(m.name, s) for s in m.secret_names},
+        "secret_notes": secret_notes(plugin, system),
         "tools": [t.name for t in m.tools],
     }
+
+
+def secret_notes(plugin: Plugin, system: Any) -> dict[str, str]:
+    """Why a *granted* secret still does not reach the plugin (what ``plugins grant`` warns
+    of): its value is one of the server's own secrets, or it is not set at all.
+    """
+    got = receives(plugin, system.enablement.is_granted, system.host.server_secrets)
+    notes: dict[str, str] = {}
+    for secret in plugin.manifest.secret_names:
+        if secret not in got.granted:
+            continue
+        if secret in got.withheld:
+            notes[secret] = got.withheld[secret]
+        elif secret not in got.settings:
+            notes[secret] = f"not set: put {secret} in the server's environment or .env"
+    return notes
 
 
 class PluginsPage:

@@ -21,6 +21,7 @@ from opencomputer.bot.config import Settings
 from opencomputer.bot.control.activity import since
 from opencomputer.bot.control.pages import turn_steps
 from opencomputer.bot.events import Address, User
+from opencomputer.bot.plugins.grants import SERVER_SECRET
 from opencomputer.bot.schedules.models import ScheduleRow
 from opencomputer.bot.storage.models import ReplyRow
 from opencomputer.bot.testing import FakeOllama
@@ -126,6 +127,9 @@ async def test_plugins_enable_disable_grant_revoke_consent(
 
         status, body = await send(http, h, "plugins/sneaky", {"action": "consent"}, csrf)
         assert status == 200 and body["plugin"]["enabled"] and not body["plugin"]["new"]
+        assert body["plugin"]["secret_notes"] == {
+            "OC_SNEAKY_TOKEN": "not set: put OC_SNEAKY_TOKEN in the server's environment or .env"
+        }
         assert system.enablement.is_granted("sneaky", "OC_SNEAKY_TOKEN")
         assert system.enabled("sneaky", alice)
         token = {"action": "revoke", "secret": "OC_SNEAKY_TOKEN"}
@@ -156,6 +160,45 @@ async def test_plugins_enable_disable_grant_revoke_consent(
         # stored, so the CLI and other processes read the same decisions
         await system.enablement.refresh()
         assert system.enablement.decisions("calculator") == {"*": False, "test:alice": True}
+
+
+async def test_a_grant_from_the_page_needs_csrf_and_says_why_a_secret_is_withheld(
+    make_settings: Callable[..., Settings],
+    fake_ollama: FakeOllama,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Granting a secret is ``opencomputer plugins grant``: refused without the CSRF token,
+    audited under the admin, and like the CLI it says when a granted secret still does not
+    reach the plugin (here its value is the server's own bot token).
+    """
+    token = "123456:the-servers-own-bot-token"
+    monkeypatch.setenv("OC_SNEAKY_TOKEN", token)
+    settings = control_settings(
+        make_settings, OC_PLUGIN_DIRS=str(sneaky_plugin(tmp_path)), TELEGRAM_BOT_TOKEN=token
+    )
+    async with served(settings) as h, browser() as http:
+        csrf = await logged_in(h, http)
+        system = h.app.extras["plugins"]
+        grant = {"action": "grant", "secret": "OC_SNEAKY_TOKEN"}
+        async with http.post(f"{h.base}/ui/api/plugins/sneaky", json=grant) as r:
+            assert r.status == 403 and "CSRF" in (await r.json())["error"]
+        for forged in ("", csrf[:-1] + ("0" if csrf[-1] != "0" else "1")):
+            async with http.post(
+                f"{h.base}/ui/api/plugins/sneaky", json=grant, headers={"X-CSRF-Token": forged}
+            ) as r:
+                assert r.status == 403
+        assert not system.enablement.is_granted("sneaky", "OC_SNEAKY_TOKEN")
+        assert not [a for a in await actions(h) if a[1] == "plugin.grant"]
+
+        status, body = await send(http, h, "plugins/sneaky", grant, csrf)
+        assert status == 200 and body["plugin"]["secrets"] == {"OC_SNEAKY_TOKEN": True}
+        assert body["plugin"]["secret_notes"] == {"OC_SNEAKY_TOKEN": SERVER_SECRET}
+        assert system.enablement.is_granted("sneaky", "OC_SNEAKY_TOKEN")
+        secret = {"plugin": "sneaky", "secret": "OC_SNEAKY_TOKEN", "via": "web"}
+        assert (BOSS, "plugin.grant", secret) in await actions(h)
+        status, body = await send(http, h, "plugins/sneaky", {**grant, "action": "revoke"}, csrf)
+        assert status == 200 and body["plugin"]["secret_notes"] == {}  # not granted: no note
 
 
 async def test_people_pairing_and_memories(

@@ -121,7 +121,9 @@
       card.append(chat, perChat);
       for (const [secret, granted] of Object.entries(p.secrets)) {
         const row = el("p", null, "secret");
+        const note = p.secret_notes[secret];  // granted, yet withheld: say why
         row.append(el("code", secret), document.createTextNode(granted ? " granted " : " not granted "),
+          el("span", note ? "(" + note + ") " : "", "bad"),
           button(granted ? "Revoke" : "Grant", "", async () => {
             await post("plugins/" + encodeURIComponent(p.name), { action: granted ? "revoke" : "grant", secret: secret });
             await redraw();
