@@ -30,6 +30,7 @@ __all__ = [
     "ConfigError",
     "DmPolicy",
     "Settings",
+    "SttEngine",
     "load_settings",
     "normalise_model_host",
     "normalise_ollama_host",
@@ -42,6 +43,14 @@ __all__ = [
 
 class ConfigError(Exception):
     """Settings are invalid; the message is meant for the person running the bot."""
+
+
+class SttEngine(StrEnum):
+    """Where voice notes are transcribed."""
+
+    SERVER = "server"
+    FASTER_WHISPER = "faster-whisper"
+    POCKETSPHINX = "pocketsphinx"
 
 
 class DmPolicy(StrEnum):
@@ -189,6 +198,13 @@ class Settings(BaseSettings):
         "OC_STT_URL",
         "Speech-to-text server for voice notes: any OpenAI-compatible /v1/audio/transcriptions "
         "(whisper.cpp server, speaches, vLLM...), e.g. http://127.0.0.1:8000/v1.",
+    )
+    stt_engine: SttEngine = _env(
+        "OC_STT_ENGINE",
+        "Speech-to-text engine: 'server' (OC_STT_URL), or in this process 'faster-whisper' "
+        "(the whisper extra; OC_STT_MODEL is its model size or folder) or 'pocketsphinx' "
+        "(the stt-local extra: its PyPI wheel ships an en-US model, small and far less accurate).",
+        SttEngine.SERVER,
     )
     stt_model: str = _env("OC_STT_MODEL", "Model name sent to the speech server.", "whisper-1")
     stt_api_key: SecretStr | None = _env(

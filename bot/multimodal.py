@@ -37,10 +37,10 @@ from opencomputer.bot.attachments import (
     fetch,
     max_bytes,
 )
+from opencomputer.bot.config import SttEngine
 from opencomputer.bot.events import Attachment, AttachmentKind, Message
 from opencomputer.bot.hooks import TurnCall, TurnInputError, TurnLayer, TurnNext, hookimpl
 from opencomputer.bot.media.limits import MediaError
-from opencomputer.bot.config import SttEngine
 from opencomputer.bot.media.speech import (
     FasterWhisperTranscriber,
     OpenAITranscriber,

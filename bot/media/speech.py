@@ -3,7 +3,8 @@
 Back-ends: any server speaking OpenAI's audio API (``POST /v1/audio/transcriptions``, multipart:
 ``file``, ``model``, ``response_format``; ``POST /v1/audio/speech``, JSON) -- whisper.cpp's
 server, faster-whisper servers (speaches), vLLM, LocalAI, OpenAI itself -- and, as the
-``whisper`` extra, faster-whisper in this process. One long-lived aiohttp session per client
+``whisper`` extra, faster-whisper in this process, or, as the ``stt-local`` extra, PocketSphinx
+(its wheel ships an English model). One long-lived aiohttp session per client
 (``start``/``stop``). Every failure is a :class:`SpeechError` whose text is one line saying what
 went wrong and what to check; the caller keeps the message for ``/retry``.
 """
@@ -24,6 +25,7 @@ __all__ = [
     "FasterWhisperTranscriber",
     "OpenAISpeaker",
     "OpenAITranscriber",
+    "PocketSphinxTranscriber",
     "Speaker",
     "SpeechError",
     "Transcriber",
@@ -274,6 +276,67 @@ class FasterWhisperTranscriber:
                 self._model = await asyncio.to_thread(self._load)
             text = await asyncio.to_thread(self._run, audio)
         return _cut(text, self.max_chars)
+
+
+class PocketSphinxTranscriber:
+    """PocketSphinx in this process (the ``stt-local`` extra, ``OC_STT_ENGINE=pocketsphinx``).
+
+    Its PyPI wheel ships the US English acoustic model, dictionary and language model, so it
+    works offline from the install on, with nothing fetched ever. It is small and fast but far
+    less accurate than Whisper (tests/media/test_speech_real.py measures it on synthetic
+    speech): a fallback for servers without a speech server, English only. ``model_dir``,
+    ``lm`` and ``dictionary`` point at another language's model files.
+    """
+
+    def __init__(
+        self,
+        *,
+        model_dir: str | None = None,
+        lm: str | None = None,
+        dictionary: str | None = None,
+        max_seconds: float = DEFAULT_MAX_AUDIO_SECONDS,
+        max_chars: int = 8000,
+    ) -> None:
+        self.paths = {"hmm": model_dir, "lm": lm, "dict": dictionary}
+        self.max_seconds = max_seconds
+        self.max_chars = max_chars
+        self._decoder: Any = None
+        self._lock = asyncio.Lock()
+
+    def _load(self) -> Any:
+        try:
+            from pocketsphinx import Decoder
+        except ImportError:
+            raise SpeechError(
+                "pocketsphinx is not installed: pip install 'opencomputer[stt-local]', "
+                "or set OC_STT_URL to a speech server"
+            ) from None
+        given = {key: value for key, value in self.paths.items() if value}
+        try:  # the defaults are the model files inside the wheel
+            return Decoder(samprate=16000, loglevel="FATAL", **given)
+        except Exception as exc:  # a missing or broken model file: one line
+            raise SpeechError(f"the pocketsphinx model could not be loaded ({exc})") from None
+
+    def _run(self, audio: bytes) -> str:
+        pcm = decode_pcm(audio, max_seconds=self.max_seconds)  # 16 kHz mono s16, as it wants
+        decoder = self._decoder
+        decoder.start_utt()
+        # Streaming mode (live cepstral mean): on espeak-ng's speech, full_utt=True (batch
+        # mean over the utterance) made nearly every word wrong.
+        decoder.process_raw(pcm, full_utt=False)
+        decoder.end_utt()
+        hyp = decoder.hyp()
+        return "" if hyp is None else str(hyp.hypstr)
+
+    async def transcribe(self, audio: bytes, mime: str) -> str:
+        """The transcript (decoding and recognition run in a worker thread, one at a time:
+        the decoder holds one utterance's state).
+        """
+        async with self._lock:
+            if self._decoder is None:
+                self._decoder = await asyncio.to_thread(self._load)
+            text = await asyncio.to_thread(self._run, audio)
+        return _cut(text.strip(), self.max_chars)
 
 
 def _transcript(body: bytes, content_type: str, url: str) -> str:
