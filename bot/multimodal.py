@@ -8,9 +8,10 @@ and then
 
 * a voice note is transcribed by the speech engine ``OC_STT_ENGINE`` names (the server at
   ``OC_STT_URL``, or faster-whisper or PocketSphinx in this process); the user sees
-  "🎙 heard: ..." and the transcript is (part of) the turn's text. No server, or a failing one,
-  fails the turn with one line (:class:`~bot.hooks.TurnInputError`), so ``/retry`` can answer
-  it once the server is back;
+  "🎙 heard: ..." and the transcript is (part of) the turn's text. It is kept with the stored
+  message (``bot/media/transcripts.py``), so ``/retry`` and recovery reuse it. No server, or a
+  failing one, fails the turn with one line (:class:`~bot.hooks.TurnInputError`), so
+  ``/retry`` can answer it once the server is back;
 * an image goes to a vision model as base64 (``TurnContext.images``); a model without vision
   reads a note instead, and the user is told once per conversation;
 * a document's text (PDF, DOCX, text, Markdown, CSV, code) is appended in a delimited block,
@@ -48,6 +49,7 @@ from opencomputer.bot.media.speech import (
     SpeechError,
     Transcriber,
 )
+from opencomputer.bot.media.transcripts import TranscriptStore, inbound_id_of
 from opencomputer.bot.plugins.media_sandbox import decode_in_sandbox
 from opencomputer.bot.plugins.sandbox import Sandbox
 from opencomputer.graphs.agent.images import VisionCache, no_vision_note
@@ -108,11 +110,18 @@ class Multimodal:
     """The ``input`` turn layer and what it needs across turns."""
 
     def __init__(
-        self, app: App, *, sandbox: Sandbox, transcriber: Transcriber | None = None
+        self,
+        app: App,
+        *,
+        sandbox: Sandbox,
+        transcriber: Transcriber | None = None,
+        transcripts: TranscriptStore | None = None,
     ) -> None:
         self.app = app
         self.sandbox = sandbox
         self.transcriber = transcriber
+        self.transcripts = transcripts
+        """Where transcripts are kept with their message, for ``/retry`` (None: not kept)."""
         self.vision = VisionCache()
         self.told_no_vision: set[str] = set()
         """Conversations told their model cannot see images: in memory, so after a restart
@@ -137,14 +146,19 @@ class Multimodal:
             reading.parts.append(call.text)
             reading.readable = True
         source = self.app.runtime.connectors.get(msg.platform)
-        for attachment in msg.attachments:
+        kept = await self._kept_transcripts(call)
+        for index, attachment in enumerate(msg.attachments):
+            if index in kept:  # heard in an earlier attempt (/retry): not again, not said twice
+                reading.parts.append(kept[index])
+                reading.readable = True
+                continue
             try:
                 got = await self._fetch(source, attachment)
             except AttachmentError as exc:
                 reading.problem(str(exc))
                 continue
             try:
-                await self._read_one(call, got, reading)
+                await self._read_one(call, got, reading, index)
             except SpeechError as exc:
                 raise TurnInputError(f"I could not transcribe your voice note: {exc}.") from None
             except MediaError as exc:
@@ -167,13 +181,23 @@ class Multimodal:
             )
         return await fetch(source, attachment, max_bytes(self.app.settings))
 
-    async def _read_one(self, call: TurnCall, got: Fetched, reading: _Reading) -> None:
+    async def _kept_transcripts(self, call: TurnCall) -> dict[int, str]:
+        """Transcripts an earlier attempt at this stored message made (none for a new one)."""
+        inbound_id = inbound_id_of(call.ctx.turn_key)
+        if self.transcripts is None or inbound_id is None or not call.retry:
+            return {}
+        return await self.transcripts.kept(inbound_id)
+
+    async def _read_one(self, call: TurnCall, got: Fetched, reading: _Reading, index: int) -> None:
         attachment, name = got.attachment, _name(got.attachment)
         if attachment.kind is AttachmentKind.AUDIO:
             text = await self._transcribe(got)
             if not text:
                 reading.problem(f"no words could be made out in {name}")
                 return
+            inbound_id = inbound_id_of(call.ctx.turn_key)
+            if self.transcripts is not None and inbound_id is not None:
+                await self.transcripts.keep(inbound_id, index, text)
             await self._say(call.message, f"🎙 heard: {text}")
             reading.parts.append(text)
             reading.readable = True
@@ -298,4 +322,6 @@ async def setup(app: App) -> None:
     settings = app.settings
     transcriber = await make_transcriber(app)
     sandbox = Sandbox(mode=settings.plugin_sandbox, protect=_protected(settings))
-    app.hooks.register(Multimodal(app, sandbox=sandbox, transcriber=transcriber), "multimodal")
+    transcripts = TranscriptStore(app.store.engine)
+    layer = Multimodal(app, sandbox=sandbox, transcriber=transcriber, transcripts=transcripts)
+    app.hooks.register(layer, "multimodal")

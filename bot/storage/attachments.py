@@ -2,7 +2,8 @@
 
 Only what is needed to fetch a file again is kept (kind, the connector's handle, name, the
 claimed type and size), never the bytes: a message rebuilt after a crash downloads its files
-through its connector like a fresh one.
+through its connector like a fresh one. A voice note's transcript is added to its entry once
+made (``transcript``), so ``/retry`` and recovery reuse it instead of transcribing again.
 """
 
 from __future__ import annotations
@@ -14,7 +15,13 @@ from typing import Any
 
 from opencomputer.bot.events import Attachment
 
-__all__ = ["attachments_from_json", "attachments_from_row", "attachments_to_json"]
+__all__ = [
+    "attachments_from_json",
+    "attachments_from_row",
+    "attachments_to_json",
+    "transcripts_from_json",
+    "with_transcript",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -48,3 +55,32 @@ def attachments_from_json(text: str | None) -> tuple[Attachment, ...]:
 def attachments_from_row(row: Any) -> tuple[Attachment, ...]:
     """The attachments of a stored inbound row (rows from before attachments have none)."""
     return attachments_from_json(getattr(row, "attachments", None))
+
+
+def transcripts_from_json(text: str | None) -> dict[int, str]:
+    """The transcripts kept in the stored form, by the attachment's position."""
+    try:
+        items = json.loads(text) if text else []
+    except ValueError:
+        return {}
+    return {
+        index: item["transcript"]
+        for index, item in enumerate(items if isinstance(items, list) else [])
+        if isinstance(item, dict) and isinstance(item.get("transcript"), str)
+    }
+
+
+def with_transcript(text: str | None, index: int, transcript: str) -> str | None:
+    """The stored form with ``transcript`` kept on the attachment at ``index`` (unchanged
+    when there is no such entry).
+    """
+    try:
+        items = json.loads(text) if text else None
+    except ValueError:
+        return text
+    if not isinstance(items, list) or not 0 <= index < len(items):
+        return text
+    if not isinstance(items[index], dict):
+        return text
+    items[index]["transcript"] = transcript
+    return json.dumps(items)
