@@ -36,7 +36,12 @@ def test_manifest_matches_connector(name: str) -> None:
     events = settings["event_subscriptions"]["bot_events"]
     assert {e.split(".")[0] for e in events} == HANDLED_EVENTS
     scopes = set(manifest["oauth_config"]["scopes"]["bot"])
-    assert {NEEDED_SCOPE[e] for e in events} | {"chat:write", "commands"} <= scopes
+    assert {NEEDED_SCOPE[e] for e in events} | {
+        "chat:write",
+        "commands",
+        "files:read",
+        "files:write",
+    } <= scopes
     assert [c["command"] for c in features["slash_commands"]] == ["/oc"]
     assert settings["interactivity"]["is_enabled"] is False
     assert features["bot_user"]["display_name"]
