@@ -9,6 +9,7 @@ model was sent, and the fake speech server decodes the uploaded audio as a real 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from opencomputer.bot.app import App
@@ -18,20 +19,24 @@ from tests.discord import discord_payloads as p
 from tests.discord.discord_helpers import fake  # noqa: F401 (fixture)
 from tests.discord.fake_discord import FakeDiscord
 from tests.discord.test_discord_e2e import dm, start_app  # noqa: F401 (fixture)
-from tests.media.outbound_helpers import CHART, file_tool
-from tests.media.samples import PNG, big
+from tests.media.samples import big
 from tests.media.turn_kit import (
     HEARD,
+    PLOT_CAPTION,
     QUESTION,
     SANDBOX,
     TRANSCRIPT,
     assert_heard,
+    assert_plot,
     assert_read_pdf,
     assert_saw_photo,
+    enable_plotter,
     invoice_pdf,
     phone_photo,
+    plotter_dir,
     post_note_tool,
     script_pdf_turn,
+    script_plot_turn,
     speech_server,
     voice_note,
 )
@@ -112,19 +117,26 @@ async def test_pdf_text_reaches_the_model_and_taints_the_turn(
     assert posted == []  # it waits for the owner
 
 
-async def test_a_tools_plot_is_uploaded_as_an_attachment_with_its_caption(
-    fake: FakeDiscord, fake_ollama: FakeOllama, make_settings: Any, start_app: Any
+async def test_a_plot_a_sandboxed_tool_drew_is_uploaded_with_its_caption(
+    fake: FakeDiscord,
+    fake_ollama: FakeOllama,
+    make_settings: Any,
+    start_app: Any,
+    tmp_path: Path,
 ) -> None:
-    fake_ollama.call_tool("make_chart")
-    fake_ollama.reply("Here is your chart.")
-    app = await start_app(_settings(make_settings, fake))
-    app.tools.add(file_tool(CHART))
+    script_plot_turn(fake_ollama)
+    app = await start_app(
+        _settings(make_settings, fake, OC_PLUGIN_DIRS=str(plotter_dir(tmp_path / "plugins")))
+    )
+    await enable_plotter(app)
     await fake.dispatch("MESSAGE_CREATE", dm(fake, "plot my visits"))
     shown = await _shown(fake, app, 2)
-    assert shown == ["Here is your chart.", CHART.caption]
+    assert shown == ["Here is your chart.", PLOT_CAPTION]
     [upload] = [r for r in fake.calls("POST", rf"/channels/{CHANNEL}/messages") if r.files]
-    assert [(f.field, f.filename, f.data) for f in upload.files] == [("files[0]", "chart.png", PNG)]
-    assert fake.bot_messages(CHANNEL)[1]["attachments"][0]["filename"] == "chart.png"
+    [(field, name, data)] = [(f.field, f.filename, f.data) for f in upload.files]
+    assert (field, name) == ("files[0]", "plot.png")
+    assert_plot(data)
+    assert fake.bot_messages(CHANNEL)[1]["attachments"][0]["filename"] == "plot.png"
 
 
 async def test_an_oversized_voice_message_is_one_line_and_the_bot_answers_on(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,22 +28,25 @@ from tests.matrix.conftest import (  # noqa: F401 (fixtures)
 from tests.matrix.matrix_helpers import Human
 from tests.matrix.synapse_server import Account, SynapseServer
 from tests.matrix.test_matrix_app import Running, start_app  # noqa: F401 (fixture)
-from tests.media.outbound_helpers import CHART, file_tool
-from tests.media.samples import PNG
 from tests.media.test_images import _png_bomb
 from tests.media.test_outbound_matrix import _download
 from tests.media.turn_kit import (
     HEARD,
+    PLOT_CAPTION,
     QUESTION,
     SANDBOX,
     TRANSCRIPT,
     assert_heard,
+    assert_plot,
     assert_read_pdf,
     assert_saw_photo,
+    enable_plotter,
     invoice_pdf,
     phone_photo,
+    plotter_dir,
     post_note_tool,
     script_pdf_turn,
+    script_plot_turn,
     speech_server,
     voice_note,
 )
@@ -162,27 +166,27 @@ async def test_pdf_text_reaches_the_model_and_taints_the_turn(
     assert posted == []  # it waits for the owner
 
 
-async def test_a_tools_plot_is_uploaded_and_shown_as_an_image(
+async def test_a_plot_a_sandboxed_tool_drew_is_uploaded_and_shown_as_an_image(
     start_app: Any,
     settings_with: Any,
     human: Human,
     human_account: Account,
     synapse: SynapseServer,
     fake_ollama: FakeOllama,
+    tmp_path: Path,
 ) -> None:
-    fake_ollama.call_tool("make_chart")
-    fake_ollama.reply("Here is your chart.")
-    running = await start_app(settings_with())
-    running.app.tools.add(file_tool(CHART))
+    script_plot_turn(fake_ollama)
+    running = await start_app(settings_with(OC_PLUGIN_DIRS=str(plotter_dir(tmp_path / "p"))))
+    await enable_plotter(running.app)
     room = await _room(running, human)
     await human.say(room, "plot my visits")
-    assert await _shown(running, human, room, 2) == ["Here is your chart.", CHART.caption]
+    assert await _shown(running, human, room, 2) == ["Here is your chart.", PLOT_CAPTION]
     [image] = [
         e for r, e in human.seen
         if r == room and e["type"] == "m.room.message" and e["content"].get("msgtype") == "m.image"
     ]  # fmt: skip
-    assert (image["sender"], image["content"]["filename"]) == (running.bot.user_id, "chart.png")
-    assert await _download(synapse, human_account, image["content"]["url"]) == PNG
+    assert (image["sender"], image["content"]["filename"]) == (running.bot.user_id, "plot.png")
+    assert_plot(await _download(synapse, human_account, image["content"]["url"]))
 
 
 async def test_an_image_bomb_named_jpg_is_one_line_and_the_bot_answers_on(

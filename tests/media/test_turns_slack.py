@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,20 +19,24 @@ import pytest
 from opencomputer.bot.config import Settings
 from opencomputer.bot.testing import FakeOllama
 from opencomputer.bot.testing.fake_speech import sine_audio
-from tests.media.outbound_helpers import CHART, file_tool
-from tests.media.samples import EXE, PNG
+from tests.media.samples import EXE
 from tests.media.turn_kit import (
     HEARD,
+    PLOT_CAPTION,
     QUESTION,
     SANDBOX,
     TRANSCRIPT,
     assert_heard,
+    assert_plot,
     assert_read_pdf,
     assert_saw_photo,
+    enable_plotter,
     invoice_pdf,
     phone_photo,
+    plotter_dir,
     post_note_tool,
     script_pdf_turn,
+    script_plot_turn,
     speech_server,
 )
 from tests.slack.fake_slack_api import FakeSlackApi, event_envelope
@@ -125,19 +130,24 @@ async def test_pdf_text_reaches_the_model_and_taints_the_turn(
     assert posted == []  # it waits for the owner
 
 
-async def test_a_tools_plot_is_uploaded_and_shared_with_its_caption(
-    fake_slack: FakeSlackApi, fake_ollama: FakeOllama, make_settings: Any, start_app: Any
+async def test_a_plot_a_sandboxed_tool_drew_is_uploaded_and_shared_with_its_caption(
+    fake_slack: FakeSlackApi,
+    fake_ollama: FakeOllama,
+    make_settings: Any,
+    start_app: Any,
+    tmp_path: Path,
 ) -> None:
-    fake_ollama.call_tool("make_chart")
-    fake_ollama.reply("Here is your chart.")
-    running = await start_app(_settings(make_settings, fake_slack))
-    running.app.tools.add(file_tool(CHART))
+    script_plot_turn(fake_ollama)
+    plugins = str(plotter_dir(tmp_path / "plugins"))
+    running = await start_app(_settings(make_settings, fake_slack, OC_PLUGIN_DIRS=plugins))
+    await enable_plotter(running.app)
     await running.post_and_wait(dm("plot my visits"))
     await fake_slack.wait_for(lambda: fake_slack.shared, within=10)
     [chart] = fake_slack.shared
-    assert (chart.filename, chart.data, chart.initial_comment, chart.channel) == (
-        "chart.png", PNG, CHART.caption, "D1",
+    assert (chart.filename, chart.initial_comment, chart.channel) == (
+        "plot.png", PLOT_CAPTION, "D1",
     )  # fmt: skip
+    assert_plot(chart.data)
     assert _texts(fake_slack) == ["Here is your chart."]
     assert len(fake_slack.calls_of("files.completeUploadExternal")) == 1
 

@@ -20,30 +20,39 @@ from opencomputer.bot.config import Settings
 from opencomputer.bot.testing import FakeOllama
 from opencomputer.bot.tools import Tool
 from opencomputer.connectors.terminal import TerminalConnector, create
-from tests.media.outbound_helpers import CHART, file_tool
-from tests.media.samples import PNG
 from tests.media.turn_kit import (
     HEARD,
+    PLOT_CAPTION,
     QUESTION,
     SANDBOX,
     TRANSCRIPT,
     assert_heard,
+    assert_plot,
     assert_read_pdf,
     assert_saw_photo,
+    enable_plotter,
     invoice_pdf,
     phone_photo,
+    plotter_dir,
     post_note_tool,
     script_pdf_turn,
+    script_plot_turn,
     speech_server,
     voice_note,
 )
 
 
 async def _chat(
-    make_settings: Callable[..., Settings], script: str, *tools: Tool, **settings: Any
+    make_settings: Callable[..., Settings],
+    script: str,
+    *tools: Tool,
+    plotter: Path | None = None,
+    **settings: Any,
 ) -> list[str]:
-    """Run one terminal session of ``script`` (lines typed) through the whole App; the lines
-    it printed."""
+    """Run one terminal session of ``script`` (lines typed) through the whole App, with the
+    plotter plugin from ``plotter`` on; the lines it printed."""
+    if plotter is not None:
+        settings["OC_PLUGIN_DIRS"] = str(plotter)
     app = App(make_settings(OC_PLUGIN_SANDBOX=SANDBOX, **settings))
     out = io.StringIO()
     holder: list[TerminalConnector] = []
@@ -62,6 +71,8 @@ async def _chat(
     try:
         for tool in tools:
             app.tools.add(tool)
+        if plotter is not None:
+            await enable_plotter(app)
         await holder[0].run()
         await app.runtime.wait_idle()
     finally:
@@ -103,18 +114,18 @@ async def test_pdf_text_reaches_the_model_and_taints_the_turn(
     assert posted == []  # it waits for the owner
 
 
-async def test_a_tools_plot_lands_in_the_data_dir_with_its_caption(
+async def test_a_plot_a_sandboxed_tool_drew_lands_in_the_data_dir_with_its_caption(
     make_settings: Callable[..., Settings], fake_ollama: FakeOllama, tmp_path: Path
 ) -> None:
-    fake_ollama.call_tool("make_chart")
-    fake_ollama.reply("Here is your chart.")
-    shown = await _chat(make_settings, "plot my visits\n", file_tool(CHART))
+    script_plot_turn(fake_ollama)
+    plotter = plotter_dir(tmp_path / "plugins")
+    shown = await _chat(make_settings, "plot my visits\n", plotter=plotter)
     assert shown[0] == "Here is your chart."
     [(caption, path)] = [line.rsplit(" ", 1) for line in shown[1:]]
-    assert caption == f"📎 {CHART.caption}"
+    assert caption == f"📎 {PLOT_CAPTION}"
     written = Path(path)
-    assert written.parent == tmp_path / "data" / "files" and written.name.endswith("-chart.png")
-    assert await asyncio.to_thread(written.read_bytes) == PNG
+    assert written.parent == tmp_path / "data" / "files" and written.name.endswith("-plot.png")
+    assert_plot(await asyncio.to_thread(written.read_bytes))
 
 
 def _zip_bomb_docx() -> bytes:
