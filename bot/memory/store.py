@@ -15,9 +15,8 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -25,6 +24,9 @@ from opencomputer.bot.memory.models import MemoryCitationRow, MemoryRow
 from opencomputer.bot.memory.vectors import VectorIndex, normalise
 from opencomputer.bot.ollama import ModelClient
 from opencomputer.bot.origin import Origin
+
+if TYPE_CHECKING:  # numpy loads with the first vector handled, not at start-up
+    import numpy as np
 
 __all__ = [
     "Memory",
@@ -257,6 +259,8 @@ class MemoryStore:
         self, person: str, query: str, where: Origin
     ) -> list[tuple[int, float]]:
         """Exact cosine over the person's memories learned in this group chat."""
+        import numpy as np
+
         async with self.engine.connect() as conn:
             rows = list(
                 await conn.execute(
@@ -302,6 +306,8 @@ class MemoryStore:
 
     async def rebuild(self) -> int:
         """Re-index every memory (after the index file was lost or the backend changed)."""
+        import numpy as np
+
         async with self.engine.connect() as conn:
             people = [r[0] for r in await conn.execute(select(_MEM.c.person).distinct())]
         count = 0

@@ -14,12 +14,15 @@ The memory rows stay the source of truth: an index can always be rebuilt from th
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
+import os
 import threading
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported where vectors are handled: a chat start needs none
+    import numpy as np
 
 __all__ = ["ExactIndex", "SqliteVecIndex", "VectorIndex", "load_sqlite_vec", "open_index"]
 
@@ -49,6 +52,8 @@ class VectorIndex(Protocol):
 
 def normalise(vector: Sequence[float] | np.ndarray) -> np.ndarray:
     """Unit-length float32 copy (cosine similarity becomes a dot product)."""
+    import numpy as np
+
     arr = np.asarray(vector, dtype=np.float32)
     norm = float(np.linalg.norm(arr))
     return arr / norm if norm > 0 else arr
@@ -65,6 +70,8 @@ class ExactIndex:
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def _matrix(self, person: str) -> tuple[np.ndarray, np.ndarray]:
+        import numpy as np
+
         cached = self._cache.get(person)
         if cached is not None:
             return cached
@@ -85,6 +92,8 @@ class ExactIndex:
 
     def load(self, person: str, ids: np.ndarray, matrix: np.ndarray) -> None:
         """Prime the cache with normalised vectors (benchmarks, rebuilds)."""
+        import numpy as np
+
         self._cache[person] = (ids.astype(np.int64), matrix.astype(np.float32))
 
     async def add(self, person: str, memory_id: int, vector: np.ndarray) -> None:
@@ -97,6 +106,8 @@ class ExactIndex:
 
     async def search(self, person: str, query: np.ndarray, k: int) -> list[tuple[int, float]]:
         """Cosine similarity against every vector of the person."""
+        import numpy as np
+
         ids, matrix = await self._matrix(person)
         if not len(ids) or matrix.shape[1] != query.shape[0]:
             return []
@@ -116,6 +127,8 @@ def _pad8(vector: np.ndarray) -> np.ndarray:
 
     Binary quantisation needs whole bytes; zeros change no cosine.
     """
+    import numpy as np
+
     extra = (-vector.shape[0]) % 8
     return np.concatenate([vector, np.zeros(extra, dtype=np.float32)]) if extra else vector
 
@@ -126,10 +139,12 @@ def load_sqlite_vec(path: str) -> Any | None:
     The stdlib ``sqlite3`` here is built without extension loading; ``pysqlite3`` (the
     ``pysqlite3-binary`` wheel) can, so it is tried first.
     """
-    try:
-        import sqlite_vec
-    except ImportError:
+    # The extension file the package ships (what ``sqlite_vec.load`` loads): found without
+    # importing the package, whose ``__init__`` imports numpy (~0.2 s of every start).
+    spec = importlib.util.find_spec("sqlite_vec")
+    if spec is None or not spec.submodule_search_locations:
         return None
+    extension = os.path.join(spec.submodule_search_locations[0], "vec0")
     modules: list[Any] = []
     try:
         import pysqlite3.dbapi2 as pysqlite3
@@ -144,7 +159,7 @@ def load_sqlite_vec(path: str) -> Any | None:
         conn = module.connect(path, check_same_thread=False, isolation_level=None)
         try:
             conn.enable_load_extension(True)
-            sqlite_vec.load(conn)
+            conn.load_extension(extension)
             conn.enable_load_extension(False)
         except (AttributeError, module.OperationalError) as exc:
             logger.debug("sqlite-vec not loadable with %s: %s", module.__name__, exc)
@@ -208,6 +223,8 @@ class SqliteVecIndex:
             self._conn.execute("COMMIT")
 
     def _insert(self, person: str, memory_id: int, vector: np.ndarray) -> None:
+        import numpy as np
+
         vector = _pad8(vector)
         bits, floats = self._tables(int(vector.shape[0]))
         blob = vector.astype(np.float32).tobytes()
@@ -244,6 +261,8 @@ class SqliteVecIndex:
 
     def search_sync(self, person: str, query: np.ndarray, k: int) -> list[tuple[int, float]]:
         """Coarse binary k-NN in sqlite-vec, then exact cosine rescoring with numpy."""
+        import numpy as np
+
         query = _pad8(query.astype(np.float32))
         bits, floats = self._tables(int(query.shape[0]))
         ids = [

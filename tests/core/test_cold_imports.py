@@ -33,6 +33,8 @@ NEVER = (
     "psycopg",
     "redis",
     "langgraph.checkpoint.postgres",
+    # memory vectors, loaded with the first memory handled
+    "numpy",
     # media, loaded with the first attachment
     "av",
     "PIL",
