@@ -1,7 +1,8 @@
 """Spoken replies, per chat (the ``voice`` feature): ``/voice on`` reads answers aloud.
 
-The choice is stored per conversation (``voice_replies``, migration 0008) so it survives
-restarts and holds in every process. After a text answer was recorded and shown
+The choice is stored per conversation (``voice_replies``, migrations 0008 and 0011) so it survives
+restarts and holds in every process; a person's direct chats' settings are in their
+``/export`` and removed by ``/forget``. After a text answer was recorded and shown
 (``oc_reply_sent``), a chat that has it on gets the answer synthesized by the OpenAI-compatible
 text-to-speech server at ``OC_TTS_URL`` (:class:`~bot.media.speech.OpenAISpeaker`, OGG/Opus) and
 sent as a voice note where the platform has them, an audio file elsewhere
@@ -21,12 +22,13 @@ import re
 import time
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import Field, SQLModel
 
 from opencomputer.bot.commands import CommandContext, CommandRouter
-from opencomputer.bot.hooks import hookimpl
+from opencomputer.bot.events import ChatKind
+from opencomputer.bot.hooks import DataRights, hookimpl
 from opencomputer.bot.media.speech import OpenAISpeaker, Speaker, SpeechError
 from opencomputer.bot.outfiles import OutFile, send_file
 
@@ -45,6 +47,12 @@ class VoiceReplyRow(SQLModel, table=True):
 
     conversation: str = Field(primary_key=True, max_length=300)
     updated_at: float
+    set_by: str | None = Field(
+        default=None,
+        max_length=300,
+        description="The account (platform:id) that turned it on in a direct chat; NULL in "
+        "a group, whose setting is the group's (migration 0011).",
+    )
 
 
 _T = VoiceReplyRow.__table__  # type: ignore[attr-defined]
@@ -64,13 +72,40 @@ class VoiceReplies:
             )
             return row.first() is not None
 
-    async def set(self, conversation: str, on: bool) -> None:
-        """Turn spoken replies on or off in ``conversation``."""
+    def _of(self, accounts: list[str]) -> Any:
+        """Rows a person's accounts own: set by one of them in a direct chat, or (rows from
+        before ``set_by``) a conversation that is one of the accounts (a DM's chat id is the
+        user id on most platforms).
+        """
+        return or_(_T.c.set_by.in_(accounts), _T.c.conversation.in_(accounts))
+
+    async def export(self, _person: str, accounts: list[str]) -> dict[str, Any]:
+        """``/export``: the person's direct chats that have spoken replies on."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(_T).where(self._of(accounts)).order_by(_T.c.conversation)
+            )
+            return {"voice_replies": [dict(row._mapping) for row in rows]}
+
+    async def forget(self, _person: str, accounts: list[str]) -> str:
+        """``/forget``: spoken replies off in the person's direct chats. A group's setting is
+        the group's (anyone there may have turned it on) and stays.
+        """
+        async with self.engine.begin() as conn:
+            gone = await conn.execute(delete(_T).where(self._of(accounts)))
+        return "the spoken-replies setting of your direct chats" if gone.rowcount else ""
+
+    async def set(self, conversation: str, on: bool, *, set_by: str | None = None) -> None:
+        """Turn spoken replies on or off in ``conversation`` (``set_by``: the account that
+        did, in a direct chat).
+        """
         async with self.engine.begin() as conn:
             await conn.execute(delete(_T).where(_T.c.conversation == conversation))
             if on:
                 await conn.execute(
-                    insert(_T).values(conversation=conversation, updated_at=time.time())
+                    insert(_T).values(
+                        conversation=conversation, updated_at=time.time(), set_by=set_by
+                    )
                 )
 
 
@@ -112,7 +147,8 @@ class Voice:
         if arg == "":
             state = "on" if await self.replies.is_on(key) else "off"
             return f"Spoken replies are {state} in this chat (/voice on or /voice off)."
-        await self.replies.set(key, arg == "on")
+        direct = ctx.event.chat.kind is ChatKind.DIRECT
+        await self.replies.set(key, arg == "on", set_by=ctx.event.user.key if direct else None)
         if arg == "off":
             return "Spoken replies are off in this chat."
         if self.speaker is None:
@@ -155,4 +191,6 @@ async def setup(app: App) -> None:
         )
         await speaker.start()
         app.on_stop.append(speaker.stop)
-    app.hooks.register(Voice(app, VoiceReplies(app.store.engine), speaker), "voice")
+    replies = VoiceReplies(app.store.engine)
+    app.hooks.register(Voice(app, replies, speaker), "voice")
+    app.hooks.register(DataRights(replies.forget, replies.export), "voice-data")
