@@ -24,6 +24,7 @@ from opencomputer.bot.hooks import DataRights, TurnCall, TurnLayer, TurnNext, ho
 from opencomputer.bot.plugins.sandbox import Sandbox
 from opencomputer.bot.skills.catalog import SkillCatalog
 from opencomputer.bot.skills.commands import register_skill_commands
+from opencomputer.bot.skills.evidence import RULE
 from opencomputer.bot.skills.gaps import CapabilityGaps
 from opencomputer.bot.skills.learned import LearnedSkills
 from opencomputer.bot.skills.learning import Learning
@@ -43,7 +44,8 @@ async def setup(app: Any) -> None:
     settings = app.settings
     catalog = SkillCatalog(settings.skill_dirs, settings.data_dir)
     rng = app.extras.get("skills_rng")  # tests and the simulation draw reproducibly
-    learned = LearnedSkills(app.store.engine, settings, audit_to=app.store, rng=rng)
+    rule = app.extras.get("skills_rule", RULE)  # tests decide on a few ratings
+    learned = LearnedSkills(app.store.engine, settings, audit_to=app.store, rng=rng, rule=rule)
     service = SkillService(
         catalog, SkillStates(app.store.engine), app.runtime.person_of, learned=learned
     )

@@ -5,10 +5,12 @@ Life of one: a 👍 on a turn that used several tools without a failure asks the
 admin's approval when the turn had read outside content: writing a skill is an effect). A
 candidate is offered in ``OC_SKILLS_CANDIDATE_SHARE`` of the turns whose request matches it and
 held back in the others; the ratings of both kinds of turn (the feedback feature's votes) are
-its two arms, and :func:`bot.skills.evidence.decide` promotes it to *live* or retires it. At most
-``OC_SKILLS_LIVE_PER_PERSON`` live learned skills per person and ``OC_SKILLS_LIVE_MAX`` in all:
-beyond a cap the weakest unpinned one retires. Every change is one audit entry
-(``skill.learned.<kind>``).
+its two arms, and :func:`bot.skills.evidence.decide` promotes it to *live* or retires it. A live
+skill is still held back in a small share of its matching turns (``Rule.holdout``), and
+:func:`bot.skills.evidence.watch` demotes it (retired) when the ratings since its promotion say
+it now hurts. At most ``OC_SKILLS_LIVE_PER_PERSON`` live learned skills per person and
+``OC_SKILLS_LIVE_MAX`` in all: beyond a cap the weakest unpinned one retires. Every change is
+one audit entry (``skill.learned.<kind>``).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from opencomputer.bot import audit as audit_log
 from opencomputer.bot.feedback.models import FeedbackVoteRow
 from opencomputer.bot.feedback.stats import Posterior
-from opencomputer.bot.skills.evidence import decide, keywords
+from opencomputer.bot.skills.evidence import RULE, Rule, decide, keywords, watch
 from opencomputer.bot.skills.format import Skill
 from opencomputer.bot.skills.learned_models import LearnedSkillRow, LearnedTurnRow, Status
 
@@ -73,9 +75,11 @@ class LearnedSkills:
         *,
         audit_to: Any = None,
         rng: random.Random | None = None,
+        rule: Rule = RULE,
     ) -> None:
         self.engine = engine
         self.settings = settings
+        self.rule = rule
         self.audit_to = audit_to if audit_to is not None else engine
         self.rng = rng or random.Random()
         self._rows: list[Any] = []
@@ -138,8 +142,9 @@ class LearnedSkills:
 
     # --- one turn ----------------------------------------------------------------------
     async def offer(self, person: str | None, text: str, taken: Iterable[str] = ()) -> Offer:
-        """Which learned skills this turn lists: live ones always, a candidate matching the
-        request in a share of turns (drawn here), held back in the others.
+        """Which learned skills this turn lists: a candidate matching the request in a share
+        of turns (drawn here), held back in the others; a live one always, except in the
+        holdout share of its matching turns (unless pinned), which watches it for regressions.
         """
         words = set(keywords(text))
         busy = set(taken)
@@ -150,9 +155,12 @@ class LearnedSkills:
                 continue
             match = bool(words & set(keywords(f"{row.name.replace('-', ' ')} {row.description}")))
             if row.status == Status.LIVE:
-                listed[row.name] = self.skill(row)
                 if match:
-                    arms[row.name] = True
+                    held = not row.pinned and self.rng.random() < self.rule.holdout
+                    arms[row.name] = not held
+                    if held:
+                        continue
+                listed[row.name] = self.skill(row)
             elif row.status == Status.CANDIDATE and match:
                 arms[row.name] = self.rng.random() < self.settings.skills_candidate_share
                 if arms[row.name]:
@@ -201,7 +209,9 @@ class LearnedSkills:
         )
 
     async def evaluate(self, names: Iterable[str]) -> list[str]:
-        """Apply the evidence to these skills' candidates; the moves made, as lines."""
+        """Apply the evidence to these skills (candidates, and live ones under watch); the
+        moves made, as lines with their reasons.
+        """
         if not self.settings.tuning_auto:
             return []
         moves: list[str] = []
@@ -210,18 +220,52 @@ class LearnedSkills:
                 row = await self.get(name)
             except LearnedError:
                 continue
+            if row.status == Status.LIVE and not row.pinned:
+                moves += await self._watch(row)
             if row.status != Status.CANDIDATE:
                 continue
             arms = await self.arms(name)
-            decision = decide(arms.offered, arms.held_back, self.settings)
+            decision = decide(arms.offered, arms.held_back, self.rule)
             if decision.move == "promote":
                 await self._set(row, Status.LIVE, "tuner", "promoted", decision.reason)
-                moves.append(f"{name} promoted")
+                moves.append(f"{name} promoted: {decision.reason}")
                 moves += await self._enforce_caps(row.owner)
             elif decision.move == "retire" and not row.pinned:
                 await self._set(row, Status.RETIRED, "tuner", "retired", decision.reason)
-                moves.append(f"{name} retired")
+                moves.append(f"{name} retired: {decision.reason}")
         return moves
+
+    async def recent_arms(self, name: str, since: float) -> tuple[Posterior, Posterior]:
+        """The newest ``Rule.watch_window`` ratings of each arm among the turns recorded since
+        ``since``: a window, so that a skill that was good for months and turned bad is judged
+        on how it does now, not on its average.
+        """
+        arms: list[Posterior] = []
+        async with self.engine.connect() as conn:
+            for offered in (True, False):
+                newest = (
+                    select(_V.c.score)
+                    .select_from(_T.join(_V, _V.c.reply_id == _T.c.reply_id))
+                    .where(_T.c.skill == name, _T.c.offered.is_(offered), _T.c.at >= since)
+                    .where(_V.c.blamed.is_(True), _V.c.score != 0)
+                    .order_by(_T.c.id.desc())
+                    .limit(self.rule.watch_window)
+                )
+                scores = [int(r.score) for r in await conn.execute(newest)]
+                up = sum(1 for score in scores if score > 0)
+                arms.append(Posterior(up, len(scores) - up))
+        return arms[0], arms[1]
+
+    async def _watch(self, row: Any) -> list[str]:
+        """Demote a live skill whose ratings since it went live (its last status change or
+        edit: ``updated_at``) say it now hurts, against the held-back share.
+        """
+        offered, held_back = await self.recent_arms(row.name, float(row.updated_at))
+        decision = watch(offered, held_back, self.rule)
+        if decision.move != "demote":
+            return []
+        await self._set(row, Status.RETIRED, "tuner", "demoted", decision.reason)
+        return [f"{row.name} demoted (retired): {decision.reason}"]
 
     async def _enforce_caps(self, owner: str | None) -> list[str]:
         """Retire the weakest unpinned live skills beyond the per-person and global caps."""
@@ -244,7 +288,7 @@ class LearnedSkills:
                 await self._set(weakest, Status.RETIRED, "tuner", "retired", reason)
                 retired.add(weakest.name)
                 rows = [r for r in rows if r.name != weakest.name]
-                moves.append(f"{weakest.name} retired ({label})")
+                moves.append(f"{weakest.name} retired: {reason}")
         return moves
 
     # --- changes -----------------------------------------------------------------------

@@ -8,9 +8,12 @@
 * :meth:`Learning.on_reply` records which learned skills were offered or held back (and used)
   in that reply's turn, and the missing capability when the answer said it cannot.
 * :meth:`Learning.on_reaction` (after the feedback feature stored the vote) re-evaluates the
-  learned skills of the rated reply; a 👍 by the asker on a turn with at least two tool calls
-  and no failure asks the model for a skill (in the background: a reaction never waits for a
-  model), and a 👎 on an answer that hedged records a missing capability.
+  learned skills of the rated reply (every automatic promotion, retirement or demotion is
+  logged, audited by :class:`LearnedSkills`, and told to the admins in their direct chats, the
+  way the missing-capabilities report reaches them); a 👍 by the asker on a turn with at
+  least two tool calls and no failure asks the model for a skill (in the background: a
+  reaction never waits for a model), and a 👎 on an answer that hedged records a missing
+  capability.
 
 What a turn did is kept in memory (the newest 1000 replies): after a restart, reactions on
 older replies still count as evidence but propose nothing.
@@ -164,6 +167,8 @@ class Learning:
             moves = await self.learned.evaluate(await self.learned.skills_of_reply(reply_id))
             if moves:
                 logger.info("learned skills: %s", "; ".join(moves))
+                await self.tell_admins("Learned skills changed by ratings:\n" + "\n".join(
+                    f"- {line}" for line in moves))  # fmt: skip
             remembered = self.replies.get(reply_id)
             if remembered is None or not reaction.added:
                 return
@@ -259,7 +264,10 @@ class Learning:
         topics = await self.gaps.topics(time.time() - days * 86400.0)
         if not topics:
             return 0
-        text = render_report(topics, examples=True, days=days)
+        return await self.tell_admins(render_report(topics, examples=True, days=days))
+
+    async def tell_admins(self, text: str) -> int:
+        """Send ``text`` to every admin's direct chat (``OC_ADMINS``); how many got it."""
         runtime = self.app.runtime
         sent = 0
         for admin in self.settings.admins:
@@ -270,7 +278,7 @@ class Learning:
                 await runtime.say(Address(platform, user_id), text)
                 sent += 1
             except Exception as exc:
-                logger.warning("missing-capabilities report to %s failed: %s", admin, exc)
+                logger.warning("skills: message to admin %s failed: %s", admin, exc)
         return sent
 
     # --- data rights -------------------------------------------------------------------

@@ -14,6 +14,7 @@ import pytest
 
 from opencomputer.bot.audit import recent
 from opencomputer.bot.config import Settings
+from opencomputer.bot.skills.evidence import Rule
 from opencomputer.bot.skills.learned import LearnedSkills
 from opencomputer.bot.skills.learned_models import Status
 from opencomputer.bot.skills.learning import Learning
@@ -24,6 +25,9 @@ from opencomputer.bot.tools import Tool
 from tests.skills.helpers import system_prompt
 
 ADMIN = "root"
+# Decisions on a few ratings (the default rule waits for dozens: bench/skills_sim.py); the
+# confidences and margins are the defaults. Half of a live skill's turns are held back.
+FAST = Rule(promote_min=3, retire_min=3, holdout=0.5, watch_min=3)
 STR = {"type": "string"}
 WEATHER = """---
 name: weather-forecast
@@ -67,8 +71,6 @@ def settings(make_settings: Callable[..., Settings]) -> Callable[..., Settings]:
         values: dict[str, Any] = {
             "OC_ADMINS": f"test:{ADMIN}",
             "OC_PLUGIN_SANDBOX": "off",
-            "OC_TUNING_MIN_RATINGS": "3",
-            "OC_TUNING_ROLLBACK_MIN_RATINGS": "3",
             "OC_SKILLS_GAPS_REPORT_DAYS": "0",
         }
         values.update(overrides)
@@ -81,6 +83,7 @@ def settings(make_settings: Callable[..., Settings]) -> Callable[..., Settings]:
 async def h(settings: Callable[..., Settings], fake_ollama: FakeOllama) -> AsyncIterator[Harness]:
     harness = Harness(settings())
     harness.app.extras["skills_rng"] = random.Random(3)
+    harness.app.extras["skills_rule"] = FAST
     async with harness:
         _tools(harness)
         yield harness
@@ -266,6 +269,7 @@ async def test_cap_pin_edit_delete(
 ) -> None:
     h = Harness(settings(OC_SKILLS_LIVE_MAX="1"))
     h.app.extras["skills_rng"] = random.Random(5)
+    h.app.extras["skills_rule"] = FAST
     async with h:
         learned, _ = _parts(h)
         await _seed(h, "weather-forecast", "Give a city's weather forecast.")
@@ -450,3 +454,61 @@ async def test_the_periodic_report_reaches_admins(
         await asyncio.wait_for(arrived(), timeout=5)
         assert '1 person asked about "book flight"' in report()[0]
         assert "“book a flight to Lima”" in report()[0]
+
+
+def _told_admin(h: Harness) -> list[str]:
+    """What the bot told the admin of its own accord (not answers to their commands)."""
+    return [
+        text
+        for c in h.conn.calls
+        if c.action == "send"
+        and c.address.chat_id == ADMIN
+        and (text := h.conn.messages[c.message_id]).startswith("Learned skills changed")
+    ]
+
+
+async def test_a_live_skill_that_turns_bad_is_demoted_one_that_stays_good_is_kept(
+    h: Harness, fake_ollama: FakeOllama
+) -> None:
+    learned, _ = _parts(h)
+    await _seed(h, "weather-forecast", "Give a city's weather forecast.")
+    await _seed(h, "recipe-ideas", "Suggest a recipe.")
+    for name in ("weather-forecast", "recipe-ideas"):  # live, and watched again once unpinned
+        await h.command("skills", f"pin {name}", user=ADMIN)
+        await h.command("skills", f"unpin {name}", user=ADMIN)
+        assert (await learned.get(name)).status == Status.LIVE
+    # a live skill is held back in a share of its matching turns (FAST: half)
+    held = [not await _offered(h, fake_ollama, "weather in Oslo?", "weather-forecast")
+            for _ in range(12)]  # fmt: skip
+    assert 2 <= sum(held) <= 10
+    assert await _offered(h, fake_ollama, "tell me a joke", "weather-forecast")  # no match: listed
+    for _ in range(30):  # stays good: offered liked, held back not
+        await _rate(h, fake_ollama, "weather in Rome?", "weather-forecast", True)
+    for _ in range(30):  # turned bad: offered disliked, held back liked
+        if (await learned.get("recipe-ideas")).status != Status.LIVE:
+            break
+        await _rate(h, fake_ollama, "a recipe for dinner?", "recipe-ideas", False)
+    assert (await learned.get("weather-forecast")).status == Status.LIVE
+    assert (await learned.get("recipe-ideas")).status == Status.RETIRED
+    entries = [e for e in await recent(h.app.store, 100) if e.action == "skill.learned.demoted"]
+    assert [
+        (e.actor, e.detail["skill"], e.detail["before"], e.detail["after"]) for e in entries
+    ] == [("tuner", "recipe-ideas", Status.LIVE, Status.RETIRED)]
+    assert "since promotion P(hurts)" in str(entries[0].detail["reason"])
+    [told] = _told_admin(h)
+    assert "- recipe-ideas demoted (retired): since promotion P(hurts)" in told
+    assert "weather-forecast" not in told
+    assert not await _offered(h, fake_ollama, "a recipe for dinner?", "recipe-ideas")
+
+
+async def test_a_pinned_live_skill_is_neither_held_back_nor_demoted(
+    h: Harness, fake_ollama: FakeOllama
+) -> None:
+    learned, _ = _parts(h)
+    await _seed(h, "recipe-ideas", "Suggest a recipe.")
+    await h.command("skills", "pin recipe-ideas", user=ADMIN)
+    for _ in range(12):  # always offered (never held back), and disliked every time
+        assert await _offered(h, fake_ollama, "a recipe for dinner?", "recipe-ideas")
+        await h.react(h.last_message_id, "👎")
+    row = await learned.get("recipe-ideas")
+    assert (row.status, row.pinned) == (Status.LIVE, True)
