@@ -26,7 +26,7 @@ import logging
 import resource
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 
@@ -306,10 +306,10 @@ class _Guard(asyncio.Protocol):
             self._transport.abort()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # No isinstance check: uvloop's TCP transport is not a subclass of asyncio.Transport.
+        self._transport = cast(asyncio.Transport, transport)
         if not self._server._admit(self, self._cap):
-            transport.abort()
+            self._transport.abort()
             return
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(self._server.limits.header_timeout, self._headers_late)
