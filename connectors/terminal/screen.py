@@ -10,12 +10,13 @@ codes, so scripts read exactly what the model wrote.
 from __future__ import annotations
 
 import re
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from rich.console import Console
-from rich.live import Live
-from rich.markdown import Markdown
-from rich.text import Text
+if TYPE_CHECKING:  # Rich is imported where it draws: a pipe never needs it, a TTY at first use
+    from rich.console import Console
+    from rich.live import Live
+    from rich.markdown import Markdown
+    from rich.text import Text
 
 __all__ = ["Screen", "chat_markdown"]
 
@@ -48,11 +49,11 @@ class Screen:
         self.out = out
         self.pretty = pretty
         self.streaming = streaming
-        self._console = (
-            Console(file=out, force_terminal=True, highlight=False, soft_wrap=False)
-            if pretty
-            else None
-        )
+        self._console: Console | None = None
+        if pretty:
+            from rich.console import Console
+
+            self._console = Console(file=out, force_terminal=True, highlight=False, soft_wrap=False)
         self._live: Live | None = None
         self._live_id: str | None = None
         self._shown: dict[str, str] = {}
@@ -72,6 +73,8 @@ class Screen:
         self.settle()
         self.fresh_line()
         if self._console is not None:
+            from rich.text import Text
+
             self._console.print(Text(text, style="dim" if note else ""))
         else:
             self._write(text + "\n")
@@ -96,6 +99,8 @@ class Screen:
         if not markdown:
             self._plain.add(message_id)
         if self._console is not None and self.streaming:
+            from rich.live import Live
+
             self._live = Live(
                 self._render(message_id, text),
                 console=self._console,
@@ -136,6 +141,9 @@ class Screen:
             self._live_id = None
 
     def _render(self, message_id: str, text: str) -> Markdown | Text:
+        from rich.markdown import Markdown
+        from rich.text import Text
+
         if message_id in self._plain:
             return Text(text)
         return Markdown(chat_markdown(text), hyperlinks=False)

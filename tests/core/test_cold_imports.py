@@ -35,6 +35,9 @@ NEVER = (
     "langgraph.checkpoint.postgres",
     # memory vectors, loaded with the first memory handled
     "numpy",
+    # Rich draws on a terminal only (this chat is piped)
+    "rich",
+    "markdown_it",
     # media, loaded with the first attachment
     "av",
     "PIL",
