@@ -343,10 +343,10 @@ class WebConnector:
             }
         )
         await response.prepare(request)
+        last = request.headers.get("Last-Event-ID", "")
         with self.listeners.listen(visitor) as queue:  # before reading: nothing falls between
             try:
-                history = await self.log.recent(visitor)
-                await response.write(b"retry: 2000\n\n" + sse("history", {"messages": history}))
+                await response.write(b"retry: 2000\n\n" + await self._catch_up(visitor, last))
                 while True:
                     try:
                         async with asyncio.timeout(_PING):
@@ -356,13 +356,29 @@ class WebConnector:
                         continue
                     if item is None:
                         break
-                    kind = item.pop("type")
-                    await response.write(sse(kind, item))
+                    data = {k: v for k, v in item.items() if k not in ("type", "seq")}
+                    seq = item.get("seq")
+                    event_id = None if seq is None else self.listeners.event_id(seq)
+                    await response.write(sse(item["type"], data, event_id))
             except (ConnectionError, RuntimeError):
                 return response  # the page went away; it reads the log when it comes back
         with contextlib.suppress(ConnectionError, RuntimeError):
             await response.write_eof()
         return response
+
+    async def _catch_up(self, visitor: str, last: str) -> bytes:
+        """What a (re)connecting page is sent first: only the messages that changed since
+        ``Last-Event-ID`` when that is known here, else ``history`` (the newest messages, which
+        the page shows in place of what it had).
+        """
+        event_id = self.listeners.event_id()  # before reading: a later change is resent
+        changed = self.listeners.since(visitor, last) if last else None
+        history = await self.log.recent(visitor)
+        if changed is not None:
+            current = {m["id"]: m for m in history}
+            if all(mid in current for mid in changed):
+                return b"".join(sse("message", current[mid], event_id) for mid in changed)
+        return sse("history", {"messages": history}, event_id)
 
     async def _post_message(self, request: web.Request) -> web.Response:
         visitor = self._visitor(request)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import time
+from collections import OrderedDict, deque
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +24,7 @@ from opencomputer.connectors.web.models import WebMessageRow
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-__all__ = ["HISTORY", "VOTES", "ChatLog", "Listeners", "message"]
+__all__ = ["HISTORY", "REPLAY", "REPLAY_CHATS", "VOTES", "ChatLog", "Listeners", "message"]
 
 _MSG = WebMessageRow.__table__  # type: ignore[attr-defined]
 _REACT = ReactionRow.__table__  # type: ignore[attr-defined]
@@ -30,6 +32,10 @@ HISTORY = 200
 """Messages a page gets when it (re)connects: the newest ones."""
 VOTES = ("👍", "👎")
 _QUEUE = 256  # events a slow page may lag behind before it is dropped (it reconnects)
+REPLAY = 64
+"""Message changes kept per chat for pages that reconnect with ``Last-Event-ID``."""
+REPLAY_CHATS = 1024
+"""Chats whose changes are kept (the most recently active); older ones reconnect to history."""
 
 
 def message(row: Any, vote: str | None = None) -> dict[str, Any]:
@@ -135,10 +141,53 @@ class ChatLog:
 
 
 class Listeners:
-    """The open event streams of each visitor (one per tab)."""
+    """The open event streams of each visitor (one per tab), and what changed lately.
+
+    Every message event gets an id ``<epoch>-<seq>``. For the last :data:`REPLAY_CHATS`
+    chats with news, the ids of the messages changed lately are kept (ids, not texts: the log
+    has the texts), so a page that reconnects with ``Last-Event-ID`` is sent only the messages
+    that changed since, in their current form (:meth:`since`).
+    """
 
     def __init__(self) -> None:
         self._queues: dict[str, set[asyncio.Queue[dict[str, Any] | None]]] = {}
+        self.epoch = secrets.token_hex(4)
+        self.seq = 0
+        self._changed: OrderedDict[str, tuple[int, deque[tuple[int, str]]]] = OrderedDict()
+        """chat -> (floor, [(seq, message id)]): every change after seq ``floor`` is listed."""
+
+    def event_id(self, seq: int | None = None) -> str:
+        """The SSE id of event ``seq`` (default: the newest)."""
+        return f"{self.epoch}-{self.seq if seq is None else seq}"
+
+    def since(self, chat: str, last_id: str) -> list[str] | None:
+        """The ids of this chat's messages changed after event ``last_id``, oldest change
+        first; None when that is not known here (another process or epoch, or too long ago).
+        """
+        epoch, _, number = last_id.strip().partition("-")
+        if epoch != self.epoch or not number.isdigit() or int(number) > self.seq:
+            return None
+        last = int(number)
+        floor, changes = self._changed.get(chat, (self.seq, deque()))
+        if last < floor:
+            return None
+        ids: dict[str, None] = {}
+        for seq, message_id in changes:
+            if seq > last:
+                ids.pop(message_id, None)
+                ids[message_id] = None  # ordered by its latest change
+        return list(ids)
+
+    def _record(self, chat: str, message_id: str) -> int:
+        self.seq += 1
+        floor, changes = self._changed.pop(chat, (self.seq - 1, deque(maxlen=REPLAY)))
+        if len(changes) == changes.maxlen:
+            floor = changes[0][0]  # about to be dropped: replays must start after it
+        changes.append((self.seq, message_id))
+        self._changed[chat] = (floor, changes)  # newest news last
+        while len(self._changed) > REPLAY_CHATS:
+            self._changed.popitem(last=False)
+        return self.seq
 
     @contextlib.contextmanager
     def listen(self, chat: str) -> Iterator[asyncio.Queue[dict[str, Any] | None]]:
@@ -155,8 +204,11 @@ class Listeners:
 
     def push(self, chat: str, event: dict[str, Any]) -> None:
         """Hand an event to every open page of the chat; a page too far behind is closed
-        (its browser reconnects and reads the log, so it loses nothing).
+        (its browser reconnects and reads the log, so it loses nothing). A message event is
+        numbered first (``seq``), for replay.
         """
+        if event.get("type") == "message":
+            event = {**event, "seq": self._record(chat, str(event["id"]))}
         for queue in list(self._queues.get(chat, ())):
             try:
                 queue.put_nowait(event)

@@ -64,10 +64,11 @@ def error(status: int, text: str, **headers: str) -> web.Response:
     )
 
 
-def sse(kind: str, data: dict[str, Any]) -> bytes:
-    """One server-sent event (JSON data on one line)."""
+def sse(kind: str, data: dict[str, Any], event_id: str | None = None) -> bytes:
+    """One server-sent event (JSON data on one line), with the id a reconnect sends back."""
     body = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-    return f"event: {kind}\ndata: {body}\n\n".encode()
+    head = f"id: {event_id}\n" if event_id else ""
+    return f"{head}event: {kind}\ndata: {body}\n\n".encode()
 
 
 class Refused(Exception):

@@ -47,21 +47,28 @@ class Stream:
 
     response: aiohttp.ClientResponse
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
+    """Each event's ``id`` ("" for none), beside ``events``."""
+    last_id: str = ""
+    """What an EventSource would send back as ``Last-Event-ID`` (ids persist across events)."""
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[None] | None = None
 
     async def _read(self) -> None:
-        kind, data = "message", ""
+        kind, data, eid = "message", "", ""
         async for raw in self.response.content:
             line = raw.decode().rstrip("\n")
-            if line.startswith("event: "):
+            if line.startswith("id: "):
+                eid = self.last_id = line[4:]
+            elif line.startswith("event: "):
                 kind = line[7:]
             elif line.startswith("data: "):
                 data += line[6:]
             elif not line and data:
                 self.events.append((kind, json.loads(data)))
+                self.ids.append(eid)
                 self._changed.set()
-                kind, data = "message", ""
+                kind, data, eid = "message", "", ""
 
     async def wait(
         self, check: Callable[[list[tuple[str, dict[str, Any]]]], Any], timeout: float = WAIT
@@ -133,8 +140,9 @@ class Visitor:
             return messages
 
     @asynccontextmanager
-    async def stream(self) -> AsyncIterator[Stream]:
-        async with self.http.get(f"{self.base}/chat/events") as r:
+    async def stream(self, last_id: str | None = None) -> AsyncIterator[Stream]:
+        headers = {"Last-Event-ID": last_id} if last_id is not None else {}
+        async with self.http.get(f"{self.base}/chat/events", headers=headers) as r:
             assert r.status == 200, await r.text()
             assert r.headers["Content-Type"].startswith("text/event-stream")
             stream = Stream(r)

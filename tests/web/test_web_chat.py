@@ -23,6 +23,7 @@ from opencomputer.bot.feedback.models import FeedbackVoteRow
 from opencomputer.bot.storage.models import InboundRow, ReactionRow
 from opencomputer.bot.testing import FakeOllama
 from opencomputer.connectors.web.channel import WEB
+from opencomputer.connectors.web.log import REPLAY, REPLAY_CHATS, Listeners
 from opencomputer.connectors.web.session import COOKIE, Sessions, load_secret
 from opencomputer.connectors.web.wire import CSP, MAX_BODY, NEW_VISITORS
 from tests.web.kit import bot_messages, serve, settings_for, visitor
@@ -417,3 +418,77 @@ async def test_one_address_cannot_mint_endless_visitors(make_settings: MakeSetti
             async with other.get(f"{base}/chat/session") as r:
                 assert r.status == 200, await r.text()
         assert await app.store.count_inbound() == 1
+
+
+async def test_a_page_that_reconnects_gets_only_what_it_missed(
+    make_settings: MakeSettings, fake_ollama: FakeOllama
+) -> None:
+    """An EventSource sends back the last id it saw: the stream then carries only the
+    messages that changed since, in their final form; an id it cannot place is the history.
+    """
+    async with serve(settings_for(make_settings)) as (app, base), visitor(base) as v:
+        await v.session()
+        fake_ollama.reply("First answer.")
+        async with v.stream() as events:
+            await events.wait(lambda ev: ev and ev[0][0] == "history")
+            assert (await v.say("one", "message-one"))[0] == 202
+            await events.wait(
+                lambda ev: (
+                    _final("First answer.")(ev) and any(d.get("id") == "message-one" for _, d in ev)
+                )
+            )
+            numbered = [
+                i for (k, _), i in zip(events.events, events.ids, strict=True) if k != "typing"
+            ]
+            assert all(numbered) and len(set(numbered)) == len(numbered)  # typing has none
+            last = events.last_id
+        # the page is away (a phone asleep) while a question is asked and answered elsewhere
+        second = "Second answer, " + " ".join(["streamed"] * 20) + "."
+        fake_ollama.reply(second, chunks=8, pace=0.01)
+        async with visitor(base, v.http.cookie_jar) as other_tab:
+            other_tab.csrf = v.csrf
+            assert (await other_tab.say("two", "message-two"))[0] == 202
+        await app.runtime.wait_idle()
+        async with v.stream(last) as events:
+            final = await events.wait(_final(second))
+            kinds = [k for k, _ in events.events]
+            assert "history" not in kinds  # no full history: only what changed
+            assert [(d["id"], d["role"]) for _, d in events.events] == [
+                ("message-two", "user"),
+                (final["id"], "bot"),  # once, in its final form, not every streamed step
+            ]
+            assert events.texts("message-one") == []
+            resume = events.last_id
+        async with v.stream(resume) as events:  # nothing new: nothing sent
+            fake_ollama.reply("Third.")
+            assert (await v.say("three", "message-three"))[0] == 202
+            await events.wait(
+                lambda ev: (
+                    _final("Third.")(ev) and any(d.get("id") == "message-three" for _, d in ev)
+                )
+            )
+            shown = {d["id"] for k, d in events.events if k != "typing"}
+            assert "message-three" in shown  # only the new ones, nothing resent
+            assert not shown & {"message-one", "message-two", final["id"]}
+        for unknown in ("ffffffff-1", "garbage", f"{last.split('-')[0]}-999999"):
+            async with v.stream(unknown) as events:
+                kind, data = await events.wait(lambda ev: ev and ev[0])
+                assert kind == "history" and len(data["messages"]) == 6
+
+
+def test_the_replay_memory_is_bounded_per_chat_and_in_chats() -> None:
+    listeners = Listeners()
+    for n in range(REPLAY + 6):  # 70 changes of three messages in chat a
+        listeners.push("a", {"type": "message", "id": f"m{n % 3}", "text": str(n)})
+    listeners.push("a", {"type": "typing"})  # not numbered, not replayed
+    assert listeners.seq == REPLAY + 6
+    assert listeners.since("a", listeners.event_id(5)) is None  # change 6 was dropped
+    assert listeners.since("a", listeners.event_id(6)) == ["m1", "m2", "m0"]
+    assert listeners.since("a", listeners.event_id(REPLAY + 5)) == ["m0"]  # change 70: n=69
+    assert listeners.since("a", listeners.event_id()) == []
+    assert listeners.since("b", listeners.event_id()) == []  # no news in b since then
+    assert listeners.since("b", listeners.event_id(1)) is None  # b's past is not known here
+    for n in range(REPLAY_CHATS):  # news in as many other chats: a's memory goes
+        listeners.push(f"c{n}", {"type": "message", "id": "x", "text": ""})
+    assert listeners.since("a", listeners.event_id(REPLAY + 5)) is None
+    assert listeners.since("c5", listeners.event_id(REPLAY + 6 + 5)) == ["x"]  # its news
