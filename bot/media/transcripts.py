@@ -5,7 +5,8 @@ row (``inbound_messages.attachments``, bot/storage/attachments.py), so a turn ru
 ``/retry`` after the model failed, recovery after a crash -- reads it instead of sending the
 recording to the speech engine again and showing "🎙 heard" twice. The transcript is the
 sender's words: it lives and dies with their message (``/forget`` deletes the row, ``/export``
-lists it).
+lists it). A document's text (or summary) is kept the same way under ``text``, for
+``remember_file`` (bot/media/remember.py).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import logging
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from opencomputer.bot.storage.attachments import transcripts_from_json, with_transcript
+from opencomputer.bot.storage.attachments import kept_from_json, with_kept
 from opencomputer.bot.storage.models import InboundRow
 
 __all__ = ["TranscriptStore", "inbound_id_of"]
@@ -38,18 +39,22 @@ class TranscriptStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
 
-    async def kept(self, inbound_id: int) -> dict[int, str]:
-        """The transcripts kept for a message, by attachment position."""
+    async def kept(self, inbound_id: int, key: str = "transcript") -> dict[int, str]:
+        """The transcripts (or other ``key``) kept for a message, by attachment position."""
         async with self.engine.connect() as conn:
             stored = await conn.scalar(select(_IN.c.attachments).where(_IN.c.id == inbound_id))
-        return transcripts_from_json(stored)
+        return kept_from_json(stored, key)
 
-    async def keep(self, inbound_id: int, index: int, transcript: str) -> None:
-        """Keep the transcript of the attachment at ``index``; a failure costs only the reuse."""
+    async def keep(
+        self, inbound_id: int, index: int, transcript: str, key: str = "transcript"
+    ) -> None:
+        """Keep the transcript (or ``key``) of the attachment at ``index``; a failure costs
+        only the reuse.
+        """
         try:
             async with self.engine.begin() as conn:
                 stored = await conn.scalar(select(_IN.c.attachments).where(_IN.c.id == inbound_id))
-                changed = with_transcript(stored, index, transcript)
+                changed = with_kept(stored, index, key, transcript)
                 if changed is not None and changed != stored:
                     await conn.execute(
                         update(_IN).where(_IN.c.id == inbound_id).values(attachments=changed)

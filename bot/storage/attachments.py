@@ -3,7 +3,8 @@
 Only what is needed to fetch a file again is kept (kind, the connector's handle, name, the
 claimed type and size), never the bytes: a message rebuilt after a crash downloads its files
 through its connector like a fresh one. A voice note's transcript is added to its entry once
-made (``transcript``), so ``/retry`` and recovery reuse it instead of transcribing again.
+made (``transcript``), so ``/retry`` and recovery reuse it instead of transcribing again, and a
+document's text or summary (``text``), which ``remember_file`` stores in memory when asked.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ __all__ = [
     "attachments_from_json",
     "attachments_from_row",
     "attachments_to_json",
+    "kept_from_json",
     "transcripts_from_json",
+    "with_kept",
     "with_transcript",
 ]
 
@@ -57,22 +60,24 @@ def attachments_from_row(row: Any) -> tuple[Attachment, ...]:
     return attachments_from_json(getattr(row, "attachments", None))
 
 
-def transcripts_from_json(text: str | None) -> dict[int, str]:
-    """The transcripts kept in the stored form, by the attachment's position."""
+def kept_from_json(text: str | None, key: str) -> dict[int, str]:
+    """Text kept under ``key`` on the stored attachments (a voice note's ``transcript``, a
+    document's ``text``), by the attachment's position.
+    """
     try:
         items = json.loads(text) if text else []
     except ValueError:
         return {}
     return {
-        index: item["transcript"]
+        index: item[key]
         for index, item in enumerate(items if isinstance(items, list) else [])
-        if isinstance(item, dict) and isinstance(item.get("transcript"), str)
+        if isinstance(item, dict) and isinstance(item.get(key), str)
     }
 
 
-def with_transcript(text: str | None, index: int, transcript: str) -> str | None:
-    """The stored form with ``transcript`` kept on the attachment at ``index`` (unchanged
-    when there is no such entry).
+def with_kept(text: str | None, index: int, key: str, value: str) -> str | None:
+    """The stored form with ``value`` kept under ``key`` on the attachment at ``index``
+    (unchanged when there is no such entry).
     """
     try:
         items = json.loads(text) if text else None
@@ -82,5 +87,15 @@ def with_transcript(text: str | None, index: int, transcript: str) -> str | None
         return text
     if not isinstance(items[index], dict):
         return text
-    items[index]["transcript"] = transcript
+    items[index][key] = value
     return json.dumps(items)
+
+
+def transcripts_from_json(text: str | None) -> dict[int, str]:
+    """The transcripts kept in the stored form, by the attachment's position."""
+    return kept_from_json(text, "transcript")
+
+
+def with_transcript(text: str | None, index: int, transcript: str) -> str | None:
+    """The stored form with ``transcript`` kept on the attachment at ``index``."""
+    return with_kept(text, index, "transcript", transcript)
