@@ -32,9 +32,11 @@ __all__ = [
     "collecting",
     "file_kind",
     "hand_over",
+    "hand_over_files",
     "human_size",
     "send_file",
     "tool_file",
+    "tool_files",
 ]
 
 logger = logging.getLogger(__name__)
@@ -158,6 +160,33 @@ def tool_file(result: object) -> OutFile | None:
     if isinstance(result, OutFile):
         return result
     return OutFile.from_json(result)
+
+
+def tool_files(result: object) -> tuple[str, list[OutFile]] | None:
+    """The text and files of a result that carries files, else None.
+
+    A tool returns one :class:`OutFile`, or a list of text and files (or their JSON forms):
+    what a code interpreter printed beside the plots it saved. A list without a file, or with
+    anything but text and files, is plain data.
+    """
+    if (file := tool_file(result)) is not None:
+        return "", [file]
+    if not isinstance(result, list):
+        return None
+    files = [file for item in result if (file := tool_file(item)) is not None]
+    texts = [item for item in result if isinstance(item, str)]
+    if not files or len(files) + len(texts) != len(result):
+        return None
+    return "".join(texts), files
+
+
+def hand_over_files(result: object) -> str | None:
+    """Hand over the files of a result (:func:`tool_files`); what the model reads, else None."""
+    if (carried := tool_files(result)) is None:
+        return None
+    text, files = carried
+    notes = "\n".join(hand_over(file) for file in files)
+    return f"{text.rstrip()}\n{notes}" if text.strip() else notes
 
 
 Say = Callable[..., Awaitable[Any]]

@@ -23,7 +23,7 @@ from opencomputer.bot.events import Address, ChatKind, Message, Reaction, User
 from opencomputer.bot.hooks import ToolLayer, ToolNext, hookimpl
 from opencomputer.bot.logs import SecretRegistry, add_secrets, mask
 from opencomputer.bot.middleware import Event, Handler, Middleware
-from opencomputer.bot.outfiles import hand_over, tool_file
+from opencomputer.bot.outfiles import hand_over_files
 from opencomputer.bot.plugins.api import chat_kind_of
 from opencomputer.bot.plugins.discovery import discover, plugin_environ
 from opencomputer.bot.plugins.enablement import Enablement
@@ -149,8 +149,8 @@ def make_executor(app: App, timeout: float, secrets: Iterable[str] | None = None
             result = await asyncio.wait_for(tool.call(arguments), timeout=timeout)
         except ToolError as exc:  # the model reads the error too: no secret in it either
             raise ToolError(mask(str(exc), hidden)) from None
-        if (file := tool_file(result)) is not None:  # sent after the answer (bot/outfiles.py)
-            return hand_over(file)
+        if (note := hand_over_files(result)) is not None:  # sent after the answer
+            return mask(note, hidden)  # (bot/outfiles.py); what it printed is masked too
         text = result if isinstance(result, str) else orjson.dumps(result, default=str).decode()
         return mask(text, hidden)  # URL passwords and known secrets never enter the prompt
 

@@ -182,6 +182,8 @@ async def dispatch(request: dict[str, Any]) -> dict[str, Any]:
         result = await call_handler(fn, request, ctx)
         if isinstance(result, OutFile):  # bytes cross the pipe as JSON (base64)
             result = result.to_json()
+        elif isinstance(result, list):  # text and files (a code interpreter's output)
+            result = [item.to_json() if isinstance(item, OutFile) else item for item in result]
         return {"ok": True, "result": result, "outbox": ctx.outbox}
     except ToolError as exc:
         return {"ok": False, "error": str(exc), "outbox": ctx.outbox}

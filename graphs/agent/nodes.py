@@ -11,7 +11,7 @@ from langgraph.errors import GraphBubbleUp
 from langgraph.runtime import Runtime
 
 from opencomputer.bot.ollama import ModelClient
-from opencomputer.bot.outfiles import hand_over, tool_file
+from opencomputer.bot.outfiles import hand_over_files
 from opencomputer.bot.tools import Tool, ToolError
 from opencomputer.graphs.agent.approval import review_calls
 from opencomputer.graphs.agent.images import VisionCache, attach_images
@@ -65,8 +65,8 @@ async def run_tool_inprocess(tool: Tool, arguments: dict[str, Any]) -> str:
     result = await asyncio.wait_for(tool.call(arguments), timeout=30)
     if isinstance(result, str):
         return result
-    if (file := tool_file(result)) is not None:  # sent after the answer; the model reads a note
-        return hand_over(file)
+    if (note := hand_over_files(result)) is not None:  # sent after the answer; the model
+        return note  # reads a note for each file
     return orjson.dumps(result, default=str).decode()
 
 
