@@ -1,35 +1,47 @@
 """Do reactions keep a helpful learned skill and drop a harmful one? Simulated people rate turns.
 
 The learned-skill machinery is the real one (``bot/skills/learned.py``: which candidates a turn
-offers, drawn with ``OC_SKILLS_CANDIDATE_SHARE``; the rows of offered and held-back turns; the
-votes joined from the feedback feature's ``feedback_votes`` table; the tuner's promotion and
-rollback rule with its default thresholds; the caps) on a real SQLite database. What is
-simulated is the turn itself: no graph and no model run (``tests/skills/test_learned.py`` drives
-the same code through real turns), so a run takes seconds.
+offers, drawn with ``OC_SKILLS_CANDIDATE_SHARE``; a live skill's holdout; the rows of offered and
+held-back turns; the votes joined from the feedback feature's ``feedback_votes`` table; the
+decision rule of ``bot/skills/evidence.py`` with its default thresholds; the caps) on a real
+SQLite database. What is simulated is the turn itself: no graph and no model run
+(``tests/skills/test_learned.py`` drives the same code through real turns).
 
 People (40) share a hidden need: 60% of their requests are about the weather, the rest about
 other things. Without help a weather answer is liked with probability 0.5; when the helpful
 skill ``weather-forecast`` is offered, +0.3; when the harmful ``weather-shortcut`` is offered,
 -0.3 (effects add up, clamped to 0.05-0.95). Other answers are liked with probability 0.6.
-70% of turns get a rating.
+70% of turns get a rating. "Ratings" of a skill are those of its matching turns, offered and
+held back alike (the figure the targets are stated in); "its own" are those of the turns in
+which it was offered (what people had to suffer of a harmful one).
 
-Scenarios (each a fresh database, several seeds):
-  main      both candidates from scratch: turns and ratings until the helpful one is promoted
-            and the harmful one retired, the final live set, and the 👍 rate of the last 300
-            turns against a baseline without skills (the same people and requests, same run).
-  control   three candidates with no effect at all: any promotion is a false one.
+Scenarios (each run a fresh database; seeds 1.., 101.., 201..):
+  main      both candidates from scratch: ratings until the helpful one is promoted (target:
+            <= 300 in every seed) and the harmful one retired (target: <= 50 in every seed),
+            and the 👍 rate of the last 300 rated turns against a baseline without skills.
+  control   three candidates with no effect at all: any promotion is a false one (target: 0).
+  watch     a live (promoted) skill, helpful (+0.3) for the first half of the run, then
+            harmful (-0.2): ratings after the turn until it is demoted, and demotions while it
+            was still good (false ones).
 
-    .venv/bin/python bench/skills_sim.py [--turns 1000] [--seeds 4]
+    .venv/bin/python bench/skills_sim.py [--turns 1000] [--seeds 20] [--verbose]
+
+``--calibrate RUNS`` instead runs the decision rule alone (``decide``: no database, ratings
+drawn directly, a look after each one) over longer horizons and more base rates than the
+scenarios, for the per-run error rates the thresholds were chosen by.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
+import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +52,8 @@ from sqlalchemy import insert
 from bench._common import quiet
 from opencomputer.bot.config import load_settings
 from opencomputer.bot.feedback.models import FeedbackVoteRow
+from opencomputer.bot.feedback.stats import Posterior
+from opencomputer.bot.skills.evidence import RULE, decide
 from opencomputer.bot.skills.format import Skill
 from opencomputer.bot.skills.learned import LearnedSkills
 from opencomputer.bot.skills.learned_models import Status
@@ -56,13 +70,15 @@ MIGRATING = asyncio.Lock()
 
 @dataclass
 class Outcome:
-    """What one run saw."""
+    """What one run saw: per skill, (turn, its ratings, its own ratings) at each move."""
 
-    promoted: dict[str, tuple[int, int]] = field(default_factory=dict)  # skill -> (turns, ratings)
-    retired: dict[str, tuple[int, int]] = field(default_factory=dict)
+    promoted: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    retired: dict[str, tuple[int, int, int]] = field(default_factory=dict)
     live: list[str] = field(default_factory=list)
     liked: list[int] = field(default_factory=list)  # 1/0 per rated turn, with skills
     baseline: list[int] = field(default_factory=list)  # 1/0 per rated turn, no skills
+    flip_ratings: int = 0  # watch: the skill's ratings when its effect turned
+    turns: int = 0  # turns run
 
 
 def request(rng: random.Random) -> tuple[str, bool]:
@@ -80,8 +96,20 @@ def liking(weather: bool, offered: set[str], effects: dict[str, float]) -> float
     return min(0.95, max(0.05, p))
 
 
-async def run(seed: int, turns: int, effects: dict[str, float], skills: list[Skill]) -> Outcome:
-    """One deployment: ``turns`` turns, the candidates in ``skills`` from the start."""
+async def run(
+    seed: int,
+    turns: int,
+    effects: dict[str, float],
+    skills: list[Skill],
+    *,
+    live: bool = False,
+    turn_bad: dict[str, float] | None = None,
+    done: Callable[[Outcome], bool] = lambda out: False,
+) -> Outcome:
+    """One deployment: ``turns`` turns, the candidates in ``skills`` from the start (already
+    live with ``live``); halfway, ``turn_bad`` replaces ``effects`` when given. It ends early
+    once ``done`` (nothing left to see).
+    """
     rng = random.Random(seed)
     out = Outcome()
     shm = "/dev/shm" if Path("/dev/shm").is_dir() else None  # no fsync cost: seconds, not minutes
@@ -93,9 +121,16 @@ async def run(seed: int, turns: int, effects: dict[str, float], skills: list[Ski
         try:
             learned = LearnedSkills(store.engine, settings, rng=random.Random(seed + 1000))
             for skill in skills:
-                await learned.add(skill, owner=None, tainted=False, actor="sim")
-            ratings: dict[str, int] = {s.name: 0 for s in skills}
+                row = await learned.add(skill, owner=None, tainted=False, actor="sim")
+                if live:  # as if promoted by earlier ratings
+                    await learned._set(row, Status.LIVE, "sim", "promoted", "the scenario")
+            ratings = {s.name: 0 for s in skills}
+            own = {s.name: 0 for s in skills}
             for turn in range(1, turns + 1):
+                if turn_bad is not None and turn == turns // 2 + 1:
+                    effects = turn_bad
+                    out.flip_ratings = sum(ratings.values())
+                out.turns = turn
                 text, weather = request(rng)
                 user = f"test:p{rng.randrange(40)}"
                 offer = await learned.offer(None, text)
@@ -112,14 +147,16 @@ async def run(seed: int, turns: int, effects: dict[str, float], skills: list[Ski
                     await conn.execute(
                         insert(_V).values(reply_id=turn, user_key=user, score=1 if like else -1)
                     )
-                for name in offer.arms:
+                for name, shown in offer.arms.items():
                     ratings[name] += 1
-                await learned.evaluate(offer.arms)
-                for row in await learned.all_rows():
-                    if row.status == Status.LIVE and row.name not in out.promoted:
-                        out.promoted[row.name] = (turn, ratings[row.name])
-                    if row.status == Status.RETIRED and row.name not in out.retired:
-                        out.retired[row.name] = (turn, ratings[row.name])
+                    own[name] += int(shown)
+                for line in await learned.evaluate(offer.arms):
+                    name, _, what = line.partition(" ")
+                    at = (turn, ratings.get(name, 0), own.get(name, 0))
+                    moves = out.promoted if what.startswith("promoted") else out.retired
+                    moves.setdefault(name, at)
+                if done(out):
+                    break
             out.live = sorted(r.name for r in await learned.all_rows() if r.status == Status.LIVE)
         finally:
             await store.stop()
@@ -137,48 +174,171 @@ def rate(values: list[int]) -> float:
     return sum(tail) / max(1, len(tail))
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--turns", type=int, default=1000)
-    parser.add_argument("--seeds", type=int, default=4)
-    args = parser.parse_args()
-    quiet()
-    started = time.perf_counter()
+def spread(values: list[int]) -> str:
+    """Median and maximum, or that there were none."""
+    if not values:
+        return "none"
+    return f"median {statistics.median(values):g}, max {max(values)}"
+
+
+def verdict(ok: bool) -> str:
+    """PASS or FAIL."""
+    return "PASS" if ok else "FAIL"
+
+
+async def scenarios(args: argparse.Namespace) -> bool:
+    """The three scenarios; whether every target held."""
     helpful = skill("weather-forecast", "Give a city's weather forecast: rain, weekend, tomorrow.")
     harmful = skill("weather-shortcut", "Answer weather questions from memory, no lookup.")
     effects = {"weather-forecast": 0.3, "weather-shortcut": -0.3}
-    print(f"main: helpful +0.3, harmful -0.3 on weather turns; {args.turns} turns per seed")
-    print("seed  helpful promoted (turn, its ratings)  harmful retired (turn, its ratings)  "
-          "final live set          👍 last 300: skills / none = ratio")  # fmt: skip
     seeds = range(1, args.seeds + 1)  # runs overlap: each waits on its own database
-    runs = await asyncio.gather(*(run(s, args.turns, effects, [helpful, harmful]) for s in seeds))
-    for seed, out in zip(seeds, runs, strict=True):
-        prom = out.promoted.get(helpful.name)
-        ret = out.retired.get(harmful.name)
-        with_skills, without = rate(out.liked), rate(out.baseline)
-        print(
-            f"{seed:>4}  {prom or 'never'!s:<36} {ret or 'never'!s:<36} "
-            f"{','.join(out.live) or '-':<23} {with_skills:.2f} / {without:.2f} = "
-            f"{with_skills / max(without, 1e-9):.2f}"
-        )
-    print("\ncontrol: three candidates without any effect (a promotion is a false one)")
+
+    def decided(out: Outcome) -> bool:  # both decided, and LAST rated turns after that
+        if helpful.name not in out.promoted or harmful.name not in out.retired:
+            return False
+        since = max(out.promoted[helpful.name][0], out.retired[harmful.name][0])
+        return len(out.liked) >= LAST and out.turns - since >= LAST / RATED
+
+    runs = await asyncio.gather(
+        *(run(s, args.turns, effects, [helpful, harmful], done=decided) for s in seeds)
+    )
+    print(f"main: helpful +0.3, harmful -0.3 on weather turns; {args.turns} turns, "
+          f"{args.seeds} seeds")  # fmt: skip
+    if args.verbose:
+        print("seed  helpful promoted (turn, ratings, own)  harmful retired (turn, ratings, own)"
+              "  live at the end          👍 last 300: skills / none")  # fmt: skip
+        for seed, out in zip(seeds, runs, strict=True):
+            prom, ret = out.promoted.get(helpful.name), out.retired.get(harmful.name)
+            print(f"{seed:>4}  {prom or 'never'!s:<38} {ret or 'never'!s:<38} "
+                  f"{','.join(out.live) or '-':<24} {rate(out.liked):.2f} / "
+                  f"{rate(out.baseline):.2f}")  # fmt: skip
+    promoted = [o.promoted[helpful.name] for o in runs if helpful.name in o.promoted]
+    retired = [o.retired[harmful.name] for o in runs if harmful.name in o.retired]
+    n = len(runs)
+    ok_promote = len(promoted) == n and all(r <= 300 for _, r, _ in promoted)
+    ok_retire = len(retired) == n and all(r <= 50 for _, r, _ in retired)
+    lost = sum(helpful.name in o.retired for o in runs)
+    within = sum(r <= 300 for _, r, _ in promoted)
+    print(
+        f"  helpful promoted in {len(promoted)}/{n} seeds; its ratings "
+        f"{spread([r for _, r, _ in promoted])}; <= 300 in {within}/{n}; retired instead: "
+        f"{lost}   [{verdict(ok_promote)}: <= 300 in every seed]"
+    )
+    within = sum(r <= 50 for _, r, _ in retired)
+    print(
+        f"  harmful retired in {len(retired)}/{n} seeds; its ratings "
+        f"{spread([r for _, r, _ in retired])} (its own: {spread([o for _, _, o in retired])});"
+        f" <= 50 in {within}/{n}   [{verdict(ok_retire)}: <= 50 in every seed]"
+    )
+    ratios = [rate(o.liked) / max(rate(o.baseline), 1e-9) for o in runs]
+    print(
+        f"  👍 rate of the last {LAST} rated turns / baseline without skills: median "
+        f"{statistics.median(ratios):.2f}, min {min(ratios):.2f}"
+    )
+
     equal = [
         skill("weather-notes", "Keep notes about the weather."),
         skill("weather-style", "Answer weather questions in a friendly style."),
         skill("weather-units", "Give weather in metric units."),
     ]
     control = range(101, 101 + args.seeds)
-    outs = await asyncio.gather(*(run(s, args.turns, {}, equal) for s in control))
-    for seed, out in zip(control, outs, strict=True):
-        promoted, retired = sorted(out.promoted) or "-", sorted(out.retired) or "-"
-        print(f"{seed:>4}  promoted {promoted}  retired {retired}")
-    false_promotions = sum(len(o.promoted) for o in outs)
-    false_retirements = sum(len(o.retired) for o in outs)
-    print(
-        f"false promotions: {false_promotions} in {args.seeds} seeds x {len(equal)} candidates "
-        f"(harmless skills retired: {false_retirements})"
+    outs = await asyncio.gather(  # ends early when every candidate is retired
+        *(run(s, args.turns, {}, equal, done=lambda o: len(o.retired) == 3) for s in control)
     )
-    print(f"{time.perf_counter() - started:.1f} s")
+    if args.verbose:
+        for seed, out in zip(control, outs, strict=True):
+            print(f"{seed:>4}  promoted {sorted(out.promoted) or '-'}  "
+                  f"retired {sorted(out.retired) or '-'}")  # fmt: skip
+    false_promotions = sum(len(o.promoted) for o in outs)
+    retirements = sum(len(o.retired) for o in outs)
+    cases = len(outs) * len(equal)
+    print(f"control: three candidates without any effect; {args.turns} turns, {args.seeds} seeds")
+    print(
+        f"  false promotions: {false_promotions}/{cases} candidate runs   "
+        f"[{verdict(false_promotions == 0)}: 0]; harmless ones retired: {retirements}/{cases}"
+    )
+
+    watched = skill("weather-forecast", "Give a city's weather forecast: rain, weekend, tomorrow.")
+    good, bad = {watched.name: 0.3}, {watched.name: -0.2}
+    turns = 2 * args.turns
+    later = range(201, 201 + args.seeds)
+    outs = await asyncio.gather(
+        *(
+            run(s, turns, good, [watched], live=True, turn_bad=bad, done=lambda o: bool(o.retired))
+            for s in later
+        )
+    )
+    after = [o.retired[watched.name][1] - o.flip_ratings for o in outs if watched.name in o.retired]
+    early = sum(1 for a in after if a <= 0)
+    late = [a for a in after if a > 0]
+    print(
+        f"watch: a live skill, +0.3 for {turns // 2} turns, then -0.2 for {turns // 2}; "
+        f"holdout {RULE.holdout:.0%}; {args.seeds} seeds"
+    )
+    ok_watch = early == 0 and len(late) == len(outs)
+    print(
+        f"  demoted after it turned bad in {len(late)}/{len(outs)} seeds; its ratings after the "
+        f"turn {spread(late)}; demoted while still good: {early}   [{verdict(ok_watch)}]"
+    )
+    return ok_promote and ok_retire and false_promotions == 0 and ok_watch
+
+
+def calibrate(runs: int) -> None:
+    """The rule alone over many runs: per-run rates of each outcome (``--calibrate``)."""
+    rng = random.Random(7)
+    share = 0.5
+
+    def one(p_offered: float, p_held: float, horizon: int) -> tuple[str | None, int]:
+        up = [0, 0]
+        down = [0, 0]
+        for k in range(1, horizon + 1):
+            arm = 0 if rng.random() < share else 1
+            liked = rng.random() < (p_offered if arm == 0 else p_held)
+            up[arm] += liked
+            down[arm] += not liked
+            move = decide(Posterior(up[0], down[0]), Posterior(up[1], down[1])).move
+            if move is not None:
+                return move, k
+        return None, horizon
+
+    cases = [
+        ("equal, 0.5", 0.5, 0.5, 1000),
+        ("equal, 0.8", 0.8, 0.8, 1000),
+        ("+0.3 (0.8 vs 0.5)", 0.8, 0.5, 300),
+        ("+0.1 (0.6 vs 0.5)", 0.6, 0.5, 1000),
+        ("-0.3 (0.2 vs 0.5)", 0.2, 0.5, 50),
+        ("-0.3 (0.5 vs 0.8)", 0.5, 0.8, 50),
+    ]
+    print(f"calibration: {runs} runs per case, a look after every rating, share {share}")
+    for label, p_off, p_held, horizon in cases:
+        results = [one(p_off, p_held, horizon) for _ in range(runs)]
+        prom = [k for m, k in results if m == "promote"]
+        ret = [k for m, k in results if m == "retire"]
+        print(
+            f"  {label:<18} within {horizon:>4} ratings: promoted {len(prom)}/{runs} "
+            f"({spread(prom)}), retired {len(ret)}/{runs} ({spread(ret)})",
+            flush=True,
+        )
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--turns", type=int, default=1000)
+    parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--verbose", action="store_true", help="one line per seed")
+    parser.add_argument("--calibrate", type=int, metavar="RUNS", default=0)
+    args = parser.parse_args()
+    quiet()
+    print(f"load average at the start: {os.getloadavg()[0]:.1f} ({os.cpu_count()} cores)")
+    started = time.perf_counter()
+    if args.calibrate:
+        calibrate(args.calibrate)
+    else:
+        ok = await scenarios(args)
+        print(f"all targets: {verdict(ok)}")
+    print(
+        f"{time.perf_counter() - started:.1f} s; load average at the end: {os.getloadavg()[0]:.1f}"
+    )
 
 
 if __name__ == "__main__":
