@@ -3,7 +3,8 @@
 
 The whole app runs against the fake Bot API, which parses the multipart uploads
 python-telegram-bot makes (``sendPhoto``, ``sendDocument``, ``sendVoice``) as Telegram does and
-keeps their bytes; a tool in the turn returns :class:`~bot.outfiles.OutFile` values.
+keeps their bytes; a tool in the turn returns :class:`~bot.outfiles.OutFile` values, or the code
+tool saves a matplotlib chart in its output folder.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from opencomputer.bot.testing.fake_speech import FakeSpeechServer
 from tests.media.outbound_helpers import CSV, file_tool
 from tests.media.samples import PNG
 from tests.media.test_turns_with_attachments import CHAT, _settings, running
+from tests.media.turn_kit import PLOT_CAPTION, assert_plot, script_plot_turn
 from tests.plugins.conftest import enable_dir_plugins, make_plugin, tool_results
 from tests.telegram.fake_bot_api import FakeBotApi, validate_html
 from tests.telegram.telegram_helpers import _ptb_timedelta, tg  # noqa: F401 (fixtures)
@@ -198,6 +200,24 @@ async def test_a_sandboxed_plugin_returns_a_file_across_the_sandbox(
     )
     [stand_in] = tool_results(fake_ollama)
     assert stand_in == f"[sent file plot.png, {len(PNG)} bytes]"
+
+
+async def test_a_matplotlib_plot_the_code_tool_made_is_sent_as_a_photo_with_its_caption(
+    tg: FakeBotApi, fake_ollama: FakeOllama, make_settings: Callable[..., Settings]
+) -> None:
+    script_plot_turn(fake_ollama)
+    async with running(_settings(make_settings, tg)) as app:
+        await tg.push(tg.message("plot my visits"))
+        await tg.wait_for("sendPhoto", within=20)
+        await app.runtime.wait_idle()
+        assert [validate_html(t) for t in tg.shown(CHAT)] == ["Here is your chart."]
+    [upload] = tg.uploads
+    assert (upload.method, upload.filename, upload.caption, upload.chat_id) == (
+        "sendPhoto", "plot.png", PLOT_CAPTION, CHAT,
+    )  # fmt: skip
+    assert_plot(upload.data)
+    [stand_in] = tool_results(fake_ollama)  # the model read a note, never the bytes
+    assert stand_in == f"[sent file plot.png, {len(upload.data)} bytes]"
 
 
 async def test_a_failing_speech_server_costs_the_voice_note_only(

@@ -9,7 +9,6 @@ model was sent, and the fake speech server decodes the uploaded audio as a real 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from opencomputer.bot.app import App
@@ -30,10 +29,8 @@ from tests.media.turn_kit import (
     assert_plot,
     assert_read_pdf,
     assert_saw_photo,
-    enable_plotter,
     invoice_pdf,
     phone_photo,
-    plotter_dir,
     post_note_tool,
     script_pdf_turn,
     script_plot_turn,
@@ -117,18 +114,11 @@ async def test_pdf_text_reaches_the_model_and_taints_the_turn(
     assert posted == []  # it waits for the owner
 
 
-async def test_a_plot_a_sandboxed_tool_drew_is_uploaded_with_its_caption(
-    fake: FakeDiscord,
-    fake_ollama: FakeOllama,
-    make_settings: Any,
-    start_app: Any,
-    tmp_path: Path,
+async def test_a_matplotlib_plot_the_code_tool_made_is_uploaded_with_its_caption(
+    fake: FakeDiscord, fake_ollama: FakeOllama, make_settings: Any, start_app: Any
 ) -> None:
     script_plot_turn(fake_ollama)
-    app = await start_app(
-        _settings(make_settings, fake, OC_PLUGIN_DIRS=str(plotter_dir(tmp_path / "plugins")))
-    )
-    await enable_plotter(app)
+    app = await start_app(_settings(make_settings, fake))
     await fake.dispatch("MESSAGE_CREATE", dm(fake, "plot my visits"))
     shown = await _shown(fake, app, 2)
     assert shown == ["Here is your chart.", PLOT_CAPTION]

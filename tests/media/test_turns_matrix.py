@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -40,10 +39,8 @@ from tests.media.turn_kit import (
     assert_plot,
     assert_read_pdf,
     assert_saw_photo,
-    enable_plotter,
     invoice_pdf,
     phone_photo,
-    plotter_dir,
     post_note_tool,
     script_pdf_turn,
     script_plot_turn,
@@ -166,18 +163,16 @@ async def test_pdf_text_reaches_the_model_and_taints_the_turn(
     assert posted == []  # it waits for the owner
 
 
-async def test_a_plot_a_sandboxed_tool_drew_is_uploaded_and_shown_as_an_image(
+async def test_a_matplotlib_plot_the_code_tool_made_is_uploaded_and_shown_as_an_image(
     start_app: Any,
     settings_with: Any,
     human: Human,
     human_account: Account,
     synapse: SynapseServer,
     fake_ollama: FakeOllama,
-    tmp_path: Path,
 ) -> None:
     script_plot_turn(fake_ollama)
-    running = await start_app(settings_with(OC_PLUGIN_DIRS=str(plotter_dir(tmp_path / "p"))))
-    await enable_plotter(running.app)
+    running = await start_app(settings_with())
     room = await _room(running, human)
     await human.say(room, "plot my visits")
     assert await _shown(running, human, room, 2) == ["Here is your chart.", PLOT_CAPTION]

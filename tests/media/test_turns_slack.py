@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,10 +29,8 @@ from tests.media.turn_kit import (
     assert_plot,
     assert_read_pdf,
     assert_saw_photo,
-    enable_plotter,
     invoice_pdf,
     phone_photo,
-    plotter_dir,
     post_note_tool,
     script_pdf_turn,
     script_plot_turn,
@@ -130,17 +127,11 @@ async def test_pdf_text_reaches_the_model_and_taints_the_turn(
     assert posted == []  # it waits for the owner
 
 
-async def test_a_plot_a_sandboxed_tool_drew_is_uploaded_and_shared_with_its_caption(
-    fake_slack: FakeSlackApi,
-    fake_ollama: FakeOllama,
-    make_settings: Any,
-    start_app: Any,
-    tmp_path: Path,
+async def test_a_matplotlib_plot_the_code_tool_made_is_uploaded_and_shared_with_its_caption(
+    fake_slack: FakeSlackApi, fake_ollama: FakeOllama, make_settings: Any, start_app: Any
 ) -> None:
     script_plot_turn(fake_ollama)
-    plugins = str(plotter_dir(tmp_path / "plugins"))
-    running = await start_app(_settings(make_settings, fake_slack, OC_PLUGIN_DIRS=plugins))
-    await enable_plotter(running.app)
+    running = await start_app(_settings(make_settings, fake_slack))
     await running.post_and_wait(dm("plot my visits"))
     await fake_slack.wait_for(lambda: fake_slack.shared, within=10)
     [chart] = fake_slack.shared

@@ -30,10 +30,8 @@ from tests.media.turn_kit import (
     assert_plot,
     assert_read_pdf,
     assert_saw_photo,
-    enable_plotter,
     invoice_pdf,
     phone_photo,
-    plotter_dir,
     post_note_tool,
     script_pdf_turn,
     script_plot_turn,
@@ -46,13 +44,10 @@ async def _chat(
     make_settings: Callable[..., Settings],
     script: str,
     *tools: Tool,
-    plotter: Path | None = None,
     **settings: Any,
 ) -> list[str]:
-    """Run one terminal session of ``script`` (lines typed) through the whole App, with the
-    plotter plugin from ``plotter`` on; the lines it printed."""
-    if plotter is not None:
-        settings["OC_PLUGIN_DIRS"] = str(plotter)
+    """Run one terminal session of ``script`` (lines typed) through the whole App; the lines
+    it printed."""
     app = App(make_settings(OC_PLUGIN_SANDBOX=SANDBOX, **settings))
     out = io.StringIO()
     holder: list[TerminalConnector] = []
@@ -71,8 +66,6 @@ async def _chat(
     try:
         for tool in tools:
             app.tools.add(tool)
-        if plotter is not None:
-            await enable_plotter(app)
         await holder[0].run()
         await app.runtime.wait_idle()
     finally:
@@ -114,12 +107,11 @@ async def test_pdf_text_reaches_the_model_and_taints_the_turn(
     assert posted == []  # it waits for the owner
 
 
-async def test_a_plot_a_sandboxed_tool_drew_lands_in_the_data_dir_with_its_caption(
+async def test_a_matplotlib_plot_the_code_tool_made_lands_in_the_data_dir_with_its_caption(
     make_settings: Callable[..., Settings], fake_ollama: FakeOllama, tmp_path: Path
 ) -> None:
     script_plot_turn(fake_ollama)
-    plotter = plotter_dir(tmp_path / "plugins")
-    shown = await _chat(make_settings, "plot my visits\n", plotter=plotter)
+    shown = await _chat(make_settings, "plot my visits\n")
     assert shown[0] == "Here is your chart."
     [(caption, path)] = [line.rsplit(" ", 1) for line in shown[1:]]
     assert caption == f"📎 {PLOT_CAPTION}"

@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
-from opencomputer.bot.app import App
 from opencomputer.bot.plugins.sandbox import Sandbox
 from opencomputer.bot.testing import FakeOllama
 from opencomputer.bot.testing.fake_speech import FakeSpeechServer, sine_audio
@@ -31,6 +28,7 @@ __all__ = [
     "HEARD",
     "INVOICE",
     "PLOT_CAPTION",
+    "PLOT_CODE",
     "QUESTION",
     "SANDBOX",
     "TRANSCRIPT",
@@ -38,10 +36,8 @@ __all__ = [
     "assert_plot",
     "assert_read_pdf",
     "assert_saw_photo",
-    "enable_plotter",
     "invoice_pdf",
     "phone_photo",
-    "plotter_dir",
     "post_note_tool",
     "script_pdf_turn",
     "script_plot_turn",
@@ -142,71 +138,27 @@ def assert_read_pdf(fake: FakeOllama, caption: str, name: str = "invoice.pdf") -
 
 
 PLOT_CAPTION = "Visits this week"
-_PLOTTER = {
-    "name": "plotter",
-    "version": "1.0.0",
-    "description": "Draws line charts.",
-    "author": "tests",
-    "opencomputer": ">=0.1,<1",
-    "module": "tools",
-    "permissions": {},
-    "tools": [
-        {"name": "plot", "effects": [], "trusted_output": True, "description": "Draw a chart."}
-    ],
-}
-_PLOTTER_CODE = """
-import io
+PLOT_CODE = """
+import matplotlib.pyplot as plt
 
-from PIL import Image, ImageDraw
-
-from opencomputer import OutFile, tool
-
-
-@tool
-def plot(values: list[float], title: str) -> OutFile:
-    \"\"\"Draw a line chart of the values, left to right.
-
-    Args:
-        values: the points.
-        title: what the chart shows (its caption).
-    \"\"\"
-    image = Image.new("RGB", (320, 200), "white")
-    low, high = min(values), max(values)
-    step = 280 / max(len(values) - 1, 1)
-    points = [(20 + i * step, 180 - (v - low) * 160 / ((high - low) or 1))
-              for i, v in enumerate(values)]
-    ImageDraw.Draw(image).line(points, fill=(30, 90, 200), width=3)
-    out = io.BytesIO()
-    image.save(out, format="PNG")
-    return OutFile("plot.png", "image/png", out.getvalue(), caption=title)
+fig, ax = plt.subplots(figsize=(4, 2.5), dpi=80)
+ax.plot(range(7), [3, 5, 2, 8, 6, 9, 4], color="#1e5ac8", linewidth=3)
+ax.set_title("Visits this week")
+fig.savefig("plot.png")
 """
-
-
-def plotter_dir(root: Path) -> Path:
-    """A plugin whose tool draws a PNG line chart with Pillow, in the plugin sandbox, and returns
-    it as a file: the code tool cannot return files yet, so this stands in for a plot it made
-    (the bytes cross the sandbox's pipe as a real plugin's do).
-    """
-    folder = root / "plotter"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "plugin.json").write_text(json.dumps(_PLOTTER), encoding="utf-8")
-    (folder / "tools.py").write_text(_PLOTTER_CODE, encoding="utf-8")
-    return folder
-
-
-async def enable_plotter(app: App) -> None:
-    """Turn the plotter on (plugins found in ``OC_PLUGIN_DIRS`` start disabled)."""
-    await app.extras["plugins"].enablement.set("plotter", True)
+"""What the model asks the code tool to run: a matplotlib line chart saved in its output folder
+(its working directory), which comes back as a file across the plugin sandbox's pipe."""
 
 
 def script_plot_turn(fake: FakeOllama) -> None:
-    """The model plots a week of visits, then answers."""
-    fake.call_tool("plot", values=[3, 5, 2, 8, 6, 9, 4], title=PLOT_CAPTION)
+    """The model plots a week of visits with the code tool, then answers."""
+    fake.call_tool("run_python", code=PLOT_CODE, caption=PLOT_CAPTION)
     fake.reply("Here is your chart.")
 
 
 def assert_plot(data: bytes) -> None:
-    """What was uploaded is the chart the sandboxed tool drew: a 320x200 PNG with its line."""
+    """What was uploaded is the chart the code tool drew: a 320x200 PNG with its blue line."""
     with Image.open(io.BytesIO(data)) as chart:
         assert (chart.format, chart.size) == ("PNG", (320, 200))
-        assert (30, 90, 200) in {color for _n, color in chart.convert("RGB").getcolors(4096)}
+        colors = chart.convert("RGB").getcolors(1 << 20) or []
+        assert (30, 90, 200) in {color for _n, color in colors}
