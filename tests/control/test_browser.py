@@ -2,7 +2,8 @@
 Python (``executable_path``, no browser download), phone-sized, under the strict CSP: log in
 with the one-time link, see a pending approval appear live with its complete (hostile)
 arguments as text, approve it, and see it go while the turn answers in its chat; read the
-transcript with its tool calls, promote a prompt variant, consent to a new plugin whose
+transcript with its tool calls, promote a prompt variant (and see the next turn served it),
+consent to a new plugin whose
 description is hostile, read and delete a hostile memory, see the charts, log out.
 Screenshots are saved for review (``tests/browser_kit.py``).
 """
@@ -102,6 +103,10 @@ async def test_log_in_and_approve_in_a_real_browser(
         await brief.get_by_role("button", name="promote").click()
         await expect(brief.locator("h2")).to_contain_text("[active]")
         await page.screenshot(path=str(shots / "control-prompts.png"), full_page=True)
+        fake_ollama.reply("Served.")  # the next turn is served the promoted prompt
+        assert await h.say("and now?") == "Served."
+        system = fake_ollama.chats[-1]["messages"][0]
+        assert system["role"] == "system" and "Answer in one sentence." in system["content"]
 
         await page.goto(f"{h.base}/ui/#plugins")
         sneaky = page.locator("article.plugin", has_text="sneaky 0.1.0")
