@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import discord
 
-from opencomputer.bot.attachments import Downloader
+from opencomputer.bot.attachments import Downloader, DownloadRefused
 from opencomputer.bot.connector import Capabilities, CommandSpec, ConnectorState, Emit, Formatting
 from opencomputer.bot.events import Address, Attachment
 from opencomputer.bot.outfiles import OutFile
@@ -32,6 +32,7 @@ from opencomputer.bot.quarantine import Quarantine
 from opencomputer.bot.text import split_markdown
 from opencomputer.connectors.discord.client import GatewayClient
 from opencomputer.connectors.discord.commands import install, sync
+from opencomputer.connectors.discord.files import fresh_url, parse_handle, renewable
 from opencomputer.connectors.discord.gateway import Endpoints, ReconnectPolicy
 from opencomputer.connectors.discord.inbound import Inbound, Lru
 from opencomputer.connectors.discord.interactions import InteractionReplies
@@ -189,8 +190,20 @@ class DiscordConnector:
         self.state = ConnectorState.STOPPED
 
     async def fetch_attachment(self, attachment: Attachment, max_bytes: int) -> bytes:
-        """Download a file from its CDN URL (signed by Discord: no token is sent)."""
-        return await self._files.get(attachment.handle, attachment, max_bytes)
+        """Download a file from its CDN URL (signed by Discord: no token is sent); an expired
+        link is renewed once through the message it came with (connectors/discord/files.py).
+        """
+        url, channel_id, message_id = parse_handle(attachment.handle)
+        try:
+            return await self._files.get(url, attachment, max_bytes)
+        except DownloadRefused as exc:
+            if channel_id is None or message_id is None:
+                raise
+            if not renewable(url, exc.status, message_id):
+                raise
+            what = attachment.name or f"the {attachment.kind} file"
+            fresh = await fresh_url(self.client, channel_id, message_id, url, what)
+        return await self._files.get(fresh, attachment, max_bytes)
 
     async def wait_connected(self, within: float = 10.0) -> None:
         """Wait until the gateway session is up and the guild cache filled."""

@@ -20,6 +20,7 @@ from opencomputer.bot.attachments import claimed_kind
 from opencomputer.bot.events import Attachment, Chat, ChatKind, Command, Message, Reaction, User
 from opencomputer.bot.quarantine import PoisonEvent
 from opencomputer.bot.text import clean_event
+from opencomputer.connectors.discord.files import attachment_handle
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -119,11 +120,13 @@ def wants(message: discord.Message, bot_id: int) -> bool:
 
 
 def _attachments(message: discord.Message) -> tuple[Attachment, ...]:
-    """A message's files (voice messages are Ogg attachments too); the handle is the CDN URL."""
+    """A message's files (voice messages are Ogg attachments too); the handle is the signed
+    CDN URL with the channel and message to renew it from (connectors/discord/files.py).
+    """
     return tuple(
         Attachment(
             claimed_kind(item.content_type, item.filename),
-            item.url,
+            attachment_handle(item.url, message.channel.id, message.id),
             item.filename,
             item.content_type or "",
             item.size,

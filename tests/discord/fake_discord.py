@@ -83,6 +83,7 @@ class FakeDiscord(FakeRest):
         self._conn: _Conn | None = None
         self._lock = asyncio.Lock()
         self.cdn: dict[str, bytes] = {}  # CDN path -> bytes of an uploaded attachment
+        self.cdn_signatures: dict[str, str] = {}  # CDN path -> its current ``hm`` (expiry)
         self.cdn_requests: list[Recorded] = []
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
@@ -137,6 +138,7 @@ class FakeDiscord(FakeRest):
         att_id = self.new_id()
         path = f"attachments/{channel_id}/{att_id}/{filename}"
         self.cdn[path] = data
+        self.cdn_signatures[path] = "ab12cd"
         url = f"http://127.0.0.1:{self.port}/{path}?ex=6a000000&is=69f00000&hm=ab12cd"
         att: dict[str, Any] = {
             "id": att_id,
@@ -150,6 +152,16 @@ class FakeDiscord(FakeRest):
             att["content_type"] = content_type
         return att
 
+    def expire(self, attachment: dict[str, Any]) -> dict[str, Any]:
+        """Expire an attachment's signed link (the CDN answers 404 to it, as Discord's does
+        after about a day); the attachment object with the new link a refetch returns.
+        """
+        path = "attachments/" + attachment["url"].split("/attachments/", 1)[1].split("?")[0]
+        signature = f"{self.new_id()[-6:]}ff"
+        self.cdn_signatures[path] = signature
+        url = f"http://127.0.0.1:{self.port}/{path}?ex=6b000000&is=6af00000&hm={signature}"
+        return {**attachment, "url": url, "proxy_url": url}
+
     async def _cdn(self, request: web.Request) -> web.StreamResponse:
         """The CDN: signed URLs, no Authorization; bytes sent chunked (no length to trust)."""
         path = "attachments/" + request.match_info["tail"]
@@ -157,7 +169,7 @@ class FakeDiscord(FakeRest):
             Recorded("GET", "/" + path, dict(request.query), None, dict(request.headers))
         )
         data = self.cdn.get(path)
-        if data is None or "hm" not in request.query:
+        if data is None or request.query.get("hm") != self.cdn_signatures.get(path):
             return web.Response(status=404, text="This content is no longer available.")
         resp = web.StreamResponse()
         await resp.prepare(request)

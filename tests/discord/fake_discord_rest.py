@@ -196,6 +196,11 @@ class FakeRest:
             return web.Response(status=204)
         if m == "GET" and re.fullmatch(r"/channels/\d+", path):
             return self._get_channel(parts[1])
+        if m == "GET" and re.fullmatch(r"/channels/\d+/messages/\d+", path):
+            found = self.messages.get(parts[3])
+            if found is None or found.get("channel_id") != parts[1]:
+                return _json({"message": "Unknown Message", "code": 10008}, 404)
+            return _json(found)
         if m == "PUT" and re.fullmatch(r"/applications/\d+(/guilds/\d+)?/commands", path):
             scope = parts[3] if len(parts) == 5 else "global"
             return _json(self._put_commands(scope, body or []))
