@@ -67,6 +67,8 @@ class _Control:
                 "people": self.people.data,
                 "schedules": self.schedules.data,
                 "conversations": self.pages.changes,
+                "prompts": self.pages.prompt_changes,
+                "audit": self.pages.audit_changes,
             },
         )
         self.activity = ActivityChart(app, self.web)

@@ -151,6 +151,41 @@ class ControlPages:
             "replies": [[int(r.id), r.conversation, r.status, int(r.size or 0)] for r in replies],
         }
 
+    async def prompt_changes(self) -> dict[str, Any] | None:
+        """The live ``prompts`` event: variants and their states, the newest vote, tuning
+        move and reply (what the page's figures are computed from), read by primary key.
+        None with the feedback feature off.
+        """
+        if self.app.extras.get("feedback") is None:
+            return None
+        from opencomputer.bot.feedback.models import (
+            FeedbackVoteRow,
+            PromptVariantRow,
+            TuningEventRow,
+        )
+
+        variants = PromptVariantRow.__table__  # type: ignore[attr-defined]
+        votes = FeedbackVoteRow.__table__  # type: ignore[attr-defined]
+        moves = TuningEventRow.__table__  # type: ignore[attr-defined]
+        async with self.app.store.engine.connect() as conn:
+            states = await conn.execute(
+                select(variants.c.id, variants.c.status).order_by(variants.c.id)
+            )
+            newest = [
+                int(await conn.scalar(select(func.max(t.c.id))) or 0)
+                for t in (votes, moves, _REPLY)
+            ]
+        return {"variants": [[int(r.id), str(r.status)] for r in states], "newest": newest}
+
+    async def audit_changes(self) -> dict[str, Any]:
+        """The live ``audit`` event: the newest entry's sequence number."""
+        from opencomputer.bot.audit import AuditRow
+
+        table = AuditRow.__table__  # type: ignore[attr-defined]
+        async with self.app.store.engine.connect() as conn:
+            seq = await conn.scalar(select(func.max(table.c.seq)))
+        return {"seq": int(seq or 0)}
+
     async def transcript(self, request: web.Request, _admin: Admin) -> web.StreamResponse:
         """What was said in one conversation (``?conversation=``), each reply with its votes."""
         key = request.query.get("conversation", "")

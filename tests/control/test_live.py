@@ -1,6 +1,7 @@
 """The control room's live stream: every page hears of its changes (plugins, people, schedules,
-conversations, besides approvals and the overview), and a page that reconnects with
-``Last-Event-ID`` gets exactly what it missed, or ``reload`` when the buffer cannot say.
+conversations, prompts, the audit log, besides approvals and the overview), and a page that
+reconnects with ``Last-Event-ID`` gets exactly what it missed, or ``reload`` when the buffer
+cannot say.
 """
 
 from __future__ import annotations
@@ -24,7 +25,16 @@ from .kit import ADMIN, Served, browser, control_settings, logged_in, served
 
 pytestmark = pytest.mark.timeout(30)
 
-KINDS = ["approvals", "overview", "plugins", "people", "schedules", "conversations"]
+KINDS = [
+    "approvals",
+    "overview",
+    "plugins",
+    "people",
+    "schedules",
+    "conversations",
+    "prompts",
+    "audit",
+]
 
 
 @dataclass
@@ -89,7 +99,9 @@ async def test_plugins_people_schedules_and_conversations_are_pushed(
     async with served(control_settings(make_settings)) as h, browser() as http:
         await logged_in(h, http)
         async with stream(h, http) as s:
-            first = await s.until(lambda e: e[1] == "conversations")
+            await s.until(lambda e: e[1] == "audit")
+            first = next(e for e in s.events if e[1] == "conversations")
+            audited = next(e for e in s.events if e[1] == "audit")[2]["seq"]
             assert [e[1] for e in s.events] == KINDS  # every page's data once, in order
             assert all(e[0] for e in s.events)  # each with an id to resume from
 
@@ -130,6 +142,10 @@ async def test_plugins_people_schedules_and_conversations_are_pushed(
                 lambda e: e[1] == "conversations" and e[2]["message"] > first[2]["message"]
             )
             assert any(r[1] == "test:alice" for r in moved["replies"])
+            # a prompt variant added in chat: the prompts page hears of it, and the audit log
+            assert "Added #2" in await h.command("prompt", "add --name=brief Be brief.", user=ADMIN)
+            await s.until(lambda e: e[1] == "prompts" and [2, "candidate"] in e[2]["variants"])
+            await s.until(lambda e: e[1] == "audit" and e[2]["seq"] > audited)
             ids = [int(e[0].split("-")[1]) for e in s.events]
             assert ids == sorted(ids) and len(set(ids)) == len(ids)
 
@@ -141,7 +157,7 @@ async def test_a_reconnecting_page_gets_what_it_missed_or_reload(
         await logged_in(h, http)
         feed = feed_of(h)
         async with stream(h, http) as s:
-            await s.until(lambda e: e[1] == "conversations")
+            await s.until(lambda e: e[1] == "audit")
             last = s.events[-1][0]
         # the page is gone (a phone asleep); meanwhile a plugin is switched off
         seq = feed.seq
@@ -160,7 +176,7 @@ async def test_a_reconnecting_page_gets_what_it_missed_or_reload(
         other = "ffffffff" if feed.epoch != "ffffffff" else "00000000"
         for stale in (f"{other}-1", "nonsense"):
             async with stream(h, http, stale) as s:
-                await s.until(lambda e: e[1] == "conversations")
+                await s.until(lambda e: e[1] == "audit")
                 assert s.events[0] == ("", "reload", {})
                 assert [e[1] for e in s.events] == ["reload", *KINDS]
 

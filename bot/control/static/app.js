@@ -118,7 +118,12 @@
     });
     const table = el("table", null, "audit");
     view.replaceChildren(el("h1", "Audit log"), check, exportLink, result, table);
+    await fillAudit(table);
+  }
+
+  async function fillAudit(table) {  // also on each live `audit` event (the rest stays)
     const data = await api("audit?n=100");
+    table.replaceChildren();
     for (const e of data.entries) {
       const tr = el("tr");
       tr.append(el("td", e.seq), el("td", when(e.at)), el("td", e.actor), el("td", e.action),
@@ -249,6 +254,11 @@
       events.addEventListener(page, () => redraw(page, false));
     }
     events.addEventListener("conversations", () => redraw("conversations", true));
+    events.addEventListener("prompts", () => redraw("prompts", false));
+    events.addEventListener("audit", () => {
+      const table = view.querySelector("table.audit");
+      if (table && (location.hash.slice(1) === "audit")) { fillAudit(table).catch((e) => say(e.message)); }
+    });
     events.addEventListener("reload", () => { draw(); });  // missed too much: draw afresh
     events.addEventListener("error", async () => {
       // The stream ends when the session does: find out whether that is why.
