@@ -234,8 +234,8 @@ class ControlApi:
             }
         )
         feed = self.feed
-        await feed.join()
         try:
+            await feed.join()  # counted at once, so the finally below always balances it
             await response.prepare(request)
             last = request.headers.get("Last-Event-ID", "")
             missed = feed.since(last) if last else None

@@ -96,7 +96,11 @@ class LiveFeed:
 
     # --- listening ------------------------------------------------------------------------
     async def join(self) -> None:
-        """A page listens: start the watcher if needed and wait for its first look."""
+        """A page listens: start the watcher if needed and wait for its first look.
+
+        Counts the listener before its first wait, so a caller's ``finally: leave()`` always
+        balances it, even when the page goes away during the wait.
+        """
         self.listeners += 1
         if self._task is None or self._task.done():
             self.epoch = secrets.token_hex(4)  # a new watcher may have missed changes

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import math
 import time
@@ -71,7 +72,7 @@ if TYPE_CHECKING:
     from opencomputer.bot.config import Settings
     from opencomputer.bot.connector import Emit
 
-__all__ = ["MAX_BODY", "PLATFORM", "WebConnector", "create"]
+__all__ = ["MAX_BODY", "PLATFORM", "WebConnector", "client_network", "create"]
 
 logger = logging.getLogger(__name__)
 
@@ -290,7 +291,8 @@ class WebConnector:
         visitor = self.sessions.visitor(request.cookies.get(COOKIE))
         cookie = None
         if visitor is None:
-            decision = await self._limiter.take(f"web-new:{request.remote}", self.new_visitors)
+            where = client_network(request.remote)
+            decision = await self._limiter.take(f"web-new:{where}", self.new_visitors)
             if not decision.allowed:  # each new visitor may make a pairing request
                 minutes = max(1, math.ceil(decision.retry_after / 60))
                 logger.info("web chat: too many new sessions from %s", request.remote)
@@ -447,6 +449,21 @@ class WebConnector:
         for vote, on in [*votes, (emoji, added)]:
             await self.emit(reaction_of(visitor, mid, vote, on))
         return web.json_response({"ok": True}, status=202, headers=NO_STORE)
+
+
+def client_network(address: str | None) -> str:
+    """Whom the new-visitor limit counts: an IPv4 address, or an IPv6 address's /64 (one
+    client is given a whole /64 and could otherwise take a new address per session).
+    """
+    try:
+        ip = ipaddress.ip_address((address or "").split("%")[0])
+    except ValueError:
+        return address or "?"
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
 
 
 def _too_large(limit: int) -> web.Response:

@@ -23,6 +23,7 @@ from opencomputer.bot.feedback.models import FeedbackVoteRow
 from opencomputer.bot.storage.models import InboundRow, ReactionRow
 from opencomputer.bot.testing import FakeOllama
 from opencomputer.connectors.web.channel import WEB
+from opencomputer.connectors.web.connector import client_network
 from opencomputer.connectors.web.log import REPLAY, REPLAY_CHATS, Listeners
 from opencomputer.connectors.web.session import COOKIE, Sessions, load_secret
 from opencomputer.connectors.web.wire import CSP, MAX_BODY, NEW_VISITORS
@@ -492,3 +493,12 @@ def test_the_replay_memory_is_bounded_per_chat_and_in_chats() -> None:
         listeners.push(f"c{n}", {"type": "message", "id": "x", "text": ""})
     assert listeners.since("a", listeners.event_id(REPLAY + 5)) is None
     assert listeners.since("c5", listeners.event_id(REPLAY + 6 + 5)) == ["x"]  # its news
+
+
+def test_the_new_visitor_limit_counts_an_ipv6_client_by_its_64() -> None:
+    assert client_network("2001:db8:1:2:aaaa::1") == client_network("2001:db8:1:2:ffff::9")
+    assert client_network("2001:db8:1:2::1") == "2001:db8:1:2::/64"
+    assert client_network("2001:db8:1:3::1") != client_network("2001:db8:1:2::1")
+    assert client_network("::ffff:192.0.2.7") == client_network("192.0.2.7") == "192.0.2.7"
+    assert client_network("fe80::1%eth0") == "fe80::/64"
+    assert client_network(None) == "?" and client_network("unix") == "unix"
