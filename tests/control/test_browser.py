@@ -3,8 +3,8 @@ Python (``executable_path``, no browser download), phone-sized, under the strict
 with the one-time link, see a pending approval appear live with its complete (hostile)
 arguments as text, approve it, and see it go while the turn answers in its chat; read the
 transcript with its tool calls, promote a prompt variant (and see the next turn served it),
-consent to a new plugin whose
-description is hostile, read and delete a hostile memory, see the charts, log out.
+consent to a new plugin whose description is hostile, read and delete a hostile memory, see
+the charts, log out.
 Screenshots are saved for review (``tests/browser_kit.py``).
 """
 
