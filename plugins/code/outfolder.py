@@ -35,6 +35,8 @@ MAX_TOTAL_BYTES = 2_500_000
 4 MB of JSON, and files cross it in base64 (4/3 of their size) beside the printed text."""
 MAX_FILE_BYTES = MAX_TOTAL_BYTES
 MAX_NAME = 120
+MAX_LINES = 12
+"""Lines about files left out, at most (then one line counting the rest)."""
 _LISTED = 10_000  # entries looked at: a folder of a million names must not stall the tool
 
 _RASTER = {  # image types every platform shows inline, by their first bytes
@@ -85,6 +87,8 @@ class OutputFolder:
         os.makedirs(path, mode=0o700)
         self.path = path
         self._fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        opened = os.fstat(self._fd)
+        self._identity = (opened.st_dev, opened.st_ino)
 
     def close(self) -> None:
         """Let go of the folder's handle."""
@@ -93,6 +97,13 @@ class OutputFolder:
     def collect(self, caption: str = "") -> Collected:
         """Read the plain files directly in the folder, within the limits, in name order."""
         result = Collected()
+        try:  # the snippet may close our handle and open another folder under its number
+            now = os.fstat(self._fd)
+        except OSError:
+            now = None
+        if now is None or (now.st_dev, now.st_ino) != self._identity:
+            result.refused.append("no files sent: the snippet closed the output folder's handle")
+            return result
         entries: list[str] = []
         with os.scandir(self._fd) as listing:
             for entry in listing:
@@ -121,6 +132,10 @@ class OutputFolder:
                 f"{len(left_over)} {more} files not sent: at most {MAX_FILES} files per run "
                 f"({', '.join(left_over[:3])}{', ...' if len(left_over) > 3 else ''})"
             )
+        if len(result.refused) > MAX_LINES:  # a thousand bad names must not flood the answer
+            rest = len(result.refused) - MAX_LINES
+            del result.refused[MAX_LINES:]
+            result.refused.append(f"... and {rest} more things in the output folder not sent")
         return result
 
     def _read(self, name: str, room: int) -> bytes | str:

@@ -134,6 +134,27 @@ async def test_swapping_the_output_folder_for_a_link_reads_nothing(tmp_path: Pat
     assert await run(tmp_path, swap) == ("swapped\n", [])
 
 
+async def test_a_stolen_folder_handle_and_a_flood_of_bad_names_say_little(tmp_path: Path) -> None:
+    steal = """
+import os
+for fd in range(3, 64):
+    if os.path.realpath(f"/proc/self/fd/{fd}") == OUT:
+        os.close(fd)
+        assert os.open("/etc", os.O_RDONLY) == fd
+        print("stolen")
+"""
+    assert await run(tmp_path, steal) == (
+        "stolen\nno files sent: the snippet closed the output folder's handle\n",
+        [],
+    )
+    flood = "for i in range(500):\n    open(f'.hidden{i:03}', 'w')"
+    text, files = await run(tmp_path, flood)
+    lines = text.splitlines()
+    assert files == [] and len(lines) == 13
+    assert lines[0] == ".hidden000: not sent, it is hidden (its name starts with a dot)"
+    assert lines[-1] == "... and 488 more things in the output folder not sent"
+
+
 def test_only_a_list_of_text_and_files_carries_files() -> None:
     chart = OutFile("plot.png", "image/png", b"\x89PNG", caption="c")
     assert tool_files(["out\n", chart.to_json()]) == ("out\n", [chart])
