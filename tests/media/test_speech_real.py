@@ -91,6 +91,7 @@ def test_word_errors_counts_each_kind() -> None:
     assert wer([("a b", ""), ("c d", "c d")]) == 0.5
 
 
+@pytest.mark.timeout(600)  # a real model: ~1 s a sentence alone, several times that on a busy box
 async def test_word_error_rate_on_twenty_spoken_sentences() -> None:
     stt = PocketSphinxTranscriber()
     pairs = []
@@ -124,6 +125,7 @@ async def test_noise_and_silence_are_not_words() -> None:
         await stt.transcribe(b"RIFF\x00\x00\x00\x00WAVEjunk" * 20, "audio/wav")
 
 
+@pytest.mark.timeout(600)
 async def test_a_voice_note_is_answered_from_the_real_transcript(
     tg: FakeBotApi, fake_ollama: FakeOllama, make_settings: Callable[..., Settings]
 ) -> None:
@@ -134,6 +136,7 @@ async def test_a_voice_note_is_answered_from_the_real_transcript(
     voice = _file(tg, ogg, "voice/real.oga", duration=3, mime_type="audio/ogg")
     async with running(_settings(make_settings, tg, OC_STT_ENGINE="pocketsphinx")) as app:
         await tg.push(_media(tg, voice=voice))
+        await tg.wait_for("sendMessage", count=2, within=300)  # the model loads in the turn
         shown = await _settled(tg, app, sends=2)
     assert shown == [f"🎙 heard: {expected}", f"echo: {expected}"]
     assert fake_ollama.chats[-1]["messages"][-1]["content"] == expected
