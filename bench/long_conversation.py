@@ -1,24 +1,29 @@
 """A 200-turn conversation: turn latency at turns 1, 50 and 200, prompt tokens per turn.
 
 The real app (storage, checkpointer, graph, runtime) runs against the fake Ollama, so the
-figures are the server's own overhead, not the model's. Two runs in the same process: with
-compaction (the default) and with the issue-8 services removed (history trimming only), to
-show what compaction costs and that neither grows with the length of the conversation.
+figures are the server's own overhead, not the model's. Two configurations, each run
+``--runs`` times, alternating, in the same process: with compaction (the default) and with the
+issue-8 services removed (history trimming only), to show what compaction costs and that neither
+grows with the length of the conversation. Each figure is the median over the runs with the
+range in brackets (a turn's latency at a mark is the median of the 7 turns around it).
 
-    .venv/bin/python bench/long_conversation.py [--turns 200] [--num-ctx 4096]
+    .venv/bin/python bench/long_conversation.py [--turns 200] [--num-ctx 4096] [--runs 3]
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import re
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._common import add_run_options, spread, start
 from opencomputer.bot.config import load_settings
 from opencomputer.bot.testing import FakeOllama
 from opencomputer.bot.testing.fake_ollama import Reply
@@ -87,33 +92,47 @@ def around(values: list[float], turn: int, width: int = 3) -> float:
     return statistics.median(window)
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--turns", type=int, default=200)
-    parser.add_argument("--num-ctx", type=int, default=4096)
-    args = parser.parse_args()
-    for compaction in (True, False):
-        result = await conversation(args.turns, args.num_ctx, compaction)
-        lat, tok = result["latency"], result["tokens"]
+async def main(args: argparse.Namespace) -> dict[str, float]:
+    results: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
+    for _ in range(args.runs):
+        for compaction in (True, False):
+            results[compaction].append(await conversation(args.turns, args.num_ctx, compaction))
+    figures: dict[str, float] = {}
+    for compaction, runs in results.items():
         label = "with compaction" if compaction else "trimming only (no issue-8 services)"
-        print(f"\n{label}: {args.turns} turns, num_ctx {args.num_ctx}")
-        base = around(lat, 1)
+        print(f"\n{label}: {args.turns} turns, num_ctx {args.num_ctx}, {len(runs)} runs")
+        base = [around(r["latency"], 1) for r in runs]
         for mark in (m for m in MARKS if m <= args.turns):
+            at = [around(r["latency"], mark) for r in runs]
+            ratio = [a / b for a, b in zip(at, base, strict=True)]
+            tokens = runs[0]["tokens"][mark - 1]
             print(
-                f"  turn {mark:3d}: {around(lat, mark) * 1000:7.1f} ms "
-                f"({around(lat, mark) / base:4.2f}x turn 1)  prompt {tok[mark - 1]:5d} tokens"
+                f"  turn {mark:3d}: {spread([a * 1000 for a in at], '{:.1f}')} ms  "
+                f"({spread(ratio)}x turn 1)  prompt {tokens:5d} tokens"
             )
+            if mark == max(m for m in MARKS if m <= args.turns):
+                figures[f"last_over_first_{'compaction' if compaction else 'trim'}"] = (
+                    statistics.median(ratio)
+                )
+        last = runs[-1]
+        tok = last["tokens"]
         print(
             f"  prompt tokens: max {max(tok)}, mean {statistics.mean(tok):.0f} "
-            f"(window {args.num_ctx}); summaries {result['summaries']}; "
-            f"checkpointed messages at the end {result['history']}; "
-            f"early facts in the last prompt {result['facts_known']} of {(args.turns + 19) // 20}"
+            f"(window {args.num_ctx}); summaries {last['summaries']}; "
+            f"checkpointed messages at the end {last['history']}; "
+            f"early facts in the last prompt {last['facts_known']} of {(args.turns + 19) // 20}"
         )
-        print(
-            f"  turn latency p50 {statistics.median(lat) * 1000:.1f} ms, "
-            f"max {max(lat) * 1000:.1f} ms"
-        )
+        p50 = [statistics.median(r["latency"]) * 1000 for r in runs]
+        worst = [max(r["latency"]) * 1000 for r in runs]
+        print(f"  turn latency p50 {spread(p50, '{:.1f}')} ms, max {spread(worst, '{:.1f}')} ms")
+    return figures
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--turns", type=int, default=200)
+    parser.add_argument("--num-ctx", type=int, default=4096)
+    parser.add_argument("--runs", type=int, default=3)
+    add_run_options(parser)
+    parsed = parser.parse_args()
+    start(parsed, lambda: main(parsed))

@@ -10,15 +10,20 @@ The model is the fake Ollama in its own process. Two scenarios:
   and each added worker adds its share of turns until the cores are busy.
 
 Each mode gets the same burst of messages over many conversations; figures are turns/s, p50/p99
-latency (message accepted -> reply posted), the CPU each process group used per turn, and, for
-the single-process mode, memory per 10,000 live conversations. Scale-out modes use PostgreSQL (as
-deployed); single-process uses SQLite.
+latency (message accepted -> reply posted), the CPU each of this benchmark's own processes used
+per turn (this one, the workers it started, the fake model it started; never another process on
+the machine, and not the shared PostgreSQL and Redis servers), and, for the single-process mode,
+memory per 10,000 live conversations. Like is compared with like: the workers' rates are ratios
+to the single process on the same database (PostgreSQL); the single process on SQLite (the
+default) is shown beside it. An echo bot through the same fake platform (emit -> send, nothing
+else) gives the in-run baseline a classic echo bot stands for.
 
-    .venv/bin/python bench/throughput.py [messages] [conversations]
+    .venv/bin/python bench/throughput.py [messages] [conversations] [--quick]
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import resource
@@ -35,10 +40,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from redis.asyncio import Redis
 
-from bench._common import pct, quiet
+from bench._common import FakeModelProcess, add_run_options, pct, pid_cpu, start, tune_gc_if_asked
 from opencomputer.bot.app import App
 from opencomputer.bot.config import load_settings
-from opencomputer.bot.events import Chat, Message, User
+from opencomputer.bot.events import Address, Chat, Message, User
 from opencomputer.bot.testing.harness import RecordingConnector
 from opencomputer.bot.testing.services import POSTGRES_URL, REDIS_URL, postgres_database
 
@@ -71,70 +76,37 @@ def recording(holder: list[RecordingConnector]) -> Any:
     return factory
 
 
-def start_fake_ollama(port: int, delay: float = 0.0) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "scripts" / "fake_ollama.py"), str(port), str(delay)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
-    assert proc.stdout is not None
-    proc.stdout.readline()  # "fake Ollama on ..."
-    return proc
+STARTED: dict[str, set[int]] = {"workers": set(), "model": set()}
+"""The processes this benchmark started, by group: only these (and itself) are counted."""
 
 
 def cpu_seconds(pids: dict[str, set[int]]) -> dict[str, float]:
-    """CPU time (user + system) used so far by each group of processes."""
-    tick = os.sysconf("SC_CLK_TCK")
-    used: dict[str, float] = {}
-    for group, members in pids.items():
-        for pid in members:
-            try:
-                with open(f"/proc/{pid}/stat") as fh:
-                    fields = fh.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            used[group] = used.get(group, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    """CPU time (user + system) used so far by each group of processes (this one precisely)."""
+    used = {group: sum(pid_cpu(pid) for pid in members) for group, members in pids.items()}
+    used["opencomputer"] = time.process_time()
     return used
 
 
 def process_groups() -> dict[str, set[int]]:
-    """This process (the gateway or the single process), workers, the fake model, databases."""
-    groups: dict[str, set[int]] = {
-        "opencomputer": {os.getpid()},
-        "workers": set(),
-        "postgres+redis": set(),
-        "model": set(),
-    }
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                cmd = fh.read().replace(b"\0", b" ")
-        except OSError:
-            continue
-        if b"bot worker" in cmd:
-            groups["workers"].add(int(entry))
-        elif b"fake_ollama.py" in cmd:
-            groups["model"].add(int(entry))
-        elif cmd.startswith((b"postgres", b"/usr/lib/postgresql", b"redis-server")):
-            groups["postgres+redis"].add(int(entry))
-    return groups
+    """This process (the gateway or the single process), its workers, its fake model."""
+    return {"opencomputer": {os.getpid()}, **{k: set(v) for k, v in STARTED.items()}}
 
 
 async def burst(
-    app: App, conn_holder: list[RecordingConnector], n: int, chats: int
+    app: App | None, conn_holder: list[RecordingConnector], n: int, chats: int
 ) -> dict[str, Any]:
     conn = conn_holder[0]
+    emit = app.runtime.emit if app is not None else conn.emit
+    run = uuid.uuid4().hex[:6]  # message ids unique across bursts (a repeat is a duplicate)
     sent_at: dict[str, float] = {}
     groups = process_groups()
     cpu_before = cpu_seconds(groups)
     start = time.perf_counter()
     for i in range(n):
         chat = f"c{i % chats}-{uuid.uuid4().hex[:4]}" if chats >= n else f"c{i % chats}"
-        mid = f"u{i}"
+        mid = f"u{i}-{run}"
         sent_at[mid] = time.perf_counter()
-        await app.runtime.emit(
+        await emit(
             Message(
                 platform="test",
                 event_id=f"b{i}-{uuid.uuid4().hex[:6]}",
@@ -157,17 +129,35 @@ async def burst(
     return {"turns_s": n / elapsed, "p50": pct(lat, 50), "p99": pct(lat, 99), "n": n, "cpu": cpu}
 
 
+async def echo_bot(n: int, chats: int) -> dict[str, Any]:
+    """The baseline: each message answered with its own text through the same fake platform."""
+    holder: list[RecordingConnector] = []
+
+    async def echo(message: Message) -> None:
+        address = Address(message.platform, message.chat.id)
+        await holder[0].send(address, message.text, reply_to=message.message_id)
+
+    holder.append(RecordingConnector(echo))  # type: ignore[arg-type]
+    await burst(None, holder, 200, 50)
+    holder[0].calls.clear()
+    return await burst(None, holder, n, chats)
+
+
 async def single_process(
-    ollama: str, n: int, chats: int, data: Path, in_flight: int = 64
+    ollama: str, n: int, chats: int, data: Path, in_flight: int = 64, database: str = ""
 ) -> dict[str, Any]:
+    extra = {"OC_DATABASE_URL": database} if database else {}
     settings = load_settings(
-        OLLAMA_HOST=ollama, OC_DATA_DIR=data, **{**COMMON, "OC_MAX_IN_FLIGHT": str(in_flight)}
+        OLLAMA_HOST=ollama,
+        OC_DATA_DIR=data,
+        **{**COMMON, "OC_MAX_IN_FLIGHT": str(in_flight), **extra},
     )
     app = App(settings)
     holder: list[RecordingConnector] = []
     await app.start(recording(holder), http=False)
     try:
         await burst(app, holder, 200, 50)  # warm-up
+        tune_gc_if_asked()
         holder[0].calls.clear()
         return await burst(app, holder, n, chats)
     finally:
@@ -240,6 +230,7 @@ async def scale_out(
                             stderr=log,
                         )
                     )
+            STARTED["workers"] = {p.pid for p in procs}
             await balanced(env["OC_REDIS_PREFIX"], workers, int(env["OC_PARTITIONS"]))
             await burst(gateway, holder, 200, 50)
             holder[0].calls.clear()
@@ -249,6 +240,7 @@ async def scale_out(
                 p.terminate()
             for p in procs:  # the gateway must keep serving while workers finish their turns
                 await asyncio.to_thread(p.wait, 60)
+            STARTED["workers"] = set()
             await gateway.stop()
 
 
@@ -259,57 +251,79 @@ SCENARIOS = (
 )
 
 
-async def scenario(delay: float, in_flight: int, n: int, chats: int, tmp: Path) -> list[Any]:
-    port = 20000 + (os.getpid() + int(delay * 1000)) % 20000
-    fake = start_fake_ollama(port, delay)
-    ollama = f"http://127.0.0.1:{port}"
-    try:
-        rows = [("single process (SQLite)", await single_process(ollama, n, chats, tmp, in_flight))]
-        for workers in (1, 2, 4):
-            result = await scale_out(ollama, workers, n, chats, tmp / f"s{workers}", in_flight)
-            rows.append((f"{workers} worker(s) over Redis (PG)", result))
+async def scenario(
+    delay: float, in_flight: int, n: int, chats: int, tmp: Path, workers: tuple[int, ...]
+) -> list[Any]:
+    async with FakeModelProcess(delay=delay, echo=True) as fake:
+        assert fake.proc is not None
+        STARTED["model"] = {fake.proc.pid}
+        rows = [
+            ("single process (SQLite)", await single_process(fake.url, n, chats, tmp, in_flight))
+        ]
+        async with postgres_database(POSTGRES_URL) as db:
+            result = await single_process(fake.url, n, chats, tmp / "pg", in_flight, db)
+        rows.append(("single process (PostgreSQL)", result))
+        for count in workers:
+            result = await scale_out(fake.url, count, n, chats, tmp / f"s{count}", in_flight)
+            rows.append((f"{count} worker(s) over Redis (PG)", result))
+        STARTED["model"] = set()
         return rows
-    finally:
-        fake.terminate()
-        fake.wait()
 
 
-def report(title: str, rows: list[Any]) -> None:
+def report(title: str, rows: list[Any], echo: dict[str, Any] | None = None) -> None:
+    """Rates as ratios to the single process on the same database (PostgreSQL for workers)."""
     print(title)
-    base = rows[0][1]
+    bases = {"SQLite": rows[0][1], "PG": rows[1][1]}
     for name, r in rows:
+        base = bases["SQLite"] if "SQLite" in name else bases["PG"]
         cpu = "  ".join(f"{g} {ms:.2f}" for g, ms in r["cpu"].items() if ms >= 0.005)
         print(
-            f"  {name:<30} {r['turns_s']:7.0f} turns/s ({r['turns_s'] / base['turns_s']:.2f}x)  "
-            f"p50={r['p50']:7.0f} ms  p99={r['p99']:7.0f} ms  CPU ms/turn: {cpu}"
+            f"  {name:<30} {r['turns_s']:7.0f} turns/s ({r['turns_s'] / base['turns_s']:.2f}x "
+            f"the single process on its database)  p50={r['p50']:7.0f} ms  "
+            f"p99={r['p99']:7.0f} ms  CPU ms/turn: {cpu}"
+        )
+    if echo is not None:
+        ours = rows[0][1]["cpu"]["opencomputer"]
+        print(
+            f"  {'echo bot, same fake platform':<30} {echo['turns_s']:7.0f} turns/s  "
+            f"CPU ms/message: {echo['cpu']['opencomputer']:.3f}  "
+            f"(a full SQLite turn costs {ours / echo['cpu']['opencomputer']:.1f}x that)"
         )
 
 
-async def main(n: int, chats: int) -> None:
-    quiet()
+async def main(n: int, chats: int, quick: bool) -> dict[str, float]:
     results = []
+    workers = (1, 2) if quick else (1, 2, 4)
+    echo = await echo_bot(n, chats)
     with tempfile.TemporaryDirectory() as tmp:
         for i, (name, delay, in_flight, share) in enumerate(SCENARIOS):
             count = int(n * share)
-            rows = await scenario(delay, in_flight, count, chats, Path(tmp) / f"sc{i}")
+            rows = await scenario(delay, in_flight, count, chats, Path(tmp) / f"sc{i}", workers)
             results.append((f"{name}: {count} turns over {chats} conversations", rows))
-        port = 20000 + (os.getpid() + 7) % 20000
-        fake = start_fake_ollama(port)
-        try:
-            per_10k = await live_conversations(f"http://127.0.0.1:{port}", Path(tmp) / "live")
-        finally:
-            fake.terminate()
-            fake.wait()
-    print(f"{os.cpu_count()} CPUs")
-    for title, rows in results:
-        report(title, rows)
-    print(f"RSS growth per 10,000 live conversations (single process): {per_10k:.1f} MB")
+        per_10k = None
+        if not quick:
+            async with FakeModelProcess(echo=True) as fake:
+                per_10k = await live_conversations(fake.url, Path(tmp) / "live")
+    for index, (title, rows) in enumerate(results):
+        report(title, rows, echo if index == 0 else None)
+    if per_10k is not None:
+        print(f"RSS growth per 10,000 live conversations (single process): {per_10k:.1f} MB")
+    single = results[0][1][0][1]
+    return {
+        "turns_s_sqlite": single["turns_s"],
+        "cpu_turn_ms_sqlite": single["cpu"]["opencomputer"],
+        "echo_turns_s": echo["turns_s"],
+        "echo_cpu_ms": echo["cpu"]["opencomputer"],
+    }
 
 
 if __name__ == "__main__":
-    asyncio.run(
-        main(
-            int(sys.argv[1]) if len(sys.argv) > 1 else 2000,
-            int(sys.argv[2]) if len(sys.argv) > 2 else 200,
-        )
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("messages", type=int, nargs="?", default=2000)
+    parser.add_argument("conversations", type=int, nargs="?", default=200)
+    parser.add_argument(
+        "--quick", action="store_true", help="1 and 2 workers, no 10,000-conversation memory run"
     )
+    add_run_options(parser)
+    args = parser.parse_args()
+    start(args, lambda: main(args.messages, args.conversations, args.quick))
