@@ -111,10 +111,20 @@ class StreamLagMonitor:
 
     async def refresh(self) -> tuple[int, int]:
         """Read every partition once; set and return ``(lag, pending)``."""
+        from redis.exceptions import ResponseError
+
         lag = pending = 0
-        for partition in range(self.partitions):
-            stream = self.keys.inbound(partition)
-            groups = await self._groups(stream)
+        streams = [self.keys.inbound(p) for p in range(self.partitions)]
+        async with self.redis.pipeline(transaction=False) as pipe:  # one round trip for all
+            for stream in streams:
+                pipe.xinfo_groups(stream)
+            answers = await pipe.execute(raise_on_error=False)
+        for stream, answer in zip(streams, answers, strict=True):
+            if isinstance(answer, ResponseError):  # the stream does not exist yet
+                answer = []
+            elif isinstance(answer, Exception):
+                raise answer
+            groups: list[dict[str, Any]] = list(answer)
             mine = next((g for g in groups if _text(g.get("name")) == self.group), None)
             if mine is None:  # no worker ever joined: everything is waiting
                 lag += int(await self.redis.xlen(stream))
@@ -128,14 +138,6 @@ class StreamLagMonitor:
         self.metrics.stream_lag.set(lag)
         self.metrics.stream_pending.set(pending)
         return lag, pending
-
-    async def _groups(self, stream: str) -> list[dict[str, Any]]:
-        from redis.exceptions import ResponseError
-
-        try:
-            return list(await self.redis.xinfo_groups(stream))
-        except ResponseError:  # the stream does not exist yet
-            return []
 
     async def run(self, interval: float) -> None:
         """Refresh every ``interval`` seconds until cancelled; errors are logged, not raised.

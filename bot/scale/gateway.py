@@ -182,6 +182,8 @@ class Gateway:
                 backlog = False
             for entry_id, fields in entries:
                 op = orjson.loads(fields[b"op"])
+                if backlog:  # read again after a restart: it may have been applied before
+                    op.pop("n", None)
                 self._chain(
                     op.get("k") or entry_id.decode(), partial(self._apply, stream, entry_id, op)
                 )
@@ -213,9 +215,11 @@ class Gateway:
                 if connector is not None and connector.capabilities.can_type:
                     await connector.typing(address)
             elif op.get("final"):
-                result["ids"] = await self._finish(op["k"], address, op.get("r"), op["x"])
+                result["ids"] = await self._finish(
+                    op["k"], address, op.get("r"), op["x"], fresh=bool(op.get("n"))
+                )
             elif op["k"] not in self._finished:
-                sink = await self._stream(op["k"], address, op.get("r"))
+                sink = await self._stream(op["k"], address, op.get("r"), fresh=bool(op.get("n")))
                 if sink.delivered is None:  # a late snapshot never overwrites the answer
                     await sink.show(op["x"])
         except Exception as exc:
@@ -231,9 +235,14 @@ class Gateway:
                 pipe.xack(stream, GATEWAY_GROUP, entry_id)
                 await pipe.execute()
 
-    async def _stream(self, key: str, address: Address, reply_to: str | None) -> ReplyStream:
+    async def _stream(
+        self, key: str, address: Address, reply_to: str | None, *, fresh: bool = False
+    ) -> ReplyStream:
         """The reply's stream; one this process has not seen yet first reads what an earlier
-        gateway (or an earlier run of the turn) posted for it: one read per reply.
+        gateway (or an earlier run of the turn) posted for it: one read per reply. A worker's
+        first operation on a first attempt says ``fresh`` (``n``): nothing can have been
+        posted for it, so the read is skipped (not for a repeat, nor for an operation read
+        again from this gateway's backlog, which an earlier run of it may have applied).
         """
         stream = self._streams.get(key)
         if stream is None:
@@ -241,21 +250,22 @@ class Gateway:
             keeps = is_durable_key(key) and connector.capabilities.keeps_messages
             ledger = self.app.store if keeps else None
             stream = ReplyStream(connector, address, reply_to, key=key, ledger=ledger)
-            await stream.resume()
+            if not fresh:
+                await stream.resume()
             self._streams[key] = stream
             while len(self._streams) > _KEEP_FINISHED:
                 self._streams.popitem(last=False)
         return stream
 
     async def _finish(
-        self, key: str, address: Address, reply_to: str | None, text: str
+        self, key: str, address: Address, reply_to: str | None, text: str, *, fresh: bool = False
     ) -> list[str]:
         """Deliver the final text once per key: a repeated final returns the same message ids
         (from the database for durable keys, so a gateway restart does not answer twice).
         """
         if key in self._finished:
             return self._finished[key]
-        stream = await self._stream(key, address, reply_to)
+        stream = await self._stream(key, address, reply_to, fresh=fresh)
         if stream.delivered is not None:
             ids = stream.delivered
         else:

@@ -27,7 +27,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from opencomputer.bot.events import Address, Command, Message
 from opencomputer.bot.hooks import hookimpl
-from opencomputer.bot.reply import ReplySink
+from opencomputer.bot.reply import ReplySink, reply_key
 from opencomputer.bot.runtime import Job, RuntimeStopped, message_from_row
 from opencomputer.bot.scale.backoff import Outage
 from opencomputer.bot.scale.bus import WORKER_GROUP, Keys, ensure_group, partition_of, publish
@@ -42,10 +42,15 @@ __all__ = ["RemoteSink", "Worker"]
 logger = logging.getLogger(__name__)
 
 _RENEW = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
-  return redis.call('pexpire', KEYS[1], ARGV[2])
+local kept = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('get', key) == ARGV[1] then
+    kept[i] = redis.call('pexpire', key, ARGV[2])
+  else
+    kept[i] = 0
+  end
 end
-return 0
+return kept
 """
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
@@ -86,6 +91,7 @@ class Worker:
         self.capacity = max(4, app.settings.max_in_flight * 4)
         self._inflight: set[tuple[str, bytes]] = set()
         self._answering: set[int] = set()  # inbound rows claimed and being answered
+        self._fresh: set[str] = set()  # reply keys of first attempts (no posts exist yet)
         self.stale_after = 3 * lease_ms / 1000
         self._futures: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -142,14 +148,21 @@ class Worker:
             return
         now = int(time.time() * 1000)
         horizon = now - 2 * self.lease_ms
-        await self.redis.zadd(self.keys.workers, {self.id: now})
-        await self.redis.zremrangebyscore(self.keys.workers, 0, horizon)
-        members = await self.redis.zrangebyscore(self.keys.workers, horizon, "+inf")
+        async with self.redis.pipeline(transaction=False) as pipe:  # one round trip
+            pipe.zadd(self.keys.workers, {self.id: now})
+            pipe.zremrangebyscore(self.keys.workers, 0, horizon)
+            pipe.zrangebyscore(self.keys.workers, horizon, "+inf")
+            *_, members = await pipe.execute()
         self.live = {m.decode() if isinstance(m, bytes) else str(m) for m in members}
-        for p in list(self.held):
-            if not await self._renew(keys=[self.keys.lease(p)], args=[self.id, self.lease_ms]):
-                logger.warning("worker %s lost partition %s", self.id, p)
-                self.held.discard(p)
+        held = sorted(self.held)
+        if held:  # every lease renewed in one script call, not one round trip each
+            kept = await self._renew(
+                keys=[self.keys.lease(p) for p in held], args=[self.id, self.lease_ms]
+            )
+            for p, ok in zip(held, kept, strict=True):
+                if not ok:
+                    logger.warning("worker %s lost partition %s", self.id, p)
+                    self.held.discard(p)
         share = math.ceil(self.partitions / max(1, len(self.live)))
         # Partitions over the fair share are drained: no new entries are read from them, and
         # each is released once its in-flight entries are answered. Waiting for an idle moment
@@ -293,9 +306,17 @@ class Worker:
                     if reply is not None:
                         await self.app.runtime.deliver_reply(reply)
                     continue
-                await self.app.runtime.run_turn(
-                    message_from_row(row), int(row.id), retry=resumed or claimed
-                )
+                # A message claimed while still 'accepted' was never worked on, so nothing
+                # was posted for it: the gateway may skip reading its posts (one query less).
+                key = reply_key(int(row.id)) if not resumed else None
+                if key is not None:
+                    self._fresh.add(key)
+                try:
+                    await self.app.runtime.run_turn(
+                        message_from_row(row), int(row.id), retry=resumed or claimed
+                    )
+                finally:
+                    self._fresh.discard(key or "")
         finally:
             self._answering -= ids
         return claim.complete
@@ -322,7 +343,9 @@ class Worker:
     # --- replies through the gateway ---------------------------------------------------
     def open_stream(self, address: Address, reply_to: str | None, key: str | None) -> ReplySink:
         """The runtime's reply sink in a worker: relayed to the gateway running the platform."""
-        return RemoteSink(self, address, reply_to, key or f"s{uuid.uuid4().hex}")
+        sink = RemoteSink(self, address, reply_to, key or f"s{uuid.uuid4().hex}")
+        sink.fresh = key is not None and key in self._fresh
+        return sink
 
     async def cast(self, op: dict[str, Any], *, best_effort: bool = False) -> None:
         """Send a reply operation without waiting for it (interim ones may be lost)."""
@@ -343,12 +366,14 @@ class Worker:
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._futures[rid] = future
         deadline = time.monotonic() + self.rpc_timeout
+        op = {**op, "rid": rid, "w": self.id}
         try:
             # Resent until answered: a Redis restart may have lost it, and the gateway delivers
             # a reply's final text once per key, so a repeat returns the same message ids.
             while True:
                 with contextlib.suppress(RedisError):
-                    await self.cast({**op, "rid": rid, "w": self.id})
+                    await self.cast(op)
+                op.pop("n", None)  # a repeat may follow a post: the gateway reads the posts
                 wait = min(self.resend_after, deadline - time.monotonic())
                 if wait <= 0:
                     raise TimeoutError("no gateway answered the reply operation")
@@ -402,6 +427,16 @@ class RemoteSink:
         self._last = time.monotonic()
         self._started = False
         self._typing: asyncio.Task[None] | None = None
+        self.fresh = False
+        """A first attempt: the first reply operation tells the gateway nothing was posted."""
+
+    def _op(self, **fields: Any) -> dict[str, Any]:
+        """A reply operation on this reply; the first one carries ``n`` if it is fresh."""
+        op = {**self._base, "op": "stream", **fields}
+        if self.fresh:
+            op["n"] = 1
+            self.fresh = False
+        return op
 
     @property
     def started(self) -> bool:
@@ -415,7 +450,7 @@ class RemoteSink:
         if now - self._last >= self.interval:
             self._last = now
             self._started = True
-            await self.worker.cast({**self._base, "op": "stream", "x": self.text}, best_effort=True)
+            await self.worker.cast(self._op(x=self.text), best_effort=True)
 
     async def resume(self) -> None:
         """Nothing to do here: the gateway resumes a reply key it does not hold by itself."""
@@ -440,5 +475,5 @@ class RemoteSink:
         """Deliver the final text; returns the platform message ids."""
         if self._typing is not None:
             self._typing.cancel()
-        answer = await self.worker.call({**self._base, "op": "stream", "x": text, "final": True})
+        answer = await self.worker.call(self._op(x=text, final=True))
         return [str(i) for i in answer.get("ids", [])]
