@@ -156,10 +156,17 @@ class Multimodal:
             reading.parts.append(call.text)
             reading.readable = True
         source = self.app.runtime.connectors.get(msg.platform)
-        kept = await self._kept_transcripts(call)
+        kept = await self._kept(call, "transcript")
+        blocks = await self._kept(call, "block")
         for index, attachment in enumerate(msg.attachments):
             if index in kept:  # heard in an earlier attempt (/retry): not again, not said twice
                 reading.parts.append(kept[index])
+                reading.readable = True
+                continue
+            if index in blocks:  # read (and summarized) in an earlier attempt: no model calls
+                reading.parts.append(blocks[index])
+                reading.taint.append(f"the attached file {_name(attachment)}")
+                reading.chars_left -= len(blocks[index])
                 reading.readable = True
                 continue
             try:
@@ -191,12 +198,14 @@ class Multimodal:
             )
         return await fetch(source, attachment, max_bytes(self.app.settings))
 
-    async def _kept_transcripts(self, call: TurnCall) -> dict[int, str]:
-        """Transcripts an earlier attempt at this stored message made (none for a new one)."""
+    async def _kept(self, call: TurnCall, key: str) -> dict[int, str]:
+        """What an earlier attempt at this stored message kept under ``key`` (a voice note's
+        ``transcript``, a document's ``block``); nothing for a new message.
+        """
         inbound_id = inbound_id_of(call.ctx.turn_key)
         if self.transcripts is None or inbound_id is None or not call.retry:
             return {}
-        return await self.transcripts.kept(inbound_id)
+        return await self.transcripts.kept(inbound_id, key)
 
     async def _read_one(self, call: TurnCall, got: Fetched, reading: _Reading, index: int) -> None:
         attachment, name = got.attachment, _name(got.attachment)
@@ -309,6 +318,7 @@ class Multimodal:
         reading.readable = True
         if self.transcripts is not None and inbound_id is not None:
             await self.transcripts.keep(inbound_id, index, shown, key="text")  # remember_file
+            await self.transcripts.keep(inbound_id, index, block, key="block")  # /retry
 
     async def _summary(self, call: TurnCall, name: str, text: str, room: int) -> Summary | None:
         """A map/reduce summary by the turn's model; None (the text is cut) if it fails."""

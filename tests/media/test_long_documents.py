@@ -93,6 +93,34 @@ async def test_a_long_document_is_summarized_in_bounded_calls(
     assert HOSTILE not in content  # only the summary reaches the turn, marked as the file's
 
 
+async def test_retry_reuses_the_summary_without_model_calls(
+    tg: FakeBotApi, fake_ollama: FakeOllama, make_settings: Callable[..., Settings]
+) -> None:
+    calls: list[str] = []
+    summarizer = _summarizer(calls)
+    failed: list[int] = []
+
+    def respond(body: dict[str, Any]) -> Reply:
+        if not _is_summary(body) and not failed:
+            failed.append(1)
+            return Reply(status=400, error="model crashed")  # the answer after the summary
+        return summarizer(body)
+
+    fake_ollama.responder = respond
+    doc = _file(tg, _long_text(60_000), "documents/long2.txt", file_name="minutes.txt")
+    settings = _settings(make_settings, tg, OC_NUM_CTX=str(NUM_CTX))
+    async with running(settings) as app:
+        await tg.push(_media(tg, "what was decided?", document=doc))
+        [apology] = await _settled(tg, app, sends=1)
+        assert "/retry" in apology and len(calls) == MAX_CHUNKS + 1
+        first = fake_ollama.chats[-1]["messages"][-1]["content"]
+        await tg.push(tg.message("/retry"))
+        await _settled(tg, app, sends=2)
+    assert len(calls) == MAX_CHUNKS + 1  # no new summary calls
+    assert fake_ollama.chats[-1]["messages"][-1]["content"] == first
+    assert tg.file_requests.count("documents/long2.txt") == 1
+
+
 async def test_a_failing_summary_falls_back_to_the_cut_text(
     tg: FakeBotApi, fake_ollama: FakeOllama, make_settings: Callable[..., Settings]
 ) -> None:
