@@ -9,27 +9,35 @@ atomically, so every gateway process shares the same limits.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from opencomputer.bot.events import Command, Message, Reaction, User
 from opencomputer.bot.middleware import Handler, Middleware
 
 __all__ = [
+    "MAX_KEYS",
     "Bucket",
     "Decision",
     "Limiter",
     "LocalLimiter",
     "RedisLimiter",
+    "client_network",
     "parse_rate",
     "rate_limit_middleware",
 ]
 
 logger = logging.getLogger(__name__)
+
+MAX_KEYS = 50_000
+"""Keys one in-process limiter tracks at most (about 10 MB); see :class:`LocalLimiter`."""
+_OVERFLOW_BUCKETS = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +77,21 @@ def parse_rate(text: str) -> Bucket | None:
     return bucket
 
 
+def client_network(address: str | None) -> str:
+    """Whom a per-address limit counts: an IPv4 address, or an IPv6 address's /64 (one
+    client is given a whole /64 and could otherwise take a new address per request).
+    """
+    try:
+        ip = ipaddress.ip_address((address or "").split("%")[0])
+    except ValueError:
+        return address or "?"
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
 class Limiter(Protocol):
     """Takes one token from a named bucket."""
 
@@ -78,22 +101,82 @@ class Limiter(Protocol):
 
 
 class LocalLimiter:
-    """Buckets in this process's memory."""
+    """Buckets in this process's memory, never more than ``max_keys`` of them.
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    A bucket that has filled up again is the same as no bucket, so it is dropped: buckets are
+    kept in order of last use, and each new key first drops the refilled ones from the oldest
+    end (each is dropped once, so this costs O(1) a call on average). Without that, every
+    distinct client address ever seen would stay in memory. When the table is full of buckets
+    that are all still refilling (a flood of distinct keys), a new key is not added: it is
+    charged to one shared overflow bucket instead, so the flood's new keys are limited
+    together (failing safe, never open) while keys already tracked keep their own buckets.
+    """
+
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, *, max_keys: int = MAX_KEYS
+    ) -> None:
+        if max_keys < 1:
+            raise ValueError("max_keys must be at least 1")
         self.clock = clock
-        self._state: dict[str, tuple[float, float, bool]] = {}  # tokens, stamp, notified
+        self.max_keys = max_keys
+        self._state: OrderedDict[str, _State] = OrderedDict()
+        self._overflow: dict[Bucket, _State] = {}
+
+    def __len__(self) -> int:
+        """How many keys are tracked now (the overflow buckets not counted)."""
+        return len(self._state)
 
     async def take(self, key: str, bucket: Bucket) -> Decision:
         """Refill by elapsed time, then take one token or refuse."""
         now = self.clock()
-        tokens, stamp, notified = self._state.get(key, (bucket.capacity, now, False))
-        tokens = min(bucket.capacity, tokens + (now - stamp) * bucket.rate)
-        if tokens >= 1:
-            self._state[key] = (tokens - 1, now, False)
-            return Decision(True)
-        self._state[key] = (tokens, now, True)
-        return Decision(False, not notified, (1 - tokens) / bucket.rate)
+        state = self._state.get(key)
+        if state is not None:
+            self._state.move_to_end(key)
+            decision, self._state[key] = _take(state, bucket, now)
+            return decision
+        self._expire(now)
+        if len(self._state) < self.max_keys:
+            decision, self._state[key] = _take(None, bucket, now)
+            return decision
+        if len(self._overflow) > _OVERFLOW_BUCKETS:  # only a few Bucket values exist
+            self._overflow.clear()
+        decision, self._overflow[bucket] = _take(self._overflow.get(bucket), bucket, now)
+        return decision
+
+    def _expire(self, now: float) -> None:
+        """Drop refilled buckets from the least recently used end."""
+        while self._state:
+            key, state = next(iter(self._state.items()))
+            if state.full_at > now:
+                return
+            del self._state[key]
+
+
+class _State(NamedTuple):
+    """A bucket as last seen (a tuple: cheap to make, one is made per call)."""
+
+    tokens: float
+    stamp: float
+    notified: bool
+    full_at: float
+    """When the bucket is full again (from then on it can be forgotten)."""
+
+
+def _take(state: _State | None, bucket: Bucket, now: float) -> tuple[Decision, _State]:
+    """One token from a bucket (None: a full one), and the bucket's new state."""
+    if state is None:
+        tokens, stamp, notified = bucket.capacity, now, False
+    else:
+        tokens, stamp, notified = state.tokens, state.stamp, state.notified
+    tokens = min(bucket.capacity, tokens + max(0.0, now - stamp) * bucket.rate)
+    if tokens >= 1:
+        tokens -= 1
+        decision, notified = Decision(True), False
+    else:
+        decision = Decision(False, not notified, (1 - tokens) / bucket.rate)
+        notified = True
+    full_at = now + (bucket.capacity - tokens) / bucket.rate
+    return decision, _State(tokens, now, notified, full_at)
 
 
 _SCRIPT = """

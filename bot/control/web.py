@@ -18,7 +18,7 @@ from aiohttp import web
 
 from opencomputer.bot.control.auth import SESSION_TTL, Admin, Logins
 from opencomputer.bot.http import PAGE_HEADERS
-from opencomputer.bot.ratelimit import Bucket, LocalLimiter
+from opencomputer.bot.ratelimit import Bucket, LocalLimiter, client_network
 
 if TYPE_CHECKING:
     from opencomputer.bot.features import Host
@@ -29,7 +29,8 @@ logger = logging.getLogger(__name__)
 
 COOKIE = "oc_ui"
 LOGIN_RATE = Bucket(10, 60)
-"""Login attempts per client address: 10 a minute (a token has 256 bits; this stops floods)."""
+"""Login attempts per client address (an IPv6 client's /64): 10 a minute (a token has 256
+bits; this stops floods). The limiter tracks a bounded number of addresses (``LocalLimiter``)."""
 STATIC = {
     "app.js": "text/javascript",
     "login.js": "text/javascript",
@@ -140,7 +141,7 @@ class ControlWeb:
     # --- login, session, logout --------------------------------------------------------
     async def login(self, request: web.Request) -> web.StreamResponse:
         """Spend a login link's token and open a session (rate limited per client address)."""
-        decision = await self.limiter.take(f"ui-login:{request.remote}", LOGIN_RATE)
+        decision = await self.limiter.take(f"ui-login:{client_network(request.remote)}", LOGIN_RATE)
         if not decision.allowed:
             seconds = max(1, round(decision.retry_after))
             response = error(429, f"too many login attempts; try again in {seconds} s")

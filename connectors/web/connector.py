@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import math
 import time
@@ -43,7 +42,7 @@ from opencomputer.bot.connector import (
 from opencomputer.bot.events import Address, Message
 from opencomputer.bot.hooks import DataRights
 from opencomputer.bot.http import too_large_as
-from opencomputer.bot.ratelimit import SLOW_DOWN, LocalLimiter
+from opencomputer.bot.ratelimit import SLOW_DOWN, LocalLimiter, client_network
 from opencomputer.bot.storage.models import InboundRow
 from opencomputer.bot.text import clean_text
 from opencomputer.connectors.web.log import VOTES, ChatLog, Listeners
@@ -449,21 +448,6 @@ class WebConnector:
         for vote, on in [*votes, (emoji, added)]:
             await self.emit(reaction_of(visitor, mid, vote, on))
         return web.json_response({"ok": True}, status=202, headers=NO_STORE)
-
-
-def client_network(address: str | None) -> str:
-    """Whom the new-visitor limit counts: an IPv4 address, or an IPv6 address's /64 (one
-    client is given a whole /64 and could otherwise take a new address per session).
-    """
-    try:
-        ip = ipaddress.ip_address((address or "").split("%")[0])
-    except ValueError:
-        return address or "?"
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
-    return str(ip)
 
 
 def _too_large(limit: int) -> web.Response:
