@@ -135,7 +135,7 @@ class App:
 
             raise ConfigError(problem)  # the model would silently truncate every prompt
         saver = await self._stack.enter_async_context(
-            open_checkpointer(self.settings.resolved_database_url)
+            open_checkpointer(self.settings.resolved_database_url, self.store.writer)
         )
         llm = MeteredModel(self.llm, self.metrics)  # oc_model_* metrics
         graph = build_graph(llm=llm, checkpointer=saver, executor=self._execute_tool)

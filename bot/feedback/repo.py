@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from opencomputer.bot.feedback.cache import LiveVariants, Tallies
@@ -19,6 +19,7 @@ from opencomputer.bot.feedback.models import (
 )
 from opencomputer.bot.feedback.votes import Exchange, VariantStats, VoteQueries, _pk
 from opencomputer.bot.storage.models import InboundRow
+from opencomputer.bot.storage.writer import Tx
 
 __all__ = ["Change", "Exchange", "FeedbackRepo", "VariantStats"]
 
@@ -29,6 +30,7 @@ _INBOUND = InboundRow.__table__  # type: ignore[attr-defined]
 LIVE = (Status.ACTIVE, Status.CANDIDATE, Status.PINNED)
 
 Change = tuple[int, str, str]  # variant id, status before, status after
+Transact = Callable[..., Awaitable[Any]]
 
 
 class FeedbackRepo(VoteQueries):
@@ -39,8 +41,13 @@ class FeedbackRepo(VoteQueries):
     posteriors a draw compares; every vote change made here invalidates it.
     """
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, transact: Transact | None = None) -> None:
         self.engine = engine
+        self.transact = transact
+        """``SqlStore.transact``: the assignment a new conversation's first turn writes goes
+        through the store's one writer (on SQLite a write on a second connection waits for the
+        writer's lock in SQLite's sleeping busy handler: hundreds of milliseconds).
+        """
         self.live = LiveVariants(self.variants_live)
         self.tallies = Tallies(self.posteriors)
 
@@ -178,6 +185,9 @@ class FeedbackRepo(VoteQueries):
         """
         at = time.time() if at is None else at
         values = {"variant_id": variant_id, "epoch": epoch, "turns": 1, "assigned_at": at}
+        if self.transact is not None:
+            await self.transact(_assign, {"conversation": conversation, **values})
+            return
         async with self.engine.begin() as conn:
             changed = await conn.execute(
                 update(_ASSIGN).where(_ASSIGN.c.conversation == conversation).values(**values)
@@ -206,6 +216,39 @@ class FeedbackRepo(VoteQueries):
             if found:
                 await conn.execute(delete(_ASSIGN).where(conv.in_(found)))
         return found
+
+
+_REASSIGN = (
+    update(_ASSIGN)
+    .where(_ASSIGN.c.conversation == bindparam("b_conv"))
+    .values(
+        variant_id=bindparam("b_variant"),
+        epoch=bindparam("b_epoch"),
+        turns=bindparam("b_turns"),
+        assigned_at=bindparam("b_at"),
+    )
+)
+
+_NEW_ASSIGNMENT = insert(_ASSIGN).values(
+    conversation=bindparam("b_conv"),
+    variant_id=bindparam("b_variant"),
+    epoch=bindparam("b_epoch"),
+    turns=bindparam("b_turns"),
+    assigned_at=bindparam("b_at"),
+)
+
+
+def _assign(tx: Tx, values: dict[str, Any]) -> None:
+    """The assignment as one transaction of the store's writer (see ``FeedbackRepo.assign``)."""
+    params = {
+        "b_conv": values["conversation"],
+        "b_variant": values["variant_id"],
+        "b_epoch": values["epoch"],
+        "b_turns": values["turns"],
+        "b_at": values["assigned_at"],
+    }
+    if not tx.execute(_REASSIGN, params):
+        tx.execute(_NEW_ASSIGNMENT, params)
 
 
 def _escape(text: str) -> str:

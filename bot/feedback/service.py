@@ -46,7 +46,7 @@ class FeedbackService:
         self.settings = settings
         self.store = store
         self.llm = llm
-        self.repo = FeedbackRepo(store.engine)
+        self.repo = FeedbackRepo(store.engine, store.transact)
         self.table = EmojiTable.from_csv(settings.feedback_positive, settings.feedback_negative)
         self.tuner = Tuner(settings, self.repo)
         self.selector = Selector(settings, self.repo, store.epoch, rng)

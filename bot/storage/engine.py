@@ -354,7 +354,16 @@ def _broken_connection(ctx: Any) -> None:
 
 
 def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-    """WAL + NORMAL: a commit does not wait for fsync, the write-ahead log keeps it safe."""
+    """WAL + ``synchronous=NORMAL``: a commit appends to the write-ahead log without an fsync.
+
+    What that protects: every committed transaction survives the process dying at any
+    instruction (``kill -9``, an out-of-memory kill, a crash): its pages are in the operating
+    system's cache, which writes them out. What it does not: a power cut or kernel crash may
+    lose the transactions committed since the log was last synced (at each checkpoint); the
+    database stays consistent (torn log frames fail their checksum and are ignored), it only
+    rolls back to an earlier commit. ``FULL`` would fsync at every commit: one disk flush per
+    turn's transaction for that last margin.
+    """
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from sqlmodel import Field, SQLModel, UniqueConstraint
+from sqlmodel import Field, Index, SQLModel, UniqueConstraint
 
 __all__ = [
     "ConversationRow",
@@ -29,12 +29,16 @@ class InboundRow(SQLModel, table=True):
     """
 
     __tablename__ = "inbound_messages"
-    __table_args__ = (UniqueConstraint("platform", "event_id", name="uq_inbound_event"),)
+    __table_args__ = (
+        UniqueConstraint("platform", "event_id", name="uq_inbound_event"),
+        # One index for a conversation's messages and its unfinished ones (migration 0012).
+        Index("ix_inbound_messages_conversation_status", "conversation", "status"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     platform: str = Field(max_length=32)
     event_id: str = Field(max_length=255)
-    conversation: str = Field(index=True, max_length=512)
+    conversation: str = Field(max_length=512)
     chat_id: str = Field(max_length=255)
     thread_id: str | None = Field(default=None, max_length=255)
     message_id: str = Field(default="", max_length=255)
@@ -45,7 +49,7 @@ class InboundRow(SQLModel, table=True):
     attachments: str | None = Field(
         default=None, description="JSON list of the message's files (bot/storage/attachments.py)."
     )
-    status: str = Field(default="accepted", max_length=16, index=True)
+    status: str = Field(default="accepted", max_length=16)
     owner: str | None = Field(default=None, max_length=64)
     claimed_at: float | None = Field(default=None, description="Owner's last sign of life.")
     error: str | None = None
@@ -64,9 +68,9 @@ class ReplyRow(SQLModel, table=True):
     chat_id: str = Field(max_length=255)
     thread_id: str | None = Field(default=None, max_length=255)
     text: str
-    status: str = Field(default="pending", max_length=16, index=True)
+    status: str = Field(default="pending", max_length=16)  # no index: 0012
     model: str = Field(default="", max_length=255)
-    variant_id: int | None = Field(default=None, index=True)
+    variant_id: int | None = Field(default=None)
     run_id: str = Field(default="", max_length=64)
     failure: str | None = Field(default=None, description="Model/tool failure behind this reply.")
     created_at: float = Field(default_factory=_now)

@@ -81,6 +81,11 @@ class SqlStore:
             raise RuntimeError("SqlStore.start() was not called")
         return self._engine
 
+    @property
+    def writer(self) -> SqliteWriter | None:
+        """The SQLite writer (None on PostgreSQL): the graph checkpoints go through it too."""
+        return self._writer
+
     async def start(self, *, upgrade: bool = False) -> None:
         """Open the engine and check the schema (``bot/storage/migrate.py``): an empty database
         gets every table, an older one is migrated only with ``upgrade`` (a backup first), else

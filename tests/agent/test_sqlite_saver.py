@@ -1,4 +1,4 @@
-"""The lean SQLite saver reads and writes exactly what LangGraph's own saver does."""
+"""The writer's SQLite saver reads and writes exactly what LangGraph's own saver does."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from opencomputer.bot.testing.fake_ollama import Reply
 from opencomputer.graphs.agent.checkpointer import open_checkpointer
 from opencomputer.graphs.agent.graph import build_graph
 from opencomputer.graphs.agent.runner import GraphAgent
-from opencomputer.graphs.agent.sqlite_saver import LeanSqliteSaver
+from opencomputer.graphs.agent.sqlite_saver import WriterSaver
 from opencomputer.graphs.agent.state import TurnContext
 
 CTX = TurnContext(model="qwen3:8b", system_prompt="BASE", num_ctx=4096)
@@ -31,7 +31,7 @@ async def test_turns_saved_by_the_lean_saver_read_the_same_with_the_stock_one(
     url = f"sqlite+aiosqlite:///{tmp_path}/bot.db"
     async with OllamaClient(fake_ollama.url) as llm:
         async with open_checkpointer(url) as saver:
-            assert isinstance(saver, LeanSqliteSaver)
+            assert isinstance(saver, WriterSaver)
             agent = GraphAgent(build_graph(llm=llm, checkpointer=saver))
             for i in range(3):
                 outcome = await agent.run_turn("a", f"hello {i}", CTX)
@@ -74,6 +74,8 @@ async def test_a_failed_turn_is_resumed_on_retry_through_the_lean_saver(
         assert snapshot.next == ("model",)
         # The failure was saved as a pending write; both savers read it back alike.
         lean = await saver.aget_tuple(config("a"))
+        assert isinstance(saver, WriterSaver)
+        await saver.writer.flush()  # the rows wait for the writer's next transaction
         async with aiosqlite.connect(tmp_path / "bot-checkpoints.db") as conn:
             stock = await AsyncSqliteSaver(conn).aget_tuple(config("a"))
         assert lean is not None and stock is not None

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -105,6 +106,7 @@ async def test_writes_wait_out_a_full_disk_and_inbound_is_refused(
     from langgraph.checkpoint.base import empty_checkpoint
 
     from opencomputer.graphs.agent.checkpointer import open_checkpointer
+    from opencomputer.graphs.agent.sqlite_saver import WriterSaver
 
     caplog.set_level(logging.INFO, "opencomputer.bot.storage.disk")
     data = small_fs(16 * MiB)
@@ -123,7 +125,10 @@ async def test_writes_wait_out_a_full_disk_and_inbound_is_refused(
 
             turn_write = asyncio.create_task(store.accept_inbound(_msg("2")))
             await until("the guard to notice", lambda: guard.full)
-            checkpoint = asyncio.create_task(saver.aput(config, empty_checkpoint(), {}, {}))
+            # A checkpoint is deferred into the writer's next transaction: that one waits.
+            await saver.aput(config, empty_checkpoint(), {}, {})
+            assert isinstance(saver, WriterSaver)
+            checkpoint = asyncio.create_task(saver.writer.flush())
             with refusing(), pytest.raises(DiskFull):  # what Runtime.emit does
                 await store.accept_inbound(_msg("3"))
             assert guard.status.startswith("full: ") and "disk is full" in guard.status
@@ -138,6 +143,9 @@ async def test_writes_wait_out_a_full_disk_and_inbound_is_refused(
             assert not guard.full and guard.status == "ok"
             stored = [r.event_id for r in await store.unfinished_inbound()]
             assert stored == ["1", "2"]  # the refused one was never half stored
+            with contextlib.closing(sqlite3.connect(data / "oc-checkpoints.db")) as conn:
+                saved = conn.execute("SELECT count(*) FROM checkpoints").fetchone()[0]
+            assert saved == 2  # the deferred checkpoint was written once space came back
             assert await store.accept_inbound(_msg("3")) is not None  # delivered again: taken
             assert resumed < 10, resumed
     finally:
