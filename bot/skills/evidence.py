@@ -13,15 +13,15 @@ prompt tuner:
   looks after it, and the small margin raises the bar as ratings pile up, so that a skill no
   better than nothing is not promoted by a long run of looks either. A bigger margin would
   buy the same safety with a lower z, but it raises the bar most where a helpful skill needs
-  it lowest (at 100-150 ratings a side). Simulated: equal candidates promoted in ~0.1-0.2%
-  of runs over 1,000 ratings, a +0.3 skill within 300 ratings in ~94-100% (base rate 0.5-0.65);
+  it lowest (at 100-150 ratings a side). Simulated: equal candidates promoted in ~0.1-0.3%
+  of runs over 1,000 ratings, a +0.3 skill within 300 ratings in ~95% (0.8 against 0.5);
 * **retire** when both arms have ``retire_min`` ratings and
   P(held-back rate > offered rate) >= ``retire_confidence``. A candidate is a machine's
   unproven draft: the burden of proof is on it, a harmful one costs people every turn it
   stays, and retiring a useless one costs nothing, so this threshold is much lower.
-  Simulated: a -0.3 candidate retired within 50 ratings in ~95% of runs (at 50 ratings a
+  Simulated: a -0.3 candidate retired within 50 ratings in ~96% of runs (at 50 ratings a
   0.3 difference is only ~2.2 standard errors: a rule that got every run would retire most
-  useful skills too), ~1-2% of +0.3 candidates retired by an unlucky start;
+  useful skills too), ~0.3-2% of +0.3 candidates retired by an unlucky start;
 * **demote** a live (promoted, unpinned) skill when its ratings since promotion, offered
   against the ``holdout`` share of matching turns that are still held back, say
   P(held-back rate > offered rate) >= ``watch_confidence`` with ``watch_min`` ratings on each
