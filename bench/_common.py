@@ -83,7 +83,8 @@ def conditions(when: str = "start") -> str:
     gcs = "frozen " if gc.get_freeze_count() else ""
     return (
         f"[{when}] load {load_average()}  calibration {calibration_ms():.1f} ms  "
-        f"{os.cpu_count()} CPUs  loop {loop_kind()}  gc {gcs}{gc.get_threshold()}"
+        f"{os.cpu_count()} CPUs  loop {loop_kind(os.environ.get('OC_EVENT_LOOP', 'auto'))}  "
+        f"gc {gcs}{gc.get_threshold()}"
     )
 
 
@@ -254,7 +255,7 @@ def start(
     from opencomputer.bot.eventloop import run
 
     print(conditions("start"), flush=True)
-    figures = run(main())
+    figures = run(main(), loop=os.environ.get("OC_EVENT_LOOP", "auto"), collector=args.gc)
     print(conditions("end"), flush=True)
     if args.json:
         print(RESULT + json.dumps(figures), flush=True)
@@ -264,7 +265,7 @@ def tune_gc_if_asked() -> None:
     """After start-up, as the CLI does (unless ``--gc default``)."""
     from opencomputer.bot.eventloop import tune_collector
 
-    tune_collector()
+    tune_collector(os.environ.get("OC_GC", "tuned"))
 
 
 def ab(args: argparse.Namespace) -> None:

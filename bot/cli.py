@@ -119,7 +119,7 @@ def _serve(settings: Settings, role: str) -> None:
         finally:
             await oc.stop()
 
-    eventloop.run(serve())
+    eventloop.run(serve(), loop=settings.event_loop, collector=settings.gc_mode)
 
 
 def _serve_role(role: str) -> None:
@@ -197,7 +197,7 @@ def chat() -> None:
         finally:
             await oc.stop()
 
-    raise typer.Exit(eventloop.run(session()))
+    raise typer.Exit(eventloop.run(session(), loop=settings.event_loop, collector=settings.gc_mode))
 
 
 @app.command()

@@ -264,6 +264,20 @@ class Settings(BaseSettings):
         "their DEBUG lines can carry tokens, so they stay at INFO unless this is set.",
         False,
     )
+    event_loop: str = _env(
+        "OC_EVENT_LOOP",
+        "The processes' event loop: auto (uvloop where installed, else asyncio's), uvloop or "
+        "asyncio (bot/eventloop.py).",
+        "auto",
+        pattern="^(auto|uvloop|asyncio)$",
+    )
+    gc_mode: str = _env(
+        "OC_GC",
+        "Garbage collector: tuned (thresholds raised so no collection lands in most turns) or "
+        "default (CPython's thresholds).",
+        "tuned",
+        pattern="^(tuned|default)$",
+    )
     shutdown_grace: float = _env(
         "OC_SHUTDOWN_GRACE", "Seconds to let in-flight turns finish on shutdown.", 10.0, ge=0
     )

@@ -1,24 +1,21 @@
 """The process's event loop and garbage collector, set up once by the CLI.
 
-Event loop: uvloop where it is installed (Linux and macOS on CPython; a dependency there), the
-standard loop elsewhere or with ``OC_EVENT_LOOP=asyncio``. Measured with ``bench/`` (interleaved
-runs of both loops, ``--loop``): see ``docs/performance.md``.
+Event loop (``OC_EVENT_LOOP``): uvloop where it is installed (Linux and macOS on CPython; a
+dependency there), the standard loop elsewhere or with ``asyncio``. Measured with ``bench/``
+(``--ab loop``: both loops in alternating fresh processes).
 
-Collector: CPython's default thresholds (700, 10, 10) run a generation-1 collection every ~7,000
-net allocations and a full one every ~70,000, i.e. every ~50 and ~500 turns here, and the full
-one walks every object the process made at start-up (the graph, LangChain's classes, the
-settings), 38-80 ms that land inside whichever turn allocated last. ``tune_collector`` (after
-start-up) moves everything alive then into the permanent generation (``gc.freeze``, which
-``App.start`` also does), so later collections never walk it, and ``run`` raises the
-generation-0 threshold so the young collections that remain are rarer and each still short.
-``OC_GC=default`` keeps CPython's thresholds.
+Collector (``OC_GC``): CPython's default thresholds (700, 10, 10) run a generation-0 collection
+every ~25-40 turns here and a generation-1 one every few hundred, each landing inside whichever
+turn allocated last. ``App.start`` already moves everything alive after start-up into the
+permanent generation (``gc.freeze``), so no collection walks it again; ``tuned`` also raises
+the thresholds so that the young collections that remain are rare (none in two runs of 400
+turns measured) and still short. ``default`` keeps CPython's thresholds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
-import os
 from collections.abc import Coroutine
 from typing import Any, Literal, TypeVar
 
@@ -27,13 +24,15 @@ __all__ = ["GC_THRESHOLDS", "loop_kind", "run", "tune_collector"]
 T = TypeVar("T")
 
 GC_THRESHOLDS = (20_000, 20, 20)
-"""Generation 0 every 20,000 net allocations (a few turns), generation 1 every 20 of those,
-a full collection every 20 of generation 1 (plus CPython's own 25%-growth rule for the last)."""
+"""Generation 0 every 20,000 net allocations (hundreds of turns), generation 1 every 20 of
+those, a full collection every 20 of generation 1 (and CPython's 25%-growth rule for that)."""
 
 
-def loop_kind() -> Literal["uvloop", "asyncio"]:
-    """The loop ``run`` uses: uvloop unless ``OC_EVENT_LOOP=asyncio`` or it is not installed."""
-    if os.environ.get("OC_EVENT_LOOP", "").strip().lower() == "asyncio":
+def loop_kind(choice: str = "auto") -> Literal["uvloop", "asyncio"]:
+    """The loop ``run`` uses for ``choice`` (auto, uvloop, asyncio): uvloop unless asked for
+    asyncio or it is not installed (then the standard loop, whatever was asked).
+    """
+    if choice.strip().lower() == "asyncio":
         return "asyncio"
     try:
         import uvloop  # noqa: F401
@@ -42,13 +41,10 @@ def loop_kind() -> Literal["uvloop", "asyncio"]:
     return "uvloop"
 
 
-def run(main: Coroutine[Any, Any, T]) -> T:
-    """``asyncio.run(main)`` on the loop ``loop_kind`` names, with the collector's thresholds
-    raised (``App.start`` freezes what start-up made once it is ready).
-    """
-    if not _default_gc():
-        gc.set_threshold(*GC_THRESHOLDS)
-    if loop_kind() == "uvloop":
+def run(main: Coroutine[Any, Any, T], *, loop: str = "auto", collector: str = "tuned") -> T:
+    """``asyncio.run(main)`` on the loop ``loop_kind(loop)`` names, after ``tune_collector``."""
+    tune_collector(collector, freeze=False)
+    if loop_kind(loop) == "uvloop":
         import uvloop
 
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
@@ -56,17 +52,13 @@ def run(main: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(main)
 
 
-def tune_collector() -> None:
-    """Freeze what start-up made and raise the thresholds (``OC_GC=default`` leaves both).
-
-    Called once the app has started; calling it again freezes what has been made since.
+def tune_collector(collector: str = "tuned", *, freeze: bool = True) -> None:
+    """Raise the thresholds (``tuned``) and, with ``freeze``, first collect and freeze what is
+    alive now (as ``App.start`` does once it is ready). ``default`` changes nothing.
     """
-    if _default_gc():
+    if collector.strip().lower() == "default":
         return
-    gc.collect()  # the start-up garbage goes now, not into the permanent generation
-    gc.freeze()
+    if freeze:
+        gc.collect()  # the start-up garbage goes now, not into the permanent generation
+        gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
-
-
-def _default_gc() -> bool:
-    return os.environ.get("OC_GC", "").strip().lower() == "default"

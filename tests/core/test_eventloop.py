@@ -13,6 +13,7 @@ import pytest
 import uvloop
 
 from opencomputer.bot import eventloop
+from opencomputer.bot.config import ConfigError, load_settings
 from opencomputer.bot.testing import FakeOllama
 
 from .test_cli import _run
@@ -30,21 +31,28 @@ async def _loop_type() -> type:
     return type(asyncio.get_running_loop())
 
 
-def test_uvloop_by_default(monkeypatch: pytest.MonkeyPatch, thresholds: None) -> None:
-    monkeypatch.delenv("OC_EVENT_LOOP", raising=False)
-    assert eventloop.loop_kind() == "uvloop"
+@pytest.mark.parametrize("value", ["auto", "uvloop"])
+def test_uvloop_by_default(thresholds: None, value: str) -> None:
+    assert eventloop.loop_kind(value) == "uvloop"
+    assert eventloop.run(_loop_type(), loop=value) is uvloop.Loop
     assert eventloop.run(_loop_type()) is uvloop.Loop
 
 
 @pytest.mark.parametrize("value", ["asyncio", " AsyncIO "])
-def test_standard_loop_when_asked(
-    monkeypatch: pytest.MonkeyPatch, thresholds: None, value: str
-) -> None:
-    monkeypatch.setenv("OC_EVENT_LOOP", value)
-    assert eventloop.loop_kind() == "asyncio"
-    loop_type = eventloop.run(_loop_type())
+def test_standard_loop_when_asked(thresholds: None, value: str) -> None:
+    assert eventloop.loop_kind(value) == "asyncio"
+    loop_type = eventloop.run(_loop_type(), loop=value)
     assert loop_type is not uvloop.Loop
     assert issubclass(loop_type, asyncio.BaseEventLoop)
+
+
+def test_settings_carry_both_choices_and_refuse_others(tmp_path: Path) -> None:
+    settings = load_settings(OC_DATA_DIR=tmp_path)
+    assert (settings.event_loop, settings.gc_mode) == ("auto", "tuned")
+    settings = load_settings(OC_DATA_DIR=tmp_path, OC_EVENT_LOOP="asyncio", OC_GC="default")
+    assert (settings.event_loop, settings.gc_mode) == ("asyncio", "default")
+    with pytest.raises(ConfigError, match="OC_EVENT_LOOP"):
+        load_settings(OC_DATA_DIR=tmp_path, OC_EVENT_LOOP="trio")
 
 
 def test_run_returns_and_raises_like_asyncio_run(thresholds: None) -> None:
@@ -56,16 +64,12 @@ def test_run_returns_and_raises_like_asyncio_run(thresholds: None) -> None:
     assert eventloop.run(asyncio.sleep(0, "done")) == "done"
 
 
-def test_collector_thresholds_raised_unless_default(
-    monkeypatch: pytest.MonkeyPatch, thresholds: None
-) -> None:
+def test_collector_thresholds_raised_unless_default(thresholds: None) -> None:
     gc.set_threshold(700, 10, 10)
-    monkeypatch.setenv("OC_GC", "default")
-    eventloop.run(asyncio.sleep(0))
-    eventloop.tune_collector()
+    eventloop.run(asyncio.sleep(0), collector="default")
+    eventloop.tune_collector("default")
     assert gc.get_threshold() == (700, 10, 10)
-    monkeypatch.delenv("OC_GC")
-    eventloop.run(asyncio.sleep(0))
+    eventloop.run(asyncio.sleep(0), collector="tuned")
     assert gc.get_threshold() == eventloop.GC_THRESHOLDS
 
 
