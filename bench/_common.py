@@ -171,8 +171,10 @@ async def _serve_fake_model(delay: float, chunks: int, text: str, echo: bool) ->
 
     fake = Unrecorded()
     fake.responder = respond
+    parent = os.getppid()
     print(await fake.start(0), flush=True)
-    await asyncio.Event().wait()
+    while os.getppid() == parent:  # the benchmark was killed: do not linger
+        await asyncio.sleep(1)
 
 
 # --- garbage-collector pauses ---------------------------------------------------------------

@@ -300,12 +300,11 @@ async def main(n: int, chats: int, quick: bool) -> dict[str, float]:
             count = int(n * share)
             rows = await scenario(delay, in_flight, count, chats, Path(tmp) / f"sc{i}", workers)
             results.append((f"{name}: {count} turns over {chats} conversations", rows))
+            report(*results[-1], echo if i == 0 else None)  # as it comes: a long run shows progress
         per_10k = None
         if not quick:
             async with FakeModelProcess(echo=True) as fake:
                 per_10k = await live_conversations(fake.url, Path(tmp) / "live")
-    for index, (title, rows) in enumerate(results):
-        report(title, rows, echo if index == 0 else None)
     if per_10k is not None:
         print(f"RSS growth per 10,000 live conversations (single process): {per_10k:.1f} MB")
     single = results[0][1][0][1]
