@@ -24,7 +24,10 @@ Scenarios (each run a fresh database; seeds 1.., 101.., 201..):
             harmful (-0.2): ratings after the turn until it is demoted, and demotions while it
             was still good (false ones).
 
-    .venv/bin/python bench/skills_sim.py [--turns 1000] [--seeds 20] [--verbose]
+    .venv/bin/python bench/skills_sim.py [--turns 1000] [--seeds 20] [--jobs N] [--verbose]
+
+Runs are spread over ``--jobs`` processes (default: one per core); each run's figures depend
+on its seed alone, so the result does not depend on the number of processes.
 
 ``--calibrate RUNS`` instead runs the decision rule alone (``decide``: no database, ratings
 drawn directly, a look after each one) over longer horizons and more base rates than the
@@ -41,9 +44,11 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from multiprocessing import get_context
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -65,7 +70,7 @@ OTHER = ["a recipe for dinner", "explain tides", "plan my trip", "what is DNS"]
 CITIES = ["Berlin", "Lima", "Oslo", "Perth", "Quito"]
 RATED = 0.7
 LAST = 300
-MIGRATING = asyncio.Lock()
+HELPFUL, HARMFUL = "weather-forecast", "weather-shortcut"
 
 
 @dataclass
@@ -104,11 +109,11 @@ async def run(
     *,
     live: bool = False,
     turn_bad: dict[str, float] | None = None,
-    done: Callable[[Outcome], bool] = lambda out: False,
+    until: str = "",
 ) -> Outcome:
     """One deployment: ``turns`` turns, the candidates in ``skills`` from the start (already
     live with ``live``); halfway, ``turn_bad`` replaces ``effects`` when given. It ends early
-    once ``done`` (nothing left to see).
+    once :func:`finished` says so for scenario ``until`` (nothing left to see).
     """
     rng = random.Random(seed)
     out = Outcome()
@@ -116,8 +121,7 @@ async def run(
     with tempfile.TemporaryDirectory(dir=shm) as tmp:
         settings = load_settings(OC_DATA_DIR=Path(tmp), OC_LOG_LEVEL="ERROR")
         store = SqlStore(settings.resolved_database_url)
-        async with MIGRATING:  # alembic keeps global state: one migration at a time
-            await store.start()
+        await store.start()  # one run at a time per process: alembic keeps global state
         try:
             learned = LearnedSkills(store.engine, settings, rng=random.Random(seed + 1000))
             for skill in skills:
@@ -155,12 +159,39 @@ async def run(
                     at = (turn, ratings.get(name, 0), own.get(name, 0))
                     moves = out.promoted if what.startswith("promoted") else out.retired
                     moves.setdefault(name, at)
-                if done(out):
+                if finished(until, out):
                     break
             out.live = sorted(r.name for r in await learned.all_rows() if r.status == Status.LIVE)
         finally:
             await store.stop()
     return out
+
+
+def finished(until: str, out: Outcome) -> bool:
+    """Whether scenario ``until`` has nothing left to show in this run."""
+    if until == "main":  # both decided, and LAST rated turns after that for the 👍 rate
+        if HELPFUL not in out.promoted or HARMFUL not in out.retired:
+            return False
+        since = max(out.promoted[HELPFUL][0], out.retired[HARMFUL][0])
+        return len(out.liked) >= LAST and out.turns - since >= LAST / RATED
+    if until == "control":  # every candidate retired: none can be promoted any more
+        return len(out.retired) == 3
+    if until == "watch":
+        return bool(out.retired)
+    return False
+
+
+def _run_here(job: tuple[Any, ...]) -> Outcome:
+    """One run in a worker process (``--jobs``)."""
+    quiet()
+    args, kwargs = job
+    return asyncio.run(run(*args, **kwargs))
+
+
+async def runs_of(pool: ProcessPoolExecutor, jobs: list[tuple[Any, ...]]) -> list[Outcome]:
+    """Every run, spread over the worker processes, in order."""
+    loop = asyncio.get_running_loop()
+    return list(await asyncio.gather(*(loop.run_in_executor(pool, _run_here, j) for j in jobs)))
 
 
 def skill(name: str, description: str) -> Skill:
@@ -186,21 +217,14 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
-async def scenarios(args: argparse.Namespace) -> bool:
+async def scenarios(args: argparse.Namespace, pool: ProcessPoolExecutor) -> bool:
     """The three scenarios; whether every target held."""
-    helpful = skill("weather-forecast", "Give a city's weather forecast: rain, weekend, tomorrow.")
-    harmful = skill("weather-shortcut", "Answer weather questions from memory, no lookup.")
-    effects = {"weather-forecast": 0.3, "weather-shortcut": -0.3}
-    seeds = range(1, args.seeds + 1)  # runs overlap: each waits on its own database
-
-    def decided(out: Outcome) -> bool:  # both decided, and LAST rated turns after that
-        if helpful.name not in out.promoted or harmful.name not in out.retired:
-            return False
-        since = max(out.promoted[helpful.name][0], out.retired[harmful.name][0])
-        return len(out.liked) >= LAST and out.turns - since >= LAST / RATED
-
-    runs = await asyncio.gather(
-        *(run(s, args.turns, effects, [helpful, harmful], done=decided) for s in seeds)
+    helpful = skill(HELPFUL, "Give a city's weather forecast: rain, weekend, tomorrow.")
+    harmful = skill(HARMFUL, "Answer weather questions from memory, no lookup.")
+    effects = {HELPFUL: 0.3, HARMFUL: -0.3}
+    seeds = range(1, args.seeds + 1)
+    runs = await runs_of(
+        pool, [((s, args.turns, effects, [helpful, harmful]), {"until": "main"}) for s in seeds]
     )
     print(f"main: helpful +0.3, harmful -0.3 on weather turns; {args.turns} turns, "
           f"{args.seeds} seeds")  # fmt: skip
@@ -242,8 +266,8 @@ async def scenarios(args: argparse.Namespace) -> bool:
         skill("weather-units", "Give weather in metric units."),
     ]
     control = range(101, 101 + args.seeds)
-    outs = await asyncio.gather(  # ends early when every candidate is retired
-        *(run(s, args.turns, {}, equal, done=lambda o: len(o.retired) == 3) for s in control)
+    outs = await runs_of(
+        pool, [((s, args.turns, {}, equal), {"until": "control"}) for s in control]
     )
     if args.verbose:
         for seed, out in zip(control, outs, strict=True):
@@ -258,16 +282,12 @@ async def scenarios(args: argparse.Namespace) -> bool:
         f"[{verdict(false_promotions == 0)}: 0]; harmless ones retired: {retirements}/{cases}"
     )
 
-    watched = skill("weather-forecast", "Give a city's weather forecast: rain, weekend, tomorrow.")
+    watched = helpful
     good, bad = {watched.name: 0.3}, {watched.name: -0.2}
     turns = 2 * args.turns
     later = range(201, 201 + args.seeds)
-    outs = await asyncio.gather(
-        *(
-            run(s, turns, good, [watched], live=True, turn_bad=bad, done=lambda o: bool(o.retired))
-            for s in later
-        )
-    )
+    watch = {"live": True, "turn_bad": bad, "until": "watch"}
+    outs = await runs_of(pool, [((s, turns, good, [watched]), watch) for s in later])
     after = [o.retired[watched.name][1] - o.flip_ratings for o in outs if watched.name in o.retired]
     early = sum(1 for a in after if a <= 0)
     late = [a for a in after if a > 0]
@@ -327,6 +347,7 @@ async def main() -> None:
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--verbose", action="store_true", help="one line per seed")
     parser.add_argument("--calibrate", type=int, metavar="RUNS", default=0)
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes")
     args = parser.parse_args()
     quiet()
     print(f"load average at the start: {os.getloadavg()[0]:.1f} ({os.cpu_count()} cores)")
@@ -334,7 +355,8 @@ async def main() -> None:
     if args.calibrate:
         calibrate(args.calibrate)
     else:
-        ok = await scenarios(args)
+        with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
+            ok = await scenarios(args, pool)
         print(f"all targets: {verdict(ok)}")
     print(
         f"{time.perf_counter() - started:.1f} s; load average at the end: {os.getloadavg()[0]:.1f}"
