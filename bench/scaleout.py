@@ -147,7 +147,7 @@ async def single(
         await app.stop()
 
 
-async def balanced(redis: Redis, prefix: str, workers: int, timeout: float = 60) -> None:
+async def balanced(redis: Redis, prefix: str, workers: int, timeout: float = 120) -> None:
     """Wait until every worker has started and holds its share of the partitions."""
     deadline = time.monotonic() + timeout
     counts: Counter[Any] = Counter()
@@ -158,7 +158,7 @@ async def balanced(redis: Redis, prefix: str, workers: int, timeout: float = 60)
             if max(counts.values()) <= -(-PARTITIONS // workers):
                 return
         await asyncio.sleep(0.1)
-    raise TimeoutError(f"{workers} workers did not share {PARTITIONS} partitions: {counts}")
+    raise TimeoutError(f"{workers} workers did not share {PARTITIONS} partitions in {timeout} s")
 
 
 async def scale_out(
@@ -223,7 +223,11 @@ async def scenario(
                 pg = await single(model, db, n, chats, tmp / "p", in_flight)
                 rows.append(("single process, PostgreSQL", pg))
         for w in (1, 2, 4):
-            r = await scale_out(model, w, n, chats, tmp / f"w{w}", in_flight)
+            try:
+                r = await scale_out(model, w, n, chats, tmp / f"w{w}", in_flight)
+            except TimeoutError as exc:  # an overloaded machine: say so, measure the rest
+                print(f"  gateway + {w} worker(s): no figures ({exc})")
+                continue
             rows.append((f"gateway + {w} worker(s)", r))
     finally:
         proc.terminate()
@@ -236,7 +240,9 @@ async def scenario(
             f"   {r['gw']:20.2f} {r['wk']:8.2f}"
         )
     by = dict(rows)
-    one = by["gateway + 1 worker(s)"]
+    one = by.get("gateway + 1 worker(s)")
+    if one is None:
+        return
     if singles:
         sqlite, pg = by["single process, SQLite"]["wk"], by["single process, PostgreSQL"]["wk"]
         print(
@@ -245,6 +251,8 @@ async def scenario(
         )
         print(f"  gateway ÷ worker CPU/turn: {one['gw'] / one['wk']:.2f}× (goal ≤ 0.25×)")
     for w in (2, 4):
+        if f"gateway + {w} worker(s)" not in by:
+            continue
         ratio = by[f"gateway + {w} worker(s)"]["turns_s"] / one["turns_s"]
         print(f"  {w} workers ÷ 1 worker: {ratio:.2f}×" + (" (goal ≥ 1.8×)" if w == 2 else ""))
 
