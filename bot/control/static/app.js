@@ -19,9 +19,26 @@
   function when(seconds) { return new Date(seconds * 1000).toLocaleString(); }
   function say(text) { problem.textContent = text; problem.hidden = !text; }
 
+  // Once the session is over (logout, expiry, rights revoked) the page only leaves: its live
+  // stream is closed first (a stream the server ends would otherwise reconnect and ask again),
+  // no new request is made, and what was still in flight is dropped without a word.
+  let events = null;
+  let leaving = false;
+  function leave() {
+    if (events) { events.close(); }
+    if (!leaving) { leaving = true; location.replace("login"); }
+  }
+
   async function api(path, options) {
-    const r = await fetch("api/" + path, Object.assign({ credentials: "same-origin" }, options));
-    if (r.status === 401) { location.replace("login"); throw new Error("logged out"); }
+    if (leaving) { throw new Error("logged out"); }
+    let r;
+    try {
+      r = await fetch("api/" + path, Object.assign({ credentials: "same-origin" }, options));
+    } catch (e) {
+      if (leaving) { throw new Error("logged out"); }  // cut off by leaving the page
+      throw e;
+    }
+    if (r.status === 401) { leave(); throw new Error("logged out"); }
     const data = await r.json();
     if (!r.ok || !data.ok) { throw new Error(data.error || ("HTTP " + r.status)); }
     return data;
@@ -231,7 +248,7 @@
   }
 
   function live() {
-    const events = new EventSource("api/events");
+    events = new EventSource("api/events");
     events.addEventListener("approvals", (e) => {
       approvals = JSON.parse(e.data).approvals;
       document.body.dataset.live = "true";
@@ -262,6 +279,7 @@
     events.addEventListener("reload", () => { draw(); });  // missed too much: draw afresh
     events.addEventListener("error", async () => {
       // The stream ends when the session does: find out whether that is why.
+      if (leaving) { return; }
       try { await api("session"); } catch (e) { /* api() went to the login page */ }
     });
   }
@@ -271,7 +289,9 @@
     csrf = me.csrf;
     document.getElementById("who").textContent = me.name + " (" + me.user + ")";
     document.getElementById("logout").addEventListener("click", async () => {
-      try { await post("logout"); } finally { location.replace("login"); }
+      if (events) { events.close(); }  // before the session ends under it
+      try { await post("logout"); } catch (e) { /* leaving anyway: nothing to show */ }
+      leave();
     });
     window.addEventListener("hashchange", draw);
     draw();
