@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+from sqlalchemy import bindparam, or_, select
 
 from opencomputer.bot.events import Address
 from opencomputer.bot.hooks import hookimpl
@@ -32,6 +33,7 @@ from opencomputer.bot.reply import ReplyStream, is_durable_key
 from opencomputer.bot.runtime import Job, message_from_row
 from opencomputer.bot.scale.backoff import Outage
 from opencomputer.bot.scale.bus import GATEWAY_GROUP, Keys, ensure_group, publish
+from opencomputer.bot.storage.models import InboundRow, ReplyRow
 
 if TYPE_CHECKING:
     from opencomputer.bot.features import Host as App
@@ -41,6 +43,31 @@ __all__ = ["Gateway"]
 logger = logging.getLogger(__name__)
 
 _KEEP_FINISHED = 10_000
+_IN = InboundRow.__table__  # type: ignore[attr-defined]
+_REPLY = ReplyRow.__table__  # type: ignore[attr-defined]
+# Only what is due is read, so a backlog of fresh messages is not fetched on every pass.
+_STALE_INBOUND = (
+    select(_IN)
+    .where(
+        _IN.c.status.in_(("accepted", "processing", "replying")),
+        _IN.c.received_at <= bindparam("cutoff"),
+        or_(
+            _IN.c.status == "accepted",
+            _IN.c.claimed_at.is_(None),
+            _IN.c.claimed_at <= bindparam("alive"),
+        ),
+    )
+    .order_by(_IN.c.id)
+)
+_STALE_REPLIES = (
+    select(_REPLY)
+    .where(
+        _REPLY.c.status == "pending",
+        _REPLY.c.inbound_id.is_(None),
+        _REPLY.c.created_at <= bindparam("cutoff"),
+    )
+    .order_by(_REPLY.c.id)
+)
 
 
 class Gateway:
@@ -118,13 +145,14 @@ class Gateway:
         """Publish again messages nobody has answered for a while (lost in a Redis restart,
         or claimed by a worker that died). Workers claim rows, so a copy is never answered twice.
         """
-        cutoff = time.time() - self.republish_after
+        now = time.time()
+        params = {"cutoff": now - self.republish_after, "alive": now - self.stale_after}
+        async with self.app.store.engine.connect() as conn:  # claimed and alive: a worker is on it
+            rows = list(await conn.execute(_STALE_INBOUND, params))
         count = 0
-        for row in await self.app.store.unfinished_inbound(replying=True):
-            if row.received_at > cutoff or row.platform not in self.app.runtime.connectors:
+        for row in rows:
+            if row.platform not in self.app.runtime.connectors:
                 continue
-            if row.status != "accepted" and (row.claimed_at or 0) > time.time() - self.stale_after:
-                continue  # a worker is on it
             await self.publish(Job(message_from_row(row), int(row.id)))
             count += 1
         return count
@@ -134,13 +162,11 @@ class Gateway:
         that no worker got delivered. Replies to stored messages are delivered, in their
         conversation's order, by the worker that republishing hands the message to.
         """
-        cutoff = time.time() - self.republish_after
-        for row in await self.app.store.pending_replies():
-            if (
-                row.inbound_id is not None
-                or row.created_at > cutoff
-                or row.platform not in self.app.runtime.connectors
-            ):
+        async with self.app.store.engine.connect() as conn:
+            params = {"cutoff": time.time() - self.republish_after}
+            rows = list(await conn.execute(_STALE_REPLIES, params))
+        for row in rows:
+            if row.platform not in self.app.runtime.connectors:
                 continue
             address = Address(row.platform, row.chat_id, row.thread_id)
             key = f"reply{row.id}"
