@@ -199,6 +199,7 @@ class SqliteWriter:
         self._attached: dict[str, str] = {}
         self._deferred: list[_Work] = []
         self._flush: asyncio.TimerHandle | None = None
+        self._flushing: asyncio.Task[None] | None = None
         self._busy = 0  # calls waiting for or running in the thread
         self._commits = 0  # commits since the last checkpoint
         self._last_write = 0.0
@@ -275,14 +276,16 @@ class SqliteWriter:
 
     def _flush_now(self, loop: asyncio.AbstractEventLoop) -> None:
         self._flush = None
-        if self._deferred:
-            loop.create_task(self._flush_deferred())
+        if self._deferred and self._flushing is None:
+            self._flushing = loop.create_task(self._flush_deferred())  # a strong reference
 
     async def _flush_deferred(self) -> None:
         try:
             await self.flush()
         except Exception as exc:  # still deferred: the next transaction writes them
             logger.warning("deferred writes not flushed yet: %s", exc)
+        finally:
+            self._flushing = None
 
     async def attach(self, name: str, path: Path | str) -> None:
         """Attach another SQLite file under schema ``name`` (same key, same pragmas)."""
