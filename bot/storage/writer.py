@@ -45,6 +45,10 @@ _SETTLE = 2.0
 """Seconds without a write after which the write-ahead log is checkpointed and truncated."""
 _IDLE = 0.005
 """Seconds the writer must be idle before it checkpoints the log (between turns)."""
+_IDLE_COMMITS = 32
+"""Commits an idle checkpoint waits for: a page that several of them changed is copied into
+the database once, not once per turn (a checkpoint after every turn doubled the bytes written).
+"""
 _MAX_COMMITS = 200
 """Commits after which the log is checkpointed even while busy: its size stays bounded."""
 _DEFER_AT_MOST = 0.25
@@ -182,7 +186,8 @@ class SqliteWriter:
     Write-ahead log: ``wal_autocheckpoint`` is off (SQLite would otherwise copy the log into
     the database inside whichever commit crossed 1,000 pages, a few-millisecond stall in that
     turn). The writer checkpoints itself, as its own job: a passive checkpoint once it has
-    been idle for ``_IDLE`` seconds (between turns; while the model is thinking), one at the
+    been idle for ``_IDLE`` seconds with ``_IDLE_COMMITS`` commits in the log (between turns;
+    while the model is thinking), one at the
     latest after ``_MAX_COMMITS`` commits under continuous load (the log stays bounded), and
     ``wal_checkpoint(TRUNCATE)`` once writes settle for ``_SETTLE`` seconds.
     """
@@ -351,7 +356,7 @@ class SqliteWriter:
         self._last_write = time.monotonic()
         if self._commits >= _MAX_COMMITS:
             self._checkpoint_soon(loop)
-        elif self._idle is None and self._commits:
+        elif self._idle is None and self._commits >= _IDLE_COMMITS:
             self._idle = loop.call_later(_IDLE, self._idled, loop)
         if self._settle is None:
             self._settle = loop.call_later(_SETTLE, self._settled, loop)
@@ -363,7 +368,7 @@ class SqliteWriter:
         if wait > 0:
             self._idle = loop.call_later(wait, self._idled, loop)
             return
-        if self._commits:
+        if self._commits >= _IDLE_COMMITS:
             self._checkpoint_soon(loop)
 
     def _checkpoint_soon(self, loop: asyncio.AbstractEventLoop) -> None:

@@ -113,7 +113,10 @@ async def test_closing_the_store_writes_what_is_deferred(tmp_path: Path) -> None
     assert _stored_checkpoints(tmp_path) == 1
 
 
-async def test_the_writer_never_lets_sqlite_checkpoint_inside_a_commit(store: SqlStore) -> None:
+async def test_the_writer_never_lets_sqlite_checkpoint_inside_a_commit(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(writer_module, "_IDLE_COMMITS", 1)
     writer = _writer(store)
     assert await store.accept_inbound(_msg("1")) is not None
     auto = await writer.read(lambda tx: tx.conn.execute("PRAGMA wal_autocheckpoint").fetchone())
