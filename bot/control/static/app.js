@@ -51,8 +51,18 @@
     });
   }
 
+  // A page's data can come back after the admin has moved on (a button's redraw, a live
+  // event): it is dropped then, never drawn over the page now shown. `at` is location.hash
+  // when the drawing began.
+  function show(at, ...nodes) {
+    if (location.hash !== at) { return false; }
+    view.replaceChildren(...nodes);
+    return true;
+  }
+
   const pages = {};
-  window.OC = { el: el, api: api, post: post, when: when, say: say, view: view, pages: pages };
+  window.OC = { el: el, api: api, post: post, when: when, say: say, view: view, pages: pages,
+    show: show };
 
   // --- overview -----------------------------------------------------------------------
   function drawOverview() {
@@ -175,6 +185,7 @@
   }
 
   async function drawTranscript(key) {
+    const at = location.hash;
     const data = await api("transcript?conversation=" + encodeURIComponent(key));
     const back = el("a", "← all conversations");
     back.href = "#conversations";
@@ -195,11 +206,12 @@
         box.append(el("p", Object.entries(item.votes).map(([e, n]) => e + " " + n).join("  "), "votes"));
       }
     }
-    view.replaceChildren(back, el("h1", key), log);
+    show(at, back, el("h1", key), log);
   }
 
   // --- prompts ------------------------------------------------------------------------
   async function drawPrompts() {
+    const at = location.hash;
     const data = await api("prompts");
     const list = el("div");
     for (const v of data.variants) {
@@ -224,7 +236,7 @@
       list.append(card);
     }
     if (!data.variants.length) { list.append(el("p", "No prompt variants yet.")); }
-    view.replaceChildren(el("h1", "Prompts"), list);
+    show(at, el("h1", "Prompts"), list);
   }
 
   // --- routing and live updates -------------------------------------------------------

@@ -80,6 +80,7 @@
 
   // --- plugins ----------------------------------------------------------------------------
   OC.pages.plugins = async function () {
+    const at = location.hash;
     const data = await api("plugins");
     const list = el("div");
     for (const p of data.plugins) {
@@ -135,13 +136,14 @@
     for (const b of data.broken) { list.append(el("p", b.name + ": set aside — " + b.reason, "bad")); }
     for (const m of data.mcp) { list.append(el("p", "MCP " + m.name + ": " + (m.enabled ? "on" : "off"), "meta")); }
     if (!data.plugins.length) { list.append(el("p", "No plugins installed.")); }
-    OC.view.replaceChildren(el("h1", "Plugins"), list);
+    OC.show(at, el("h1", "Plugins"), list);
   };
 
   // --- people -----------------------------------------------------------------------------
   OC.pages.people = async function (route) {
     const person = decodeURIComponent(route.split("/").slice(1).join("/"));
     if (person) { return memories(person); }
+    const at = location.hash;
     const data = await api("people");
     const requests = el("div");
     for (const r of data.pairing) {
@@ -176,11 +178,12 @@
       tr.append(el("td", g.subject), el("td", g.role));
       grants.append(tr);
     }
-    OC.view.replaceChildren(el("h1", "People"), el("h2", "Pairing requests"), requests,
+    OC.show(at, el("h1", "People"), el("h2", "Pairing requests"), requests,
       el("h2", "People and linked accounts"), table, el("h2", "Access grants"), grants);
   };
 
   async function memories(person) {
+    const at = location.hash;
     const data = await api("memories?person=" + encodeURIComponent(person));
     const back = el("a", "← all people");
     back.href = "#people";
@@ -195,11 +198,12 @@
       list.append(li);
     }
     if (!data.memories.length) { list.append(el("li", "No memories.")); }
-    OC.view.replaceChildren(back, el("h1", "Memories of " + person), list);
+    OC.show(at, back, el("h1", "Memories of " + person), list);
   }
 
   // --- schedules --------------------------------------------------------------------------
   OC.pages.schedules = async function () {
+    const at = location.hash;
     const data = await api("schedules");
     const list = el("div");
     for (const s of data.schedules) {
@@ -215,6 +219,6 @@
       list.append(card);
     }
     if (!data.schedules.length) { list.append(el("p", "No active schedules.", "empty")); }
-    OC.view.replaceChildren(el("h1", "Schedules"), list);
+    OC.show(at, el("h1", "Schedules"), list);
   };
 })();
