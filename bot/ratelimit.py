@@ -36,7 +36,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 MAX_KEYS = 50_000
-"""Keys one in-process limiter tracks at most (about 10 MB); see :class:`LocalLimiter`."""
+"""Keys one in-process limiter tracks at most (about 14 MB with client-address keys); see
+:class:`LocalLimiter`."""
 _OVERFLOW_BUCKETS = 16
 
 
