@@ -260,6 +260,9 @@ async def scenario(
         rows = [
             ("single process (SQLite)", await single_process(fake.url, n, chats, tmp, in_flight))
         ]
+        if not workers:
+            STARTED["model"] = set()
+            return rows
         async with postgres_database(POSTGRES_URL) as db:
             result = await single_process(fake.url, n, chats, tmp / "pg", in_flight, db)
         rows.append(("single process (PostgreSQL)", result))
@@ -273,7 +276,7 @@ async def scenario(
 def report(title: str, rows: list[Any], echo: dict[str, Any] | None = None) -> None:
     """Rates as ratios to the single process on the same database (PostgreSQL for workers)."""
     print(title)
-    bases = {"SQLite": rows[0][1], "PG": rows[1][1]}
+    bases = {"SQLite": rows[0][1], "PG": rows[-1][1] if len(rows) < 2 else rows[1][1]}
     for name, r in rows:
         base = bases["SQLite"] if "SQLite" in name else bases["PG"]
         cpu = "  ".join(f"{g} {ms:.2f}" for g, ms in r["cpu"].items() if ms >= 0.005)
@@ -291,9 +294,9 @@ def report(title: str, rows: list[Any], echo: dict[str, Any] | None = None) -> N
         )
 
 
-async def main(n: int, chats: int, quick: bool) -> dict[str, float]:
+async def main(n: int, chats: int, quick: bool, sqlite_only: bool) -> dict[str, float]:
     results = []
-    workers = (1, 2) if quick else (1, 2, 4)
+    workers = () if sqlite_only else (1, 2) if quick else (1, 2, 4)
     echo = await echo_bot(n, chats)
     with tempfile.TemporaryDirectory() as tmp:
         for i, (name, delay, in_flight, share) in enumerate(SCENARIOS):
@@ -302,7 +305,7 @@ async def main(n: int, chats: int, quick: bool) -> dict[str, float]:
             results.append((f"{name}: {count} turns over {chats} conversations", rows))
             report(*results[-1], echo if i == 0 else None)  # as it comes: a long run shows progress
         per_10k = None
-        if not quick:
+        if not quick and not sqlite_only:
             async with FakeModelProcess(echo=True) as fake:
                 per_10k = await live_conversations(fake.url, Path(tmp) / "live")
     if per_10k is not None:
@@ -323,6 +326,9 @@ if __name__ == "__main__":
     parser.add_argument(
         "--quick", action="store_true", help="1 and 2 workers, no 10,000-conversation memory run"
     )
+    parser.add_argument(
+        "--sqlite-only", action="store_true", help="the single process on SQLite and the echo bot"
+    )
     add_run_options(parser)
     args = parser.parse_args()
-    start(args, lambda: main(args.messages, args.conversations, args.quick))
+    start(args, lambda: main(args.messages, args.conversations, args.quick, args.sqlite_only))
