@@ -231,8 +231,8 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--gc",
         choices=["tuned", "default"],
-        default="tuned",
-        help="collector: tuned after start-up as the CLI does, or CPython's defaults",
+        default="default",
+        help="collector: CPython's thresholds (the CLI's default) or tuned (OC_GC=tuned)",
     )
     parser.add_argument(
         "--ab",
@@ -264,10 +264,10 @@ def start(
 
 
 def tune_gc_if_asked() -> None:
-    """After start-up, as the CLI does (unless ``--gc default``)."""
+    """After start-up: raise the thresholds with ``--gc tuned`` (as ``OC_GC=tuned`` does)."""
     from opencomputer.bot.eventloop import tune_collector
 
-    tune_collector(os.environ.get("OC_GC", "tuned"))
+    tune_collector(os.environ.get("OC_GC", "default"))
 
 
 def ab(args: argparse.Namespace) -> None:

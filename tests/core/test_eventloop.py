@@ -48,9 +48,9 @@ def test_standard_loop_when_asked(thresholds: None, value: str) -> None:
 
 def test_settings_carry_both_choices_and_refuse_others(tmp_path: Path) -> None:
     settings = load_settings(OC_DATA_DIR=tmp_path)
-    assert (settings.event_loop, settings.gc_mode) == ("auto", "tuned")
-    settings = load_settings(OC_DATA_DIR=tmp_path, OC_EVENT_LOOP="asyncio", OC_GC="default")
-    assert (settings.event_loop, settings.gc_mode) == ("asyncio", "default")
+    assert (settings.event_loop, settings.gc_mode) == ("auto", "default")
+    settings = load_settings(OC_DATA_DIR=tmp_path, OC_EVENT_LOOP="asyncio", OC_GC="tuned")
+    assert (settings.event_loop, settings.gc_mode) == ("asyncio", "tuned")
     with pytest.raises(ConfigError, match="OC_EVENT_LOOP"):
         load_settings(OC_DATA_DIR=tmp_path, OC_EVENT_LOOP="trio")
 
