@@ -58,6 +58,7 @@ def free_port() -> int:
 async def start_llama(model: Path, name: str, threads: int) -> tuple[subprocess.Popen[bytes], str]:
     """``python -m llama_cpp.server`` on a free port; returns it once ``/v1/models`` answers."""
     port = free_port()
+    log = tempfile.TemporaryFile()  # not a pipe: its start-up log would fill one and block it
     proc = subprocess.Popen(
         [
             sys.executable, "-m", "llama_cpp.server",
@@ -66,14 +67,15 @@ async def start_llama(model: Path, name: str, threads: int) -> tuple[subprocess.
             "--n_ctx", "4096", "--n_threads", str(threads),
         ],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + 120
     async with ClientSession() as session:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+                log.seek(0)
+                err = log.read().decode(errors="replace")
                 raise SystemExit(f"llama.cpp server exited: {err[-2000:]}")
             try:
                 async with session.get(f"{url}/models") as resp:
