@@ -194,6 +194,13 @@ class Settings(BaseSettings):
         20.0,
         gt=0,
     )
+    file_retention_days: float = _env(
+        "OC_FILE_RETENTION_DAYS",
+        "Days kept transcripts, document texts and files under <data dir>/files live "
+        "(0: forever).",
+        30.0,
+        ge=0,
+    )
     stt_url: str | None = _env(
         "OC_STT_URL",
         "Speech-to-text server for voice notes: any OpenAI-compatible /v1/audio/transcriptions "

@@ -47,6 +47,7 @@ from opencomputer.bot.events import Attachment, AttachmentKind, Message
 from opencomputer.bot.hooks import TurnCall, TurnInputError, TurnLayer, TurnNext, hookimpl
 from opencomputer.bot.media.limits import MediaError
 from opencomputer.bot.media.remember import file_id, make_remember_file
+from opencomputer.bot.media.retention import Retention
 from opencomputer.bot.media.speech import (
     FasterWhisperTranscriber,
     OpenAITranscriber,
@@ -61,7 +62,7 @@ from opencomputer.bot.plugins.sandbox import Sandbox
 from opencomputer.graphs.agent.images import VisionCache, no_vision_note
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Awaitable, Sequence
     from typing import Any
 
     from opencomputer.bot.config import Settings
@@ -355,6 +356,18 @@ class Multimodal:
             logger.warning("could not tell %s: %s", msg.address.key, exc)
 
 
+class _Expiry:
+    """Starts the retention sweep (``bot/media/retention.py``) once everything is up."""
+
+    def __init__(self, retention: Retention) -> None:
+        self.retention = retention
+
+    @hookimpl
+    def oc_ready(self) -> Awaitable[None]:
+        """The first sweep now, then every few hours."""
+        return self.retention.start()
+
+
 def _protected(settings: Settings) -> list[Path]:
     """What the decoding sandbox must never see (as the plugins feature protects it)."""
     paths = [settings.data_dir, Path(".env").resolve()]
@@ -398,3 +411,9 @@ async def setup(app: App) -> None:
         app.store.engine, app.llm, chunk_chars=document_budget(settings.num_ctx)
     )
     app.tools.add(remember, plugin="core")
+    retention = Retention(
+        store=app.store, files_dir=settings.data_dir / "files", days=settings.file_retention_days
+    )
+    if app.role != "worker":  # one sweep per deployment (OC_FILE_RETENTION_DAYS)
+        app.hooks.register(_Expiry(retention), "media-retention")
+        app.on_stop.append(retention.stop)

@@ -19,5 +19,8 @@ def create(_settings: Settings, emit: Emit, **services: Any) -> TerminalConnecto
     ``<data dir>/files``.
     """
     return TerminalConnector(
-        emit, wait_idle=services["wait_idle"], files_dir=_settings.data_dir / "files"
+        emit,
+        wait_idle=services["wait_idle"],
+        files_dir=_settings.data_dir / "files",
+        hooks=services.get("hooks"),
     )

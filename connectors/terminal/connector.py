@@ -25,7 +25,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from opencomputer.bot.attachments import AttachmentError, claimed_kind, too_large
 from opencomputer.bot.connector import (
@@ -46,6 +46,8 @@ from opencomputer.bot.events import (
     Reaction,
     User,
 )
+from opencomputer.bot.hooks import DataRights
+from opencomputer.bot.media.retention import remove_files
 from opencomputer.bot.outfiles import OutFile
 from opencomputer.connectors.terminal.screen import Screen
 
@@ -82,10 +84,13 @@ class TerminalConnector:
         pretty: bool | None = None,
         user: str | None = None,
         files_dir: Path | None = None,
+        hooks: Any = None,
     ) -> None:
         self._emit = emit
         self.files_dir = files_dir
         """Where files sent to this terminal are written (``<data dir>/files``)."""
+        if hooks is not None and files_dir is not None:  # /forget empties the folder
+            hooks.register(DataRights(self.forget), "terminal-files")
         self._wait_idle = wait_idle
         self._in = stdin or sys.stdin
         self._out = stdout or sys.stdout
@@ -295,6 +300,15 @@ class TerminalConnector:
         caption = f"{file.caption} " if file.caption else ""
         self.screen.line(f"📎 {caption}{path}", note=True)
         return mid
+
+    async def forget(self, _person: str, accounts: list[str]) -> str:
+        """Delete the files sent to this terminal when its user forgets: only the terminal
+        writes there and it has one person, the local owner. Subfolders (not ours) stay.
+        """
+        if self.files_dir is None or self.user.key not in accounts:
+            return ""
+        gone = await asyncio.to_thread(remove_files, self.files_dir)
+        return f"{gone} files sent to the terminal" if gone else ""
 
     async def edit(self, address: Address, message_id: str, text: str) -> None:
         """Show the newer version of an answer (streaming: re-rendered, or the added text)."""
