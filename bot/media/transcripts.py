@@ -5,8 +5,9 @@ row (``inbound_messages.attachments``, bot/storage/attachments.py), so a turn ru
 ``/retry`` after the model failed, recovery after a crash -- reads it instead of sending the
 recording to the speech engine again and showing "🎙 heard" twice. The transcript is the
 sender's words: it lives and dies with their message (``/forget`` deletes the row, ``/export``
-lists it). A document's text (or summary) is kept the same way under ``text``, for
-``remember_file`` (bot/media/remember.py).
+lists it), or earlier, after ``OC_FILE_RETENTION_DAYS`` (bot/media/retention.py). A
+document's text (or summary) is kept the same way under ``text``, for ``remember_file``
+(bot/media/remember.py).
 """
 
 from __future__ import annotations
