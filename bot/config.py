@@ -196,8 +196,7 @@ class Settings(BaseSettings):
     )
     file_retention_days: float = _env(
         "OC_FILE_RETENTION_DAYS",
-        "Days kept transcripts, document texts and files under <data dir>/files live "
-        "(0: forever).",
+        "Days kept transcripts, document texts and files under <data dir>/files live (0: forever).",
         30.0,
         ge=0,
     )
