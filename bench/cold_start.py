@@ -21,6 +21,7 @@ same loop, interleaved, and prints the ratios: before/after figures from one run
 
 from __future__ import annotations
 
+import argparse
 import os
 import pty
 import re
@@ -35,6 +36,9 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench._common import calibration_ms, load_average  # noqa: E402
 
 PROMPT = "›".encode()
 LIMIT = 60.0  # seconds: a run that takes longer has hung
@@ -73,22 +77,6 @@ class FakeModel:
         if self.proc is not None:
             self.proc.terminate()
             self.proc.wait()
-
-
-def calibration_ms(rounds: int = 5) -> float:
-    """Best-of-``rounds`` time of a fixed pure-Python loop (the loop of bench/_common.py)."""
-    best = float("inf")
-    for _ in range(rounds):
-        start = time.perf_counter()
-        total = 0
-        for i in range(300_000):
-            total += i * i % 7
-        best = min(best, time.perf_counter() - start)
-    return best * 1000
-
-
-def load_average() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def _children_cpu() -> float:
@@ -217,13 +205,12 @@ def _stats(name: str, values: list[float]) -> str:
 
 def main() -> None:
     global CHECKOUT
-    args = sys.argv[1:]
-    baseline = None
-    if "--baseline" in args:
-        at = args.index("--baseline")
-        baseline = Path(args[at + 1]).resolve()
-        del args[at : at + 2]
-    runs = int(args[0]) if args else 10
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="?", type=int, default=10, help="runs of each kind")
+    parser.add_argument("--baseline", type=Path, help="another checkout to run interleaved")
+    options = parser.parse_args()
+    baseline = None if options.baseline is None else options.baseline.resolve()
+    runs = options.runs
     checkouts = {"": ROOT} if baseline is None else {"": ROOT, "baseline ": baseline}
     print(f"[start] load {load_average()}  calibration {calibration_ms():.1f} ms", flush=True)
     fake = FakeModel()
