@@ -18,7 +18,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from langgraph.runtime import get_runtime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -29,7 +28,7 @@ from opencomputer.bot.origin import Origin
 from opencomputer.bot.storage.attachments import kept_from_json
 from opencomputer.bot.storage.models import InboundRow
 from opencomputer.bot.tools import Tool, ToolError, tool
-from opencomputer.graphs.agent.state import TurnContext
+from opencomputer.graphs.agent.state import current_turn
 
 __all__ = ["MEMORY_CHARS", "file_id", "make_remember_file"]
 
@@ -46,16 +45,6 @@ def file_id(inbound_id: int, index: int) -> str:
     return f"in{inbound_id}#{index}"
 
 
-def _turn() -> TurnContext:
-    try:
-        ctx = get_runtime(TurnContext).context
-    except Exception as exc:  # called outside a graph run
-        raise ToolError("this tool can only be used during a conversation") from exc
-    if not isinstance(ctx, TurnContext) or ctx.user is None:
-        raise ToolError("this tool can only be used during a conversation")
-    return ctx
-
-
 def make_remember_file(engine: AsyncEngine, llm: ModelClient, *, chunk_chars: int) -> Tool:
     """The ``remember_file`` tool over the main database and the model client."""
 
@@ -69,7 +58,7 @@ def make_remember_file(engine: AsyncEngine, llm: ModelClient, *, chunk_chars: in
         Args:
             file: The file id shown with the attached file, e.g. "in42#0".
         """
-        ctx = _turn()
+        ctx = current_turn()
         memory: Any = ctx.services.get("memory")
         person_of: Any = ctx.services.get("person_of")
         if memory is None or person_of is None or ctx.user is None:

@@ -9,24 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from langgraph.runtime import get_runtime
-
 from opencomputer.bot.memory.store import MemoryStore, Origin
 from opencomputer.bot.tools import Tool, ToolError, tool
-from opencomputer.graphs.agent.state import TurnContext
+from opencomputer.graphs.agent.state import TurnContext, current_turn
 
-__all__ = ["current_turn", "make_memory_tools"]
-
-
-def current_turn() -> TurnContext:
-    """The context of the turn whose graph is running this tool."""
-    try:
-        ctx = get_runtime(TurnContext).context
-    except Exception as exc:  # called outside a graph run
-        raise ToolError("this tool can only be used during a conversation") from exc
-    if not isinstance(ctx, TurnContext) or ctx.user is None:
-        raise ToolError("this tool can only be used during a conversation")
-    return ctx
+__all__ = ["make_memory_tools", "person_of_turn"]
 
 
 async def person_of_turn(ctx: TurnContext) -> str:

@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 from opencomputer.bot.commands import CommandContext, CommandRouter
 from opencomputer.bot.events import ChatKind
 from opencomputer.bot.hooks import DataRights, hookimpl
-from opencomputer.bot.memory.tools import current_turn, person_of_turn
+from opencomputer.bot.memory.tools import person_of_turn
 from opencomputer.bot.schedules.models import ScheduleRow
 from opencomputer.bot.schedules.scheduler import Scheduler
 from opencomputer.bot.schedules.spec import (
@@ -25,6 +25,7 @@ from opencomputer.bot.schedules.spec import (
 )
 from opencomputer.bot.storage.models import InboundRow
 from opencomputer.bot.tools import ToolError, tool
+from opencomputer.graphs.agent.state import current_turn
 
 __all__ = ["setup_schedules"]
 

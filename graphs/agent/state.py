@@ -12,10 +12,10 @@ from typing import Annotated, Any, Protocol, TypedDict
 
 from opencomputer.bot.effects import ApprovalPolicy
 from opencomputer.bot.events import Address, User
-from opencomputer.bot.tools import Tool
+from opencomputer.bot.tools import Tool, ToolError
 from opencomputer.graphs.agent.reducer import merge_messages, merge_taint
 
-__all__ = ["AgentState", "ChatMessage", "TurnContext", "TurnStream"]
+__all__ = ["AgentState", "ChatMessage", "TurnContext", "TurnStream", "current_turn"]
 
 ChatMessage = dict[str, Any]
 """``{"role": "user"|"assistant"|"tool"|"system", "content": str, ...}`` as Ollama takes it."""
@@ -78,3 +78,16 @@ class TurnContext:
     # Sent to the model with the message for this turn only; the checkpointed message keeps an
     # "[image]" placeholder per image (graphs/agent/images.py).
     images: list[str] = field(default_factory=list)
+
+
+def current_turn() -> TurnContext:
+    """The context of the turn whose graph is running this tool (features' tools share it)."""
+    from langgraph.runtime import get_runtime
+
+    try:
+        ctx = get_runtime(TurnContext).context
+    except Exception as exc:  # called outside a graph run
+        raise ToolError("this tool can only be used during a conversation") from exc
+    if not isinstance(ctx, TurnContext) or ctx.user is None:
+        raise ToolError("this tool can only be used during a conversation")
+    return ctx
