@@ -324,3 +324,24 @@ if __name__ == "__main__" and sys.argv[1:2] == ["--serve-fake-model"]:
     asyncio.run(
         _serve_fake_model(float(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5] == "1")
     )
+
+
+def spawn_workers(
+    procs: list[subprocess.Popen[bytes]], n: int, data: Path, env: dict[str, str]
+) -> None:
+    """Start ``n`` ``opencomputer worker`` processes with ``env`` (and none of this process's
+    own ``OC_``/``OLLAMA_`` settings), each with its own data dir and log under ``data``;
+    each joins ``procs`` as it starts, so the caller's cleanup reaches every one started."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("OC_", "OLLAMA_"))}
+    data.mkdir(parents=True, exist_ok=True)
+    for w in range(n):
+        with open(data / f"w{w}.log", "wb") as log:
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "opencomputer", "worker"],
+                    cwd=ROOT,
+                    env={**base, **env, "OC_DATA_DIR": str(data / f"w{w}")},
+                    stdout=subprocess.DEVNULL,
+                    stderr=log,
+                )
+            )

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from redis.asyncio import Redis
 
-from bench._common import pct, quiet
+from bench._common import pct, quiet, spawn_workers
 from opencomputer.bot.app import App
 from opencomputer.bot.config import load_settings
 from opencomputer.bot.eventloop import loop_kind, run
@@ -179,21 +179,9 @@ async def scale_out(
         holder: list[RecordingConnector] = []
         await gateway.start(recording(holder), http=False)
         procs: list[subprocess.Popen[bytes]] = []
-        base = {k: v for k, v in os.environ.items() if not k.startswith(("OC_", "OLLAMA_"))}
-        data.mkdir(parents=True, exist_ok=True)
         redis = Redis.from_url(REDIS_URL)
         try:
-            for w in range(workers):
-                with open(data / f"w{w}.log", "wb") as log:
-                    procs.append(
-                        subprocess.Popen(
-                            [sys.executable, "-m", "opencomputer", "worker"],
-                            cwd=ROOT,
-                            env={**base, **env, "OC_DATA_DIR": str(data / f"w{w}")},
-                            stdout=subprocess.DEVNULL,
-                            stderr=log,
-                        )
-                    )
+            spawn_workers(procs, workers, data, env)
             await balanced(redis, prefix, workers)
             pids = [p.pid for p in procs]
             await burst(gateway, holder[0], chats, chats, "w", pids)  # warm conversations

@@ -40,7 +40,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from redis.asyncio import Redis
 
-from bench._common import FakeModelProcess, add_run_options, pct, pid_cpu, start, tune_gc_if_asked
+from bench._common import (
+    FakeModelProcess,
+    add_run_options,
+    pct,
+    pid_cpu,
+    spawn_workers,
+    start,
+    tune_gc_if_asked,
+)
 from opencomputer.bot.app import App
 from opencomputer.bot.config import load_settings
 from opencomputer.bot.events import Address, Chat, Message, User
@@ -216,20 +224,8 @@ async def scale_out(
         holder: list[RecordingConnector] = []
         await gateway.start(recording(holder), http=False)
         procs: list[subprocess.Popen[bytes]] = []
-        base = {k: v for k, v in os.environ.items() if not k.startswith(("OC_", "OLLAMA_"))}
-        data.mkdir(parents=True, exist_ok=True)
         try:
-            for w in range(workers):
-                with open(data / f"w{w}.log", "wb") as log:
-                    procs.append(
-                        subprocess.Popen(
-                            [sys.executable, "-m", "opencomputer", "worker"],
-                            cwd=ROOT,
-                            env={**base, **env, "OC_DATA_DIR": str(data / f"w{w}")},
-                            stdout=subprocess.DEVNULL,
-                            stderr=log,
-                        )
-                    )
+            spawn_workers(procs, workers, data, env)
             STARTED["workers"] = {p.pid for p in procs}
             await balanced(env["OC_REDIS_PREFIX"], workers, int(env["OC_PARTITIONS"]))
             await burst(gateway, holder, 200, 50)
